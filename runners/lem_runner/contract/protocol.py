@@ -1,0 +1,75 @@
+"""The exchange protocol, identical for every launcher.
+
+The controller writes ``request.json`` into an exchange directory and starts ``python -m lem_runner --config
+request.json --out DIR`` (as a subprocess or in a container with DIR mounted). The runner prints one JSON object
+per line on stdout (progress events) and leaves exactly one of ``result.json`` or ``error.json`` in DIR.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from lem_runner.contract.config import ExperimentConfig
+
+REQUEST_FILE = "request.json"
+RESULT_FILE = "result.json"
+ERROR_FILE = "error.json"
+
+#: Exit codes of the runner process.
+EXIT_OK, EXIT_FAILED, EXIT_BAD_REQUEST = 0, 1, 2
+
+
+class RunRequest(BaseModel):
+    """What the controller asks of one runner process."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    experiment_id: str
+    config: ExperimentConfig
+    model_path: str = Field(..., description="where this process loads the model from (a container path, say)")
+    prompts_path: str | None = Field(None, description="where this process reads a JSONL prompts file from")
+    image: str | None = Field(None, description="image id, when launched in a container")
+
+
+EventKind = Literal["started", "model_loaded", "warmup", "progress", "measured", "done", "error"]
+
+
+class ProgressEvent(BaseModel):
+    """One line of runner stdout."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event: EventKind
+    message: str = ""
+    done: int | None = Field(None, description="requests finished in the window so far")
+    total: int | None = None
+    data: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+
+    def to_line(self) -> str:
+        return self.model_dump_json(exclude_defaults=True)
+
+
+class RunError(BaseModel):
+    """Contents of ``error.json``: why the run produced no result."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    experiment_id: str | None = None
+    error_type: str
+    message: str
+    phase: str = Field(..., description="where it failed: request, load, warmup, measure, write")
+    traceback: str | None = None
+
+
+def parse_event(line: str) -> ProgressEvent | None:
+    """A progress event from one stdout line, or None for a line that is not one (a stray library print)."""
+    line = line.strip()
+    if not line.startswith("{"):
+        return None
+    try:
+        return ProgressEvent.model_validate(json.loads(line))
+    except (ValueError, ValidationError):
+        return None

@@ -1,0 +1,88 @@
+"""The environment record: what software and hardware produced a result."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import sys
+from importlib import metadata
+
+from lem_runner import __version__
+from lem_runner.contract.result import EnvironmentInfo, GPUInfo
+
+
+def _cpu_model() -> str | None:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def library_versions(names: list[str]) -> dict[str, str]:
+    """Installed versions of the named distributions; those not installed are left out."""
+    out = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def _gpus(devices: list[int]) -> tuple[list[GPUInfo], str | None]:
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:  # no NVML here: no GPU record, which the energy section explains
+        return [], None
+    gpus = []
+    for idx in devices:
+        try:
+            h = pynvml.nvmlDeviceGetHandleByIndex(idx)
+        except pynvml.NVMLError:
+            continue
+        gpus.append(
+            GPUInfo(
+                index=idx,
+                name=_call(pynvml.nvmlDeviceGetName, h) or "unknown",
+                uuid=_call(pynvml.nvmlDeviceGetUUID, h),
+                memory_total_mib=_call(lambda x: pynvml.nvmlDeviceGetMemoryInfo(x).total // 2**20, h),
+                power_limit_w=_call(lambda x: pynvml.nvmlDeviceGetEnforcedPowerLimit(x) / 1000.0, h),
+                persistence_mode=_call(lambda x: bool(pynvml.nvmlDeviceGetPersistenceMode(x)), h),
+            )
+        )
+    return gpus, _call(pynvml.nvmlSystemGetDriverVersion)
+
+
+def _call(fn, *args):
+    try:
+        value = fn(*args)
+    except Exception:
+        return None
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def collect_environment(
+    libraries: dict[str, str], devices: list[int], uses_gpu: bool, cuda_version: str | None, image: str | None
+) -> EnvironmentInfo:
+    gpus, driver = _gpus(devices) if uses_gpu else ([], None)
+    return EnvironmentInfo(
+        python=sys.version.split()[0],
+        platform=platform.platform(),
+        hostname=socket.gethostname(),
+        cpu_model=_cpu_model(),
+        cpu_count=os.cpu_count(),
+        runner_version=__version__,
+        libraries=libraries,
+        cuda_version=cuda_version,
+        driver_version=driver,
+        gpus=gpus,
+        in_container=os.path.exists("/.dockerenv") or image is not None,
+        image=image,
+    )
