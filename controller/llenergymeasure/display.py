@@ -1,0 +1,92 @@
+"""What the user sees: live progress while the runner works, and a summary of the result.
+
+On a terminal, a rich progress bar; elsewhere (CI, pipes), one plain line per event.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from lem_runner.contract import ExperimentResult, LatencyStats, ProgressEvent
+
+
+class RunDisplay:
+    """A progress sink (callable on each event) usable as a context manager."""
+
+    def __init__(self, console: Console, title: str) -> None:
+        self.console = console
+        self.title = title
+        self._progress: Progress | None = None
+        self._tasks: dict[str, int] = {}
+
+    def __enter__(self) -> RunDisplay:
+        if self.console.is_terminal:
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                console=self.console, transient=True,
+            )
+            self._progress.start()
+        self.console.print(f"[bold]lem[/] {self.title}")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def _bar(self, name: str, done: int, total: int) -> None:
+        if self._progress is None:
+            self.console.print(f"  {name} {done}/{total}")
+            return
+        if name not in self._tasks:
+            self._tasks[name] = self._progress.add_task(name, total=total)
+        self._progress.update(self._tasks[name], completed=done, total=total)
+
+    def __call__(self, event: ProgressEvent) -> None:
+        if event.event in ("warmup", "progress") and event.done is not None and event.total:
+            self._bar("warmup" if event.event == "warmup" else "measuring", event.done, event.total)
+        elif event.event == "error":
+            self.console.print(f"  [red]runner error:[/] {event.message}")
+        elif event.event in ("started", "model_loaded", "measured"):
+            self.console.print(f"  {event.event.replace('_', ' ')}: {event.message}")
+
+
+def _latency(stats: LatencyStats | None) -> str:
+    if stats is None:
+        return "not measured"
+    return (
+        f"mean {stats.mean_ms:.2f} ms · p50 {stats.p50_ms:.2f} · p90 {stats.p90_ms:.2f} · p99 {stats.p99_ms:.2f}"
+        f"  (n={stats.n})"
+    )
+
+
+def render_summary(console: Console, result: ExperimentResult, exp_dir: Path) -> None:
+    d = result.backend_details
+    table = Table(title=f"Result · {result.experiment_id}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("model", f"{result.config.model}")
+    table.add_row("backend", f"{result.config.backend} · {d.get('device')} · {d.get('dtype')} · batch {d.get('batch_size')}")
+    table.add_row("requests", f"{result.n_requests} · tokens in {result.input_tokens} / out {result.output_tokens}")
+    table.add_row("throughput", f"{result.avg_tokens_per_second:.1f} output tok/s over a {result.total_inference_time_sec:.2f} s window")
+    table.add_row("TTFT", _latency(result.ttft))
+    table.add_row("ITL", _latency(result.itl))
+    if result.total_energy_j is None:
+        table.add_row("energy", f"null — {result.energy.unavailable_reason}")
+        table.add_row("energy/token", "null (no energy measured)")
+    else:
+        table.add_row("energy", f"{result.total_energy_j:.3f} J ({result.energy.sampler}: {result.energy.method})")
+        table.add_row("energy/token", f"{result.avg_energy_per_token_j * 1000:.4f} mJ per output token (raw)")
+    if result.total_flops is not None:
+        table.add_row("FLOPs", f"{result.total_flops:.3e} (2 × N_compute × tokens)")
+    table.add_row("timing", f"model load {result.model_load_sec:.1f} s · warmup {result.warmup_batches} batch(es), excluded")
+    image = result.environment.image
+    where = f"container from image {image.removeprefix('sha256:')[:12]}" if image else "local process"
+    table.add_row("ran in", where)
+    table.add_row("result", str(exp_dir / "result.json"))
+    for w in result.warnings:
+        table.add_row("[yellow]warning[/]", w)
+    console.print(table)

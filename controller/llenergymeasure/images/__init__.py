@@ -1,0 +1,1 @@
+"""Backend runner images: their names, labels and contract check (catalog) and how they are built (build)."""

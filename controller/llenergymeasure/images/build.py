@@ -1,0 +1,183 @@
+"""Build a backend's runner image from images/<backend>/Dockerfile with the docker SDK.
+
+The build context is assembled in a temp folder: the Dockerfile, the runner package (nothing of the controller),
+constraints.txt pinning the runner's libraries to the versions installed on the host (so an isolated run uses the
+same stack as a local one), optional local wheels (the host's CPU torch for the CPU variant), and an optional CA
+bundle for pip behind a TLS-intercepting mirror. Builds use host networking, since pip needs the index.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from lem_runner.contract import contract_fingerprint
+from llenergymeasure import __version__
+from llenergymeasure.errors import ConfigError, SetupError
+from llenergymeasure.images.catalog import (
+    BACKENDS,
+    BASE_IMAGE_CPU,
+    CPU_VARIANTS,
+    LABEL_BACKEND,
+    LABEL_BACKEND_VERSION,
+    LABEL_CONTRACT,
+    LABEL_MANAGED,
+    LABEL_VARIANT,
+    LABEL_VERSION,
+    image_tag,
+)
+
+#: runner dependencies pinned to the host's versions when the host has them
+_PINNED = ["pydantic", "pydantic-core", "nvidia-ml-py", "transformers", "tokenizers", "safetensors",
+           "huggingface-hub", "accelerate"]
+_BACKEND_LIBRARY = {"pytorch": "transformers", "vllm": "vllm", "tensorrt": "tensorrt-llm"}
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    tag: str
+    image_id: str
+    size_bytes: int
+    seconds: float
+
+
+def source_root() -> Path:
+    """The source tree holding images/ and runners/ (lem images build works from a clone or an editable install)."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "images").is_dir() and (parent / "runners" / "lem_runner").is_dir():
+            return parent
+    raise SetupError("lem images build needs the llenergymeasure source tree (images/ and runners/): run it from a clone")
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _pip_cert() -> Path | None:
+    """The CA bundle host pip trusts, if it was configured with one."""
+    for var in ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
+        if os.environ.get(var) and Path(os.environ[var]).is_file():
+            return Path(os.environ[var])
+    try:
+        out = subprocess.run([sys.executable, "-m", "pip", "config", "get", "global.cert"],
+                             capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    path = Path(out.stdout.strip()) if out.returncode == 0 and out.stdout.strip() else None
+    return path if path and path.is_file() else None
+
+
+def _pip_index() -> str | None:
+    if os.environ.get("PIP_INDEX_URL"):
+        return os.environ["PIP_INDEX_URL"]
+    out = subprocess.run([sys.executable, "-m", "pip", "config", "get", "global.index-url"],
+                         capture_output=True, text=True, timeout=30)
+    return (out.stdout.strip() or None) if out.returncode == 0 else None
+
+
+def _torch_wheel(version: str, cache: Path) -> Path:
+    """The host's torch wheel (pip download copies it from a local find-links folder when one has it)."""
+    cache.mkdir(parents=True, exist_ok=True)
+    found = sorted(cache.glob(f"torch-{version.replace('+', '*')}*.whl"))
+    if found:
+        return found[-1]
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(cache), f"torch=={version}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    found = sorted(cache.glob("torch-*.whl"))
+    if proc.returncode != 0 or not found:
+        raise SetupError(f"could not fetch the torch {version} wheel for the CPU image: {proc.stderr.strip()[-300:]}")
+    return found[-1]
+
+
+def assemble_context(backend: str, cpu: bool, ctx: Path, ca_bundle: Path | None, wheel_cache: Path) -> dict[str, str]:
+    """Fill ``ctx`` with everything the Dockerfile COPYs; return the labels the image gets."""
+    root = source_root()
+    shutil.copyfile(root / "images" / backend / "Dockerfile", ctx / "Dockerfile")
+    shutil.copytree(root / "runners", ctx / "runners",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "build", "*.pyc"))
+    (ctx / "wheels").mkdir()
+    (ctx / "certs").mkdir()
+    if ca_bundle is not None:
+        shutil.copyfile(ca_bundle, ctx / "certs" / "ca-bundle.pem")
+    pins = {d: v for d in _PINNED if (v := _version(d))}
+    if cpu and backend == "pytorch":
+        torch = _version("torch")
+        if torch is None:
+            raise SetupError("the CPU pytorch image reuses the host's CPU torch, which is not installed: pip install torch")
+        pins["torch"] = torch
+        wheel = _torch_wheel(torch, wheel_cache)
+        try:
+            os.link(wheel, ctx / "wheels" / wheel.name)
+        except OSError:
+            shutil.copyfile(wheel, ctx / "wheels" / wheel.name)
+    (ctx / "constraints.txt").write_text("".join(f"{d}=={v}\n" for d, v in sorted(pins.items())))
+    return {
+        LABEL_MANAGED: "true",
+        LABEL_VERSION: __version__,
+        LABEL_CONTRACT: contract_fingerprint(),
+        LABEL_BACKEND: backend,
+        LABEL_BACKEND_VERSION: pins.get(_BACKEND_LIBRARY[backend], "from base image"),
+        LABEL_VARIANT: "cpu" if cpu else "gpu",
+    }
+
+
+def build_image(
+    client,
+    backend: str,
+    cpu: bool,
+    base_image: str | None = None,
+    ca_bundle: Path | None = None,
+    wheel_cache: Path | None = None,
+    on_line: Callable[[str], None] = lambda _l: None,
+) -> BuildResult:
+    """Build ``llenergymeasure/<backend>:<version>[-cpu]``; stream build output lines to ``on_line``."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend: unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
+    if cpu and backend not in CPU_VARIANTS:
+        raise ConfigError(f"backend: '{backend}' has no CPU image variant yet (CPU variants: {', '.join(CPU_VARIANTS)})")
+    import docker.errors
+
+    base = base_image or (BASE_IMAGE_CPU if cpu else None)
+    if base == BASE_IMAGE_CPU:
+        try:
+            client.images.get(BASE_IMAGE_CPU)
+        except docker.errors.ImageNotFound:
+            raise SetupError(f"base image {BASE_IMAGE_CPU} not found: build it with `make base-image`") from None
+    from llenergymeasure.models.embedded import cache_root
+
+    tag = image_tag(backend, cpu)
+    buildargs = {"LEM_BACKEND_EXTRA": backend}
+    if base:
+        buildargs["BASE_IMAGE"] = base
+    index = _pip_index()
+    if index:
+        buildargs["LEM_PIP_INDEX_URL"] = index
+    t0 = time.perf_counter()
+    cache_root().mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="build-", dir=cache_root()) as tmp:
+        ctx = Path(tmp)
+        labels = assemble_context(backend, cpu, ctx, ca_bundle or _pip_cert(), wheel_cache or cache_root() / "wheels")
+        image_id = None
+        for chunk in client.api.build(path=str(ctx), tag=tag, buildargs=buildargs, labels=labels, network_mode="host",
+                                      rm=True, forcerm=True, decode=True):
+            if "error" in chunk:
+                raise SetupError(f"building {tag} failed: {chunk['error'].strip()}")
+            if "stream" in chunk and chunk["stream"].strip():
+                on_line(chunk["stream"].rstrip())
+            if "aux" in chunk and "ID" in chunk["aux"]:
+                image_id = chunk["aux"]["ID"]
+    image = client.images.get(image_id or tag)
+    return BuildResult(tag=tag, image_id=image.id, size_bytes=int(image.attrs.get("Size", 0)),
+                       seconds=time.perf_counter() - t0)

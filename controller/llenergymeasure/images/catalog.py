@@ -1,0 +1,85 @@
+"""Runner image names and labels, and the check that an image speaks this controller's contract."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lem_runner.contract import contract_fingerprint
+from llenergymeasure import __version__
+from llenergymeasure.errors import SetupError
+
+BACKENDS = ("pytorch", "vllm", "tensorrt")
+#: backends whose images have a CPU variant that builds on this kind of machine
+CPU_VARIANTS = ("pytorch",)
+BASE_IMAGE_CPU = "lem-base:bookworm"
+
+LABEL_VERSION = "lem.version"
+LABEL_CONTRACT = "lem.contract"
+LABEL_BACKEND = "lem.backend"
+LABEL_BACKEND_VERSION = "lem.backend.version"
+LABEL_VARIANT = "lem.variant"
+LABEL_MANAGED = "lem.managed"
+
+
+def image_tag(backend: str, cpu: bool) -> str:
+    """``llenergymeasure/<backend>:<lem version>[-cpu]``."""
+    return f"llenergymeasure/{backend}:{__version__}{'-cpu' if cpu else ''}"
+
+
+def build_command(backend: str, cpu: bool) -> str:
+    return f"lem images build {backend}{' --cpu' if cpu else ''}"
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    tag: str
+    id: str
+    backend: str | None
+    variant: str | None
+    contract: str | None
+    lem_version: str | None
+    backend_version: str | None
+    size_bytes: int
+
+    @property
+    def matches_contract(self) -> bool:
+        return self.contract == contract_fingerprint()
+
+
+def image_info(image) -> ImageInfo:
+    """An ImageInfo from a docker SDK Image."""
+    labels = image.labels or {}
+    return ImageInfo(
+        tag=(image.tags or [image.short_id])[0],
+        id=image.id,
+        backend=labels.get(LABEL_BACKEND),
+        variant=labels.get(LABEL_VARIANT),
+        contract=labels.get(LABEL_CONTRACT),
+        lem_version=labels.get(LABEL_VERSION),
+        backend_version=labels.get(LABEL_BACKEND_VERSION),
+        size_bytes=int(image.attrs.get("Size", 0)),
+    )
+
+
+def require_image(client, ref: str, backend: str, cpu: bool) -> ImageInfo:
+    """The image ``ref``, checked: present, built for ``backend``, and carrying this controller's contract."""
+    import docker.errors
+
+    try:
+        image = client.images.get(ref)
+    except docker.errors.ImageNotFound:
+        raise SetupError(f"image {ref} not found: build it with `{build_command(backend, cpu)}`") from None
+    info = image_info(image)
+    if info.backend is not None and info.backend != backend:
+        raise SetupError(f"image {ref} is for backend '{info.backend}', not '{backend}'")
+    if not info.matches_contract:
+        raise SetupError(
+            f"image {ref} was built for contract {info.contract or 'unknown'}, this lem speaks "
+            f"{contract_fingerprint()}: rebuild it with `{build_command(backend, cpu)}`"
+        )
+    return info
+
+
+def list_images(client) -> list[ImageInfo]:
+    """Every image lem built, newest first."""
+    return [image_info(i) for i in client.images.list(filters={"label": LABEL_MANAGED})]

@@ -1,0 +1,51 @@
+"""The Launcher protocol: one exchange protocol, two ways of starting the process."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from lem_runner.contract import ProgressEvent, RunRequest
+from llenergymeasure.models import ResolvedModel
+
+EventSink = Callable[[ProgressEvent], None]
+
+LOG_FILE = "runner.log"
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """``wall_s``: the whole run; ``silence_s``: no stdout line for this long (a hung runner). None disables one."""
+
+    wall_s: float | None = None
+    silence_s: float | None = 900.0
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """What to run: the request (with host paths) and where its files go."""
+
+    exchange_dir: Path
+    request: RunRequest
+    model: ResolvedModel
+    prompts_file: Path | None = None
+    timeouts: Timeouts = Timeouts()
+
+
+@dataclass(frozen=True)
+class LaunchOutcome:
+    """How the runner process ended. ``timed_out`` is 'wall' or 'silence' when the controller stopped it."""
+
+    exit_code: int
+    log_file: Path
+    timed_out: str | None = None
+    where: str = ""
+
+
+@runtime_checkable
+class Launcher(Protocol):
+    name: str
+
+    def launch(self, spec: LaunchSpec, on_event: EventSink) -> LaunchOutcome: ...

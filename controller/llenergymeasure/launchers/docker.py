@@ -1,0 +1,180 @@
+"""Run the runner inside its backend's image, through the docker SDK.
+
+Containment: the exchange directory is the only writable host mount; the model is mounted read-only; the root
+filesystem is read-only with a tmpfs /tmp; no network unless the config allows a download; the host user's
+uid:gid; all capabilities dropped and no privilege escalation; labels on every container; removed in ``finally``.
+A Hugging Face token, when a download needs one, reaches the runner as a read-only file (HF_TOKEN_PATH), never
+through argv or the container's environment.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from lem_runner.atomic import atomic_write_text
+from lem_runner.contract import REQUEST_FILE
+from llenergymeasure import __version__
+from llenergymeasure.images.catalog import LABEL_MANAGED, image_tag, require_image
+from llenergymeasure.launchers.base import LOG_FILE, EventSink, LaunchOutcome, LaunchSpec
+from llenergymeasure.launchers.stream import pump, start_reader
+
+EXCHANGE_MOUNT = "/lem/exchange"
+MODEL_MOUNT = "/lem/model"
+TOKEN_MOUNT = "/run/secrets/hf_token"
+PROMPTS_NAME = "prompts.jsonl"
+
+#: shared memory each backend needs (vLLM and TensorRT-LLM move tensors between worker processes through it)
+_SHM = {"pytorch": "1g", "vllm": "8g", "tensorrt": "8g"}
+STOP_GRACE_S = 15
+
+
+def wants_gpu(config, host_gpus: int) -> bool:
+    """GPUs go to the container when the config asks for CUDA, or on 'auto' when the host has any."""
+    return config.device == "cuda" or (config.device == "auto" and host_gpus > 0)
+
+
+def container_options(spec: LaunchSpec, image: str, use_gpu: bool, token_file: Path | None) -> dict:
+    """Everything ``containers.create`` gets, as plain data, so containment can be checked without an engine."""
+    cfg = spec.request.config
+    volumes = {str(spec.exchange_dir.resolve()): {"bind": EXCHANGE_MOUNT, "mode": "rw"}}
+    if spec.model.mount_root is not None:
+        volumes[str(spec.model.mount_root)] = {"bind": MODEL_MOUNT, "mode": "ro"}
+    environment = {"HF_HUB_OFFLINE": "0" if cfg.allow_model_download else "1", "LEM_IN_CONTAINER": "1"}
+    if token_file is not None:
+        volumes[str(token_file)] = {"bind": TOKEN_MOUNT, "mode": "ro"}
+        environment["HF_TOKEN_PATH"] = TOKEN_MOUNT
+    options = {
+        "image": image,
+        "command": ["--config", f"{EXCHANGE_MOUNT}/{REQUEST_FILE}", "--out", EXCHANGE_MOUNT],
+        "user": f"{os.getuid()}:{os.getgid()}",
+        "environment": environment,
+        "volumes": volumes,
+        "network_mode": "bridge" if cfg.allow_model_download else "none",
+        "read_only": True,
+        "tmpfs": {"/tmp": "rw,exec,nosuid,size=4g"},
+        "shm_size": _SHM.get(cfg.backend, "1g"),
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges"],
+        "privileged": False,
+        "labels": {
+            LABEL_MANAGED: "true",
+            "lem.version": __version__,
+            "lem.experiment": spec.request.experiment_id,
+            "lem.backend": cfg.backend,
+        },
+        "detach": True,
+    }
+    if use_gpu:
+        import docker.types
+
+        options["device_requests"] = [
+            docker.types.DeviceRequest(device_ids=[str(d) for d in cfg.devices], capabilities=[["gpu"]])
+        ]
+    return options
+
+
+def _lines(chunks: Iterator[bytes]) -> Iterator[str]:
+    """Docker log chunks are not lines: re-split them."""
+    buf = b""
+    for chunk in chunks:
+        buf += chunk
+        *complete, buf = buf.split(b"\n")
+        for line in complete:
+            yield line.decode("utf-8", "replace")
+    if buf:
+        yield buf.decode("utf-8", "replace")
+
+
+def _hf_token() -> str | None:
+    token = os.environ.get("HF_TOKEN")
+    if token:
+        return token
+    path = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "token"
+    return path.read_text().strip() if path.is_file() else None
+
+
+class DockerLauncher:
+    """The runner in a backend image; one container per experiment."""
+
+    name = "docker"
+
+    def __init__(self, image: str | None = None, client=None, host_gpus: int | None = None) -> None:
+        self.image = image
+        self._client = client
+        self._host_gpus = host_gpus
+
+    @property
+    def client(self):
+        if self._client is None:
+            from llenergymeasure.dockerclient import docker_client
+
+            self._client = docker_client()
+        return self._client
+
+    def _host_gpu_count(self) -> int:
+        if self._host_gpus is None:
+            from llenergymeasure.hostinfo import gpu_count
+
+            self._host_gpus = gpu_count()
+        return self._host_gpus
+
+    def launch(self, spec: LaunchSpec, on_event: EventSink) -> LaunchOutcome:
+        cfg = spec.request.config
+        use_gpu = wants_gpu(cfg, self._host_gpu_count())
+        ref = self.image or image_tag(cfg.backend, cpu=not use_gpu)
+        info = require_image(self.client, ref, cfg.backend, cpu=not use_gpu)
+
+        prompts_path = None
+        if spec.prompts_file is not None:
+            shutil.copyfile(spec.prompts_file, spec.exchange_dir / PROMPTS_NAME)
+            prompts_path = f"{EXCHANGE_MOUNT}/{PROMPTS_NAME}"
+        model_path = (
+            f"{MODEL_MOUNT}/{spec.model.relative}".rstrip("/") if spec.model.mount_root is not None else spec.model.host_path
+        )
+        request = spec.request.model_copy(update={"model_path": model_path, "prompts_path": prompts_path, "image": info.id})
+        atomic_write_text(spec.exchange_dir / REQUEST_FILE, request.model_dump_json(indent=2))
+
+        token_dir = None
+        token_file = None
+        token = _hf_token() if cfg.allow_model_download else None
+        if token:
+            token_dir = Path(tempfile.mkdtemp(prefix="lem-secret-"))
+            token_file = token_dir / "hf_token"
+            fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(token)
+
+        log_path = spec.exchange_dir / LOG_FILE
+        container = None
+        try:
+            container = self.client.containers.create(**container_options(spec, ref, use_gpu, token_file))
+            container.start()
+            with open(log_path, "w", encoding="utf-8") as log:
+                stream = container.logs(stream=True, follow=True, stdout=True, stderr=False)
+                timed_out = pump(
+                    start_reader(_lines(stream)),
+                    on_event,
+                    on_other_line=lambda line: log.write(f"[stdout] {line}\n"),
+                    timeouts=spec.timeouts,
+                    stop=lambda: _quietly(container.stop, timeout=STOP_GRACE_S),
+                    kill=lambda: _quietly(container.kill),
+                )
+                code = int(container.wait(timeout=STOP_GRACE_S + 30).get("StatusCode", -1))
+                log.write(container.logs(stdout=False, stderr=True).decode("utf-8", "replace"))
+            return LaunchOutcome(exit_code=code, log_file=log_path, timed_out=timed_out, where=f"container {container.short_id} ({ref})")
+        finally:
+            if container is not None:
+                _quietly(container.remove, force=True)
+            if token_dir is not None:
+                shutil.rmtree(token_dir, ignore_errors=True)
+
+
+def _quietly(fn, **kwargs) -> None:
+    try:
+        fn(**kwargs)
+    except Exception:  # noqa: BLE001 - stopping/removing a container that is already gone is fine
+        pass

@@ -1,0 +1,65 @@
+"""Run the runner as a local subprocess: ``python -m lem_runner --config … --out …``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+from lem_runner.contract import REQUEST_FILE
+from lem_runner.atomic import atomic_write_text
+from llenergymeasure.launchers.base import LOG_FILE, EventSink, LaunchOutcome, LaunchSpec
+from llenergymeasure.launchers.stream import pump, start_reader
+
+
+class LocalLauncher:
+    """The runner in this machine's Python environment; needs the backend's libraries installed here."""
+
+    name = "local"
+
+    def __init__(self, python: str | None = None) -> None:
+        self.python = python or sys.executable
+
+    def launch(self, spec: LaunchSpec, on_event: EventSink) -> LaunchOutcome:
+        request = spec.request.model_copy(
+            update={"model_path": spec.model.host_path, "prompts_path": str(spec.prompts_file) if spec.prompts_file else None}
+        )
+        request_file = spec.exchange_dir / REQUEST_FILE
+        atomic_write_text(request_file, request.model_dump_json(indent=2))
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        if not spec.request.config.allow_model_download:
+            env["HF_HUB_OFFLINE"] = "1"
+        log_path = spec.exchange_dir / LOG_FILE
+        with open(log_path, "w", encoding="utf-8") as log:
+            proc = subprocess.Popen(
+                [self.python, "-m", "lem_runner", "--config", str(request_file), "--out", str(spec.exchange_dir)],
+                stdout=subprocess.PIPE,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                text=True,
+                env=env,
+                start_new_session=True,  # Ctrl-C reaches the controller only; it forwards a graceful stop
+            )
+            try:
+                timed_out = pump(
+                    start_reader(proc.stdout),
+                    on_event,
+                    on_other_line=lambda line: log.write(f"[stdout] {line}\n"),
+                    timeouts=spec.timeouts,
+                    stop=lambda: _signal(proc, signal.SIGINT),
+                    kill=lambda: _signal(proc, signal.SIGKILL),
+                )
+                code = proc.wait()
+            finally:
+                if proc.poll() is None:
+                    _signal(proc, signal.SIGKILL)
+                    proc.wait()
+        return LaunchOutcome(exit_code=code, log_file=log_path, timed_out=timed_out, where=f"pid {proc.pid}")
+
+
+def _signal(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass

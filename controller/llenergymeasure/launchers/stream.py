@@ -1,0 +1,103 @@
+"""Pump runner stdout lines (from a process pipe or a container log stream) into progress events, enforcing the
+wall-clock and silence timeouts and turning Ctrl-C into a graceful stop, then a kill on the second press."""
+
+from __future__ import annotations
+
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable
+
+from lem_runner.contract import parse_event
+from llenergymeasure.errors import Interrupted
+from llenergymeasure.launchers.base import EventSink, Timeouts
+
+_EOF = object()
+
+
+def start_reader(lines: Iterable[str]) -> queue.Queue:
+    """Read ``lines`` on a daemon thread into a queue that ends with an EOF marker."""
+    q: queue.Queue = queue.Queue()
+
+    def _read() -> None:
+        try:
+            for line in lines:
+                q.put(line)
+        except Exception:  # noqa: BLE001 - a broken stream ends like a closed one; the exit code tells the rest
+            pass
+        finally:
+            q.put(_EOF)
+
+    threading.Thread(target=_read, daemon=True, name="lem-runner-stdout").start()
+    return q
+
+
+def pump(
+    q: queue.Queue,
+    on_event: EventSink,
+    on_other_line: Callable[[str], None],
+    timeouts: Timeouts,
+    stop: Callable[[], None],
+    kill: Callable[[], None],
+) -> str | None:
+    """Consume the queue until EOF. Returns 'wall'/'silence' if a timeout fired (after ``kill``), else None.
+
+    The first Ctrl-C calls ``stop`` (the runner then writes error.json and exits); a second calls ``kill``. Either
+    way :class:`Interrupted` is raised once the stream has ended.
+    """
+    presses = _CtrlC()
+    with presses:
+        timed_out = _pump(q, on_event, on_other_line, timeouts, stop, kill, presses)
+    if presses.count:
+        raise Interrupted("interrupted: the runner was stopped and wrote what it had")
+    return timed_out
+
+
+class _CtrlC:
+    """Counts Ctrl-C presses while installed (main thread only), instead of raising wherever the signal lands."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._old = None
+
+    def __enter__(self) -> _CtrlC:
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._press)
+        return self
+
+    def _press(self, signum, frame) -> None:  # noqa: ARG002
+        self.count += 1
+
+    def __exit__(self, *exc) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+
+def _pump(q, on_event, on_other_line, timeouts, stop, kill, presses: _CtrlC) -> str | None:
+    start = last = time.monotonic()
+    handled = 0
+    while True:
+        if presses.count > handled:
+            handled = presses.count
+            (stop if handled == 1 else kill)()
+        now = time.monotonic()
+        if timeouts.wall_s is not None and now - start > timeouts.wall_s:
+            kill()
+            return "wall"
+        if timeouts.silence_s is not None and now - last > timeouts.silence_s and not handled:
+            kill()
+            return "silence"
+        try:
+            item = q.get(timeout=0.2)
+        except queue.Empty:
+            continue
+        if item is _EOF:
+            return None
+        last = time.monotonic()
+        text = item.decode("utf-8", "replace") if isinstance(item, bytes) else item
+        event = parse_event(text)
+        if event is not None:
+            on_event(event)
+        elif text.strip():
+            on_other_line(text.rstrip("\n"))

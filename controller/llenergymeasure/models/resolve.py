@@ -1,0 +1,76 @@
+"""Resolve a config's ``model`` to a host folder (to load from, or mount read-only into a container) or a hub id
+the runner may download. Checked before any runner starts, so a missing model is a config error (exit 2)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from lem_runner.contract import ExperimentConfig
+from lem_runner.contract.config import EMBEDDED_DEFAULT_MODEL
+from llenergymeasure.errors import ConfigError
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """Where the runner finds the model.
+
+    ``mount_root`` is the host folder a container must see (a hub cache repo folder, whose snapshot files are
+    symlinks into its blobs/), and ``relative`` the model folder inside it. ``hub_id`` is set when the runner
+    downloads the model itself.
+    """
+
+    reference: str
+    mount_root: Path | None = None
+    relative: str = ""
+    hub_id: str | None = None
+
+    @property
+    def host_path(self) -> str:
+        if self.mount_root is None:
+            return self.hub_id or self.reference
+        return str(self.mount_root / self.relative) if self.relative else str(self.mount_root)
+
+
+def _hub_cache_snapshot(repo_id: str) -> Path | None:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    found = try_to_load_from_cache(repo_id, "config.json")
+    return Path(found).parent if isinstance(found, str) else None
+
+
+def resolve_model(config: ExperimentConfig) -> ResolvedModel:
+    ref = config.model
+    if ref == EMBEDDED_DEFAULT_MODEL:
+        from llenergymeasure.models.embedded import ensure_embedded_model
+
+        return ResolvedModel(ref, mount_root=ensure_embedded_model())
+    if ref.startswith("embedded:"):
+        raise ConfigError(f"model: unknown embedded model '{ref}' (the embedded one is '{EMBEDDED_DEFAULT_MODEL}')")
+
+    path = Path(ref).expanduser()
+    looks_like_path = ref.startswith(("/", ".", "~")) or path.exists()
+    if looks_like_path:
+        if not path.is_dir():
+            raise ConfigError(f"model: folder '{ref}' does not exist")
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"model: '{ref}' has no config.json, so it is not a transformers model folder")
+        return ResolvedModel(ref, mount_root=path.resolve())
+
+    if not _HUB_ID.match(ref):
+        raise ConfigError(f"model: '{ref}' is neither an existing folder nor a hub id like 'org/name'")
+    snapshot = _hub_cache_snapshot(ref)
+    if snapshot is not None:
+        repo_root = snapshot.parent.parent
+        return ResolvedModel(ref, mount_root=repo_root, relative=str(snapshot.relative_to(repo_root)))
+    if not config.allow_model_download:
+        raise ConfigError(
+            f"model: '{ref}' is not a local folder and not in the Hugging Face cache; "
+            "set allow_model_download: true to let the runner download it"
+        )
+    return ResolvedModel(ref, hub_id=ref)

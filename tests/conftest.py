@@ -1,0 +1,128 @@
+"""Shared factories (as plain functions and as fixtures) and the session-wide tiny model.
+
+Test modules import the plain functions with ``from conftest import make_config`` and the fakes with
+``from fakes import ...``: this directory is put on sys.path below.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+TESTS_DIR = Path(__file__).resolve().parent
+if str(TESTS_DIR) not in sys.path:
+    sys.path.insert(0, str(TESTS_DIR))
+
+from lem_runner.contract.config import ExperimentConfig  # noqa: E402
+from lem_runner.contract.fingerprint import measurement_config_hash  # noqa: E402
+from lem_runner.contract.result import EnvironmentInfo, ExperimentResult  # noqa: E402
+
+_BASE_CONFIG = {"model": "tests/tiny-llama", "n_prompts": 4, "max_output_tokens": 8}
+
+
+def _merge(base: dict, overrides: dict) -> dict:
+    out = dict(base)
+    for key, value in overrides.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def make_config(**overrides) -> ExperimentConfig:
+    """A valid small config; sections take nested dicts, e.g. ``make_config(pytorch={"batch_size": 4})``."""
+    return ExperimentConfig.model_validate(_merge(_BASE_CONFIG, overrides))
+
+
+def make_environment(**overrides) -> EnvironmentInfo:
+    """An environment record written by hand (no probing of this machine)."""
+    fields = {"python": "3.11.9", "platform": "Linux-6.8-x86_64", "hostname": "test-host", "cpu_model": "Test CPU",
+              "cpu_count": 8, "runner_version": "0.1.0", "libraries": {"torch": "2.4.0"}}
+    return EnvironmentInfo.model_validate({**fields, **overrides})
+
+
+def make_result(**overrides) -> ExperimentResult:
+    """A valid, realistic result: 4 requests on CPU, energy null with the reason."""
+    config = overrides.pop("config", None) or make_config()
+    start = datetime(2025, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+    fields = {
+        "experiment_id": "20250101T120000-tiny-llama-pytorch",
+        "measurement_config_hash": measurement_config_hash(config),
+        "config": config,
+        "model_path": "/models/tiny-llama",
+        "n_requests": 4,
+        "total_tokens": 72,
+        "input_tokens": 40,
+        "output_tokens": 32,
+        "total_inference_time_sec": 2.0,
+        "avg_tokens_per_second": 16.0,
+        "total_energy_j": None,
+        "avg_energy_per_token_j": None,
+        "total_flops": 2.0 * 1_000_000 * 72,
+        "flops_method": "2 x N_compute x tokens",
+        "ttft": {"n": 4, "mean_ms": 50.0, "p50_ms": 50.0, "p90_ms": 55.0, "p99_ms": 59.5, "min_ms": 45.0,
+                 "max_ms": 60.0},
+        "itl": {"n": 28, "mean_ms": 62.5, "p50_ms": 62.5, "p90_ms": 62.5, "p99_ms": 62.5, "min_ms": 62.5,
+                "max_ms": 62.5},
+        "energy": {"sampler": "none", "method": "not measured",
+                   "unavailable_reason": "run is on CPU: NVML covers GPUs only"},
+        "model_load_sec": 1.5,
+        "warmup_batches": 1,
+        "environment": make_environment(),
+        "start_time": start,
+        "end_time": start + timedelta(seconds=4),
+    }
+    return ExperimentResult.model_validate({**fields, **overrides})
+
+
+@pytest.fixture(name="make_config")
+def _make_config_fixture():
+    return make_config
+
+
+@pytest.fixture(name="make_result")
+def _make_result_fixture():
+    return make_result
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory) -> Path:
+    """A tiny random Llama (real weights and tokenizer on disk), built once per session."""
+    from tiny_model import build_tiny_llama
+
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+# Controller fixtures follow.
+
+import os  # noqa: E402
+import subprocess  # noqa: E402
+
+
+def run_lem(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The real ``lem`` CLI in a subprocess (``python -m llenergymeasure``), output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "llenergymeasure", *args],
+        cwd=cwd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+    )
+
+
+def write_yaml(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def tiny_config(tmp_path, tiny_model_path) -> Path:
+    """A small experiment config file on the tiny model."""
+    return write_yaml(tmp_path / "tiny.yaml", f"""\
+name: tiny
+model: {tiny_model_path}
+n_prompts: 6
+max_output_tokens: 8
+force_output_length: true
+pytorch:
+  batch_size: 3
+""")

@@ -1,0 +1,139 @@
+"""Energy sources: the null source, source selection, the real NVML counter, and FakeEnergyBackend as its twin."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from conftest import make_config
+from fakes import FakeClock, FakeEnergyBackend
+from lem_runner.energy import EnergyBackend, EnergyReading, NullEnergyBackend, NvmlEnergyBackend, select_energy_backend
+from lem_runner.energy.nvml import _visible_device_ids
+
+
+def _energy_sources():
+    """Every energy source the runner can get: the fakes, the null source, and whatever this machine selects."""
+    return [
+        pytest.param(lambda: FakeEnergyBackend(joules=12.5), id="fake-measured"),
+        pytest.param(lambda: FakeEnergyBackend(joules=None, reason="no counter"), id="fake-null"),
+        pytest.param(lambda: NullEnergyBackend("no counter here"), id="null"),
+        pytest.param(lambda: select_energy_backend(make_config(device="cuda"), "cuda"), id="selected-for-cuda"),
+    ]
+
+
+@pytest.mark.parametrize("factory", _energy_sources())
+def test_every_source_keeps_the_energy_protocol(factory):
+    """The contract FakeEnergyBackend must share with the real sources: null always comes with a reason, never 0."""
+    source = factory()
+    assert isinstance(source, EnergyBackend)
+    assert isinstance(source.name, str) and source.name
+    available = source.is_available()
+    source.start_tracking()
+    if isinstance(source, NvmlEnergyBackend):  # a real counter needs a moment to tick
+        time.sleep(0.05)
+    reading = source.stop_tracking()
+    assert isinstance(reading, EnergyReading)
+    assert reading.sampler == source.name
+    assert reading.duration_s >= 0
+    if reading.total_j is None:
+        assert reading.unavailable_reason and reading.per_device_j is None
+        assert not available
+    else:
+        assert available and reading.unavailable_reason is None
+        assert reading.total_j >= 0
+        assert sum(reading.per_device_j.values()) == pytest.approx(reading.total_j)
+
+
+def test_null_source_returns_none_with_its_reason():
+    source = NullEnergyBackend("because")
+    assert source.is_available() is False
+    source.start_tracking()
+    reading = source.stop_tracking()
+    assert (reading.sampler, reading.total_j, reading.per_device_j) == ("none", None, None)
+    assert reading.unavailable_reason == "because"
+    assert reading.method == "not measured"
+
+
+def test_cpu_runs_get_a_null_source_saying_why():
+    source = select_energy_backend(make_config(), "cpu")
+    assert isinstance(source, NullEnergyBackend)
+    assert source.reason.startswith("run is on CPU")
+    assert "NVML covers GPUs only" in source.reason
+
+
+@pytest.mark.parametrize("device_kind", ["cpu", "cuda"])
+def test_disabled_sampler_gives_a_null_source_whatever_the_device(device_kind):
+    source = select_energy_backend(make_config(energy={"sampler": "none"}), device_kind)
+    assert isinstance(source, NullEnergyBackend)
+    assert "energy.sampler: none" in source.reason
+
+
+def test_real_nvml_counter_on_this_machine():
+    """Twin of FakeEnergyBackend: passes with or without a GPU, checking whichever behaviour this machine has."""
+    nvml = NvmlEnergyBackend([0])
+    if nvml.is_available():
+        assert nvml.unavailable_reason is None
+        nvml.start_tracking()
+        time.sleep(0.2)
+        reading = nvml.stop_tracking()
+        assert reading.sampler == "nvml_counter"
+        assert reading.total_j is not None and reading.total_j >= 0
+        assert isinstance(reading.per_device_j, dict) and set(reading.per_device_j) == {"0"}
+        assert isinstance(select_energy_backend(make_config(device="cuda"), "cuda"), NvmlEnergyBackend)
+    else:
+        assert "NVML" in nvml.unavailable_reason
+        with pytest.raises(RuntimeError, match="NVML"):
+            nvml.start_tracking()
+        selected = select_energy_backend(make_config(device="cuda"), "cuda")
+        assert isinstance(selected, NullEnergyBackend)
+        assert "NVML" in selected.reason
+        selected.start_tracking()
+        assert selected.stop_tracking().total_j is None
+
+
+def test_fake_reports_its_configured_joules_and_counts_calls():
+    clock = FakeClock(10.0)
+    fake = FakeEnergyBackend(joules=40.0, clock=clock, warnings=["coarse"])
+    assert fake.is_available()
+    fake.start_tracking()
+    clock.advance(2.5)
+    reading = fake.stop_tracking()
+    assert (reading.total_j, reading.per_device_j, reading.duration_s) == (40.0, {"0": 40.0}, 2.5)
+    assert reading.warnings == ["coarse"]
+    assert (fake.start_calls, fake.stop_calls) == (1, 1)
+
+
+def test_fake_without_joules_carries_the_reason():
+    fake = FakeEnergyBackend(joules=None, reason="counter missing")
+    assert not fake.is_available()
+    fake.start_tracking()
+    reading = fake.stop_tracking()
+    assert reading.total_j is None and reading.unavailable_reason == "counter missing"
+
+
+def test_fake_refuses_stop_before_start_and_a_second_stop():
+    fake = FakeEnergyBackend()
+    with pytest.raises(RuntimeError, match="before start_tracking"):
+        fake.stop_tracking()
+    fake.start_tracking()
+    fake.stop_tracking()
+    with pytest.raises(RuntimeError):
+        fake.stop_tracking()
+    assert fake.stop_calls == 1
+
+
+def test_fake_needs_a_reason_when_it_has_no_figure():
+    with pytest.raises(ValueError):
+        FakeEnergyBackend(joules=None)
+
+
+def test_visible_devices_map_cuda_ordinals_to_nvml_ids(monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert _visible_device_ids([0, 2]) == ["0", "2"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3, 1")
+    assert _visible_device_ids([0, 1]) == ["3", "1"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-aaaa,GPU-bbbb")
+    assert _visible_device_ids([1]) == ["GPU-bbbb"]
+    with pytest.raises(ValueError, match="not visible"):
+        _visible_device_ids([2])

@@ -1,0 +1,177 @@
+"""run_measurement driven through its seams with FakeInferenceBackend and FakeEnergyBackend."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from conftest import make_config, make_environment
+from fakes import FakeEnergyBackend, FakeInferenceBackend
+from lem_runner.backends.base import LoadedModel
+from lem_runner.contract.fingerprint import measurement_config_hash
+from lem_runner.contract.protocol import RunRequest
+from lem_runner.measure import Phase, run_measurement
+from lem_runner.prompts import load_prompts
+
+
+def _run(config, backend, energy, phase=None, prompts_path=None):
+    """Run one measurement; returns the result, the events emitted, and the LoadedModels the factories received."""
+    events, seen = [], []
+
+    def energy_for(loaded: LoadedModel):
+        seen.append(("energy", loaded))
+        return energy
+
+    def environment_for(loaded: LoadedModel):
+        seen.append(("environment", loaded))
+        return make_environment()
+
+    request = RunRequest(experiment_id="exp-1", config=config, model_path="/models/fake")
+    result = run_measurement(request, backend, energy_for, environment_for, events.append, phase, prompts_path)
+    return result, events, seen
+
+
+@pytest.mark.parametrize(("n_prompts", "batch_size", "warmup"), [(5, 2, 2), (4, 4, 1), (7, 3, 0), (3, 1, 5)])
+def test_warmup_batches_run_but_are_not_counted(n_prompts, batch_size, warmup):
+    config = make_config(n_prompts=n_prompts, warmup={"n_batches": warmup})
+    backend = FakeInferenceBackend(batch_size=batch_size, output_tokens=4, input_tokens=10)
+    result, _, _ = _run(config, backend, FakeEnergyBackend())
+    n_batches = math.ceil(n_prompts / batch_size)
+    assert len(backend.generate_calls) == warmup + n_batches
+    assert result.n_requests == n_prompts
+    assert result.warmup_batches == warmup
+    assert result.backend_details["n_batches"] == n_batches
+    measured = [p for call in backend.generate_calls[warmup:] for p in call]
+    assert measured == load_prompts(config.prompts, n_prompts, config.seed)
+    assert all(len(call) <= batch_size for call in backend.generate_calls)
+
+
+def test_an_engine_without_batch_size_gets_every_prompt_at_once():
+    backend = FakeInferenceBackend(batch_size=None)
+    result, _, _ = _run(make_config(n_prompts=6, warmup={"n_batches": 1}), backend, FakeEnergyBackend())
+    assert [len(call) for call in backend.generate_calls] == [6, 6]
+    assert result.n_requests == 6
+
+
+def test_token_totals_are_the_sums_of_the_measured_records():
+    backend = FakeInferenceBackend(batch_size=2, output_tokens=3, input_tokens=11)
+    result, _, _ = _run(make_config(n_prompts=5, warmup={"n_batches": 2}), backend, FakeEnergyBackend())
+    measured = [r for call in backend.returned[2:] for r in call]
+    assert result.input_tokens == sum(r.input_tokens for r in measured) == 55
+    assert result.output_tokens == sum(r.output_tokens for r in measured) == 15
+    assert result.total_tokens == 70
+    counts = backend.parameters
+    assert result.total_flops == 2.0 * counts.compute * 70
+    assert result.flops_method
+    assert result.backend_details["parameters_total"] == counts.total
+
+
+def test_energy_per_token_is_joules_over_output_tokens():
+    energy = FakeEnergyBackend(joules=40.0)
+    backend = FakeInferenceBackend(batch_size=2, output_tokens=4)
+    result, _, _ = _run(make_config(n_prompts=5), backend, energy)
+    assert result.output_tokens == 20
+    assert result.total_energy_j == 40.0
+    assert result.avg_energy_per_token_j == pytest.approx(2.0)
+    assert (result.energy.sampler, result.energy.total_energy_j, result.energy.per_device_j) == (
+        "fake_energy", 40.0, {"0": 40.0})
+    assert (energy.start_calls, energy.stop_calls) == (1, 1)
+
+
+def test_energy_window_covers_only_the_measured_batches():
+    journal: list[str] = []
+    backend = FakeInferenceBackend(batch_size=2, journal=journal)
+    _run(make_config(n_prompts=4, warmup={"n_batches": 3}), backend, FakeEnergyBackend(journal=journal))
+    assert journal == ["load"] + ["generate"] * 3 + ["energy.start"] + ["generate"] * 2 + ["energy.stop"]
+
+
+def test_null_energy_stays_null_and_keeps_its_reason():
+    energy = FakeEnergyBackend(joules=None, reason="run is on CPU: no counter")
+    result, events, _ = _run(make_config(), FakeInferenceBackend(), energy)
+    assert result.total_energy_j is None
+    assert result.avg_energy_per_token_j is None
+    assert result.energy.total_energy_j is None
+    assert result.energy.unavailable_reason == "run is on CPU: no counter"
+    assert events[-1].data["energy_j"] is None
+    assert not any("energy counter" in w for w in result.warnings)
+
+
+def test_latency_statistics_are_the_fakes_synthetic_timings():
+    backend = FakeInferenceBackend(batch_size=2, output_tokens=4, step_s=0.25, ttft_s=0.125)
+    result, _, _ = _run(make_config(n_prompts=5), backend, FakeEnergyBackend())
+    ttft, itl = result.ttft, result.itl
+    assert ttft.n == 5
+    assert (ttft.mean_ms, ttft.p50_ms, ttft.p90_ms, ttft.p99_ms, ttft.min_ms, ttft.max_ms) == (125.0,) * 6
+    assert itl.n == 5 * 3
+    assert (itl.mean_ms, itl.p50_ms, itl.p90_ms, itl.p99_ms, itl.min_ms, itl.max_ms) == (250.0,) * 6
+
+
+def test_no_output_tokens_gives_no_latency_and_no_per_token_energy():
+    backend = FakeInferenceBackend(output_tokens=0)
+    result, _, _ = _run(make_config(), backend, FakeEnergyBackend(joules=5.0))
+    assert (result.output_tokens, result.ttft, result.itl) == (0, None, None)
+    assert result.total_energy_j == 5.0 and result.avg_energy_per_token_j is None
+    assert "no output tokens were generated" in result.warnings
+
+
+def test_energy_warnings_are_carried_and_a_short_window_is_flagged():
+    result, _, _ = _run(make_config(), FakeInferenceBackend(), FakeEnergyBackend(warnings=["counter did not tick"]))
+    assert "counter did not tick" in result.warnings
+    short_window_flagged = any("measurement window" in w for w in result.warnings)
+    assert short_window_flagged == (result.total_inference_time_sec < 1.0)
+
+
+def test_events_come_in_order():
+    config = make_config(n_prompts=5, warmup={"n_batches": 2})
+    _, events, _ = _run(config, FakeInferenceBackend(batch_size=2), FakeEnergyBackend())
+    kinds = [e.event for e in events]
+    assert kinds == ["model_loaded", "warmup", "warmup", "progress", "progress", "progress", "measured"]
+    assert [(e.done, e.total) for e in events if e.event == "warmup"] == [(1, 2), (2, 2)]
+    progress = [(e.done, e.total) for e in events if e.event == "progress"]
+    assert progress == [(2, 5), (4, 5), (5, 5)]
+
+
+def test_result_identifies_config_model_and_environment():
+    config = make_config(n_prompts=3, pytorch={"batch_size": 2})
+    backend = FakeInferenceBackend()
+    result, _, seen = _run(config, backend, FakeEnergyBackend())
+    assert (result.experiment_id, result.model_path, result.config) == ("exp-1", "/models/fake", config)
+    assert result.measurement_config_hash == measurement_config_hash(config)
+    assert result.environment == make_environment()
+    assert [kind for kind, _ in seen] == ["energy", "environment"]
+    assert all(loaded.device_kind == "cpu" for _, loaded in seen)
+    assert result.backend_details["engine"] == "fake"
+    assert result.start_time <= result.end_time
+    if result.total_inference_time_sec > 0:
+        assert result.avg_tokens_per_second == pytest.approx(result.output_tokens / result.total_inference_time_sec)
+    assert backend.load_calls == 1 and backend.closed is False  # closing is the caller's job
+
+
+def test_prompts_path_overrides_the_configured_file(tmp_path):
+    path = tmp_path / "mine.jsonl"
+    path.write_text('{"prompt": "alpha"}\n{"prompt": "beta"}\n', encoding="utf-8")
+    config = make_config(n_prompts=3, prompts={"source": "jsonl", "path": "/controller/side/p.jsonl"},
+                         warmup={"n_batches": 0})
+    backend = FakeInferenceBackend(batch_size=3)
+    _run(config, backend, FakeEnergyBackend(), prompts_path=str(path))
+    assert backend.generate_calls == [["alpha", "beta", "alpha"]]
+
+
+@pytest.mark.parametrize(("fail_on", "phase_name", "energy_started"), [(1, "warmup", 0), (2, "measure", 1)])
+def test_a_failure_is_attributed_to_its_phase(fail_on, phase_name, energy_started):
+    phase = Phase()
+    energy = FakeEnergyBackend()
+    backend = FakeInferenceBackend(fail_on_generate_call=fail_on)
+    with pytest.raises(RuntimeError, match="fake failure"):
+        _run(make_config(warmup={"n_batches": 1}), backend, energy, phase=phase)
+    assert phase.name == phase_name
+    assert energy.start_calls == energy_started
+
+
+def test_a_prompt_error_is_attributed_to_load():
+    phase = Phase()
+    config = make_config(prompts={"source": "jsonl", "path": "/no/such/prompts.jsonl"})
+    with pytest.raises(ValueError, match="prompts.jsonl"):
+        _run(config, FakeInferenceBackend(), FakeEnergyBackend(), phase=phase)
+    assert phase.name == "load"
