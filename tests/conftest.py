@@ -12,6 +12,11 @@ from pathlib import Path
 
 import pytest
 
+# Ryuk, testcontainers' reaper, is an image that cannot be pulled here (no registry); our fixtures clean up instead.
+import os  # noqa: E402
+
+os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+
 TESTS_DIR = Path(__file__).resolve().parent
 if str(TESTS_DIR) not in sys.path:
     sys.path.insert(0, str(TESTS_DIR))
@@ -96,7 +101,6 @@ def tiny_model_path(tmp_path_factory) -> Path:
 
 # Controller fixtures follow.
 
-import os  # noqa: E402
 import subprocess  # noqa: E402
 
 
@@ -126,3 +130,36 @@ force_output_length: true
 pytorch:
   batch_size: 3
 """)
+
+from llenergymeasure.dockerclient import docker_client  # noqa: E402
+from llenergymeasure.errors import SetupError  # noqa: E402
+from llenergymeasure.images.catalog import LABEL_MANAGED  # noqa: E402
+
+# Docker fixtures: the real engine (`make docker-up` starts one) and the real CPU image, built once per session.
+
+@pytest.fixture(scope="session")
+def engine():
+    """A docker client; in CI a missing engine is a failure, not a skip."""
+    try:
+        return docker_client()
+    except SetupError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the Docker tests for real: {exc}")
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def cpu_image(engine):
+    """llenergymeasure/pytorch:<version>-cpu built from images/pytorch/Dockerfile (layer cache makes rebuilds quick)."""
+    from llenergymeasure.images.build import build_image
+
+    return build_image(engine, "pytorch", cpu=True)
+
+
+@pytest.fixture
+def no_leftover_containers(engine):
+    """Asserts, after the test, that no lem-managed container is left (running or not)."""
+    before = {c.id for c in engine.containers.list(all=True, filters={"label": LABEL_MANAGED})}
+    yield
+    after = {c.id for c in engine.containers.list(all=True, filters={"label": LABEL_MANAGED})}
+    assert after - before == set(), "lem left containers behind"

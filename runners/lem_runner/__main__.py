@@ -114,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130 if isinstance(exc, KeyboardInterrupt) else 143
     except Exception as exc:  # noqa: BLE001 - every failure must end in error.json, whatever raised it
         message = f"{type(exc).__name__}: {exc}".strip()
+        if phase.name == "load":
+            message = f"could not load the model from {request.model_path}: {message}"
+        traceback.print_exc(file=sys.stderr)  # the launcher keeps stderr as runner.log, beside error.json
         _write_error(
             out_dir,
             RunError(experiment_id=request.experiment_id, error_type=type(exc).__name__, message=message,

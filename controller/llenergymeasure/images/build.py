@@ -35,9 +35,15 @@ from llenergymeasure.images.catalog import (
     image_tag,
 )
 
-#: runner dependencies pinned to the host's versions when the host has them
-_PINNED = ["pydantic", "pydantic-core", "nvidia-ml-py", "transformers", "tokenizers", "safetensors",
-           "huggingface-hub", "accelerate"]
+#: runner dependencies pinned to the host's versions, per backend. The pytorch image matches the host's stack, so
+#: an isolated run uses the same libraries as a local one; the vllm and tensorrt images keep their base image's own
+#: stack untouched (pinning the host's transformers there would override or clash with what vLLM/TRT-LLM need).
+_PINNED = {
+    "pytorch": ["pydantic", "pydantic-core", "nvidia-ml-py", "transformers", "tokenizers", "safetensors",
+                "huggingface-hub", "accelerate"],
+    "vllm": [],
+    "tensorrt": [],
+}
 _BACKEND_LIBRARY = {"pytorch": "transformers", "vllm": "vllm", "tensorrt": "tensorrt-llm"}
 
 
@@ -111,7 +117,7 @@ def assemble_context(backend: str, cpu: bool, ctx: Path, ca_bundle: Path | None,
     (ctx / "certs").mkdir()
     if ca_bundle is not None:
         shutil.copyfile(ca_bundle, ctx / "certs" / "ca-bundle.pem")
-    pins = {d: v for d in _PINNED if (v := _version(d))}
+    pins = {d: v for d in _PINNED[backend] if (v := _version(d))}
     if cpu and backend == "pytorch":
         torch = _version("torch")
         if torch is None:

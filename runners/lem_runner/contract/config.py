@@ -18,7 +18,7 @@ SCHEMA_VERSION = "1.0"
 #: has its own name rather than passing for the hub's bf16 checkpoint.
 EMBEDDED_DEFAULT_MODEL = "embedded:SmolLM2-135M-Instruct"
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 class _Section(BaseModel):
@@ -106,7 +106,7 @@ class ExperimentConfig(_Section):
     @field_validator("name")
     @classmethod
     def _safe_name(cls, v: str | None) -> str | None:
-        if v is not None and not _NAME_RE.match(v):
+        if v is not None and not _NAME_RE.fullmatch(v):
             raise ValueError("use letters, digits, '.', '_' or '-' (at most 100, no path separators)")
         return v
 
@@ -130,6 +130,8 @@ class ExperimentConfig(_Section):
     def _consistent(self) -> ExperimentConfig:
         if self.prompts.source == "synthetic" and self.prompts.input_tokens > self.max_input_tokens:  # type: ignore[operator]
             raise ValueError("prompts.input_tokens exceeds max_input_tokens")
+        if self.backend == "pytorch" and len(self.devices) != 1:
+            raise ValueError("devices: the pytorch backend runs on one GPU; list exactly one index")
         if self.device == "cpu" and self.energy.sampler == "nvml":
             raise ValueError("energy.sampler 'nvml' needs a GPU run, but device is 'cpu'")
         return self

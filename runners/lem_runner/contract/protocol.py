@@ -71,5 +71,5 @@ def parse_event(line: str) -> ProgressEvent | None:
         return None
     try:
         return ProgressEvent.model_validate(json.loads(line))
-    except (ValueError, ValidationError):
+    except (ValueError, ValidationError, RecursionError):
         return None

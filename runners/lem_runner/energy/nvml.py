@@ -81,6 +81,8 @@ class NvmlEnergyBackend:
         self._start_mj = self._read_mj()
 
     def stop_tracking(self) -> EnergyReading:
+        if not self._start_mj:
+            raise RuntimeError("stop_tracking called before start_tracking")
         end_mj = self._read_mj()
         duration = time.perf_counter() - self._t0
         per_device: dict[str, float] = {}

@@ -20,13 +20,25 @@ def cpu_energy_reason() -> str:
     return "run is on CPU: NVML covers GPUs only, and no CPU energy counter is readable here (no RAPL zone in /sys/class/powercap)"
 
 
+class EnergyUnavailable(RuntimeError):
+    """``energy.sampler: nvml`` was asked for explicitly and cannot be had: the run fails rather than report null."""
+
+
 def select_energy_backend(config: ExperimentConfig, device_kind: str) -> EnergyBackend:
-    """NVML for GPU runs when its counter reads; otherwise a null source carrying the reason."""
+    """NVML for GPU runs when its counter reads; otherwise a null source carrying the reason. An explicit
+    ``sampler: nvml`` is a requirement: without it the run fails instead of silently measuring nothing."""
+    required = config.energy.sampler == "nvml"
     if config.energy.sampler == "none":
         return NullEnergyBackend("energy measurement turned off in the config (energy.sampler: none)")
     if device_kind != "cuda":
-        return NullEnergyBackend(cpu_energy_reason())
+        reason = cpu_energy_reason()
+        if required:
+            raise EnergyUnavailable(f"energy.sampler 'nvml' needs a GPU run: {reason}")
+        return NullEnergyBackend(reason)
     nvml = NvmlEnergyBackend(config.devices)
     if nvml.is_available():
         return nvml
-    return NullEnergyBackend(nvml.unavailable_reason or "NVML unavailable")
+    reason = nvml.unavailable_reason or "NVML unavailable"
+    if required:
+        raise EnergyUnavailable(f"energy.sampler 'nvml': {reason}")
+    return NullEnergyBackend(reason)

@@ -1,0 +1,56 @@
+"""`lem run --isolated` against the real engine: the runner in the CPU PyTorch image, results on the mounted volume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import run_lem, write_yaml
+from lem_runner.contract import ExperimentResult, RunError
+
+pytestmark = pytest.mark.docker
+
+
+def _result_dir(root):
+    (d,) = [p for p in root.iterdir() if p.is_dir()]
+    return d
+
+
+def test_isolated_run_gives_the_same_tokens_as_local(tmp_path, tiny_config, cpu_image, no_leftover_containers):
+    local = run_lem("run", str(tiny_config), "-o", str(tmp_path / "local"))
+    assert local.returncode == 0, local.stderr
+    isolated = run_lem("run", str(tiny_config), "-o", str(tmp_path / "isolated"), "--isolated")
+    assert isolated.returncode == 0, isolated.stderr
+
+    a = ExperimentResult.model_validate_json((_result_dir(tmp_path / "local") / "result.json").read_text())
+    b = ExperimentResult.model_validate_json((_result_dir(tmp_path / "isolated") / "result.json").read_text())
+    assert (b.n_requests, b.input_tokens, b.output_tokens) == (a.n_requests, a.input_tokens, a.output_tokens)
+    assert b.measurement_config_hash == a.measurement_config_hash
+    assert b.environment.image == cpu_image.image_id and a.environment.image is None
+    assert b.model_path == "/lem/model"
+    assert b.environment.libraries["transformers"] == a.environment.libraries["transformers"]
+    assert b.ttft is not None and b.itl is not None
+    assert b.total_energy_j is None and b.energy.unavailable_reason
+
+
+def test_failing_runner_exits_1_with_error_json_and_no_container_left(tmp_path, cpu_image, no_leftover_containers):
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    (broken / "config.json").write_text('{"model_type": "llama"}')
+    cfg = write_yaml(tmp_path / "c.yaml", f"model: {broken}\nn_prompts: 2\n")
+    proc = run_lem("run", str(cfg), "-o", str(tmp_path / "r"), "--isolated")
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    exp_dir = _result_dir(tmp_path / "r")
+    err = RunError.model_validate_json((exp_dir / "error.json").read_text())
+    assert err.phase == "load" and "/lem/model" in err.message + (err.traceback or "")
+    assert not (exp_dir / "result.json").exists()
+    assert (exp_dir / "runner.log").stat().st_size > 0  # the container's stderr is kept beside the error
+
+
+def test_request_written_for_the_container_uses_container_paths(tmp_path, tiny_config, cpu_image):
+    proc = run_lem("run", str(tiny_config), "-o", str(tmp_path / "r"), "--isolated", "-n", "1")
+    assert proc.returncode == 0, proc.stderr
+    request = json.loads((_result_dir(tmp_path / "r") / "request.json").read_text())
+    assert request["model_path"] == "/lem/model" and request["image"] == cpu_image.image_id
