@@ -16,7 +16,7 @@ export TESTCONTAINERS_RYUK_DISABLED := true
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 QUIET_PIP := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 
-.PHONY: help venv demo demo-isolated test test-local test-gpu docker-up docker-down base-image images lint clean
+.PHONY: help venv demo demo-isolated test test-local test-gpu bench docker-up docker-down base-image images lint clean
 
 help:
 	@echo "make demo           measure the embedded default model (SmolLM2-135M) with lem run"
@@ -25,6 +25,7 @@ help:
 	@echo "make test-local     tests that need no Docker engine"
 	@echo "make test-gpu       GPU-marked tests (on a machine with an NVIDIA GPU)"
 	@echo "make images         build the CPU PyTorch runner image"
+	@echo "make bench          benchmarks, side by side (isolation overhead so far)"
 
 venv: $(VENV)/.installed
 
@@ -51,6 +52,9 @@ test-local: venv
 
 test-gpu: venv
 	$(BIN)/pytest -m gpu
+
+bench: venv docker-up base-image
+	$(BIN)/python bench/isolation.py
 
 docker-up:
 	bash docker/docker-up.sh

@@ -54,3 +54,22 @@ def test_request_written_for_the_container_uses_container_paths(tmp_path, tiny_c
     assert proc.returncode == 0, proc.stderr
     request = json.loads((_result_dir(tmp_path / "r") / "request.json").read_text())
     assert request["model_path"] == "/lem/model" and request["image"] == cpu_image.image_id
+
+
+def test_ctrl_c_stops_the_container_and_leaves_none(tmp_path, tiny_model_path, cpu_image, no_leftover_containers):
+    import signal
+    import subprocess
+    import sys
+
+    cfg = write_yaml(tmp_path / "long.yaml", f"model: {tiny_model_path}\nn_prompts: 400\nmax_output_tokens: 64\n"
+                                             "force_output_length: true\nwarmup:\n  n_batches: 0\n")
+    proc = subprocess.Popen([sys.executable, "-m", "llenergymeasure", "run", str(cfg), "-o", str(tmp_path / "r"),
+                             "--isolated"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:  # the measurement window is open inside the container
+        if "measuring" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    err = RunError.model_validate_json((_result_dir(tmp_path / "r") / "error.json").read_text())
+    assert err.phase == "measure" and "SIGTERM" in err.message  # docker stop → the runner wrote what it had
