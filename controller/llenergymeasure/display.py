@@ -5,6 +5,7 @@ On a terminal, a rich progress bar; elsewhere (CI, pipes), one plain line per ev
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from rich.console import Console
@@ -12,6 +13,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from lem_runner.contract import ExperimentResult, LatencyStats, ProgressEvent
+
+
+def make_console() -> Console:
+    """Rich console for stdout; off a terminal (CI logs, pipes) wide enough that tables do not wrap every cell."""
+    console = Console(highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(highlight=False, width=160)
+    return console
 
 
 class RunDisplay:
@@ -90,3 +99,28 @@ def render_summary(console: Console, result: ExperimentResult, exp_dir: Path) ->
     for w in result.warnings:
         table.add_row("[yellow]warning[/]", w)
     console.print(table)
+
+
+def render_comparison(console: Console, outcomes, study_dir: Path) -> None:
+    """One row per experiment of a study, side by side."""
+    table = Table(title=f"Study · {study_dir.name}", title_justify="left")
+    for col in ("experiment", "backend", "runner", "tok/s", "TTFT p50", "ITL p50", "J/token", "FLOPs", "status"):
+        table.add_column(col, justify="right" if col in ("tok/s", "TTFT p50", "ITL p50", "FLOPs") else "left")
+    reasons = set()
+    for o in outcomes:
+        r = o.result
+        if r is None:
+            table.add_row(o.point.label, o.point.config.backend, o.runner, "", "", "", "", "", f"[red]failed[/]: {o.error}")
+            continue
+        if r.avg_energy_per_token_j is None:
+            reasons.add(r.energy.unavailable_reason)
+        table.add_row(
+            o.point.label, r.config.backend, o.runner, f"{r.avg_tokens_per_second:.1f}",
+            f"{r.ttft.p50_ms:.1f} ms" if r.ttft else "—", f"{r.itl.p50_ms:.2f} ms" if r.itl else "—",
+            f"{r.avg_energy_per_token_j:.4g}" if r.avg_energy_per_token_j is not None else "null",
+            f"{r.total_flops:.3g}" if r.total_flops else "—", "[green]done[/]",
+        )
+    console.print(table)
+    for reason in sorted(x for x in reasons if x):
+        console.print(f"  J/token null: {reason}")
+    console.print(f"  summary: {study_dir / 'study_summary.json'}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rich.console import Console
+from llenergymeasure.display import make_console
 from rich.table import Table
 
 from llenergymeasure.doctor import run_checks
@@ -13,4 +13,4 @@ def doctor() -> None:
     table = Table("check", "", "detail", "fix")
     for c in run_checks():
         table.add_row(c.name, "[green]ok[/]" if c.ok else "[red]missing[/]", c.detail, c.fix)
-    Console(highlight=False).print(table)
+    make_console().print(table)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
+from llenergymeasure.display import make_console
 from rich.table import Table
 
 from llenergymeasure.dockerclient import docker_client
@@ -24,7 +24,7 @@ def build(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show the build output."),
 ) -> None:
     """Build runner images, labelled with lem's version and contract fingerprint."""
-    console = Console(highlight=False)
+    console = make_console()
     client = docker_client()
     for backend in backends or ["pytorch"]:
         console.print(f"building {backend}{' (cpu)' if cpu else ''} …")
@@ -36,7 +36,7 @@ def build(
 @app.command("list")
 def list_cmd() -> None:
     """Images lem built, with their contract fingerprints."""
-    console = Console(highlight=False)
+    console = make_console()
     table = Table("image", "backend", "variant", "backend version", "contract", "size")
     for img in list_images(docker_client()):
         mark = "" if img.matches_contract else " [red](stale)[/]"

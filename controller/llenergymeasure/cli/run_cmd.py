@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
 from llenergymeasure.config import load_config
-from llenergymeasure.display import RunDisplay, render_summary
+from llenergymeasure.config.loader import read_config_file
+from llenergymeasure.display import RunDisplay, make_console, render_comparison, render_summary
 from llenergymeasure.experiment import execute_experiment
 from llenergymeasure.launchers import Timeouts
 from llenergymeasure.launchers.select import select_launcher
+from llenergymeasure.study import execute_study, expand_study, is_study, load_study
 
 
 def run(
@@ -30,17 +31,44 @@ def run(
     timeout: float | None = typer.Option(None, "--timeout", help="Wall-clock limit for the runner, seconds."),
     silence_timeout: float = typer.Option(900.0, "--silence-timeout", help="Stop a runner silent this long, seconds."),
 ) -> None:
-    """Measure one experiment and write results/<experiment>/result.json."""
+    """Measure one experiment (or each experiment of a study file) and write results/<experiment>/result.json."""
     overrides = {
         "model": model, "backend": backend, "pytorch.batch_size": batch_size, "n_prompts": n_prompts,
         "max_output_tokens": max_output_tokens, "dtype": dtype, "device": device, "name": name,
     }
+    timeouts = Timeouts(timeout, silence_timeout)
+    if config is not None and is_study(read_config_file(config)):
+        raise typer.Exit(_run_study(config, overrides, output, isolated, timeouts))
     cfg = load_config(config, overrides)
     launcher = select_launcher(cfg, isolated=isolated, image=image)
-    console = Console(highlight=False)
+    console = make_console()
     title = f"{cfg.experiment_name} · {cfg.backend} · {launcher.name} runner"
     with RunDisplay(console, title) as display:
         result, exp_dir = execute_experiment(
-            cfg, output=output, launcher=launcher, on_event=display, timeouts=Timeouts(timeout, silence_timeout)
+            cfg, output=output, launcher=launcher, on_event=display, timeouts=timeouts
         )
     render_summary(console, result, exp_dir)
+
+
+def _run_study(path: Path, overrides: dict, output: Path, isolated: bool, timeouts: Timeouts) -> int:
+    """Run a study file; exit 1 if any experiment failed (the others still ran)."""
+    study = load_study(path, {k: v for k, v in overrides.items() if k != "name"})
+    expansion = expand_study(study, str(path))
+    console = make_console()
+    for reason in expansion.skipped:
+        console.print(f"[yellow]skipped[/] {reason}")
+    displays: list[RunDisplay] = []
+
+    def on_point(i: int, n: int, point, runner: str) -> None:
+        if displays:
+            displays.pop().__exit__(None, None, None)
+        displays.append(RunDisplay(console, f"[{i}/{n}] {point.label} · {runner} runner").__enter__())
+
+    try:
+        outcome = execute_study(study, expansion, output=output, isolated=isolated, on_point=on_point,
+                                on_event=lambda e: displays[-1](e) if displays else None, timeouts=timeouts)
+    finally:
+        if displays:
+            displays.pop().__exit__(None, None, None)
+    render_comparison(console, outcome.outcomes, outcome.study_dir)
+    return 1 if outcome.failed else 0

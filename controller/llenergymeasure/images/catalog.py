@@ -10,7 +10,7 @@ from llenergymeasure.errors import SetupError
 
 BACKENDS = ("pytorch", "vllm", "tensorrt")
 #: backends whose images have a CPU variant that builds on this kind of machine
-CPU_VARIANTS = ("pytorch",)
+CPU_VARIANTS = ("pytorch", "vllm")
 BASE_IMAGE_CPU = "lem-base:bookworm"
 
 LABEL_VERSION = "lem.version"

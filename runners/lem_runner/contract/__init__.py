@@ -10,6 +10,7 @@ from lem_runner.contract.config import (
     ExperimentConfig,
     PromptConfig,
     PyTorchConfig,
+    VLLMConfig,
     WarmupConfig,
 )
 from lem_runner.contract.fingerprint import contract_fingerprint, measurement_config_hash
@@ -48,6 +49,7 @@ __all__ = [
     "RESULT_FILE",
     "RunError",
     "RunRequest",
+    "VLLMConfig",
     "WarmupConfig",
     "contract_fingerprint",
     "measurement_config_hash",

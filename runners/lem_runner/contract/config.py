@@ -79,12 +79,36 @@ class PyTorchConfig(_Section):
     use_cache: bool = True
 
 
+class VLLMConfig(_Section):
+    """vLLM offline inference (``vllm.LLM``). Fields map onto the engine's own arguments; sampling comes from the
+    experiment's ``decoding``, ``max_output_tokens`` and ``force_output_length`` (→ ``ignore_eos``)."""
+
+    max_model_len: int | None = Field(None, ge=16, le=1_048_576, description="context length; None: the model's")
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    max_num_seqs: int | None = Field(None, ge=1, le=65536, description="sequences scheduled together (batch)")
+    max_num_batched_tokens: int | None = Field(None, ge=16, le=1_048_576)
+    tensor_parallel_size: int = Field(1, ge=1, le=64)
+    pipeline_parallel_size: int = Field(1, ge=1, le=64)
+    enforce_eager: bool = Field(False, description="no CUDA graphs / compilation")
+    quantization: Literal["awq", "gptq", "fp8", "bitsandbytes", "compressed-tensors", "gguf"] | None = None
+    kv_cache_dtype: Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2"] = "auto"
+    enable_prefix_caching: bool | None = Field(None, description="None: vLLM's default")
+    block_size: Literal[8, 16, 32, 64, 128] | None = None
+    cpu_kvcache_space_gib: int = Field(1, ge=1, le=1024, description="KV cache on CPU runs (VLLM_CPU_KVCACHE_SPACE)")
+
+    @model_validator(mode="after")
+    def _batched_tokens_cover_a_sequence(self) -> VLLMConfig:
+        if self.max_num_batched_tokens and self.max_model_len and self.max_num_batched_tokens < self.max_model_len:
+            raise ValueError("max_num_batched_tokens must be >= max_model_len (vLLM refuses a smaller budget)")
+        return self
+
+
 class ExperimentConfig(_Section):
     """One measurement: a model, a backend and its settings, a prompt set, and how to measure."""
 
     name: str | None = Field(None, description="experiment name; used in the result directory's name")
     model: str = Field(EMBEDDED_DEFAULT_MODEL, min_length=1, description="hub id, local folder, or the embedded default")
-    backend: Literal["pytorch"] = "pytorch"
+    backend: Literal["pytorch", "vllm"] = "pytorch"
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
         "auto", description="'auto' keeps the dtype the checkpoint was saved in"
     )
@@ -102,6 +126,7 @@ class ExperimentConfig(_Section):
     allow_model_download: bool = Field(False, description="let the runner reach the hub (and the network) for the model")
     runner: str = Field("auto", description="auto | local | docker | docker:<image>")
     pytorch: PyTorchConfig = PyTorchConfig()
+    vllm: VLLMConfig = VLLMConfig()
 
     @field_validator("name")
     @classmethod
@@ -132,6 +157,15 @@ class ExperimentConfig(_Section):
             raise ValueError("prompts.input_tokens exceeds max_input_tokens")
         if self.backend == "pytorch" and len(self.devices) != 1:
             raise ValueError("devices: the pytorch backend runs on one GPU; list exactly one index")
+        if self.backend == "vllm":
+            n_gpus = self.vllm.tensor_parallel_size * self.vllm.pipeline_parallel_size
+            if len(self.devices) != n_gpus:
+                raise ValueError(
+                    f"devices: vllm uses tensor_parallel_size x pipeline_parallel_size = {n_gpus} GPU(s); "
+                    f"list {n_gpus} device index(es)"
+                )
+            if self.vllm.max_model_len and self.max_input_tokens + self.max_output_tokens > self.vllm.max_model_len:
+                raise ValueError("vllm.max_model_len is shorter than max_input_tokens + max_output_tokens")
         if self.device == "cpu" and self.energy.sampler == "nvml":
             raise ValueError("energy.sampler 'nvml' needs a GPU run, but device is 'cpu'")
         return self

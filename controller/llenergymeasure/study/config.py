@@ -1,0 +1,112 @@
+"""The study file: ``base`` (experiment fields shared by all), ``sweep`` (axes over dotted paths whose cartesian
+product is taken) and ``experiments`` (explicit points merged over the base). Points that fail validation are
+skipped with their reason; equivalent points (same measurement hash) run once."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from lem_runner.contract import ExperimentConfig, measurement_config_hash
+from llenergymeasure.config.loader import (
+    resolve_relative_paths,
+    apply_overrides,
+    format_validation_error,
+    parse_config,
+    read_config_file,
+)
+from llenergymeasure.errors import ConfigError
+
+_STUDY_KEYS = {"base", "sweep", "experiments"}
+
+
+class StudyConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("study", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+    base: dict[str, Any] = Field(default_factory=dict)
+    sweep: dict[str, list[Any]] = Field(default_factory=dict, description="dotted path -> values")
+    experiments: list[dict[str, Any]] = Field(default_factory=list)
+
+    @field_validator("sweep")
+    @classmethod
+    def _non_empty_axes(cls, v: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for path, values in v.items():
+            if not values:
+                raise ValueError(f"axis '{path}' has no values")
+        return v
+
+
+@dataclass(frozen=True)
+class StudyPoint:
+    label: str
+    config: ExperimentConfig
+
+
+@dataclass(frozen=True)
+class Expansion:
+    points: list[StudyPoint]
+    skipped: list[str]  # "label: reason" for each point that failed validation or duplicated another
+
+
+def is_study(data: dict[str, Any]) -> bool:
+    return bool(_STUDY_KEYS & data.keys())
+
+
+def load_study(path: Path, overrides: dict[str, Any] | None = None) -> StudyConfig:
+    """A study file, with relative paths in its base and points resolved against its folder and ``overrides``
+    (dotted paths, as for an experiment) applied to its base."""
+    data = read_config_file(path)
+    try:
+        study = StudyConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(str(path), exc)) from None
+    folder = path.resolve().parent
+    base = apply_overrides(resolve_relative_paths(study.base, folder), overrides or {})
+    points = [resolve_relative_paths(e, folder) for e in study.experiments]
+    return study.model_copy(update={"base": base, "experiments": points})
+
+
+def _label(overrides: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in overrides.items()) or "base"
+
+
+def expand_study(study: StudyConfig, source: str = "study") -> Expansion:
+    starts = [dict(e) for e in study.experiments] or [{}]
+    axes = list(study.sweep.items())
+    points: list[StudyPoint] = []
+    skipped: list[str] = []
+    seen: dict[str, str] = {}
+    for start in starts:
+        for combo in itertools.product(*(values for _, values in axes)):
+            swept = {path: value for (path, _), value in zip(axes, combo)}
+            overrides = {**{k: v for k, v in start.items() if not isinstance(v, dict)}, **swept}
+            data = apply_overrides(_merge(study.base, start), swept)
+            label = _label(overrides)
+            try:
+                config = parse_config(data, f"{source}: {label}")
+            except ConfigError as exc:
+                skipped.append(str(exc))
+                continue
+            digest = measurement_config_hash(config)
+            if digest in seen:
+                skipped.append(f"{source}: {label}: same measurement as {seen[digest]}, run once")
+                continue
+            seen[digest] = label
+            if config.name is None:
+                config = config.model_copy(update={"name": f"{study.name}-{len(points) + 1:03d}-{config.backend}"})
+            points.append(StudyPoint(label, config))
+    if not points:
+        raise ConfigError(f"{source}: no valid experiment in the study ({'; '.join(skipped) or 'nothing to run'})")
+    return Expansion(points, skipped)
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
