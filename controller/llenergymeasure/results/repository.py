@@ -62,10 +62,6 @@ class FileResultsRepository:
     def load_error(self, exp_dir: Path) -> RunError | None:
         return _load(exp_dir / ERROR_FILE, RunError)
 
-    def experiment_dirs(self) -> list[Path]:
-        """Folders under the root holding a result, oldest first."""
-        return sorted(p.parent for p in self.root.glob(f"*/{RESULT_FILE}"))
-
 
 def _load(path: Path, model):
     if not path.is_file():
