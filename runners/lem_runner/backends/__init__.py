@@ -16,6 +16,10 @@ def create_backend(config: ExperimentConfig, model_path: str) -> InferenceBacken
         from lem_runner.backends.vllm import VLLMBackend
 
         return VLLMBackend(config, model_path)
+    if config.backend == "tensorrt":
+        from lem_runner.backends.tensorrt import TensorRTBackend
+
+        return TensorRTBackend(config, model_path)
     raise ValueError(f"backend '{config.backend}' is not available in this runner")
 
 

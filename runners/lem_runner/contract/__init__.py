@@ -10,6 +10,7 @@ from lem_runner.contract.config import (
     ExperimentConfig,
     PromptConfig,
     PyTorchConfig,
+    TensorRTConfig,
     VLLMConfig,
     WarmupConfig,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "RESULT_FILE",
     "RunError",
     "RunRequest",
+    "TensorRTConfig",
     "VLLMConfig",
     "WarmupConfig",
     "contract_fingerprint",

@@ -103,12 +103,30 @@ class VLLMConfig(_Section):
         return self
 
 
+class TensorRTConfig(_Section):
+    """TensorRT-LLM through its ``tensorrt_llm.LLM`` API. Fields map onto ``LLM(...)`` arguments and its
+    ``KvCacheConfig`` / ``QuantConfig``; sampling comes from the experiment as for the other backends."""
+
+    llm_backend: Literal["pytorch", "tensorrt"] = Field(
+        "pytorch", description="TRT-LLM's PyTorch workflow (default), or build and run a TensorRT engine"
+    )
+    max_batch_size: int | None = Field(None, ge=1, le=65536)
+    max_num_tokens: int | None = Field(None, ge=16, le=1_048_576)
+    max_seq_len: int | None = Field(None, ge=16, le=1_048_576)
+    tensor_parallel_size: int = Field(1, ge=1, le=64)
+    pipeline_parallel_size: int = Field(1, ge=1, le=64)
+    quantization: Literal["fp8", "int4_awq", "w4a8_awq", "int8_sq", "nvfp4"] | None = None
+    kv_cache_dtype: Literal["auto", "fp8"] = "auto"
+    kv_cache_free_gpu_memory_fraction: float = Field(0.9, gt=0, le=1)
+    kv_cache_enable_block_reuse: bool | None = Field(None, description="None: TRT-LLM's default")
+
+
 class ExperimentConfig(_Section):
     """One measurement: a model, a backend and its settings, a prompt set, and how to measure."""
 
     name: str | None = Field(None, description="experiment name; used in the result directory's name")
     model: str = Field(EMBEDDED_DEFAULT_MODEL, min_length=1, description="hub id, local folder, or the embedded default")
-    backend: Literal["pytorch", "vllm"] = "pytorch"
+    backend: Literal["pytorch", "vllm", "tensorrt"] = "pytorch"
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
         "auto", description="'auto' keeps the dtype the checkpoint was saved in"
     )
@@ -127,6 +145,7 @@ class ExperimentConfig(_Section):
     runner: str = Field("auto", description="auto | local | docker | docker:<image>")
     pytorch: PyTorchConfig = PyTorchConfig()
     vllm: VLLMConfig = VLLMConfig()
+    tensorrt: TensorRTConfig = TensorRTConfig()
 
     @field_validator("name")
     @classmethod
@@ -157,13 +176,16 @@ class ExperimentConfig(_Section):
             raise ValueError("prompts.input_tokens exceeds max_input_tokens")
         if self.backend == "pytorch" and len(self.devices) != 1:
             raise ValueError("devices: the pytorch backend runs on one GPU; list exactly one index")
-        if self.backend == "vllm":
-            n_gpus = self.vllm.tensor_parallel_size * self.vllm.pipeline_parallel_size
+        if self.backend in ("vllm", "tensorrt"):
+            section = self.vllm if self.backend == "vllm" else self.tensorrt
+            n_gpus = section.tensor_parallel_size * section.pipeline_parallel_size
             if len(self.devices) != n_gpus:
                 raise ValueError(
-                    f"devices: vllm uses tensor_parallel_size x pipeline_parallel_size = {n_gpus} GPU(s); "
+                    f"devices: {self.backend} uses tensor_parallel_size x pipeline_parallel_size = {n_gpus} GPU(s); "
                     f"list {n_gpus} device index(es)"
                 )
+        if self.backend == "tensorrt" and self.device == "cpu":
+            raise ValueError("device: the tensorrt backend runs on NVIDIA GPUs only, not 'cpu'")
             if self.vllm.max_model_len and self.max_input_tokens + self.max_output_tokens > self.vllm.max_model_len:
                 raise ValueError("vllm.max_model_len is shorter than max_input_tokens + max_output_tokens")
         if self.device == "cpu" and self.energy.sampler == "nvml":
