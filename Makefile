@@ -16,11 +16,12 @@ export TESTCONTAINERS_RYUK_DISABLED := true
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 QUIET_PIP := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 
-.PHONY: help venv demo demo-isolated test test-local test-gpu bench docker-up docker-down base-image images lint clean
+.PHONY: help venv demo demo-isolated demo-stacks test test-local test-gpu bench docker-up docker-down base-image images lint clean
 
 help:
 	@echo "make demo           measure the embedded default model (SmolLM2-135M) with lem run"
 	@echo "make demo-isolated  the same inside the PyTorch runner container (lem run --isolated)"
+	@echo "make demo-stacks    PyTorch and vLLM side by side, each in its own image (lem run --isolated)"
 	@echo "make test           all tests, Docker ones included (starts an engine if none answers)"
 	@echo "make test-local     tests that need no Docker engine"
 	@echo "make test-gpu       GPU-marked tests (on a machine with an NVIDIA GPU)"
@@ -43,6 +44,10 @@ demo: venv
 demo-isolated: venv docker-up base-image
 	$(BIN)/lem images build pytorch --cpu
 	$(BIN)/lem run examples/demo.yaml --isolated
+
+demo-stacks: venv docker-up base-image
+	$(BIN)/lem images build pytorch vllm --cpu
+	$(BIN)/lem run examples/cross-stack.yaml --isolated
 
 test: venv docker-up base-image
 	$(BIN)/pytest

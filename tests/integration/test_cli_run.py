@@ -126,3 +126,9 @@ def test_ctrl_c_stops_the_runner_and_exits_130(tmp_path, tiny_model_path):
     err = RunError.model_validate_json((exp_dir / "error.json").read_text())
     assert err.phase == "measure" and "interrupted" in err.message
     assert not (exp_dir / "result.json").exists()
+
+
+def test_a_vllm_option_vllm_would_reject_exits_2_at_load(tmp_path, tiny_model_path):
+    cfg = write_yaml(tmp_path / "v.yaml", f"model: {tiny_model_path}\nbackend: vllm\nvllm:\n  tensor_parallel_size: 4\n")
+    _assert_config_error(run_lem("run", str(cfg), "-o", str(tmp_path / "r")), "devices", "tensor_parallel_size")
+    assert not (tmp_path / "r").exists()

@@ -181,6 +181,10 @@ def build_image(
     from llenergymeasure.models.embedded import cache_root
 
     tag = image_tag(backend, cpu)
+    try:
+        previous = client.images.get(tag).id
+    except docker.errors.ImageNotFound:
+        previous = None
     buildargs = dict(_CPU_BUILDARGS.get(backend, {})) if cpu else {}
     if base:
         buildargs["BASE_IMAGE"] = base
@@ -202,5 +206,10 @@ def build_image(
             if "aux" in chunk and "ID" in chunk["aux"]:
                 image_id = chunk["aux"]["ID"]
     image = client.images.get(image_id or tag)
+    if previous and previous != image.id:
+        try:  # the image this build replaced is now untagged: do not leave gigabytes behind on every rebuild
+            client.images.remove(previous)
+        except docker.errors.APIError:
+            pass  # still used by a container, or shares a tag: leave it
     return BuildResult(tag=tag, image_id=image.id, size_bytes=int(image.attrs.get("Size", 0)),
                        seconds=time.perf_counter() - t0)
