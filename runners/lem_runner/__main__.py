@@ -86,15 +86,19 @@ def main(argv: list[str] | None = None) -> int:
 
     phase = Phase()
     backend = None
+    # the backend and NVML address GPUs as this process numbers them; the result keeps the config as written
+    run_config = request.config
+    if request.local_devices is not None:
+        run_config = run_config.model_copy(update={"devices": request.local_devices})
     try:
-        backend = create_backend(request.config, request.model_path)
+        backend = create_backend(run_config, request.model_path)
         result = run_measurement(
             request,
             backend,
-            energy_for=lambda loaded: select_energy_backend(request.config, loaded.device_kind),
+            energy_for=lambda loaded: select_energy_backend(run_config, loaded.device_kind),
             environment_for=lambda loaded: collect_environment(
                 loaded.libraries,
-                request.config.devices,
+                run_config.devices,
                 loaded.device_kind == "cuda",
                 loaded.cuda_version,
                 request.image,

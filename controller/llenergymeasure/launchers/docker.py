@@ -135,7 +135,10 @@ class DockerLauncher:
         model_path = (
             f"{MODEL_MOUNT}/{spec.model.relative}".rstrip("/") if spec.model.mount_root is not None else spec.model.host_path
         )
-        request = spec.request.model_copy(update={"model_path": model_path, "prompts_path": prompts_path, "image": info.id})
+        update = {"model_path": model_path, "prompts_path": prompts_path, "image": info.id}
+        if use_gpu:  # the container sees only the requested GPUs, renumbered from 0 in the order given
+            update["local_devices"] = list(range(len(cfg.devices)))
+        request = spec.request.model_copy(update=update)
         atomic_write_text(spec.exchange_dir / REQUEST_FILE, request.model_dump_json(indent=2))
 
         token_dir = None

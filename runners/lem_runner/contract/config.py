@@ -92,7 +92,9 @@ class VLLMConfig(_Section):
     enforce_eager: bool = Field(False, description="no CUDA graphs / compilation")
     quantization: Literal["awq", "gptq", "fp8", "bitsandbytes", "compressed-tensors", "gguf"] | None = None
     kv_cache_dtype: Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2"] = "auto"
-    enable_prefix_caching: bool | None = Field(None, description="None: vLLM's default")
+    enable_prefix_caching: bool = Field(
+        False, description="off by default: warmup runs the same prompts, so a cached prefix would hide prefill work"
+    )
     block_size: Literal[8, 16, 32, 64, 128] | None = None
     cpu_kvcache_space_gib: int = Field(1, ge=1, le=1024, description="KV cache on CPU runs (VLLM_CPU_KVCACHE_SPACE)")
 
@@ -118,7 +120,9 @@ class TensorRTConfig(_Section):
     quantization: Literal["fp8", "int4_awq", "w4a8_awq", "int8_sq", "nvfp4"] | None = None
     kv_cache_dtype: Literal["auto", "fp8"] = "auto"
     kv_cache_free_gpu_memory_fraction: float = Field(0.9, gt=0, le=1)
-    kv_cache_enable_block_reuse: bool | None = Field(None, description="None: TRT-LLM's default")
+    kv_cache_enable_block_reuse: bool = Field(
+        False, description="off by default: warmup runs the same prompts, so reused KV blocks would hide prefill work"
+    )
 
 
 class ExperimentConfig(_Section):
@@ -186,8 +190,16 @@ class ExperimentConfig(_Section):
                 )
         if self.backend == "tensorrt" and self.device == "cpu":
             raise ValueError("device: the tensorrt backend runs on NVIDIA GPUs only, not 'cpu'")
-            if self.vllm.max_model_len and self.max_input_tokens + self.max_output_tokens > self.vllm.max_model_len:
-                raise ValueError("vllm.max_model_len is shorter than max_input_tokens + max_output_tokens")
+        budget = self.max_input_tokens + self.max_output_tokens
+        if self.backend == "vllm" and self.vllm.max_model_len and budget > self.vllm.max_model_len:
+            raise ValueError(f"vllm.max_model_len {self.vllm.max_model_len} is shorter than max_input_tokens + "
+                             f"max_output_tokens = {budget}")
+        if self.backend == "tensorrt" and self.tensorrt.max_seq_len and budget > self.tensorrt.max_seq_len:
+            raise ValueError(f"tensorrt.max_seq_len {self.tensorrt.max_seq_len} is shorter than max_input_tokens + "
+                             f"max_output_tokens = {budget}")
+        if self.backend == "tensorrt" and self.tensorrt.quantization and self.tensorrt.llm_backend == "pytorch":
+            raise ValueError("tensorrt.quantization needs llm_backend 'tensorrt'; the PyTorch workflow reads "
+                             "quantization from a pre-quantized checkpoint")
         if self.device == "cpu" and self.energy.sampler == "nvml":
             raise ValueError("energy.sampler 'nvml' needs a GPU run, but device is 'cpu'")
         return self

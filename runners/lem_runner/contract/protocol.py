@@ -31,6 +31,9 @@ class RunRequest(BaseModel):
     config: ExperimentConfig
     model_path: str = Field(..., description="where this process loads the model from (a container path, say)")
     prompts_path: str | None = Field(None, description="where this process reads a JSONL prompts file from")
+    local_devices: list[int] | None = Field(
+        None, description="the config's GPUs as this process numbers them (a container renumbers its GPUs from 0)"
+    )
     image: str | None = Field(None, description="image id, when launched in a container")
 
 
