@@ -6,14 +6,13 @@ Test modules import the plain functions with ``from conftest import make_config`
 
 from __future__ import annotations
 
+# Ryuk, testcontainers' reaper, is an image that cannot be pulled here (no registry); our fixtures clean up instead.
+import os
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-
-# Ryuk, testcontainers' reaper, is an image that cannot be pulled here (no registry); our fixtures clean up instead.
-import os  # noqa: E402
 
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 
@@ -50,7 +49,7 @@ def make_environment(**overrides) -> EnvironmentInfo:
 def make_result(**overrides) -> ExperimentResult:
     """A valid, realistic result: 4 requests on CPU, energy null with the reason."""
     config = overrides.pop("config", None) or make_config()
-    start = datetime(2025, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+    start = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
     fields = {
         "experiment_id": "20250101T120000-tiny-llama-pytorch",
         "measurement_config_hash": measurement_config_hash(config),

@@ -6,9 +6,22 @@ a fake produces is a plain float the test can predict exactly (use dyadic steps 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
+from lem_runner.atomic import atomic_write_text
 from lem_runner.backends.base import GenerationRecord, LoadedModel
+from lem_runner.contract import (
+    ERROR_FILE,
+    RESULT_FILE,
+    ExperimentConfig,
+    ExperimentResult,
+    ProgressEvent,
+    RunError,
+)
 from lem_runner.energy.base import EnergyReading
 from lem_runner.measurement.flops import ParameterCounts
+from llenergymeasure.launchers.base import LOG_FILE, LaunchOutcome, LaunchSpec
 
 DEFAULT_PARAMETERS = ParameterCounts(total=1_000_000, input_embedding=50_000, output_projection=50_000,
                                      tied_embeddings=False)
@@ -134,22 +147,9 @@ class FakeEnergyBackend:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Controller-side fakes (FakeResultsRepository) are added with the controller.
+# Controller-side fakes: FakeResultsRepository and FakeLauncher.
 # ---------------------------------------------------------------------------------------------------------------------
 
-from collections.abc import Callable
-from pathlib import Path
-
-from lem_runner.atomic import atomic_write_text
-from lem_runner.contract import (
-    ERROR_FILE,
-    RESULT_FILE,
-    ExperimentConfig,
-    ExperimentResult,
-    ProgressEvent,
-    RunError,
-)
-from llenergymeasure.launchers.base import LOG_FILE, LaunchOutcome, LaunchSpec
 
 
 class FakeResultsRepository:

@@ -27,6 +27,7 @@ def run_experiment(
     The result is also written to ``<output>/<experiment>/result.json``. Raises ConfigError (bad config) or RunFailed.
     """
     from lem_runner.contract import ExperimentConfig
+
     from llenergymeasure.config import load_config, parse_config
     from llenergymeasure.experiment import execute_experiment
 

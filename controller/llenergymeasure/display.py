@@ -8,11 +8,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from lem_runner.contract import ExperimentResult, LatencyStats, ProgressEvent
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-
-from lem_runner.contract import ExperimentResult, LatencyStats, ProgressEvent
 
 
 def make_console() -> Console:

@@ -14,7 +14,7 @@ def docker_client():
     try:
         client = docker.from_env()
         client.ping()
-    except Exception as exc:  # noqa: BLE001 - DockerException and connection errors of every kind
+    except Exception as exc:
         raise SetupError(
             f"no Docker engine answers ({type(exc).__name__}); start one (`make docker-up`) or check DOCKER_HOST"
         ) from None

@@ -6,6 +6,7 @@ import importlib.util
 from dataclasses import dataclass
 
 from lem_runner.contract import contract_fingerprint
+
 from llenergymeasure import __version__
 from llenergymeasure.errors import SetupError
 from llenergymeasure.hostinfo import BACKEND_MODULES, backend_installed
@@ -24,7 +25,7 @@ def _nvml() -> list[Check]:
         import pynvml
 
         pynvml.nvmlInit()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return [
             Check("NVML", False, f"{exc} — GPU energy will be null with this reason", "install the NVIDIA driver (NVML ships with it)"),
             Check("GPU", False, "no NVIDIA GPU visible", "run on a machine with an NVIDIA GPU (Volta or newer for the energy counter)"),
@@ -37,7 +38,14 @@ def _nvml() -> list[Check]:
 
 def _docker() -> list[Check]:
     from llenergymeasure.dockerclient import docker_client
-    from llenergymeasure.images.catalog import BACKENDS, BASE_IMAGE_CPU, CPU_VARIANTS, build_command, image_tag, image_info
+    from llenergymeasure.images.catalog import (
+        BACKENDS,
+        BASE_IMAGE_CPU,
+        CPU_VARIANTS,
+        build_command,
+        image_info,
+        image_tag,
+    )
 
     try:
         client = docker_client()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lem_runner.contract import ExperimentConfig, ExperimentResult, RunRequest
+
 from llenergymeasure.errors import ConfigError, RunFailed
 from llenergymeasure.launchers import Launcher, LaunchSpec, Timeouts
 from llenergymeasure.launchers.select import select_launcher

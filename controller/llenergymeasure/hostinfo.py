@@ -12,7 +12,7 @@ def gpu_count() -> int:
 
         pynvml.nvmlInit()
         return int(pynvml.nvmlDeviceGetCount())
-    except Exception:  # noqa: BLE001 - no NVML library, no driver: no GPUs for our purposes
+    except Exception:
         return 0
 
 

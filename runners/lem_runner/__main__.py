@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         emit(ProgressEvent(event="error", message=message.splitlines()[0]))
         return EXIT_BAD_REQUEST
 
-    def _on_term(signum, frame):  # noqa: ARG001
+    def _on_term(signum, frame):
         raise _Terminated("runner received SIGTERM")
 
     signal.signal(signal.SIGTERM, _on_term)
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                                        message=message, phase=phase.name))
         emit(ProgressEvent(event="error", message=message))
         return 130 if isinstance(exc, KeyboardInterrupt) else 143
-    except Exception as exc:  # noqa: BLE001 - every failure must end in error.json, whatever raised it
+    except Exception as exc:
         message = f"{type(exc).__name__}: {exc}".strip()
         if phase.name == "load":
             message = f"could not load the model from {request.model_path}: {message}"

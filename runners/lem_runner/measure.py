@@ -6,16 +6,17 @@ tested with fakes at those seams.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime, timezone
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 from lem_runner.backends.base import GenerationRecord, InferenceBackend, LoadedModel
 from lem_runner.contract.fingerprint import measurement_config_hash
 from lem_runner.contract.protocol import ProgressEvent, RunRequest
 from lem_runner.contract.result import EnergyResult, EnvironmentInfo, ExperimentResult
 from lem_runner.energy.base import EnergyBackend, EnergyReading
-from lem_runner.measurement.flops import METHOD as FLOPS_METHOD, estimate_flops
+from lem_runner.measurement.flops import METHOD as FLOPS_METHOD
+from lem_runner.measurement.flops import estimate_flops
 from lem_runner.measurement.latency import RequestTiming, ttft_and_itl
 from lem_runner.prompts import load_prompts
 
@@ -61,7 +62,7 @@ def run_measurement(
     """Measure one experiment and return its result. Raises on failure; ``phase.name`` says where."""
     phase = phase or Phase()
     cfg = request.config
-    start_time = datetime.now(timezone.utc)
+    start_time = datetime.now(UTC)
 
     phase.name = "load"
     t0 = time.perf_counter()
@@ -87,7 +88,7 @@ def run_measurement(
         emit(ProgressEvent(event="progress", done=len(records), total=len(prompts)))
     window = time.perf_counter() - w0
     reading = energy.stop_tracking()
-    end_time = datetime.now(timezone.utc)
+    end_time = datetime.now(UTC)
 
     input_tokens = sum(r.input_tokens for r in records)
     output_tokens = sum(r.output_tokens for r in records)

@@ -7,14 +7,13 @@ import os
 from pathlib import Path
 
 import pytest
-from testcontainers.core.container import DockerContainer
-
 from conftest import make_config, run_lem
 from lem_runner.contract import RunRequest, contract_fingerprint
 from llenergymeasure.images.catalog import LABEL_CONTRACT, LABEL_MANAGED
 from llenergymeasure.launchers.base import LaunchSpec
 from llenergymeasure.launchers.docker import container_options
 from llenergymeasure.models import ResolvedModel
+from testcontainers.core.container import DockerContainer
 
 pytestmark = pytest.mark.docker
 

@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import make_config
 from lem_runner.backends.base import InferenceBackend
 from lem_runner.contract.protocol import RunRequest, parse_event

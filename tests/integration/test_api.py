@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
 import llenergymeasure as lem
+import pytest
 from lem_runner.contract import ExperimentResult
 from llenergymeasure.errors import ConfigError
 

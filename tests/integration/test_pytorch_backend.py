@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import make_config
 from fakes import FakeInferenceBackend
 from lem_runner.backends.base import GenerationRecord, InferenceBackend

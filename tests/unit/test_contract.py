@@ -6,8 +6,6 @@ import json
 import re
 
 import pytest
-from pydantic import ValidationError
-
 from conftest import make_config, make_result
 from lem_runner.contract import (
     ExperimentConfig,
@@ -18,6 +16,7 @@ from lem_runner.contract import (
     measurement_config_hash,
     parse_event,
 )
+from pydantic import ValidationError
 
 HEX16 = re.compile(r"^[0-9a-f]{16}$")
 

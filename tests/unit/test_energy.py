@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from conftest import make_config
 from fakes import FakeClock, FakeEnergyBackend
 from lem_runner.energy import EnergyBackend, EnergyReading, NullEnergyBackend, NvmlEnergyBackend, select_energy_backend

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-
 from conftest import make_config, make_environment
 from fakes import FakeEnergyBackend, FakeInferenceBackend
 from lem_runner.backends.base import LoadedModel

@@ -8,7 +8,6 @@ from importlib import resources
 
 import numpy
 import pytest
-
 from lem_runner.atomic import atomic_write_text
 from lem_runner.contract.config import PromptConfig
 from lem_runner.measurement.flops import ParameterCounts, estimate_flops

@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import make_config
 from lem_runner.contract.fingerprint import contract_fingerprint
 from lem_runner.contract.protocol import EXIT_BAD_REQUEST, EXIT_FAILED, RunError, RunRequest, parse_event

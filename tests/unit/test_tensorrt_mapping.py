@@ -11,8 +11,6 @@ from types import SimpleNamespace
 from typing import get_args
 
 import pytest
-from pydantic import ValidationError
-
 from conftest import make_config
 from lem_runner.backends import InferenceBackend, create_backend
 from lem_runner.backends.tensorrt import (
@@ -27,6 +25,7 @@ from lem_runner.backends.tensorrt import (
     stream_token_times,
 )
 from lem_runner.contract.config import TensorRTConfig
+from pydantic import ValidationError
 
 
 def _trt(**overrides):

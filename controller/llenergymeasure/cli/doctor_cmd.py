@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from llenergymeasure.display import make_console
 from rich.table import Table
 
+from llenergymeasure.display import make_console
 from llenergymeasure.doctor import run_checks
 
 

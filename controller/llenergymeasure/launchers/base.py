@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from lem_runner.contract import ProgressEvent, RunRequest
+
 from llenergymeasure.models import ResolvedModel
 
 EventSink = Callable[[ProgressEvent], None]

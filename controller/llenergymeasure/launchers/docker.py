@@ -17,6 +17,7 @@ from pathlib import Path
 
 from lem_runner.atomic import atomic_write_text
 from lem_runner.contract import REQUEST_FILE
+
 from llenergymeasure import __version__
 from llenergymeasure.images.catalog import LABEL_MANAGED, image_tag, require_image
 from llenergymeasure.launchers.base import LOG_FILE, EventSink, LaunchOutcome, LaunchSpec
@@ -179,5 +180,5 @@ class DockerLauncher:
 def _quietly(fn, **kwargs) -> None:
     try:
         fn(**kwargs)
-    except Exception:  # noqa: BLE001 - stopping/removing a container that is already gone is fine
+    except Exception:
         pass

@@ -7,8 +7,9 @@ import signal
 import subprocess
 import sys
 
-from lem_runner.contract import REQUEST_FILE
 from lem_runner.atomic import atomic_write_text
+from lem_runner.contract import REQUEST_FILE
+
 from llenergymeasure.launchers.base import LOG_FILE, EventSink, LaunchOutcome, LaunchSpec
 from llenergymeasure.launchers.stream import pump, start_reader
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from lem_runner.contract import ExperimentConfig
+
 from llenergymeasure.hostinfo import backend_installed
 from llenergymeasure.launchers.base import Launcher
 

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from lem_runner.contract import parse_event
+
 from llenergymeasure.errors import Interrupted
 from llenergymeasure.launchers.base import EventSink, Timeouts
 
@@ -24,7 +25,7 @@ def start_reader(lines: Iterable[str]) -> queue.Queue:
         try:
             for line in lines:
                 q.put(line)
-        except Exception:  # noqa: BLE001 - a broken stream ends like a closed one; the exit code tells the rest
+        except Exception:
             pass
         finally:
             q.put(_EOF)
@@ -66,7 +67,7 @@ class _CtrlC:
             self._old = signal.signal(signal.SIGINT, self._press)
         return self
 
-    def _press(self, signum, frame) -> None:  # noqa: ARG002
+    def _press(self, signum, frame) -> None:
         self.count += 1
 
     def __exit__(self, *exc) -> None:

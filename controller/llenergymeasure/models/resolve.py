@@ -9,6 +9,7 @@ from pathlib import Path
 
 from lem_runner.contract import ExperimentConfig
 from lem_runner.contract.config import EMBEDDED_DEFAULT_MODEL
+
 from llenergymeasure.errors import ConfigError
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")

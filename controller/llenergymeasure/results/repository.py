@@ -7,10 +7,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from pydantic import ValidationError
-
 from lem_runner.atomic import atomic_write_text
 from lem_runner.contract import ERROR_FILE, RESULT_FILE, ExperimentConfig, ExperimentResult, RunError
+from pydantic import ValidationError
+
 from llenergymeasure.errors import ConfigError
 
 CONFIG_FILE = "config.json"

@@ -9,15 +9,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lem_runner.contract import ExperimentConfig, measurement_config_hash
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from lem_runner.contract import ExperimentConfig, measurement_config_hash
 from llenergymeasure.config.loader import (
-    resolve_relative_paths,
     apply_overrides,
     format_validation_error,
     parse_config,
     read_config_file,
+    resolve_relative_paths,
 )
 from llenergymeasure.errors import ConfigError
 

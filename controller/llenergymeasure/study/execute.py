@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from lem_runner.atomic import atomic_write_text
 from lem_runner.contract import ExperimentResult
+
 from llenergymeasure.errors import ConfigError, RunFailed, SetupError
 from llenergymeasure.experiment import execute_experiment
 from llenergymeasure.launchers import Timeouts
@@ -62,7 +63,7 @@ def _row(o: PointOutcome) -> dict:
 
 
 def write_summary(outcome: StudyOutcome, study: StudyConfig, total: int) -> None:
-    summary = {"study": study.name, "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    summary = {"study": study.name, "updated": datetime.now(UTC).isoformat(timespec="seconds"),
                "planned": total, "finished": len(outcome.outcomes), "failed": outcome.failed,
                "skipped": outcome.skipped, "experiments": [_row(o) for o in outcome.outcomes]}
     atomic_write_text(outcome.study_dir / SUMMARY_FILE, json.dumps(summary, indent=2))

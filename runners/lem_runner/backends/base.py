@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from lem_runner.contract.config import ExperimentConfig
 from lem_runner.measurement.flops import ParameterCounts
 
 
@@ -42,3 +43,10 @@ class InferenceBackend(Protocol):
     def generate(self, prompts: list[str]) -> list[GenerationRecord]: ...
 
     def close(self) -> None: ...
+
+
+def input_token_limit(config: ExperimentConfig) -> int:
+    """Prompts are truncated to this many tokens: a synthetic prompt's exact length, else ``max_input_tokens``."""
+    if config.prompts.source == "synthetic" and config.prompts.input_tokens is not None:
+        return config.prompts.input_tokens
+    return config.max_input_tokens

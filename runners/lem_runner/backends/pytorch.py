@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from lem_runner.backends.base import GenerationRecord, LoadedModel
+from lem_runner.backends.base import GenerationRecord, LoadedModel, input_token_limit
 from lem_runner.contract.config import ExperimentConfig
 from lem_runner.measurement.environment import library_versions
 from lem_runner.measurement.flops import ParameterCounts
@@ -26,7 +26,7 @@ class _StepClock:
         self.times: list[float] = []
         self._seen_prompt = False
 
-    def put(self, value) -> None:  # noqa: ARG002 - the tokens themselves are read from generate's output
+    def put(self, value) -> None:
         now = time.perf_counter()
         if not self._seen_prompt:
             self._seen_prompt = True
@@ -127,8 +127,8 @@ class PyTorchBackend:
         import torch
 
         cfg = self.config
-        max_len = cfg.prompts.input_tokens if cfg.prompts.source == "synthetic" else cfg.max_input_tokens
-        enc = self._tokenizer(prompts, return_tensors="pt", padding=True, truncation=True, max_length=max_len)
+        enc = self._tokenizer(prompts, return_tensors="pt", padding=True, truncation=True,
+                              max_length=input_token_limit(cfg))
         enc = enc.to(self._device)
         clock = _StepClock()
         with torch.inference_mode():

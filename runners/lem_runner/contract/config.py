@@ -90,7 +90,7 @@ class VLLMConfig(_Section):
     tensor_parallel_size: int = Field(1, ge=1, le=64)
     pipeline_parallel_size: int = Field(1, ge=1, le=64)
     enforce_eager: bool = Field(False, description="no CUDA graphs / compilation")
-    quantization: Literal["awq", "gptq", "fp8", "bitsandbytes", "compressed-tensors", "gguf"] | None = None
+    quantization: Literal["awq", "gptq", "fp8", "compressed-tensors"] | None = None
     kv_cache_dtype: Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2"] = "auto"
     enable_prefix_caching: bool = Field(
         False, description="off by default: warmup runs the same prompts, so a cached prefix would hide prefill work"

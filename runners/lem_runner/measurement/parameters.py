@@ -1,0 +1,81 @@
+"""Parameter counts for the FLOPs estimate when the model itself is out of reach (an engine keeps it in another
+process): from the tensor shapes in a safetensors checkpoint, or from a Llama-like config."""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from pathlib import Path
+
+from lem_runner.measurement.flops import ParameterCounts
+
+_EMBEDDING_SUFFIXES = ("embed_tokens.weight", "wte.weight", "embed_in.weight", "word_embeddings.weight",
+                       "tok_embeddings.weight")
+_HEAD_SUFFIXES = ("lm_head.weight", "embed_out.weight")
+
+
+def _safetensors_shapes(path: Path) -> dict[str, list[int]]:
+    """Tensor shapes from a safetensors file's header (8-byte little-endian length, then JSON); no weights read."""
+    with path.open("rb") as fh:
+        (length,) = struct.unpack("<Q", fh.read(8))
+        header = json.loads(fh.read(length))
+    return {name: meta["shape"] for name, meta in header.items() if name != "__metadata__"}
+
+
+def checkpoint_parameter_counts(model_dir: Path, tie_word_embeddings: bool) -> ParameterCounts | None:
+    """Parameter counts from the shapes in a safetensors checkpoint (single file or sharded with an index), or None
+    when the folder has no safetensors checkpoint or its embedding tensors cannot be told apart by name.
+
+    A tied checkpoint usually stores no output projection; one that does is not counted twice, as in the model."""
+    index = model_dir / "model.safetensors.index.json"
+    if index.is_file():
+        files = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+    elif (model_dir / "model.safetensors").is_file():
+        files = ["model.safetensors"]
+    else:
+        return None
+    shapes: dict[str, list[int]] = {}
+    for name in files:
+        shapes.update(_safetensors_shapes(model_dir / name))
+    embeds = [n for n in shapes if n.endswith(_EMBEDDING_SUFFIXES)]
+    heads = [n for n in shapes if n.endswith(_HEAD_SUFFIXES)]
+    if len(embeds) != 1 or len(heads) > 1 or (not heads and not tie_word_embeddings):
+        return None
+    embed = math.prod(shapes[embeds[0]])
+    tied = tie_word_embeddings or not heads
+    total = sum(math.prod(s) for n, s in shapes.items() if not (tied and n in heads))
+    head = embed if tied else math.prod(shapes[heads[0]])
+    return ParameterCounts(total=total, input_embedding=embed, output_projection=head, tied_embeddings=tied)
+
+
+def llama_like_parameter_counts(hf_config) -> ParameterCounts:
+    """Parameter counts of a dense Llama-like decoder from its HF config (any object with those attributes).
+
+    embedding V*H; per layer: q and o H*(n_heads*head_dim) each, k and v H*(n_kv*head_dim) each (+ biases with
+    ``attention_bias``), MLP gate/up/down 3*H*I (+ biases with ``mlp_bias``), two RMSNorm weights 2*H; a final norm
+    H; the output projection V*H, shared with the embedding when ``tie_word_embeddings``. Not valid for MoE or
+    architectures with other blocks."""
+    c = hf_config
+    v, h, inter, layers = c.vocab_size, c.hidden_size, c.intermediate_size, c.num_hidden_layers
+    heads = c.num_attention_heads
+    kv = getattr(c, "num_key_value_heads", None) or heads
+    head_dim = getattr(c, "head_dim", None) or h // heads
+    q, k = heads * head_dim, kv * head_dim
+    attention = 2 * h * q + 2 * h * k + ((q + 2 * k + h) if getattr(c, "attention_bias", False) else 0)
+    mlp = 3 * h * inter + ((2 * inter + h) if getattr(c, "mlp_bias", False) else 0)
+    per_layer = attention + mlp + 2 * h
+    tied = bool(getattr(c, "tie_word_embeddings", False))
+    embed = v * h
+    total = embed + layers * per_layer + h + (0 if tied else embed)
+    return ParameterCounts(total=total, input_embedding=embed, output_projection=embed, tied_embeddings=tied)
+
+
+def checkpoint_dtype(model_dir: Path) -> str | None:
+    """The dtype a transformers checkpoint was saved in (config.json's ``dtype`` or older ``torch_dtype``)."""
+    try:
+        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    dtype = config.get("dtype") or config.get("torch_dtype")
+    return dtype if dtype in ("float32", "float16", "bfloat16") else None
