@@ -26,7 +26,7 @@ help:
 	@echo "make test-local     tests that need no Docker engine"
 	@echo "make test-gpu       GPU-marked tests (on a machine with an NVIDIA GPU)"
 	@echo "make images         build the CPU PyTorch runner image"
-	@echo "make bench          benchmarks, side by side (isolation overhead so far)"
+	@echo "make bench          benchmarks, side by side: isolation overhead, fidelity against plain loops"
 
 venv: $(VENV)/.installed
 
@@ -60,6 +60,7 @@ test-gpu: venv
 
 bench: venv docker-up base-image
 	$(BIN)/python bench/isolation.py
+	$(BIN)/python bench/fidelity.py
 
 docker-up:
 	bash docker/docker-up.sh

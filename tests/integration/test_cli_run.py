@@ -29,6 +29,7 @@ def test_run_writes_a_valid_result_and_prints_a_summary(tmp_path, tiny_config):
     assert result.avg_tokens_per_second > 0
     assert result.ttft is not None and result.ttft.n == 6
     assert result.itl is not None and result.itl.n == 6 * 7
+    assert "streamer" in result.latency_method  # every figure says how it was measured
     # no GPU here: energy is null with its reason, never 0
     assert result.total_energy_j is None and result.avg_energy_per_token_j is None
     assert result.energy.unavailable_reason

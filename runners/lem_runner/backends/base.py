@@ -27,6 +27,7 @@ class LoadedModel:
     parameters: ParameterCounts
     libraries: dict[str, str]
     cuda_version: str | None = None
+    latency_method: str = ""  # how this backend timestamps tokens, in words (goes into the result)
     details: dict[str, str | int | float | bool | None] = field(default_factory=dict)
 
 

@@ -14,6 +14,10 @@ from lem_runner.contract.config import ExperimentConfig
 from lem_runner.measurement.environment import library_versions
 from lem_runner.measurement.flops import ParameterCounts
 
+#: how this backend timestamps tokens (recorded in every result)
+LATENCY_METHOD = (
+    "a transformers streamer timestamps every decoding step of the batch (time.perf_counter after each step's tokens reach the CPU); TTFT = first step - generate() start"
+)
 #: distributions whose versions the environment record carries
 LIBRARIES = ["torch", "transformers", "tokenizers", "accelerate", "pydantic", "nvidia-ml-py"]
 _DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16"}
@@ -87,6 +91,7 @@ class PyTorchBackend:
         )
         dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
         return LoadedModel(
+            latency_method=LATENCY_METHOD,
             device_kind="cuda" if use_cuda else "cpu",
             parameters=counts,
             libraries=library_versions(LIBRARIES),

@@ -63,6 +63,10 @@ from lem_runner.measurement.flops import ParameterCounts
 from lem_runner.measurement.parameters import checkpoint_parameter_counts, llama_like_parameter_counts
 
 #: distributions whose versions the environment record carries (``tensorrt-llm`` matches the ``tensorrt_llm`` wheel:
+#: how this backend timestamps tokens (recorded in every result)
+LATENCY_METHOD = (
+    "each request streamed through generate_async(streaming=True), every response timestamped on arrival in the runner (time.perf_counter); TTFT from before the first submission"
+)
 #: importlib.metadata normalises the name)
 LIBRARIES = ["tensorrt-llm", "tensorrt", "nvidia-modelopt", "torch", "transformers", "tokenizers", "pydantic",
              "nvidia-ml-py"]
@@ -245,6 +249,7 @@ class TensorRTBackend:
         kv_settings = getattr(llm_settings, "kv_cache_config", None)
         quant = args.get("quant_config", {})
         return LoadedModel(
+            latency_method=LATENCY_METHOD,
             device_kind="cuda",
             parameters=counts,
             libraries=library_versions(LIBRARIES),

