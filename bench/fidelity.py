@@ -70,7 +70,8 @@ def plain_vllm_tps(client, image: str, model_dir: Path) -> float:
         environment={"VLLM_CPU_KVCACHE_SPACE": "1"}, user=str(os.getuid()), remove=True,
         stdout=True, stderr=False,
     )
-    return json.loads(logs.decode().strip().splitlines()[-1])["tokens_per_second"]
+    line = next(x for x in reversed(logs.decode().splitlines()) if x.startswith('{"tokens"'))  # vLLM logs to stdout
+    return json.loads(line)["tokens_per_second"]
 
 
 def compare(name: str, lem, plain, reps: int) -> dict:

@@ -9,16 +9,22 @@ from llenergymeasure.launchers.local import LocalLauncher
 from llenergymeasure.models import ResolvedModel
 
 
-def test_local_launcher_runs_the_runner_and_leaves_result_json(tmp_path, tiny_model_path):
-    exchange = tmp_path / "exp-1"
+def _spec(tmp_path, experiment_id: str, model) -> LaunchSpec:
+    """A launch of a 2-prompt experiment on ``model`` into a fresh exchange folder."""
+    exchange = tmp_path / experiment_id
     exchange.mkdir()
-    config = make_config(model=str(tiny_model_path), n_prompts=2, max_output_tokens=4, device="cpu")
-    spec = LaunchSpec(
+    config = make_config(model=str(model), n_prompts=2, max_output_tokens=4, device="cpu")
+    return LaunchSpec(
         exchange_dir=exchange,
-        request=RunRequest(experiment_id="exp-1", config=config, model_path=str(tiny_model_path)),
-        model=ResolvedModel(str(tiny_model_path), mount_root=tiny_model_path),
+        request=RunRequest(experiment_id=experiment_id, config=config, model_path=str(model)),
+        model=ResolvedModel(str(model), mount_root=model),
         timeouts=Timeouts(wall_s=300, silence_s=240),
     )
+
+
+def test_local_launcher_runs_the_runner_and_leaves_result_json(tmp_path, tiny_model_path):
+    spec = _spec(tmp_path, "exp-1", tiny_model_path)
+    exchange = spec.exchange_dir
     events = []
     outcome = LocalLauncher().launch(spec, events.append)
 
@@ -43,15 +49,8 @@ def test_local_launcher_leaves_error_json_when_the_model_cannot_load(tmp_path):
     broken = tmp_path / "broken-model"
     broken.mkdir()
     (broken / "config.json").write_text("{}")
-    exchange = tmp_path / "exp-2"
-    exchange.mkdir()
-    config = make_config(model=str(broken), n_prompts=2, max_output_tokens=4, device="cpu")
-    spec = LaunchSpec(
-        exchange_dir=exchange,
-        request=RunRequest(experiment_id="exp-2", config=config, model_path=str(broken)),
-        model=ResolvedModel(str(broken), mount_root=broken),
-        timeouts=Timeouts(wall_s=300, silence_s=240),
-    )
+    spec = _spec(tmp_path, "exp-2", broken)
+    exchange = spec.exchange_dir
     events = []
     outcome = LocalLauncher().launch(spec, events.append)
 
