@@ -62,7 +62,9 @@ def main() -> int:
                 runs[name].append(run_once(config, sides[name], Path(tmp) / name))
 
     med = {k: {m: statistics.median(r[m] for r in v) for m in v[0]} for k, v in runs.items()}
-    ratio = med["isolated"]["wall_s"] / med["local"]["wall_s"]
+    # median of per-pair ratios: adjacent runs share the machine's drift, which a ratio of medians does not cancel
+    pairs = [i["wall_s"] / loc["wall_s"] for i, loc in zip(runs["isolated"], runs["local"])]
+    ratio = statistics.median(pairs)
     report = {
         "benchmark": "isolation_overhead",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -70,6 +72,7 @@ def main() -> int:
         "image": {"tag": image.tag, "size_bytes": image.size_bytes},
         "reps": args.reps,
         "median": med,
+        "paired_ratios_isolated_to_local_wall": pairs,
         "ratio_isolated_to_local_wall": ratio,
         "target": f"<= {TARGET_RATIO}",
         "meets_target": ratio <= TARGET_RATIO,
@@ -82,7 +85,7 @@ def main() -> int:
         print(f"  {k:9s} wall {m['wall_s']:.2f} s · ready {m['ready_s']:.2f} s · window {m['window_s']:.2f} s · "
               f"{m['tokens_per_s']:.0f} tok/s")
     verdict = "meets" if ratio <= TARGET_RATIO else "falls short of"
-    print(f"  isolated/local wall ratio {ratio:.3f} ({verdict} target <= {TARGET_RATIO})")
+    print(f"  isolated/local wall ratio {ratio:.3f}, median of pairs ({verdict} target <= {TARGET_RATIO})")
     print(f"  container start overhead (ready, isolated − local): {med['isolated']['ready_s'] - med['local']['ready_s']:.2f} s")
     print(f"  written to {out.relative_to(ROOT)}")
     return 0
