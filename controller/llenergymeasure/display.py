@@ -10,6 +10,7 @@ from pathlib import Path
 
 from lem_runner.contract import ExperimentResult, LatencyStats, ProgressEvent
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -30,6 +31,7 @@ class RunDisplay:
         self.title = title
         self._progress: Progress | None = None
         self._tasks: dict[str, int] = {}
+        self._announced = False
 
     def __enter__(self) -> RunDisplay:
         if self.console.is_terminal:
@@ -38,7 +40,6 @@ class RunDisplay:
                 console=self.console, transient=True,
             )
             self._progress.start()
-        self.console.print(f"[bold]lem[/] {self.title}")
         return self
 
     def __exit__(self, *exc) -> None:
@@ -54,12 +55,15 @@ class RunDisplay:
         self._progress.update(self._tasks[name], completed=done, total=total)
 
     def __call__(self, event: ProgressEvent) -> None:
+        if not self._announced:  # only once a runner speaks: a config refused before it starts prints one line
+            self._announced = True
+            self.console.print(f"[bold]lem[/] {escape(self.title)}")
         if event.event in ("warmup", "progress") and event.done is not None and event.total:
             self._bar("warmup" if event.event == "warmup" else "measuring", event.done, event.total)
         elif event.event == "error":
-            self.console.print(f"  [red]runner error:[/] {event.message}")
+            self.console.print(f"  [red]runner error:[/] {escape(event.message)}")
         elif event.event in ("started", "model_loaded", "measured"):
-            self.console.print(f"  {event.event.replace('_', ' ')}: {event.message}")
+            self.console.print(f"  {event.event.replace('_', ' ')}: {escape(event.message)}")
 
 
 def _latency(stats: LatencyStats | None) -> str:
@@ -76,14 +80,14 @@ def render_summary(console: Console, result: ExperimentResult, exp_dir: Path) ->
     table = Table(title=f"Result · {result.experiment_id}", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("model", f"{result.config.model}")
+    table.add_row("model", escape(result.config.model))
     table.add_row("backend", f"{result.config.backend} · {d.get('device')} · {d.get('dtype')} · batch {d.get('batch_size')}")
     table.add_row("requests", f"{result.n_requests} · tokens in {result.input_tokens} / out {result.output_tokens}")
     table.add_row("throughput", f"{result.avg_tokens_per_second:.1f} output tok/s over a {result.total_inference_time_sec:.2f} s window")
     table.add_row("TTFT", _latency(result.ttft))
     table.add_row("ITL", _latency(result.itl))
     if result.total_energy_j is None:
-        table.add_row("energy", f"null — {result.energy.unavailable_reason}")
+        table.add_row("energy", f"null — {escape(result.energy.unavailable_reason or '')}")
         table.add_row("energy/token", "null (no energy measured)")
     else:
         table.add_row("energy", f"{result.total_energy_j:.3f} J ({result.energy.sampler}: {result.energy.method})")
@@ -96,7 +100,7 @@ def render_summary(console: Console, result: ExperimentResult, exp_dir: Path) ->
     table.add_row("ran in", where)
     table.add_row("result", str(exp_dir / "result.json"))
     for w in result.warnings:
-        table.add_row("[yellow]warning[/]", w)
+        table.add_row("[yellow]warning[/]", escape(w))
     console.print(table)
 
 
@@ -109,17 +113,18 @@ def render_comparison(console: Console, outcomes, study_dir: Path) -> None:
     for o in outcomes:
         r = o.result
         if r is None:
-            table.add_row(o.point.label, o.point.config.backend, o.runner, "", "", "", "", "", f"[red]failed[/]: {o.error}")
+            table.add_row(escape(o.point.label), o.point.config.backend, o.runner, "", "", "", "", "",
+                          f"[red]failed[/]: {escape(o.error or '')}")
             continue
         if r.avg_energy_per_token_j is None:
             reasons.add(r.energy.unavailable_reason)
         table.add_row(
-            o.point.label, r.config.backend, o.runner, f"{r.avg_tokens_per_second:.1f}",
+            escape(o.point.label), r.config.backend, o.runner, f"{r.avg_tokens_per_second:.1f}",
             f"{r.ttft.p50_ms:.1f} ms" if r.ttft else "—", f"{r.itl.p50_ms:.2f} ms" if r.itl else "—",
             f"{r.avg_energy_per_token_j:.4g}" if r.avg_energy_per_token_j is not None else "null",
             f"{r.total_flops:.3g}" if r.total_flops else "—", "[green]done[/]",
         )
     console.print(table)
     for reason in sorted(x for x in reasons if x):
-        console.print(f"  J/token null: {reason}")
+        console.print(f"  J/token null: {escape(reason)}")
     console.print(f"  summary: {study_dir / 'study_summary.json'}")

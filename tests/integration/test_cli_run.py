@@ -133,3 +133,11 @@ def test_a_vllm_option_vllm_would_reject_exits_2_at_load(tmp_path, tiny_model_pa
     cfg = write_yaml(tmp_path / "v.yaml", f"model: {tiny_model_path}\nbackend: vllm\nvllm:\n  tensor_parallel_size: 4\n")
     _assert_config_error(run_lem("run", str(cfg), "-o", str(tmp_path / "r")), "devices", "tensor_parallel_size")
     assert not (tmp_path / "r").exists()
+
+
+def test_error_text_with_brackets_is_printed_verbatim(tmp_path):
+    """Messages are data, not rich markup: '[x]' must survive (it once swallowed 'llenergymeasure[vllm]')."""
+    cfg = write_yaml(tmp_path / "b.yaml", 'model: "embedded:nope[x]"\n')
+    proc = run_lem("run", str(cfg))
+    _assert_config_error(proc, "embedded:nope[x]")
+    assert proc.stdout == ""  # nothing announced for a run that never started

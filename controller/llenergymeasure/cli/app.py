@@ -8,6 +8,7 @@ import sys
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from llenergymeasure import __version__
 from llenergymeasure.cli import config_cmd, doctor_cmd, images_cmd, run_cmd
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = app(args=argv, standalone_mode=False)
     except LemError as exc:
-        err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
         return exc.exit_code
     except click.exceptions.Exit as exc:
         return exc.exit_code

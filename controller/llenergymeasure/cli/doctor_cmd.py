@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from rich.table import Table
 
 from llenergymeasure.display import make_console
@@ -12,5 +13,5 @@ def doctor() -> None:
     """Check Docker, the NVIDIA runtime, GPUs, NVML, images and local backends; say how to fix what is missing."""
     table = Table("check", "", "detail", "fix")
     for c in run_checks():
-        table.add_row(c.name, "[green]ok[/]" if c.ok else "[red]missing[/]", c.detail, c.fix)
+        table.add_row(escape(c.name), "[green]ok[/]" if c.ok else "[red]missing[/]", escape(c.detail), escape(c.fix))
     make_console().print(table)

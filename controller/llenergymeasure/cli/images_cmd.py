@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from llenergymeasure.display import make_console
@@ -40,6 +41,7 @@ def list_cmd() -> None:
     table = Table("image", "backend", "variant", "backend version", "contract", "size")
     for img in list_images(docker_client()):
         mark = "" if img.matches_contract else " [red](stale)[/]"
-        table.add_row(img.tag, img.backend or "?", img.variant or "?", img.backend_version or "?",
-                      f"{img.contract}{mark}", f"{img.size_bytes / 1e9:.2f} GB")
+        table.add_row(escape(img.tag), escape(img.backend or "?"), escape(img.variant or "?"),
+                      escape(img.backend_version or "?"), f"{escape(img.contract or '?')}{mark}",
+                      f"{img.size_bytes / 1e9:.2f} GB")
     console.print(table)

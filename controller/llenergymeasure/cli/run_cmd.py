@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from llenergymeasure.config import load_config
 from llenergymeasure.config.loader import read_config_file
@@ -56,7 +57,7 @@ def _run_study(path: Path, overrides: dict, output: Path, isolated: bool, timeou
     expansion = expand_study(study, str(path))
     console = make_console()
     for reason in expansion.skipped:
-        console.print(f"[yellow]skipped[/] {reason}")
+        console.print(f"[yellow]skipped[/] {escape(reason)}")
     displays: list[RunDisplay] = []
 
     def on_point(i: int, n: int, point, runner: str) -> None:
