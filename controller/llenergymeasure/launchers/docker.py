@@ -15,10 +15,14 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import docker.errors
+import docker.types
+import requests.exceptions
 from lem_runner.atomic import atomic_write_text
 from lem_runner.contract import REQUEST_FILE
 
 from llenergymeasure import __version__
+from llenergymeasure.errors import SetupError
 from llenergymeasure.images.catalog import LABEL_MANAGED, image_tag, require_image
 from llenergymeasure.launchers.base import LOG_FILE, EventSink, LaunchOutcome, LaunchSpec
 from llenergymeasure.launchers.stream import pump, start_reader
@@ -70,8 +74,6 @@ def container_options(spec: LaunchSpec, image: str, use_gpu: bool, token_file: P
         "detach": True,
     }
     if use_gpu:
-        import docker.types
-
         options["device_requests"] = [
             docker.types.DeviceRequest(device_ids=[str(d) for d in cfg.devices], capabilities=[["gpu"]])
         ]
@@ -170,6 +172,10 @@ class DockerLauncher:
                 code = int(container.wait(timeout=STOP_GRACE_S + 30).get("StatusCode", -1))
                 log.write(container.logs(stdout=False, stderr=True).decode("utf-8", "replace"))
             return LaunchOutcome(exit_code=code, log_file=log_path, timed_out=timed_out, where=f"container {container.short_id} ({ref})")
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            # the engine went away or stopped answering mid-run: say so in one line; the folder keeps what was written
+            raise SetupError(f"the Docker engine failed during the run ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0][:200]}); files so far are in {spec.exchange_dir}") from None
         finally:
             if container is not None:
                 _quietly(container.remove, force=True)
