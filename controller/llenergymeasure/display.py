@@ -104,8 +104,39 @@ def render_summary(console: Console, result: ExperimentResult, exp_dir: Path) ->
     console.print(table)
 
 
-def render_comparison(console: Console, outcomes, study_dir: Path) -> None:
-    """One row per experiment of a study, side by side."""
+def render_comparison(console: Console, outcomes, study_dir: Path, n_cycles: int = 1, aggregates=(),
+                      warnings=()) -> None:
+    """One row per experiment of a study, side by side; with several cycles, one row per point: mean ± ci95 over
+    its successful cycles (``aggregates``), then the CV ``warnings``."""
+    if n_cycles > 1:
+        table = Table(title=f"Study · {study_dir.name} · {n_cycles} cycles (mean ± 95 % CI)", title_justify="left")
+        for col in ("experiment", "backend", "tok/s", "TTFT p50 ms", "ITL p50 ms", "J/token", "n ok/total"):
+            table.add_column(col, justify="left" if col in ("experiment", "backend") else "right")
+
+        def cell(stats, fmt: str) -> str:
+            if stats.mean is None:
+                return "null"
+            return f"{stats.mean:{fmt}}" + (f" ± {stats.ci95:{fmt}}" if stats.ci95 is not None else "")
+
+        reasons = set()
+        for a in aggregates:
+            m = a.metrics
+            reasons.add(a.energy_unavailable_reason)
+            n_total = a.n_ok + a.n_failed
+            ok = f"{a.n_ok}/{n_total}" if not a.n_failed else f"[red]{a.n_ok}/{n_total}[/]"
+            table.add_row(escape(a.label), escape(a.backend), cell(m["tokens_per_second"], ".1f"),
+                          cell(m["ttft_p50_ms"], ".1f"), cell(m["itl_p50_ms"], ".2f"),
+                          cell(m["energy_per_token_j"], ".4g"), ok)
+        console.print(table)
+        for o in outcomes:
+            if not o.ok:
+                console.print(f"  [red]failed[/] {escape(o.point.label)} cycle {o.cycle}: {escape(o.error or '')}")
+        for reason in sorted(x for x in reasons if x):
+            console.print(f"  J/token null: {escape(reason)}")
+        for warning in warnings:
+            console.print(f"  [yellow]warning[/] {escape(warning)}")
+        console.print(f"  summary: {study_dir / 'study_summary.json'} · {study_dir / 'study_summary.csv'}")
+        return
     table = Table(title=f"Study · {study_dir.name}", title_justify="left")
     for col in ("experiment", "backend", "runner", "tok/s", "TTFT p50", "ITL p50", "J/token", "FLOPs", "status"):
         table.add_column(col, justify="right" if col in ("tok/s", "TTFT p50", "ITL p50", "FLOPs") else "left")

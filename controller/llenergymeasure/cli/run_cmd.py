@@ -13,7 +13,7 @@ from llenergymeasure.display import RunDisplay, make_console, render_comparison,
 from llenergymeasure.experiment import execute_experiment
 from llenergymeasure.launchers import Timeouts
 from llenergymeasure.launchers.select import select_launcher
-from llenergymeasure.study import execute_study, expand_study, is_study, load_study
+from llenergymeasure.study import cv_warnings, execute_study, expand_study, is_study, load_study
 
 
 def run(
@@ -60,10 +60,11 @@ def _run_study(path: Path, overrides: dict, output: Path, isolated: bool, timeou
         console.print(f"[yellow]skipped[/] {escape(reason)}")
     displays: list[RunDisplay] = []
 
-    def on_point(i: int, n: int, point, runner: str) -> None:
+    def on_point(i: int, n: int, point, runner: str, cycle: int) -> None:
         if displays:
             displays.pop().__exit__(None, None, None)
-        displays.append(RunDisplay(console, f"[{i}/{n}] {point.label} · {runner} runner").__enter__())
+        where = f" · cycle {cycle}/{study.n_cycles}" if study.n_cycles > 1 else ""
+        displays.append(RunDisplay(console, f"[{i}/{n}] {point.label}{where} · {runner} runner").__enter__())
 
     try:
         outcome = execute_study(study, expansion, output=output, isolated=isolated, on_point=on_point,
@@ -71,5 +72,7 @@ def _run_study(path: Path, overrides: dict, output: Path, isolated: bool, timeou
     finally:
         if displays:
             displays.pop().__exit__(None, None, None)
-    render_comparison(console, outcome.outcomes, outcome.study_dir)
+    aggregates = outcome.aggregates()
+    render_comparison(console, outcome.outcomes, outcome.study_dir, n_cycles=study.n_cycles, aggregates=aggregates,
+                      warnings=cv_warnings(aggregates))
     return 1 if outcome.failed else 0

@@ -1,13 +1,16 @@
 """The study file: ``base`` (experiment fields shared by all), ``sweep`` (axes over dotted paths whose cartesian
 product is taken) and ``experiments`` (explicit points merged over the base). Points that fail validation are
-skipped with their reason; equivalent points (same measurement hash) run once."""
+skipped with their reason; equivalent points (same measurement hash) run once. Each point runs ``n_cycles`` times,
+in the order ``schedule`` gives."""
 
 from __future__ import annotations
 
 import itertools
+import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from lem_runner.contract import ExperimentConfig, measurement_config_hash
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -31,6 +34,13 @@ class StudyConfig(BaseModel):
     base: dict[str, Any] = Field(default_factory=dict)
     sweep: dict[str, list[Any]] = Field(default_factory=dict, description="dotted path -> values")
     experiments: list[dict[str, Any]] = Field(default_factory=list)
+    n_cycles: int = Field(1, ge=1, le=1000, description="times each point runs")
+    order: Literal["sequential", "interleave", "shuffle"] = Field(
+        "interleave", description="sequential: all cycles of a point, then the next; interleave: cycle 1 of every "
+        "point, then cycle 2...; shuffle: interleave with the points shuffled (by seed) within each cycle"
+    )
+    seed: int = Field(0, description="seed of the shuffle order")
+    gap_seconds: float = Field(0, ge=0, le=3600, description="pause between runs (thermal settling)")
 
     @field_validator("sweep")
     @classmethod
@@ -51,6 +61,29 @@ class StudyPoint:
 class Expansion:
     points: list[StudyPoint]
     skipped: list[str]  # "label: reason" for each point that failed validation or duplicated another
+
+
+Order = Literal["sequential", "interleave", "shuffle"]
+
+
+def schedule(points: Sequence[Any], n_cycles: int, order: Order, seed: int = 0) -> list[tuple[int, int]]:
+    """The runs in order, as ``(point_index, cycle)``: point indices from 0, cycles from 1. ``shuffle`` draws a new
+    order of the points for each cycle from one ``random.Random(seed)``, so a seed always gives the same schedule."""
+    indices = list(range(len(points)))
+    cycles = range(1, n_cycles + 1)
+    if order == "sequential":
+        return [(i, c) for i in indices for c in cycles]
+    if order == "interleave":
+        return [(i, c) for c in cycles for i in indices]
+    if order == "shuffle":
+        rng = random.Random(seed)
+        out = []
+        for c in cycles:
+            perm = list(indices)
+            rng.shuffle(perm)
+            out.extend((i, c) for i in perm)
+        return out
+    raise ValueError(f"unknown order {order!r}")
 
 
 def is_study(data: dict[str, Any]) -> bool:

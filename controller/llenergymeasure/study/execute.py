@@ -1,10 +1,13 @@
 """Run a study's experiments one after another, each with its own launcher (a backend not installed here runs in
-its image), so backends whose stacks conflict are compared on one machine in one command. A failed experiment is
-recorded and the rest still run; study_summary.json is rewritten atomically after every experiment."""
+its image), so backends whose stacks conflict are compared on one machine in one command. Each point runs
+``n_cycles`` times in the study's order, ``gap_seconds`` apart. A failed run is recorded and the rest still run;
+study_summary.json (per-run rows, per-point aggregates, warnings) and study_summary.csv (one row per point) are
+rewritten atomically after every run."""
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,15 +20,18 @@ from llenergymeasure.experiment import execute_experiment
 from llenergymeasure.launchers import Timeouts
 from llenergymeasure.launchers.select import select_launcher
 from llenergymeasure.results import FileResultsRepository
-from llenergymeasure.study.config import Expansion, StudyConfig, StudyPoint
+from llenergymeasure.study.aggregate import PointAggregate, aggregate_point, cv_warnings, to_csv
+from llenergymeasure.study.config import Expansion, StudyConfig, StudyPoint, schedule
 
 SUMMARY_FILE = "study_summary.json"
+SUMMARY_CSV = "study_summary.csv"
 
 
 @dataclass
 class PointOutcome:
     point: StudyPoint
     runner: str
+    cycle: int = 1
     result: ExperimentResult | None = None
     exp_dir: Path | None = None
     error: str | None = None
@@ -40,15 +46,27 @@ class StudyOutcome:
     study_dir: Path
     outcomes: list[PointOutcome] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    points: list[StudyPoint] = field(default_factory=list)
+    n_cycles: int = 1
 
     @property
     def failed(self) -> int:
         return sum(not o.ok for o in self.outcomes)
 
+    def aggregates(self) -> list[PointAggregate]:
+        """One per point that has run at least once, in the study's point order."""
+        out = []
+        for point in self.points:
+            runs = [o for o in self.outcomes if o.point is point]
+            if runs:
+                out.append(aggregate_point(point.label, point.config.backend, [o.result for o in runs if o.result],
+                                           sum(not o.ok for o in runs)))
+        return out
+
 
 def _row(o: PointOutcome) -> dict:
     r = o.result
-    row = {"label": o.point.label, "backend": o.point.config.backend, "runner": o.runner,
+    row = {"label": o.point.label, "cycle": o.cycle, "backend": o.point.config.backend, "runner": o.runner,
            "status": "done" if o.ok else "failed", "error": o.error,
            "experiment_id": o.exp_dir.name if o.exp_dir else None}
     if r is not None:
@@ -63,10 +81,14 @@ def _row(o: PointOutcome) -> dict:
 
 
 def write_summary(outcome: StudyOutcome, study: StudyConfig, total: int) -> None:
+    aggregates = outcome.aggregates()
     summary = {"study": study.name, "updated": datetime.now(UTC).isoformat(timespec="seconds"),
+               "n_cycles": study.n_cycles, "order": study.order, "seed": study.seed, "gap_seconds": study.gap_seconds,
                "planned": total, "finished": len(outcome.outcomes), "failed": outcome.failed,
-               "skipped": outcome.skipped, "experiments": [_row(o) for o in outcome.outcomes]}
+               "skipped": outcome.skipped, "experiments": [_row(o) for o in outcome.outcomes],
+               "aggregates": [a.as_dict() for a in aggregates], "warnings": cv_warnings(aggregates)}
     atomic_write_text(outcome.study_dir / SUMMARY_FILE, json.dumps(summary, indent=2))
+    atomic_write_text(outcome.study_dir / SUMMARY_CSV, to_csv(aggregates))
 
 
 def execute_study(
@@ -77,20 +99,28 @@ def execute_study(
     on_point=None,
     on_event=None,
     timeouts: Timeouts = Timeouts(),
+    sleep=time.sleep,
 ) -> StudyOutcome:
-    """Run every point; ``on_point(i, n, point, runner)`` is called before each starts."""
+    """Run every point ``n_cycles`` times in the study's order; ``on_point(i, n, point, runner, cycle)`` is called
+    before each run starts, and ``sleep(gap_seconds)`` between runs (not after the last; never when 0)."""
     study_dir = FileResultsRepository(output).new_experiment_dir(study.name)
-    outcome = StudyOutcome(study_dir, skipped=list(expansion.skipped))
-    total = len(expansion.points)
+    points = expansion.points
+    outcome = StudyOutcome(study_dir, skipped=list(expansion.skipped), points=list(points), n_cycles=study.n_cycles)
+    runs = schedule(points, study.n_cycles, study.order, study.seed)
+    total = len(runs)
     write_summary(outcome, study, total)
-    for i, point in enumerate(expansion.points, start=1):
+    for i, (index, cycle) in enumerate(runs, start=1):
+        if i > 1 and study.gap_seconds > 0:
+            sleep(study.gap_seconds)
+        point = points[index]
         launcher = select_launcher(point.config, isolated=isolated)
         if on_point:
-            on_point(i, total, point, launcher.name)
-        record = PointOutcome(point, launcher.name)
+            on_point(i, total, point, launcher.name, cycle)
+        record = PointOutcome(point, launcher.name, cycle)
+        config = point.config.model_copy(update={"name": f"{point.config.experiment_name}-c{cycle}"})
         try:
             record.result, record.exp_dir = execute_experiment(
-                point.config, output=study_dir, launcher=launcher, on_event=on_event, timeouts=timeouts
+                config, output=study_dir, launcher=launcher, on_event=on_event, timeouts=timeouts
             )
         except (RunFailed, SetupError, ConfigError) as exc:
             record.error = str(exc)

@@ -1,0 +1,126 @@
+"""Statistics over a study point's cycles: n, mean, sample standard deviation, 95 % confidence interval and CV.
+
+The CI half-width is ``t * std / sqrt(n)`` with ``t`` the two-sided 95 % critical value of Student's t distribution
+for ``n - 1`` degrees of freedom: a table for df 1..30 (standard values, 3 decimals), 1.96 (the normal value) beyond.
+Null-aware: a cycle whose metric is null (energy not measured, no latency) is left out of that metric; a metric null
+in every cycle stays null (never 0). With n = 1 there is no spread: std, ci95 and cv are null.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from lem_runner.contract import ExperimentResult
+
+#: Two-sided 95 % critical values of Student's t, indexed by degrees of freedom.
+T95: dict[int, float] = {
+    1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+    11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093, 20: 2.086,
+    21: 2.080, 22: 2.074, 23: 2.069, 24: 2.064, 25: 2.060, 26: 2.056, 27: 2.052, 28: 2.048, 29: 2.045, 30: 2.042,
+}
+Z95 = 1.96
+CV_WARN = 0.10
+
+#: Aggregated metrics: name (with its unit) -> how to read it from one result (None when not measured).
+METRICS: dict[str, Callable[[ExperimentResult], float | None]] = {
+    "tokens_per_second": lambda r: r.avg_tokens_per_second,
+    "ttft_p50_ms": lambda r: r.ttft.p50_ms if r.ttft else None,
+    "itl_p50_ms": lambda r: r.itl.p50_ms if r.itl else None,
+    "energy_j": lambda r: r.total_energy_j,
+    "energy_per_token_j": lambda r: r.avg_energy_per_token_j,
+    "total_inference_time_sec": lambda r: r.total_inference_time_sec,
+}
+STATS = ("mean", "std", "ci95", "cv", "n")
+
+
+def t_critical(df: int) -> float:
+    """Two-sided 95 % t critical value for ``df`` degrees of freedom (1.96 beyond 30)."""
+    if df < 1:
+        raise ValueError("degrees of freedom must be >= 1")
+    return T95.get(df, Z95)
+
+
+@dataclass(frozen=True)
+class MetricStats:
+    n: int
+    mean: float | None = None
+    std: float | None = None
+    ci95: float | None = None
+    cv: float | None = None
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        return {"mean": self.mean, "std": self.std, "ci95": self.ci95, "cv": self.cv, "n": self.n}
+
+
+def describe(values: Sequence[float]) -> MetricStats:
+    """n, mean, sample std (n - 1), 95 % CI half-width and CV (std / mean; null when the mean is 0)."""
+    n = len(values)
+    if n == 0:
+        return MetricStats(0)
+    mean = math.fsum(values) / n
+    if n == 1:
+        return MetricStats(1, mean)
+    std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
+    ci95 = t_critical(n - 1) * std / math.sqrt(n)
+    cv = std / abs(mean) if mean else None
+    return MetricStats(n, mean, std, ci95, cv)
+
+
+@dataclass(frozen=True)
+class PointAggregate:
+    label: str
+    backend: str
+    n_ok: int
+    n_failed: int
+    metrics: dict[str, MetricStats] = field(default_factory=dict)
+    energy_unavailable_reason: str | None = None
+
+    def as_dict(self) -> dict:
+        return {"label": self.label, "backend": self.backend, "n_ok": self.n_ok, "n_failed": self.n_failed,
+                **{name: stats.as_dict() for name, stats in self.metrics.items()},
+                "energy_unavailable_reason": self.energy_unavailable_reason}
+
+
+def aggregate_point(label: str, backend: str, results: Sequence[ExperimentResult], n_failed: int = 0) -> PointAggregate:
+    """Statistics of one point over its successful cycles (``results``)."""
+    metrics = {}
+    for name, read in METRICS.items():
+        metrics[name] = describe([v for v in (read(r) for r in results) if v is not None])
+    reasons = [r.energy.unavailable_reason for r in results if r.total_energy_j is None and r.energy.unavailable_reason]
+    reason = reasons[0] if reasons and metrics["energy_j"].n == 0 else None
+    return PointAggregate(label, backend, len(results), n_failed, metrics, reason)
+
+
+def cv_warnings(aggregates: Sequence[PointAggregate], threshold: float = CV_WARN) -> list[str]:
+    """One line per metric whose CV across a point's cycles exceeds ``threshold``."""
+    out = []
+    for agg in aggregates:
+        for name, stats in agg.metrics.items():
+            if stats.cv is not None and stats.cv > threshold:
+                out.append(f"{name} varies {stats.cv * 100:.0f} % across cycles of {agg.label}: "
+                           "more cycles or longer windows")
+    return out
+
+
+def csv_columns() -> list[str]:
+    return ["label", "backend", "n_ok", "n_failed",
+            *(f"{name}_{stat}" for name in METRICS for stat in STATS), "energy_unavailable_reason"]
+
+
+def to_csv(aggregates: Sequence[PointAggregate]) -> str:
+    """One row per point; a null figure is an empty cell."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=csv_columns(), lineterminator="\n")
+    writer.writeheader()
+    for agg in aggregates:
+        row: dict[str, object] = {"label": agg.label, "backend": agg.backend, "n_ok": agg.n_ok,
+                                  "n_failed": agg.n_failed, "energy_unavailable_reason": agg.energy_unavailable_reason}
+        for name, stats in agg.metrics.items():
+            for stat, value in stats.as_dict().items():
+                row[f"{name}_{stat}"] = value
+        writer.writerow({k: "" if v is None else v for k, v in row.items()})
+    return buf.getvalue()

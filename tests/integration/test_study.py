@@ -1,0 +1,74 @@
+"""`lem run STUDY.yaml` with cycles, end to end: the real CLI, real runner subprocesses, the tiny model, real files."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+from conftest import run_lem, write_yaml
+from llenergymeasure.study.aggregate import csv_columns
+
+
+def test_study_with_two_cycles_writes_runs_aggregates_and_csv(tmp_path, tiny_model_path):
+    study = write_yaml(tmp_path / "study.yaml", f"""\
+name: cyc
+n_cycles: 2
+order: interleave
+base:
+  model: {tiny_model_path}
+  n_prompts: 2
+  max_output_tokens: 4
+  force_output_length: true
+  warmup:
+    n_batches: 0
+sweep:
+  pytorch.batch_size: [2, 4]
+""")
+    out = tmp_path / "r"
+    proc = run_lem("run", str(study), "-o", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (study_dir,) = out.iterdir()
+
+    runs = sorted(p for p in study_dir.iterdir() if p.is_dir())
+    assert len(runs) == 4
+    assert all((p / "result.json").is_file() for p in runs)
+    names = [p.name for p in runs]
+    for prefix in ("cyc-001-pytorch-c1-", "cyc-001-pytorch-c2-", "cyc-002-pytorch-c1-", "cyc-002-pytorch-c2-"):
+        assert sum(n.startswith(prefix) for n in names) == 1, names
+
+    summary = json.loads((study_dir / "study_summary.json").read_text())
+    assert summary["n_cycles"] == 2 and summary["planned"] == 4 and summary["finished"] == 4
+    assert summary["failed"] == 0
+    # interleave: cycle 1 of both points, then cycle 2
+    assert [(r["label"], r["cycle"]) for r in summary["experiments"]] == [
+        ("pytorch.batch_size=2", 1), ("pytorch.batch_size=4", 1),
+        ("pytorch.batch_size=2", 2), ("pytorch.batch_size=4", 2),
+    ]
+    aggs = summary["aggregates"]
+    assert [a["label"] for a in aggs] == ["pytorch.batch_size=2", "pytorch.batch_size=4"]
+    for a in aggs:
+        assert a["backend"] == "pytorch" and a["n_ok"] == 2 and a["n_failed"] == 0
+        tps = a["tokens_per_second"]
+        assert tps["n"] == 2 and tps["mean"] > 0 and tps["ci95"] is not None and tps["ci95"] >= 0
+        runs_tps = [r["tokens_per_second"] for r in summary["experiments"] if r["label"] == a["label"]]
+        assert abs(tps["mean"] - sum(runs_tps) / 2) < 1e-9
+        assert a["ttft_p50_ms"]["n"] == 2 and a["itl_p50_ms"]["n"] == 2
+        # no GPU here: energy is null, never 0, with its reason
+        assert a["energy_j"] == {"mean": None, "std": None, "ci95": None, "cv": None, "n": 0}
+        assert a["energy_per_token_j"]["mean"] is None
+        assert a["energy_unavailable_reason"]
+    assert isinstance(summary["warnings"], list)
+
+    with (study_dir / "study_summary.csv").open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        rows = list(reader)
+        assert reader.fieldnames == csv_columns()
+    for col in ("label", "backend", "n_ok", "n_failed", "tokens_per_second_mean", "tokens_per_second_ci95",
+                "ttft_p50_ms_mean", "itl_p50_ms_mean", "energy_j_mean", "energy_per_token_j_mean",
+                "total_inference_time_sec_mean", "energy_unavailable_reason"):
+        assert col in reader.fieldnames
+    assert len(rows) == 2
+    for row in rows:
+        assert row["n_ok"] == "2" and float(row["tokens_per_second_mean"]) > 0 and row["tokens_per_second_ci95"]
+        assert row["energy_j_mean"] == "" and row["energy_per_token_j_mean"] == ""
+    assert "±" in proc.stdout and "2/2" in proc.stdout and "study_summary.csv" in proc.stdout
