@@ -20,11 +20,11 @@ from lem_runner.backends.tensorrt import (
     device_problem,
     llm_args,
     llm_class,
-    parameter_counts,
     sampling_args,
     stream_token_times,
 )
 from lem_runner.contract.config import TensorRTConfig
+from lem_runner.measurement.parameters import parameter_counts
 from pydantic import ValidationError
 
 

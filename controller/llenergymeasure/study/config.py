@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from llenergymeasure.config.loader import (
     apply_overrides,
     format_validation_error,
+    merge_mappings,
     parse_config,
     read_config_file,
     resolve_relative_paths,
@@ -25,6 +26,8 @@ from llenergymeasure.config.loader import (
 from llenergymeasure.errors import ConfigError
 
 _STUDY_KEYS = {"base", "sweep", "experiments"}
+
+Order = Literal["sequential", "interleave", "shuffle"]
 
 
 class StudyConfig(BaseModel):
@@ -35,7 +38,7 @@ class StudyConfig(BaseModel):
     sweep: dict[str, list[Any]] = Field(default_factory=dict, description="dotted path -> values")
     experiments: list[dict[str, Any]] = Field(default_factory=list)
     n_cycles: int = Field(1, ge=1, le=1000, description="times each point runs")
-    order: Literal["sequential", "interleave", "shuffle"] = Field(
+    order: Order = Field(
         "interleave", description="sequential: all cycles of a point, then the next; interleave: cycle 1 of every "
         "point, then cycle 2...; shuffle: interleave with the points shuffled (by seed) within each cycle"
     )
@@ -61,9 +64,6 @@ class StudyPoint:
 class Expansion:
     points: list[StudyPoint]
     skipped: list[str]  # "label: reason" for each point that failed validation or duplicated another
-
-
-Order = Literal["sequential", "interleave", "shuffle"]
 
 
 def schedule(points: Sequence[Any], n_cycles: int, order: Order, seed: int = 0) -> list[tuple[int, int]]:
@@ -118,7 +118,7 @@ def expand_study(study: StudyConfig, source: str = "study") -> Expansion:
         for combo in itertools.product(*(values for _, values in axes)):
             swept = {path: value for (path, _), value in zip(axes, combo)}
             overrides = {**{k: v for k, v in start.items() if not isinstance(v, dict)}, **swept}
-            data = apply_overrides(_merge(study.base, start), swept)
+            data = apply_overrides(merge_mappings(study.base, start), swept)
             label = _label(overrides)
             try:
                 config = parse_config(data, f"{source}: {label}")
@@ -137,9 +137,3 @@ def expand_study(study: StudyConfig, source: str = "study") -> Expansion:
         raise ConfigError(f"{source}: no valid experiment in the study ({'; '.join(skipped) or 'nothing to run'})")
     return Expansion(points, skipped)
 
-
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in over.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out

@@ -59,14 +59,13 @@ from pathlib import Path
 from lem_runner.backends.base import GenerationRecord, LoadedModel, input_token_limit
 from lem_runner.contract.config import ExperimentConfig
 from lem_runner.measurement.environment import library_versions
-from lem_runner.measurement.flops import ParameterCounts
-from lem_runner.measurement.parameters import checkpoint_parameter_counts, llama_like_parameter_counts
+from lem_runner.measurement.parameters import parameter_counts
 
-#: distributions whose versions the environment record carries (``tensorrt-llm`` matches the ``tensorrt_llm`` wheel:
 #: how this backend timestamps tokens (recorded in every result)
 LATENCY_METHOD = (
     "each request streamed through generate_async(streaming=True), every response timestamped on arrival in the runner (time.perf_counter); TTFT from before the first submission"
 )
+#: distributions whose versions the environment record carries (``tensorrt-llm`` matches the ``tensorrt_llm`` wheel:
 #: importlib.metadata normalises the name)
 LIBRARIES = ["tensorrt-llm", "tensorrt", "nvidia-modelopt", "torch", "transformers", "tokenizers", "pydantic",
              "nvidia-ml-py"]
@@ -86,7 +85,6 @@ QUANT_ALGOS = {
     "nvfp4": "NVFP4",
 }
 
-TIMING = "per-request streaming (generate_async streaming=True); perf_counter when each response reaches this process"
 
 
 def llm_class(config: ExperimentConfig) -> tuple[str, str]:
@@ -177,20 +175,6 @@ def to_llm_kwargs(args: dict) -> dict:
     return kwargs
 
 
-def parameter_counts(model_dir: Path, hf_config) -> tuple[ParameterCounts, str]:
-    """Counts from the checkpoint's safetensors headers, or, for a pre-quantized checkpoint (packed shapes) or one
-    without safetensors, from the Llama-like formula over the HF config; with the name of the source used."""
-    get_text = getattr(hf_config, "get_text_config", None)
-    text = get_text() if callable(get_text) else hf_config
-    quantized = (getattr(hf_config, "quantization_config", None) is not None
-                 or (model_dir / "hf_quant_config.json").is_file())
-    if not quantized and model_dir.is_dir():
-        counts = checkpoint_parameter_counts(model_dir, bool(getattr(text, "tie_word_embeddings", False)))
-        if counts is not None:
-            return counts, "checkpoint safetensors headers"
-    return llama_like_parameter_counts(text), "HF config, Llama-like dense formula"
-
-
 async def stream_token_times(stream: AsyncIterable, clock: Callable[[], float] = time.perf_counter) -> list[float]:
     """One request's token times: for each streamed response, ``clock()`` once, given to every token it added to
     ``outputs[0].token_ids``. Should a final response shorten the list (stop-word trimming), the times follow."""
@@ -273,7 +257,6 @@ class TensorRTBackend:
                 "quant_algo": quant.get("quant_algo"),
                 "kv_cache_quant_algo": quant.get("kv_cache_quant_algo"),
                 "parameter_source": source,
-                "timing": TIMING,
             },
         )
 

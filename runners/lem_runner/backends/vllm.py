@@ -43,11 +43,7 @@ from pathlib import Path
 from lem_runner.backends.base import GenerationRecord, LoadedModel, input_token_limit
 from lem_runner.contract.config import ExperimentConfig
 from lem_runner.measurement.environment import library_versions
-from lem_runner.measurement.parameters import (
-    checkpoint_dtype,
-    checkpoint_parameter_counts,
-    llama_like_parameter_counts,
-)
+from lem_runner.measurement.parameters import checkpoint_dtype, parameter_counts
 
 #: how this backend timestamps tokens (recorded in every result)
 LATENCY_METHOD = (
@@ -161,15 +157,7 @@ class VLLMBackend:
 
         self._prefix_caching = bool(vcfg.cache_config.enable_prefix_caching)
 
-        hf_config = getattr(model_config, "hf_text_config", None) or model_config.hf_config
-        counts = None
-        if getattr(model_config.hf_config, "quantization_config", None) is None and Path(self.model_path).is_dir():
-            counts = checkpoint_parameter_counts(Path(self.model_path),
-                                                 bool(getattr(hf_config, "tie_word_embeddings", False)))
-        source = "checkpoint safetensors headers"
-        if counts is None:
-            counts = llama_like_parameter_counts(hf_config)
-            source = "HF config, Llama-like dense formula"
+        counts, source = parameter_counts(Path(self.model_path), model_config.hf_config)
 
         return LoadedModel(
             latency_method=LATENCY_METHOD,

@@ -79,3 +79,17 @@ def checkpoint_dtype(model_dir: Path) -> str | None:
         return None
     dtype = config.get("dtype") or config.get("torch_dtype")
     return dtype if dtype in ("float32", "float16", "bfloat16") else None
+
+
+def parameter_counts(model_dir: Path, hf_config) -> tuple[ParameterCounts, str]:
+    """Counts from the checkpoint's safetensors headers, or, for a pre-quantized checkpoint (packed shapes) or one
+    without safetensors, from the Llama-like formula over the HF config; with the name of the source used."""
+    get_text = getattr(hf_config, "get_text_config", None)
+    text = get_text() if callable(get_text) else hf_config
+    quantized = (getattr(hf_config, "quantization_config", None) is not None
+                 or (model_dir / "hf_quant_config.json").is_file())
+    if not quantized and model_dir.is_dir():
+        counts = checkpoint_parameter_counts(model_dir, bool(getattr(text, "tie_word_embeddings", False)))
+        if counts is not None:
+            return counts, "checkpoint safetensors headers"
+    return llama_like_parameter_counts(text), "HF config, Llama-like dense formula"
