@@ -23,20 +23,14 @@ if str(TESTS_DIR) not in sys.path:
 from lem_runner.contract.config import ExperimentConfig  # noqa: E402
 from lem_runner.contract.fingerprint import measurement_config_hash  # noqa: E402
 from lem_runner.contract.result import EnvironmentInfo, ExperimentResult  # noqa: E402
+from llenergymeasure.config.loader import merge_mappings  # noqa: E402
 
 _BASE_CONFIG = {"model": "tests/tiny-llama", "n_prompts": 4, "max_output_tokens": 8}
 
 
-def _merge(base: dict, overrides: dict) -> dict:
-    out = dict(base)
-    for key, value in overrides.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
 def make_config(**overrides) -> ExperimentConfig:
     """A valid small config; sections take nested dicts, e.g. ``make_config(pytorch={"batch_size": 4})``."""
-    return ExperimentConfig.model_validate(_merge(_BASE_CONFIG, overrides))
+    return ExperimentConfig.model_validate(merge_mappings(_BASE_CONFIG, overrides))
 
 
 def make_environment(**overrides) -> EnvironmentInfo:
