@@ -1,4 +1,4 @@
-"""Hand-written fakes at the runner's protocol seams (InferenceBackend, EnergyBackend).
+"""Hand-written fakes at the runner's protocol seams (InferenceBackend, EnergyBackend, CounterDevice).
 
 They implement the protocols structurally. Time is a FakeClock the test controls: nothing sleeps, and every timestamp
 a fake produces is a plain float the test can predict exactly (use dyadic steps such as 0.25 for exact arithmetic).
@@ -19,7 +19,11 @@ from lem_runner.contract import (
     ProgressEvent,
     RunError,
 )
+from datetime import UTC, datetime
+
+from lem_runner.contract.result import IdleBaseline
 from lem_runner.energy.base import EnergyReading
+from lem_runner.energy.device import DeviceSample
 from lem_runner.measurement.flops import ParameterCounts
 from llenergymeasure.launchers.base import LOG_FILE, LaunchOutcome, LaunchSpec
 
@@ -36,6 +40,12 @@ class FakeClock:
     def advance(self, seconds: float) -> float:
         self.now += seconds
         return self.now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += max(seconds, 1e-6)  # a real sleep always takes some time, so polling loops end
 
 
 class FakeInferenceBackend:
@@ -111,6 +121,7 @@ class FakeEnergyBackend:
         clock: FakeClock | None = None,
         warnings: list[str] | None = None,
         journal: list[str] | None = None,
+        baseline_w: float | None = None,
     ) -> None:
         if joules is None and not reason:
             raise ValueError("a fake without joules needs the reason it has none")
@@ -120,12 +131,32 @@ class FakeEnergyBackend:
         self.clock = clock or FakeClock()
         self.warnings = list(warnings or [])
         self.journal = journal if journal is not None else []
+        self.baseline_w = baseline_w
         self.start_calls = 0
         self.stop_calls = 0
+        self.mark_calls = 0
+        self.baseline_calls: list[float] = []
         self._t0: float | None = None
 
     def is_available(self) -> bool:
         return self.joules is not None
+
+    def probe(self) -> None:
+        pass
+
+    def device_uuids(self) -> list[str]:
+        return ["GPU-fake-0"]
+
+    def idle_baseline(self, duration_s: float) -> IdleBaseline | None:
+        self.baseline_calls.append(duration_s)
+        if self.baseline_w is None:
+            return None
+        return IdleBaseline(power_w=self.baseline_w, power_std_w=0.5, per_device_w={"0": self.baseline_w},
+                            duration_s=duration_s, n_samples=10, measured_at=datetime.now(UTC),
+                            device_uuids=["GPU-fake-0"], method="configured figure (fake)")
+
+    def mark(self) -> None:
+        self.mark_calls += 1
 
     def start_tracking(self) -> None:
         self.start_calls += 1
@@ -143,7 +174,60 @@ class FakeEnergyBackend:
             return EnergyReading(self.name, "not measured (fake)", duration, unavailable_reason=self.reason,
                                  warnings=list(self.warnings))
         return EnergyReading(self.name, "configured figure (fake)", duration, total_j=self.joules,
-                             per_device_j={"0": self.joules}, warnings=list(self.warnings))
+                             per_device_j={"0": self.joules}, warnings=list(self.warnings),
+                             t_start=self.clock.now - duration, t_end=self.clock.now)
+
+
+class FakeCounterDevice:
+    """The CounterDevice protocol with a scripted energy curve on a FakeClock.
+
+    ``joules_at(t)`` is the cumulative energy the device has used by time t (so power is its slope). The counter
+    reads that value in millijoules, plus ``start_mj``, held between updates every ``update_period_s`` (0: continuous)
+    and wrapped at ``wrap_mj`` when given; ``reset()`` makes it restart from zero as a driver reload would. ``sample``
+    reports the curve's slope as power, and the temperature and clock-event reasons the test scripts."""
+
+    def __init__(self, clock: FakeClock, joules_at: Callable[[float], float], dev_id: str = "0",
+                 uuid: str | None = "GPU-fake-0", update_period_s: float = 0.0, start_mj: float = 0.0,
+                 wrap_mj: float | None = None, temperature_at: Callable[[float], float] = lambda t: 40.0,
+                 reasons_at: Callable[[float], int] = lambda t: 0, persistence: bool | None = True,
+                 others: list[int] | None = None) -> None:
+        self.clock = clock
+        self.joules_at = joules_at
+        self.id = dev_id
+        self.uuid = uuid
+        self.update_period_s = update_period_s
+        self.wrap_mj = wrap_mj
+        self.temperature_at = temperature_at
+        self.reasons_at = reasons_at
+        self.persistence = persistence
+        self.others = others or []
+        self._offset_mj = start_mj
+        self.reads = 0
+
+    def _updated_at(self, t: float) -> float:
+        if self.update_period_s <= 0:
+            return t
+        return (t // self.update_period_s) * self.update_period_s
+
+    def energy_mj(self) -> float:
+        self.reads += 1
+        value = self.joules_at(self._updated_at(self.clock.now)) * 1000.0 + self._offset_mj
+        return value % self.wrap_mj if self.wrap_mj else value
+
+    def reset(self) -> None:
+        self._offset_mj = -self.joules_at(self._updated_at(self.clock.now)) * 1000.0
+
+    def sample(self) -> DeviceSample:
+        t, dt = self.clock.now, 1e-3
+        power = (self.joules_at(t + dt) - self.joules_at(t)) / dt
+        return DeviceSample(power_w=power, temperature_c=self.temperature_at(t), sm_clock_mhz=1980,
+                            memory_used_mib=1024.0, utilization_pct=50.0, clock_event_reasons=self.reasons_at(t))
+
+    def other_processes(self) -> list[int] | None:
+        return list(self.others)
+
+    def persistence_mode(self) -> bool | None:
+        return self.persistence
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """What the user sees: live progress while the runner works, and a summary of the result.
 
-On a terminal, a rich progress bar; elsewhere (CI, pipes), one plain line per event.
+On a terminal, rich progress bars (for a study, one live area: run i/N, cycle, ETA, last result, failures);
+elsewhere (CI, pipes), plain lines.
 """
 
 from __future__ import annotations
@@ -9,10 +10,14 @@ import os
 from pathlib import Path
 
 from lem_runner.contract import ExperimentResult, LatencyStats, ProgressEvent
-from rich.console import Console
+from rich.console import Console, Group
+from rich.live import Live
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
+
+from llenergymeasure.study.execute import StudyObserver
 
 
 def make_console() -> Console:
@@ -62,7 +67,7 @@ class RunDisplay:
             self._bar("warmup" if event.event == "warmup" else "measuring", event.done, event.total)
         elif event.event == "error":
             self.console.print(f"  [red]runner error:[/] {escape(event.message)}")
-        elif event.event in ("started", "model_loaded", "measured"):
+        elif event.event in ("started", "model_loaded", "baseline", "measured"):
             self.console.print(f"  {event.event.replace('_', ' ')}: {escape(event.message)}")
 
 
@@ -104,58 +109,180 @@ def render_summary(console: Console, result: ExperimentResult, exp_dir: Path) ->
     console.print(table)
 
 
-def render_comparison(console: Console, outcomes, study_dir: Path, n_cycles: int = 1, aggregates=(),
-                      warnings=()) -> None:
-    """One row per experiment of a study, side by side; with several cycles, one row per point: mean ± ci95 over
-    its successful cycles (``aggregates``), then the CV ``warnings``."""
-    if n_cycles > 1:
-        table = Table(title=f"Study · {study_dir.name} · {n_cycles} cycles (mean ± 95 % CI)", title_justify="left")
+
+def _fmt_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
+def study_eta(manifest, gap_s: float = 0.0) -> float | None:
+    """Seconds left: the mean duration of the finished runs times the runs left, plus the gaps between them."""
+    durations = [e.duration_s for e in manifest.entries if e.status in ("done", "failed") and e.duration_s]
+    left = manifest.count("pending", "running")
+    if not left:
+        return 0.0
+    if not durations:
+        return None
+    return sum(durations) / len(durations) * left + gap_s * (left - 1)
+
+
+def _last_result(result: ExperimentResult) -> str:
+    jpt = (f"{result.avg_energy_per_token_j:.4g} J/token" if result.avg_energy_per_token_j is not None
+           else "J/token null")
+    return f"{result.avg_tokens_per_second:.1f} tok/s · {jpt}"
+
+
+class StudyDisplay(StudyObserver):
+    """The study's progress: run i/N, cycle, point, ETA, last result and failures. On a terminal one rich Live
+    area (a header and the current run's bars); elsewhere a plain line when a run starts and one when it ends."""
+
+    def __init__(self, console: Console, n_cycles: int, gap_s: float = 0.0) -> None:
+        self.console = console
+        self.n_cycles = n_cycles
+        self.gap_s = gap_s
+        self._live: Live | None = None
+        self._progress: Progress | None = None
+        self._tasks: dict[str, int] = {}
+        self._header = ""
+        self._status = ""
+
+    def __enter__(self) -> StudyDisplay:
+        if self.console.is_terminal:
+            self._progress = Progress(
+                TextColumn("  [bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                console=self.console,
+            )
+            self._live = Live(self, console=self.console, refresh_per_second=4, transient=True)
+            self._live.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    def __rich__(self):
+        parts = [Text.from_markup(self._header)] if self._header else []
+        if self._status:
+            parts.append(Text.from_markup(self._status))
+        if self._progress is not None and self._tasks:
+            parts.append(self._progress)
+        return Group(*parts)
+
+    def _counts(self, outcome) -> tuple[int, int, int]:
+        m = outcome.manifest
+        return m.count("done", "failed"), len(m.entries), m.count("failed")
+
+    def started(self, outcome, notes: list[str]) -> None:
+        for note in notes:
+            self.console.print(f"[yellow]resume[/] {escape(note)}")
+        finished, total, _ = self._counts(outcome)
+        already = f" ({finished} finished before)" if finished else ""
+        self.console.print(f"[bold]lem[/] study {escape(outcome.manifest.study)} · {total} runs{already} · "
+                           f"{escape(str(outcome.study_dir))}")
+
+    def run_started(self, entry, outcome, runner: str) -> None:
+        finished, total, failures = self._counts(outcome)
+        eta = study_eta(outcome.manifest, self.gap_s)
+        line = (f"[{finished + 1}/{total}] {escape(entry.label)} · cycle {entry.cycle}/{self.n_cycles} · {runner} "
+                f"runner · ETA {_fmt_duration(eta) if eta is not None else '—'} · failures {failures}")
+        if self._progress is not None:
+            for task in self._tasks.values():
+                self._progress.remove_task(task)
+            self._tasks.clear()
+            self._header = f"[bold]{line}[/]"
+        else:
+            self.console.print(line)
+
+    def event(self, event: ProgressEvent) -> None:
+        if event.event == "error":
+            self.console.print(f"  [red]runner error:[/] {escape(event.message)}")
+        elif self._progress is not None and event.event in ("warmup", "progress") and event.done is not None \
+                and event.total:
+            name = "warmup" if event.event == "warmup" else "measuring"
+            if name not in self._tasks:
+                self._tasks[name] = self._progress.add_task(name, total=event.total)
+            self._progress.update(self._tasks[name], completed=event.done, total=event.total)
+
+    def run_finished(self, entry, outcome) -> None:
+        result = outcome.results.get(entry.run)
+        took = f"{entry.duration_s:.1f} s" if entry.duration_s is not None else ""
+        if result is not None:
+            line = f"  [green]done[/] {escape(entry.label)} c{entry.cycle} · {_last_result(result)} · {took}"
+            self._status = f"  last: {escape(entry.label)} c{entry.cycle} · {_last_result(result)}"
+        else:
+            first = (entry.error or "").splitlines()[0] if entry.error else ""
+            line = f"  [red]failed[/] ({entry.reason}) {escape(entry.label)} c{entry.cycle}: {escape(first)}"
+        if self._progress is None:
+            self.console.print(line)
+        elif result is None:
+            self.console.print(line)
+
+    def waiting(self, seconds: float) -> None:
+        if self._progress is None:
+            self.console.print(f"  pause {seconds:g} s (gap)")
+        else:
+            self._header += f" · pause {seconds:g} s"
+
+
+def _cell(stats, fmt: str) -> str:
+    if stats.mean is None:
+        return "null"
+    return f"{stats.mean:{fmt}}" + (f" ± {stats.ci95:{fmt}}" if stats.ci95 is not None else "")
+
+
+def render_study(console: Console, outcome, warnings=(), resume_hint: str | None = None) -> None:
+    """The study's table: one row per point (mean ± 95 % CI over its cycles) when it has several cycles, else one
+    row per run; then failures, CV warnings, the controller's overhead, and how to resume if runs are left."""
+    manifest, study_dir = outcome.manifest, outcome.study_dir
+    aggs = outcome.aggregates()
+    reasons = {a.energy_unavailable_reason for a in aggs}
+    if manifest.n_cycles > 1:
+        table = Table(title=f"Study · {study_dir.name} · {manifest.n_cycles} cycles (mean ± 95 % CI)",
+                      title_justify="left")
         for col in ("experiment", "backend", "tok/s", "TTFT p50 ms", "ITL p50 ms", "J/token", "n ok/total"):
             table.add_column(col, justify="left" if col in ("experiment", "backend") else "right")
-
-        def cell(stats, fmt: str) -> str:
-            if stats.mean is None:
-                return "null"
-            return f"{stats.mean:{fmt}}" + (f" ± {stats.ci95:{fmt}}" if stats.ci95 is not None else "")
-
-        reasons = set()
-        for a in aggregates:
+        for a in aggs:
             m = a.metrics
-            reasons.add(a.energy_unavailable_reason)
             n_total = a.n_ok + a.n_failed
             ok = f"{a.n_ok}/{n_total}" if not a.n_failed else f"[red]{a.n_ok}/{n_total}[/]"
-            table.add_row(escape(a.label), escape(a.backend), cell(m["tokens_per_second"], ".1f"),
-                          cell(m["ttft_p50_ms"], ".1f"), cell(m["itl_p50_ms"], ".2f"),
-                          cell(m["energy_per_token_j"], ".4g"), ok)
-        console.print(table)
-        for o in outcomes:
-            if not o.ok:
-                console.print(f"  [red]failed[/] {escape(o.point.label)} cycle {o.cycle}: {escape(o.error or '')}")
-        for reason in sorted(x for x in reasons if x):
-            console.print(f"  J/token null: {escape(reason)}")
-        for warning in warnings:
-            console.print(f"  [yellow]warning[/] {escape(warning)}")
-        console.print(f"  summary: {study_dir / 'study_summary.json'} · {study_dir / 'study_summary.csv'}")
-        return
-    table = Table(title=f"Study · {study_dir.name}", title_justify="left")
-    for col in ("experiment", "backend", "runner", "tok/s", "TTFT p50", "ITL p50", "J/token", "FLOPs", "status"):
-        table.add_column(col, justify="right" if col in ("tok/s", "TTFT p50", "ITL p50", "FLOPs") else "left")
-    reasons = set()
-    for o in outcomes:
-        r = o.result
-        if r is None:
-            table.add_row(escape(o.point.label), o.point.config.backend, o.runner, "", "", "", "", "",
-                          f"[red]failed[/]: {escape(o.error or '')}")
-            continue
-        if r.avg_energy_per_token_j is None:
-            reasons.add(r.energy.unavailable_reason)
-        table.add_row(
-            escape(o.point.label), r.config.backend, o.runner, f"{r.avg_tokens_per_second:.1f}",
-            f"{r.ttft.p50_ms:.1f} ms" if r.ttft else "—", f"{r.itl.p50_ms:.2f} ms" if r.itl else "—",
-            f"{r.avg_energy_per_token_j:.4g}" if r.avg_energy_per_token_j is not None else "null",
-            f"{r.total_flops:.3g}" if r.total_flops else "—", "[green]done[/]",
-        )
+            table.add_row(escape(a.label), escape(a.backend), _cell(m["tokens_per_second"], ".1f"),
+                          _cell(m["ttft_p50_ms"], ".1f"), _cell(m["itl_p50_ms"], ".2f"),
+                          _cell(m["energy_per_token_j"], ".4g"), ok)
+    else:
+        table = Table(title=f"Study · {study_dir.name}", title_justify="left")
+        for col in ("experiment", "backend", "runner", "tok/s", "TTFT p50", "ITL p50", "J/token", "FLOPs", "status"):
+            table.add_column(col, justify="right" if col in ("tok/s", "TTFT p50", "ITL p50", "FLOPs") else "left")
+        backend = {p.index: p.backend for p in manifest.points}
+        for e in manifest.entries:
+            r = outcome.results.get(e.run)
+            if e.status == "failed":
+                table.add_row(escape(e.label), backend[e.point], e.runner or "", "", "", "", "", "",
+                              f"[red]failed[/] ({e.reason})")
+            elif r is not None:
+                table.add_row(
+                    escape(e.label), backend[e.point], e.runner or "", f"{r.avg_tokens_per_second:.1f}",
+                    f"{r.ttft.p50_ms:.1f} ms" if r.ttft else "—", f"{r.itl.p50_ms:.2f} ms" if r.itl else "—",
+                    f"{r.avg_energy_per_token_j:.4g}" if r.avg_energy_per_token_j is not None else "null",
+                    f"{r.total_flops:.3g}" if r.total_flops else "—", "[green]done[/]",
+                )
     console.print(table)
+    for e in manifest.entries:
+        if e.status == "failed":
+            first = (e.error or "").splitlines()[0] if e.error else ""
+            console.print(f"  [red]failed[/] {escape(e.label)} cycle {e.cycle} ({e.reason}): {escape(first)}")
     for reason in sorted(x for x in reasons if x):
         console.print(f"  J/token null: {escape(reason)}")
-    console.print(f"  summary: {study_dir / 'study_summary.json'}")
+    for warning in warnings:
+        console.print(f"  [yellow]warning[/] {escape(warning)}")
+    if manifest.controller_overhead_s_per_experiment is not None:
+        console.print(f"  controller overhead: {manifest.controller_overhead_s_per_experiment:.3f} s per experiment "
+                      "(study wall time less runner time and gaps, per run)")
+    console.print(f"  summary: {study_dir / 'study_summary.json'} · {study_dir / 'study_summary.csv'} · "
+                  f"manifest: {study_dir / 'manifest.json'}")
+    left = manifest.count("pending", "running")
+    if left:
+        why = f" ({escape(manifest.stop_reason)})" if manifest.stop_reason else ""
+        console.print(f"  [yellow]{left} run(s) not done{why}[/]"
+                      + (f"; resume with: {escape(resume_hint)}" if resume_hint else ""))

@@ -106,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             emit=emit,
             phase=phase,
             prompts_path=request.prompts_path,
+            out_dir=out_dir,
         )
         phase.name = "write"
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,9 @@ def _run(config, backend, energy, phase=None, prompts_path=None):
         return make_environment()
 
     request = RunRequest(experiment_id="exp-1", config=config, model_path="/models/fake")
-    result = run_measurement(request, backend, energy_for, environment_for, events.append, phase, prompts_path)
+    clock = getattr(backend, "clock", None)
+    result = run_measurement(request, backend, energy_for, environment_for, events.append, phase, prompts_path,
+                             **({"clock": clock} if clock is not None else {}))
     return result, events, seen
 
 
@@ -61,7 +63,10 @@ def test_token_totals_are_the_sums_of_the_measured_records():
     assert result.output_tokens == sum(r.output_tokens for r in measured) == 15
     assert result.total_tokens == 70
     counts = backend.parameters
-    assert result.total_flops == 2.0 * counts.compute * 70
+    # per request (no model shape, so no attention term): prefill 2*N_body*11 + 2*N_head, two decode steps
+    per_request = 2.0 * counts.non_embedding * 11 + 2.0 * counts.output_projection + 2 * 2.0 * counts.compute
+    assert result.total_flops == pytest.approx(5 * per_request)
+    assert result.flops.prefill + result.flops.decode == pytest.approx(result.total_flops)
     assert result.flops_method
     assert result.backend_details["parameters_total"] == counts.total
 

@@ -10,7 +10,7 @@ import numpy
 import pytest
 from lem_runner.atomic import atomic_write_text
 from lem_runner.contract.config import PromptConfig
-from lem_runner.measurement.flops import ParameterCounts, estimate_flops
+from lem_runner.measurement.flops import ModelShape, ParameterCounts, estimate_flops, request_flops
 from lem_runner.measurement.latency import RequestTiming, latency_stats, percentile, ttft_and_itl
 from lem_runner.prompts import PromptError, load_prompts
 
@@ -82,10 +82,39 @@ def test_parameter_counts_with_untied_head():
     assert counts.compute == 1000
 
 
-def test_estimate_flops_is_two_times_compute_params_times_tokens():
-    counts = ParameterCounts(total=1100, input_embedding=100, output_projection=100, tied_embeddings=False)
-    assert estimate_flops(counts, input_tokens=10, output_tokens=5) == 2.0 * 1000 * 15
-    assert estimate_flops(counts, 0, 0) == 0.0
+_COUNTS = ParameterCounts(total=1100, input_embedding=100, output_projection=100, tied_embeddings=False)
+
+
+def test_flops_hand_computed_with_the_attention_term():
+    # N_body 900, N_head 100, 2 layers x width 8, prompt 3, output 3 (two decode steps at positions 4 and 5)
+    pre, dec = request_flops(_COUNTS, ModelShape(n_layers=2, attention_dim=8), n_in=3, n_out=3)
+    assert pre == 2 * 900 * 3 + 2 * 100 + 2 * 2 * 8 * 3 * 4
+    assert dec == 2 * (2 * 1000) + 4 * 2 * 8 * (4 + 5)
+
+
+@pytest.mark.parametrize(("n_in", "n_out"), [(1, 1), (7, 1), (5, 9), (128, 32), (1, 200)])
+def test_closed_form_matches_counting_every_token(n_in, n_out):
+    """Each prompt position p costs 2 N_body + 4 n d p; the last also the head; each decode step 2 N + 4 n d p."""
+    shape = ModelShape(n_layers=3, attention_dim=16)
+    attn = lambda p: 4 * shape.n_layers * shape.attention_dim * p  # noqa: E731
+    want_pre = sum(2 * 900 + attn(p) for p in range(1, n_in + 1)) + 2 * 100
+    want_dec = sum(2 * 1000 + attn(n_in + k) for k in range(1, n_out))
+    assert request_flops(_COUNTS, shape, n_in, n_out) == pytest.approx((want_pre, want_dec))
+
+
+def test_prefill_attention_per_token_is_kaplans_2_nlayer_nctx_dattn():
+    """Kaplan et al. (2020): forward FLOPs per token = 2N + 2 n_layer n_ctx d_attn. For a Llama-2-7B shape (32 layers,
+    4096 wide) at a 2048-token context, our prefill's attention share per token matches it up to (L+1)/L."""
+    shape = ModelShape(n_layers=32, attention_dim=4096)
+    no_params = ParameterCounts(total=0, input_embedding=0, output_projection=0, tied_embeddings=True)
+    pre, _ = request_flops(no_params, shape, n_in=2048, n_out=1)
+    assert pre / 2048 == pytest.approx(2 * 32 * 2048 * 4096 * 2049 / 2048)
+
+
+def test_estimate_flops_sums_requests_and_omits_attention_without_a_shape():
+    pre, dec = estimate_flops(_COUNTS, None, [(10, 5), (4, 1), (0, 0)])
+    assert pre == 2 * 900 * 14 + 3 * 2 * 100
+    assert dec == 4 * 2 * 1000
 
 
 # --- prompts -----------------------------------------------------------------------------------------------------

@@ -111,7 +111,7 @@ def test_csv_has_stable_columns_and_empty_cells_for_null():
     cols = csv_columns()
     assert cols[:4] == ["label", "backend", "n_ok", "n_failed"]
     for name in ("tokens_per_second", "ttft_p50_ms", "itl_p50_ms", "energy_j", "energy_per_token_j",
-                 "total_inference_time_sec"):
+                 "energy_per_token_adjusted_j", "total_inference_time_sec"):
         for stat in ("mean", "std", "ci95", "cv", "n"):
             assert f"{name}_{stat}" in cols
     assert cols[-1] == "energy_unavailable_reason"

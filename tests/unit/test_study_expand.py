@@ -5,7 +5,8 @@ from __future__ import annotations
 import random
 
 import pytest
-from llenergymeasure.study.config import StudyConfig, schedule
+from llenergymeasure.study.config import StudyConfig
+from llenergymeasure.study.order import schedule
 from pydantic import ValidationError
 
 POINTS = ["a", "b", "c"]

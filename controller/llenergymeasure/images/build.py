@@ -41,7 +41,7 @@ from llenergymeasure.paths import cache_root
 #: an isolated run uses the same libraries as a local one; the vllm and tensorrt images keep their base image's own
 #: stack untouched (pinning the host's transformers there would override or clash with what vLLM/TRT-LLM need).
 _PINNED = {
-    "pytorch": ["pydantic", "pydantic-core", "nvidia-ml-py", "transformers", "tokenizers", "safetensors",
+    "pytorch": ["pydantic", "pydantic-core", "nvidia-ml-py", "pyarrow", "transformers", "tokenizers", "safetensors",
                 "huggingface-hub", "accelerate"],
     "vllm": [],
     "tensorrt": [],

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from lem_runner.contract.config import ExperimentConfig
-from lem_runner.measurement.flops import ParameterCounts
+from lem_runner.measurement.flops import ModelShape, ParameterCounts
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,8 @@ class LoadedModel:
     libraries: dict[str, str]
     cuda_version: str | None = None
     latency_method: str = ""  # how this backend timestamps tokens, in words (goes into the result)
+    shape: ModelShape | None = None  # layers and attention width, for the FLOPs attention term
+    parameter_source: str = "the loaded model's parameters"  # where ``parameters`` came from
     details: dict[str, str | int | float | bool | None] = field(default_factory=dict)
 
 
@@ -41,7 +43,10 @@ class InferenceBackend(Protocol):
 
     def load(self) -> LoadedModel: ...
 
-    def generate(self, prompts: list[str]) -> list[GenerationRecord]: ...
+    def generate(self, prompts: list[str]) -> list[GenerationRecord]:
+        """Generate for ``prompts``. A backend that can tell when a batch's first token arrives calls its
+        ``on_first_token`` attribute then (the runner points it at the energy source's ``mark``)."""
+        ...
 
     def close(self) -> None: ...
 

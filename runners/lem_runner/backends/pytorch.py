@@ -13,6 +13,7 @@ from lem_runner.backends.base import GenerationRecord, LoadedModel, input_token_
 from lem_runner.contract.config import ExperimentConfig
 from lem_runner.measurement.environment import library_versions
 from lem_runner.measurement.flops import ParameterCounts
+from lem_runner.measurement.parameters import model_shape
 
 #: how this backend timestamps tokens (recorded in every result)
 LATENCY_METHOD = (
@@ -26,9 +27,10 @@ _DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16"}
 class _StepClock:
     """Streamer that timestamps each generation step; the first ``put`` carries the prompt and is skipped."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_first_token=None) -> None:
         self.times: list[float] = []
         self._seen_prompt = False
+        self._on_first_token = on_first_token
 
     def put(self, value) -> None:
         now = time.perf_counter()
@@ -36,9 +38,29 @@ class _StepClock:
             self._seen_prompt = True
             return
         self.times.append(now)
+        if len(self.times) == 1 and self._on_first_token is not None:
+            self._on_first_token()  # prefill ends here: the energy source reads its counters
 
     def end(self) -> None:
         pass
+
+
+def _synthetic_model(model_path: str, kwargs: dict, device: str, seed: int):
+    """The architecture from config.json with seeded random weights, built directly on ``device`` (no checkpoint read,
+    no copy through host memory), so any size of model can be measured without downloading weights."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(model_path)
+    dtype = kwargs["dtype"]
+    if dtype == "auto":
+        dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None) or "float32"
+    extra = {k: v for k, v in kwargs.items() if k == "attn_implementation"}
+    torch.manual_seed(seed)
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, str(dtype).removeprefix("torch.")),
+                                                 **extra)
+    return model.eval()
 
 
 class PyTorchBackend:
@@ -52,6 +74,7 @@ class PyTorchBackend:
         self._tokenizer = None
         self._device = "cpu"
         self._eos: set[int] = set()
+        self.on_first_token = None  # set by the runner while measuring: called when a batch's first token arrives
 
     def load(self) -> LoadedModel:
         import torch
@@ -73,7 +96,10 @@ class PyTorchBackend:
         kwargs = {"dtype": _DTYPES.get(cfg.dtype, "auto")}
         if cfg.pytorch.attn_implementation:
             kwargs["attn_implementation"] = cfg.pytorch.attn_implementation
-        model = AutoModelForCausalLM.from_pretrained(self.model_path, **kwargs).to(self._device).eval()
+        if cfg.synthetic_weights:
+            model = _synthetic_model(self.model_path, kwargs, self._device, cfg.seed)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(self.model_path, **kwargs).to(self._device).eval()
 
         eos = model.generation_config.eos_token_id
         self._eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
@@ -94,6 +120,9 @@ class PyTorchBackend:
             latency_method=LATENCY_METHOD,
             device_kind="cuda" if use_cuda else "cpu",
             parameters=counts,
+            shape=model_shape(model.config),
+            parameter_source="the loaded model's tensors" + (" (synthetic random weights)" if cfg.synthetic_weights
+                                                              else ""),
             libraries=library_versions(LIBRARIES),
             cuda_version=torch.version.cuda if use_cuda else None,
             details={
@@ -103,6 +132,7 @@ class PyTorchBackend:
                 "attn_implementation": getattr(model.config, "_attn_implementation", None),
                 "architecture": type(model).__name__,
                 "torch_threads": torch.get_num_threads(),
+                "synthetic_weights": cfg.synthetic_weights,
             },
         )
 
@@ -135,7 +165,7 @@ class PyTorchBackend:
         enc = self._tokenizer(prompts, return_tensors="pt", padding=True, truncation=True,
                               max_length=input_token_limit(cfg))
         enc = enc.to(self._device)
-        clock = _StepClock()
+        clock = _StepClock(self.on_first_token)
         with torch.inference_mode():
             start = time.perf_counter()
             out = self._model.generate(**enc, streamer=clock, **self._generate_kwargs())

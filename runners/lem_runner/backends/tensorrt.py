@@ -59,7 +59,7 @@ from pathlib import Path
 from lem_runner.backends.base import GenerationRecord, LoadedModel, input_token_limit
 from lem_runner.contract.config import ExperimentConfig
 from lem_runner.measurement.environment import library_versions
-from lem_runner.measurement.parameters import parameter_counts
+from lem_runner.measurement.parameters import model_shape, parameter_counts
 
 #: how this backend timestamps tokens (recorded in every result)
 LATENCY_METHOD = (
@@ -122,6 +122,8 @@ def llm_args(config: ExperimentConfig, model_path: str) -> dict:
                 "given as the model)"
             )
         kv["dtype"] = t.kv_cache_dtype
+        if config.synthetic_weights:
+            args["load_format"] = "dummy"
     else:
         args["max_input_len"] = input_token_limit(config)
         quant = {}
@@ -236,6 +238,8 @@ class TensorRTBackend:
             latency_method=LATENCY_METHOD,
             device_kind="cuda",
             parameters=counts,
+            parameter_source=source,
+            shape=model_shape(hf_config),
             libraries=library_versions(LIBRARIES),
             cuda_version=torch.version.cuda,
             details={

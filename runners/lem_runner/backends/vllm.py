@@ -43,7 +43,7 @@ from pathlib import Path
 from lem_runner.backends.base import GenerationRecord, LoadedModel, input_token_limit
 from lem_runner.contract.config import ExperimentConfig
 from lem_runner.measurement.environment import library_versions
-from lem_runner.measurement.parameters import checkpoint_dtype, parameter_counts
+from lem_runner.measurement.parameters import checkpoint_dtype, model_shape, parameter_counts
 
 #: how this backend timestamps tokens (recorded in every result)
 LATENCY_METHOD = (
@@ -75,6 +75,7 @@ def engine_args(config: ExperimentConfig, model_path: str) -> dict:
         "kv_cache_dtype": v.kv_cache_dtype,
         "enable_prefix_caching": v.enable_prefix_caching,
         "block_size": v.block_size,
+        "load_format": "dummy" if config.synthetic_weights else None,
     }
     return {k: val for k, val in args.items() if val is not None}
 
@@ -163,6 +164,8 @@ class VLLMBackend:
             latency_method=LATENCY_METHOD,
             device_kind="cuda" if use_cuda else "cpu",
             parameters=counts,
+            parameter_source=source,
+            shape=model_shape(model_config.hf_config),
             libraries=library_versions(LIBRARIES),
             cuda_version=torch.version.cuda if use_cuda else None,
             details={

@@ -5,6 +5,7 @@ This is the only part of the runner the controller may import.
 
 from lem_runner.contract.config import (
     SCHEMA_VERSION,
+    BaselineConfig,
     DecodingConfig,
     EnergyConfig,
     ExperimentConfig,
@@ -13,6 +14,7 @@ from lem_runner.contract.config import (
     TensorRTConfig,
     VLLMConfig,
     WarmupConfig,
+    WindowConfig,
 )
 from lem_runner.contract.fingerprint import contract_fingerprint, measurement_config_hash
 from lem_runner.contract.protocol import (
@@ -28,12 +30,26 @@ from lem_runner.contract.result import (
     EnergyResult,
     EnvironmentInfo,
     ExperimentResult,
+    FlopsResult,
     GPUInfo,
+    IdleBaseline,
     LatencyStats,
+    PhaseFigures,
+    PhaseSplit,
+    WarmupResult,
+    WindowFigures,
 )
 
 __all__ = [
     "SCHEMA_VERSION",
+    "BaselineConfig",
+    "FlopsResult",
+    "IdleBaseline",
+    "PhaseFigures",
+    "PhaseSplit",
+    "WarmupResult",
+    "WindowConfig",
+    "WindowFigures",
     "DecodingConfig",
     "EnergyConfig",
     "EnergyResult",

@@ -60,15 +60,58 @@ class DecodingConfig(_Section):
 
 
 class WarmupConfig(_Section):
-    """Batches run before the measurement window opens; never counted in any figure."""
+    """Batches run before the measurement window opens; never counted in any figure. ``fixed`` runs ``n_batches``;
+    ``convergence`` runs until the CV of per-batch latency over the last ``window`` batches is under
+    ``cv_threshold`` (at least ``window``, at most ``max_batches``)."""
 
-    n_batches: int = Field(1, ge=0, le=1000)
+    mode: Literal["fixed", "convergence"] = "fixed"
+    n_batches: int = Field(1, ge=0, le=1000, description="batches to run (mode: fixed)")
+    cv_threshold: float = Field(0.05, gt=0, le=1, description="stop when latency CV falls under this (convergence)")
+    window: int = Field(3, ge=2, le=100, description="batches the CV is taken over (convergence)")
+    max_batches: int = Field(20, ge=2, le=1000, description="give up converging after this many (convergence)")
+
+    @model_validator(mode="after")
+    def _window_fits(self) -> WarmupConfig:
+        if self.mode == "convergence" and self.window > self.max_batches:
+            raise ValueError("window must not exceed max_batches")
+        return self
+
+
+class BaselineConfig(_Section):
+    """Idle power measured before the model loads, subtracted for the adjusted energy. ``cached`` reuses a baseline
+    of the same GPUs younger than ``ttl_s`` (the controller keeps it), else measures afresh."""
+
+    mode: Literal["fresh", "cached", "off"] = "cached"
+    duration_s: float = Field(5.0, ge=0.5, le=600, description="how long the idle GPU is measured")
+    ttl_s: float = Field(3600.0, ge=0, le=30 * 86400, description="how long a cached baseline stays valid")
 
 
 class EnergyConfig(_Section):
-    """Energy source. ``auto`` uses the NVML hardware counter when the run is on NVIDIA GPUs, else records why not."""
+    """Energy source and its cross-checks. ``auto`` uses the NVML hardware counter on NVIDIA GPUs and the CPU's
+    RAPL counter on CPU runs when readable, else records why there is no figure."""
 
-    sampler: Literal["auto", "nvml", "none"] = "auto"
+    sampler: Literal["auto", "nvml", "zeus", "codecarbon", "rapl", "none"] = "auto"
+    sample_hz: float = Field(10.0, ge=0, le=1000, description="power/temperature/clock sampling rate; 0: no sampler")
+    timeseries: bool = Field(True, description="keep the sampled timeseries as timeseries.parquet beside result.json")
+    baseline: BaselineConfig = BaselineConfig()
+
+
+class WindowConfig(_Section):
+    """Which span the headline figures cover. ``total``: every measured prompt; ``steady_state``: only while at least
+    ``saturation`` of the peak number of requests are decoding (no ramp-up, no tail); ``windowed``: the prompts are
+    repeated until ``duration_s`` has passed and exactly that span is counted."""
+
+    mode: Literal["total", "steady_state", "windowed"] = "total"
+    duration_s: float | None = Field(None, gt=0, le=86400, description="span of the window (mode: windowed)")
+    saturation: float = Field(0.9, gt=0, le=1, description="fraction of peak concurrency counted as saturated")
+
+    @model_validator(mode="after")
+    def _windowed_needs_span(self) -> WindowConfig:
+        if self.mode == "windowed" and self.duration_s is None:
+            raise ValueError("mode 'windowed' needs 'duration_s'")
+        if self.mode != "windowed" and self.duration_s is not None:
+            raise ValueError(f"'duration_s' is only used with mode 'windowed', not '{self.mode}'")
+        return self
 
 
 class PyTorchConfig(_Section):
@@ -145,6 +188,10 @@ class ExperimentConfig(_Section):
     seed: int = Field(42, ge=0, le=2**32 - 1)
     warmup: WarmupConfig = WarmupConfig()
     energy: EnergyConfig = EnergyConfig()
+    window: WindowConfig = WindowConfig()
+    synthetic_weights: bool = Field(
+        False, description="build the architecture from config.json with random weights (no checkpoint needed)"
+    )
     allow_model_download: bool = Field(False, description="let the runner reach the hub (and the network) for the model")
     runner: str = Field("auto", description="auto | local | docker | docker:<image>")
     pytorch: PyTorchConfig = PyTorchConfig()
@@ -200,8 +247,10 @@ class ExperimentConfig(_Section):
         if self.backend == "tensorrt" and self.tensorrt.quantization and self.tensorrt.llm_backend == "pytorch":
             raise ValueError("tensorrt.quantization needs llm_backend 'tensorrt'; the PyTorch workflow reads "
                              "quantization from a pre-quantized checkpoint")
-        if self.device == "cpu" and self.energy.sampler == "nvml":
-            raise ValueError("energy.sampler 'nvml' needs a GPU run, but device is 'cpu'")
+        if self.synthetic_weights and self.backend == "tensorrt" and self.tensorrt.llm_backend == "tensorrt":
+            raise ValueError("synthetic_weights needs tensorrt.llm_backend 'pytorch': an engine build reads a checkpoint")
+        if self.device == "cpu" and self.energy.sampler in ("nvml", "zeus"):
+            raise ValueError(f"energy.sampler '{self.energy.sampler}' needs a GPU run, but device is 'cpu'")
         return self
 
     @property

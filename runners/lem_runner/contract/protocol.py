@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lem_runner.contract.config import ExperimentConfig
+from lem_runner.contract.result import IdleBaseline
 
 REQUEST_FILE = "request.json"
 RESULT_FILE = "result.json"
@@ -35,9 +36,12 @@ class RunRequest(BaseModel):
         None, description="the config's GPUs as this process numbers them (a container renumbers its GPUs from 0)"
     )
     image: str | None = Field(None, description="image id, when launched in a container")
+    cached_baseline: IdleBaseline | None = Field(
+        None, description="an earlier idle baseline the controller kept; reused under energy.baseline mode 'cached'"
+    )
 
 
-EventKind = Literal["started", "model_loaded", "warmup", "progress", "measured", "done", "error"]
+EventKind = Literal["started", "model_loaded", "baseline", "warmup", "progress", "measured", "done", "error"]
 
 
 class ProgressEvent(BaseModel):
@@ -63,7 +67,7 @@ class RunError(BaseModel):
     experiment_id: str | None = None
     error_type: str
     message: str
-    phase: str = Field(..., description="where it failed: request, load, warmup, measure, write")
+    phase: str = Field(..., description="where it failed: request, load, baseline, warmup, measure, analyse, write")
     traceback: str | None = None
 
 

@@ -29,14 +29,90 @@ class LatencyStats(_Record):
     max_ms: float
 
 
+class IdleBaseline(_Record):
+    """Power the devices draw with nothing running, measured before the model loads."""
+
+    power_w: float = Field(..., ge=0, description="mean idle power, summed over the devices")
+    power_std_w: float | None = Field(None, ge=0, description="standard deviation of the sampled idle power")
+    per_device_w: dict[str, float] = Field(default_factory=dict)
+    duration_s: float = Field(..., gt=0)
+    n_samples: int = Field(0, ge=0, description="power samples the spread is taken over")
+    measured_at: datetime
+    device_uuids: list[str] = Field(default_factory=list, description="which physical devices it belongs to")
+    method: str = ""
+    source: Literal["fresh", "cached"] = "fresh"
+
+
 class EnergyResult(_Record):
-    """Energy over the measurement window and how it was obtained."""
+    """Energy over the measurement window, how it was obtained, and how far it can be trusted."""
 
     sampler: str = Field(..., description="energy source, e.g. 'nvml_counter' or 'none'")
     method: str = Field(..., description="how the figure was obtained, in words")
-    total_energy_j: float | None = None
+    selected_because: str | None = Field(None, description="why this source was used (energy.sampler: auto says)")
+    total_energy_j: float | None = Field(None, description="raw energy over the headline window")
     per_device_j: dict[str, float] | None = None
     unavailable_reason: str | None = Field(None, description="why energy is null, when it is")
+    counter_update_period_ms: float | None = Field(None, description="measured interval between counter updates")
+    counter_resets: int = Field(0, ge=0, description="times a counter went backwards (driver reload) and was rejoined")
+    integrated_energy_j: float | None = Field(None, description="sampled power integrated over the same window")
+    counter_vs_integrated_rel_diff: float | None = Field(None, description="(integrated - counter) / counter")
+    sample_hz: float | None = None
+    n_power_samples: int = Field(0, ge=0, description="power samples inside the window, over all devices")
+    sampler_cpu_s: float | None = Field(None, description="CPU time the sampler thread used")
+    timeseries_file: str | None = Field(None, description="sampled timeseries beside result.json (Parquet)")
+    baseline: IdleBaseline | None = None
+    baseline_unavailable_reason: str | None = None
+    adjusted_energy_j: float | None = Field(None, description="raw - baseline power x window, floored at 0")
+
+
+class WindowFigures(_Record):
+    """Throughput and energy over one span of the run."""
+
+    start_offset_s: float = Field(..., description="from the start of the measured run")
+    duration_s: float = Field(..., ge=0)
+    output_tokens: int = Field(..., ge=0, description="output tokens whose timestamps fall inside the span")
+    tokens_per_second: float = Field(..., ge=0)
+    energy_j: float | None = None
+    adjusted_energy_j: float | None = None
+    energy_per_token_j: float | None = None
+    adjusted_energy_per_token_j: float | None = None
+    mean_power_w: float | None = None
+    method: str = ""
+
+
+class PhaseFigures(_Record):
+    time_s: float = Field(..., ge=0, description="wall time during which the phase ran")
+    energy_j: float | None = None
+    energy_share: float | None = Field(None, description="this phase's share of prefill + decode energy")
+    flops: float | None = None
+    tokens: int = Field(..., ge=0, description="prompt tokens (prefill) or generated tokens (decode)")
+
+
+class PhaseSplit(_Record):
+    """Prefill and decode measured in the same run: time from request timestamps, energy from counter reads."""
+
+    prefill: PhaseFigures
+    decode: PhaseFigures
+    method: str
+    energy_unavailable_reason: str | None = None
+
+
+class FlopsResult(_Record):
+    total: float = Field(..., ge=0)
+    prefill: float = Field(..., ge=0)
+    decode: float = Field(..., ge=0)
+    per_output_token: float | None = None
+    achieved_flops_per_s: float | None = Field(None, description="total / window wall time")
+    parameter_source: str = ""
+    method: str = ""
+
+
+class WarmupResult(_Record):
+    mode: Literal["fixed", "convergence"]
+    batches: int = Field(..., ge=0)
+    stop_reason: str
+    final_cv: float | None = None
+    latencies_s: list[float] = Field(default_factory=list)
 
 
 class GPUInfo(_Record):
@@ -46,6 +122,12 @@ class GPUInfo(_Record):
     memory_total_mib: int | None = None
     power_limit_w: float | None = None
     persistence_mode: bool | None = None
+    compute_capability: str | None = None
+    mig_mode: bool | None = None
+    max_sm_clock_mhz: int | None = None
+    max_memory_clock_mhz: int | None = None
+    sm_clock_mhz: int | None = Field(None, description="SM clock when the environment was recorded")
+    pci_bus_id: str | None = None
 
 
 class EnvironmentInfo(_Record):
@@ -56,10 +138,13 @@ class EnvironmentInfo(_Record):
     hostname: str
     cpu_model: str | None = None
     cpu_count: int | None = None
+    ram_total_gib: float | None = None
+    os: str | None = None
     runner_version: str
     libraries: dict[str, str] = Field(default_factory=dict, description="versions of the backend's libraries")
     cuda_version: str | None = None
     driver_version: str | None = None
+    cuda_driver_version: str | None = Field(None, description="CUDA version the driver supports")
     gpus: list[GPUInfo] = Field(default_factory=list)
     in_container: bool = False
     image: str | None = Field(None, description="image id when the runner ran in a container")
@@ -84,10 +169,18 @@ class ExperimentResult(_Record):
     output_tokens: int = Field(..., ge=0)
     total_inference_time_sec: float = Field(..., ge=0, description="wall time of the measurement window")
     avg_tokens_per_second: float = Field(..., ge=0, description="output tokens / window wall time")
-    total_energy_j: float | None = Field(None, description="energy over the window; null when not measured")
-    avg_energy_per_token_j: float | None = Field(None, description="total_energy_j / output tokens")
+    total_energy_j: float | None = Field(None, description="raw energy over the window; null when not measured")
+    avg_energy_per_token_j: float | None = Field(None, description="raw: total_energy_j / output tokens")
+    avg_energy_per_token_adjusted_j: float | None = Field(
+        None, description="idle-adjusted: energy.adjusted_energy_j / output tokens"
+    )
     total_flops: float | None = None
     flops_method: str | None = None
+    flops: FlopsResult | None = None
+    windows: dict[str, WindowFigures] = Field(
+        default_factory=dict, description="every span computed; the headline figures are measurement_methodology's"
+    )
+    phases: PhaseSplit | None = None
 
     ttft: LatencyStats | None = Field(None, description="time to first token, per request")
     itl: LatencyStats | None = Field(None, description="inter-token latency, per token gap")
@@ -95,8 +188,10 @@ class ExperimentResult(_Record):
     energy: EnergyResult
     model_load_sec: float = Field(..., ge=0, description="outside the measurement window")
     warmup_batches: int = Field(..., ge=0, description="batches run before the window; excluded from every figure")
+    warmup: WarmupResult | None = None
     backend_details: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
+    quality_flags: list[str] = Field(default_factory=list, description="codes of the measurement-quality warnings")
     environment: EnvironmentInfo
     start_time: datetime
     end_time: datetime

@@ -1,14 +1,25 @@
-"""The EnergyBackend protocol and the reading it returns."""
+"""The EnergyBackend protocol and the reading it returns.
+
+A source measures an idle baseline on request, then tracks one window (``start_tracking`` … ``stop_tracking``),
+with ``mark`` reading its counters at boundaries inside it. The reading keeps the counter series, so the measurement
+loop can ask for the energy of any span of the window (a phase, the steady state) after the fact.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from lem_runner.contract.result import IdleBaseline
+from lem_runner.energy.counter import CounterTrack
+from lem_runner.energy.sampler import SampleRow
 
-@dataclass(frozen=True)
+
+@dataclass
 class EnergyReading:
-    """Energy over one tracking window. ``total_j`` is None when nothing was measured; ``unavailable_reason`` says why."""
+    """Energy over one tracking window. ``total_j`` is None when nothing was measured; ``unavailable_reason`` says why.
+
+    ``tracks`` (per device) answer energy between any two instants of the window; ``samples`` is the timeseries."""
 
     sampler: str
     method: str
@@ -17,6 +28,22 @@ class EnergyReading:
     per_device_j: dict[str, float] | None = None
     unavailable_reason: str | None = None
     warnings: list[str] = field(default_factory=list)
+    t_start: float = 0.0
+    t_end: float = 0.0
+    tracks: dict[str, CounterTrack] | None = None
+    samples: list[SampleRow] = field(default_factory=list)
+    sample_hz: float | None = None
+    sampler_cpu_s: float | None = None
+    update_period_s: float | None = None
+    counter_resets: int = 0
+    persistence_off: list[str] = field(default_factory=list)
+    other_processes: dict[str, list[int]] = field(default_factory=dict)
+
+    def energy_between(self, t0: float, t1: float) -> float | None:
+        """Joules between two instants inside the window, summed over devices (None without a counter series)."""
+        if self.tracks is None or self.total_j is None:
+            return None
+        return sum(track.between(t0, t1) for track in self.tracks.values())
 
 
 @runtime_checkable
@@ -27,6 +54,22 @@ class EnergyBackend(Protocol):
 
     def is_available(self) -> bool: ...
 
+    def probe(self) -> None:
+        """Outside any window: measure what the source needs to know about itself (its counter's update period)."""
+        ...
+
+    def idle_baseline(self, duration_s: float) -> IdleBaseline | None:
+        """Mean power over ``duration_s`` with nothing running; None when this source cannot measure one."""
+        ...
+
+    def device_uuids(self) -> list[str]:
+        """Physical identities of the measured devices (to match a cached baseline); empty when unknown."""
+        ...
+
     def start_tracking(self) -> None: ...
+
+    def mark(self) -> None:
+        """Read the counters now: a boundary (batch, phase) the series should hold exactly."""
+        ...
 
     def stop_tracking(self) -> EnergyReading: ...

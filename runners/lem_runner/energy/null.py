@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from lem_runner.contract.result import IdleBaseline
 from lem_runner.energy.base import EnergyReading
 
 
@@ -19,11 +20,23 @@ class NullEnergyBackend:
     def is_available(self) -> bool:
         return False
 
+    def probe(self) -> None:
+        pass
+
+    def idle_baseline(self, duration_s: float) -> IdleBaseline | None:
+        return None
+
+    def device_uuids(self) -> list[str]:
+        return []
+
     def start_tracking(self) -> None:
         self._t0 = time.perf_counter()
 
+    def mark(self) -> None:
+        pass
+
     def stop_tracking(self) -> EnergyReading:
-        duration = time.perf_counter() - self._t0 if self._t0 is not None else 0.0
-        return EnergyReading(
-            sampler=self.name, method="not measured", duration_s=duration, unavailable_reason=self.reason
-        )
+        t1 = time.perf_counter()
+        t0 = self._t0 if self._t0 is not None else t1
+        return EnergyReading(sampler=self.name, method="not measured", duration_s=t1 - t0,
+                             unavailable_reason=self.reason, t_start=t0, t_end=t1)

@@ -1,18 +1,20 @@
 """GPU energy from NVML's cumulative hardware energy counter (nvmlDeviceGetTotalEnergyConsumption, Volta and newer).
 
-The counter is read at the window's start and end on every device the run uses; the difference is the energy. This
-is the primary source because power polling sees only part of the runtime on A100/H100 (Yang et al., SC24).
+The counter is read at the window's boundaries and marks on every device the run uses, and by the sampler thread
+between them; the difference is the energy. It is the primary source because power polling sees only part of the
+runtime on A100/H100 (Yang et al., SC24); the sampled power is kept as a cross-check and a timeseries.
 """
 
 from __future__ import annotations
 
 import os
-import time
+from collections.abc import Callable
 
-from lem_runner.energy.base import EnergyReading
+from lem_runner.energy.device import DeviceSample
+from lem_runner.energy.tracker import CounterEnergyBackend
 
-_MJ_PER_J = 1000.0
-METHOD = "NVML total-energy counter (nvmlDeviceGetTotalEnergyConsumption), read at window start and end, summed over devices"
+METHOD = ("NVML total-energy counter (nvmlDeviceGetTotalEnergyConsumption) read at the window's start and end, "
+          "summed over the devices the run uses")
 
 
 def _visible_device_ids(devices: list[int]) -> list[str]:
@@ -29,22 +31,69 @@ def _visible_device_ids(devices: list[int]) -> list[str]:
     return out
 
 
-class NvmlEnergyBackend:
-    """Reads the NVML energy counter of each device the run uses."""
+def _or_none(fn: Callable, *args):
+    try:
+        return fn(*args)
+    except Exception:  # a query this GPU or driver does not support: the field stays None
+        return None
 
-    name = "nvml_counter"
 
-    def __init__(self, devices: list[int]) -> None:
-        self.devices = devices
+class NvmlDevice:
+    """One GPU through pynvml."""
+
+    wrap_mj = None  # unsigned 64-bit millijoules: no wrap within any run
+
+    def __init__(self, pynvml, dev_id: str) -> None:
+        self._nvml = pynvml
+        self.id = dev_id
+        self._h = (pynvml.nvmlDeviceGetHandleByIndex(int(dev_id)) if dev_id.isdigit()
+                   else pynvml.nvmlDeviceGetHandleByUUID(dev_id))
+        self.uuid = _or_none(pynvml.nvmlDeviceGetUUID, self._h)
+        self.energy_mj()  # raises if the counter is not readable
+
+    def energy_mj(self) -> float:
+        return self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._h)
+
+    def sample(self) -> DeviceSample:
+        n, h = self._nvml, self._h
+        power = _or_none(n.nvmlDeviceGetPowerUsage, h)
+        mem = _or_none(n.nvmlDeviceGetMemoryInfo, h)
+        util = _or_none(n.nvmlDeviceGetUtilizationRates, h)
+        reasons = getattr(n, "nvmlDeviceGetCurrentClocksEventReasons", None) or n.nvmlDeviceGetCurrentClocksThrottleReasons
+        return DeviceSample(
+            power_w=power / 1000.0 if power is not None else None,
+            temperature_c=_or_none(n.nvmlDeviceGetTemperature, h, n.NVML_TEMPERATURE_GPU),
+            sm_clock_mhz=_or_none(n.nvmlDeviceGetClockInfo, h, n.NVML_CLOCK_SM),
+            memory_used_mib=mem.used / 2**20 if mem is not None else None,
+            utilization_pct=float(util.gpu) if util is not None else None,
+            clock_event_reasons=_or_none(reasons, h),
+        )
+
+    def other_processes(self) -> list[int] | None:
+        procs = _or_none(self._nvml.nvmlDeviceGetComputeRunningProcesses, self._h)
+        if procs is None:
+            return None
+        pids = [p.pid for p in procs]
+        if os.getpid() in pids:
+            return [p for p in pids if p != os.getpid()]
+        # in a container NVML reports host PIDs, so ours cannot be told apart: only a second process is another
+        return pids[1:] if len(pids) > 1 else []
+
+    def persistence_mode(self) -> bool | None:
+        mode = _or_none(self._nvml.nvmlDeviceGetPersistenceMode, self._h)
+        return None if mode is None else bool(mode)
+
+
+class NvmlEnergyBackend(CounterEnergyBackend):
+    """Reads the NVML energy counter of each device the run uses; ``is_available`` opens them and says why not."""
+
+    def __init__(self, devices: list[int], sample_hz: float = 10.0) -> None:
+        super().__init__([], name="nvml_counter", method=METHOD, sample_hz=sample_hz)
+        self.device_indices = devices
         self.unavailable_reason: str | None = None
-        self._handles: dict[str, object] = {}
-        self._start_mj: dict[str, int] = {}
-        self._t0 = 0.0
-        self._nvml = None
 
     def is_available(self) -> bool:
-        """Initialise NVML and read each counter once; on failure record the exact reason and return False."""
-        if self._handles:
+        if self.devices:
             return True
         try:
             import pynvml
@@ -56,50 +105,15 @@ class NvmlEnergyBackend:
         except pynvml.NVMLError as exc:
             self.unavailable_reason = f"NVML unavailable: {exc}"
             return False
-        self._nvml = pynvml
         try:
-            for dev_id in _visible_device_ids(self.devices):
-                if dev_id.isdigit():
-                    handle = pynvml.nvmlDeviceGetHandleByIndex(int(dev_id))
-                else:
-                    handle = pynvml.nvmlDeviceGetHandleByUUID(dev_id)
-                pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)
-                self._handles[dev_id] = handle
+            self.devices = [NvmlDevice(pynvml, d) for d in _visible_device_ids(self.device_indices)]
         except (pynvml.NVMLError, ValueError) as exc:
             self.unavailable_reason = f"NVML energy counter not readable: {exc}"
-            self._handles.clear()
+            self.devices = []
             return False
         return True
-
-    def _read_mj(self) -> dict[str, int]:
-        return {d: self._nvml.nvmlDeviceGetTotalEnergyConsumption(h) for d, h in self._handles.items()}
 
     def start_tracking(self) -> None:
         if not self.is_available():
             raise RuntimeError(self.unavailable_reason or "NVML unavailable")
-        self._t0 = time.perf_counter()
-        self._start_mj = self._read_mj()
-
-    def stop_tracking(self) -> EnergyReading:
-        if not self._start_mj:
-            raise RuntimeError("stop_tracking called before start_tracking")
-        end_mj = self._read_mj()
-        duration = time.perf_counter() - self._t0
-        per_device: dict[str, float] = {}
-        warnings: list[str] = []
-        for dev, start in self._start_mj.items():
-            delta = end_mj[dev] - start
-            if delta < 0:
-                reason = f"energy counter of GPU {dev} went backwards (reset or driver reload) during the window"
-                return EnergyReading(self.name, METHOD, duration, unavailable_reason=reason)
-            if delta == 0:
-                warnings.append(f"energy counter of GPU {dev} did not tick in a {duration:.3f} s window: too short")
-            per_device[dev] = delta / _MJ_PER_J
-        return EnergyReading(
-            sampler=self.name,
-            method=METHOD,
-            duration_s=duration,
-            total_j=sum(per_device.values()),
-            per_device_j=per_device,
-            warnings=warnings,
-        )
+        super().start_tracking()

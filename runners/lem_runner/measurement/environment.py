@@ -55,9 +55,41 @@ def _gpus(devices: list[int]) -> tuple[list[GPUInfo], str | None]:
                 memory_total_mib=_call(lambda x: pynvml.nvmlDeviceGetMemoryInfo(x).total // 2**20, h),
                 power_limit_w=_call(lambda x: pynvml.nvmlDeviceGetEnforcedPowerLimit(x) / 1000.0, h),
                 persistence_mode=_call(lambda x: bool(pynvml.nvmlDeviceGetPersistenceMode(x)), h),
+                compute_capability=_call(lambda x: "%d.%d" % pynvml.nvmlDeviceGetCudaComputeCapability(x), h),
+                mig_mode=_call(lambda x: bool(pynvml.nvmlDeviceGetMigMode(x)[0]), h),
+                max_sm_clock_mhz=_call(pynvml.nvmlDeviceGetMaxClockInfo, h, pynvml.NVML_CLOCK_SM),
+                max_memory_clock_mhz=_call(pynvml.nvmlDeviceGetMaxClockInfo, h, pynvml.NVML_CLOCK_MEM),
+                sm_clock_mhz=_call(pynvml.nvmlDeviceGetClockInfo, h, pynvml.NVML_CLOCK_SM),
+                pci_bus_id=_call(lambda x: pynvml.nvmlDeviceGetPciInfo(x).busId, h),
             )
         )
     return gpus, _call(pynvml.nvmlSystemGetDriverVersion)
+
+
+def _cuda_driver_version() -> str | None:
+    try:
+        import pynvml
+
+        version = pynvml.nvmlSystemGetCudaDriverVersion()
+    except Exception:  # no NVML: the GPU section is empty and the energy section says why
+        return None
+    return f"{version // 1000}.{version % 1000 // 10}"
+
+
+def _ram_gib() -> float | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _os_release() -> str | None:
+    try:
+        with open("/etc/os-release", encoding="utf-8") as fh:
+            fields = dict(line.rstrip("\n").split("=", 1) for line in fh if "=" in line)
+    except OSError:
+        return None
+    return fields.get("PRETTY_NAME", "").strip('"') or None
 
 
 def _call(fn, *args):
@@ -78,10 +110,13 @@ def collect_environment(
         hostname=socket.gethostname(),
         cpu_model=_cpu_model(),
         cpu_count=os.cpu_count(),
+        ram_total_gib=_ram_gib(),
+        os=_os_release(),
         runner_version=__version__,
         libraries=libraries,
         cuda_version=cuda_version,
         driver_version=driver,
+        cuda_driver_version=_cuda_driver_version() if uses_gpu else None,
         gpus=gpus,
         in_container=os.path.exists("/.dockerenv") or image is not None,
         image=image,

@@ -8,7 +8,7 @@ import math
 import struct
 from pathlib import Path
 
-from lem_runner.measurement.flops import ParameterCounts
+from lem_runner.measurement.flops import ModelShape, ParameterCounts
 
 _EMBEDDING_SUFFIXES = ("embed_tokens.weight", "wte.weight", "embed_in.weight", "word_embeddings.weight",
                        "tok_embeddings.weight")
@@ -93,3 +93,14 @@ def parameter_counts(model_dir: Path, hf_config) -> tuple[ParameterCounts, str]:
         if counts is not None:
             return counts, "checkpoint safetensors headers"
     return llama_like_parameter_counts(text), "HF config, Llama-like dense formula"
+
+
+def model_shape(hf_config) -> ModelShape | None:
+    """Layers and attention width (query heads x head dim) from an HF config, or None when it does not say."""
+    get_text = getattr(hf_config, "get_text_config", None)
+    c = get_text() if callable(get_text) else hf_config
+    layers, heads, hidden = (getattr(c, k, None) for k in ("num_hidden_layers", "num_attention_heads", "hidden_size"))
+    if not isinstance(layers, int) or not isinstance(heads, int):
+        return None
+    head_dim = getattr(c, "head_dim", None) or (hidden // heads if isinstance(hidden, int) else None)
+    return ModelShape(n_layers=layers, attention_dim=heads * head_dim) if head_dim else None

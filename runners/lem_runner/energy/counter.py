@@ -1,0 +1,100 @@
+"""Cumulative energy counters read as a series: wrap-around and resets joined, energy between any two instants.
+
+NVML's counter is an unsigned 64-bit count of millijoules since the driver loaded; RAPL's ``energy_uj`` wraps at
+``max_energy_range_uj``. A reading lower than the one before is a wrap when the counter's range is known and the
+wrapped increment is plausible (under half the range), else a reset (driver reload): the series then continues from the new reading, and the energy between
+the last read before the reset and the reset itself is the only part lost.
+"""
+
+from __future__ import annotations
+
+import bisect
+import statistics
+import threading
+from collections.abc import Callable, Sequence
+
+
+class CounterTrack:
+    """One device's counter as a monotonic series of (time, joules since the first read)."""
+
+    def __init__(self, wrap_mj: float | None = None) -> None:
+        self.wrap_mj = wrap_mj
+        self.times: list[float] = []
+        self.joules: list[float] = []
+        self.resets = 0
+        self.wraps = 0
+        self._last_raw: float | None = None
+        self._lock = threading.Lock()
+
+    def feed(self, t: float, raw_mj: float) -> None:
+        """Add a raw reading taken at ``t`` (reads arrive in time order from at most two threads)."""
+        with self._lock:
+            if self._last_raw is None:
+                self.times.append(t)
+                self.joules.append(0.0)
+                self._last_raw = raw_mj
+                return
+            if self.times and t < self.times[-1]:  # a read that lost the race to the lock: already covered
+                return
+            delta = raw_mj - self._last_raw
+            if delta < 0:
+                if self.wrap_mj is not None and delta + self.wrap_mj < self.wrap_mj / 2:
+                    delta += self.wrap_mj
+                    self.wraps += 1
+                else:
+                    delta = raw_mj  # reset: the counter restarted from zero
+                    self.resets += 1
+            self._last_raw = raw_mj
+            self.times.append(t)
+            self.joules.append(self.joules[-1] + delta / 1000.0)
+
+    @property
+    def total_j(self) -> float:
+        return self.joules[-1] if self.joules else 0.0
+
+    def at(self, t: float) -> float:
+        """Cumulative joules at ``t``, linearly interpolated between reads (clamped to the first and last read)."""
+        return interpolate(self.times, self.joules, t)
+
+    def between(self, t0: float, t1: float) -> float:
+        return max(0.0, self.at(t1) - self.at(t0))
+
+    def ticked(self) -> bool:
+        """Whether the counter moved at all over the reads."""
+        return self.total_j > 0
+
+
+def interpolate(xs: Sequence[float], ys: Sequence[float], x: float) -> float:
+    if not xs:
+        raise ValueError("no points to interpolate")
+    if x <= xs[0]:
+        return ys[0]
+    if x >= xs[-1]:
+        return ys[-1]
+    i = bisect.bisect_right(xs, x)
+    x0, x1, y0, y1 = xs[i - 1], xs[i], ys[i - 1], ys[i]
+    return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+
+
+def measure_update_period(
+    read_mj: Callable[[], float],
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+    max_s: float = 1.0,
+    changes: int = 6,
+    poll_s: float = 0.001,
+) -> float | None:
+    """Median seconds between changes of the counter, polled every ``poll_s`` for up to ``max_s``; None when it
+    changed fewer than twice (a counter that does not tick while idle, or one slower than ``max_s``)."""
+    t_end = clock() + max_s
+    last = read_mj()
+    change_times: list[float] = []
+    while clock() < t_end and len(change_times) < changes + 1:
+        sleep(poll_s)
+        value = read_mj()
+        if value != last:
+            change_times.append(clock())
+            last = value
+    if len(change_times) < 2:
+        return None
+    return statistics.median(b - a for a, b in zip(change_times, change_times[1:]))

@@ -1,0 +1,152 @@
+"""An energy source over cumulative counters (NVML for GPUs, RAPL for CPU packages): counter reads at the window's
+boundaries and at every mark, a sampler thread between them, and an idle baseline on request."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from lem_runner.contract.result import IdleBaseline
+from lem_runner.energy.base import EnergyReading
+from lem_runner.energy.counter import CounterTrack, measure_update_period
+from lem_runner.energy.device import CounterDevice
+from lem_runner.energy.sampler import PowerSampler, SampleRow
+
+#: the baseline is sampled at least this often, even when the run's sampler is off, for its spread
+_BASELINE_HZ = 10.0
+
+
+class CounterEnergyBackend:
+    """Tracks energy over a window on ``devices``, each with a cumulative counter."""
+
+    def __init__(self, devices: Sequence[CounterDevice], name: str, method: str, sample_hz: float = 10.0,
+                 clock: Callable[[], float] = time.perf_counter, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.devices = list(devices)
+        self.name = name
+        self.method = method
+        self.sample_hz = sample_hz
+        self.clock = clock
+        self.sleep = sleep
+        self.update_period_s: float | None = None
+        self._tracks: dict[str, CounterTrack] = {}
+        self._sampler: PowerSampler | None = None
+        self._t0: float | None = None
+
+    def is_available(self) -> bool:
+        return bool(self.devices)
+
+    def _read_all(self, tracks: dict[str, CounterTrack]) -> float:
+        t = self.clock()
+        for dev in self.devices:
+            tracks[dev.id].feed(self.clock(), dev.energy_mj())
+        return t
+
+    def probe(self) -> None:
+        """Measure the first device's counter update period (up to a second, outside the window)."""
+        if self.devices and self.update_period_s is None:
+            self.update_period_s = measure_update_period(self.devices[0].energy_mj, self.clock, self.sleep)
+
+    def idle_baseline(self, duration_s: float) -> IdleBaseline | None:
+        """Mean idle power from the counters over ``duration_s``; its spread from power sampled at >= 10 Hz (or from
+        the counter's own increments where a device reports no power)."""
+        tracks = {d.id: CounterTrack(d.wrap_mj) for d in self.devices}
+        sampler = PowerSampler(self.devices, tracks, max(self.sample_hz, _BASELINE_HZ), self.clock)
+        t0 = self._read_all(tracks)
+        end = t0 + duration_s
+        while self.clock() < end:
+            sampler.tick()
+            self.sleep(min(sampler.period_s, max(0.0, end - self.clock())))
+        t1 = self._read_all(tracks)
+        if t1 <= t0 or not all(track.ticked() for track in tracks.values()):
+            return None
+        per_device = {dev_id: track.total_j / (t1 - t0) for dev_id, track in tracks.items()}
+        totals = _total_power_series(sampler.rows, len(self.devices)) or _counter_power_series(tracks)
+        return IdleBaseline(
+            power_w=sum(per_device.values()),
+            power_std_w=statistics.stdev(totals) if len(totals) >= 2 else None,
+            per_device_w=per_device,
+            duration_s=t1 - t0,
+            n_samples=len(totals),
+            measured_at=datetime.now(UTC),
+            device_uuids=[d.uuid for d in self.devices if d.uuid],
+            method=f"{self.name} counter delta over {t1 - t0:.1f} s with nothing running, before the model loaded; "
+                   "spread: standard deviation of the power sampled meanwhile",
+        )
+
+    def device_uuids(self) -> list[str]:
+        return [d.uuid for d in self.devices if d.uuid]
+
+    def start_tracking(self) -> None:
+        self._tracks = {d.id: CounterTrack(d.wrap_mj) for d in self.devices}
+        self._t0 = self._read_all(self._tracks)
+        if self.sample_hz > 0:
+            self._sampler = PowerSampler(self.devices, self._tracks, self.sample_hz, self.clock)
+            self._sampler.start()
+
+    def mark(self) -> None:
+        if self._t0 is not None:
+            self._read_all(self._tracks)
+
+    def stop_tracking(self) -> EnergyReading:
+        if self._t0 is None:
+            raise RuntimeError("stop_tracking called before start_tracking")
+        t1 = self._read_all(self._tracks)
+        sampler, self._sampler = self._sampler, None
+        warnings: list[str] = []
+        if sampler is not None:
+            sampler.stop()
+            warnings.extend(sampler.errors)
+        t0, self._t0 = self._t0, None
+        per_device = {dev_id: track.between(t0, t1) for dev_id, track in self._tracks.items()}
+        persistence_off = [d.id for d in self.devices if d.persistence_mode() is False]
+        others = {d.id: procs for d in self.devices if (procs := d.other_processes())}
+        return EnergyReading(
+            sampler=self.name,
+            method=self.method,
+            duration_s=t1 - t0,
+            total_j=sum(per_device.values()),
+            per_device_j=per_device,
+            warnings=warnings,
+            t_start=t0,
+            t_end=t1,
+            tracks=self._tracks,
+            samples=sampler.rows if sampler is not None else [],
+            sample_hz=self.sample_hz if sampler is not None else None,
+            sampler_cpu_s=sampler.cpu_s if sampler is not None else None,
+            update_period_s=self.update_period_s,
+            counter_resets=sum(track.resets for track in self._tracks.values()),
+            persistence_off=persistence_off,
+            other_processes=others,
+        )
+
+
+def _total_power_series(rows: list[SampleRow], n_devices: int) -> list[float]:
+    """Sampled power summed over devices, one value per tick (ticks where any device reported no power dropped)."""
+    out: list[float] = []
+    for i in range(0, len(rows) - n_devices + 1, n_devices):
+        tick = rows[i : i + n_devices]
+        if all(r.sample.power_w is not None for r in tick):
+            out.append(sum(r.sample.power_w for r in tick))  # type: ignore[misc]
+    return out
+
+
+def _counter_power_series(tracks: dict[str, CounterTrack]) -> list[float]:
+    """Power between consecutive counter reads that moved, summed over devices (for devices without a power reading)."""
+    series: list[float] = []
+    for track in tracks.values():
+        pts = list(zip(track.times, track.joules))
+        series.extend((e1 - e0) / (t1 - t0) for (t0, e0), (t1, e1) in zip(pts, pts[1:]) if t1 > t0 and e1 > e0)
+    return series
+
+
+def integrate_power(samples: list[SampleRow], device: str, t0: float, t1: float) -> float | None:
+    """Trapezoid integral of one device's sampled power over [t0, t1], holding the first and last sample to the
+    window's edges; None with fewer than two samples inside."""
+    pts = [(r.t, r.sample.power_w) for r in samples if r.device == device and r.sample.power_w is not None
+           and t0 <= r.t <= t1]
+    if len(pts) < 2:
+        return None
+    pts = [(t0, pts[0][1]), *pts, (t1, pts[-1][1])]
+    return sum((b[0] - a[0]) * (a[1] + b[1]) / 2 for a, b in zip(pts, pts[1:]))
