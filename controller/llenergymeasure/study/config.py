@@ -6,11 +6,9 @@ in the order ``schedule`` gives."""
 from __future__ import annotations
 
 import itertools
-import random
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from lem_runner.contract import ExperimentConfig, measurement_config_hash
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -24,11 +22,9 @@ from llenergymeasure.config.loader import (
     resolve_relative_paths,
 )
 from llenergymeasure.errors import ConfigError
+from llenergymeasure.study.order import Order
 
 _STUDY_KEYS = {"base", "sweep", "experiments"}
-
-Order = Literal["sequential", "interleave", "shuffle"]
-
 
 class StudyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -40,10 +36,17 @@ class StudyConfig(BaseModel):
     n_cycles: int = Field(1, ge=1, le=1000, description="times each point runs")
     order: Order = Field(
         "interleave", description="sequential: all cycles of a point, then the next; interleave: cycle 1 of every "
-        "point, then cycle 2...; shuffle: interleave with the points shuffled (by seed) within each cycle"
+        "point, then cycle 2...; shuffle: interleave with the points shuffled (by seed) within each cycle; latin_square: each cycle a row of a "
+        "Williams design (balanced position and carry-over)"
     )
     seed: int = Field(0, description="seed of the shuffle order")
     gap_seconds: float = Field(0, ge=0, le=3600, description="pause between runs (thermal settling)")
+    experiment_timeout_s: float | None = Field(
+        None, gt=0, description="wall-clock limit of one run; the runner is killed and the run marked failed"
+    )
+    max_consecutive_failures: int = Field(
+        3, ge=0, description="stop the study after this many failed runs in a row (0: never); it stays resumable"
+    )
 
     @field_validator("sweep")
     @classmethod
@@ -64,26 +67,6 @@ class StudyPoint:
 class Expansion:
     points: list[StudyPoint]
     skipped: list[str]  # "label: reason" for each point that failed validation or duplicated another
-
-
-def schedule(points: Sequence[Any], n_cycles: int, order: Order, seed: int = 0) -> list[tuple[int, int]]:
-    """The runs in order, as ``(point_index, cycle)``: point indices from 0, cycles from 1. ``shuffle`` draws a new
-    order of the points for each cycle from one ``random.Random(seed)``, so a seed always gives the same schedule."""
-    indices = list(range(len(points)))
-    cycles = range(1, n_cycles + 1)
-    if order == "sequential":
-        return [(i, c) for i in indices for c in cycles]
-    if order == "interleave":
-        return [(i, c) for c in cycles for i in indices]
-    if order == "shuffle":
-        rng = random.Random(seed)
-        out = []
-        for c in cycles:
-            perm = list(indices)
-            rng.shuffle(perm)
-            out.extend((i, c) for i in perm)
-        return out
-    raise ValueError(f"unknown order {order!r}")
 
 
 def is_study(data: dict[str, Any]) -> bool:
