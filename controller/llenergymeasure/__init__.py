@@ -4,10 +4,12 @@ The public Python API::
 
     import llenergymeasure as lem
     result = lem.run_experiment({"model": "/path/to/model", "n_prompts": 8})
+    study = lem.run_study("study.yaml")          # -> StudyResult: folder, manifest entries, per-point summaries
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +17,8 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from lem_runner.contract import ExperimentConfig, ExperimentResult
+
+    from llenergymeasure.study import ManifestEntry, PointAggregate, StudyConfig
 
 
 def run_experiment(
@@ -39,4 +43,69 @@ def run_experiment(
     return result
 
 
-__all__ = ["__version__", "run_experiment"]
+@dataclass(frozen=True)
+class StudyResult:
+    """What a study left: its folder, its manifest's runs (status, folder, error, timings), each point's statistics
+    over its cycles, each done run's result by run number, and the controller's overhead per run."""
+
+    study_dir: Path
+    status: str
+    entries: list[ManifestEntry]
+    summaries: list[PointAggregate]
+    results: dict[int, ExperimentResult] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+    controller_overhead_s_per_experiment: float | None = None
+
+    @property
+    def failed(self) -> int:
+        return sum(e.status == "failed" for e in self.entries)
+
+
+def run_study(
+    config: StudyConfig | dict[str, Any] | str | Path,
+    output: str | Path = "results",
+    isolated: bool = False,
+    resume: bool | str | Path | None = None,
+    no_gaps: bool = False,
+    fail_fast: bool = False,
+    retry_failed: bool = False,
+) -> StudyResult:
+    """Run a study (a StudyConfig, a mapping with base/sweep/experiments, or a study file) and return what it left.
+
+    ``resume=True`` finishes the newest unfinished study of that name in ``output``; a path finishes that folder.
+    Failed runs do not raise: see ``StudyResult.failed``. Raises ConfigError for a bad study, StudyInterrupted on
+    Ctrl-C (the study stays resumable).
+    """
+    from llenergymeasure.config.loader import format_validation_error, resolve_relative_paths
+    from llenergymeasure.errors import ConfigError
+    from llenergymeasure.study import StudyConfig, StudyOptions, execute_study, expand_study, load_study
+
+    source = "study"
+    if isinstance(config, (str, Path)):
+        source = str(config)
+        study = load_study(Path(config))
+    elif isinstance(config, StudyConfig):
+        study = config
+    else:
+        from pydantic import ValidationError
+
+        try:
+            study = StudyConfig.model_validate(config)
+        except ValidationError as exc:
+            raise ConfigError(format_validation_error(source, exc)) from None
+        cwd = Path.cwd()
+        study = study.model_copy(update={"base": resolve_relative_paths(study.base, cwd),
+                                         "experiments": [resolve_relative_paths(e, cwd) for e in study.experiments]})
+    expansion = expand_study(study, source)
+    options = StudyOptions(isolated=isolated, no_gaps=no_gaps, fail_fast=fail_fast, retry_failed=retry_failed,
+                           resume=Path(resume) if isinstance(resume, (str, Path)) else resume,
+                           study_file=source if source != "study" else None)
+    outcome = execute_study(study, expansion, output=output, options=options)
+    return StudyResult(
+        study_dir=outcome.study_dir, status=outcome.status, entries=list(outcome.manifest.entries),
+        summaries=outcome.aggregates(), results=dict(outcome.results), skipped=list(outcome.manifest.skipped),
+        controller_overhead_s_per_experiment=outcome.manifest.controller_overhead_s_per_experiment,
+    )
+
+
+__all__ = ["StudyResult", "__version__", "run_experiment", "run_study"]

@@ -80,6 +80,40 @@ def _latency(stats: LatencyStats | None) -> str:
     )
 
 
+def _energy_rows(result: ExperimentResult) -> list[tuple[str, str]]:
+    """Energy, raw and idle-adjusted side by side and labelled as such, then the cross-checks and the phase split."""
+    e = result.energy
+    if result.total_energy_j is None:
+        return [("energy", f"null — {escape(e.unavailable_reason or '')}"), ("energy/token", "null (no energy measured)")]
+    rows = [("energy", f"{result.total_energy_j:.3f} J raw ({e.sampler}: {escape(e.method)})")]
+    if e.selected_because:
+        rows.append(("source", escape(e.selected_because)))
+    per_token = f"{result.avg_energy_per_token_j * 1000:.4f} mJ raw" if result.avg_energy_per_token_j is not None else "null"
+    if result.avg_energy_per_token_adjusted_j is not None:
+        per_token += f" · {result.avg_energy_per_token_adjusted_j * 1000:.4f} mJ idle-adjusted"
+    rows.append(("energy/token", per_token + " per output token"))
+    if e.baseline is not None:
+        spread = f" ± {e.baseline.power_std_w:.1f}" if e.baseline.power_std_w is not None else ""
+        rows.append(("idle baseline", f"{e.baseline.power_w:.1f}{spread} W ({e.baseline.source}, "
+                                      f"{e.baseline.duration_s:.1f} s) → adjusted {e.adjusted_energy_j:.3f} J"))
+    elif e.baseline_unavailable_reason:
+        rows.append(("idle baseline", f"none — {escape(e.baseline_unavailable_reason)}"))
+    if e.integrated_energy_j is not None and e.counter_vs_integrated_rel_diff is not None:
+        rows.append(("cross-check", f"sampled power integrated: {e.integrated_energy_j:.3f} J "
+                                    f"({e.counter_vs_integrated_rel_diff:+.1%} vs counter, {e.n_power_samples} samples "
+                                    f"at {e.sample_hz:g} Hz)"))
+    if e.counter_update_period_ms is not None:
+        rows.append(("counter", f"updates every {e.counter_update_period_ms:.1f} ms (measured)"))
+    ph = result.phases
+    if ph is not None and ph.prefill.energy_j is not None and ph.decode.energy_j is not None:
+        rows.append(("phases", f"prefill {ph.prefill.energy_j:.3f} J in {ph.prefill.time_s:.2f} s "
+                               f"({ph.prefill.energy_share:.0%}) · decode {ph.decode.energy_j:.3f} J in "
+                               f"{ph.decode.time_s:.2f} s ({ph.decode.energy_share:.0%})"))
+    if e.timeseries_file:
+        rows.append(("timeseries", e.timeseries_file))
+    return rows
+
+
 def render_summary(console: Console, result: ExperimentResult, exp_dir: Path) -> None:
     d = result.backend_details
     table = Table(title=f"Result · {result.experiment_id}", show_header=False, title_justify="left")
@@ -88,18 +122,21 @@ def render_summary(console: Console, result: ExperimentResult, exp_dir: Path) ->
     table.add_row("model", escape(result.config.model))
     table.add_row("backend", f"{result.config.backend} · {d.get('device')} · {d.get('dtype')} · batch {d.get('batch_size')}")
     table.add_row("requests", f"{result.n_requests} · tokens in {result.input_tokens} / out {result.output_tokens}")
-    table.add_row("throughput", f"{result.avg_tokens_per_second:.1f} output tok/s over a {result.total_inference_time_sec:.2f} s window")
+    span = {"total": "the whole measured run", "steady_state": "the steady-state spans",
+            "windowed": "the fixed window"}[result.measurement_methodology]
+    table.add_row("throughput", f"{result.avg_tokens_per_second:.1f} output tok/s over {span} "
+                                f"({result.total_inference_time_sec:.2f} s, methodology '{result.measurement_methodology}')")
     table.add_row("TTFT", _latency(result.ttft))
     table.add_row("ITL", _latency(result.itl))
-    if result.total_energy_j is None:
-        table.add_row("energy", f"null — {escape(result.energy.unavailable_reason or '')}")
-        table.add_row("energy/token", "null (no energy measured)")
-    else:
-        table.add_row("energy", f"{result.total_energy_j:.3f} J ({result.energy.sampler}: {result.energy.method})")
-        table.add_row("energy/token", f"{result.avg_energy_per_token_j * 1000:.4f} mJ per output token (raw)")
-    if result.total_flops is not None:
-        table.add_row("FLOPs", f"{result.total_flops:.3e} (2 × N_compute × tokens)")
-    table.add_row("timing", f"model load {result.model_load_sec:.1f} s · warmup {result.warmup_batches} batch(es), excluded")
+    for row in _energy_rows(result):
+        table.add_row(*row)
+    if result.flops is not None:
+        f = result.flops
+        per_s = f" · achieved {f.achieved_flops_per_s:.3e} FLOP/s" if f.achieved_flops_per_s else ""
+        table.add_row("FLOPs", f"{f.total:.3e} (prefill {f.prefill:.3e} · decode {f.decode:.3e}){per_s}")
+    warmup = (f"{result.warmup.batches} batch(es), {result.warmup.stop_reason}" if result.warmup
+              else f"{result.warmup_batches} batch(es)")
+    table.add_row("timing", f"model load {result.model_load_sec:.1f} s · warmup {escape(warmup)}, excluded")
     image = result.environment.image
     where = f"container from image {image.removeprefix('sha256:')[:12]}" if image else "local process"
     table.add_row("ran in", where)

@@ -16,14 +16,17 @@ class ConfigError(LemError):
 
 
 class RunFailed(LemError):
-    """The runner ran but produced no result; ``error_file`` holds its error.json when it wrote one."""
+    """The runner ran but produced no result; ``error_file`` holds its error.json when it wrote one. ``reason`` is a
+    short code a study records: timeout, silence, runner_error, crashed or corrupt_result."""
 
     exit_code = 1
 
-    def __init__(self, message: str, error_file: str | None = None, log_file: str | None = None) -> None:
+    def __init__(self, message: str, error_file: str | None = None, log_file: str | None = None,
+                 reason: str = "crashed") -> None:
         super().__init__(message)
         self.error_file = error_file
         self.log_file = log_file
+        self.reason = reason
 
 
 class SetupError(LemError):

@@ -49,11 +49,12 @@ def execute_experiment(
         result = repo.load_result(exp_dir)
         error = repo.load_error(exp_dir)
     except CorruptResult as exc:
-        raise RunFailed(str(exc), log_file=str(outcome.log_file)) from None
+        raise RunFailed(str(exc), log_file=str(outcome.log_file), reason="corrupt_result") from None
     if outcome.timed_out:
         raise RunFailed(
             f"runner stopped after the {outcome.timed_out} timeout ({outcome.where}); log: {outcome.log_file}",
             log_file=str(outcome.log_file),
+            reason="timeout" if outcome.timed_out == "wall" else outcome.timed_out,
         )
     if result is not None and outcome.exit_code == 0:
         return result, exp_dir
@@ -63,6 +64,7 @@ def execute_experiment(
             f"(details: {exp_dir / 'error.json'})",
             error_file=str(exp_dir / "error.json"),
             log_file=str(outcome.log_file),
+            reason="runner_error",
         )
     wrote = "a result it did not stand by" if result is not None else "no result"
     raise RunFailed(

@@ -1,7 +1,10 @@
-"""`lem run`: measure one experiment, locally or in its backend's container (--isolated)."""
+"""`lem run`: measure one experiment, locally or in its backend's container (--isolated), or run a study file
+(resumable with --resume)."""
 
 from __future__ import annotations
 
+import shlex
+import sys
 from pathlib import Path
 
 import typer
@@ -9,15 +12,29 @@ from rich.markup import escape
 
 from llenergymeasure.config import load_config
 from llenergymeasure.config.loader import read_config_file
-from llenergymeasure.display import RunDisplay, make_console, render_comparison, render_summary
+from llenergymeasure.display import RunDisplay, StudyDisplay, make_console, render_study, render_summary
+from llenergymeasure.errors import ConfigError
 from llenergymeasure.experiment import execute_experiment
 from llenergymeasure.launchers import Timeouts
 from llenergymeasure.launchers.select import select_launcher
-from llenergymeasure.study import cv_warnings, execute_study, expand_study, is_study, load_study
+from llenergymeasure.study import (
+    StudyInterrupted,
+    StudyOptions,
+    cv_warnings,
+    execute_study,
+    expand_study,
+    is_study,
+    load_study,
+)
+
+_STUDY_ONLY = ("--resume", "--fail-fast", "--no-gaps", "--retry-failed")
 
 
 def run(
     config: Path | None = typer.Argument(None, help="Experiment config (YAML or JSON). Flags override its values."),
+    study_dir: Path | None = typer.Argument(
+        None, metavar="[DIR]", help="With --resume: the study folder (default: its newest unfinished one)."
+    ),
     model: str | None = typer.Option(None, "--model", "-m", help="Hub id, local folder, or the embedded default."),
     backend: str | None = typer.Option(None, "--backend", "-b", help="Inference backend."),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Prompts per generate call (pytorch)."),
@@ -31,6 +48,10 @@ def run(
     image: str | None = typer.Option(None, "--image", help="Runner image to use (implies --isolated)."),
     timeout: float | None = typer.Option(None, "--timeout", help="Wall-clock limit for the runner, seconds."),
     silence_timeout: float = typer.Option(900.0, "--silence-timeout", help="Stop a runner silent this long, seconds."),
+    resume: bool = typer.Option(False, "--resume", help="Study: finish an interrupted study (DIR, or its newest)."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Study, with --resume: run failed runs again."),
+    fail_fast: bool = typer.Option(False, "--fail-fast", help="Study: stop at the first failed run (resumable)."),
+    no_gaps: bool = typer.Option(False, "--no-gaps", help="Study: no pauses between runs."),
 ) -> None:
     """Measure one experiment (or each experiment of a study file) and write results/<experiment>/result.json."""
     overrides = {
@@ -39,7 +60,18 @@ def run(
     }
     timeouts = Timeouts(timeout, silence_timeout)
     if config is not None and is_study(read_config_file(config)):
-        raise typer.Exit(_run_study(config, overrides, output, isolated, timeouts))
+        if study_dir is not None and not resume:
+            raise ConfigError(f"'{study_dir}': a second argument is the study folder for --resume")
+        if retry_failed and not resume:
+            raise ConfigError("--retry-failed: only with --resume")
+        options = StudyOptions(isolated=isolated, no_gaps=no_gaps, fail_fast=fail_fast, retry_failed=retry_failed,
+                               resume=(study_dir or True) if resume else None, timeouts=timeouts,
+                               study_file=str(config))
+        raise typer.Exit(_run_study(config, overrides, output, options))
+    used = [flag for flag, on in zip(_STUDY_ONLY, (resume, fail_fast, no_gaps, retry_failed)) if on]
+    if used or study_dir is not None:
+        raise ConfigError(f"{used[0] if used else repr(str(study_dir))}: only for a study file "
+                          "(one with base:, sweep: or experiments:)")
     cfg = load_config(config, overrides)
     launcher = select_launcher(cfg, isolated=isolated, image=image)
     console = make_console()
@@ -51,28 +83,30 @@ def run(
     render_summary(console, result, exp_dir)
 
 
-def _run_study(path: Path, overrides: dict, output: Path, isolated: bool, timeouts: Timeouts) -> int:
-    """Run a study file; exit 1 if any experiment failed (the others still ran)."""
+def _resume_command(study_dir: Path) -> str:
+    """The command that resumes this study: this one's arguments, with --resume and the folder."""
+    args = [a for a in sys.argv[1:] if a not in ("--resume", "--retry-failed", "--fail-fast")]
+    args = [a for a in args if Path(a) != study_dir]
+    return " ".join(shlex.quote(a) for a in ["lem", *args, "--resume", str(study_dir)])
+
+
+def _run_study(path: Path, overrides: dict, output: Path, options: StudyOptions) -> int:
+    """Run (or resume) a study file. Exit 0 when every run is done, 1 when some failed or the circuit breaker
+    stopped it, 130 on Ctrl-C; the last two leave it resumable."""
     study = load_study(path, {k: v for k, v in overrides.items() if k != "name"})
     expansion = expand_study(study, str(path))
     console = make_console()
     for reason in expansion.skipped:
         console.print(f"[yellow]skipped[/] {escape(reason)}")
-    displays: list[RunDisplay] = []
-
-    def on_point(i: int, n: int, point, runner: str, cycle: int) -> None:
-        if displays:
-            displays.pop().__exit__(None, None, None)
-        where = f" · cycle {cycle}/{study.n_cycles}" if study.n_cycles > 1 else ""
-        displays.append(RunDisplay(console, f"[{i}/{n}] {point.label}{where} · {runner} runner").__enter__())
-
+    gap = 0.0 if options.no_gaps else study.gap_seconds
     try:
-        outcome = execute_study(study, expansion, output=output, isolated=isolated, on_point=on_point,
-                                on_event=lambda e: displays[-1](e) if displays else None, timeouts=timeouts)
-    finally:
-        if displays:
-            displays.pop().__exit__(None, None, None)
+        with StudyDisplay(console, study.n_cycles, gap) as display:
+            outcome = execute_study(study, expansion, output=output, options=options, observer=display)
+    except StudyInterrupted as exc:
+        render_study(console, exc.outcome, resume_hint=_resume_command(exc.outcome.study_dir))
+        console.print(f"[bold red]interrupted[/]: resume with {escape(_resume_command(exc.outcome.study_dir))}")
+        return 130
     aggregates = outcome.aggregates()
-    render_comparison(console, outcome.outcomes, outcome.study_dir, n_cycles=study.n_cycles, aggregates=aggregates,
-                      warnings=cv_warnings(aggregates))
-    return 1 if outcome.failed else 0
+    render_study(console, outcome, warnings=cv_warnings(aggregates),
+                 resume_hint=_resume_command(outcome.study_dir))
+    return 1 if outcome.failed or outcome.status != "complete" else 0

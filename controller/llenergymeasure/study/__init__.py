@@ -1,9 +1,18 @@
-"""Studies: several experiments from one file (a base, sweep axes, explicit points), each run ``n_cycles`` times,
-one run after another, with per-point statistics over the cycles."""
+"""Studies: several experiments from one file (a base, sweep axes, explicit points), each run ``n_cycles`` times in
+a chosen order, tracked in a crash-safe manifest (resumable), with per-point statistics over the cycles."""
 
 from llenergymeasure.study.aggregate import PointAggregate, aggregate_point, cv_warnings, describe, to_csv
-from llenergymeasure.study.config import StudyConfig, expand_study, is_study, load_study, schedule
-from llenergymeasure.study.execute import StudyOutcome, execute_study
+from llenergymeasure.study.config import StudyConfig, expand_study, is_study, load_study
+from llenergymeasure.study.execute import (
+    StudyInterrupted,
+    StudyObserver,
+    StudyOptions,
+    StudyOutcome,
+    execute_study,
+)
+from llenergymeasure.study.manifest import Manifest, ManifestEntry
+from llenergymeasure.study.order import schedule, williams_rows
 
-__all__ = ["PointAggregate", "StudyConfig", "StudyOutcome", "aggregate_point", "cv_warnings", "describe",
-           "expand_study", "execute_study", "is_study", "load_study", "schedule", "to_csv"]
+__all__ = ["Manifest", "ManifestEntry", "PointAggregate", "StudyConfig", "StudyInterrupted", "StudyObserver",
+           "StudyOptions", "StudyOutcome", "aggregate_point", "cv_warnings", "describe", "expand_study",
+           "execute_study", "is_study", "load_study", "schedule", "to_csv", "williams_rows"]

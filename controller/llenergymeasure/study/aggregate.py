@@ -32,6 +32,7 @@ METRICS: dict[str, Callable[[ExperimentResult], float | None]] = {
     "itl_p50_ms": lambda r: r.itl.p50_ms if r.itl else None,
     "energy_j": lambda r: r.total_energy_j,
     "energy_per_token_j": lambda r: r.avg_energy_per_token_j,
+    "energy_per_token_adjusted_j": lambda r: r.avg_energy_per_token_adjusted_j,
     "total_inference_time_sec": lambda r: r.total_inference_time_sec,
 }
 STATS = ("mean", "std", "ci95", "cv", "n")

@@ -1,129 +1,278 @@
-"""Run a study's experiments one after another, each with its own launcher (a backend not installed here runs in
-its image), so backends whose stacks conflict are compared on one machine in one command. Each point runs
-``n_cycles`` times in the study's order, ``gap_seconds`` apart. A failed run is recorded and the rest still run;
-study_summary.json (per-run rows, per-point aggregates, warnings) and study_summary.csv (one row per point) are
-rewritten atomically after every run."""
+"""Run a study's runs one after another, each with its own launcher (a backend not installed here runs in its image),
+so backends whose stacks conflict are compared on one machine in one command.
+
+Every state change is written to the manifest first (atomically), so the study survives its controller: a failed
+run is recorded and the rest still run; a run cut off by Ctrl-C goes back to pending and the study stops resumable
+(exit 130); ``max_consecutive_failures`` failures in a row (1 with ``--fail-fast``) stop it resumable too. The
+controller's own cost per run (wall time less runner time and gaps) is measured and recorded.
+"""
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from lem_runner.atomic import atomic_write_text
-from lem_runner.contract import ExperimentResult
+from lem_runner.contract import ExperimentResult, ProgressEvent
 
-from llenergymeasure.errors import ConfigError, RunFailed, SetupError
+from llenergymeasure.errors import ConfigError, Interrupted, RunFailed, SetupError
 from llenergymeasure.experiment import execute_experiment
-from llenergymeasure.launchers import Timeouts
+from llenergymeasure.launchers import Launcher, LaunchOutcome, LaunchSpec, Timeouts
 from llenergymeasure.launchers.select import select_launcher
 from llenergymeasure.results import FileResultsRepository
-from llenergymeasure.study.aggregate import PointAggregate, aggregate_point, cv_warnings, to_csv
-from llenergymeasure.study.config import Expansion, StudyConfig, StudyPoint, schedule
+from llenergymeasure.results.repository import CorruptResult
+from llenergymeasure.study.aggregate import PointAggregate
+from llenergymeasure.study.config import Expansion, StudyConfig, StudyPoint
+from llenergymeasure.study.manifest import (
+    Manifest,
+    ManifestEntry,
+    Session,
+    load_manifest,
+    new_manifest,
+    now,
+    save_manifest,
+)
+from llenergymeasure.study.resume import StudyLock, discard_partial, find_unfinished, recover, reset_entry
+from llenergymeasure.study.summary import aggregates, write_summary
 
-SUMMARY_FILE = "study_summary.json"
-SUMMARY_CSV = "study_summary.csv"
+
+@dataclass(frozen=True)
+class StudyOptions:
+    """How to run (none of it changes what is measured, so none of it is in the study's config hash).
+
+    ``resume``: None (or False) starts a new study; True resumes the newest unfinished one of this name; a path resumes that
+    folder. ``timeouts.wall_s``, when set, overrides the study's ``experiment_timeout_s``.
+    """
+
+    isolated: bool = False
+    no_gaps: bool = False
+    fail_fast: bool = False
+    retry_failed: bool = False
+    resume: Path | bool | None = None
+    timeouts: Timeouts = Timeouts()
+    study_file: str | None = None
 
 
-@dataclass
-class PointOutcome:
-    point: StudyPoint
-    runner: str
-    cycle: int = 1
-    result: ExperimentResult | None = None
-    exp_dir: Path | None = None
-    error: str | None = None
+class StudyObserver:
+    """Hooks the progress view implements; each does nothing here."""
 
-    @property
-    def ok(self) -> bool:
-        return self.result is not None
+    def started(self, outcome: StudyOutcome, notes: list[str]) -> None: ...
+
+    def run_started(self, entry: ManifestEntry, outcome: StudyOutcome, runner: str) -> None: ...
+
+    def event(self, event: ProgressEvent) -> None: ...
+
+    def run_finished(self, entry: ManifestEntry, outcome: StudyOutcome) -> None: ...
+
+    def waiting(self, seconds: float) -> None: ...
 
 
 @dataclass
 class StudyOutcome:
     study_dir: Path
-    outcomes: list[PointOutcome] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    points: list[StudyPoint] = field(default_factory=list)
-    n_cycles: int = 1
+    manifest: Manifest
+    points: list[StudyPoint]
+    results: dict[int, ExperimentResult] = field(default_factory=dict)  # run number -> result of a done run
 
     @property
     def failed(self) -> int:
-        return sum(not o.ok for o in self.outcomes)
+        return self.manifest.count("failed")
+
+    @property
+    def status(self) -> str:
+        return self.manifest.status
 
     def aggregates(self) -> list[PointAggregate]:
-        """One per point that has run at least once, in the study's point order."""
-        out = []
-        for point in self.points:
-            runs = [o for o in self.outcomes if o.point is point]
-            if runs:
-                out.append(aggregate_point(point.label, point.config.backend, [o.result for o in runs if o.result],
-                                           sum(not o.ok for o in runs)))
-        return out
+        return aggregates(self.manifest, self.results)
 
 
-def _row(o: PointOutcome) -> dict:
-    r = o.result
-    row = {"label": o.point.label, "cycle": o.cycle, "backend": o.point.config.backend, "runner": o.runner,
-           "status": "done" if o.ok else "failed", "error": o.error,
-           "experiment_id": o.exp_dir.name if o.exp_dir else None}
-    if r is not None:
-        row.update(
-            tokens_per_second=r.avg_tokens_per_second, output_tokens=r.output_tokens, input_tokens=r.input_tokens,
-            ttft_p50_ms=r.ttft.p50_ms if r.ttft else None, itl_p50_ms=r.itl.p50_ms if r.itl else None,
-            energy_j=r.total_energy_j, energy_per_token_j=r.avg_energy_per_token_j,
-            energy_unavailable_reason=r.energy.unavailable_reason, total_flops=r.total_flops,
-            model_load_sec=r.model_load_sec,
+class StudyInterrupted(Interrupted):
+    """Ctrl-C stopped the study; the manifest says what finished and ``lem run --resume`` does the rest."""
+
+    def __init__(self, outcome: StudyOutcome) -> None:
+        super().__init__(f"interrupted: {outcome.manifest.count('done', 'failed')} of {len(outcome.manifest.entries)}"
+                         f" runs finished; resume with --resume {outcome.study_dir}")
+        self.outcome = outcome
+
+
+class _TimedLauncher:
+    """A launcher that adds up how long its runner ran (process start to exit): the runner's own time."""
+
+    def __init__(self, inner: Launcher) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.elapsed = 0.0
+
+    def launch(self, spec: LaunchSpec, on_event) -> LaunchOutcome:
+        start = time.monotonic()
+        try:
+            return self.inner.launch(spec, on_event)
+        finally:
+            self.elapsed += time.monotonic() - start
+
+
+class _RecordingRepository(FileResultsRepository):
+    """Records a run's folder in the manifest as soon as it exists, so a resume knows what to discard."""
+
+    def __init__(self, root: Path, on_new: Callable[[Path], None]) -> None:
+        super().__init__(root)
+        self._on_new = on_new
+
+    def new_experiment_dir(self, name: str) -> Path:
+        path = super().new_experiment_dir(name)
+        self._on_new(path)
+        return path
+
+
+def _open(study: StudyConfig, expansion: Expansion, output: Path, options: StudyOptions,
+          lock_stack: list[StudyLock]) -> tuple[Path, Manifest, list[str]]:
+    """A new study folder with every run pending, or the resumed one checked, locked and recovered."""
+    if options.resume is None or options.resume is False:
+        study_dir = FileResultsRepository(output).new_experiment_dir(study.name)
+        lock_stack.append(StudyLock(study_dir).__enter__())
+        return study_dir, new_manifest(study, expansion, options.study_file), []
+    study_dir = find_unfinished(output, study.name) if options.resume is True else Path(options.resume)
+    if not study_dir.is_dir():
+        raise ConfigError(f"--resume: folder '{study_dir}' does not exist")
+    lock_stack.append(StudyLock(study_dir).__enter__())
+    manifest = load_manifest(study_dir)
+    fresh = new_manifest(study, expansion)
+    if manifest.config_hash != fresh.config_hash:
+        raise ConfigError(
+            f"--resume: {study_dir} was run with a different study config (hash {manifest.config_hash}, this one "
+            f"{fresh.config_hash}); resume with the same file and flags, or start a new study without --resume"
         )
-    return row
+    return study_dir, manifest, recover(study_dir, manifest, retry_failed=options.retry_failed)
 
 
-def write_summary(outcome: StudyOutcome, study: StudyConfig, total: int) -> None:
-    aggregates = outcome.aggregates()
-    summary = {"study": study.name, "updated": datetime.now(UTC).isoformat(timespec="seconds"),
-               "n_cycles": study.n_cycles, "order": study.order, "seed": study.seed, "gap_seconds": study.gap_seconds,
-               "planned": total, "finished": len(outcome.outcomes), "failed": outcome.failed,
-               "skipped": outcome.skipped, "experiments": [_row(o) for o in outcome.outcomes],
-               "aggregates": [a.as_dict() for a in aggregates], "warnings": cv_warnings(aggregates)}
-    atomic_write_text(outcome.study_dir / SUMMARY_FILE, json.dumps(summary, indent=2))
-    atomic_write_text(outcome.study_dir / SUMMARY_CSV, to_csv(aggregates))
+def _load_done(study_dir: Path, manifest: Manifest, notes: list[str]) -> dict[int, ExperimentResult]:
+    """Results of the runs the manifest says are done. One whose result.json is gone or corrupt runs again."""
+    repo = FileResultsRepository(study_dir)
+    results = {}
+    for entry in manifest.entries:
+        if entry.status != "done":
+            continue
+        try:
+            result = repo.load_result(study_dir / entry.result_path) if entry.result_path else None
+        except CorruptResult:
+            result = None
+        if result is None:
+            notes.append(f"run {entry.run} ({entry.label}, cycle {entry.cycle}): its result is missing or corrupt, "
+                         "it runs again")
+            discard_partial(study_dir, manifest, entry)
+            reset_entry(entry)
+        else:
+            results[entry.run] = result
+    return results
 
 
 def execute_study(
     study: StudyConfig,
     expansion: Expansion,
     output: str | Path = "results",
-    isolated: bool = False,
-    on_point=None,
-    on_event=None,
-    timeouts: Timeouts = Timeouts(),
-    sleep=time.sleep,
+    options: StudyOptions = StudyOptions(),
+    observer: StudyObserver | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    launcher_for: Callable[[StudyPoint, bool], Launcher] | None = None,
 ) -> StudyOutcome:
-    """Run every point ``n_cycles`` times in the study's order; ``on_point(i, n, point, runner, cycle)`` is called
-    before each run starts, and ``sleep(gap_seconds)`` between runs (not after the last; never when 0)."""
-    study_dir = FileResultsRepository(output).new_experiment_dir(study.name)
-    points = expansion.points
-    outcome = StudyOutcome(study_dir, skipped=list(expansion.skipped), points=list(points), n_cycles=study.n_cycles)
-    runs = schedule(points, study.n_cycles, study.order, study.seed)
-    total = len(runs)
-    write_summary(outcome, study, total)
-    for i, (index, cycle) in enumerate(runs, start=1):
-        if i > 1 and study.gap_seconds > 0:
-            sleep(study.gap_seconds)
-        point = points[index]
-        launcher = select_launcher(point.config, isolated=isolated)
-        if on_point:
-            on_point(i, total, point, launcher.name, cycle)
-        record = PointOutcome(point, launcher.name, cycle)
-        config = point.config.model_copy(update={"name": f"{point.config.experiment_name}-c{cycle}"})
+    """Run every pending run of the study in its scheduled order (all of them, for a new study). Raises
+    StudyInterrupted on Ctrl-C; returns with ``status`` complete, or stopped by the circuit breaker."""
+    started = time.monotonic()
+    observer = observer or StudyObserver()
+    launcher_for = launcher_for or (lambda point, isolated: select_launcher(point.config, isolated=isolated))
+    locks: list[StudyLock] = []
+    try:
+        study_dir, manifest, notes = _open(study, expansion, Path(output), options, locks)
+        results = _load_done(study_dir, manifest, notes)
+        outcome = StudyOutcome(study_dir, manifest, list(expansion.points), results)
+        session = Session(started=now())
+        manifest.sessions.append(session)
+        manifest.status = "running"
+        save_manifest(manifest, study_dir)
+        write_summary(study_dir, study, manifest, results)
+        observer.started(outcome, notes)
         try:
-            record.result, record.exp_dir = execute_experiment(
-                config, output=study_dir, launcher=launcher, on_event=on_event, timeouts=timeouts
-            )
-        except (RunFailed, SetupError, ConfigError) as exc:
-            record.error = str(exc)
-        outcome.outcomes.append(record)
-        write_summary(outcome, study, total)
-    return outcome
+            _run_pending(study, outcome, session, options, observer, sleep, launcher_for)
+        except (Interrupted, KeyboardInterrupt):
+            manifest.status = "interrupted"
+            raise StudyInterrupted(outcome) from None
+        finally:
+            session.wall_s = time.monotonic() - started
+            session.ended = now()
+            session.outcome = manifest.status
+            manifest.update_overhead()
+            save_manifest(manifest, study_dir)
+            write_summary(study_dir, study, manifest, results)
+        return outcome
+    finally:
+        for lock in locks:
+            lock.__exit__(None, None, None)
+
+
+def _run_pending(study: StudyConfig, outcome: StudyOutcome, session: Session, options: StudyOptions,
+                 observer: StudyObserver, sleep, launcher_for) -> None:
+    manifest = outcome.manifest
+    gap = 0.0 if options.no_gaps else study.gap_seconds
+    limit = 1 if options.fail_fast else study.max_consecutive_failures
+    timeouts = options.timeouts
+    if timeouts.wall_s is None and study.experiment_timeout_s is not None:
+        timeouts = replace(timeouts, wall_s=study.experiment_timeout_s)
+    consecutive = 0
+    for entry in [e for e in manifest.entries if e.status == "pending"]:
+        if session.runs and gap > 0:
+            observer.waiting(gap)
+            t = time.monotonic()
+            sleep(gap)
+            session.gap_s += time.monotonic() - t
+        _run_one(study, outcome, entry, session, options.isolated, timeouts, observer, launcher_for)
+        consecutive = consecutive + 1 if entry.status == "failed" else 0
+        if limit and consecutive >= limit:
+            manifest.status = "stopped"
+            manifest.stop_reason = ("--fail-fast: a run failed" if options.fail_fast else
+                                    f"circuit breaker: {consecutive} runs failed in a row "
+                                    f"(max_consecutive_failures: {limit})")
+            return
+    manifest.status = "complete" if not manifest.unfinished else "stopped"
+
+
+def _run_one(study: StudyConfig, outcome: StudyOutcome, entry: ManifestEntry, session: Session, isolated: bool,
+             timeouts: Timeouts, observer: StudyObserver, launcher_for) -> None:
+    manifest, study_dir = outcome.manifest, outcome.study_dir
+    point = outcome.points[entry.point]
+    launcher = _TimedLauncher(launcher_for(point, isolated))
+    entry.status, entry.runner, entry.started, entry.attempts = "running", launcher.name, now(), entry.attempts + 1
+    save_manifest(manifest, study_dir)
+    start = time.monotonic()
+
+    def record_dir(path: Path) -> None:
+        entry.result_path = path.name
+        save_manifest(manifest, study_dir)
+
+    try:
+        try:
+            observer.run_started(entry, outcome, launcher.name)
+            repo = _RecordingRepository(study_dir, record_dir)
+            config = point.config.model_copy(update={"name": entry.name})
+            result, _ = execute_experiment(config, output=study_dir, launcher=launcher, on_event=observer.event,
+                                           timeouts=timeouts, repository=repo)
+        finally:
+            session.runs += 1
+            session.runner_s += launcher.elapsed
+    except (Interrupted, KeyboardInterrupt):
+        discard_partial(study_dir, manifest, entry)  # an interrupted run's error.json is not a result
+        reset_entry(entry)
+        save_manifest(manifest, study_dir)
+        raise
+    except (RunFailed, SetupError, ConfigError) as exc:
+        entry.status, entry.error = "failed", str(exc)
+        entry.reason = exc.reason if isinstance(exc, RunFailed) else "setup" if isinstance(exc, SetupError) else "config"
+    else:
+        entry.status = "done"
+        outcome.results[entry.run] = result
+    entry.finished = now()
+    entry.duration_s = round(time.monotonic() - start, 4)
+    entry.runner_s = round(launcher.elapsed, 4)
+    save_manifest(manifest, study_dir)
+    write_summary(study_dir, study, manifest, outcome.results)
+    observer.run_finished(entry, outcome)
