@@ -251,10 +251,7 @@ class StudyDisplay(StudyObserver):
         else:
             first = (entry.error or "").splitlines()[0] if entry.error else ""
             line = f"  [red]failed[/] ({entry.reason}) {escape(entry.label)} c{entry.cycle}: {escape(first)}"
-        if self._progress is None:
-            self.console.print(line)
-        elif result is None:
-            self.console.print(line)
+        self.console.print(line)  # on a terminal too: it stays above the live area as the study's log
 
     def waiting(self, seconds: float) -> None:
         if self._progress is None:

@@ -9,7 +9,7 @@ from conftest import run_lem, write_yaml
 from llenergymeasure.study.aggregate import csv_columns
 
 
-def test_study_with_two_cycles_writes_runs_aggregates_and_csv(tmp_path, tiny_model_path):
+def test_2x2_sweep_with_two_cycles_writes_8_runs_aggregates_and_csv(tmp_path, tiny_model_path):
     study = write_yaml(tmp_path / "study.yaml", f"""\
 name: cyc
 n_cycles: 2
@@ -17,12 +17,13 @@ order: interleave
 base:
   model: {tiny_model_path}
   n_prompts: 2
-  max_output_tokens: 4
+  max_output_tokens: 3
   force_output_length: true
   warmup:
     n_batches: 0
 sweep:
   pytorch.batch_size: [2, 4]
+  max_input_tokens: [32, 64]
 """)
     out = tmp_path / "r"
     proc = run_lem("run", str(study), "-o", str(out))
@@ -30,26 +31,29 @@ sweep:
     (study_dir,) = out.iterdir()
 
     runs = sorted(p for p in study_dir.iterdir() if p.is_dir())
-    assert len(runs) == 4
+    assert len(runs) == 8
     assert all((p / "result.json").is_file() for p in runs)
     names = [p.name for p in runs]
-    for prefix in ("cyc-001-pytorch-c1-", "cyc-001-pytorch-c2-", "cyc-002-pytorch-c1-", "cyc-002-pytorch-c2-"):
-        assert sum(n.startswith(prefix) for n in names) == 1, names
+    for point in (1, 2, 3, 4):
+        for cycle in (1, 2):
+            assert sum(n.startswith(f"cyc-00{point}-pytorch-c{cycle}-") for n in names) == 1, names
 
     summary = json.loads((study_dir / "study_summary.json").read_text())
-    assert summary["n_cycles"] == 2 and summary["planned"] == 4 and summary["finished"] == 4
-    assert summary["failed"] == 0
-    # interleave: cycle 1 of both points, then cycle 2
-    assert [(r["label"], r["cycle"]) for r in summary["experiments"]] == [
-        ("pytorch.batch_size=2", 1), ("pytorch.batch_size=4", 1),
-        ("pytorch.batch_size=2", 2), ("pytorch.batch_size=4", 2),
-    ]
+    assert summary["n_cycles"] == 2 and summary["planned"] == 8 and summary["finished"] == 8
+    assert summary["failed"] == 0 and summary["status"] == "complete"
+    labels = [f"pytorch.batch_size={b}, max_input_tokens={m}" for b in (2, 4) for m in (32, 64)]
+    # interleave: cycle 1 of every point, then cycle 2
+    assert [(r["label"], r["cycle"]) for r in summary["experiments"]] == [(lb, c) for c in (1, 2) for lb in labels]
+    manifest = json.loads((study_dir / "manifest.json").read_text())
+    assert [e["status"] for e in manifest["entries"]] == ["done"] * 8
+    assert summary["controller_overhead_s_per_experiment"] == manifest["controller_overhead_s_per_experiment"]
     aggs = summary["aggregates"]
-    assert [a["label"] for a in aggs] == ["pytorch.batch_size=2", "pytorch.batch_size=4"]
+    assert [a["label"] for a in aggs] == labels
     for a in aggs:
         assert a["backend"] == "pytorch" and a["n_ok"] == 2 and a["n_failed"] == 0
         tps = a["tokens_per_second"]
         assert tps["n"] == 2 and tps["mean"] > 0 and tps["ci95"] is not None and tps["ci95"] >= 0
+        assert tps["std"] is not None and tps["cv"] is not None
         runs_tps = [r["tokens_per_second"] for r in summary["experiments"] if r["label"] == a["label"]]
         assert abs(tps["mean"] - sum(runs_tps) / 2) < 1e-9
         assert a["ttft_p50_ms"]["n"] == 2 and a["itl_p50_ms"]["n"] == 2
@@ -67,8 +71,9 @@ sweep:
                 "ttft_p50_ms_mean", "itl_p50_ms_mean", "energy_j_mean", "energy_per_token_j_mean",
                 "total_inference_time_sec_mean", "energy_unavailable_reason"):
         assert col in reader.fieldnames
-    assert len(rows) == 2
+    assert len(rows) == 4
     for row in rows:
         assert row["n_ok"] == "2" and float(row["tokens_per_second_mean"]) > 0 and row["tokens_per_second_ci95"]
         assert row["energy_j_mean"] == "" and row["energy_per_token_j_mean"] == ""
     assert "±" in proc.stdout and "2/2" in proc.stdout and "study_summary.csv" in proc.stdout
+    assert "[8/8]" in proc.stdout and "controller overhead" in proc.stdout
