@@ -103,7 +103,7 @@ def _run_study(path: Path, overrides: dict, output: Path, options: StudyOptions)
         with StudyDisplay(console, study.n_cycles, gap) as display:
             outcome = execute_study(study, expansion, output=output, options=options, observer=display)
     except StudyInterrupted as exc:
-        render_study(console, exc.outcome, resume_hint=_resume_command(exc.outcome.study_dir))
+        render_study(console, exc.outcome)
         console.print(f"[bold red]interrupted[/]: resume with {escape(_resume_command(exc.outcome.study_dir))}")
         return 130
     aggregates = outcome.aggregates()

@@ -20,7 +20,7 @@ def find_unfinished(output: Path, name: str) -> Path:
     """The most recently created study folder in ``output`` for study ``name`` with runs still to do."""
     candidates = []
     if output.is_dir():
-        for manifest_file in output.glob(f"{glob_escape(name)}-*/{MANIFEST_FILE}"):
+        for manifest_file in output.glob(f"{name}-*/{MANIFEST_FILE}"):  # the name is [A-Za-z0-9._-]: no wildcards
             try:
                 manifest = load_manifest(manifest_file.parent)
             except ConfigError:
@@ -30,10 +30,6 @@ def find_unfinished(output: Path, name: str) -> Path:
     if not candidates:
         raise ConfigError(f"--resume: no unfinished study named '{name}' in {output} (give its folder: --resume DIR)")
     return max(candidates)[2]
-
-
-def glob_escape(text: str) -> str:
-    return re.sub(r"([*?\[])", r"[\1]", text)
 
 
 class StudyLock:
