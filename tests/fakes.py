@@ -7,6 +7,7 @@ a fake produces is a plain float the test can predict exactly (use dyadic steps 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from lem_runner.atomic import atomic_write_text
@@ -19,8 +20,6 @@ from lem_runner.contract import (
     ProgressEvent,
     RunError,
 )
-from datetime import UTC, datetime
-
 from lem_runner.contract.result import IdleBaseline
 from lem_runner.energy.base import EnergyReading
 from lem_runner.energy.device import DeviceSample
@@ -134,7 +133,6 @@ class FakeEnergyBackend:
         self.baseline_w = baseline_w
         self.start_calls = 0
         self.stop_calls = 0
-        self.mark_calls = 0
         self.baseline_calls: list[float] = []
         self._t0: float | None = None
 
@@ -155,8 +153,6 @@ class FakeEnergyBackend:
                             duration_s=duration_s, n_samples=10, measured_at=datetime.now(UTC),
                             device_uuids=["GPU-fake-0"], method="configured figure (fake)")
 
-    def mark(self) -> None:
-        self.mark_calls += 1
 
     def start_tracking(self) -> None:
         self.start_calls += 1

@@ -31,7 +31,7 @@ from lem_runner.measurement.baseline import obtain_baseline
 from lem_runner.measurement.flops import METHOD as FLOPS_METHOD
 from lem_runner.measurement.flops import METHOD_NO_ATTENTION, estimate_flops
 from lem_runner.measurement.latency import RequestTiming, ttft_and_itl
-from lem_runner.measurement.phases import split_phases
+from lem_runner.measurement.phases import phase_spans, split_phases
 from lem_runner.measurement.quality import counter_vs_integrated, quality_flags
 from lem_runner.measurement.warmup import run_warmup
 from lem_runner.measurement.windows import STEADY_METHOD, saturated_spans, span_energy, tokens_in, window_figures
@@ -65,7 +65,6 @@ def _measured_run(cfg, backend: InferenceBackend, batches, energy: EnergyBackend
     w0 = clock()
     i = 0
     while i < len(batches) or (span is not None and clock() - w0 < span):
-        energy.mark()
         records.extend(backend.generate(batches[i % len(batches)]))
         i += 1
         emit(ProgressEvent(event="progress", done=len(records), total=total))
@@ -144,11 +143,7 @@ def run_measurement(
     warmup = run_warmup(cfg.warmup, warm_batch)
 
     phase.name = "measure"
-    if hasattr(backend, "on_first_token"):
-        backend.on_first_token = energy.mark
     records, n_calls, w0, w1, reading = _measured_run(cfg, backend, batches, energy, clock, emit)
-    if hasattr(backend, "on_first_token"):
-        backend.on_first_token = None
     end_time = datetime.now(UTC)
 
     phase.name = "analyse"
@@ -182,7 +177,7 @@ def run_measurement(
     rel_diff = counter_vs_integrated(reading.total_j, integrated)
     n_samples = sum(1 for r in reading.samples if reading.t_start <= r.t <= reading.t_end)
     window_s = w1 - w0
-    flags = quality_flags(reading, window_s, rel_diff)
+    flags = quality_flags(reading, window_s, rel_diff, phase_spans(records)[0])
     warnings = list(reading.warnings) + [f.message for f in flags]
     if output_tokens == 0:
         warnings.append("no output tokens were generated")

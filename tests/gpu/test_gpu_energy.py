@@ -2,45 +2,114 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
 from conftest import run_lem, write_yaml
+from device_contract import assert_counter_device_contract
 from lem_runner.contract import ExperimentResult
 from lem_runner.energy import NvmlEnergyBackend
+from lem_runner.energy.tracker import integrate_power
 
 pytestmark = pytest.mark.gpu
 
 
-def test_nvml_counter_reads_positive_energy_over_a_busy_window():
+@pytest.fixture
+def busy_gpu():
+    """A matmul loop keeping GPU 0 busy until the test ends."""
     torch = pytest.importorskip("torch")
-    nvml = NvmlEnergyBackend([0])
-    assert nvml.is_available(), nvml.unavailable_reason
+    stop = threading.Event()
     a = torch.randn(8192, 8192, device="cuda")
+
+    def spin():
+        x = a
+        while not stop.is_set():
+            x = (x @ a) / x.norm()
+        torch.cuda.synchronize()
+
+    t = threading.Thread(target=spin)
+    t.start()
+    time.sleep(0.5)
+    yield
+    stop.set()
+    t.join()
+
+
+def _nvml(sample_hz: float = 10.0) -> NvmlEnergyBackend:
+    nvml = NvmlEnergyBackend([0], sample_hz=sample_hz)
+    assert nvml.is_available(), nvml.unavailable_reason
+    return nvml
+
+
+def test_the_real_gpu_keeps_the_counter_device_contract():
+    """The twin of the FakeCounterDevice test: the same assertions against NVML."""
+    (dev,) = _nvml().devices
+    assert_counter_device_contract(dev, lambda: time.sleep(0.3))
+    assert dev.uuid and dev.uuid.startswith("GPU-")
+    assert dev.sample().power_w is not None
+
+
+def test_counter_update_period_and_idle_baseline_are_measured():
+    nvml = _nvml()
+    nvml.probe()
+    assert nvml.update_period_s is not None and 0.0005 < nvml.update_period_s < 1.0
+    baseline = nvml.idle_baseline(2.0)
+    assert baseline is not None and 5 < baseline.power_w < 1500
+    assert baseline.power_std_w is not None and baseline.power_std_w >= 0 and baseline.n_samples >= 15
+    assert baseline.device_uuids == nvml.device_uuids()
+
+
+def test_busy_window_counter_and_integrated_power_agree(busy_gpu):
+    nvml = _nvml(sample_hz=10.0)
     nvml.start_tracking()
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < 2.0:
-        a = a @ a
-        a = a / a.norm()
-    torch.cuda.synchronize()
+    time.sleep(3.0)
     reading = nvml.stop_tracking()
-    assert reading.total_j is not None and reading.total_j > 0
-    # a busy H100-class GPU draws tens to hundreds of watts: the average power must be physically plausible
-    watts = reading.total_j / reading.duration_s
-    assert 10 < watts < 1500, watts
+    assert reading.total_j is not None and 10 < reading.total_j / reading.duration_s < 1500
+    assert len(reading.samples) >= 25
+    integrated = integrate_power(reading.samples, "0", reading.t_start, reading.t_end)
+    assert integrated is not None and abs(integrated - reading.total_j) / reading.total_j < 0.10
+    # the series answers any sub-span, and the halves add up to the whole
+    mid = (reading.t_start + reading.t_end) / 2
+    halves = reading.energy_between(reading.t_start, mid) + reading.energy_between(mid, reading.t_end)
+    assert halves == pytest.approx(reading.total_j, rel=1e-9)
+    assert reading.sampler_cpu_s is not None and reading.sampler_cpu_s < 0.1 * reading.duration_s
 
 
-def test_lem_run_on_gpu_reports_counter_energy(tmp_path, tiny_model_path):
+def test_lem_run_on_gpu_reports_counter_energy_baseline_phases_and_timeseries(tmp_path, tiny_model_path):
+    pq = pytest.importorskip("pyarrow.parquet")
     cfg = write_yaml(tmp_path / "gpu.yaml", f"model: {tiny_model_path}\ndevice: cuda\nn_prompts: 64\n"
                                             "max_output_tokens: 64\nforce_output_length: true\n"
-                                            "energy: {{sampler: nvml}}\npytorch: {{batch_size: 16}}\n")
+                                            "energy: {sampler: nvml, baseline: {mode: fresh, duration_s: 2}}\n"
+                                            "pytorch: {batch_size: 16}\n")
     proc = run_lem("run", str(cfg), "-o", str(tmp_path / "r"))
     assert proc.returncode == 0, proc.stderr
     (exp_dir,) = (tmp_path / "r").iterdir()
     result = ExperimentResult.model_validate_json((exp_dir / "result.json").read_text())
-    assert result.energy.sampler == "nvml_counter"
+    e = result.energy
+    assert e.sampler == "nvml_counter" and e.selected_because == "energy.sampler: nvml"
     assert result.total_energy_j is not None and result.total_energy_j > 0
     assert result.avg_energy_per_token_j == pytest.approx(result.total_energy_j / result.output_tokens)
-    assert result.environment.gpus and result.environment.driver_version
+    assert e.baseline is not None and e.baseline.source == "fresh" and e.baseline.power_w > 0
+    assert e.adjusted_energy_j == pytest.approx(
+        max(0.0, result.total_energy_j - e.baseline.power_w * result.total_inference_time_sec))
+    assert e.counter_update_period_ms is not None
+    assert result.phases.prefill.energy_j is not None and result.phases.decode.energy_j is not None
+    assert result.phases.prefill.energy_share + result.phases.decode.energy_share == pytest.approx(1.0)
+    table = pq.read_table(exp_dir / e.timeseries_file)
+    assert table.num_rows >= 1 and set(table.column("device").to_pylist()) == {"0"}
+    gpu = result.environment.gpus[0]
+    assert gpu.uuid and gpu.compute_capability and result.environment.driver_version
     assert result.backend_details["device"] == "cuda:0"
 
+
+def test_synthetic_weights_build_the_architecture_on_the_gpu(tmp_path, tiny_model_path):
+    cfg = write_yaml(tmp_path / "syn.yaml", f"model: {tiny_model_path}\ndevice: cuda\nsynthetic_weights: true\n"
+                                            "n_prompts: 8\nmax_output_tokens: 8\nforce_output_length: true\n")
+    proc = run_lem("run", str(cfg), "-o", str(tmp_path / "r"))
+    assert proc.returncode == 0, proc.stderr
+    (exp_dir,) = (tmp_path / "r").iterdir()
+    result = ExperimentResult.model_validate_json((exp_dir / "result.json").read_text())
+    assert result.backend_details["synthetic_weights"] is True
+    assert result.output_tokens == 64 and result.total_energy_j is not None
+    assert "synthetic" in result.flops.parameter_source

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
 from conftest import make_config
 from fakes import FakeClock, FakeEnergyBackend
-from lem_runner.energy import EnergyBackend, EnergyReading, NullEnergyBackend, NvmlEnergyBackend, select_energy_backend
+from lem_runner.energy import (
+    EnergyBackend,
+    EnergyReading,
+    EnergyUnavailable,
+    NullEnergyBackend,
+    NvmlEnergyBackend,
+    select_energy_backend,
+)
 from lem_runner.energy.nvml import _visible_device_ids
 
 
@@ -136,3 +144,81 @@ def test_visible_devices_map_cuda_ordinals_to_nvml_ids(monkeypatch):
     assert _visible_device_ids([1]) == ["GPU-bbbb"]
     with pytest.raises(ValueError, match="not visible"):
         _visible_device_ids([2])
+
+
+# --- choosing a source: RAPL through a powercap tree, explicit samplers ----------------------------------------------
+
+
+def _powercap(root, energy_uj="123456789", readable=True):
+    zone = root / "intel-rapl:0"
+    (zone / "intel-rapl:0:0").mkdir(parents=True)  # a sub-zone (core): not a package, not counted
+    (zone / "name").write_text("package-0\n")
+    (zone / "max_energy_range_uj").write_text("262143328850\n")
+    energy = zone / "energy_uj"
+    if readable:
+        energy.write_text(energy_uj + "\n")
+    elif os.geteuid() == 0:
+        energy.mkdir()  # root reads any file: a counter that cannot be read as a number stands in
+    else:
+        energy.write_text(energy_uj + "\n")
+        energy.chmod(0)
+    return root
+
+
+def test_auto_on_cpu_uses_rapl_when_a_package_counter_is_readable(tmp_path):
+    source = select_energy_backend(make_config(), "cpu", powercap=_powercap(tmp_path))
+    assert source.name == "rapl" and "RAPL" in source.selected_because
+    (dev,) = source.devices
+    assert (dev.id, dev.energy_mj(), dev.wrap_mj) == ("cpu:package-0", 123456.789, 262143328.85)
+    source.start_tracking()
+    (tmp_path / "intel-rapl:0" / "energy_uj").write_text("125456789\n")  # 2 J later
+    reading = source.stop_tracking()
+    assert reading.total_j == pytest.approx(2.0) and reading.per_device_j == {"cpu:package-0": pytest.approx(2.0)}
+
+
+def test_an_unreadable_rapl_counter_is_unavailable_with_the_reason(tmp_path):
+    """Kernels since 2020 let only root read energy_uj: the reason names that (or the read error, as root)."""
+    source = select_energy_backend(make_config(), "cpu", powercap=_powercap(tmp_path, readable=False))
+    assert isinstance(source, NullEnergyBackend)
+    assert "readable by root only" in source.reason or "not readable" in source.reason
+    with pytest.raises(EnergyUnavailable, match="energy.sampler 'rapl'"):
+        select_energy_backend(make_config(energy={"sampler": "rapl"}), "cpu", powercap=tmp_path)
+
+
+def test_no_powercap_tree_says_so(tmp_path):
+    source = select_energy_backend(make_config(), "cpu", powercap=tmp_path / "absent")
+    assert isinstance(source, NullEnergyBackend) and "no RAPL package zone" in source.reason
+
+
+@pytest.mark.parametrize("sampler", ["nvml", "zeus"])
+def test_a_gpu_sampler_on_a_model_that_landed_on_cpu_fails_the_run(sampler):
+    config = make_config(energy={"sampler": sampler})  # device auto: the model ran on CPU
+    with pytest.raises(EnergyUnavailable, match="needs a GPU run, but the model runs on cpu"):
+        select_energy_backend(config, "cpu")
+
+
+def test_codecarbon_without_the_package_says_how_to_get_it():
+    try:
+        import codecarbon  # noqa: F401
+        pytest.skip("CodeCarbon is installed here")
+    except ImportError:
+        pass
+    with pytest.raises(EnergyUnavailable, match="CodeCarbon is not installed"):
+        select_energy_backend(make_config(energy={"sampler": "codecarbon"}), "cpu")
+
+
+def test_zeus_without_the_package_says_how_to_get_it():
+    try:
+        import zeus  # noqa: F401
+        pytest.skip("Zeus is installed here")
+    except ImportError:
+        pass
+    config = make_config(device="cuda", energy={"sampler": "zeus"})
+    with pytest.raises(EnergyUnavailable, match="Zeus is not installed"):
+        select_energy_backend(config, "cuda")
+
+
+def test_config_refuses_gpu_samplers_on_a_cpu_run():
+    for sampler in ("nvml", "zeus"):
+        with pytest.raises(ValueError, match=f"energy.sampler '{sampler}' needs a GPU run"):
+            make_config(device="cpu", energy={"sampler": sampler})

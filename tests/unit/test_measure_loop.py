@@ -179,3 +179,89 @@ def test_a_prompt_error_is_attributed_to_load():
     with pytest.raises(ValueError, match="prompts.jsonl"):
         _run(config, FakeInferenceBackend(), FakeEnergyBackend(), phase=phase)
     assert phase.name == "load"
+
+
+# --- the loop with a counter-backed source on the fake clock ---------------------------------------------------------
+
+
+def _counter_energy(backend, idle_w=60.0, busy_w=160.0, busy_from=1.0):
+    """A real CounterEnergyBackend over a FakeCounterDevice: idle power until ``busy_from`` (the baseline's second),
+    then busy power for warmup and the window."""
+    from fakes import FakeCounterDevice
+    from lem_runner.energy.tracker import CounterEnergyBackend
+
+    clock = backend.clock
+
+    def joules_at(t):
+        return idle_w * min(t, busy_from) + busy_w * max(0.0, t - busy_from)
+
+    dev = FakeCounterDevice(clock, joules_at, update_period_s=0.0)
+    return CounterEnergyBackend([dev], name="fake_counter", method="fake counter", sample_hz=0.0, clock=clock,
+                                sleep=clock.sleep)
+
+
+def test_raw_and_idle_adjusted_energy_per_token_come_from_the_baseline():
+    backend = FakeInferenceBackend(batch_size=2, output_tokens=4, step_s=0.25)
+    config = make_config(n_prompts=4, energy={"baseline": {"mode": "fresh", "duration_s": 1.0}})
+    result, events, _ = _run(config, backend, _counter_energy(backend, busy_from=1.5))  # probe + 1 s baseline: idle
+    window = result.total_inference_time_sec
+    assert window == pytest.approx(2.0)  # two batches of 4 steps at 0.25 s
+    e = result.energy
+    assert e.baseline.power_w == pytest.approx(60.0, rel=1e-3) and e.baseline.source == "fresh"
+    assert result.total_energy_j == pytest.approx(160.0 * window, rel=1e-6)
+    assert e.adjusted_energy_j == pytest.approx(100.0 * window, rel=1e-3)
+    assert result.avg_energy_per_token_j == pytest.approx(320.0 / 16, rel=1e-6)
+    assert result.avg_energy_per_token_adjusted_j == pytest.approx(200.0 / 16, rel=1e-3)
+    assert any(ev.event == "baseline" for ev in events)
+
+
+def test_a_cached_baseline_from_the_request_is_reused_not_remeasured():
+    from datetime import UTC, datetime
+
+    from lem_runner.contract.result import IdleBaseline
+
+    backend = FakeInferenceBackend(batch_size=2, output_tokens=4)
+    energy = FakeEnergyBackend(joules=50.0, baseline_w=70.0)
+    cached = IdleBaseline(power_w=55.0, duration_s=5.0, measured_at=datetime.now(UTC), device_uuids=["GPU-fake-0"])
+    request = RunRequest(experiment_id="exp-1", config=make_config(n_prompts=2), model_path="/m", cached_baseline=cached)
+    result = run_measurement(request, backend, lambda _l: energy, lambda _l: make_environment(), lambda _e: None,
+                             clock=backend.clock)
+    assert (result.energy.baseline.power_w, result.energy.baseline.source) == (55.0, "cached")
+    assert energy.baseline_calls == []
+
+
+def test_windowed_mode_repeats_prompts_and_counts_exactly_the_span():
+    backend = FakeInferenceBackend(batch_size=2, output_tokens=4, step_s=0.25)
+    config = make_config(n_prompts=2, warmup={"n_batches": 0}, window={"mode": "windowed", "duration_s": 2.5})
+    result, _, _ = _run(config, backend, _counter_energy(backend))
+    assert result.measurement_methodology == "windowed"
+    assert len(backend.generate_calls) == 3  # 1 s per call: the third starts at 2.0 < 2.5
+    w = result.windows["windowed"]
+    # tokens at 0.25..1.0, 1.25..2.0, 2.25..3.0 for two requests; inside (0, 2.5]: 4 + 4 + 2 per request
+    assert (w.duration_s, w.output_tokens) == (2.5, 20)
+    assert result.avg_tokens_per_second == pytest.approx(20 / 2.5)
+    assert w.energy_j == pytest.approx(160.0 * 2.5, rel=1e-3)  # within the counter's (1 ms) update period
+    assert result.total_energy_j == w.energy_j
+    assert result.windows["total"].output_tokens == 24
+
+
+def test_steady_state_is_always_computed_and_headlines_when_asked():
+    backend = FakeInferenceBackend(batch_size=2, output_tokens=5, step_s=0.25, ttft_s=0.5)
+    config = make_config(n_prompts=4, window={"mode": "steady_state"})
+    result, _, _ = _run(config, backend, _counter_energy(backend))
+    s = result.windows["steady_state"]
+    # each batch: prefill 0.5 s, then decoding from 0.5 to 1.5 s; steady spans exclude the prefills
+    assert s.duration_s == pytest.approx(2.0) and s.output_tokens == 16
+    assert result.measurement_methodology == "steady_state" and result.avg_tokens_per_second == pytest.approx(8.0)
+    assert result.windows["total"].tokens_per_second == pytest.approx(20 / 3.0)
+    assert result.phases.prefill.time_s == pytest.approx(1.0) and result.phases.decode.time_s == pytest.approx(2.0)
+    assert result.phases.prefill.energy_j == pytest.approx(160.0, rel=1e-3)
+
+
+def test_convergence_warmup_is_recorded():
+    backend = FakeInferenceBackend(batch_size=2, output_tokens=4)
+    config = make_config(n_prompts=4, warmup={"mode": "convergence", "window": 3, "max_batches": 5})
+    result, _, _ = _run(config, backend, FakeEnergyBackend())
+    # the fake's batches all take the same time: CV 0 after the first three
+    assert (result.warmup.mode, result.warmup.batches, result.warmup_batches) == ("convergence", 3, 3)
+    assert result.warmup.final_cv == 0.0 and result.warmup.stop_reason.startswith("converged")

@@ -11,14 +11,15 @@ from llenergymeasure.launchers.base import Launcher
 def select_launcher(config: ExperimentConfig, isolated: bool = False, image: str | None = None) -> Launcher:
     """``--isolated``/``docker``/``docker:<image>`` → container; ``local`` → subprocess; ``auto`` → local when the
     backend's libraries are installed here, else a container (auto-isolation)."""
-    from llenergymeasure.launchers.docker import DockerLauncher
     from llenergymeasure.launchers.local import LocalLauncher
 
     runner = config.runner
+    wants_container = isolated or image or runner.startswith("docker")
+    if not wants_container and (runner == "local" or backend_installed(config.backend)):
+        return LocalLauncher()
+    # imported only here: a local run needs no docker SDK
+    from llenergymeasure.launchers.docker import DockerLauncher
+
     if runner.startswith("docker:"):
         return DockerLauncher(image=image or runner.removeprefix("docker:"))
-    if isolated or image or runner == "docker":
-        return DockerLauncher(image=image)
-    if runner == "local" or backend_installed(config.backend):
-        return LocalLauncher()
-    return DockerLauncher()
+    return DockerLauncher(image=image)

@@ -27,10 +27,9 @@ _DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16"}
 class _StepClock:
     """Streamer that timestamps each generation step; the first ``put`` carries the prompt and is skipped."""
 
-    def __init__(self, on_first_token=None) -> None:
+    def __init__(self) -> None:
         self.times: list[float] = []
         self._seen_prompt = False
-        self._on_first_token = on_first_token
 
     def put(self, value) -> None:
         now = time.perf_counter()
@@ -38,8 +37,6 @@ class _StepClock:
             self._seen_prompt = True
             return
         self.times.append(now)
-        if len(self.times) == 1 and self._on_first_token is not None:
-            self._on_first_token()  # prefill ends here: the energy source reads its counters
 
     def end(self) -> None:
         pass
@@ -74,7 +71,6 @@ class PyTorchBackend:
         self._tokenizer = None
         self._device = "cpu"
         self._eos: set[int] = set()
-        self.on_first_token = None  # set by the runner while measuring: called when a batch's first token arrives
 
     def load(self) -> LoadedModel:
         import torch
@@ -165,7 +161,7 @@ class PyTorchBackend:
         enc = self._tokenizer(prompts, return_tensors="pt", padding=True, truncation=True,
                               max_length=input_token_limit(cfg))
         enc = enc.to(self._device)
-        clock = _StepClock(self.on_first_token)
+        clock = _StepClock()
         with torch.inference_mode():
             start = time.perf_counter()
             out = self._model.generate(**enc, streamer=clock, **self._generate_kwargs())

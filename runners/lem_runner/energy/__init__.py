@@ -1,4 +1,4 @@
-"""Energy sources behind one small protocol (is_available, probe, idle_baseline, start/mark/stop tracking)."""
+"""Energy sources behind one small protocol (is_available, probe, idle_baseline, start/stop tracking)."""
 
 from lem_runner.energy.base import EnergyBackend, EnergyReading
 from lem_runner.energy.null import NullEnergyBackend

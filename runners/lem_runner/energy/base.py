@@ -1,8 +1,8 @@
 """The EnergyBackend protocol and the reading it returns.
 
-A source measures an idle baseline on request, then tracks one window (``start_tracking`` … ``stop_tracking``),
-with ``mark`` reading its counters at boundaries inside it. The reading keeps the counter series, so the measurement
-loop can ask for the energy of any span of the window (a phase, the steady state) after the fact.
+A source measures an idle baseline on request, then tracks one window (``start_tracking`` … ``stop_tracking``). The
+reading keeps the counter series, so the measurement loop can ask for the energy of any span of the window (a phase,
+the steady state) after the fact, without reading counters in the workload's path.
 """
 
 from __future__ import annotations
@@ -67,9 +67,5 @@ class EnergyBackend(Protocol):
         ...
 
     def start_tracking(self) -> None: ...
-
-    def mark(self) -> None:
-        """Read the counters now: a boundary (batch, phase) the series should hold exactly."""
-        ...
 
     def stop_tracking(self) -> EnergyReading: ...

@@ -2,8 +2,13 @@
 
 NVML's counter is an unsigned 64-bit count of millijoules since the driver loaded; RAPL's ``energy_uj`` wraps at
 ``max_energy_range_uj``. A reading lower than the one before is a wrap when the counter's range is known and the
-wrapped increment is plausible (under half the range), else a reset (driver reload): the series then continues from the new reading, and the energy between
-the last read before the reset and the reset itself is the only part lost.
+wrapped increment is plausible (under half the range), else a reset (driver reload): the series then continues from
+the new reading, and the energy between the last read before the reset and the reset itself is the only part lost.
+
+The counter only moves at its own update period P (100 ms on an H100), so a read returns the value of the last update
+before it. A repeated value is not a point of the series; a new value first seen at read r (previous read q) was
+updated within (max(q, r - P), r], and is placed in the middle of that span (at r when P is unknown). Between those points the energy is spread in
+proportion to sampled power when a power series is given (``shape``), else evenly in time.
 """
 
 from __future__ import annotations
@@ -17,12 +22,16 @@ from collections.abc import Callable, Sequence
 class CounterTrack:
     """One device's counter as a monotonic series of (time, joules since the first read)."""
 
-    def __init__(self, wrap_mj: float | None = None) -> None:
+    def __init__(self, wrap_mj: float | None = None, update_period_s: float | None = None) -> None:
         self.wrap_mj = wrap_mj
+        self.update_period_s = update_period_s
         self.times: list[float] = []
         self.joules: list[float] = []
         self.resets = 0
         self.wraps = 0
+        self.reads = 0
+        self.last_read_t: float | None = None
+        self.shape: Callable[[float], float] | None = None  # cumulative sampled-power integral, for apportioning
         self._last_raw: float | None = None
         self._lock = threading.Lock()
 
@@ -32,10 +41,14 @@ class CounterTrack:
             if self._last_raw is None:
                 self.times.append(t)
                 self.joules.append(0.0)
-                self._last_raw = raw_mj
+                self._last_raw, self.last_read_t, self.reads = raw_mj, t, 1
                 return
-            if self.times and t < self.times[-1]:  # a read that lost the race to the lock: already covered
+            if t < self.last_read_t:  # a read that lost the race to the lock: already covered
                 return
+            previous_t, self.last_read_t = self.last_read_t, t
+            self.reads += 1
+            if raw_mj == self._last_raw:
+                return  # the counter has not updated since the last read
             delta = raw_mj - self._last_raw
             if delta < 0:
                 if self.wrap_mj is not None and delta + self.wrap_mj < self.wrap_mj / 2:
@@ -45,7 +58,8 @@ class CounterTrack:
                     delta = raw_mj  # reset: the counter restarted from zero
                     self.resets += 1
             self._last_raw = raw_mj
-            self.times.append(t)
+            lag = min(self.update_period_s, t - previous_t) / 2 if self.update_period_s else 0.0
+            self.times.append(max(self.times[-1], t - lag))
             self.joules.append(self.joules[-1] + delta / 1000.0)
 
     @property
@@ -53,8 +67,16 @@ class CounterTrack:
         return self.joules[-1] if self.joules else 0.0
 
     def at(self, t: float) -> float:
-        """Cumulative joules at ``t``, linearly interpolated between reads (clamped to the first and last read)."""
-        return interpolate(self.times, self.joules, t)
+        """Cumulative joules at ``t`` (clamped to the first and last point), between points in proportion to the
+        power shape when there is one and it moved, else linearly in time."""
+        xs, ys = self.times, self.joules
+        if self.shape is None or not xs or t <= xs[0] or t >= xs[-1]:
+            return interpolate(xs, ys, t)
+        i = bisect.bisect_right(xs, t)
+        s0, s1 = self.shape(xs[i - 1]), self.shape(xs[i])
+        if s1 <= s0:
+            return interpolate(xs, ys, t)
+        return ys[i - 1] + (ys[i] - ys[i - 1]) * (self.shape(t) - s0) / (s1 - s0)
 
     def between(self, t0: float, t1: float) -> float:
         return max(0.0, self.at(t1) - self.at(t0))
@@ -98,3 +120,22 @@ def measure_update_period(
     if len(change_times) < 2:
         return None
     return statistics.median(b - a for a, b in zip(change_times, change_times[1:]))
+
+
+def cumulative_integral(times: Sequence[float], values: Sequence[float]) -> Callable[[float], float]:
+    """The running trapezoid integral of a sampled series, as a function of time (held flat outside the samples)."""
+    cum = [0.0]
+    for (t0, v0), (t1, v1) in zip(zip(times, values), zip(times[1:], values[1:])):
+        cum.append(cum[-1] + (t1 - t0) * (v0 + v1) / 2)
+    xs, vs = list(times), list(values)
+
+    def integral(t: float) -> float:
+        if not xs or t <= xs[0]:
+            return 0.0
+        if t >= xs[-1]:
+            return cum[-1]
+        i = bisect.bisect_right(xs, t) - 1
+        v_t = interpolate(xs, vs, t)
+        return cum[i] + (t - xs[i]) * (vs[i] + v_t) / 2
+
+    return integral

@@ -26,9 +26,6 @@ class _WindowTotals:
     def device_uuids(self) -> list[str]:
         return []
 
-    def mark(self) -> None:
-        pass
-
 
 class ZeusEnergyBackend(_WindowTotals):
     """``zeus.monitor.ZeusMonitor`` over the run's GPUs (begin_window / end_window)."""

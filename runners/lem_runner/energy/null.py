@@ -32,9 +32,6 @@ class NullEnergyBackend:
     def start_tracking(self) -> None:
         self._t0 = time.perf_counter()
 
-    def mark(self) -> None:
-        pass
-
     def stop_tracking(self) -> EnergyReading:
         t1 = time.perf_counter()
         t0 = self._t0 if self._t0 is not None else t1

@@ -20,7 +20,7 @@ def write_timeseries(rows: list[SampleRow], path: Path, origin: float) -> Path:
     columns = {
         "t_s": [r.t - origin for r in rows],
         "device": [r.device for r in rows],
-        "energy_counter_mj": [float(r.energy_mj) for r in rows],
+        "energy_counter_mj": [None if r.energy_mj is None else float(r.energy_mj) for r in rows],
         "power_w": [r.sample.power_w for r in rows],
         "temperature_c": [r.sample.temperature_c for r in rows],
         "sm_clock_mhz": [r.sample.sm_clock_mhz for r in rows],

@@ -1,5 +1,5 @@
 """An energy source over cumulative counters (NVML for GPUs, RAPL for CPU packages): counter reads at the window's
-boundaries and at every mark, a sampler thread between them, and an idle baseline on request."""
+boundaries, a sampler thread between them whose power samples shape the series, and an idle baseline on request."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from lem_runner.contract.result import IdleBaseline
 from lem_runner.energy.base import EnergyReading
-from lem_runner.energy.counter import CounterTrack, measure_update_period
+from lem_runner.energy.counter import CounterTrack, cumulative_integral, measure_update_period
 from lem_runner.energy.device import CounterDevice
 from lem_runner.energy.sampler import PowerSampler, SampleRow
 
@@ -51,7 +51,7 @@ class CounterEnergyBackend:
     def idle_baseline(self, duration_s: float) -> IdleBaseline | None:
         """Mean idle power from the counters over ``duration_s``; its spread from power sampled at >= 10 Hz (or from
         the counter's own increments where a device reports no power)."""
-        tracks = {d.id: CounterTrack(d.wrap_mj) for d in self.devices}
+        tracks = {d.id: CounterTrack(d.wrap_mj, self.update_period_s) for d in self.devices}
         sampler = PowerSampler(self.devices, tracks, max(self.sample_hz, _BASELINE_HZ), self.clock)
         t0 = self._read_all(tracks)
         end = t0 + duration_s
@@ -79,15 +79,11 @@ class CounterEnergyBackend:
         return [d.uuid for d in self.devices if d.uuid]
 
     def start_tracking(self) -> None:
-        self._tracks = {d.id: CounterTrack(d.wrap_mj) for d in self.devices}
+        self._tracks = {d.id: CounterTrack(d.wrap_mj, self.update_period_s) for d in self.devices}
         self._t0 = self._read_all(self._tracks)
         if self.sample_hz > 0:
             self._sampler = PowerSampler(self.devices, self._tracks, self.sample_hz, self.clock)
             self._sampler.start()
-
-    def mark(self) -> None:
-        if self._t0 is not None:
-            self._read_all(self._tracks)
 
     def stop_tracking(self) -> EnergyReading:
         if self._t0 is None:
@@ -99,7 +95,12 @@ class CounterEnergyBackend:
             sampler.stop()
             warnings.extend(sampler.errors)
         t0, self._t0 = self._t0, None
-        per_device = {dev_id: track.between(t0, t1) for dev_id, track in self._tracks.items()}
+        rows = sampler.rows if sampler is not None else []
+        for dev_id, track in self._tracks.items():
+            pts = [(r.t, r.sample.power_w) for r in rows if r.device == dev_id and r.sample.power_w is not None]
+            if len(pts) >= 2:
+                track.shape = cumulative_integral([t for t, _ in pts], [w for _, w in pts])
+        per_device = {dev_id: track.total_j for dev_id, track in self._tracks.items()}  # last read - first read
         persistence_off = [d.id for d in self.devices if d.persistence_mode() is False]
         others = {d.id: procs for d in self.devices if (procs := d.other_processes())}
         return EnergyReading(
@@ -112,7 +113,7 @@ class CounterEnergyBackend:
             t_start=t0,
             t_end=t1,
             tracks=self._tracks,
-            samples=sampler.rows if sampler is not None else [],
+            samples=rows,
             sample_hz=self.sample_hz if sampler is not None else None,
             sampler_cpu_s=sampler.cpu_s if sampler is not None else None,
             update_period_s=self.update_period_s,

@@ -55,7 +55,7 @@ def _gpus(devices: list[int]) -> tuple[list[GPUInfo], str | None]:
                 memory_total_mib=_call(lambda x: pynvml.nvmlDeviceGetMemoryInfo(x).total // 2**20, h),
                 power_limit_w=_call(lambda x: pynvml.nvmlDeviceGetEnforcedPowerLimit(x) / 1000.0, h),
                 persistence_mode=_call(lambda x: bool(pynvml.nvmlDeviceGetPersistenceMode(x)), h),
-                compute_capability=_call(lambda x: "%d.%d" % pynvml.nvmlDeviceGetCudaComputeCapability(x), h),
+                compute_capability=_call(lambda x: ".".join(map(str, pynvml.nvmlDeviceGetCudaComputeCapability(x))), h),
                 mig_mode=_call(lambda x: bool(pynvml.nvmlDeviceGetMigMode(x)[0]), h),
                 max_sm_clock_mhz=_call(pynvml.nvmlDeviceGetMaxClockInfo, h, pynvml.NVML_CLOCK_SM),
                 max_memory_clock_mhz=_call(pynvml.nvmlDeviceGetMaxClockInfo, h, pynvml.NVML_CLOCK_MEM),

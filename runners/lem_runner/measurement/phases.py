@@ -1,7 +1,7 @@
 """Prefill and decode, split in the same run. Prefill runs while any request is waiting for its first token
 ([start, first token]); decode while any request is between its first and last token and none is in prefill.
 Time spent in neither (tokenising between batches) belongs to no phase. Energy comes from the counter series over
-each phase's spans, so its resolution is the counter's read and update rate (stated in the method)."""
+each phase's spans, so its resolution is the sampling period (a phase shorter than that is apportioned, and flagged)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from lem_runner.energy.base import EnergyReading
 from lem_runner.measurement.intervals import Interval, length, subtract, union
 
 METHOD = ("prefill = union over requests of [generation start, first token]; decode = union of [first token, last "
-          "token] minus prefill; energy = counter series (reads at window bounds, batch bounds, first tokens where "
-          "the backend reports them, and every sampler tick) linearly interpolated at those instants")
+          "token] minus prefill; energy = the counter series (read at the window's bounds and by the sampler), "
+          "apportioned between counter updates by sampled power, evaluated at those instants")
 
 
 def phase_spans(records: Sequence[GenerationRecord]) -> tuple[list[Interval], list[Interval]]:

@@ -25,10 +25,18 @@ def counter_vs_integrated(counter_j: float | None, integrated_j: float | None) -
     return (integrated_j - counter_j) / counter_j
 
 
-def quality_flags(reading: EnergyReading, window_s: float, rel_diff: float | None) -> list[Flag]:
+def quality_flags(reading: EnergyReading, window_s: float, rel_diff: float | None,
+                  prefill_spans: list[tuple[float, float]] = ()) -> list[Flag]:
     flags: list[Flag] = []
     if reading.total_j is None:
         return flags
+    resolution = max(1 / reading.sample_hz if reading.sample_hz else 0.0, reading.update_period_s or 0.0)
+    if reading.tracks is not None and prefill_spans and resolution:
+        mean_span = sum(b - a for a, b in prefill_spans) / len(prefill_spans)
+        if mean_span < resolution:
+            flags.append(Flag("phase_resolution", f"prefill spans average {mean_span * 1000:.0f} ms, under the "
+                                                  f"{resolution * 1000:.0f} ms the energy series resolves: the phase "
+                                                  "split apportions each sample interval by sampled power"))
     period = reading.update_period_s
     if window_s < MIN_WINDOW_S or (period is not None and window_s < 10 * period):
         detail = f"; the counter updates every {period * 1000:.0f} ms" if period else ""
