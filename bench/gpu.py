@@ -89,6 +89,7 @@ def full_measurements(cfg: ExperimentConfig, reps: int, out: Path) -> list[dict]
             "achieved_tflops": (r.flops.achieved_flops_per_s or 0) / 1e12, "quality_flags": r.quality_flags,
             "sampler_cpu_s": e.sampler_cpu_s, "gpu": r.environment.gpus[0].model_dump() if r.environment.gpus else None,
             "driver": r.environment.driver_version, "cuda_driver": r.environment.cuda_driver_version,
+            "power_source": e.method,
         })
         print(f"  run {i}: {rows[-1]['window_s']:.1f} s window, counter {rows[-1]['counter_j']:.1f} J, integrated "
               f"{rows[-1]['integrated_j']:.1f} J ({rows[-1]['counter_vs_integrated_rel_diff']:+.2%}), prefill share "
@@ -129,6 +130,39 @@ def overhead_pairs(cfg: ExperimentConfig, pairs: int) -> list[dict]:
     return out
 
 
+def kernel_pairs(pairs: int, n_matmuls: int = 400) -> list[dict]:
+    """A GPU-bound kernel stream (bf16 8192x8192 matmuls, no Python work between launches worth mentioning), timed
+    with lem's tracking (10 Hz sampler) and without, alternating: does sampling NVML disturb the GPU itself?"""
+    import torch
+
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    out = torch.empty_like(a)
+
+    def run(measured: bool) -> float:
+        energy = NvmlEnergyBackend([0], sample_hz=10.0) if measured else None
+        if energy is not None:
+            assert energy.is_available(), energy.unavailable_reason
+            energy.start_tracking()
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(n_matmuls):
+            torch.matmul(a, a, out=out)
+        torch.cuda.synchronize()
+        elapsed = time.perf_counter() - t0
+        if energy is not None:
+            energy.stop_tracking()
+        return n_matmuls / elapsed
+
+    run(False)
+    results = []
+    for i in range(pairs):
+        order = (True, False) if i % 2 == 0 else (False, True)
+        rate = {m: run(m) for m in order}
+        results.append({"measured_per_s": rate[True], "unmeasured_per_s": rate[False],
+                        "ratio": rate[True] / rate[False]})
+    return results
+
+
 def nvml_call_costs(n: int = 100) -> dict:
     """Median and max wall time of each NVML query the sampler makes, in microseconds."""
     import pynvml
@@ -137,7 +171,8 @@ def nvml_call_costs(n: int = 100) -> dict:
     h = pynvml.nvmlDeviceGetHandleByIndex(0)
     calls = {
         "energy_counter": lambda: pynvml.nvmlDeviceGetTotalEnergyConsumption(h),
-        "power": lambda: pynvml.nvmlDeviceGetPowerUsage(h),
+        "power_averaged": lambda: pynvml.nvmlDeviceGetPowerUsage(h),
+        "power_instant": lambda: pynvml.nvmlDeviceGetFieldValues(h, [pynvml.NVML_FI_DEV_POWER_INSTANT]),
         "temperature": lambda: pynvml.nvmlDeviceGetTemperature(h, pynvml.NVML_TEMPERATURE_GPU),
         "sm_clock": lambda: pynvml.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_SM),
         "memory": lambda: pynvml.nvmlDeviceGetMemoryInfo(h),
@@ -166,6 +201,7 @@ def idle_and_busy_period() -> dict:
     a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
     busy_nvml = NvmlEnergyBackend([0])
     busy_nvml.is_available()
+    power_source = busy_nvml.devices[0].power_source
     import threading
 
     stop = threading.Event()
@@ -197,14 +233,16 @@ def idle_and_busy_period() -> dict:
         "matmul_rel_diff": (integrated - reading.total_j) / reading.total_j if integrated else None,
         "matmul_mean_power_w": reading.total_j / reading.duration_s,
         "sampler_cpu_fraction": (reading.sampler_cpu_s or 0) / reading.duration_s,
+        "power_source": power_source,
     }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=2, help="full lem measurements (>= 10 s windows)")
-    parser.add_argument("--pairs", type=int, default=6, help="measured/unmeasured pairs")
+    parser.add_argument("--pairs", type=int, default=12, help="measured/unmeasured pairs")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--kernel-only", action="store_true", help="only the GPU-bound kernel-stream comparison")
     args = parser.parse_args()
     try:
         import torch
@@ -213,6 +251,18 @@ def main() -> int:
         return 0
     if not torch.cuda.is_available() or not NvmlEnergyBackend([0]).is_available():
         print("gpu bench: no NVIDIA GPU with a readable NVML energy counter here; skipped")
+        return 0
+    print("kernel stream (bf16 matmuls) with and without tracking:", flush=True)
+    kernels = kernel_pairs(10)
+    kernel_ratio = statistics.median(k["ratio"] for k in kernels)
+    print(f"  ratios {[round(k['ratio'], 4) for k in kernels]} -> median {kernel_ratio:.4f}", flush=True)
+    if args.kernel_only:
+        args.out.mkdir(parents=True, exist_ok=True)
+        path = args.out / f"gpu-kernel-{datetime.now():%Y%m%d-%H%M%S}.json"
+        path.write_text(json.dumps({"date": datetime.now().isoformat(timespec="seconds"),
+                                    "gpu": torch.cuda.get_device_name(0), "kernel_pairs": kernels,
+                                    "kernel_measured_vs_unmeasured_median_ratio": kernel_ratio}, indent=2))
+        print(f"wrote {path}")
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         model = synthetic_model_dir(Path(tmp))
@@ -225,14 +275,15 @@ def main() -> int:
         runs = full_measurements(cfg.model_copy(update={"energy": cfg.energy.model_copy(
             update={"baseline": cfg.energy.baseline.model_copy(update={"mode": "fresh"})})}), args.reps, Path(tmp))
         print("measured vs unmeasured throughput:", flush=True)
-        pairs = overhead_pairs(cfg.model_copy(update={"n_prompts": 64}), args.pairs)
+        pairs = overhead_pairs(config_for(model, n_prompts=64, batch=64, out_tokens=128), args.pairs)
     ratio = statistics.median(p["ratio"] for p in pairs)
     worst = max(abs(r["counter_vs_integrated_rel_diff"]) for r in runs)
     sampler_cpu = max(r["sampler_cpu_s"] / r["window_s"] for r in runs)
     summary = {
         "date": datetime.now().isoformat(timespec="seconds"), "gpu": torch.cuda.get_device_name(0),
         "model": "Llama 1.1B shape (TinyLlama), synthetic random weights, bf16, batch 32, 128 in / 128 out tokens",
-        "probe": probe, "runs": runs, "pairs": pairs,
+        "probe": probe, "runs": runs, "pairs": pairs, "kernel_pairs": kernels,
+        "kernel_measured_vs_unmeasured_median_ratio": kernel_ratio,
         "measured_vs_unmeasured_median_ratio": ratio, "counter_vs_integrated_worst_abs": worst,
         "sampler_cpu_fraction_of_a_core": sampler_cpu,
         "targets": {"measured_vs_unmeasured": ">= 0.99", "counter_vs_integrated": "<= 5 %",

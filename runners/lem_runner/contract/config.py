@@ -78,8 +78,8 @@ class WarmupConfig(_Section):
 
 
 class BaselineConfig(_Section):
-    """Idle power measured before the model loads, subtracted for the adjusted energy. ``cached`` reuses a baseline
-    of the same GPUs younger than ``ttl_s`` (the controller keeps it), else measures afresh."""
+    """Idle power measured after the model loads and before warmup, subtracted for the adjusted energy. ``cached``
+    reuses a baseline of the same GPUs younger than ``ttl_s`` (the controller keeps it), else measures afresh."""
 
     mode: Literal["fresh", "cached", "off"] = "cached"
     duration_s: float = Field(5.0, ge=0.5, le=600, description="how long the idle GPU is measured")

@@ -30,7 +30,7 @@ class LatencyStats(_Record):
 
 
 class IdleBaseline(_Record):
-    """Power the devices draw with nothing running, measured before the model loads."""
+    """Power the devices draw with nothing running, measured after the model loads and before warmup."""
 
     power_w: float = Field(..., ge=0, description="mean idle power, summed over the devices")
     power_std_w: float | None = Field(None, ge=0, description="standard deviation of the sampled idle power")

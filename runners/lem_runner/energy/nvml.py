@@ -50,18 +50,39 @@ class NvmlDevice:
                    else pynvml.nvmlDeviceGetHandleByUUID(dev_id))
         self.uuid = _or_none(pynvml.nvmlDeviceGetUUID, self._h)
         self.energy_mj()  # raises if the counter is not readable
+        self.power_source = "instant" if self._instant_power_mw() is not None else "averaged"
+
+    def _instant_power_mw(self) -> float | None:
+        """Instantaneous power (field NVML_FI_DEV_POWER_INSTANT, Hopper-era drivers), or None where unsupported.
+        nvmlDeviceGetPowerUsage is a one-second average on A100/H100, which lags a load step by half a second."""
+        field = getattr(self._nvml, "NVML_FI_DEV_POWER_INSTANT", None)
+        if field is None:
+            return None
+        try:
+            (value,) = self._nvml.nvmlDeviceGetFieldValues(self._h, [field])
+        except Exception:  # an older driver or pynvml without field values: use the averaged reading
+            return None
+        if value.nvmlReturn != 0:
+            return None
+        return float(value.value.uiVal)
+
+    def _power_w(self) -> float | None:
+        if self.power_source == "instant":
+            mw = self._instant_power_mw()
+        else:
+            mw = _or_none(self._nvml.nvmlDeviceGetPowerUsage, self._h)
+        return mw / 1000.0 if mw is not None else None
 
     def energy_mj(self) -> float:
         return self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._h)
 
     def sample(self) -> DeviceSample:
         n, h = self._nvml, self._h
-        power = _or_none(n.nvmlDeviceGetPowerUsage, h)
         mem = _or_none(n.nvmlDeviceGetMemoryInfo, h)
         util = _or_none(n.nvmlDeviceGetUtilizationRates, h)
         reasons = getattr(n, "nvmlDeviceGetCurrentClocksEventReasons", None) or n.nvmlDeviceGetCurrentClocksThrottleReasons
         return DeviceSample(
-            power_w=power / 1000.0 if power is not None else None,
+            power_w=self._power_w(),
             temperature_c=_or_none(n.nvmlDeviceGetTemperature, h, n.NVML_TEMPERATURE_GPU),
             sm_clock_mhz=_or_none(n.nvmlDeviceGetClockInfo, h, n.NVML_CLOCK_SM),
             memory_used_mib=mem.used / 2**20 if mem is not None else None,
@@ -107,6 +128,10 @@ class NvmlEnergyBackend(CounterEnergyBackend):
             return False
         try:
             self.devices = [NvmlDevice(pynvml, d) for d in _visible_device_ids(self.device_indices)]
+            sources = sorted({d.power_source for d in self.devices})
+            self.method = (f"{METHOD}; cross-check and timeseries power: "
+                           + " / ".join({"instant": "instantaneous (NVML_FI_DEV_POWER_INSTANT)",
+                                         "averaged": "1 s average (nvmlDeviceGetPowerUsage)"}[s] for s in sources))
         except (pynvml.NVMLError, ValueError) as exc:
             self.unavailable_reason = f"NVML energy counter not readable: {exc}"
             self.devices = []

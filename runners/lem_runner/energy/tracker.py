@@ -71,8 +71,9 @@ class CounterEnergyBackend:
             n_samples=len(totals),
             measured_at=datetime.now(UTC),
             device_uuids=[d.uuid for d in self.devices if d.uuid],
-            method=f"{self.name} counter delta over {t1 - t0:.1f} s with nothing running, before the model loaded; "
-                   "spread: standard deviation of the power sampled meanwhile",
+            method=f"{self.name} counter delta over {t1 - t0:.1f} s with nothing running, after the model loaded and "
+                   "before warmup (the devices' idle power while holding the model: a GPU with a CUDA context idles "
+                   "above its no-context idle); spread: standard deviation of the power sampled meanwhile",
         )
 
     def device_uuids(self) -> list[str]:
