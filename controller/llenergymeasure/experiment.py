@@ -11,6 +11,7 @@ from llenergymeasure.launchers import Launcher, LaunchSpec, Timeouts
 from llenergymeasure.launchers.select import select_launcher
 from llenergymeasure.models import resolve_model
 from llenergymeasure.results import FileResultsRepository, ResultsRepository
+from llenergymeasure.results.baselines import BaselineCache
 from llenergymeasure.results.repository import CorruptResult
 
 
@@ -31,6 +32,7 @@ def execute_experiment(
     timeouts: Timeouts = Timeouts(),
     repository: ResultsRepository | None = None,
     isolated: bool = False,
+    baselines: BaselineCache | None = None,
 ) -> tuple[ExperimentResult, Path]:
     """Measure ``config``; return its result and its folder. Raises ConfigError before anything runs, RunFailed if
     the runner produced no valid result (its error.json and runner.log stay in the folder)."""
@@ -38,10 +40,12 @@ def execute_experiment(
     prompts = _prompts_file(config)
     launcher = launcher or select_launcher(config, isolated=isolated)
     repo = repository or FileResultsRepository(output)
+    baselines = baselines or BaselineCache()
 
     exp_dir = repo.new_experiment_dir(config.experiment_name)
     repo.save_config(exp_dir, config)
-    request = RunRequest(experiment_id=exp_dir.name, config=config, model_path=model.host_path)
+    request = RunRequest(experiment_id=exp_dir.name, config=config, model_path=model.host_path,
+                         cached_baseline=baselines.get(config))
     spec = LaunchSpec(exchange_dir=exp_dir, request=request, model=model, prompts_file=prompts, timeouts=timeouts)
     outcome = launcher.launch(spec, on_event or (lambda _e: None))
 
@@ -57,6 +61,7 @@ def execute_experiment(
             reason="timeout" if outcome.timed_out == "wall" else outcome.timed_out,
         )
     if result is not None and outcome.exit_code == 0:
+        baselines.put(config, result)
         return result, exp_dir
     if error is not None:
         raise RunFailed(

@@ -148,3 +148,43 @@ def test_a_missing_model_fails_before_the_repository_is_touched(tmp_path):
         execute_experiment(make_config(model=str(tmp_path / "gone")), launcher=launcher, repository=repo)
     assert (repo.calls, launcher.specs) == ([], [])
     assert not (tmp_path / "results").exists()
+
+
+def _with_baseline(config, source="fresh"):
+    from datetime import UTC, datetime
+
+    energy = {"sampler": "nvml_counter", "method": "counter", "total_energy_j": 64.0,
+              "baseline": {"power_w": 71.5, "power_std_w": 0.4, "duration_s": 5.0, "n_samples": 50,
+                           "measured_at": datetime.now(UTC).isoformat(), "device_uuids": ["GPU-1"],
+                           "source": source}}
+    return make_result(config=config, total_energy_j=64.0, avg_energy_per_token_j=2.0, energy=energy)
+
+
+def test_a_fresh_baseline_is_kept_and_offered_to_the_next_run(config, tmp_path):
+    from llenergymeasure.results.baselines import BaselineCache
+
+    cache = BaselineCache(tmp_path / "baselines.json")
+    first = FakeLauncher(result=_with_baseline(config))
+    _run(config, tmp_path, first, baselines=cache)
+    assert first.specs[0].request.cached_baseline is None
+    second = FakeLauncher(result=_with_baseline(config, source="cached"))
+    _run(config, tmp_path, second, baselines=cache)
+    offered = second.specs[0].request.cached_baseline
+    assert offered is not None and (offered.power_w, offered.device_uuids) == (71.5, ["GPU-1"])
+    # another device list, or mode fresh: nothing offered
+    other = config.model_copy(update={"devices": [1]})
+    assert cache.get(other) is None
+    fresh = config.model_copy(update={"energy": config.energy.model_copy(
+        update={"baseline": config.energy.baseline.model_copy(update={"mode": "fresh"})})})
+    assert cache.get(fresh) is None
+
+
+def test_a_damaged_baseline_cache_is_ignored(config, tmp_path):
+    from llenergymeasure.results.baselines import BaselineCache
+
+    path = tmp_path / "baselines.json"
+    path.write_text("{not json")
+    cache = BaselineCache(path)
+    assert cache.get(config) is None
+    cache.put(config, _with_baseline(config))
+    assert cache.get(config).power_w == 71.5
