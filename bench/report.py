@@ -9,8 +9,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 
 
-def _latest(prefix: str) -> tuple[Path, dict] | None:
-    files = sorted(RESULTS.glob(f"{prefix}-*.json"))
+def _latest(prefix: str, pattern: str = "-*.json") -> tuple[Path, dict] | None:
+    files = sorted(RESULTS.glob(f"{prefix}{pattern}"))
     return (files[-1], json.loads(files[-1].read_text())) if files else None
 
 
@@ -48,14 +48,47 @@ def main() -> None:
                 lines.append(f"| fidelity, {backend} | `python bench/fidelity.py` | lem tok/s ÷ plain {plain} tok/s "
                              f"{ratio:.3f} ({len(r[backend]['paired_ratios'])} pairs) | {target} | "
                              f"{_verdict(ok(ratio))} | `{path.relative_to(ROOT)}` |")
+    gpu = _latest("gpu", "-2*.json")
+    if gpu:
+        path, g = gpu
+        rel = path.relative_to(ROOT)
+        probe, runs = g["probe"], g["runs"]
+        diffs = ", ".join(f"{r['counter_vs_integrated_rel_diff']:+.2%} ({r['window_s']:.1f} s)" for r in runs)
+        worst = g["counter_vs_integrated_worst_abs"]
+        lines.append(f"| GPU: counter vs integrated power | `python bench/gpu.py` | 1.1B Llama runs {diffs}; 12 s "
+                     f"matmul window {probe['matmul_rel_diff']:+.2%} | ≤ 5 % | {_verdict(worst <= 0.05)} | `{rel}` |")
+        lines.append(f"| GPU: counter update period | `python bench/gpu.py` | {probe['update_period_idle_ms']:.1f} ms idle, "
+                     f"{probe['update_period_busy_ms']:.1f} ms busy | (measured) | — | `{rel}` |")
+        lines.append(f"| GPU: idle baseline | `python bench/gpu.py` | {probe['baseline_w']:.1f} ± "
+                     f"{probe['baseline_std_w']:.2f} W without a CUDA context; {runs[0]['baseline_w']:.1f} ± "
+                     f"{runs[0]['baseline_std_w']:.2f} W holding the model | (measured) | — | `{rel}` |")
+        share = ", ".join(f"{r['prefill_share']:.1%}" for r in runs)
+        lines.append(f"| GPU: prefill share of energy | `python bench/gpu.py` | {share} (128-token prompts, 128 "
+                     f"output tokens, batch 32) | (measured) | — | `{rel}` |")
+        cpu = g["sampler_cpu_fraction_of_a_core"]
+        lines.append(f"| GPU: sampler thread CPU | `python bench/gpu.py` | {cpu:.2%} of a core at 10 Hz (NVML counter "
+                     f"read {probe['nvml_call_us']['energy_counter']['median_us'] / 1000:.1f} ms) | ≤ 1 % | "
+                     f"{_verdict(cpu <= 0.01)} | `{rel}` |")
+        ratio = g["measured_vs_unmeasured_median_ratio"]
+        spread = [p["unmeasured_tps"] for p in g["pairs"]]
+        lines.append(f"| GPU: measured vs unmeasured tok/s | `python bench/gpu.py` | {ratio:.3f} median of "
+                     f"{len(g['pairs'])} pairs; unmeasured alone ranged {min(spread):.0f}–{max(spread):.0f} tok/s, so "
+                     f"inconclusive | ≥ 0.99 | {_verdict(ratio >= 0.99)} | `{rel}` |")
+    kernel = _latest("gpu-kernel")
+    if kernel:
+        path, k = kernel
+        ratio = k["kernel_measured_vs_unmeasured_median_ratio"]
+        lines.append(f"| GPU: kernel stream with vs without sampling | `python bench/gpu.py --kernel-only` | "
+                     f"{ratio:.4f} ({len(k['kernel_pairs'])} pairs of 400 bf16 8192² matmuls) | ≥ 0.99 | "
+                     f"{_verdict(ratio >= 0.99)} | `{path.relative_to(ROOT)}` |")
     machine = (iso or fid or (None, {}))[1].get("machine", {})
     lines += [
         "",
         f"Machine of the newest isolation run: {machine.get('platform', 'unknown')}, Python {machine.get('python', '?')}"
         " (2 CPU cores, no GPU, tiny random Llama: 16–32 prompts × 32 tokens).",
         "",
-        "Not yet benchmarked: power-sampler cost and measured-vs-unmeasured throughput with a sampler (no sampler",
-        "exists yet), controller overhead per experiment in a study, and anything on a GPU (no GPU machine was lent).",
+        f"GPU rows: {gpu[1]['gpu'] if gpu else 'no GPU run yet'} (a lent machine without Docker; run with the runner "
+        "on PYTHONPATH). The model is TinyLlama-1.1B-shaped with random weights (synthetic_weights), bf16.",
         "",
     ]
     (ROOT / "BENCHMARKS.md").write_text("\n".join(lines))
