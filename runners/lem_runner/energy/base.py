@@ -69,3 +69,17 @@ class EnergyBackend(Protocol):
     def start_tracking(self) -> None: ...
 
     def stop_tracking(self) -> EnergyReading: ...
+
+
+class WindowTotalsOnly:
+    """Defaults for a source that measures a window's total and nothing else: no counter period to probe, no idle
+    baseline, no device identities."""
+
+    def probe(self) -> None:
+        pass
+
+    def idle_baseline(self, duration_s: float) -> IdleBaseline | None:
+        return None
+
+    def device_uuids(self) -> list[str]:
+        return []

@@ -5,26 +5,16 @@ from __future__ import annotations
 
 import time
 
-from lem_runner.contract.result import IdleBaseline
-from lem_runner.energy.base import EnergyReading
+from lem_runner.energy.base import EnergyReading, WindowTotalsOnly
 
 _J_PER_KWH = 3.6e6
 
 
-class _WindowTotals:
+class _WindowTotals(WindowTotalsOnly):
     """Common shape: start a window, stop it, turn the library's totals into a reading."""
 
     name = ""
     unavailable_reason: str | None = None
-
-    def probe(self) -> None:
-        pass
-
-    def idle_baseline(self, duration_s: float) -> IdleBaseline | None:
-        return None
-
-    def device_uuids(self) -> list[str]:
-        return []
 
 
 class ZeusEnergyBackend(_WindowTotals):

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import time
 
-from lem_runner.contract.result import IdleBaseline
-from lem_runner.energy.base import EnergyReading
+from lem_runner.energy.base import EnergyReading, WindowTotalsOnly
 
 
-class NullEnergyBackend:
+class NullEnergyBackend(WindowTotalsOnly):
     """Measures nothing and says why."""
 
     name = "none"
@@ -19,15 +18,6 @@ class NullEnergyBackend:
 
     def is_available(self) -> bool:
         return False
-
-    def probe(self) -> None:
-        pass
-
-    def idle_baseline(self, duration_s: float) -> IdleBaseline | None:
-        return None
-
-    def device_uuids(self) -> list[str]:
-        return []
 
     def start_tracking(self) -> None:
         self._t0 = time.perf_counter()
