@@ -57,14 +57,14 @@ def _chunks(prompts: list[str], size: int | None) -> list[list[str]]:
 
 def _measured_run(cfg, backend: InferenceBackend, batches, energy: EnergyBackend, clock: Clock,
                   emit: Emit) -> tuple[list[GenerationRecord], int, float, float, EnergyReading]:
-    """Every batch once (or, windowed, cycled until the span has passed) between start and stop of tracking."""
+    """Every batch once (windowed: batches cycled until the span has passed) between start and stop of tracking."""
     span = cfg.window.duration_s if cfg.window.mode == "windowed" else None
     total = sum(map(len, batches)) if span is None else None
     records: list[GenerationRecord] = []
     energy.start_tracking()
     w0 = clock()
     i = 0
-    while i < len(batches) or (span is not None and clock() - w0 < span):
+    while (i < len(batches)) if span is None else (clock() - w0 < span):
         records.extend(backend.generate(batches[i % len(batches)]))
         i += 1
         emit(ProgressEvent(event="progress", done=len(records), total=total))

@@ -50,12 +50,14 @@ class EnergyResult(_Record):
     method: str = Field(..., description="how the figure was obtained, in words")
     selected_because: str | None = Field(None, description="why this source was used (energy.sampler: auto says)")
     total_energy_j: float | None = Field(None, description="raw energy over the headline window")
-    per_device_j: dict[str, float] | None = None
+    per_device_j: dict[str, float] | None = Field(None, description="raw energy per device over the total window")
     unavailable_reason: str | None = Field(None, description="why energy is null, when it is")
     counter_update_period_ms: float | None = Field(None, description="measured interval between counter updates")
     counter_resets: int = Field(0, ge=0, description="times a counter went backwards (driver reload) and was rejoined")
-    integrated_energy_j: float | None = Field(None, description="sampled power integrated over the same window")
-    counter_vs_integrated_rel_diff: float | None = Field(None, description="(integrated - counter) / counter")
+    integrated_energy_j: float | None = Field(None, description="sampled power integrated over the total window")
+    counter_vs_integrated_rel_diff: float | None = Field(
+        None, description="(integrated - counter) / counter, both over the total window"
+    )
     sample_hz: float | None = None
     n_power_samples: int = Field(0, ge=0, description="power samples inside the window, over all devices")
     sampler_cpu_s: float | None = Field(None, description="CPU time the sampler thread used")
