@@ -5,6 +5,7 @@ The public Python API::
     import llenergymeasure as lem
     result = lem.run_experiment({"model": "/path/to/model", "n_prompts": 8})
     study = lem.run_study("study.yaml")          # -> StudyResult: folder, manifest entries, per-point summaries
+    df = lem.load_results("results")             # -> pandas.DataFrame, one row per experiment
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    import pandas as pd
     from lem_runner.contract import ExperimentConfig, ExperimentResult
 
     from llenergymeasure.study import ManifestEntry, PointAggregate, StudyConfig
@@ -108,4 +110,13 @@ def run_study(
     )
 
 
-__all__ = ["StudyResult", "__version__", "run_experiment", "run_study"]
+def load_results(directory: str | Path = "results") -> pd.DataFrame:
+    """Every experiment under ``directory`` (single runs and study sub-runs; failed ones with status 'failed') as
+    one row of flat columns with units in their names (docs/results-columns.md). Raises ConfigError when the folder
+    is missing or holds no experiment."""
+    from llenergymeasure.results.frame import load_results as _load
+
+    return _load(directory)
+
+
+__all__ = ["StudyResult", "__version__", "load_results", "run_experiment", "run_study"]

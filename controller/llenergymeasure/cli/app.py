@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from llenergymeasure import __version__
-from llenergymeasure.cli import config_cmd, doctor_cmd, images_cmd, run_cmd
+from llenergymeasure.cli import config_cmd, doctor_cmd, images_cmd, results_cmd, run_cmd
 from llenergymeasure.errors import LemError
 
 app = typer.Typer(
@@ -24,6 +24,7 @@ app = typer.Typer(
 app.command("run")(run_cmd.run)
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(images_cmd.app, name="images")
+app.add_typer(results_cmd.app, name="results")
 app.command("doctor")(doctor_cmd.doctor)
 
 

@@ -1,4 +1,5 @@
-"""`lem config validate|show`: check a config without running it, or print it fully resolved."""
+"""`lem config validate|show|schema|init|reference`: check a config without running it, print it fully resolved,
+write the JSON Schemas editors use, write a commented starter file, or regenerate the field reference."""
 
 from __future__ import annotations
 
@@ -8,13 +9,24 @@ import typer
 import yaml
 
 from llenergymeasure.config import load_config
+from llenergymeasure.errors import ConfigError
 
-app = typer.Typer(help="Check and show experiment configs.", no_args_is_help=True)
+app = typer.Typer(help="Check, show, document and start experiment configs.", no_args_is_help=True)
 
 
 @app.command("validate")
 def validate(path: Path = typer.Argument(..., help="Config file.")) -> None:
-    """Exit 0 if the config is valid; otherwise one line naming the field, exit 2."""
+    """Exit 0 if the config (or study file) is valid; otherwise one line naming the field, exit 2."""
+    from llenergymeasure.config.loader import read_config_file
+    from llenergymeasure.study import expand_study, is_study, load_study
+
+    if is_study(read_config_file(path)):
+        study = load_study(path)
+        expansion = expand_study(study, str(path))
+        skipped = f"; {len(expansion.skipped)} skipped: {'; '.join(expansion.skipped)}" if expansion.skipped else ""
+        typer.echo(f"{path}: valid study ({study.name}: {len(expansion.points)} point(s) x {study.n_cycles} "
+                   f"cycle(s){skipped})")
+        return
     cfg = load_config(path)
     typer.echo(f"{path}: valid ({cfg.experiment_name}, backend {cfg.backend}, model {cfg.model})")
 
@@ -24,3 +36,52 @@ def show(path: Path = typer.Argument(..., help="Config file.")) -> None:
     """Print the config with every default filled in, as YAML."""
     cfg = load_config(path)
     typer.echo(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False).rstrip())
+
+
+@app.command("schema")
+def schema(output: Path = typer.Option(Path("schemas"), "--output", "-o", help="Folder to write into.")) -> None:
+    """Write JSON Schemas of the experiment and study configs (and one accepting either) for editor completion."""
+    from llenergymeasure.docs.schema import write_schemas
+
+    for path in write_schemas(output):
+        typer.echo(f"wrote {path}")
+
+
+@app.command("init")
+def init(
+    path: Path = typer.Argument(Path("lem.yaml"), help="File to write."),
+    study: bool = typer.Option(False, "--study", help="A study (sweep with cycles) instead of one experiment."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
+) -> None:
+    """Write a commented starter config that validates as it is."""
+    from lem_runner.atomic import atomic_write_text
+
+    from llenergymeasure.docs.starter import EXPERIMENT, STUDY
+
+    if path.exists() and not force:
+        raise ConfigError(f"{path}: already exists (use --force to overwrite)")
+    if not path.parent.is_dir():
+        raise ConfigError(f"{path}: folder '{path.parent}' does not exist")
+    atomic_write_text(path, STUDY if study else EXPERIMENT)
+    typer.echo(f"wrote {path}: edit it, then `lem config validate {path}` and `lem run {path}`")
+
+
+@app.command("reference")
+def reference(
+    output: Path | None = typer.Option(None, "--output", "-o", help="File to write (default: print)."),
+    columns: bool = typer.Option(False, "--columns", help="The exported results columns instead of config fields."),
+) -> None:
+    """The field reference generated from the models (docs/config-reference.md, docs/results-columns.md)."""
+    from lem_runner.atomic import atomic_write_text
+
+    from llenergymeasure.docs.reference import reference_markdown
+    from llenergymeasure.results.columns import columns_markdown
+
+    text = columns_markdown() if columns else reference_markdown()
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    if not output.parent.is_dir():
+        raise ConfigError(f"-o: folder '{output.parent}' does not exist")
+    atomic_write_text(output, text)
+    typer.echo(f"wrote {output}")

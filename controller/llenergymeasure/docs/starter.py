@@ -1,0 +1,57 @@
+"""The commented starter configs ``lem config init`` writes: the fields a first measurement needs, each with a line
+saying what it does, everything else left at its default (docs/config-reference.md lists them all). Tests load both
+through the real loader, so a starter file always validates."""
+
+from __future__ import annotations
+
+from lem_runner.contract.config import EMBEDDED_DEFAULT_MODEL
+
+EXPERIMENT = f"""\
+# lem experiment config: `lem run THIS_FILE`. Every field: docs/config-reference.md; check it: `lem config validate`.
+# Editor completion: `lem config schema -o schemas`, then point your YAML editor at schemas/lem-config.schema.json.
+name: my-experiment              # result folder prefix: results/<name>-<date>-<time>/
+model: "{EMBEDDED_DEFAULT_MODEL}"  # hub id, local folder, or the embedded default
+backend: pytorch                 # pytorch | vllm | tensorrt (vllm/tensorrt: run with --isolated)
+dtype: auto                      # auto keeps the checkpoint's dtype; or float32 | float16 | bfloat16
+device: auto                     # auto uses CUDA when a GPU is visible; cpu runs have no energy figure
+
+prompts:
+  source: builtin                # builtin | jsonl (with path:) | synthetic (with input_tokens:)
+n_prompts: 16                    # prompts measured inside the window
+max_input_tokens: 512            # longer prompts are truncated
+max_output_tokens: 64            # tokens generated per prompt (at most)
+force_output_length: false       # true: exactly max_output_tokens, ignoring end-of-sequence
+
+warmup:
+  mode: fixed                    # fixed (n_batches) | convergence (until latency CV < cv_threshold)
+  n_batches: 1                   # batches before the window; never counted
+
+energy:
+  sampler: auto                  # auto: NVML counter on NVIDIA GPUs, RAPL on CPU where readable
+  sample_hz: 10                  # power sampling for the cross-check and timeseries.parquet
+  baseline:
+    mode: cached                 # idle power to subtract: fresh | cached (reused for ttl_s) | "off"
+
+window:
+  mode: total                    # total | steady_state | windowed (with duration_s:)
+
+pytorch:
+  batch_size: 8                  # prompts per generate() call
+"""
+
+STUDY = f"""\
+# lem study: every combination of the sweep axes, each run n_cycles times: `lem run THIS_FILE`.
+# Fields: docs/config-reference.md (study section); results: `lem results list results/`.
+name: my-study
+base:                            # experiment fields shared by every point
+  model: "{EMBEDDED_DEFAULT_MODEL}"
+  backend: pytorch
+  n_prompts: 16
+  max_output_tokens: 64
+  force_output_length: true      # same token count at every point
+sweep:                           # dotted path -> values; the cartesian product is run
+  pytorch.batch_size: [1, 8]
+n_cycles: 3                      # repeats per point: mean, std and 95 % CI per metric
+order: interleave                # sequential | interleave | shuffle | latin_square
+gap_seconds: 0                   # pause between runs (thermal settling)
+"""

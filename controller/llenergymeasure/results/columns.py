@@ -1,0 +1,201 @@
+"""The flat row of one experiment: stable snake_case column names with the unit in the name (_s, _ms, _j, _w,
+_per_s), the same for CSV, Parquet, JSON lines and ``load_results``. Adding a column is fine; renaming one breaks
+people's notebooks, so ``COLUMNS`` is the contract (docs/results-columns.md is generated from it).
+
+A figure that was not measured is null (an empty CSV cell), never 0; a failed run keeps its identity and config
+columns and says why in ``error``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from lem_runner.contract import ExperimentConfig, ExperimentResult, LatencyStats, WindowFigures
+
+from llenergymeasure.results.discover import Experiment
+
+Kind = Literal["str", "int", "float", "bool", "datetime"]
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: Kind
+    description: str
+    read: Callable[[Experiment], Any]
+
+
+def _r(read: Callable[[ExperimentResult], Any]) -> Callable[[Experiment], Any]:
+    """A reader of the result, null for a failed run."""
+    return lambda e: None if e.result is None else read(e.result)
+
+
+def _c(read: Callable[[ExperimentConfig], Any]) -> Callable[[Experiment], Any]:
+    """A reader of the config (the result's, or config.json beside a failed run's error.json)."""
+    return lambda e: None if e.config is None else read(e.config)
+
+
+def batch_size(cfg: ExperimentConfig) -> int | None:
+    """The backend's batch knob: pytorch.batch_size, vllm.max_num_seqs or tensorrt.max_batch_size."""
+    return {"pytorch": cfg.pytorch.batch_size, "vllm": cfg.vllm.max_num_seqs,
+            "tensorrt": cfg.tensorrt.max_batch_size}[cfg.backend]
+
+
+def _resolved(key: str, fallback: Callable[[ExperimentConfig], Any]) -> Callable[[Experiment], Any]:
+    """What the backend reported it used (backend_details), else what the config asked for."""
+    def read(e: Experiment) -> Any:
+        if e.result is not None and e.result.backend_details.get(key) is not None:
+            return e.result.backend_details[key]
+        return None if e.config is None else fallback(e.config)
+    return read
+
+
+def _latency(which: str, stat: str) -> Callable[[Experiment], Any]:
+    def read(r: ExperimentResult) -> Any:
+        stats: LatencyStats | None = getattr(r, which)
+        return None if stats is None else getattr(stats, f"{stat}_ms")
+    return _r(read)
+
+
+def _window(name: str, attr: str) -> Callable[[Experiment], Any]:
+    def read(r: ExperimentResult) -> Any:
+        w: WindowFigures | None = r.windows.get(name)
+        return None if w is None else getattr(w, attr)
+    return _r(read)
+
+
+def _phase(name: str, attr: str) -> Callable[[Experiment], Any]:
+    return _r(lambda r: None if r.phases is None else getattr(getattr(r.phases, name), attr))
+
+
+def _baseline(attr: str) -> Callable[[Experiment], Any]:
+    return _r(lambda r: None if r.energy.baseline is None else getattr(r.energy.baseline, attr))
+
+
+def _gpu(read: Callable[[Any], Any]) -> Callable[[Experiment], Any]:
+    return _r(lambda r: read(r.environment.gpus[0]) if r.environment.gpus else None)
+
+
+COLUMNS: list[Column] = [
+    Column("experiment_id", "str", "the run's id (its folder name)", lambda e: e.experiment_id),
+    Column("path", "str", "the experiment folder", lambda e: str(e.path)),
+    Column("status", "str", "done, or failed (error.json, or a result that does not validate)", lambda e: e.status),
+    Column("error", "str", "why a failed run has no result", lambda e: e.failure),
+    Column("study", "str", "the study it belongs to (from the study's manifest)", lambda e: e.study),
+    Column("study_point", "str", "the study point's label, e.g. pytorch.batch_size=4", lambda e: e.label),
+    Column("cycle", "int", "the study cycle, from 1", lambda e: e.cycle),
+    Column("start_time", "datetime", "start of the run (UTC); a failed run: when its error was written",
+           lambda e: e.when),
+    Column("end_time", "datetime", "end of the run (UTC)", _r(lambda r: r.end_time)),
+    Column("experiment_name", "str", "the config's name (the folder's prefix)", _c(lambda c: c.experiment_name)),
+    Column("model", "str", "hub id, local folder or embedded model, as configured", _c(lambda c: c.model)),
+    Column("backend", "str", "pytorch, vllm or tensorrt", _c(lambda c: c.backend)),
+    Column("dtype", "str", "dtype the backend used (the config's when it did not report one)",
+           _resolved("dtype", lambda c: c.dtype)),
+    Column("device", "str", "cpu or cuda as used (the config's when not reported)",
+           _resolved("device", lambda c: c.device)),
+    Column("devices", "str", "GPU indices, comma-separated", _c(lambda c: ",".join(map(str, c.devices)))),
+    Column("batch_size", "int", "pytorch.batch_size, vllm.max_num_seqs or tensorrt.max_batch_size",
+           _resolved("batch_size", batch_size)),
+    Column("n_prompts", "int", "prompts measured in the window", _c(lambda c: c.n_prompts)),
+    Column("max_input_tokens", "int", "prompt truncation length", _c(lambda c: c.max_input_tokens)),
+    Column("max_output_tokens", "int", "tokens generated per prompt (at most)", _c(lambda c: c.max_output_tokens)),
+    Column("measurement_config_hash", "str", "16 hex of SHA-256 over the canonical config",
+           _r(lambda r: r.measurement_config_hash)),
+    Column("measurement_methodology", "str", "which window the headline figures cover: total, steady_state, windowed",
+           _r(lambda r: r.measurement_methodology)),
+    Column("n_requests", "int", "requests in the window", _r(lambda r: r.n_requests)),
+    Column("input_tokens", "int", "prompt tokens in the window", _r(lambda r: r.input_tokens)),
+    Column("output_tokens", "int", "generated tokens in the window", _r(lambda r: r.output_tokens)),
+    Column("total_tokens", "int", "input + output tokens", _r(lambda r: r.total_tokens)),
+    Column("inference_time_s", "float", "wall time of the measurement window", _r(lambda r: r.total_inference_time_sec)),
+    Column("tokens_per_second", "float", "output tokens / window wall time", _r(lambda r: r.avg_tokens_per_second)),
+    Column("energy_j", "float", "raw energy over the window (null: not measured)", _r(lambda r: r.total_energy_j)),
+    Column("energy_adjusted_j", "float", "raw less idle baseline power x window", _r(lambda r: r.energy.adjusted_energy_j)),
+    Column("energy_per_token_j", "float", "raw energy / output tokens", _r(lambda r: r.avg_energy_per_token_j)),
+    Column("energy_per_token_adjusted_j", "float", "idle-adjusted energy / output tokens",
+           _r(lambda r: r.avg_energy_per_token_adjusted_j)),
+    Column("energy_unavailable_reason", "str", "why energy is null, when it is", _r(lambda r: r.energy.unavailable_reason)),
+    Column("energy_sampler", "str", "energy source, e.g. nvml_counter, rapl, none", _r(lambda r: r.energy.sampler)),
+    Column("energy_method", "str", "how the energy was obtained, in words", _r(lambda r: r.energy.method)),
+    Column("integrated_energy_j", "float", "sampled power integrated over the window (cross-check)",
+           _r(lambda r: r.energy.integrated_energy_j)),
+    Column("counter_vs_integrated_rel_diff", "float", "(integrated - counter) / counter",
+           _r(lambda r: r.energy.counter_vs_integrated_rel_diff)),
+    Column("counter_update_period_ms", "float", "measured interval between energy-counter updates",
+           _r(lambda r: r.energy.counter_update_period_ms)),
+    Column("sample_hz", "float", "power sampling rate", _r(lambda r: r.energy.sample_hz)),
+    Column("n_power_samples", "int", "power samples inside the window, all devices", _r(lambda r: r.energy.n_power_samples)),
+    Column("mean_power_w", "float", "mean power over the headline window",
+           _r(lambda r: (w := r.windows.get(r.measurement_methodology)) and w.mean_power_w)),
+    Column("baseline_power_w", "float", "idle power, summed over devices", _baseline("power_w")),
+    Column("baseline_power_std_w", "float", "standard deviation of the sampled idle power", _baseline("power_std_w")),
+    Column("baseline_duration_s", "float", "how long idle power was measured", _baseline("duration_s")),
+    Column("baseline_source", "str", "fresh or cached", _baseline("source")),
+    *[Column(f"{w}_window_{a}", k, f"{w} window: {d}", _window(w, attr))
+      for w in ("total", "steady_state", "windowed")
+      for a, attr, k, d in (("duration_s", "duration_s", "float", "wall time"),
+                            ("tokens_per_second", "tokens_per_second", "float", "output tokens / s"),
+                            ("energy_j", "energy_j", "float", "raw energy"),
+                            ("energy_per_token_j", "energy_per_token_j", "float", "raw energy / output token"))],
+    *[Column(f"{p}_{a}", k, f"{p} phase: {d}", _phase(p, attr))
+      for p in ("prefill", "decode")
+      for a, attr, k, d in (("time_s", "time_s", "float", "wall time the phase ran"),
+                            ("energy_j", "energy_j", "float", "energy from counter reads at phase boundaries"),
+                            ("energy_share", "energy_share", "float", "share of prefill + decode energy"),
+                            ("tokens", "tokens", "int", "prompt (prefill) or generated (decode) tokens"),
+                            ("flops", "flops", "float", "estimated floating-point operations"))],
+    *[Column(f"{which}_{stat}_ms", "float", f"{label} {stat}", _latency(which, stat))
+      for which, label in (("ttft", "time to first token"), ("itl", "inter-token latency"))
+      for stat in ("mean", "p50", "p90", "p99")],
+    Column("total_flops", "float", "estimated floating-point operations in the window", _r(lambda r: r.total_flops)),
+    Column("flops_per_output_token", "float", "total_flops / output tokens",
+           _r(lambda r: r.flops.per_output_token if r.flops else None)),
+    Column("achieved_flops_per_s", "float", "total_flops / window wall time",
+           _r(lambda r: r.flops.achieved_flops_per_s if r.flops else None)),
+    Column("model_load_s", "float", "model load time (outside the window)", _r(lambda r: r.model_load_sec)),
+    Column("warmup_batches", "int", "batches run before the window", _r(lambda r: r.warmup_batches)),
+    Column("warmup_stop_reason", "str", "why warmup stopped", _r(lambda r: r.warmup.stop_reason if r.warmup else None)),
+    Column("quality_flags", "str", "measurement-quality codes, ';'-separated", _r(lambda r: ";".join(r.quality_flags))),
+    Column("n_warnings", "int", "warnings the runner recorded", _r(lambda r: len(r.warnings))),
+    Column("gpu_name", "str", "first GPU's name", _gpu(lambda g: g.name)),
+    Column("gpu_count", "int", "GPUs the environment lists", _r(lambda r: len(r.environment.gpus))),
+    Column("gpu_power_limit_w", "float", "first GPU's power limit", _gpu(lambda g: g.power_limit_w)),
+    Column("driver_version", "str", "NVIDIA driver", _r(lambda r: r.environment.driver_version)),
+    Column("cuda_version", "str", "CUDA runtime", _r(lambda r: r.environment.cuda_version)),
+    Column("cpu_model", "str", "CPU model", _r(lambda r: r.environment.cpu_model)),
+    Column("hostname", "str", "machine that ran it", _r(lambda r: r.environment.hostname)),
+    Column("runner_version", "str", "lem runner version", _r(lambda r: r.environment.runner_version)),
+    Column("libraries", "str", "backend library versions, name=version;…",
+           _r(lambda r: ";".join(f"{k}={v}" for k, v in sorted(r.environment.libraries.items())))),
+    Column("image", "str", "container image id (null: local process)", _r(lambda r: r.environment.image)),
+    Column("timeseries_file", "str", "power timeseries beside result.json (Parquet), if kept",
+           _r(lambda r: r.energy.timeseries_file)),
+]
+
+COLUMN_NAMES = [c.name for c in COLUMNS]
+
+
+def flatten(experiment: Experiment) -> dict[str, Any]:
+    """One experiment as a flat row, keyed by ``COLUMN_NAMES`` in order."""
+    return {c.name: c.read(experiment) for c in COLUMNS}
+
+
+def columns_markdown() -> str:
+    """The column reference (docs/results-columns.md)."""
+    lines = ["# Exported result columns", "",
+             "Generated from `llenergymeasure.results.columns.COLUMNS` by "
+             "`lem config reference --columns -o docs/results-columns.md`; do not edit by hand.", "",
+             "One row per experiment in `lem results export` and `llenergymeasure.load_results()`. Units are in the "
+             "names (`_s`, `_ms`, `_j`, `_w`, `_per_s`); a figure that was not measured is null (an empty CSV "
+             "cell), never 0. Per-token figures are per output token.", "",
+             "| column | type | meaning |", "| --- | --- | --- |"]
+    lines += [f"| `{c.name}` | {c.kind} | {c.description.replace('|', '/')} |" for c in COLUMNS]
+    lines += ["", "## Power timeseries", "",
+              "Where a run kept `timeseries.parquet` (GPU runs with `energy.timeseries: true`), the export writes a "
+              "second file, `<name>_timeseries.<format>`: the runner's columns (`t_s` seconds from the start of the "
+              "measurement window, negative before it; `device`; `energy_counter_mj`; `power_w`; `temperature_c`; "
+              "`sm_clock_mhz`; `memory_used_mib`; `utilization_pct`; `clock_event_reasons`) with `experiment_id` "
+              "first.", ""]
+    return "\n".join(lines)
