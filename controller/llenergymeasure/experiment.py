@@ -7,6 +7,7 @@ from pathlib import Path
 from lem_runner.contract import ExperimentConfig, ExperimentResult, RunRequest
 
 from llenergymeasure.errors import ConfigError, RunFailed
+from llenergymeasure.gpulock import gpu_locks
 from llenergymeasure.launchers import Launcher, LaunchSpec, Timeouts
 from llenergymeasure.launchers.select import select_launcher
 from llenergymeasure.models import resolve_model
@@ -42,12 +43,14 @@ def execute_experiment(
     repo = repository or FileResultsRepository(output)
     baselines = baselines or BaselineCache()
 
-    exp_dir = repo.new_experiment_dir(config.experiment_name)
-    repo.save_config(exp_dir, config)
-    request = RunRequest(experiment_id=exp_dir.name, config=config, model_path=model.host_path,
-                         cached_baseline=baselines.get(config))
-    spec = LaunchSpec(exchange_dir=exp_dir, request=request, model=model, prompts_file=prompts, timeouts=timeouts)
-    outcome = launcher.launch(spec, on_event or (lambda _e: None))
+    with gpu_locks(config):  # another lem measuring on these GPUs: wait (or fail/skip, per the lock policy)
+        exp_dir = repo.new_experiment_dir(config.experiment_name)
+        repo.save_config(exp_dir, config)
+        request = RunRequest(experiment_id=exp_dir.name, config=config, model_path=model.host_path,
+                             cached_baseline=baselines.get(config))
+        spec = LaunchSpec(exchange_dir=exp_dir, request=request, model=model, prompts_file=prompts,
+                          timeouts=timeouts)
+        outcome = launcher.launch(spec, on_event or (lambda _e: None))
 
     try:
         result = repo.load_result(exp_dir)
@@ -73,9 +76,27 @@ def execute_experiment(
         )
     wrote = "a result it did not stand by" if result is not None else "no result"
     raise RunFailed(
-        f"runner exited with code {outcome.exit_code} and wrote {wrote} ({outcome.where}); log: {outcome.log_file}",
+        f"runner {_how_it_ended(outcome.exit_code)} and wrote {wrote} ({outcome.where})"
+        f"{_last_words(getattr(outcome, 'last_error', None))}; log: {outcome.log_file}",
         log_file=str(outcome.log_file),
     )
+
+
+def _how_it_ended(code: int) -> str:
+    """'exited with code 1', or the signal that killed it: a local process reports -N, a container 128+N."""
+    import signal
+
+    number = -code if code < 0 else code - 128 if code in (128 + signal.SIGKILL, 128 + signal.SIGSEGV) else None
+    if number is None:
+        return f"exited with code {code}"
+    name = signal.Signals(number).name
+    why = "; out of memory? the OOM killer sends SIGKILL" if number == signal.SIGKILL else ""
+    return f"was killed by {name} (exit code {code}{why})"
+
+
+def _last_words(message: str | None) -> str:
+    """The runner's last error event, when it could not write error.json (a full disk): the cause, kept anyway."""
+    return f": {message}" if message else ""
 
 
 __all__ = ["execute_experiment"]

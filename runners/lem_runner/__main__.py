@@ -42,8 +42,13 @@ def _protocol_stream():
 
 
 def _write_error(out_dir: Path, err: RunError) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / ERROR_FILE, err.model_dump_json(indent=2))
+    """error.json, atomically; when even that cannot be written (a full disk), say so on stderr and go on: the
+    controller still has the cause from the error event, sent on the stdout pipe before this write."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out_dir / ERROR_FILE, err.model_dump_json(indent=2))
+    except OSError as exc:
+        print(f"lem_runner: could not write {out_dir / ERROR_FILE}: {exc}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         request = RunRequest.model_validate_json(Path(args.config).read_bytes())
     except (OSError, ValueError) as exc:
         message = f"{args.config}: {exc.strerror if isinstance(exc, OSError) else exc}"
-        _write_error(out_dir, RunError(error_type=type(exc).__name__, message=message, phase="request"))
         emit(ProgressEvent(event="error", message=message.splitlines()[0]))
+        _write_error(out_dir, RunError(error_type=type(exc).__name__, message=message, phase="request"))
         return EXIT_BAD_REQUEST
 
     def _on_term(signum, frame):
@@ -113,21 +118,21 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write_text(out_dir / RESULT_FILE, result.model_dump_json(indent=2))
     except (KeyboardInterrupt, _Terminated) as exc:
         message = f"interrupted during {phase.name}: {exc or 'SIGINT'}"
+        emit(ProgressEvent(event="error", message=message))
         _write_error(out_dir, RunError(experiment_id=request.experiment_id, error_type=type(exc).__name__,
                                        message=message, phase=phase.name))
-        emit(ProgressEvent(event="error", message=message))
         return 130 if isinstance(exc, KeyboardInterrupt) else 143
     except Exception as exc:
         message = f"{type(exc).__name__}: {exc}".strip()
         if phase.name == "load":
             message = f"could not load the model from {request.model_path}: {message}"
         traceback.print_exc(file=sys.stderr)  # the launcher keeps stderr as runner.log, beside error.json
+        emit(ProgressEvent(event="error", message=f"during {phase.name}: {message.splitlines()[0][:500]}"))
         _write_error(
             out_dir,
             RunError(experiment_id=request.experiment_id, error_type=type(exc).__name__, message=message,
                      phase=phase.name, traceback=traceback.format_exc()),
         )
-        emit(ProgressEvent(event="error", message=message.splitlines()[0][:500]))
         return EXIT_FAILED
     finally:
         if backend is not None:

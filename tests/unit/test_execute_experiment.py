@@ -109,7 +109,8 @@ def test_a_garbage_result_json_is_reported_as_not_valid(config, tmp_path):
 def test_nothing_written_names_the_exit_code(config, tmp_path):
     failure = _failure(config, tmp_path, FakeLauncher())
     message = str(failure)
-    assert message.startswith("runner exited with code -9 and wrote no result (fake launcher)")
+    assert message.startswith("runner was killed by SIGKILL (exit code -9; out of memory? the OOM killer sends "
+                              "SIGKILL) and wrote no result (fake launcher)")
     assert message.endswith(f"log: {_only_dir(tmp_path) / 'runner.log'}")
     assert failure.error_file is None
 

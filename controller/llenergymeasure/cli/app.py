@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -41,25 +42,82 @@ def _root(
     """Measure the energy and efficiency of LLM inference."""
 
 
+_MAX_LINE = 1000
+
+
+def _click_classes(name: str) -> tuple[type, ...]:
+    """``click.<name>`` and typer's vendored copy of it (typer >= 0.2x raises its own click classes)."""
+    classes = [getattr(click.exceptions, name)]
+    try:
+        from typer._click import exceptions as vendored
+
+        classes.append(getattr(vendored, name))
+    except (ImportError, AttributeError):
+        pass
+    return tuple(classes)
+
+
+_USAGE_ERRORS = _click_classes("UsageError")
+_CLICK_ERRORS = _click_classes("ClickException")
+_CLICK_EXITS = _click_classes("Exit")
+_ABORTS = _click_classes("Abort")
+
+
+def one_line(message: str) -> str:
+    """A message as one printable line: control characters (newlines from a file name or a value) shown escaped,
+    undecodable bytes from a path shown as escapes, and the whole capped in length."""
+    text = message.encode("utf-8", "backslashreplace").decode("utf-8")
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text if len(text) <= _MAX_LINE else text[: _MAX_LINE - 1] + "…"
+
+
 def main(argv: list[str] | None = None) -> int:
     err = Console(stderr=True, highlight=False)
+
+    def say(prefix: str, message: str) -> None:
+        err.print(f"[bold red]{prefix}[/] {escape(one_line(message))}", soft_wrap=True)
+
     try:
         code = app(args=argv, standalone_mode=False)
     except LemError as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        say("error:", str(exc))
         return exc.exit_code
-    except click.exceptions.Exit as exc:
+    except _CLICK_EXITS as exc:
         return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
+    except _USAGE_ERRORS as exc:  # one line, not click's usage block
+        command = exc.ctx.command_path if exc.ctx is not None else "lem"
+        if exc.format_message():  # (empty when the help was shown for a bare `lem`)
+            say("error:", f"{exc.format_message()} (see {command} --help)")
         return exc.exit_code
-    except click.exceptions.Abort:
+    except _CLICK_ERRORS as exc:
+        say("error:", exc.format_message())
+        return exc.exit_code
+    except (*_ABORTS, KeyboardInterrupt):
         err.print("[bold red]interrupted[/]")
         return 130
-    except KeyboardInterrupt:
-        err.print("[bold red]interrupted[/]")
-        return 130
+    except OSError as exc:  # a full disk, a vanished folder: the cause, not a traceback
+        where = f" ({exc.filename})" if exc.filename else ""
+        say("error:", f"{exc.strerror or type(exc).__name__}{where}; nothing was lost that was already written")
+        return 1
+    except Exception as exc:  # a bug: one line here, the traceback in a file (LEM_DEBUG=1 raises it instead)
+        if os.environ.get("LEM_DEBUG"):
+            raise
+        say("internal error:", f"{type(exc).__name__}: {exc} (traceback: {_save_traceback()}; please report it)")
+        return 1
     return code if isinstance(code, int) else 0
+
+
+def _save_traceback() -> str:
+    import tempfile
+    import traceback
+
+    try:
+        fd, path = tempfile.mkstemp(prefix="lem-crash-", suffix=".txt")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            traceback.print_exc(file=fh)
+        return path
+    except OSError:
+        return "not saved"
 
 
 if __name__ == "__main__":

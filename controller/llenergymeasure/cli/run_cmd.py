@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import typer
+from rich.console import Console
 from rich.markup import escape
 
 from llenergymeasure.config import load_config
@@ -15,8 +16,10 @@ from llenergymeasure.config.loader import read_config_file
 from llenergymeasure.display import RunDisplay, StudyDisplay, make_console, render_study, render_summary
 from llenergymeasure.errors import ConfigError
 from llenergymeasure.experiment import execute_experiment
+from llenergymeasure.gpulock import LockPolicy, use_policy
 from llenergymeasure.launchers import Timeouts
 from llenergymeasure.launchers.select import select_launcher
+from llenergymeasure.safety import check_output_dir, check_sweep_size, preflight_containers
 from llenergymeasure.study import (
     StudyInterrupted,
     StudyOptions,
@@ -52,8 +55,25 @@ def run(
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Study, with --resume: run failed runs again."),
     fail_fast: bool = typer.Option(False, "--fail-fast", help="Study: stop at the first failed run (resumable)."),
     no_gaps: bool = typer.Option(False, "--no-gaps", help="Study: no pauses between runs."),
+    no_lock: bool = typer.Option(False, "--no-lock", help="Measure even if another lem holds the GPU's lock."),
+    lock_timeout: float | None = typer.Option(
+        None, "--lock-timeout", min=0, help="Give up (exit 3) if a GPU is still busy after this many seconds."
+    ),
 ) -> None:
     """Measure one experiment (or each experiment of a study file) and write results/<experiment>/result.json."""
+    output = check_output_dir(output)
+    policy = LockPolicy(enabled=not no_lock, timeout_s=lock_timeout, notify=_notify)
+    with use_policy(policy):
+        _run(config, study_dir, model, backend, batch_size, n_prompts, max_output_tokens, dtype, device, name,
+             output, isolated, image, timeout, silence_timeout, resume, retry_failed, fail_fast, no_gaps)
+
+
+def _notify(line: str) -> None:
+    Console(stderr=True, highlight=False).print(f"[yellow]waiting:[/] {escape(line)}", soft_wrap=True)
+
+
+def _run(config, study_dir, model, backend, batch_size, n_prompts, max_output_tokens, dtype, device, name, output,
+         isolated, image, timeout, silence_timeout, resume, retry_failed, fail_fast, no_gaps) -> None:
     overrides = {
         "model": model, "backend": backend, "pytorch.batch_size": batch_size, "n_prompts": n_prompts,
         "max_output_tokens": max_output_tokens, "dtype": dtype, "device": device, "name": name,
@@ -94,7 +114,9 @@ def _run_study(path: Path, overrides: dict, output: Path, options: StudyOptions)
     """Run (or resume) a study file. Exit 0 when every run is done, 1 when some failed or the circuit breaker
     stopped it, 130 on Ctrl-C; the last two leave it resumable."""
     study = load_study(path, {k: v for k, v in overrides.items() if k != "name"})
+    check_sweep_size(study, str(path))
     expansion = expand_study(study, str(path))
+    preflight_containers([p.config for p in expansion.points], options.isolated)
     console = make_console()
     for reason in expansion.skipped:
         console.print(f"[yellow]skipped[/] {escape(reason)}")

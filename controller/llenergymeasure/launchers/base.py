@@ -43,6 +43,20 @@ class LaunchOutcome:
     log_file: Path
     timed_out: str | None = None
     where: str = ""
+    last_error: str | None = None  # the runner's last 'error' event: its cause even when no error.json got written
+
+
+class ErrorMemo:
+    """An event sink that passes events on and remembers the message of the last 'error' event."""
+
+    def __init__(self, sink: EventSink) -> None:
+        self.sink = sink
+        self.message: str | None = None
+
+    def __call__(self, event: ProgressEvent) -> None:
+        if event.event == "error" and event.message:
+            self.message = event.message
+        self.sink(event)
 
 
 @runtime_checkable

@@ -24,7 +24,7 @@ from lem_runner.contract import REQUEST_FILE
 from llenergymeasure import __version__
 from llenergymeasure.errors import SetupError
 from llenergymeasure.images.catalog import LABEL_MANAGED, image_tag, require_image
-from llenergymeasure.launchers.base import LOG_FILE, EventSink, LaunchOutcome, LaunchSpec
+from llenergymeasure.launchers.base import LOG_FILE, ErrorMemo, EventSink, LaunchOutcome, LaunchSpec
 from llenergymeasure.launchers.stream import pump, start_reader
 
 EXCHANGE_MOUNT = "/lem/exchange"
@@ -125,7 +125,14 @@ class DockerLauncher:
             self._host_gpus = gpu_count()
         return self._host_gpus
 
+    def check(self, config) -> None:
+        """The engine answers and the image this config would run in is present and current (else SetupError)."""
+        use_gpu = wants_gpu(config, self._host_gpu_count())
+        require_image(self.client, self.image or image_tag(config.backend, cpu=not use_gpu), config.backend,
+                      cpu=not use_gpu)
+
     def launch(self, spec: LaunchSpec, on_event: EventSink) -> LaunchOutcome:
+        on_event = memo = ErrorMemo(on_event)
         cfg = spec.request.config
         use_gpu = wants_gpu(cfg, self._host_gpu_count())
         ref = self.image or image_tag(cfg.backend, cpu=not use_gpu)
@@ -171,7 +178,8 @@ class DockerLauncher:
                 )
                 code = int(container.wait(timeout=STOP_GRACE_S + 30).get("StatusCode", -1))
                 log.write(container.logs(stdout=False, stderr=True).decode("utf-8", "replace"))
-            return LaunchOutcome(exit_code=code, log_file=log_path, timed_out=timed_out, where=f"container {container.short_id} ({ref})")
+            return LaunchOutcome(exit_code=code, log_file=log_path, timed_out=timed_out, last_error=memo.message,
+                                 where=f"container {container.short_id} ({ref})")
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             # the engine went away or stopped answering mid-run: say so in one line; the folder keeps what was written
             raise SetupError(f"the Docker engine failed during the run ({type(exc).__name__}: "

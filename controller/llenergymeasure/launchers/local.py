@@ -13,7 +13,7 @@ import sys
 from lem_runner.atomic import atomic_write_text
 from lem_runner.contract import REQUEST_FILE
 
-from llenergymeasure.launchers.base import LOG_FILE, EventSink, LaunchOutcome, LaunchSpec
+from llenergymeasure.launchers.base import LOG_FILE, ErrorMemo, EventSink, LaunchOutcome, LaunchSpec
 from llenergymeasure.launchers.stream import pump, start_reader
 
 
@@ -26,6 +26,7 @@ class LocalLauncher:
         self.python = python or sys.executable
 
     def launch(self, spec: LaunchSpec, on_event: EventSink) -> LaunchOutcome:
+        on_event = memo = ErrorMemo(on_event)
         request = spec.request.model_copy(
             update={"model_path": spec.model.host_path, "prompts_path": str(spec.prompts_file) if spec.prompts_file else None}
         )
@@ -60,7 +61,7 @@ class LocalLauncher:
                 if proc.poll() is None:
                     _signal(proc, signal.SIGKILL)
                     proc.wait()
-        return LaunchOutcome(exit_code=code, log_file=log_path, timed_out=timed_out, where=f"pid {proc.pid}")
+        return LaunchOutcome(exit_code=code, log_file=log_path, timed_out=timed_out, last_error=memo.message, where=f"pid {proc.pid}")
 
 
 _PR_SET_PDEATHSIG = 1
