@@ -113,3 +113,18 @@ def test_synthetic_weights_build_the_architecture_on_the_gpu(tmp_path, tiny_mode
     assert result.backend_details["synthetic_weights"] is True
     assert result.output_tokens == 64 and result.total_energy_j is not None
     assert "synthetic" in result.flops.parameter_source
+
+
+def test_a_second_run_reuses_the_cached_idle_baseline(tmp_path, tiny_model_path):
+    cfg = write_yaml(tmp_path / "c.yaml", f"model: {tiny_model_path}\ndevice: cuda\nn_prompts: 16\n"
+                                          "max_output_tokens: 16\nforce_output_length: true\n"
+                                          "energy: {baseline: {mode: cached, duration_s: 1}}\n")
+    env = {"LEM_CACHE_DIR": str(tmp_path / "cache")}
+    for _ in range(2):
+        proc = run_lem("run", str(cfg), "-o", str(tmp_path / "r"), env=env)
+        assert proc.returncode == 0, proc.stderr
+    first, second = (ExperimentResult.model_validate_json((d / "result.json").read_text())
+                     for d in sorted((tmp_path / "r").iterdir()))
+    assert first.energy.baseline.source == "fresh" and second.energy.baseline.source == "cached"
+    assert second.energy.baseline.power_w == first.energy.baseline.power_w
+    assert "idle-adjusted" in proc.stdout and "raw" in proc.stdout

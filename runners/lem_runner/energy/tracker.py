@@ -89,12 +89,12 @@ class CounterEnergyBackend:
     def stop_tracking(self) -> EnergyReading:
         if self._t0 is None:
             raise RuntimeError("stop_tracking called before start_tracking")
-        t1 = self._read_all(self._tracks)
         sampler, self._sampler = self._sampler, None
         warnings: list[str] = []
-        if sampler is not None:
+        if sampler is not None:  # stopped first, so no sampler read lands after the window's closing read
             sampler.stop()
             warnings.extend(sampler.errors)
+        t1 = self._read_all(self._tracks)
         t0, self._t0 = self._t0, None
         rows = sampler.rows if sampler is not None else []
         for dev_id, track in self._tracks.items():
