@@ -151,4 +151,7 @@ def experiment_from_arg(path: Path) -> Experiment:
         raise ConfigError(f"{path}: no such file or directory")
     if not path.is_dir() or not is_experiment_dir(path):
         raise ConfigError(f"{path}: not a result (expected an experiment folder or its result.json)")
-    return load_experiment(path)
+    experiment = load_experiment(path)
+    if experiment.problem and experiment.error is None:
+        raise ConfigError(experiment.problem)  # a file the user named that is not a result is bad input
+    return experiment

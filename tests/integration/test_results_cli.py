@@ -1,0 +1,251 @@
+"""`lem results …` and `lem config …` end to end: a real study and a single run of the tiny model through `lem run`,
+then the real CLI (in a subprocess) over the folders they left. No GPU here, so energy is null throughout: the
+commands must say so, never show 0 and never crash."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from pathlib import Path
+
+import jsonschema
+import pandas as pd
+import pytest
+import yaml
+from conftest import run_lem, write_yaml
+from lem_runner.contract import RunError
+from llenergymeasure import load_results
+from llenergymeasure.docs.schema import schemas
+from llenergymeasure.results.columns import COLUMN_NAMES
+from llenergymeasure.results.compare_view import format_relative
+from llenergymeasure.study.aggregate import METRICS
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory, tiny_model_path) -> Path:
+    """results/: a 2-point x 2-cycle study, one single run, and one failed run (error.json + config.json)."""
+    root = tmp_path_factory.mktemp("results-cli")
+    out = root / "results"
+    study = write_yaml(root / "study.yaml", f"""\
+name: rs
+n_cycles: 2
+base:
+  model: {tiny_model_path}
+  n_prompts: 2
+  max_output_tokens: 4
+  force_output_length: true
+  energy:
+    baseline:
+      mode: "off"
+sweep:
+  pytorch.batch_size: [1, 2]
+""")
+    proc = run_lem("run", str(study), "-o", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = run_lem("run", "-m", str(tiny_model_path), "-n", "2", "--max-output-tokens", "4", "--name", "single",
+                   "-o", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    failed = out / "broken-20250101-000000"
+    failed.mkdir()
+    (failed / "config.json").write_text(json.dumps({"model": "/nowhere/model", "name": "broken"}))
+    (failed / "error.json").write_text(RunError(experiment_id="broken", error_type="OSError",
+                                                message="model folder not found", phase="load").model_dump_json())
+    return out
+
+
+def _results_json(root: Path) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in root.rglob("result.json")}
+
+
+def _study_dir(root: Path) -> Path:
+    (study,) = [p for p in root.iterdir() if p.name.startswith("rs-")]
+    return study
+
+
+def test_list_one_line_per_experiment_with_null_energy_and_the_failed_run(results):
+    proc = run_lem("results", "list", str(results))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 1 + 6  # header + 4 study runs + 1 single + 1 failed
+    assert "tok/s" in lines[0] and "J/token" in lines[0]
+    by_name = {name: next(line for line in lines if name in line) for name in _results_json(results)}
+    for name, data in _results_json(results).items():
+        line = by_name[name]
+        assert f"{data['avg_tokens_per_second']:.1f}" in line
+        assert "null" in line and "device=cpu" in line and f"batch={data['backend_details']['batch_size']}" in line
+    (failed,) = [line for line in lines if "broken" in line]
+    assert "failed: load: OSError: model folder not found" in failed
+
+
+def test_export_csv_has_one_row_per_experiment_with_the_documented_columns(results, tmp_path):
+    out = tmp_path / "runs.csv"
+    proc = run_lem("results", "export", str(results), "--format", "csv", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert len(rows) == 6
+    assert list(rows[0].keys()) == COLUMN_NAMES
+    documented = (REPO / "docs" / "results-columns.md").read_text()
+    for name in COLUMN_NAMES:
+        assert f"| `{name}` |" in documented
+    for name in ("tokens_per_second", "energy_j", "energy_per_token_j", "energy_per_token_adjusted_j",
+                 "ttft_p50_ms", "baseline_power_w", "prefill_energy_j", "inference_time_s"):
+        assert name in COLUMN_NAMES
+    data = _results_json(results)
+    for row in rows:
+        if row["status"] == "failed":
+            assert row["experiment_id"] == "broken-20250101-000000" and row["model"] == "/nowhere/model"
+            assert row["tokens_per_second"] == "" and "model folder not found" in row["error"]
+            continue
+        d = data[row["experiment_id"]]
+        assert float(row["tokens_per_second"]) == pytest.approx(d["avg_tokens_per_second"])
+        assert row["energy_j"] == "" and row["energy_per_token_j"] == ""  # null, never 0
+        assert row["energy_unavailable_reason"] == d["energy"]["unavailable_reason"]
+    assert not (tmp_path / "runs_timeseries.csv").exists()  # CPU runs keep no power timeseries
+
+
+def test_export_parquet_and_jsonl_hold_the_same_rows(results, tmp_path):
+    for fmt in ("parquet", "jsonl"):
+        out = tmp_path / f"runs.{fmt}"
+        proc = run_lem("results", "export", str(results), "-f", fmt, "-o", str(out))
+        assert proc.returncode == 0, proc.stderr
+        frame = pd.read_parquet(out) if fmt == "parquet" else pd.read_json(out, lines=True)
+        assert list(frame.columns) == COLUMN_NAMES and len(frame) == 6
+        assert set(frame["status"]) == {"done", "failed"}
+
+
+def test_load_results_dataframe_matches_the_json(results):
+    frame = load_results(results)
+    data = _results_json(results)
+    assert len(frame) == 6 and list(frame.columns) == COLUMN_NAMES
+    study = json.loads((_study_dir(results) / "manifest.json").read_text())
+    entries = {e["result_path"]: e for e in study["entries"]}
+    for _, row in frame[frame["status"] == "done"].iterrows():
+        d = data[row["experiment_id"]]
+        assert row["tokens_per_second"] == pytest.approx(d["avg_tokens_per_second"])
+        assert row["inference_time_s"] == pytest.approx(d["total_inference_time_sec"])
+        assert row["output_tokens"] == d["output_tokens"] and row["input_tokens"] == d["input_tokens"]
+        assert row["ttft_p50_ms"] == pytest.approx(d["ttft"]["p50_ms"])
+        assert row["itl_p99_ms"] == pytest.approx(d["itl"]["p99_ms"])
+        assert row["total_flops"] == pytest.approx(d["total_flops"])
+        assert row["prefill_time_s"] == pytest.approx(d["phases"]["prefill"]["time_s"])
+        assert row["batch_size"] == d["config"]["pytorch"]["batch_size"]
+        assert row["start_time"] == pd.Timestamp(d["start_time"])
+        assert pd.isna(row["energy_j"]) and pd.isna(row["energy_per_token_j"])
+        if row["experiment_id"] in entries:
+            e = entries[row["experiment_id"]]
+            assert row["study"] == "rs" and row["study_point"] == e["label"] and row["cycle"] == e["cycle"]
+        else:
+            assert row["experiment_id"].startswith("single-") and pd.isna(row["study"])
+    assert str(frame["energy_j"].dtype) == "Float64"  # typed even when null in every row
+
+
+def test_compare_shows_relative_differences_computed_from_the_json(results):
+    data = _results_json(results)
+    a, b = sorted(p.parent for p in _study_dir(results).rglob("result.json"))[:2]
+    proc = run_lem("results", "compare", str(a), str(b / "result.json"))
+    assert proc.returncode == 0, proc.stderr
+    da, db = data[a.name], data[b.name]
+    tps = format_relative((db["avg_tokens_per_second"] - da["avg_tokens_per_second"]) / da["avg_tokens_per_second"])
+    ttft = format_relative((db["ttft"]["p50_ms"] - da["ttft"]["p50_ms"]) / da["ttft"]["p50_ms"])
+    lines = proc.stdout.splitlines()
+    (tps_line,) = [line for line in lines if "tokens_per_second" in line]
+    (ttft_line,) = [line for line in lines if "ttft_p50_ms" in line]
+    assert f"[{tps}]" in tps_line and f"[{ttft}]" in ttft_line
+    (energy_line,) = [line for line in lines if re.search(r"\benergy_per_token_j\b", line)]
+    assert energy_line.count("null") == 2 and "%" not in energy_line
+
+
+def test_compare_study_shows_mean_and_ci_per_point(results):
+    study = _study_dir(results)
+    proc = run_lem("results", "compare", str(study))
+    assert proc.returncode == 0, proc.stderr
+    aggs = json.loads((study / "study_summary.json").read_text())["aggregates"]
+    assert len(aggs) == 2
+    first, second = aggs
+    (line,) = [x for x in proc.stdout.splitlines() if "tokens_per_second" in x]
+    m0, m1 = first["tokens_per_second"], second["tokens_per_second"]
+    assert f"{m0['mean']:.4g} ± {m0['ci95']:.3g} (n=2)" in line
+    assert f"{m1['mean']:.4g} ± {m1['ci95']:.3g} (n=2) [{format_relative((m1['mean'] - m0['mean']) / m0['mean'])}]" \
+        in line
+    assert all(m in proc.stdout for m in METRICS)
+
+
+def test_show_groups_the_record(results):
+    (single,) = [p for p in results.iterdir() if p.name.startswith("single-")]
+    proc = run_lem("results", "show", str(single))
+    assert proc.returncode == 0, proc.stderr
+    for heading in ("energy", "windows (headline: total)", "phases", "TTFT", "throughput", "FLOPs", "warmup",
+                    "environment", "quality flags"):
+        assert heading in proc.stdout
+    assert "null — run is on CPU" in proc.stdout
+    proc = run_lem("results", "show", str(results / "broken-20250101-000000"))
+    assert proc.returncode == 0 and "failed" in proc.stdout and "model folder not found" in proc.stdout
+
+
+def test_plot_writes_pngs_with_unit_labels_and_says_energy_is_null(results, tmp_path):
+    proc = run_lem("results", "plot", str(results), "-o", str(tmp_path / "plots"))
+    assert proc.returncode == 0, proc.stderr
+    png = tmp_path / "plots" / "efficiency.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert "throughput (output tokens/s)" in proc.stdout
+
+
+@pytest.mark.parametrize("args", [
+    ("results", "list", "/no/such/dir"),
+    ("results", "show", "/no/such/dir"),
+    ("results", "show", "."),
+    ("results", "export", "/no/such/dir"),
+    ("results", "export", ".", "--format", "xlsx"),
+    ("results", "plot", "/no/such/dir"),
+    ("results", "compare", "/no/such/dir", "/no/other"),
+    ("config", "validate", "/no/such.yaml"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, tmp_path):
+    proc = run_lem(*args, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_corrupt_result_and_single_compare_are_one_line_errors(results, tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "result.json").write_text("{\"truncated\": ")
+    for args in (("results", "show", str(bad)), ("results", "compare", str(bad), str(bad)),
+                 ("results", "compare", str(next(results.rglob("result.json"))))):
+        proc = run_lem(*args)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+    proc = run_lem("results", "list", str(tmp_path))
+    assert proc.returncode == 0 and "not a valid ExperimentResult" in proc.stdout
+
+
+def test_config_schema_validates_examples_and_rejects_a_bad_config(tmp_path):
+    proc = run_lem("config", "schema", "-o", str(tmp_path / "schemas"))
+    assert proc.returncode == 0, proc.stderr
+    written = {p.name: json.loads(p.read_text()) for p in (tmp_path / "schemas").iterdir()}
+    assert set(written) == {"experiment.schema.json", "study.schema.json", "lem-config.schema.json"}
+    assert written["lem-config.schema.json"] == schemas()["config"]
+    validator = jsonschema.Draft202012Validator(written["lem-config.schema.json"])
+    for example in sorted((REPO / "examples").glob("*.yaml")):
+        validator.validate(yaml.safe_load(example.read_text()))
+    bad = yaml.safe_load("model: x\nn_prompts: 0\npytorch:\n  batchsize: 4\n")
+    assert not validator.is_valid(bad)
+    study_validator = jsonschema.Draft202012Validator(written["study.schema.json"])
+    assert not study_validator.is_valid({"base": {"energy": {"baseline": {"mode": False}}}})  # YAML's bare off
+
+
+def test_config_init_writes_starters_that_validate(tmp_path):
+    for args, name in ((), "lem.yaml"), (("--study",), "study.yaml"):
+        proc = run_lem("config", "init", name, *args, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        text = (tmp_path / name).read_text()
+        assert text.startswith("#") and "  # " in text  # commented
+        proc = run_lem("config", "validate", name, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        jsonschema.validate(yaml.safe_load(text), schemas()["config"])
+    proc = run_lem("config", "init", "lem.yaml", cwd=tmp_path)
+    assert proc.returncode == 2 and "already exists" in proc.stderr
