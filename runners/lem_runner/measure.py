@@ -72,6 +72,26 @@ def _measured_run(cfg, backend: InferenceBackend, batches, energy: EnergyBackend
     return records, i, w0, w1, energy.stop_tracking()
 
 
+def _windows(cfg, records: list[GenerationRecord], reading: EnergyReading, baseline_w: float | None, w0: float,
+             w1: float) -> tuple[dict[str, WindowFigures], str]:
+    """Every span's figures, and which one headlines (the configured mode, or total when it had no span)."""
+    output_tokens = sum(r.output_tokens for r in records)
+    windows = {"total": window_figures([(w0, w1)], output_tokens, reading.total_j, baseline_w, w0,
+                                       "every measured prompt, from the first generate call to the last token")}
+    steady = saturated_spans(records, cfg.window.saturation)
+    if steady:
+        windows["steady_state"] = window_figures(steady, tokens_in(records, steady), span_energy(reading, steady),
+                                                 baseline_w, w0,
+                                                 STEADY_METHOD.format(saturation=cfg.window.saturation))
+    if cfg.window.mode == "windowed":
+        span = [(w0, w0 + cfg.window.duration_s)]
+        windows["windowed"] = window_figures(span, tokens_in(records, span), span_energy(reading, span), baseline_w, w0,
+                                             f"the first {cfg.window.duration_s:g} s of the run, prompts repeated "
+                                             "to fill it; tokens counted by timestamp")
+    methodology = cfg.window.mode if cfg.window.mode in windows else "total"
+    return windows, methodology
+
+
 def _energy_result(reading: EnergyReading, energy: EnergyBackend, baseline: IdleBaseline | None,
                    baseline_reason: str | None, headline: WindowFigures, integrated: float | None,
                    rel_diff: float | None, n_samples: int, timeseries: str | None) -> EnergyResult:
@@ -149,19 +169,7 @@ def run_measurement(
     phase.name = "analyse"
     baseline_w = baseline.power_w if baseline is not None else None
     output_tokens = sum(r.output_tokens for r in records)
-    windows = {"total": window_figures([(w0, w1)], output_tokens, reading.total_j, baseline_w, w0,
-                                       "every measured prompt, from the first generate call to the last token")}
-    steady = saturated_spans(records, cfg.window.saturation)
-    if steady:
-        windows["steady_state"] = window_figures(steady, tokens_in(records, steady), span_energy(reading, steady),
-                                                 baseline_w, w0,
-                                                 STEADY_METHOD.format(saturation=cfg.window.saturation))
-    if cfg.window.mode == "windowed":
-        span = [(w0, w0 + cfg.window.duration_s)]
-        windows["windowed"] = window_figures(span, tokens_in(records, span), span_energy(reading, span), baseline_w, w0,
-                                             f"the first {cfg.window.duration_s:g} s of the run, prompts repeated "
-                                             "to fill it; tokens counted by timestamp")
-    methodology = cfg.window.mode if cfg.window.mode in windows else "total"
+    windows, methodology = _windows(cfg, records, reading, baseline_w, w0, w1)
     head = windows[methodology]
 
     pre_flops, dec_flops = estimate_flops(loaded.parameters, loaded.shape,
