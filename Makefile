@@ -61,6 +61,7 @@ test-gpu: venv
 bench: venv docker-up base-image
 	$(BIN)/python bench/isolation.py
 	$(BIN)/python bench/fidelity.py
+	$(BIN)/python bench/controller.py
 	$(BIN)/python bench/gpu.py
 	$(BIN)/python bench/report.py
 

@@ -48,6 +48,13 @@ def main() -> None:
                 lines.append(f"| fidelity, {backend} | `python bench/fidelity.py` | lem tok/s ÷ plain {plain} tok/s "
                              f"{ratio:.3f} ({len(r[backend]['paired_ratios'])} pairs) | {target} | "
                              f"{_verdict(ok(ratio))} | `{path.relative_to(ROOT)}` |")
+    ctl = _latest("controller")
+    if ctl:
+        path, c = ctl
+        lines.append(f"| controller overhead | `python bench/controller.py` | "
+                     f"{c['controller_overhead_s_per_experiment']:.3f} s per experiment ({c['experiments']} trivial "
+                     f"experiments in one study: wall minus runner time) | ≤ 0.5 s | "
+                     f"{_verdict(c['controller_overhead_s_per_experiment'] <= 0.5)} | `{path.relative_to(ROOT)}` |")
     gpu = _latest("gpu", "-2*.json")
     if gpu:
         path, g = gpu
