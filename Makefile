@@ -26,7 +26,7 @@ help:
 	@echo "make test-local     tests that need no Docker engine"
 	@echo "make test-gpu       GPU-marked tests (on a machine with an NVIDIA GPU)"
 	@echo "make images         build the CPU PyTorch runner image"
-	@echo "make bench          benchmarks, side by side: isolation overhead, fidelity against plain loops"
+	@echo "make bench          benchmarks, side by side: isolation overhead, fidelity against plain loops, controller overhead, GPU (when present)"
 
 venv: $(VENV)/.installed
 
