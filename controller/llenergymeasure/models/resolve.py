@@ -46,6 +46,19 @@ def _hub_cache_snapshot(repo_id: str) -> Path | None:
 
 
 def resolve_model(config: ExperimentConfig) -> ResolvedModel:
+    """The model's folder or hub id; ConfigError naming ``model`` for anything unusable, including a reference the
+    filesystem or the hub client refuses outright (a name too long, a NUL byte, an invalid repo id)."""
+    try:
+        return _resolve(config)
+    except ConfigError:
+        raise
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0][:200]
+        ref = config.model if len(config.model) <= 200 else config.model[:200] + "…"
+        raise ConfigError(f"model: '{ref}' cannot be used ({reason})") from None
+
+
+def _resolve(config: ExperimentConfig) -> ResolvedModel:
     ref = config.model
     if ref == EMBEDDED_DEFAULT_MODEL:
         from llenergymeasure.models.embedded import ensure_embedded_model
