@@ -58,6 +58,9 @@ def configurations(experiments: Sequence[Experiment], adjusted: bool = False) ->
         label = f"{study}: {key}" if study else f"{short_model(first.config.model)} {first.experiment_id}"
         energy = [r.avg_energy_per_token_adjusted_j if adjusted else r.avg_energy_per_token_j for r in results]
         reasons = [r.energy.unavailable_reason for r in results if r.energy.unavailable_reason]
+        if adjusted and not reasons:
+            reasons = [f"no idle-adjusted figure ({r.energy.baseline_unavailable_reason or 'no idle baseline'})"
+                       for r in results if r.avg_energy_per_token_adjusted_j is None]
         out.append(Config(label, first.config.backend, describe([r.avg_tokens_per_second for r in results]),
                           describe([v for v in energy if v is not None]), reasons[0] if reasons else None))
     return out
@@ -88,7 +91,7 @@ def efficiency_plot(configs: Sequence[Config], path: Path, adjusted: bool = Fals
     measured = [c for c in configs if c.jpt.mean is not None]
     kind = "idle-adjusted energy" if adjusted else "energy"
     if not measured:
-        _throughput_only(ax, configs)
+        _throughput_only(ax, configs, adjusted)
     else:
         backends = sorted({c.backend for c in measured})
         markers = dict(zip(backends, "osD^v<>"))
@@ -115,7 +118,7 @@ def efficiency_plot(configs: Sequence[Config], path: Path, adjusted: bool = Fals
     return _save(fig, ax, path)
 
 
-def _throughput_only(ax, configs: Sequence[Config]) -> None:
+def _throughput_only(ax, configs: Sequence[Config], adjusted: bool = False) -> None:
     """No energy anywhere (CPU runs): throughput per configuration, and the reason energy is null."""
     ys = range(len(configs))
     ax.barh(list(ys), [c.tps.mean for c in configs], xerr=[_err(c.tps) for c in configs], capsize=3,
@@ -125,7 +128,8 @@ def _throughput_only(ax, configs: Sequence[Config]) -> None:
     ax.set_xlabel(THROUGHPUT_LABEL)
     ax.set_ylabel("configuration")
     reason = next((c.reason for c in configs if c.reason), "no energy figure recorded")
-    ax.set_title(textwrap.fill(f"Energy not measured, so throughput only (error bars: 95 % CI over cycles). "
+    what = "Idle-adjusted energy not available" if adjusted else "Energy not measured"
+    ax.set_title(textwrap.fill(f"{what}, so throughput only (error bars: 95 % CI over cycles). "
                                f"J/token is null: {reason}", 85), fontsize=9)
     ax.set_xlim(left=0)  # a CI reaching below zero says "few cycles", not negative throughput
     ax.grid(axis="x", alpha=0.3)

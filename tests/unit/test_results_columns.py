@@ -1,0 +1,101 @@
+"""The flat row: stable names, null never 0, failed runs keep their identity, study runs their point and cycle."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import make_config, make_result
+from llenergymeasure.errors import ConfigError
+from llenergymeasure.results.columns import COLUMN_NAMES, flatten
+from llenergymeasure.results.discover import Experiment, find_experiments
+from llenergymeasure.results.export import export_results
+from llenergymeasure.results.frame import results_frame
+from llenergymeasure.results.listing import list_lines
+
+
+def _write(folder: Path, result) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "result.json").write_text(result.model_dump_json())
+    return folder
+
+
+def test_flatten_reads_the_result_and_keeps_null_energy_null(tmp_path):
+    r = make_result(config=make_config(pytorch={"batch_size": 4}))
+    row = flatten(Experiment(tmp_path, r, config=r.config))
+    assert list(row) == COLUMN_NAMES
+    assert row["tokens_per_second"] == 16.0 and row["ttft_p50_ms"] == 50.0 and row["itl_p99_ms"] == 62.5
+    assert row["energy_j"] is None and row["energy_per_token_j"] is None and row["baseline_power_w"] is None
+    assert row["energy_unavailable_reason"] == "run is on CPU: NVML covers GPUs only"
+    assert row["batch_size"] == 4 and row["dtype"] == "auto" and row["status"] == "done" and row["error"] is None
+
+
+def test_backend_details_win_over_the_config(tmp_path):
+    r = make_result(backend_details={"dtype": "bfloat16", "device": "cuda", "batch_size": 8})
+    row = flatten(Experiment(tmp_path, r, config=r.config))
+    assert (row["dtype"], row["device"], row["batch_size"]) == ("bfloat16", "cuda", 8)
+
+
+def test_study_runs_failed_runs_and_corrupt_files_are_all_found(tmp_path):
+    root = tmp_path / "results"
+    study = root / "st-1"
+    _write(study / "st-001-c1-x", make_result(experiment_id="st-001-c1-x"))
+    (study / "manifest.json").write_text(json.dumps({"study": "st", "entries": [
+        {"label": "pytorch.batch_size=1", "cycle": 1, "result_path": "st-001-c1-x"}]}))
+    failed = root / "f"
+    failed.mkdir()
+    (failed / "error.json").write_text(json.dumps({"error_type": "OSError", "message": "gone", "phase": "load"}))
+    (failed / "config.json").write_text(make_config(name="f").model_dump_json())
+    corrupt = root / "c"
+    corrupt.mkdir()
+    (corrupt / "result.json").write_text("{}")
+    (root / ".hidden" / "x").mkdir(parents=True)
+    ((root / ".hidden" / "x") / "error.json").write_text("{}")
+
+    found = {e.path.name: e for e in find_experiments(root)}
+    assert set(found) == {"st-001-c1-x", "f", "c"}
+    assert (found["st-001-c1-x"].study, found["st-001-c1-x"].label, found["st-001-c1-x"].cycle) == \
+        ("st", "pytorch.batch_size=1", 1)
+    assert found["f"].failure == "load: OSError: gone" and found["f"].config.name == "f"
+    assert "not a valid ExperimentResult" in found["c"].failure
+
+    experiments = find_experiments(root)  # path order: c, f, st-1/…
+    frame = results_frame(experiments)
+    assert list(frame["status"]) == ["failed", "failed", "done"]
+    assert frame.loc[1, "experiment_name"] == "f" and frame.loc[1, "model"] == "tests/tiny-llama"
+    assert frame["tokens_per_second"].isna().tolist() == [True, True, False]
+    lines = list_lines(experiments)
+    assert len(lines) == 4 and "failed: load: OSError: gone" in lines[2]
+
+
+def test_export_refuses_bad_format_missing_dir_and_folder_target(tmp_path):
+    root = tmp_path / "r"
+    _write(root / "a", make_result())
+    with pytest.raises(ConfigError, match="--format"):
+        export_results(root, "xlsx")
+    with pytest.raises(ConfigError, match="no such directory"):
+        export_results(tmp_path / "missing", "csv")
+    with pytest.raises(ConfigError, match="is a directory"):
+        export_results(root, "csv", tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="no experiments found"):
+        export_results(tmp_path / "empty", "csv")
+
+
+def test_export_writes_the_timeseries_beside_the_table(tmp_path):
+    import pandas as pd
+    from lem_runner.energy.device import DeviceSample
+    from lem_runner.energy.sampler import SampleRow
+    from lem_runner.energy.timeseries import write_timeseries
+
+    root = tmp_path / "r"
+    folder = _write(root / "a", make_result(experiment_id="a", energy={
+        "sampler": "nvml_counter", "method": "counter", "total_energy_j": 10.0, "timeseries_file": "timeseries.parquet"}))
+    write_timeseries([SampleRow(0.1 * i, "0", None, DeviceSample(power_w=100.0 + i)) for i in range(5)],
+                     folder / "timeseries.parquet", 0.0)
+    written = export_results(root, "csv", tmp_path / "out.csv")
+    assert [p.name for p in written] == ["out.csv", "out_timeseries.csv"]
+    series = pd.read_csv(tmp_path / "out_timeseries.csv")
+    assert list(series.columns[:4]) == ["experiment_id", "t_s", "device", "energy_counter_mj"]
+    assert len(series) == 5 and set(series["experiment_id"]) == {"a"} and series["power_w"].iloc[-1] == 104.0

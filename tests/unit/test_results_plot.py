@@ -1,0 +1,133 @@
+"""The PNGs: axes labelled with units, the Pareto front, error bars from cycles, the power timeseries with the window
+shaded, and a plain statement (not a crash) when energy is null. GPU-like results are made with the shared
+``make_result`` factory and the runner's own timeseries writer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import make_config, make_result
+from lem_runner.energy.device import DeviceSample
+from lem_runner.energy.sampler import SampleRow
+from lem_runner.energy.timeseries import write_timeseries
+from llenergymeasure.errors import ConfigError
+from llenergymeasure.results.discover import find_experiments
+from llenergymeasure.results.pareto import pareto_front
+from llenergymeasure.results.plot import configurations, plot_results
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _gpu_result(exp_id: str, tps: float, jpt: float, batch: int = 1, backend: str = "pytorch", series: bool = True):
+    out_tokens = 32
+    window = out_tokens / tps
+    energy = jpt * out_tokens
+    config = make_config(backend=backend, pytorch={"batch_size": batch}) if backend == "pytorch" else \
+        make_config(backend=backend)
+    return make_result(
+        config=config, experiment_id=exp_id, avg_tokens_per_second=tps, total_inference_time_sec=window,
+        total_energy_j=energy, avg_energy_per_token_j=jpt, avg_energy_per_token_adjusted_j=jpt * 0.7,
+        energy={"sampler": "nvml_counter", "method": "NVML energy counter", "total_energy_j": energy,
+                "adjusted_energy_j": energy * 0.7,
+                "timeseries_file": "timeseries.parquet" if series else None,
+                "baseline": {"power_w": 60.0, "power_std_w": 2.0, "duration_s": 5.0, "n_samples": 50,
+                             "measured_at": "2025-01-01T11:59:00Z"}},
+        windows={"total": {"start_offset_s": 0.0, "duration_s": window, "output_tokens": out_tokens,
+                           "tokens_per_second": tps, "energy_j": energy}},
+        phases={"prefill": {"time_s": window * 0.3, "energy_j": energy * 0.4, "tokens": 40},
+                "decode": {"time_s": window * 0.7, "energy_j": energy * 0.6, "tokens": 32},
+                "method": "request timestamps"},
+    )
+
+
+def _write(folder: Path, result, series: bool = True) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "result.json").write_text(result.model_dump_json())
+    if series:
+        rows = [SampleRow(t / 10, "0", None, DeviceSample(power_w=60.0 + (200.0 if 0 <= t / 10 <= 1 else 0)))
+                for t in range(-5, 16)]
+        write_timeseries(rows, folder / "timeseries.parquet", 0.0)
+    return folder
+
+
+@pytest.fixture
+def gpu_results(tmp_path) -> Path:
+    root = tmp_path / "results"
+    study = root / "st-20250101-120000"
+    entries = []
+    for point, (batch, tps) in enumerate(((1, 10.0), (4, 30.0))):
+        for cycle, jitter in ((1, 0.9), (2, 1.1)):
+            name = f"st-00{point + 1}-pytorch-c{cycle}-x"
+            _write(study / name, _gpu_result(name, tps * jitter, 2.0 / (point + 1) * jitter, batch), series=False)
+            entries.append({"label": f"pytorch.batch_size={batch}", "cycle": cycle, "result_path": name})
+    (study / "manifest.json").write_text(json.dumps({"study": "st", "entries": entries}))
+    _write(root / "single-a", _gpu_result("single-a", 20.0, 0.5, backend="vllm"))
+    return root
+
+
+def test_efficiency_and_power_plots_have_unit_labels(gpu_results, tmp_path):
+    written = plot_results(gpu_results, tmp_path / "plots")
+    assert [p.path.name for p in written] == ["efficiency.png", "power-single-a.png"]
+    for p in written:
+        assert p.path.read_bytes()[:8] == PNG and p.path.stat().st_size > 10_000
+    eff, power = written
+    assert eff.xlabel == "throughput (output tokens/s)" and eff.ylabel == "energy per output token (J/token)"
+    assert "95 % CI" in eff.title
+    assert power.xlabel.endswith("(s)") and power.ylabel == "power (W)"
+    assert "shaded: measurement window 0–1.60 s" in power.title and "not recorded per interval" in power.title
+
+
+def test_adjusted_plot_says_so(gpu_results, tmp_path):
+    (eff, _) = plot_results(gpu_results, tmp_path / "p", adjusted=True)
+    assert eff.ylabel == "idle-adjusted energy per output token (J/token)"
+
+
+def test_adjusted_without_baseline_says_why(tmp_path):
+    root = tmp_path / "results"
+    _write(root / "a", _gpu_result("a", 10.0, 1.0).model_copy(update={"avg_energy_per_token_adjusted_j": None}),
+           series=False)
+    (eff,) = plot_results(root, tmp_path / "p", adjusted=True)
+    assert "no idle-adjusted figure" in eff.title
+
+
+def test_configurations_group_cycles_and_keep_singles(gpu_results):
+    configs = {c.label: c for c in configurations(find_experiments(gpu_results))}
+    assert set(configs) == {"st: pytorch.batch_size=1", "st: pytorch.batch_size=4", "tiny-llama single-a"}
+    point = configs["st: pytorch.batch_size=4"]
+    assert point.tps.n == 2 and point.tps.mean == pytest.approx(30.0) and point.tps.ci95 > 0
+    assert point.jpt.mean == pytest.approx(1.0)
+    single = configs["tiny-llama single-a"]
+    assert single.backend == "vllm" and single.tps.n == 1 and single.tps.ci95 is None
+
+
+def test_pareto_front_keeps_only_undominated_points():
+    # (tok/s, J/token): higher throughput and lower energy are better
+    points = [(10.0, 2.0), (30.0, 1.0), (20.0, 0.5), (5.0, 3.0), (30.0, 1.5)]
+    assert pareto_front(points) == [2, 1]
+    assert pareto_front([(1.0, 1.0)]) == [0]
+    assert pareto_front([(1.0, 1.0), (1.0, 1.0)]) == [0, 1]  # ties dominate neither
+
+
+def test_cpu_results_plot_throughput_only_and_say_energy_is_null(tmp_path):
+    root = tmp_path / "results"
+    _write(root / "cpu-a", make_result(experiment_id="cpu-a"), series=False)
+    (eff,) = plot_results(root, tmp_path / "plots")
+    assert eff.path.read_bytes()[:8] == PNG
+    assert eff.xlabel == "throughput (output tokens/s)"
+    assert "Energy not measured" in eff.title and "run is on CPU" in eff.title
+
+
+def test_mixed_results_leave_out_null_energy_and_say_how_many(gpu_results, tmp_path):
+    _write(gpu_results / "cpu-a", make_result(experiment_id="cpu-a"), series=False)
+    eff = plot_results(gpu_results, tmp_path / "plots")[0]
+    assert "1 configuration(s) without energy left out" in eff.title
+
+
+def test_only_failed_runs_is_bad_input(tmp_path):
+    folder = tmp_path / "r" / "x"
+    folder.mkdir(parents=True)
+    (folder / "error.json").write_text(json.dumps({"error_type": "E", "message": "m", "phase": "load"}))
+    with pytest.raises(ConfigError, match="nothing to plot"):
+        plot_results(tmp_path / "r")
