@@ -176,7 +176,7 @@ def run_measurement(
                                           [(r.input_tokens, r.output_tokens) for r in records])
     total_flops = pre_flops + dec_flops
     input_tokens = sum(r.input_tokens for r in records)
-    phases = split_phases(records, reading, pre_flops, dec_flops)
+    phases = split_phases(records, reading, pre_flops, dec_flops, origin=w0)
     ttft, itl = ttft_and_itl([RequestTiming(r.start, r.token_times) for r in records])
 
     per_device = [integrate_power(reading.samples, d, reading.t_start, reading.t_end)

@@ -135,6 +135,7 @@ def test_phase_split_takes_time_from_timestamps_and_energy_from_the_series():
     assert split.prefill.energy_share == pytest.approx(800 / 1400, rel=0.01)
     assert split.prefill.tokens == 30 and split.decode.tokens == 18
     assert split.energy_unavailable_reason is None
+    assert split.prefill_spans_s == [(0.0, 1.0), (5.0, 6.0)]
 
 
 def test_phase_split_without_a_series_says_why():

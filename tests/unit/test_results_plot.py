@@ -38,7 +38,7 @@ def _gpu_result(exp_id: str, tps: float, jpt: float, batch: int = 1, backend: st
                            "tokens_per_second": tps, "energy_j": energy}},
         phases={"prefill": {"time_s": window * 0.3, "energy_j": energy * 0.4, "tokens": 40},
                 "decode": {"time_s": window * 0.7, "energy_j": energy * 0.6, "tokens": 32},
-                "method": "request timestamps"},
+                "method": "request timestamps", "prefill_spans_s": [(0.0, window * 0.15), (window / 2, window * 0.65)]},
     )
 
 
@@ -76,7 +76,7 @@ def test_efficiency_and_power_plots_have_unit_labels(gpu_results, tmp_path):
     assert eff.xlabel == "throughput (output tokens/s)" and eff.ylabel == "energy per output token (J/token)"
     assert "95 % CI" in eff.title
     assert power.xlabel.endswith("(s)") and power.ylabel == "power (W)"
-    assert "shaded: measurement window 0–1.60 s" in power.title and "not recorded per interval" in power.title
+    assert "shaded: measurement window 0–1.60 s, prefill spans" in power.title
 
 
 def test_adjusted_plot_says_so(gpu_results, tmp_path):

@@ -2,8 +2,8 @@
 throughput for every configuration (a study point's mean with 95 % CI error bars over its cycles; a single run as a
 dot) and marks the Pareto front. A power plot per run that kept a timeseries shows power over time with the
 measurement window shaded. Nothing is drawn that the result does not hold: with no energy measured (CPU runs) the
-efficiency plot shows throughput only and says why; prefill/decode are stored as totals, not per-interval spans, so
-they are stated in a box rather than shaded."""
+efficiency plot shows throughput only and says why; prefill spans are shaded where the result recorded them (older
+results hold phase totals only, stated in a box)."""
 
 from __future__ import annotations
 
@@ -162,15 +162,21 @@ def power_plot(e: Experiment, series_path: Path, path: Path) -> PlotFile:
     b = r.energy.baseline
     if b is not None:
         ax.axhline(b.power_w, color="0.4", ls="--", lw=1, label=f"idle baseline {b.power_w:.0f} W (all devices)")
+    spans = r.phases.prefill_spans_s if r.phases is not None else None
+    for i, (a, b) in enumerate(spans or []):
+        ax.axvspan(a, b, color="C1", alpha=0.35, lw=0, label="prefill (decode elsewhere in the window)" if i == 0 else None)
+    if spans:
+        shaded.append("prefill spans (orange)")
     if r.phases is not None:
         lines = [f"{n}: {p.time_s:.2f} s, " + ("energy null" if p.energy_j is None else f"{p.energy_j:.3g} J")
+                 + ("" if p.energy_share is None else f" ({p.energy_share:.0%})")
                  for n, p in (("prefill", r.phases.prefill), ("decode", r.phases.decode))]
-        ax.text(0.01, 0.99, "phase totals (not per-interval spans):\n" + "\n".join(lines), transform=ax.transAxes,
+        ax.text(0.01, 0.99, "phase totals:\n" + "\n".join(lines), transform=ax.transAxes,
                 va="top", fontsize=7, bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "0.7"})
     ax.set_xlabel("time from the start of the measurement window (s)")
     ax.set_ylabel("power (W)")
-    ax.set_title(f"Power over time · {e.experiment_id}\nshaded: {', '.join(shaded)}; prefill/decode spans are not "
-                 "recorded per interval (totals in the box)", fontsize=9)
+    missing = "" if spans else "; prefill spans not recorded in this result (totals in the box)"
+    ax.set_title(f"Power over time · {e.experiment_id}\nshaded: {', '.join(shaded)}{missing}", fontsize=9)
     ax.set_ylim(bottom=0)
     ax.legend(fontsize=7, loc="lower center")
     ax.grid(alpha=0.3)

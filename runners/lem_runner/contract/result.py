@@ -97,6 +97,10 @@ class PhaseSplit(_Record):
     decode: PhaseFigures
     method: str
     energy_unavailable_reason: str | None = None
+    prefill_spans_s: list[tuple[float, float]] | None = Field(
+        None, description="prefill spans (start, end) in seconds from the window's start, for plots; None when "
+                          "there were more than 1000"
+    )
 
 
 class FlopsResult(_Record):

@@ -23,8 +23,12 @@ def phase_spans(records: Sequence[GenerationRecord]) -> tuple[list[Interval], li
     return prefill, subtract(decoding, prefill)
 
 
+#: at most this many prefill spans are kept in the result (a long continuous-batching run can have thousands)
+MAX_SPANS = 1000
+
+
 def split_phases(records: Sequence[GenerationRecord], reading: EnergyReading, prefill_flops: float | None,
-                 decode_flops: float | None) -> PhaseSplit:
+                 decode_flops: float | None, origin: float = 0.0) -> PhaseSplit:
     prefill, decode = phase_spans(records)
     reason = None
     e_pre = e_dec = None
@@ -45,4 +49,5 @@ def split_phases(records: Sequence[GenerationRecord], reading: EnergyReading, pr
                             tokens=sum(max(0, r.output_tokens - 1) for r in records)),
         method=METHOD,
         energy_unavailable_reason=reason,
+        prefill_spans_s=[(a - origin, b - origin) for a, b in prefill] if len(prefill) <= MAX_SPANS else None,
     )
