@@ -99,9 +99,12 @@ def efficiency_plot(configs: Sequence[Config], path: Path, adjusted: bool = Fals
             pts = [c for c in measured if c.backend == b]
             ax.errorbar([c.tps.mean for c in pts], [c.jpt.mean for c in pts], xerr=[_err(c.tps) for c in pts],
                         yerr=[_err(c.jpt) for c in pts], fmt=markers[b], capsize=3, label=b, markersize=6)
+        right = max(c.tps.mean for c in measured)
         for i, c in enumerate(measured):  # alternate label sides so neighbours do not print over each other
+            near_edge = c.tps.mean > 0.6 * right  # labels of the right-most points go left, inside the axes
             ax.annotate(c.label, (c.tps.mean, c.jpt.mean), textcoords="offset points", fontsize=7,
-                        xytext=(6, 6 if i % 2 == 0 else -12))
+                        xytext=(-6 if near_edge else 6, 6 if i % 2 == 0 else -12),
+                        ha="right" if near_edge else "left")
         front = pareto_front([(c.tps.mean, c.jpt.mean) for c in measured])
         ax.plot([measured[i].tps.mean for i in front], [measured[i].jpt.mean for i in front], "--", color="0.3",
                 lw=1, marker="o", mfc="none", ms=14, label="Pareto front")
