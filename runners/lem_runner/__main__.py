@@ -8,6 +8,7 @@ ends with exactly one of ``DIR/result.json`` (exit 0) or ``DIR/error.json`` (exi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -48,7 +49,8 @@ def _write_error(out_dir: Path, err: RunError) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out_dir / ERROR_FILE, err.model_dump_json(indent=2))
     except OSError as exc:
-        print(f"lem_runner: could not write {out_dir / ERROR_FILE}: {exc}", file=sys.stderr)
+        with contextlib.suppress(OSError):
+            print(f"lem_runner: could not write {out_dir / ERROR_FILE}: {exc}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,8 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         message = f"{type(exc).__name__}: {exc}".strip()
         if phase.name == "load":
             message = f"could not load the model from {request.model_path}: {message}"
-        traceback.print_exc(file=sys.stderr)  # the launcher keeps stderr as runner.log, beside error.json
         emit(ProgressEvent(event="error", message=f"during {phase.name}: {message.splitlines()[0][:500]}"))
+        with contextlib.suppress(OSError):  # stderr is runner.log: on a full disk it cannot take the traceback
+            traceback.print_exc(file=sys.stderr)  # the launcher keeps stderr as runner.log, beside error.json
         _write_error(
             out_dir,
             RunError(experiment_id=request.experiment_id, error_type=type(exc).__name__, message=message,
