@@ -94,6 +94,8 @@ def _run(config, study_dir, model, backend, batch_size, n_prompts, max_output_to
                           "(one with base:, sweep: or experiments:)")
     cfg = load_config(config, overrides)
     launcher = select_launcher(cfg, isolated=isolated, image=image)
+    if launcher.name == "docker":  # engine and image checked before a result folder exists
+        launcher.check(cfg)
     console = make_console()
     title = f"{cfg.experiment_name} · {cfg.backend} · {launcher.name} runner"
     with RunDisplay(console, title) as display:
