@@ -53,6 +53,16 @@ def _write_error(out_dir: Path, err: RunError) -> None:
             print(f"lem_runner: could not write {out_dir / ERROR_FILE}: {exc}", file=sys.stderr)
 
 
+def _adopt_umask() -> None:
+    """In a container, create files with the host user's umask (LEM_UMASK, octal), not the image's default."""
+    value = os.environ.get("LEM_UMASK")
+    if value:
+        try:
+            os.umask(int(value, 8) & 0o777)
+        except ValueError:
+            pass
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lem_runner", description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="run request JSON written by the controller")
@@ -66,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.config or not args.out:
         parser.error("--config and --out are required")
 
+    _adopt_umask()
     stream = _protocol_stream()
 
     def emit(event: ProgressEvent) -> None:

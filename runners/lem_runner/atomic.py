@@ -22,6 +22,11 @@ def _umask() -> int:
     return mask
 
 
+def current_umask() -> int:
+    """This process's umask, read without changing it."""
+    return _umask()
+
+
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     """Write ``text`` as UTF-8, atomically (see ``atomic_write_bytes``)."""
     return atomic_write_bytes(path, text.encode("utf-8"))

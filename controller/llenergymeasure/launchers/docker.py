@@ -18,7 +18,7 @@ from pathlib import Path
 import docker.errors
 import docker.types
 import requests.exceptions
-from lem_runner.atomic import atomic_write_text
+from lem_runner.atomic import atomic_write_text, current_umask
 from lem_runner.contract import REQUEST_FILE
 
 from llenergymeasure import __version__
@@ -48,7 +48,8 @@ def container_options(spec: LaunchSpec, image: str, use_gpu: bool, token_file: P
     volumes = {str(spec.exchange_dir.resolve()): {"bind": EXCHANGE_MOUNT, "mode": "rw"}}
     if spec.model.mount_root is not None:
         volumes[str(spec.model.mount_root)] = {"bind": MODEL_MOUNT, "mode": "ro"}
-    environment = {"HF_HUB_OFFLINE": "0" if cfg.allow_model_download else "1", "LEM_IN_CONTAINER": "1"}
+    environment = {"HF_HUB_OFFLINE": "0" if cfg.allow_model_download else "1", "LEM_IN_CONTAINER": "1",
+                   "LEM_UMASK": f"{current_umask():04o}"}  # result files get the host user's umask
     if token_file is not None:
         volumes[str(token_file)] = {"bind": TOKEN_MOUNT, "mode": "ro"}
         environment["HF_TOKEN_PATH"] = TOKEN_MOUNT
