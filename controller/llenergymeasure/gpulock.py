@@ -1,6 +1,7 @@
 """An advisory per-GPU lock, so two `lem` processes on one machine never measure on the same GPU at once.
 
-Each GPU an experiment uses has a lock file ``<cache_root()>/locks/gpu-<id>.lock``; the controller holds an exclusive
+Each GPU an experiment uses has a lock file ``<cache_root()>/locks/gpu-<id>.lock`` (or under ``$LEM_LOCK_DIR``,
+a folder all users of a shared machine can write); the controller holds an exclusive
 ``fcntl.flock`` on it from just before the runner starts until it has ended. The kernel drops the lock when the
 holder exits, even by SIGKILL, so a crashed controller never leaves a GPU locked. The holder writes its pid, command
 and start time into the file, so a waiting process can say who it waits for. Lock files are never deleted (deleting
@@ -64,7 +65,10 @@ def current_policy() -> LockPolicy:
 
 
 def lock_dir() -> Path:
-    return cache_root() / "locks"
+    """``$LEM_LOCK_DIR`` when set (point every user of a shared machine at one folder, e.g. /var/lock/lem, mode
+    1777), else the cache's ``locks/`` folder (which only this user's lem processes see)."""
+    env = os.environ.get("LEM_LOCK_DIR")
+    return Path(env) if env else cache_root() / "locks"
 
 
 def lock_ids(config, host_gpus: int | None = None) -> list[str]:

@@ -53,6 +53,8 @@ warmup: {{n_batches: 0}}
         for c in engine.containers.list(filters={"label": [LABEL_MANAGED, "lem.experiment"]}):
             if c.labels.get("lem.experiment", "").startswith("contained-"):
                 attrs = c.attrs  # docker inspect of the live container
+                token = next(m["Source"] for m in attrs["Mounts"] if m["Destination"] == "/run/secrets/hf_token")
+                token_mode = stat.S_IMODE(os.stat(token).st_mode)  # while it exists
         time.sleep(0.1)
     stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stdout + stderr
@@ -69,6 +71,7 @@ warmup: {{n_batches: 0}}
     assert [d for d, m in mounts.items() if m["RW"]] == ["/lem/exchange"]
     assert mounts["/lem/model"]["RW"] is False and mounts["/run/secrets/hf_token"]["RW"] is False
     token_host = Path(mounts["/run/secrets/hf_token"]["Source"])
+    assert token_mode == 0o600
     assert "HF_TOKEN_PATH=/run/secrets/hf_token" in config["Env"]
     inspected = repr(attrs)
     assert SECRET not in inspected  # not in argv (Args/Cmd), env, labels or anything else docker records

@@ -41,7 +41,14 @@ def _holder(cache: Path, gpu: str, hold_s: float) -> subprocess.Popen:
 @pytest.fixture
 def cache(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("LEM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("LEM_LOCK_DIR", raising=False)
     return tmp_path / "cache"
+
+
+def test_a_shared_lock_folder_can_be_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("LEM_LOCK_DIR", str(tmp_path / "shared"))
+    with GpuLock("0") as lock:
+        assert lock.path == tmp_path / "shared" / "gpu-0.lock" and lock.path.is_file()
 
 
 def test_which_runs_lock_which_gpus(monkeypatch):
