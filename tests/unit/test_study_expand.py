@@ -57,3 +57,14 @@ def test_study_config_defaults_and_bounds():
                 {"gap_seconds": 3601}):
         with pytest.raises(ValidationError):
             StudyConfig.model_validate(bad)
+
+
+def test_the_python_api_refuses_a_huge_sweep_before_expanding_it(tmp_path):
+    import llenergymeasure
+    from llenergymeasure.errors import ConfigError
+
+    study = {"name": "big", "base": {"model": str(tmp_path)}, "sweep": {"seed": list(range(200)),
+                                                                        "n_prompts": list(range(1, 101))}}
+    with pytest.raises(ConfigError, match="at most 10,000"):
+        llenergymeasure.run_study(study, output=tmp_path / "r")
+    assert not (tmp_path / "r").exists()

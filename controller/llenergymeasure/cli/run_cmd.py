@@ -19,7 +19,7 @@ from llenergymeasure.experiment import execute_experiment
 from llenergymeasure.gpulock import LockPolicy, use_policy
 from llenergymeasure.launchers import Timeouts
 from llenergymeasure.launchers.select import select_launcher
-from llenergymeasure.safety import check_output_dir, check_sweep_size, preflight_containers
+from llenergymeasure.safety import check_output_dir, preflight_containers
 from llenergymeasure.study import (
     StudyInterrupted,
     StudyOptions,
@@ -116,7 +116,6 @@ def _run_study(path: Path, overrides: dict, output: Path, options: StudyOptions)
     """Run (or resume) a study file. Exit 0 when every run is done, 1 when some failed or the circuit breaker
     stopped it, 130 on Ctrl-C; the last two leave it resumable."""
     study = load_study(path, {k: v for k, v in overrides.items() if k != "name"})
-    check_sweep_size(study, str(path))
     expansion = expand_study(study, str(path))
     preflight_containers([p.config for p in expansion.points], options.isolated)
     console = make_console()

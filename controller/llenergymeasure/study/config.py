@@ -22,6 +22,7 @@ from llenergymeasure.config.loader import (
     resolve_relative_paths,
 )
 from llenergymeasure.errors import ConfigError
+from llenergymeasure.safety import check_sweep_size
 from llenergymeasure.study.order import Order
 
 _STUDY_KEYS = {"base", "sweep", "experiments"}
@@ -92,6 +93,7 @@ def _label(overrides: dict[str, Any]) -> str:
 
 
 def expand_study(study: StudyConfig, source: str = "study") -> Expansion:
+    check_sweep_size(study, source)  # before itertools.product builds a huge sweep
     starts = [dict(e) for e in study.experiments] or [{}]
     axes = list(study.sweep.items())
     points: list[StudyPoint] = []
