@@ -92,7 +92,7 @@ def compare(name: str, lem, plain, reps: int) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--backends", default="pytorch,vllm")
     args = parser.parse_args()
     from tiny_model import build_tiny_llama
