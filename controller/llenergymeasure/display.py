@@ -320,3 +320,6 @@ def render_study(console: Console, outcome, warnings=(), resume_hint: str | None
         why = f" ({escape(manifest.stop_reason)})" if manifest.stop_reason else ""
         console.print(f"  [yellow]{left} run(s) not done{why}[/]"
                       + (f"; resume with: {escape(resume_hint)}" if resume_hint else ""))
+    failed = manifest.count("failed")
+    if failed and resume_hint:
+        console.print(f"  {failed} run(s) failed; to run them again: {escape(resume_hint)} --retry-failed")

@@ -160,6 +160,7 @@ base:
     summary = json.loads((study_dir / "study_summary.json").read_text())
     assert summary["failed"] == 2 and summary["finished"] == 4
     assert "failed" in proc.stdout and "runner_error" in proc.stdout
+    assert "2 run(s) failed; to run them again:" in proc.stdout and "--retry-failed" in proc.stdout
 
 
 def test_sigint_exits_130_resumable_and_resume_finishes(tmp_path, tiny_model_path):
