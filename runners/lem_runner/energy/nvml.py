@@ -31,11 +31,13 @@ def _visible_device_ids(devices: list[int]) -> list[str]:
     return out
 
 
-def _or_none(fn: Callable, *args):
+def or_none(fn: Callable, *args):
+    """``fn(*args)``, or None when this GPU or driver does not support the query; bytes come back as text."""
     try:
-        return fn(*args)
-    except Exception:  # a query this GPU or driver does not support: the field stays None
+        value = fn(*args)
+    except Exception:  # an unsupported query leaves its field None rather than failing the run
         return None
+    return value.decode() if isinstance(value, bytes) else value
 
 
 class NvmlDevice:
@@ -48,7 +50,7 @@ class NvmlDevice:
         self.id = dev_id
         self._h = (pynvml.nvmlDeviceGetHandleByIndex(int(dev_id)) if dev_id.isdigit()
                    else pynvml.nvmlDeviceGetHandleByUUID(dev_id))
-        self.uuid = _or_none(pynvml.nvmlDeviceGetUUID, self._h)
+        self.uuid = or_none(pynvml.nvmlDeviceGetUUID, self._h)
         self.energy_mj()  # raises if the counter is not readable
         self.power_source = "instant" if self._instant_power_mw() is not None else "averaged"
 
@@ -70,7 +72,7 @@ class NvmlDevice:
         if self.power_source == "instant":
             mw = self._instant_power_mw()
         else:
-            mw = _or_none(self._nvml.nvmlDeviceGetPowerUsage, self._h)
+            mw = or_none(self._nvml.nvmlDeviceGetPowerUsage, self._h)
         return mw / 1000.0 if mw is not None else None
 
     def energy_mj(self) -> float:
@@ -78,20 +80,20 @@ class NvmlDevice:
 
     def sample(self) -> DeviceSample:
         n, h = self._nvml, self._h
-        mem = _or_none(n.nvmlDeviceGetMemoryInfo, h)
-        util = _or_none(n.nvmlDeviceGetUtilizationRates, h)
+        mem = or_none(n.nvmlDeviceGetMemoryInfo, h)
+        util = or_none(n.nvmlDeviceGetUtilizationRates, h)
         reasons = getattr(n, "nvmlDeviceGetCurrentClocksEventReasons", None) or n.nvmlDeviceGetCurrentClocksThrottleReasons
         return DeviceSample(
             power_w=self._power_w(),
-            temperature_c=_or_none(n.nvmlDeviceGetTemperature, h, n.NVML_TEMPERATURE_GPU),
-            sm_clock_mhz=_or_none(n.nvmlDeviceGetClockInfo, h, n.NVML_CLOCK_SM),
+            temperature_c=or_none(n.nvmlDeviceGetTemperature, h, n.NVML_TEMPERATURE_GPU),
+            sm_clock_mhz=or_none(n.nvmlDeviceGetClockInfo, h, n.NVML_CLOCK_SM),
             memory_used_mib=mem.used / 2**20 if mem is not None else None,
             utilization_pct=float(util.gpu) if util is not None else None,
-            clock_event_reasons=_or_none(reasons, h),
+            clock_event_reasons=or_none(reasons, h),
         )
 
     def other_processes(self) -> list[int] | None:
-        procs = _or_none(self._nvml.nvmlDeviceGetComputeRunningProcesses, self._h)
+        procs = or_none(self._nvml.nvmlDeviceGetComputeRunningProcesses, self._h)
         if procs is None:
             return None
         pids = [p.pid for p in procs]
@@ -101,7 +103,7 @@ class NvmlDevice:
         return pids[1:] if len(pids) > 1 else []
 
     def persistence_mode(self) -> bool | None:
-        mode = _or_none(self._nvml.nvmlDeviceGetPersistenceMode, self._h)
+        mode = or_none(self._nvml.nvmlDeviceGetPersistenceMode, self._h)
         return None if mode is None else bool(mode)
 
 

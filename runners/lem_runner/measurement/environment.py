@@ -10,6 +10,7 @@ from importlib import metadata
 
 from lem_runner import __version__
 from lem_runner.contract.result import EnvironmentInfo, GPUInfo
+from lem_runner.energy.nvml import or_none
 
 
 def _cpu_model() -> str | None:
@@ -50,20 +51,20 @@ def _gpus(devices: list[int]) -> tuple[list[GPUInfo], str | None]:
         gpus.append(
             GPUInfo(
                 index=idx,
-                name=_call(pynvml.nvmlDeviceGetName, h) or "unknown",
-                uuid=_call(pynvml.nvmlDeviceGetUUID, h),
-                memory_total_mib=_call(lambda x: pynvml.nvmlDeviceGetMemoryInfo(x).total // 2**20, h),
-                power_limit_w=_call(lambda x: pynvml.nvmlDeviceGetEnforcedPowerLimit(x) / 1000.0, h),
-                persistence_mode=_call(lambda x: bool(pynvml.nvmlDeviceGetPersistenceMode(x)), h),
-                compute_capability=_call(lambda x: ".".join(map(str, pynvml.nvmlDeviceGetCudaComputeCapability(x))), h),
-                mig_mode=_call(lambda x: bool(pynvml.nvmlDeviceGetMigMode(x)[0]), h),
-                max_sm_clock_mhz=_call(pynvml.nvmlDeviceGetMaxClockInfo, h, pynvml.NVML_CLOCK_SM),
-                max_memory_clock_mhz=_call(pynvml.nvmlDeviceGetMaxClockInfo, h, pynvml.NVML_CLOCK_MEM),
-                sm_clock_mhz=_call(pynvml.nvmlDeviceGetClockInfo, h, pynvml.NVML_CLOCK_SM),
-                pci_bus_id=_call(lambda x: pynvml.nvmlDeviceGetPciInfo(x).busId, h),
+                name=or_none(pynvml.nvmlDeviceGetName, h) or "unknown",
+                uuid=or_none(pynvml.nvmlDeviceGetUUID, h),
+                memory_total_mib=or_none(lambda x: pynvml.nvmlDeviceGetMemoryInfo(x).total // 2**20, h),
+                power_limit_w=or_none(lambda x: pynvml.nvmlDeviceGetEnforcedPowerLimit(x) / 1000.0, h),
+                persistence_mode=or_none(lambda x: bool(pynvml.nvmlDeviceGetPersistenceMode(x)), h),
+                compute_capability=or_none(lambda x: ".".join(map(str, pynvml.nvmlDeviceGetCudaComputeCapability(x))), h),
+                mig_mode=or_none(lambda x: bool(pynvml.nvmlDeviceGetMigMode(x)[0]), h),
+                max_sm_clock_mhz=or_none(pynvml.nvmlDeviceGetMaxClockInfo, h, pynvml.NVML_CLOCK_SM),
+                max_memory_clock_mhz=or_none(pynvml.nvmlDeviceGetMaxClockInfo, h, pynvml.NVML_CLOCK_MEM),
+                sm_clock_mhz=or_none(pynvml.nvmlDeviceGetClockInfo, h, pynvml.NVML_CLOCK_SM),
+                pci_bus_id=or_none(lambda x: pynvml.nvmlDeviceGetPciInfo(x).busId, h),
             )
         )
-    return gpus, _call(pynvml.nvmlSystemGetDriverVersion)
+    return gpus, or_none(pynvml.nvmlSystemGetDriverVersion)
 
 
 def _cuda_driver_version() -> str | None:
@@ -90,14 +91,6 @@ def _os_release() -> str | None:
     except OSError:
         return None
     return fields.get("PRETTY_NAME", "").strip('"') or None
-
-
-def _call(fn, *args):
-    try:
-        value = fn(*args)
-    except Exception:
-        return None
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def collect_environment(
