@@ -109,6 +109,21 @@ class FakeInferenceBackend:
         self.journal.append("close")
 
 
+class ContentTimedBackend(FakeInferenceBackend):
+    """A FakeInferenceBackend whose ``generate`` call takes ``latency_s(prompts, call_no)`` seconds (call_no counts
+    from 1 over warmup and measurement): a batch's content and the engine's warmth set its latency, as on a real
+    engine, so warmup convergence can be tested against a known truth."""
+
+    def __init__(self, latency_s: Callable[[list[str], int], float], **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.latency_s = latency_s
+
+    def generate(self, prompts: list[str]) -> list[GenerationRecord]:
+        latency = self.latency_s(prompts, len(self.generate_calls) + 1)
+        self.step_s = self.ttft_s = latency / self.output_tokens  # last token at start + latency
+        return super().generate(prompts)
+
+
 class FakeEnergyBackend:
     """Returns a configured energy figure, or None with a reason; refuses ``stop_tracking`` before ``start_tracking``."""
 

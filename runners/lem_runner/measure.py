@@ -33,7 +33,7 @@ from lem_runner.measurement.flops import METHOD_NO_ATTENTION, estimate_flops
 from lem_runner.measurement.latency import RequestTiming, ttft_and_itl
 from lem_runner.measurement.phases import phase_spans, split_phases
 from lem_runner.measurement.quality import counter_vs_integrated, quality_flags
-from lem_runner.measurement.warmup import run_warmup
+from lem_runner.measurement.warmup import run_warmup, warmup_batch
 from lem_runner.measurement.windows import STEADY_METHOD, saturated_spans, span_energy, tokens_in, window_figures
 from lem_runner.prompts import load_prompts
 
@@ -155,7 +155,7 @@ def run_measurement(
 
     def warm_batch(i: int) -> float:
         b0 = clock()
-        backend.generate(batches[i % len(batches)])
+        backend.generate(batches[warmup_batch(cfg.warmup, i, len(batches))])
         emit(ProgressEvent(event="warmup", done=i + 1, total=cfg.warmup.n_batches if cfg.warmup.mode == "fixed"
                            else cfg.warmup.max_batches))
         return clock() - b0

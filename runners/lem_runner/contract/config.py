@@ -60,9 +60,10 @@ class DecodingConfig(_Section):
 
 
 class WarmupConfig(_Section):
-    """Batches run before the measurement window opens; never counted in any figure. ``fixed`` runs ``n_batches``;
-    ``convergence`` runs until the CV of per-batch latency over the last ``window`` batches is under
-    ``cv_threshold`` (at least ``window``, at most ``max_batches``)."""
+    """Batches run before the measurement window opens; never counted in any figure. ``fixed`` runs ``n_batches``
+    (the prompt set's batches in turn); ``convergence`` repeats the first batch until the CV of its latency over the
+    last ``window`` calls is under ``cv_threshold`` (at least ``window``, at most ``max_batches``): the same batch each
+    time, so the CV measures the engine settling, not batch content."""
 
     mode: Literal["fixed", "convergence"] = "fixed"
     n_batches: int = Field(1, ge=0, le=1000, description="batches to run (mode: fixed)")

@@ -119,6 +119,8 @@ class WarmupResult(_Record):
     stop_reason: str
     final_cv: float | None = None
     latencies_s: list[float] = Field(default_factory=list)
+    method: str = Field("", description="which batches warmup ran and what convergence compared (convergence repeats "
+                                        "one batch, so the CV measures the engine settling, not batch content)")
 
 
 class GPUInfo(_Record):
