@@ -109,6 +109,9 @@ class FlopsResult(_Record):
     decode: float = Field(..., ge=0)
     per_output_token: float | None = None
     achieved_flops_per_s: float | None = Field(None, description="total / window wall time")
+    active_non_embedding_parameters: float | None = Field(
+        None, description="N_body of the estimate: non-embedding parameters one token uses (mixture of experts: routed "
+                          "expert weights times experts per token / experts)")
     parameter_source: str = ""
     method: str = ""
 
