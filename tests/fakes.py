@@ -20,7 +20,7 @@ from lem_runner.contract import (
     ProgressEvent,
     RunError,
 )
-from lem_runner.contract.result import IdleBaseline
+from lem_runner.contract.result import DeviceIdleState, IdleBaseline
 from lem_runner.energy.base import EnergyReading
 from lem_runner.energy.device import DeviceSample
 from lem_runner.measurement.flops import ParameterCounts
@@ -160,6 +160,9 @@ class FakeEnergyBackend:
     def device_uuids(self) -> list[str]:
         return ["GPU-fake-0"]
 
+    def idle_conditions(self) -> list[DeviceIdleState]:
+        return [DeviceIdleState(device="0", uuid="GPU-fake-0", memory_used_mib=1024.0, power_limit_w=700.0)]
+
     def idle_baseline(self, duration_s: float) -> IdleBaseline | None:
         self.baseline_calls.append(duration_s)
         if self.baseline_w is None:
@@ -214,6 +217,9 @@ class FakeCounterDevice:
         self.others = others or []
         self._offset_mj = start_mj
         self.reads = 0
+        #: what idle_state reports besides identity and persistence; a test changes it to move the device's state
+        self.state: dict = {"memory_used_mib": 1024.0, "power_limit_w": 700.0, "sm_clock_mhz": 1980,
+                            "memory_clock_mhz": 2619}
 
     def _updated_at(self, t: float) -> float:
         if self.update_period_s <= 0:
@@ -239,6 +245,10 @@ class FakeCounterDevice:
 
     def persistence_mode(self) -> bool | None:
         return self.persistence
+
+    def idle_state(self) -> DeviceIdleState:
+        """The state a test scripts in ``self.state`` (memory in use, power limit, clocks), with this persistence."""
+        return DeviceIdleState(device=self.id, uuid=self.uuid, persistence_mode=self.persistence, **self.state)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -144,8 +144,8 @@ def run_measurement(
 
     phase.name = "baseline"
     energy.probe()
-    baseline, baseline_reason = obtain_baseline(cfg.energy.baseline, energy, request.cached_baseline,
-                                                energy.device_uuids(), datetime.now(UTC))
+    baseline, baseline_reason = obtain_baseline(cfg.energy.baseline, energy, request.cached_baselines,
+                                                datetime.now(UTC))
     if baseline is not None:
         emit(ProgressEvent(event="baseline", message=f"idle {baseline.power_w:.1f} W ({baseline.source})",
                            data={"power_w": baseline.power_w, "source": baseline.source}))

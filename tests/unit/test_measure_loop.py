@@ -222,12 +222,15 @@ def test_a_cached_baseline_from_the_request_is_reused_not_remeasured():
 
     backend = FakeInferenceBackend(batch_size=2, output_tokens=4)
     energy = FakeEnergyBackend(joules=50.0, baseline_w=70.0)
-    cached = IdleBaseline(power_w=55.0, duration_s=5.0, measured_at=datetime.now(UTC), device_uuids=["GPU-fake-0"])
-    request = RunRequest(experiment_id="exp-1", config=make_config(n_prompts=2), model_path="/m", cached_baseline=cached)
+    cached = IdleBaseline(power_w=69.0, duration_s=5.0, measured_at=datetime.now(UTC), device_uuids=["GPU-fake-0"],
+                          conditions=energy.idle_conditions())
+    request = RunRequest(experiment_id="exp-1", config=make_config(n_prompts=2), model_path="/m",
+                         cached_baselines=[cached])
     result = run_measurement(request, backend, lambda _l: energy, lambda _l: make_environment(), lambda _e: None,
                              clock=backend.clock)
-    assert (result.energy.baseline.power_w, result.energy.baseline.source) == (55.0, "cached")
-    assert energy.baseline_calls == []
+    assert (result.energy.baseline.power_w, result.energy.baseline.source) == (69.0, "cached")
+    assert result.energy.baseline.cache_check.outcome == "reused"
+    assert energy.baseline_calls == [1.0]  # the spot-check only (70 W vs 69 W cached)
 
 
 def test_windowed_mode_repeats_prompts_and_counts_exactly_the_span():
