@@ -37,7 +37,7 @@ class DeviceIdleState(_Record):
     uuid: str | None = None
     memory_used_mib: float | None = Field(None, description="memory in use: the model's weights, KV cache, context")
     power_limit_w: float | None = None
-    sm_clock_mhz: int | None = Field(None, description="application (or locked) SM clock target")
+    sm_clock_mhz: int | None = Field(None, description="application SM clock target")
     memory_clock_mhz: int | None = Field(None, description="application memory clock target")
     persistence_mode: bool | None = None
 
