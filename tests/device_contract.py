@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from lem_runner.contract.result import DeviceIdleState
 from lem_runner.energy.device import CounterDevice, DeviceSample
 
 
@@ -28,3 +29,10 @@ def assert_counter_device_contract(dev, let_time_pass: Callable[[], None]) -> No
     others = dev.other_processes()
     assert others is None or all(isinstance(p, int) for p in others)
     assert dev.persistence_mode() in (True, False, None)
+    state = dev.idle_state()
+    assert isinstance(state, DeviceIdleState) and state.device == dev.id and state.uuid == dev.uuid
+    assert state.persistence_mode == dev.persistence_mode()
+    if state.memory_used_mib is not None:
+        assert state.memory_used_mib >= 0
+    if state.power_limit_w is not None:
+        assert 0 < state.power_limit_w < 2000

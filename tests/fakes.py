@@ -20,7 +20,7 @@ from lem_runner.contract import (
     ProgressEvent,
     RunError,
 )
-from lem_runner.contract.result import IdleBaseline
+from lem_runner.contract.result import DeviceIdleState, IdleBaseline
 from lem_runner.energy.base import EnergyReading
 from lem_runner.energy.device import DeviceSample
 from lem_runner.measurement.flops import ParameterCounts
@@ -109,6 +109,21 @@ class FakeInferenceBackend:
         self.journal.append("close")
 
 
+class ContentTimedBackend(FakeInferenceBackend):
+    """A FakeInferenceBackend whose ``generate`` call takes ``latency_s(prompts, call_no)`` seconds (call_no counts
+    from 1 over warmup and measurement): a batch's content and the engine's warmth set its latency, as on a real
+    engine, so warmup convergence can be tested against a known truth."""
+
+    def __init__(self, latency_s: Callable[[list[str], int], float], **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.latency_s = latency_s
+
+    def generate(self, prompts: list[str]) -> list[GenerationRecord]:
+        latency = self.latency_s(prompts, len(self.generate_calls) + 1)
+        self.step_s = self.ttft_s = latency / self.output_tokens  # last token at start + latency
+        return super().generate(prompts)
+
+
 class FakeEnergyBackend:
     """Returns a configured energy figure, or None with a reason; refuses ``stop_tracking`` before ``start_tracking``."""
 
@@ -144,6 +159,9 @@ class FakeEnergyBackend:
 
     def device_uuids(self) -> list[str]:
         return ["GPU-fake-0"]
+
+    def idle_conditions(self) -> list[DeviceIdleState]:
+        return [DeviceIdleState(device="0", uuid="GPU-fake-0", memory_used_mib=1024.0, power_limit_w=700.0)]
 
     def idle_baseline(self, duration_s: float) -> IdleBaseline | None:
         self.baseline_calls.append(duration_s)
@@ -199,6 +217,9 @@ class FakeCounterDevice:
         self.others = others or []
         self._offset_mj = start_mj
         self.reads = 0
+        #: what idle_state reports besides identity and persistence; a test changes it to move the device's state
+        self.state: dict = {"memory_used_mib": 1024.0, "power_limit_w": 700.0, "sm_clock_mhz": 1980,
+                            "memory_clock_mhz": 2619}
 
     def _updated_at(self, t: float) -> float:
         if self.update_period_s <= 0:
@@ -224,6 +245,10 @@ class FakeCounterDevice:
 
     def persistence_mode(self) -> bool | None:
         return self.persistence
+
+    def idle_state(self) -> DeviceIdleState:
+        """The state a test scripts in ``self.state`` (memory in use, power limit, clocks), with this persistence."""
+        return DeviceIdleState(device=self.id, uuid=self.uuid, persistence_mode=self.persistence, **self.state)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

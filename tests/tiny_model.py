@@ -15,11 +15,10 @@ _CORPUS = [
 ] * 50
 
 
-def build_tiny_llama(target: Path, seed: int = 0) -> Path:
-    """Write a tokenizer and a random-weight LlamaForCausalLM (hidden 256, 4 layers) into ``target``."""
-    import torch
+def _save_tokenizer(target: Path):
+    """Train the byte-level BPE tokenizer on the corpus and save it into ``target``; returns it."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     target.mkdir(parents=True, exist_ok=True)
     tok = Tokenizer(models.BPE(unk_token=None))
@@ -31,7 +30,15 @@ def build_tiny_llama(target: Path, seed: int = 0) -> Path:
     tok.train_from_iterator(_CORPUS, trainer=trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
     fast.save_pretrained(target)
+    return fast
 
+
+def build_tiny_llama(target: Path, seed: int = 0) -> Path:
+    """Write a tokenizer and a random-weight LlamaForCausalLM (hidden 256, 4 layers) into ``target``."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    fast = _save_tokenizer(target)
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(fast),
@@ -49,3 +56,49 @@ def build_tiny_llama(target: Path, seed: int = 0) -> Path:
     )
     LlamaForCausalLM(config).save_pretrained(target)
     return target
+
+
+#: the tiny Mixtral's shape, for tests that compute its parameters by hand
+TINY_MIXTRAL = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+                "num_key_value_heads": 2, "head_dim": 16, "num_local_experts": 8, "num_experts_per_tok": 2}
+
+
+def build_tiny_mixtral(target: Path, seed: int = 0) -> Path:
+    """Write the same tokenizer and a random-weight MixtralForCausalLM (8 experts, 2 per token) into ``target``."""
+    import torch
+    from transformers import MixtralConfig, MixtralForCausalLM
+
+    fast = _save_tokenizer(target)
+    torch.manual_seed(seed)
+    config = MixtralConfig(
+        vocab_size=len(fast), max_position_embeddings=1024, bos_token_id=fast.bos_token_id,
+        eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id, tie_word_embeddings=False, **TINY_MIXTRAL,
+    )
+    MixtralForCausalLM(config).save_pretrained(target)
+    return target
+
+
+def hand_active_body(cfg: dict, vocab: int = 512) -> tuple[int, int, int]:
+    """(active non-embedding parameters, all non-embedding parameters, output projection) of a Mixtral, by hand."""
+    h, i, layers = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"]
+    q = cfg["num_attention_heads"] * cfg["head_dim"]
+    kv = cfg["num_key_value_heads"] * cfg["head_dim"]
+    e, k = cfg["num_local_experts"], cfg["num_experts_per_tok"]
+    attention = h * q + 2 * h * kv + q * h  # q, k, v, o
+    router = h * e
+    one_expert = 3 * h * i  # w1 (gate), w3 (up), w2 (down)
+    norms = 2 * h
+    active = layers * (attention + router + k * one_expert + norms) + h  # + final norm
+    every = layers * (attention + router + e * one_expert + norms) + h
+    return active, every, vocab * h
+
+
+def hand_request_flops(cfg: dict, n_in: int, n_out: int, vocab: int = 512) -> float:
+    """Forward FLOPs of one request, step by step: the prompt's forward pass, then one pass per further token."""
+    body, _, head = hand_active_body(cfg, vocab)
+    n_d = cfg["num_hidden_layers"] * cfg["num_attention_heads"] * cfg["head_dim"]
+    flops = 2.0 * body * n_in + 2.0 * head  # logits for the last prompt position only
+    flops += sum(2 * n_d * 2 * p for p in range(1, n_in + 1))  # QK^T and AV: position p attends to p keys
+    for step in range(1, n_out):
+        flops += 2.0 * (body + head) + 4.0 * n_d * (n_in + step)
+    return flops

@@ -47,7 +47,7 @@ def execute_experiment(
         exp_dir = repo.new_experiment_dir(config.experiment_name)
         repo.save_config(exp_dir, config)
         request = RunRequest(experiment_id=exp_dir.name, config=config, model_path=model.host_path,
-                             cached_baseline=baselines.get(config))
+                             cached_baselines=baselines.get(config))
         spec = LaunchSpec(exchange_dir=exp_dir, request=request, model=model, prompts_file=prompts,
                           timeouts=timeouts)
         outcome = launcher.launch(spec, on_event or (lambda _e: None))

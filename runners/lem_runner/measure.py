@@ -28,12 +28,11 @@ from lem_runner.energy.timeseries import FILE_NAME as TIMESERIES_FILE
 from lem_runner.energy.timeseries import write_timeseries
 from lem_runner.energy.tracker import integrate_power
 from lem_runner.measurement.baseline import obtain_baseline
-from lem_runner.measurement.flops import METHOD as FLOPS_METHOD
-from lem_runner.measurement.flops import METHOD_NO_ATTENTION, estimate_flops
+from lem_runner.measurement.flops import estimate_flops, flops_method
 from lem_runner.measurement.latency import RequestTiming, ttft_and_itl
 from lem_runner.measurement.phases import phase_spans, split_phases
 from lem_runner.measurement.quality import counter_vs_integrated, quality_flags
-from lem_runner.measurement.warmup import run_warmup
+from lem_runner.measurement.warmup import run_warmup, warmup_batch
 from lem_runner.measurement.windows import STEADY_METHOD, saturated_spans, span_energy, tokens_in, window_figures
 from lem_runner.prompts import load_prompts
 
@@ -145,8 +144,8 @@ def run_measurement(
 
     phase.name = "baseline"
     energy.probe()
-    baseline, baseline_reason = obtain_baseline(cfg.energy.baseline, energy, request.cached_baseline,
-                                                energy.device_uuids(), datetime.now(UTC))
+    baseline, baseline_reason = obtain_baseline(cfg.energy.baseline, energy, request.cached_baselines,
+                                                datetime.now(UTC))
     if baseline is not None:
         emit(ProgressEvent(event="baseline", message=f"idle {baseline.power_w:.1f} W ({baseline.source})",
                            data={"power_w": baseline.power_w, "source": baseline.source}))
@@ -155,7 +154,7 @@ def run_measurement(
 
     def warm_batch(i: int) -> float:
         b0 = clock()
-        backend.generate(batches[i % len(batches)])
+        backend.generate(batches[warmup_batch(cfg.warmup, i, len(batches))])
         emit(ProgressEvent(event="warmup", done=i + 1, total=cfg.warmup.n_batches if cfg.warmup.mode == "fixed"
                            else cfg.warmup.max_batches))
         return clock() - b0
@@ -215,13 +214,14 @@ def run_measurement(
         avg_energy_per_token_j=head.energy_per_token_j,
         avg_energy_per_token_adjusted_j=head.adjusted_energy_per_token_j,
         total_flops=total_flops,
-        flops_method=FLOPS_METHOD if loaded.shape is not None else METHOD_NO_ATTENTION,
+        flops_method=flops_method(loaded.parameters, loaded.shape),
         flops=FlopsResult(
             total=total_flops, prefill=pre_flops, decode=dec_flops,
             per_output_token=total_flops / output_tokens if output_tokens else None,
             achieved_flops_per_s=total_flops / window_s if window_s > 0 else None,
             parameter_source=loaded.parameter_source,
-            method=FLOPS_METHOD if loaded.shape is not None else METHOD_NO_ATTENTION,
+            method=flops_method(loaded.parameters, loaded.shape),
+            active_non_embedding_parameters=loaded.parameters.active_non_embedding,
         ),
         windows=windows,
         phases=phases,

@@ -11,11 +11,11 @@ from conftest import make_config
 from device_contract import assert_counter_device_contract
 from fakes import FakeClock, FakeCounterDevice, FakeEnergyBackend
 from lem_runner.contract.config import BaselineConfig
-from lem_runner.contract.result import IdleBaseline
+from lem_runner.contract.result import DeviceIdleState, IdleBaseline
 from lem_runner.energy.counter import CounterTrack, cumulative_integral, measure_update_period
 from lem_runner.energy.sampler import PowerSampler
 from lem_runner.energy.tracker import CounterEnergyBackend, integrate_power
-from lem_runner.measurement.baseline import adjusted_energy, obtain_baseline, usable_cached
+from lem_runner.measurement.baseline import adjusted_energy, matching_cached, obtain_baseline
 
 # --- counter arithmetic --------------------------------------------------------------------------------------------
 
@@ -237,37 +237,93 @@ def test_adjusted_energy_subtracts_idle_power_and_floors_at_zero(raw, watts, sec
     assert adjusted_energy(raw, watts, seconds) == expected
 
 
-def _cached(age_s: float, uuids=("GPU-fake-0",)) -> IdleBaseline:
-    return IdleBaseline(power_w=65.0, power_std_w=1.0, duration_s=5.0, n_samples=50, device_uuids=list(uuids),
-                        measured_at=datetime.now(UTC) - timedelta(seconds=age_s))
+def _state(**changes) -> DeviceIdleState:
+    fields = {"device": "0", "uuid": "GPU-fake-0", "memory_used_mib": 1024.0, "power_limit_w": 700.0,
+              "sm_clock_mhz": 1980, "memory_clock_mhz": 2619, "persistence_mode": True}
+    return DeviceIdleState(**{**fields, **changes})
 
 
-@pytest.mark.parametrize(("mode", "age", "uuids", "reused"), [
+def _cached(age_s: float, uuids=("GPU-fake-0",), power_w=65.0, **state) -> IdleBaseline:
+    return IdleBaseline(power_w=power_w, power_std_w=1.0, duration_s=5.0, n_samples=50, device_uuids=list(uuids),
+                        measured_at=datetime.now(UTC) - timedelta(seconds=age_s), conditions=[_state(**state)])
+
+
+@pytest.mark.parametrize(("mode", "age", "uuids", "fits"), [
     ("cached", 10, ("GPU-fake-0",), True), ("cached", 7200, ("GPU-fake-0",), False),
-    ("cached", 10, ("GPU-other",), False), ("fresh", 10, ("GPU-fake-0",), False),
+    ("cached", 10, ("GPU-other",), False),
     ("cached", -60, ("GPU-fake-0",), False),  # from the future: a clock problem, not a baseline
 ])
-def test_a_cached_baseline_is_reused_only_when_young_and_from_the_same_gpus(mode, age, uuids, reused):
+def test_a_cached_baseline_fits_only_when_young_and_from_the_same_gpus(mode, age, uuids, fits):
     config = BaselineConfig(mode=mode, ttl_s=3600)
-    got = usable_cached(config, _cached(age, uuids), ["GPU-fake-0"], datetime.now(UTC))
-    assert (got is not None) == reused
-    if reused:
-        assert got.source == "cached" and got.power_w == 65.0
+    got, why = matching_cached(config, [_cached(age, uuids)], ["GPU-fake-0"], [_state()], datetime.now(UTC))
+    assert (got is not None) == fits
+    assert fits or why
+
+
+@pytest.mark.parametrize(("change", "needle"), [
+    ({"memory_used_mib": 40960.0}, "memory in use"),  # another model resident (or a KV cache)
+    ({"power_limit_w": 350.0}, "power limit"),
+    ({"sm_clock_mhz": 1410}, "SM clock"),
+    ({"memory_clock_mhz": 1593}, "memory clock"),
+    ({"persistence_mode": False}, "persistence mode"),
+])
+def test_a_cached_baseline_is_not_reused_when_what_sets_idle_power_differs(change, needle):
+    """Taken with another model resident, another power limit, other clocks or persistence: not this idle power."""
+    clock = FakeClock(100.0)
+    dev = FakeCounterDevice(clock, lambda t: 65.0 * t, persistence=change.get("persistence_mode", True))
+    dev.state.update({k: v for k, v in change.items() if k != "persistence_mode"})
+    energy = _tracker(clock, dev)
+    got, reason = obtain_baseline(BaselineConfig(mode="cached", duration_s=2.0), energy, [_cached(10)],
+                                  datetime.now(UTC))
+    assert reason is None and got.source == "fresh" and got.duration_s == pytest.approx(2.0, abs=0.11)
+    assert got.cache_check.outcome == "measured" and needle in got.cache_check.reason
+    assert got.conditions == [dev.idle_state()]  # kept with the baseline: the next run's cache key
+
+
+def test_a_cached_baseline_from_the_same_conditions_is_reused_after_a_short_spot_check():
+    clock = FakeClock(100.0)
+    dev = FakeCounterDevice(clock, lambda t: 66.0 * t)  # idles at 66 W now; the cache says 65 W (+1.5 %)
+    dev.state["memory_used_mib"] = 1100.0  # allocator slack, same model
+    got, _ = obtain_baseline(BaselineConfig(mode="cached", duration_s=5.0, spot_check_s=1.0), _tracker(clock, dev),
+                             [_cached(10)], datetime.now(UTC))
+    assert (got.source, got.power_w) == ("cached", 65.0)
+    check = got.cache_check
+    assert check.outcome == "reused" and check.spot_check_s == 1.0
+    assert check.spot_check_w == pytest.approx(66.0, rel=1e-6) and check.drift_rel == pytest.approx(1 / 65, rel=1e-4)
+    assert clock.now - 100.0 == pytest.approx(1.0, abs=0.11)  # one second spent, not the baseline's five
+
+
+def test_a_cached_baseline_that_drifted_is_remeasured_and_says_so():
+    clock = FakeClock(100.0)
+    dev = FakeCounterDevice(clock, lambda t: 78.0 * t)  # idling warmer than when cached (65 W): +20 %
+    got, _ = obtain_baseline(BaselineConfig(mode="cached", duration_s=3.0, spot_check_s=1.0), _tracker(clock, dev),
+                             [_cached(10)], datetime.now(UTC))
+    assert got.source == "fresh" and got.power_w == pytest.approx(78.0, rel=1e-6)
+    check = got.cache_check
+    assert check.outcome == "remeasured" and check.drift_rel == pytest.approx(13 / 65, rel=1e-4)
+    assert check.cached_power_w == 65.0 and "beyond 5%" in check.reason
+    assert clock.now - 100.0 == pytest.approx(4.0, abs=0.25)  # spot-check, then the full baseline
+
+
+def test_the_newest_cached_baseline_under_the_same_conditions_is_the_one_checked():
+    offered = [_cached(30, power_w=60.0, memory_used_mib=40960.0), _cached(20, power_w=64.0), _cached(50)]
+    got, _ = matching_cached(BaselineConfig(), offered, ["GPU-fake-0"], [_state()], datetime.now(UTC))
+    assert got is offered[1]
 
 
 def test_obtain_baseline_measures_afresh_when_the_cache_does_not_fit():
     energy = FakeEnergyBackend(baseline_w=80.0)
-    got, reason = obtain_baseline(BaselineConfig(mode="cached"), energy, _cached(9999), ["GPU-fake-0"],
-                                  datetime.now(UTC))
+    got, reason = obtain_baseline(BaselineConfig(mode="cached"), energy, [_cached(9999)], datetime.now(UTC))
     assert (got.power_w, got.source, reason) == (80.0, "fresh", None)
+    assert got.cache_check.outcome == "measured" and "ttl_s" in got.cache_check.reason
     assert energy.baseline_calls == [5.0]
 
 
 def test_obtain_baseline_says_why_there_is_none():
-    off, why_off = obtain_baseline(BaselineConfig(mode="off"), FakeEnergyBackend(), None, [], datetime.now(UTC))
-    none, why_none = obtain_baseline(BaselineConfig(), FakeEnergyBackend(joules=None, reason="cpu"), None, [],
+    off, why_off = obtain_baseline(BaselineConfig(mode="off"), FakeEnergyBackend(), [], datetime.now(UTC))
+    none, why_none = obtain_baseline(BaselineConfig(), FakeEnergyBackend(joules=None, reason="cpu"), [],
                                      datetime.now(UTC))
-    cannot, why_cannot = obtain_baseline(BaselineConfig(), FakeEnergyBackend(baseline_w=None), None, [],
+    cannot, why_cannot = obtain_baseline(BaselineConfig(), FakeEnergyBackend(baseline_w=None), [],
                                          datetime.now(UTC))
     assert off is none is cannot is None
     assert "mode: off" in why_off and "no energy source" in why_none and "cannot measure" in why_cannot

@@ -151,13 +151,15 @@ def test_a_missing_model_fails_before_the_repository_is_touched(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
-def _with_baseline(config, source="fresh"):
-    from datetime import UTC, datetime
+def _with_baseline(config, source="fresh", memory_mib=1024.0, power_w=71.5, age_s=0.0):
+    from datetime import UTC, datetime, timedelta
 
     energy = {"sampler": "nvml_counter", "method": "counter", "total_energy_j": 64.0,
-              "baseline": {"power_w": 71.5, "power_std_w": 0.4, "duration_s": 5.0, "n_samples": 50,
-                           "measured_at": datetime.now(UTC).isoformat(), "device_uuids": ["GPU-1"],
-                           "source": source}}
+              "baseline": {"power_w": power_w, "power_std_w": 0.4, "duration_s": 5.0, "n_samples": 50,
+                           "measured_at": (datetime.now(UTC) - timedelta(seconds=age_s)).isoformat(),
+                           "device_uuids": ["GPU-1"], "source": source,
+                           "conditions": [{"device": "0", "uuid": "GPU-1", "memory_used_mib": memory_mib,
+                                           "power_limit_w": 700.0, "persistence_mode": True}]}}
     return make_result(config=config, total_energy_j=64.0, avg_energy_per_token_j=2.0, energy=energy)
 
 
@@ -167,17 +169,31 @@ def test_a_fresh_baseline_is_kept_and_offered_to_the_next_run(config, tmp_path):
     cache = BaselineCache(tmp_path / "baselines.json")
     first = FakeLauncher(result=_with_baseline(config))
     _run(config, tmp_path, first, baselines=cache)
-    assert first.specs[0].request.cached_baseline is None
+    assert first.specs[0].request.cached_baselines == []
     second = FakeLauncher(result=_with_baseline(config, source="cached"))
     _run(config, tmp_path, second, baselines=cache)
-    offered = second.specs[0].request.cached_baseline
-    assert offered is not None and (offered.power_w, offered.device_uuids) == (71.5, ["GPU-1"])
+    (offered,) = second.specs[0].request.cached_baselines
+    assert (offered.power_w, offered.device_uuids) == (71.5, ["GPU-1"])
+    assert offered.conditions[0].memory_used_mib == 1024.0
     # another device list, or mode fresh: nothing offered
     other = config.model_copy(update={"devices": [1]})
-    assert cache.get(other) is None
+    assert cache.get(other) == []
     fresh = config.model_copy(update={"energy": config.energy.model_copy(
         update={"baseline": config.energy.baseline.model_copy(update={"mode": "fresh"})})})
-    assert cache.get(fresh) is None
+    assert cache.get(fresh) == []
+
+
+def test_the_baseline_cache_keeps_one_baseline_per_idle_conditions_newest_first(config, tmp_path):
+    """Model A (1 GiB resident) and model B (40 GiB) on the same GPU idle differently: both are kept, and a newer
+    baseline under A's conditions replaces A's older one."""
+    from llenergymeasure.results.baselines import BaselineCache
+
+    cache = BaselineCache(tmp_path / "baselines.json")
+    cache.put(config, _with_baseline(config, memory_mib=1024.0, power_w=70.0, age_s=30))
+    cache.put(config, _with_baseline(config, memory_mib=40960.0, power_w=90.0, age_s=20))
+    cache.put(config, _with_baseline(config, memory_mib=1024.0, power_w=72.0, age_s=10))
+    got = cache.get(config)
+    assert [(b.power_w, b.conditions[0].memory_used_mib) for b in got] == [(72.0, 1024.0), (90.0, 40960.0)]
 
 
 def test_a_damaged_baseline_cache_is_ignored(config, tmp_path):
@@ -186,6 +202,17 @@ def test_a_damaged_baseline_cache_is_ignored(config, tmp_path):
     path = tmp_path / "baselines.json"
     path.write_text("{not json")
     cache = BaselineCache(path)
-    assert cache.get(config) is None
+    assert cache.get(config) == []
     cache.put(config, _with_baseline(config))
-    assert cache.get(config).power_w == 71.5
+    assert [b.power_w for b in cache.get(config)] == [71.5]
+
+
+def test_a_baseline_cache_written_with_one_baseline_per_key_is_still_read(config, tmp_path):
+    import json
+
+    from llenergymeasure.results.baselines import BaselineCache
+
+    path = tmp_path / "baselines.json"
+    old = json.loads(_with_baseline(config).energy.baseline.model_dump_json())
+    path.write_text(json.dumps({f"{config.backend}:{','.join(map(str, config.devices))}": old}))
+    assert [b.power_w for b in BaselineCache(path).get(config)] == [71.5]

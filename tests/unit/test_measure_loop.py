@@ -6,7 +6,7 @@ import math
 
 import pytest
 from conftest import make_config, make_environment
-from fakes import FakeEnergyBackend, FakeInferenceBackend
+from fakes import ContentTimedBackend, FakeEnergyBackend, FakeInferenceBackend
 from lem_runner.backends.base import LoadedModel
 from lem_runner.contract.fingerprint import measurement_config_hash
 from lem_runner.contract.protocol import RunRequest
@@ -222,12 +222,15 @@ def test_a_cached_baseline_from_the_request_is_reused_not_remeasured():
 
     backend = FakeInferenceBackend(batch_size=2, output_tokens=4)
     energy = FakeEnergyBackend(joules=50.0, baseline_w=70.0)
-    cached = IdleBaseline(power_w=55.0, duration_s=5.0, measured_at=datetime.now(UTC), device_uuids=["GPU-fake-0"])
-    request = RunRequest(experiment_id="exp-1", config=make_config(n_prompts=2), model_path="/m", cached_baseline=cached)
+    cached = IdleBaseline(power_w=69.0, duration_s=5.0, measured_at=datetime.now(UTC), device_uuids=["GPU-fake-0"],
+                          conditions=energy.idle_conditions())
+    request = RunRequest(experiment_id="exp-1", config=make_config(n_prompts=2), model_path="/m",
+                         cached_baselines=[cached])
     result = run_measurement(request, backend, lambda _l: energy, lambda _l: make_environment(), lambda _e: None,
                              clock=backend.clock)
-    assert (result.energy.baseline.power_w, result.energy.baseline.source) == (55.0, "cached")
-    assert energy.baseline_calls == []
+    assert (result.energy.baseline.power_w, result.energy.baseline.source) == (69.0, "cached")
+    assert result.energy.baseline.cache_check.outcome == "reused"
+    assert energy.baseline_calls == [1.0]  # the spot-check only (70 W vs 69 W cached)
 
 
 def test_windowed_mode_repeats_prompts_and_counts_exactly_the_span():
@@ -265,3 +268,48 @@ def test_convergence_warmup_is_recorded():
     # the fake's batches all take the same time: CV 0 after the first three
     assert (result.warmup.mode, result.warmup.batches, result.warmup_batches) == ("convergence", 3, 3)
     assert result.warmup.final_cv == 0.0 and result.warmup.stop_reason.startswith("converged")
+
+
+def _content_timed(config, batch_latencies, cold_calls=()):
+    """A backend whose batch k (of the run's prompt order) takes batch_latencies[k] seconds once warm, and whose
+    first len(cold_calls) calls take cold_calls[i] seconds instead, whatever the content."""
+    prompts = load_prompts(config.prompts, config.n_prompts, config.seed, None)
+    size = config.pytorch.batch_size
+
+    def latency(batch, call_no):
+        if call_no <= len(cold_calls):
+            return cold_calls[call_no - 1]
+        return batch_latencies[prompts.index(batch[0]) // size]
+
+    return ContentTimedBackend(latency, batch_size=size, output_tokens=4)
+
+
+def test_convergence_warmup_of_a_warm_engine_with_unequal_batches_converges():
+    # fully warm from the first call; batch content alone makes latencies differ (CV 0.10 over any three of them)
+    config = make_config(n_prompts=8, pytorch={"batch_size": 2},
+                         warmup={"mode": "convergence", "window": 3, "max_batches": 10, "cv_threshold": 0.05})
+    backend = _content_timed(config, [0.97, 1.09, 1.19, 1.09])
+    result, _, _ = _run(config, backend, FakeEnergyBackend())
+    assert result.warmup.stop_reason.startswith("converged")
+    assert result.warmup.batches == 3 and result.warmup.final_cv == pytest.approx(0.0, abs=1e-9)
+    assert result.warmup.latencies_s == pytest.approx([0.97, 0.97, 0.97])
+    assert "same batch" in result.warmup.method
+    # the measured run still covers every batch once
+    assert [len(c) for c in backend.generate_calls[3:]] == [2, 2, 2, 2]
+
+
+def test_convergence_warmup_with_uniform_content_converges_only_once_the_engine_is_warm():
+    config = make_config(n_prompts=8, pytorch={"batch_size": 2},
+                         warmup={"mode": "convergence", "window": 3, "max_batches": 12, "cv_threshold": 0.05})
+    cold = [3.0, 2.0, 1.5, 1.2]  # the engine's first four calls are slow; then every batch takes 1.0 s
+    result, _, _ = _run(config, _content_timed(config, [1.0] * 4, cold), FakeEnergyBackend())
+    assert result.warmup.stop_reason.startswith("converged")
+    assert result.warmup.batches == 7  # calls 5, 6, 7 are the first three warm ones
+    assert result.warmup.latencies_s[-3:] == pytest.approx([1.0, 1.0, 1.0])
+
+
+def test_convergence_warmup_of_a_cold_engine_with_unequal_batches_waits_for_warmth_not_content():
+    config = make_config(n_prompts=8, pytorch={"batch_size": 2},
+                         warmup={"mode": "convergence", "window": 3, "max_batches": 12, "cv_threshold": 0.05})
+    result, _, _ = _run(config, _content_timed(config, [0.97, 1.09, 1.19, 1.09], [2.0, 1.5]), FakeEnergyBackend())
+    assert result.warmup.batches == 5 and result.warmup.final_cv == pytest.approx(0.0, abs=1e-9)

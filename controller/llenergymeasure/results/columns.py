@@ -73,6 +73,13 @@ def _baseline(attr: str) -> Callable[[Experiment], Any]:
     return _r(lambda r: None if r.energy.baseline is None else getattr(r.energy.baseline, attr))
 
 
+def _cache_check(attr: str) -> Callable[[Experiment], Any]:
+    def read(r: ExperimentResult) -> Any:
+        check = r.energy.baseline.cache_check if r.energy.baseline is not None else None
+        return None if check is None else getattr(check, attr)
+    return _r(read)
+
+
 def _gpu(read: Callable[[Any], Any]) -> Callable[[Experiment], Any]:
     return _r(lambda r: read(r.environment.gpus[0]) if r.environment.gpus else None)
 
@@ -133,6 +140,10 @@ COLUMNS: list[Column] = [
     Column("baseline_power_std_w", "float", "standard deviation of the sampled idle power", _baseline("power_std_w")),
     Column("baseline_duration_s", "float", "how long idle power was measured", _baseline("duration_s")),
     Column("baseline_source", "str", "fresh or cached", _baseline("source")),
+    Column("baseline_cache_check", "str", "cached baselines: reused (spot-check agreed), remeasured (it drifted) or "
+           "measured (none fit these conditions)", _cache_check("outcome")),
+    Column("baseline_drift_rel_diff", "float", "spot-check vs cached baseline, (spot - cached) / cached",
+           _cache_check("drift_rel")),
     *[Column(f"{w}_window_{a}", k, f"{w} window: {d}", _window(w, attr))
       for w in ("total", "steady_state", "windowed")
       for a, attr, k, d in (("duration_s", "duration_s", "float", "wall time"),

@@ -38,6 +38,8 @@ def _energy(r: ExperimentResult) -> Table:
         spread = f" ± {b.power_std_w:.3g} W" if b.power_std_w is not None else ""
         t.add_row("baseline", f"{b.power_w:.4g} W{spread} idle over {b.duration_s:.3g} s ({b.n_samples} samples, "
                               f"{b.source}, measured {b.measured_at:%Y-%m-%d %H:%M:%S})")
+        if b.cache_check is not None:
+            t.add_row("baseline cache", escape(f"{b.cache_check.outcome}: {b.cache_check.reason}"))
     elif e.baseline_unavailable_reason:
         t.add_row("baseline", f"none — {escape(e.baseline_unavailable_reason)}")
     t.add_row("adjusted", f"{_v(e.adjusted_energy_j, 'J')} · {_v(r.avg_energy_per_token_adjusted_j, 'J/token')}")

@@ -13,7 +13,7 @@ from lem_runner.backends.base import GenerationRecord, LoadedModel, input_token_
 from lem_runner.contract.config import ExperimentConfig
 from lem_runner.measurement.environment import library_versions
 from lem_runner.measurement.flops import ParameterCounts
-from lem_runner.measurement.parameters import model_shape
+from lem_runner.measurement.parameters import is_routed_expert, model_shape, with_moe
 
 #: how this backend timestamps tokens (recorded in every result)
 LATENCY_METHOD = (
@@ -105,12 +105,12 @@ class PyTorchBackend:
 
         embed = model.get_input_embeddings().weight
         head = model.get_output_embeddings()
-        counts = ParameterCounts(
+        counts = with_moe(ParameterCounts(
             total=sum(p.numel() for p in model.parameters()),
             input_embedding=embed.numel(),
             output_projection=head.weight.numel() if head is not None else 0,
             tied_embeddings=head is not None and head.weight.data_ptr() == embed.data_ptr(),
-        )
+        ), model.config, sum(p.numel() for n, p in model.named_parameters() if is_routed_expert(n)))
         dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
         return LoadedModel(
             latency_method=LATENCY_METHOD,

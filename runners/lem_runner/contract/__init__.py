@@ -27,6 +27,8 @@ from lem_runner.contract.protocol import (
     parse_event,
 )
 from lem_runner.contract.result import (
+    BaselineCacheCheck,
+    DeviceIdleState,
     EnergyResult,
     EnvironmentInfo,
     ExperimentResult,
@@ -42,7 +44,9 @@ from lem_runner.contract.result import (
 
 __all__ = [
     "SCHEMA_VERSION",
+    "BaselineCacheCheck",
     "BaselineConfig",
+    "DeviceIdleState",
     "FlopsResult",
     "IdleBaseline",
     "PhaseFigures",

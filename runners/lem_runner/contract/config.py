@@ -60,9 +60,10 @@ class DecodingConfig(_Section):
 
 
 class WarmupConfig(_Section):
-    """Batches run before the measurement window opens; never counted in any figure. ``fixed`` runs ``n_batches``;
-    ``convergence`` runs until the CV of per-batch latency over the last ``window`` batches is under
-    ``cv_threshold`` (at least ``window``, at most ``max_batches``)."""
+    """Batches run before the measurement window opens; never counted in any figure. ``fixed`` runs ``n_batches``
+    (the prompt set's batches in turn); ``convergence`` repeats the first batch until the CV of its latency over the
+    last ``window`` calls is under ``cv_threshold`` (at least ``window``, at most ``max_batches``): the same batch each
+    time, so the CV measures the engine settling, not batch content."""
 
     mode: Literal["fixed", "convergence"] = "fixed"
     n_batches: int = Field(1, ge=0, le=1000, description="batches to run (mode: fixed)")
@@ -79,11 +80,18 @@ class WarmupConfig(_Section):
 
 class BaselineConfig(_Section):
     """Idle power measured after the model loads and before warmup, subtracted for the adjusted energy. ``cached``
-    reuses a baseline of the same GPUs younger than ``ttl_s`` (the controller keeps it), else measures afresh."""
+    reuses a baseline (the controller keeps them) younger than ``ttl_s`` and taken under the same conditions: same
+    GPU UUIDs, backend, memory in use (the model's resident memory), power limit, clocks and persistence mode; a
+    ``spot_check_s`` measurement must agree with it within ``drift_tolerance``, else the baseline is measured
+    afresh."""
 
     mode: Literal["fresh", "cached", "off"] = "cached"
     duration_s: float = Field(5.0, ge=0.5, le=600, description="how long the idle GPU is measured")
     ttl_s: float = Field(3600.0, ge=0, le=30 * 86400, description="how long a cached baseline stays valid")
+    spot_check_s: float = Field(1.0, ge=0.2, le=60, description="short idle measurement that checks a cached baseline "
+                                                                 "(at most duration_s)")
+    drift_tolerance: float = Field(0.05, gt=0, le=1, description="|spot-check - cached| / cached above which the "
+                                                                  "baseline is measured afresh")
 
 
 class EnergyConfig(_Section):

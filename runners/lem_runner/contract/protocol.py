@@ -36,9 +36,10 @@ class RunRequest(BaseModel):
         None, description="the config's GPUs as this process numbers them (a container renumbers its GPUs from 0)"
     )
     image: str | None = Field(None, description="image id, when launched in a container")
-    cached_baseline: IdleBaseline | None = Field(
-        None, description="an earlier idle baseline the controller kept; reused under energy.baseline mode 'cached'"
-    )
+    cached_baselines: list[IdleBaseline] = Field(
+        default_factory=list, description="earlier idle baselines the controller kept for this backend and these "
+        "devices, newest first; under energy.baseline mode 'cached' the runner reuses the one taken under the same "
+        "device conditions, after a spot-check")
 
 
 EventKind = Literal["started", "model_loaded", "baseline", "warmup", "progress", "measured", "done", "error"]

@@ -29,6 +29,32 @@ class LatencyStats(_Record):
     max_ms: float
 
 
+class DeviceIdleState(_Record):
+    """What sets one device's idle power, read when a baseline is taken: a cached baseline is reused only on the same
+    device in the same state (a field the device cannot report is None, and None matches only None)."""
+
+    device: str = Field(..., description="the device as results name it (CUDA index, RAPL zone)")
+    uuid: str | None = None
+    memory_used_mib: float | None = Field(None, description="memory in use: the model's weights, KV cache, context")
+    power_limit_w: float | None = None
+    sm_clock_mhz: int | None = Field(None, description="application SM clock target")
+    memory_clock_mhz: int | None = Field(None, description="application memory clock target")
+    persistence_mode: bool | None = None
+
+
+class BaselineCacheCheck(_Record):
+    """What became of the cached baselines the controller offered: reused after a spot-check agreed, re-measured
+    because the spot-check drifted, or measured because none was taken under these conditions."""
+
+    outcome: Literal["reused", "remeasured", "measured"]
+    reason: str
+    cached_power_w: float | None = Field(None, description="the matching cached baseline's power")
+    spot_check_w: float | None = Field(None, description="idle power over the short spot-check")
+    spot_check_s: float | None = None
+    drift_rel: float | None = Field(None, description="(spot-check - cached) / cached")
+    tolerance_rel: float | None = Field(None, description="energy.baseline.drift_tolerance: |drift| above it re-measures")
+
+
 class IdleBaseline(_Record):
     """Power the devices draw with nothing running, measured after the model loads and before warmup."""
 
@@ -41,6 +67,10 @@ class IdleBaseline(_Record):
     device_uuids: list[str] = Field(default_factory=list, description="which physical devices it belongs to")
     method: str = ""
     source: Literal["fresh", "cached"] = "fresh"
+    conditions: list[DeviceIdleState] = Field(
+        default_factory=list, description="the devices' state when it was measured; the cache key")
+    cache_check: BaselineCacheCheck | None = Field(
+        None, description="how this run's cached baselines were judged (energy.baseline.mode: cached)")
 
 
 class EnergyResult(_Record):
@@ -109,6 +139,9 @@ class FlopsResult(_Record):
     decode: float = Field(..., ge=0)
     per_output_token: float | None = None
     achieved_flops_per_s: float | None = Field(None, description="total / window wall time")
+    active_non_embedding_parameters: float | None = Field(
+        None, description="N_body of the estimate: non-embedding parameters one token uses (mixture of experts: routed "
+                          "expert weights times experts per token / experts)")
     parameter_source: str = ""
     method: str = ""
 
@@ -119,6 +152,8 @@ class WarmupResult(_Record):
     stop_reason: str
     final_cv: float | None = None
     latencies_s: list[float] = Field(default_factory=list)
+    method: str = Field("", description="which batches warmup ran and what convergence compared (convergence repeats "
+                                        "one batch, so the CV measures the engine settling, not batch content)")
 
 
 class GPUInfo(_Record):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from lem_runner.contract.result import IdleBaseline
+from lem_runner.contract.result import DeviceIdleState, IdleBaseline
 from lem_runner.energy.counter import CounterTrack
 from lem_runner.energy.sampler import SampleRow
 
@@ -66,6 +66,11 @@ class EnergyBackend(Protocol):
         """Physical identities of the measured devices (to match a cached baseline); empty when unknown."""
         ...
 
+    def idle_conditions(self) -> list[DeviceIdleState]:
+        """Each measured device's idle-relevant state now (the key a cached baseline must match); empty when the
+        source has no devices to ask."""
+        ...
+
     def start_tracking(self) -> None: ...
 
     def stop_tracking(self) -> EnergyReading: ...
@@ -82,4 +87,7 @@ class WindowTotalsOnly:
         return None
 
     def device_uuids(self) -> list[str]:
+        return []
+
+    def idle_conditions(self) -> list[DeviceIdleState]:
         return []

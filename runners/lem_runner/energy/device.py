@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from lem_runner.contract.result import DeviceIdleState
+
 #: NVML clock-event (throttle) reasons that mean the clocks were held down: software power cap, hardware slowdown,
 #: software/hardware thermal slowdown, power-brake. Idle, application-clock and display settings are not throttling.
 THROTTLE_MASK = 0x4 | 0x8 | 0x20 | 0x40 | 0x80
@@ -46,6 +48,11 @@ class CounterDevice(Protocol):
         ...
 
     def persistence_mode(self) -> bool | None: ...
+
+    def idle_state(self) -> DeviceIdleState:
+        """What sets this device's idle power now (memory in use, power limit, clocks, persistence), for matching a
+        cached baseline; fields it cannot report are None."""
+        ...
 
 
 def throttle_names(reasons: int) -> list[str]:

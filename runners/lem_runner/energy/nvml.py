@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
+from lem_runner.contract.result import DeviceIdleState
 from lem_runner.energy.device import DeviceSample
 from lem_runner.energy.tracker import CounterEnergyBackend
 
@@ -105,6 +106,19 @@ class NvmlDevice:
     def persistence_mode(self) -> bool | None:
         mode = or_none(self._nvml.nvmlDeviceGetPersistenceMode, self._h)
         return None if mode is None else bool(mode)
+
+    def idle_state(self) -> DeviceIdleState:
+        n, h = self._nvml, self._h
+        mem = or_none(n.nvmlDeviceGetMemoryInfo, h)
+        limit_mw = or_none(n.nvmlDeviceGetEnforcedPowerLimit, h)
+        return DeviceIdleState(
+            device=self.id, uuid=self.uuid,
+            memory_used_mib=mem.used / 2**20 if mem is not None else None,
+            power_limit_w=limit_mw / 1000.0 if limit_mw is not None else None,
+            sm_clock_mhz=or_none(n.nvmlDeviceGetApplicationsClock, h, n.NVML_CLOCK_SM),
+            memory_clock_mhz=or_none(n.nvmlDeviceGetApplicationsClock, h, n.NVML_CLOCK_MEM),
+            persistence_mode=self.persistence_mode(),
+        )
 
 
 class NvmlEnergyBackend(CounterEnergyBackend):

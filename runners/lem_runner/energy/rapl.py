@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from lem_runner.contract.result import DeviceIdleState
 from lem_runner.energy.device import DeviceSample
 from lem_runner.energy.tracker import CounterEnergyBackend
 
@@ -40,6 +41,9 @@ class RaplDevice:
 
     def persistence_mode(self) -> bool | None:
         return None
+
+    def idle_state(self) -> DeviceIdleState:
+        return DeviceIdleState(device=self.id)  # a CPU package reports none of what a GPU's idle power depends on
 
 
 def rapl_devices(root: Path = POWERCAP) -> tuple[list[RaplDevice], str | None]:

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from lem_runner.contract.result import IdleBaseline
+from lem_runner.contract.result import DeviceIdleState, IdleBaseline
 from lem_runner.energy.base import EnergyReading
 from lem_runner.energy.counter import CounterTrack, cumulative_integral, measure_update_period
 from lem_runner.energy.device import CounterDevice
@@ -78,6 +78,9 @@ class CounterEnergyBackend:
 
     def device_uuids(self) -> list[str]:
         return [d.uuid for d in self.devices if d.uuid]
+
+    def idle_conditions(self) -> list[DeviceIdleState]:
+        return [d.idle_state() for d in self.devices]
 
     def start_tracking(self) -> None:
         self._tracks = {d.id: CounterTrack(d.wrap_mj, self.update_period_s) for d in self.devices}

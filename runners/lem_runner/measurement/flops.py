@@ -6,6 +6,10 @@ projection, n layers and d the attention width (heads x head_dim):
   decode  = sum over k = 1..O-1 of [2 (N_body + N_head) + 4 n d (L + k)]
 A token at position p attends to p keys: QK^T and AV cost 2 d p each per layer. Padding and masked work are not
 counted: these are the FLOPs the answer needs, not what a kernel happened to spend.
+
+Mixture-of-experts: each token runs through only k of the E routed experts of a layer, so N_body counts ACTIVE
+parameters: the routed expert weights scaled by k / E, everything else (attention, router, shared experts, norms) in
+full. Counting every expert would overstate a Mixtral-8x7B's FLOPs about 3.6-fold.
 """
 
 from __future__ import annotations
@@ -22,12 +26,28 @@ class ParameterCounts:
     input_embedding: int
     output_projection: int
     tied_embeddings: bool
+    routed_expert: int = 0  # parameters of the routed experts, all of them (mixture-of-experts only)
+    n_experts: int | None = None  # routed experts per MoE layer
+    experts_per_token: int | None = None  # experts each token is routed to
 
     @property
     def non_embedding(self) -> int:
         """Parameters other than the token embeddings (the output projection is excluded only when tied)."""
         untied_head = 0 if self.tied_embeddings else self.output_projection
         return self.total - self.input_embedding - untied_head
+
+    @property
+    def is_moe(self) -> bool:
+        return bool(self.routed_expert and self.n_experts and self.experts_per_token)
+
+    @property
+    def active_non_embedding(self) -> float:
+        """Non-embedding parameters one token's forward pass uses: routed experts scaled by experts_per_token /
+        n_experts (a dense model: all of them)."""
+        if not self.is_moe:
+            return float(self.non_embedding)
+        share = self.experts_per_token / self.n_experts  # type: ignore[operator]
+        return self.non_embedding - self.routed_expert + self.routed_expert * share
 
     @property
     def compute(self) -> int:
@@ -47,11 +67,26 @@ METHOD = ("prefill 2*N_body*L + 2*N_head + 2*n_layers*d_attn*L*(L+1); decode per
           "4*n_layers*d_attn*position; N_body = non-embedding parameters, N_head = output projection; per request "
           "from its own prompt and output lengths; padding not counted")
 METHOD_NO_ATTENTION = METHOD.replace("; decode", " (attention term omitted: model shape unknown); decode")
+MOE_METHOD = ("; mixture of experts ({e} routed experts, {k} per token): N_body counts active parameters, the routed "
+              "expert weights ({routed:.4g}) times {k}/{e}, attention, router and any shared experts in full")
+MOE_NOT_FOUND = ("; WARNING: the config routes tokens to {k} of {e} experts but no expert weights were found by name "
+                 "('.experts.'): every parameter counted, an over-estimate")
+
+
+def flops_method(counts: ParameterCounts, shape: ModelShape | None) -> str:
+    """The method in words, with the mixture-of-experts scaling when it applies, or a warning when the config routes
+    to experts whose weights could not be told apart."""
+    method = METHOD if shape is not None else METHOD_NO_ATTENTION
+    if counts.is_moe:
+        return method + MOE_METHOD.format(e=counts.n_experts, k=counts.experts_per_token, routed=counts.routed_expert)
+    if counts.n_experts and counts.experts_per_token:
+        return method + MOE_NOT_FOUND.format(e=counts.n_experts, k=counts.experts_per_token)
+    return method
 
 
 def request_flops(counts: ParameterCounts, shape: ModelShape | None, n_in: int, n_out: int) -> tuple[float, float]:
     """(prefill, decode) FLOPs of one request."""
-    body, head = counts.non_embedding, counts.output_projection
+    body, head = counts.active_non_embedding, counts.output_projection
     attn = 0 if shape is None else shape.n_layers * shape.attention_dim
     prefill = 2.0 * body * n_in + 2.0 * head + 2.0 * attn * n_in * (n_in + 1)
     steps = max(0, n_out - 1)
