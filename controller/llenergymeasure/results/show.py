@@ -99,11 +99,15 @@ def _rest(r: ExperimentResult) -> Table:
     t.add_row("ITL", _latency_row(r.itl))
     if r.latency_method:
         t.add_row("latency method", escape(r.latency_method))
-    t.add_row("throughput", f"{r.avg_tokens_per_second:.2f} output tok/s over {r.total_inference_time_sec:.3f} s "
-                            f"({r.n_requests} requests, {r.input_tokens} in / {r.output_tokens} out tokens)")
+    w = r.whole_run
+    t.add_row("throughput", f"{r.output_tokens_per_second:.2f} output tok/s: {r.output_tokens} output tokens over "
+                            f"{r.total_inference_time_sec:.3f} s ({r.measurement_methodology} window)")
+    t.add_row("whole run", f"{w.n_requests} requests, {w.input_tokens} in / {w.output_tokens} out tokens in "
+                           f"{w.duration_s:.3f} s")
     if r.flops is not None:
         f = r.flops
-        t.add_row("FLOPs", f"{f.total:.3e} (prefill {f.prefill:.3e} · decode {f.decode:.3e}) · "
+        head = f"{r.total_flops:.3e} in the {r.measurement_methodology} window · " if r.total_flops is not None else ""
+        t.add_row("FLOPs", f"{head}whole run {f.total:.3e} (prefill {f.prefill:.3e} · decode {f.decode:.3e}) · "
                            f"{_v(f.per_output_token, 'per output token', '.3e')} · "
                            f"{_v(f.achieved_flops_per_s, 'FLOP/s', '.3e')}")
         t.add_row("FLOPs method", escape(f.method + (f"; parameters from {f.parameter_source}" if f.parameter_source

@@ -36,6 +36,7 @@ from lem_runner.contract.result import (
     LatencyStats,
     PhaseFigures,
     PhaseSplit,
+    RunTotals,
     WarmupResult,
     WindowFigures,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "IdleBaseline",
     "PhaseFigures",
     "PhaseSplit",
+    "RunTotals",
     "WarmupResult",
     "WindowConfig",
     "WindowFigures",

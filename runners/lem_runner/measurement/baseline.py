@@ -1,5 +1,7 @@
 """Idle baseline: reuse a cached one when it is young enough and from the same GPUs, else measure it; and the
-adjusted energy, raw minus what the idle devices would have drawn anyway over the same span (floored at 0)."""
+adjusted energy, raw minus what the idle devices would have drawn anyway over the same span. It keeps its sign: a
+negative value means the baseline exceeds the window's mean power (a stale or hot baseline) and is flagged
+``baseline_exceeds_raw``, never hidden by a floor at 0 (which would bias means over cycles upwards)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from lem_runner.energy.base import EnergyBackend
 def adjusted_energy(raw_j: float | None, baseline_w: float | None, duration_s: float) -> float | None:
     if raw_j is None or baseline_w is None:
         return None
-    return max(0.0, raw_j - baseline_w * duration_s)
+    return raw_j - baseline_w * duration_s
 
 
 def usable_cached(config: BaselineConfig, cached: IdleBaseline | None, device_uuids: list[str],
