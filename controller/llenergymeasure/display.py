@@ -99,7 +99,7 @@ def _energy_rows(result: ExperimentResult) -> list[tuple[str, str]]:
     elif e.baseline_unavailable_reason:
         rows.append(("idle baseline", f"none — {escape(e.baseline_unavailable_reason)}"))
     if e.integrated_energy_j is not None and e.counter_vs_integrated_rel_diff is not None:
-        rows.append(("cross-check", f"sampled power integrated: {e.integrated_energy_j:.3f} J "
+        rows.append(("cross-check", f"sampled power integrated over the total window: {e.integrated_energy_j:.3f} J "
                                     f"({e.counter_vs_integrated_rel_diff:+.1%} vs counter, {e.n_power_samples} samples "
                                     f"at {e.sample_hz:g} Hz)"))
     if e.counter_update_period_ms is not None:

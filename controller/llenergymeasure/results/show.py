@@ -46,7 +46,7 @@ def _energy(r: ExperimentResult) -> Table:
     if e.integrated_energy_j is not None:
         diff = f" ({e.counter_vs_integrated_rel_diff * 100:+.1f} % vs counter)" if e.counter_vs_integrated_rel_diff \
             is not None else ""
-        t.add_row("cross-check", f"sampled power integrated: {e.integrated_energy_j:.4g} J{diff}")
+        t.add_row("cross-check", f"sampled power integrated over the total window: {e.integrated_energy_j:.4g} J{diff}")
     if e.counter_update_period_ms is not None:
         t.add_row("counter", f"updates every {e.counter_update_period_ms:.3g} ms · {e.counter_resets} reset(s)")
     if e.sample_hz:

@@ -66,7 +66,12 @@ class CounterEnergyBackend:
         if t1 <= t0 or not all(track.ticked() for track in tracks.values()):
             return None
         per_device = {dev_id: track.total_j / (t1 - t0) for dev_id, track in tracks.items()}
-        totals = _total_power_series(sampler.rows, len(self.devices)) or _counter_power_series(tracks, t0, t1)
+        totals = _total_power_series(sampler.rows, len(self.devices))
+        spread = "standard deviation of the total power sampled meanwhile"
+        if not totals:
+            totals = _counter_power_series(tracks, t0, t1)
+            spread = ("standard deviation of the counters' power summed over devices per instant, on a grid of the "
+                      "counter-read interval (no device reports power)")
         return IdleBaseline(
             power_w=sum(per_device.values()),
             power_std_w=statistics.stdev(totals) if len(totals) >= 2 else None,
@@ -77,7 +82,7 @@ class CounterEnergyBackend:
             device_uuids=[d.uuid for d in self.devices if d.uuid],
             method=f"{self.name} counter delta over {t1 - t0:.1f} s with nothing running, after the model loaded and "
                    "before warmup (the devices' idle power while holding the model: a GPU with a CUDA context idles "
-                   "above its no-context idle); spread: standard deviation of the power sampled meanwhile",
+                   f"above its no-context idle); spread: {spread}",
         )
 
     def device_uuids(self) -> list[str]:
