@@ -91,7 +91,7 @@ def test_export_csv_has_one_row_per_experiment_with_the_documented_columns(resul
     documented = (REPO / "docs" / "results-columns.md").read_text()
     for name in COLUMN_NAMES:
         assert f"| `{name}` |" in documented
-    for name in ("tokens_per_second", "energy_j", "energy_per_token_j", "energy_per_token_adjusted_j",
+    for name in ("output_tokens_per_second", "energy_j", "energy_per_token_j", "energy_per_token_adjusted_j",
                  "ttft_p50_ms", "baseline_power_w", "prefill_energy_j", "inference_time_s"):
         assert name in COLUMN_NAMES
     data = _results_json(results)
