@@ -33,7 +33,7 @@ N_PROMPTS, BATCH, MAX_TOKENS = 32, 8, 32
 def lem_tps(config: ExperimentConfig, launcher, out: Path) -> float:
     result, _ = execute_experiment(config, output=out, launcher=launcher)
     assert result.output_tokens == N_PROMPTS * MAX_TOKENS
-    return result.avg_tokens_per_second
+    return result.output_tokens_per_second
 
 
 def plain_pytorch_tps(model_dir: Path) -> float:

@@ -73,7 +73,7 @@ def full_measurements(cfg: ExperimentConfig, reps: int, out: Path) -> list[dict]
             backend.close()
         e = r.energy
         rows.append({
-            "window_s": r.total_inference_time_sec, "tokens_per_second": r.avg_tokens_per_second,
+            "window_s": r.total_inference_time_sec, "tokens_per_second": r.output_tokens_per_second,
             "counter_j": r.total_energy_j, "integrated_j": e.integrated_energy_j,
             "counter_vs_integrated_rel_diff": e.counter_vs_integrated_rel_diff,
             "n_power_samples": e.n_power_samples, "update_period_ms": e.counter_update_period_ms,

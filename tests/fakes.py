@@ -53,6 +53,7 @@ class FakeInferenceBackend:
     Each ``generate`` call starts at ``clock.now``; every request in the batch gets ``output_tokens`` token times
     ``start + ttft_s + k * step_s`` (k = 0..output_tokens-1), and the clock moves to the last of them.
     ``fail_on_generate_call`` (1-based) makes that call raise, to test where a failure is attributed.
+    ``on_step`` is called at each token time with the clock there (e.g. a sampler's ``tick``).
     """
 
     name = "fake"
@@ -68,6 +69,7 @@ class FakeInferenceBackend:
         clock: FakeClock | None = None,
         journal: list[str] | None = None,
         fail_on_generate_call: int | None = None,
+        on_step: Callable[[], None] | None = None,
     ) -> None:
         self.batch_size = batch_size
         self.output_tokens = output_tokens
@@ -78,6 +80,7 @@ class FakeInferenceBackend:
         self.clock = clock or FakeClock()
         self.journal = journal if journal is not None else []
         self.fail_on_generate_call = fail_on_generate_call
+        self.on_step = on_step
         self.load_calls = 0
         self.generate_calls: list[list[str]] = []
         self.returned: list[list[GenerationRecord]] = []  # what each generate call returned, in order
@@ -98,8 +101,10 @@ class FakeInferenceBackend:
             raise RuntimeError(f"fake failure on generate call {len(self.generate_calls)}")
         start = self.clock.now
         times = [start + self.ttft_s + k * self.step_s for k in range(self.output_tokens)]
-        if times:
-            self.clock.now = times[-1]
+        for t in times:
+            self.clock.now = max(self.clock.now, t)
+            if self.on_step is not None:
+                self.on_step()
         records = [GenerationRecord(self.input_tokens, self.output_tokens, start, list(times)) for _ in prompts]
         self.returned.append(records)
         return records
@@ -198,13 +203,14 @@ class FakeCounterDevice:
     ``joules_at(t)`` is the cumulative energy the device has used by time t (so power is its slope). The counter
     reads that value in millijoules, plus ``start_mj``, held between updates every ``update_period_s`` (0: continuous)
     and wrapped at ``wrap_mj`` when given; ``reset()`` makes it restart from zero as a driver reload would. ``sample``
-    reports the curve's slope as power, and the temperature and clock-event reasons the test scripts."""
+    reports the curve's slope as power (None with ``reports_power=False``, as a RAPL package), and the temperature and
+    clock-event reasons the test scripts. A counter read takes ``read_cost_s`` of clock time, as a real one does."""
 
     def __init__(self, clock: FakeClock, joules_at: Callable[[float], float], dev_id: str = "0",
                  uuid: str | None = "GPU-fake-0", update_period_s: float = 0.0, start_mj: float = 0.0,
                  wrap_mj: float | None = None, temperature_at: Callable[[float], float] = lambda t: 40.0,
                  reasons_at: Callable[[float], int] = lambda t: 0, persistence: bool | None = True,
-                 others: list[int] | None = None) -> None:
+                 others: list[int] | None = None, reports_power: bool = True, read_cost_s: float = 0.0) -> None:
         self.clock = clock
         self.joules_at = joules_at
         self.id = dev_id
@@ -215,6 +221,8 @@ class FakeCounterDevice:
         self.reasons_at = reasons_at
         self.persistence = persistence
         self.others = others or []
+        self.reports_power = reports_power
+        self.read_cost_s = read_cost_s
         self._offset_mj = start_mj
         self.reads = 0
         #: what idle_state reports besides identity and persistence; a test changes it to move the device's state
@@ -229,6 +237,7 @@ class FakeCounterDevice:
     def energy_mj(self) -> float:
         self.reads += 1
         value = self.joules_at(self._updated_at(self.clock.now)) * 1000.0 + self._offset_mj
+        self.clock.now += self.read_cost_s
         return value % self.wrap_mj if self.wrap_mj else value
 
     def reset(self) -> None:
@@ -236,7 +245,7 @@ class FakeCounterDevice:
 
     def sample(self) -> DeviceSample:
         t, dt = self.clock.now, 1e-3
-        power = (self.joules_at(t + dt) - self.joules_at(t)) / dt
+        power = (self.joules_at(t + dt) - self.joules_at(t)) / dt if self.reports_power else None
         return DeviceSample(power_w=power, temperature_c=self.temperature_at(t), sm_clock_mhz=1980,
                             memory_used_mib=1024.0, utilization_pct=50.0, clock_event_reasons=self.reasons_at(t))
 

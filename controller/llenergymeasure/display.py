@@ -99,7 +99,7 @@ def _energy_rows(result: ExperimentResult) -> list[tuple[str, str]]:
     elif e.baseline_unavailable_reason:
         rows.append(("idle baseline", f"none — {escape(e.baseline_unavailable_reason)}"))
     if e.integrated_energy_j is not None and e.counter_vs_integrated_rel_diff is not None:
-        rows.append(("cross-check", f"sampled power integrated: {e.integrated_energy_j:.3f} J "
+        rows.append(("cross-check", f"sampled power integrated over the total window: {e.integrated_energy_j:.3f} J "
                                     f"({e.counter_vs_integrated_rel_diff:+.1%} vs counter, {e.n_power_samples} samples "
                                     f"at {e.sample_hz:g} Hz)"))
     if e.counter_update_period_ms is not None:
@@ -121,11 +121,14 @@ def render_summary(console: Console, result: ExperimentResult, exp_dir: Path) ->
     table.add_column()
     table.add_row("model", escape(result.config.model))
     table.add_row("backend", f"{result.config.backend} · {d.get('device')} · {d.get('dtype')} · batch {d.get('batch_size')}")
-    table.add_row("requests", f"{result.n_requests} · tokens in {result.input_tokens} / out {result.output_tokens}")
+    run = result.whole_run
+    table.add_row("whole run", f"{run.n_requests} requests · tokens in {run.input_tokens} / out {run.output_tokens} "
+                               f"in {run.duration_s:.2f} s")
     span = {"total": "the whole measured run", "steady_state": "the steady-state spans",
             "windowed": "the fixed window"}[result.measurement_methodology]
-    table.add_row("throughput", f"{result.avg_tokens_per_second:.1f} output tok/s over {span} "
-                                f"({result.total_inference_time_sec:.2f} s, methodology '{result.measurement_methodology}')")
+    table.add_row("throughput", f"{result.output_tokens_per_second:.1f} output tok/s over {span} "
+                                f"({result.output_tokens} output tokens in {result.total_inference_time_sec:.2f} s, "
+                                f"methodology '{result.measurement_methodology}')")
     table.add_row("TTFT", _latency(result.ttft))
     table.add_row("ITL", _latency(result.itl))
     for row in _energy_rows(result):
@@ -167,7 +170,7 @@ def study_eta(manifest, gap_s: float = 0.0) -> float | None:
 def _last_result(result: ExperimentResult) -> str:
     jpt = (f"{result.avg_energy_per_token_j:.4g} J/token" if result.avg_energy_per_token_j is not None
            else "J/token null")
-    return f"{result.avg_tokens_per_second:.1f} tok/s · {jpt}"
+    return f"{result.output_tokens_per_second:.1f} output tok/s · {jpt}"
 
 
 class StudyDisplay(StudyObserver):
@@ -296,7 +299,7 @@ def render_study(console: Console, outcome, warnings=(), resume_hint: str | None
                               f"[red]failed[/] ({e.reason})")
             elif r is not None:
                 table.add_row(
-                    escape(e.label), backend[e.point], e.runner or "", f"{r.avg_tokens_per_second:.1f}",
+                    escape(e.label), backend[e.point], e.runner or "", f"{r.output_tokens_per_second:.1f}",
                     f"{r.ttft.p50_ms:.1f} ms" if r.ttft else "—", f"{r.itl.p50_ms:.2f} ms" if r.itl else "—",
                     f"{r.avg_energy_per_token_j:.4g}" if r.avg_energy_per_token_j is not None else "null",
                     f"{r.total_flops:.3g}" if r.total_flops else "—", "[green]done[/]",

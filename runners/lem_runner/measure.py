@@ -21,6 +21,7 @@ from lem_runner.contract.result import (
     ExperimentResult,
     FlopsResult,
     IdleBaseline,
+    RunTotals,
     WindowFigures,
 )
 from lem_runner.energy.base import EnergyBackend, EnergyReading
@@ -29,11 +30,20 @@ from lem_runner.energy.timeseries import write_timeseries
 from lem_runner.energy.tracker import integrate_power
 from lem_runner.measurement.baseline import obtain_baseline
 from lem_runner.measurement.flops import estimate_flops, flops_method
+from lem_runner.measurement.intervals import Interval
 from lem_runner.measurement.latency import RequestTiming, ttft_and_itl
 from lem_runner.measurement.phases import phase_spans, split_phases
 from lem_runner.measurement.quality import counter_vs_integrated, quality_flags
 from lem_runner.measurement.warmup import run_warmup, warmup_batch
-from lem_runner.measurement.windows import STEADY_METHOD, saturated_spans, span_energy, tokens_in, window_figures
+from lem_runner.measurement.windows import (
+    STEADY_METHOD,
+    saturated_spans,
+    span_energy,
+    span_energy_per_device,
+    tokens_in,
+    window_figures,
+    window_flops,
+)
 from lem_runner.prompts import load_prompts
 
 Emit = Callable[[ProgressEvent], None]
@@ -72,40 +82,51 @@ def _measured_run(cfg, backend: InferenceBackend, batches, energy: EnergyBackend
 
 
 def _windows(cfg, records: list[GenerationRecord], reading: EnergyReading, baseline_w: float | None, w0: float,
-             w1: float) -> tuple[dict[str, WindowFigures], str]:
-    """Every span's figures, and which one headlines (the configured mode, or total when it had no span)."""
+             w1: float, loaded: LoadedModel,
+             run_flops: float) -> tuple[dict[str, WindowFigures], dict[str, list[Interval]], str]:
+    """Every span's figures and spans, and which one headlines (the configured mode, or total when it had no span)."""
     output_tokens = sum(r.output_tokens for r in records)
-    windows = {"total": window_figures([(w0, w1)], output_tokens, reading.total_j, baseline_w, w0,
-                                       "every measured prompt, from the first generate call to the last token")}
+    spans = {"total": [(w0, w1)]}
+    windows = {"total": window_figures(spans["total"], output_tokens, reading.total_j, baseline_w, w0,
+                                       "every measured prompt, from the first generate call to the last token",
+                                       reading.unavailable_reason, run_flops)}
+
+    def sub_window(name: str, span: list[Interval], method: str) -> None:
+        energy, reason = span_energy(reading, span)
+        spans[name] = span
+        windows[name] = window_figures(span, tokens_in(records, span), energy, baseline_w, w0, method, reason,
+                                       window_flops(records, span, loaded.parameters, loaded.shape))
+
     steady = saturated_spans(records, cfg.window.saturation)
     if steady:
-        windows["steady_state"] = window_figures(steady, tokens_in(records, steady), span_energy(reading, steady),
-                                                 baseline_w, w0,
-                                                 STEADY_METHOD.format(saturation=cfg.window.saturation))
+        sub_window("steady_state", steady, STEADY_METHOD.format(saturation=cfg.window.saturation))
     if cfg.window.mode == "windowed":
-        span = [(w0, w0 + cfg.window.duration_s)]
-        windows["windowed"] = window_figures(span, tokens_in(records, span), span_energy(reading, span), baseline_w, w0,
-                                             f"the first {cfg.window.duration_s:g} s of the run, prompts repeated "
-                                             "to fill it; tokens counted by timestamp")
+        sub_window("windowed", [(w0, w0 + cfg.window.duration_s)],
+                   f"the first {cfg.window.duration_s:g} s of the run, prompts repeated to fill it; tokens counted "
+                   "by timestamp")
     methodology = cfg.window.mode if cfg.window.mode in windows else "total"
-    return windows, methodology
+    return windows, spans, methodology
 
 
 def _energy_result(reading: EnergyReading, energy: EnergyBackend, baseline: IdleBaseline | None,
-                   baseline_reason: str | None, headline: WindowFigures, integrated: float | None,
-                   rel_diff: float | None, n_samples: int, timeseries: str | None) -> EnergyResult:
+                   baseline_reason: str | None, headline: WindowFigures, per_device: dict[str, float] | None,
+                   integrated: float | None, rel_diff: float | None, n_samples: int,
+                   timeseries: str | None) -> EnergyResult:
+    resolution = reading.resolution_s()
     return EnergyResult(
         sampler=reading.sampler,
         method=reading.method,
         selected_because=getattr(energy, "selected_because", None),
         total_energy_j=headline.energy_j,
-        per_device_j=reading.per_device_j,
-        unavailable_reason=reading.unavailable_reason,
+        per_device_j=per_device if headline.energy_j is not None else None,
+        unavailable_reason=reading.unavailable_reason if reading.total_j is None else
+        headline.energy_unavailable_reason,
         counter_update_period_ms=reading.update_period_s * 1000 if reading.update_period_s else None,
         counter_resets=reading.counter_resets,
         integrated_energy_j=integrated,
         counter_vs_integrated_rel_diff=rel_diff,
         sample_hz=reading.sample_hz,
+        resolution_ms=resolution * 1000 if resolution is not None else None,
         n_power_samples=n_samples,
         sampler_cpu_s=reading.sampler_cpu_s,
         timeseries_file=timeseries,
@@ -168,12 +189,14 @@ def run_measurement(
     phase.name = "analyse"
     baseline_w = baseline.power_w if baseline is not None else None
     output_tokens = sum(r.output_tokens for r in records)
-    windows, methodology = _windows(cfg, records, reading, baseline_w, w0, w1)
-    head = windows[methodology]
-
     pre_flops, dec_flops = estimate_flops(loaded.parameters, loaded.shape,
                                           [(r.input_tokens, r.output_tokens) for r in records])
     total_flops = pre_flops + dec_flops
+    windows, spans, methodology = _windows(cfg, records, reading, baseline_w, w0, w1, loaded, total_flops)
+    head = windows[methodology]
+    head_per_device = (reading.per_device_j if methodology == "total"
+                       else span_energy_per_device(reading, spans[methodology]))
+
     input_tokens = sum(r.input_tokens for r in records)
     phases = split_phases(records, reading, pre_flops, dec_flops, origin=w0)
     ttft, itl = ttft_and_itl([RequestTiming(r.start, r.token_times) for r in records])
@@ -184,7 +207,7 @@ def run_measurement(
     rel_diff = counter_vs_integrated(reading.total_j, integrated)
     n_samples = sum(1 for r in reading.samples if reading.t_start <= r.t <= reading.t_end)
     window_s = w1 - w0
-    flags = quality_flags(reading, window_s, rel_diff, phase_spans(records)[0])
+    flags = quality_flags(reading, window_s, rel_diff, *phase_spans(records), headline=head)
     warnings = list(reading.warnings) + [f.message for f in flags]
     if output_tokens == 0:
         warnings.append("no output tokens were generated")
@@ -204,16 +227,15 @@ def run_measurement(
         config=cfg,
         model_path=request.model_path,
         measurement_methodology=methodology,
-        n_requests=len(records),
-        total_tokens=input_tokens + output_tokens,
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
         total_inference_time_sec=head.duration_s,
-        avg_tokens_per_second=head.tokens_per_second,
+        output_tokens=head.output_tokens,
+        output_tokens_per_second=head.tokens_per_second,
         total_energy_j=head.energy_j,
         avg_energy_per_token_j=head.energy_per_token_j,
         avg_energy_per_token_adjusted_j=head.adjusted_energy_per_token_j,
-        total_flops=total_flops,
+        total_flops=head.flops,
+        whole_run=RunTotals(n_requests=len(records), input_tokens=input_tokens, output_tokens=output_tokens,
+                            total_tokens=input_tokens + output_tokens, duration_s=window_s, flops=total_flops),
         flops_method=flops_method(loaded.parameters, loaded.shape),
         flops=FlopsResult(
             total=total_flops, prefill=pre_flops, decode=dec_flops,
@@ -228,8 +250,8 @@ def run_measurement(
         ttft=ttft,
         itl=itl,
         latency_method=loaded.latency_method,
-        energy=_energy_result(reading, energy, baseline, baseline_reason, head, integrated, rel_diff, n_samples,
-                              timeseries),
+        energy=_energy_result(reading, energy, baseline, baseline_reason, head, head_per_device, integrated,
+                              rel_diff, n_samples, timeseries),
         model_load_sec=load_sec,
         warmup_batches=warmup.batches,
         warmup=warmup,
@@ -250,7 +272,7 @@ def run_measurement(
         ProgressEvent(
             event="measured",
             message=f"{output_tokens} output tokens in {window_s:.2f} s",
-            data={"tokens_per_second": result.avg_tokens_per_second, "energy_j": result.total_energy_j},
+            data={"tokens_per_second": result.output_tokens_per_second, "energy_j": result.total_energy_j},
         )
     )
     return result

@@ -32,7 +32,7 @@ def test_vllm_runs_in_its_image_and_generates_exactly_the_configured_tokens(
     assert proc.returncode == 0, proc.stderr
     (exp_dir,) = (tmp_path / "r").iterdir()
     r = ExperimentResult.model_validate_json((exp_dir / "result.json").read_text())
-    assert r.output_tokens == 4 * 8 and r.n_requests == 4
+    assert r.output_tokens == 4 * 8 and r.whole_run.n_requests == 4
     assert r.ttft is not None and r.ttft.n == 4
     assert r.itl is not None and r.itl.n == 4 * 7
     assert "step" in r.latency_method

@@ -24,7 +24,7 @@ def test_isolated_run_gives_the_same_tokens_as_local(tmp_path, tiny_config, cpu_
 
     a = ExperimentResult.model_validate_json((_result_dir(tmp_path / "local") / "result.json").read_text())
     b = ExperimentResult.model_validate_json((_result_dir(tmp_path / "isolated") / "result.json").read_text())
-    assert (b.n_requests, b.input_tokens, b.output_tokens) == (a.n_requests, a.input_tokens, a.output_tokens)
+    assert (b.whole_run, b.output_tokens) == (a.whole_run, a.output_tokens)
     assert b.measurement_config_hash == a.measurement_config_hash
     assert b.environment.image == cpu_image.image_id and a.environment.image is None
     assert b.model_path == "/lem/model"

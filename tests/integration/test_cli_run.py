@@ -23,10 +23,10 @@ def test_run_writes_a_valid_result_and_prints_a_summary(tmp_path, tiny_config):
     assert proc.returncode == 0, proc.stderr
     exp_dir = _only_dir(out)
     result = ExperimentResult.model_validate_json((exp_dir / "result.json").read_text())
-    assert result.n_requests == 6
+    assert result.whole_run.n_requests == 6
     assert result.output_tokens == 6 * 8  # force_output_length
-    assert result.total_tokens == result.input_tokens + result.output_tokens > 0
-    assert result.avg_tokens_per_second > 0
+    assert result.whole_run.total_tokens == result.whole_run.input_tokens + result.whole_run.output_tokens > 0
+    assert result.output_tokens_per_second > 0
     assert result.ttft is not None and result.ttft.n == 6
     assert result.itl is not None and result.itl.n == 6 * 7
     assert "streamer" in result.latency_method  # every figure says how it was measured
@@ -47,7 +47,7 @@ def test_cli_flags_override_the_config_file(tmp_path, tiny_config):
     exp_dir = _only_dir(out)
     assert exp_dir.name.startswith("flagged-")
     result = json.loads((exp_dir / "result.json").read_text())
-    assert result["n_requests"] == 2 and result["output_tokens"] == 8
+    assert result["whole_run"]["n_requests"] == 2 and result["output_tokens"] == 8
 
 
 def _assert_config_error(proc, *needles):

@@ -38,7 +38,7 @@ def test_local_launcher_runs_the_runner_and_leaves_result_json(tmp_path, tiny_mo
 
     result = ExperimentResult.model_validate_json((exchange / "result.json").read_bytes())
     assert result.experiment_id == "exp-1"
-    assert result.n_requests == 2
+    assert result.whole_run.n_requests == 2
     assert not (exchange / "error.json").exists()
     sent = RunRequest.model_validate_json((exchange / "request.json").read_bytes())
     assert sent.model_path == str(tiny_model_path)

@@ -105,7 +105,7 @@ def test_runner_process_measures_the_tiny_model(tiny_model_path, tmp_path, monke
     events = [parse_event(line) for line in proc.stdout.splitlines()]
     assert all(events) and events[0].event == "started" and events[-1].event == "done"
     result = ExperimentResult.model_validate_json((out / "result.json").read_text(encoding="utf-8"))
-    assert (result.n_requests, result.output_tokens) == (4, 4 * MAX_OUT)
+    assert (result.whole_run.n_requests, result.output_tokens) == (4, 4 * MAX_OUT)
     assert result.total_energy_j is None and "CPU" in result.energy.unavailable_reason
     assert result.ttft.n == 4 and result.itl.n == 4 * (MAX_OUT - 1)
     assert sorted(p.name for p in out.iterdir()) == ["result.json"]

@@ -75,7 +75,7 @@ def test_list_one_line_per_experiment_with_null_energy_and_the_failed_run(result
     by_name = {name: next(line for line in lines if name in line) for name in _results_json(results)}
     for name, data in _results_json(results).items():
         line = by_name[name]
-        assert f"{data['avg_tokens_per_second']:.1f}" in line
+        assert f"{data['output_tokens_per_second']:.1f}" in line
         assert "null" in line and "device=cpu" in line and f"batch={data['backend_details']['batch_size']}" in line
     (failed,) = [line for line in lines if "broken" in line]
     assert "failed: load: OSError: model folder not found" in failed
@@ -91,17 +91,17 @@ def test_export_csv_has_one_row_per_experiment_with_the_documented_columns(resul
     documented = (REPO / "docs" / "results-columns.md").read_text()
     for name in COLUMN_NAMES:
         assert f"| `{name}` |" in documented
-    for name in ("tokens_per_second", "energy_j", "energy_per_token_j", "energy_per_token_adjusted_j",
+    for name in ("output_tokens_per_second", "energy_j", "energy_per_token_j", "energy_per_token_adjusted_j",
                  "ttft_p50_ms", "baseline_power_w", "prefill_energy_j", "inference_time_s"):
         assert name in COLUMN_NAMES
     data = _results_json(results)
     for row in rows:
         if row["status"] == "failed":
             assert row["experiment_id"] == "broken-20250101-000000" and row["model"] == "/nowhere/model"
-            assert row["tokens_per_second"] == "" and "model folder not found" in row["error"]
+            assert row["output_tokens_per_second"] == "" and "model folder not found" in row["error"]
             continue
         d = data[row["experiment_id"]]
-        assert float(row["tokens_per_second"]) == pytest.approx(d["avg_tokens_per_second"])
+        assert float(row["output_tokens_per_second"]) == pytest.approx(d["output_tokens_per_second"])
         assert row["energy_j"] == "" and row["energy_per_token_j"] == ""  # null, never 0
         assert row["energy_unavailable_reason"] == d["energy"]["unavailable_reason"]
     assert not (tmp_path / "runs_timeseries.csv").exists()  # CPU runs keep no power timeseries
@@ -125,9 +125,9 @@ def test_load_results_dataframe_matches_the_json(results):
     entries = {e["result_path"]: e for e in study["entries"]}
     for _, row in frame[frame["status"] == "done"].iterrows():
         d = data[row["experiment_id"]]
-        assert row["tokens_per_second"] == pytest.approx(d["avg_tokens_per_second"])
+        assert row["output_tokens_per_second"] == pytest.approx(d["output_tokens_per_second"])
         assert row["inference_time_s"] == pytest.approx(d["total_inference_time_sec"])
-        assert row["output_tokens"] == d["output_tokens"] and row["input_tokens"] == d["input_tokens"]
+        assert row["output_tokens"] == d["output_tokens"] and row["run_input_tokens"] == d["whole_run"]["input_tokens"]
         assert row["ttft_p50_ms"] == pytest.approx(d["ttft"]["p50_ms"])
         assert row["itl_p99_ms"] == pytest.approx(d["itl"]["p99_ms"])
         assert row["total_flops"] == pytest.approx(d["total_flops"])
@@ -149,7 +149,7 @@ def test_compare_shows_relative_differences_computed_from_the_json(results):
     proc = run_lem("results", "compare", str(a), str(b / "result.json"))
     assert proc.returncode == 0, proc.stderr
     da, db = data[a.name], data[b.name]
-    tps = format_relative((db["avg_tokens_per_second"] - da["avg_tokens_per_second"]) / da["avg_tokens_per_second"])
+    tps = format_relative((db["output_tokens_per_second"] - da["output_tokens_per_second"]) / da["output_tokens_per_second"])
     ttft = format_relative((db["ttft"]["p50_ms"] - da["ttft"]["p50_ms"]) / da["ttft"]["p50_ms"])
     lines = proc.stdout.splitlines()
     (tps_line,) = [line for line in lines if "tokens_per_second" in line]

@@ -58,9 +58,9 @@ def test_repeated_values_are_not_points_and_updates_sit_midway():
     track = CounterTrack(update_period_s=0.1)
     for t, mj in [(0.0, 0), (0.1, 0), (0.2, 0), (0.3, 1_000), (0.4, 1_000), (0.5, 2_000)]:
         track.feed(t, mj)
-    assert track.times == [0.0, 0.25, 0.45]
+    assert track.times == [-0.05, 0.25, 0.45]  # the first read too: its value was last updated within (-0.1, 0]
     assert track.reads == 6
-    assert track.between(0.0, 0.25) == pytest.approx(1.0)  # the first update's joules, by its placed instant
+    assert track.between(-0.05, 0.25) == pytest.approx(1.0)  # the first update's joules, by its placed instant
     assert track.at(0.35) == pytest.approx(1.5)
 
 
@@ -68,7 +68,7 @@ def test_a_sparse_read_places_the_update_within_one_period_of_it():
     track = CounterTrack(update_period_s=0.1)
     track.feed(0.0, 0)
     track.feed(3.0, 30_000)  # three seconds later: the last update was in (2.9, 3.0]
-    assert track.times == [0.0, pytest.approx(2.95)]
+    assert track.times == [pytest.approx(-0.05), pytest.approx(2.95)]
     unknown = CounterTrack()
     unknown.feed(0.0, 0)
     unknown.feed(3.0, 30_000)
@@ -84,7 +84,7 @@ def test_power_shape_apportions_between_counter_points():
     track.shape = cumulative_integral([0.5, 0.75, 0.75001, 1.5], [300.0, 300.0, 100 / 3, 100 / 3])
     assert track.between(0.5, 0.75) == pytest.approx(75.0, rel=1e-3)
     assert track.between(0.75, 1.5) == pytest.approx(25.0, rel=1e-3)
-    assert track.between(0.0, 2.0) == pytest.approx(200.0)  # the shape never changes the counter's total
+    assert track.between(track.times[0], track.times[-1]) == pytest.approx(200.0)  # the shape keeps the total
 
 
 def test_cumulative_integral_is_the_trapezoid_rule():
@@ -231,9 +231,9 @@ def test_no_baseline_from_a_counter_that_did_not_move():
 
 
 @pytest.mark.parametrize(("raw", "watts", "seconds", "expected"),
-                         [(100.0, 20.0, 2.0, 60.0), (10.0, 20.0, 2.0, 0.0), (None, 20.0, 1.0, None),
+                         [(100.0, 20.0, 2.0, 60.0), (10.0, 20.0, 2.0, -30.0), (None, 20.0, 1.0, None),
                           (5.0, None, 1.0, None), (50.0, 0.0, 3.0, 50.0)])
-def test_adjusted_energy_subtracts_idle_power_and_floors_at_zero(raw, watts, seconds, expected):
+def test_adjusted_energy_subtracts_idle_power_and_keeps_its_sign(raw, watts, seconds, expected):
     assert adjusted_energy(raw, watts, seconds) == expected
 
 

@@ -40,7 +40,7 @@ def test_warmup_batches_run_but_are_not_counted(n_prompts, batch_size, warmup):
     result, _, _ = _run(config, backend, FakeEnergyBackend())
     n_batches = math.ceil(n_prompts / batch_size)
     assert len(backend.generate_calls) == warmup + n_batches
-    assert result.n_requests == n_prompts
+    assert result.whole_run.n_requests == n_prompts
     assert result.warmup_batches == warmup
     assert result.backend_details["n_batches"] == n_batches
     measured = [p for call in backend.generate_calls[warmup:] for p in call]
@@ -52,16 +52,16 @@ def test_an_engine_without_batch_size_gets_every_prompt_at_once():
     backend = FakeInferenceBackend(batch_size=None)
     result, _, _ = _run(make_config(n_prompts=6, warmup={"n_batches": 1}), backend, FakeEnergyBackend())
     assert [len(call) for call in backend.generate_calls] == [6, 6]
-    assert result.n_requests == 6
+    assert result.whole_run.n_requests == 6
 
 
 def test_token_totals_are_the_sums_of_the_measured_records():
     backend = FakeInferenceBackend(batch_size=2, output_tokens=3, input_tokens=11)
     result, _, _ = _run(make_config(n_prompts=5, warmup={"n_batches": 2}), backend, FakeEnergyBackend())
     measured = [r for call in backend.returned[2:] for r in call]
-    assert result.input_tokens == sum(r.input_tokens for r in measured) == 55
+    assert result.whole_run.input_tokens == sum(r.input_tokens for r in measured) == 55
     assert result.output_tokens == sum(r.output_tokens for r in measured) == 15
-    assert result.total_tokens == 70
+    assert result.whole_run.total_tokens == 70
     counts = backend.parameters
     # per request (no model shape, so no attention term): prefill 2*N_body*11 + 2*N_head, two decode steps
     per_request = 2.0 * counts.non_embedding * 11 + 2.0 * counts.output_projection + 2 * 2.0 * counts.compute
@@ -148,7 +148,7 @@ def test_result_identifies_config_model_and_environment():
     assert result.backend_details["engine"] == "fake"
     assert result.start_time <= result.end_time
     if result.total_inference_time_sec > 0:
-        assert result.avg_tokens_per_second == pytest.approx(result.output_tokens / result.total_inference_time_sec)
+        assert result.output_tokens_per_second == pytest.approx(result.output_tokens / result.total_inference_time_sec)
     assert backend.load_calls == 1 and backend.closed is False  # closing is the caller's job
 
 
@@ -184,9 +184,9 @@ def test_a_prompt_error_is_attributed_to_load():
 # --- the loop with a counter-backed source on the fake clock ---------------------------------------------------------
 
 
-def _counter_energy(backend, idle_w=60.0, busy_w=160.0, busy_from=1.0):
+def _counter_energy(backend, idle_w=60.0, busy_w=160.0, busy_from=1.0, sample_hz=0.0):
     """A real CounterEnergyBackend over a FakeCounterDevice: idle power until ``busy_from`` (the baseline's second),
-    then busy power for warmup and the window."""
+    then busy power for warmup and the window. With ``sample_hz`` the sampler ticks at every token (no thread)."""
     from fakes import FakeCounterDevice
     from lem_runner.energy.tracker import CounterEnergyBackend
 
@@ -196,8 +196,10 @@ def _counter_energy(backend, idle_w=60.0, busy_w=160.0, busy_from=1.0):
         return idle_w * min(t, busy_from) + busy_w * max(0.0, t - busy_from)
 
     dev = FakeCounterDevice(clock, joules_at, update_period_s=0.0)
-    return CounterEnergyBackend([dev], name="fake_counter", method="fake counter", sample_hz=0.0, clock=clock,
-                                sleep=clock.sleep)
+    tracker = CounterEnergyBackend([dev], name="fake_counter", method="fake counter", sample_hz=sample_hz,
+                                   clock=clock, sleep=clock.sleep, threaded=False)
+    backend.on_step = tracker.tick
+    return tracker
 
 
 def test_raw_and_idle_adjusted_energy_per_token_come_from_the_baseline():
@@ -236,13 +238,13 @@ def test_a_cached_baseline_from_the_request_is_reused_not_remeasured():
 def test_windowed_mode_repeats_prompts_and_counts_exactly_the_span():
     backend = FakeInferenceBackend(batch_size=2, output_tokens=4, step_s=0.25)
     config = make_config(n_prompts=2, warmup={"n_batches": 0}, window={"mode": "windowed", "duration_s": 2.5})
-    result, _, _ = _run(config, backend, _counter_energy(backend))
+    result, _, _ = _run(config, backend, _counter_energy(backend, sample_hz=4.0))
     assert result.measurement_methodology == "windowed"
     assert len(backend.generate_calls) == 3  # 1 s per call: the third starts at 2.0 < 2.5
     w = result.windows["windowed"]
     # tokens at 0.25..1.0, 1.25..2.0, 2.25..3.0 for two requests; inside (0, 2.5]: 4 + 4 + 2 per request
     assert (w.duration_s, w.output_tokens) == (2.5, 20)
-    assert result.avg_tokens_per_second == pytest.approx(20 / 2.5)
+    assert result.output_tokens_per_second == pytest.approx(20 / 2.5)
     assert w.energy_j == pytest.approx(160.0 * 2.5, rel=1e-3)  # within the counter's (1 ms) update period
     assert result.total_energy_j == w.energy_j
     assert result.windows["total"].output_tokens == 24
@@ -251,11 +253,11 @@ def test_windowed_mode_repeats_prompts_and_counts_exactly_the_span():
 def test_steady_state_is_always_computed_and_headlines_when_asked():
     backend = FakeInferenceBackend(batch_size=2, output_tokens=5, step_s=0.25, ttft_s=0.5)
     config = make_config(n_prompts=4, window={"mode": "steady_state"})
-    result, _, _ = _run(config, backend, _counter_energy(backend))
+    result, _, _ = _run(config, backend, _counter_energy(backend, sample_hz=4.0))
     s = result.windows["steady_state"]
     # each batch: prefill 0.5 s, then decoding from 0.5 to 1.5 s; steady spans exclude the prefills
     assert s.duration_s == pytest.approx(2.0) and s.output_tokens == 16
-    assert result.measurement_methodology == "steady_state" and result.avg_tokens_per_second == pytest.approx(8.0)
+    assert result.measurement_methodology == "steady_state" and result.output_tokens_per_second == pytest.approx(8.0)
     assert result.windows["total"].tokens_per_second == pytest.approx(20 / 3.0)
     assert result.phases.prefill.time_s == pytest.approx(1.0) and result.phases.decode.time_s == pytest.approx(2.0)
     assert result.phases.prefill.energy_j == pytest.approx(160.0, rel=1e-3)

@@ -9,7 +9,7 @@ from fakes import FakeClock, FakeCounterDevice
 from lem_runner.backends.base import GenerationRecord
 from lem_runner.contract.config import WarmupConfig
 from lem_runner.energy.base import EnergyReading
-from lem_runner.energy.counter import CounterTrack
+from lem_runner.energy.counter import CounterTrack, cumulative_integral
 from lem_runner.energy.device import DeviceSample
 from lem_runner.energy.sampler import SampleRow
 from lem_runner.energy.timeseries import COLUMNS, write_timeseries
@@ -159,6 +159,9 @@ def _reading(**kw):
                     samples=[SampleRow(t / 10, "0", None, DeviceSample(power_w=100.0, temperature_c=50.0,
                                                                         clock_event_reasons=0)) for t in range(100)])
     defaults.update(kw)
+    pts = [(r.t, r.sample.power_w) for r in defaults["samples"] if r.sample.power_w is not None]
+    if len(pts) >= 2:  # as stop_tracking does: sampled power shapes the counter series
+        track.shape = cumulative_integral([t for t, _ in pts], [w for _, w in pts])
     return EnergyReading(**defaults)
 
 

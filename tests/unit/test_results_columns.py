@@ -25,7 +25,7 @@ def test_flatten_reads_the_result_and_keeps_null_energy_null(tmp_path):
     r = make_result(config=make_config(pytorch={"batch_size": 4}))
     row = flatten(Experiment(tmp_path, r, config=r.config))
     assert list(row) == COLUMN_NAMES
-    assert row["tokens_per_second"] == 16.0 and row["ttft_p50_ms"] == 50.0 and row["itl_p99_ms"] == 62.5
+    assert row["output_tokens_per_second"] == 16.0 and row["ttft_p50_ms"] == 50.0 and row["itl_p99_ms"] == 62.5
     assert row["energy_j"] is None and row["energy_per_token_j"] is None and row["baseline_power_w"] is None
     assert row["energy_unavailable_reason"] == "run is on CPU: NVML covers GPUs only"
     assert row["batch_size"] == 4 and row["dtype"] == "auto" and row["status"] == "done" and row["error"] is None
@@ -64,7 +64,7 @@ def test_study_runs_failed_runs_and_corrupt_files_are_all_found(tmp_path):
     frame = results_frame(experiments)
     assert list(frame["status"]) == ["failed", "failed", "done"]
     assert frame.loc[1, "experiment_name"] == "f" and frame.loc[1, "model"] == "tests/tiny-llama"
-    assert frame["tokens_per_second"].isna().tolist() == [True, True, False]
+    assert frame["output_tokens_per_second"].isna().tolist() == [True, True, False]
     lines = list_lines(experiments)
     assert len(lines) == 4 and "failed: load: OSError: gone" in lines[2]
 

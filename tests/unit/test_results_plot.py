@@ -27,7 +27,7 @@ def _gpu_result(exp_id: str, tps: float, jpt: float, batch: int = 1, backend: st
     config = make_config(backend=backend, pytorch={"batch_size": batch}) if backend == "pytorch" else \
         make_config(backend=backend)
     return make_result(
-        config=config, experiment_id=exp_id, avg_tokens_per_second=tps, total_inference_time_sec=window,
+        config=config, experiment_id=exp_id, output_tokens_per_second=tps, total_inference_time_sec=window,
         total_energy_j=energy, avg_energy_per_token_j=jpt, avg_energy_per_token_adjusted_j=jpt * 0.7,
         energy={"sampler": "nvml_counter", "method": "NVML energy counter", "total_energy_j": energy,
                 "adjusted_energy_j": energy * 0.7,

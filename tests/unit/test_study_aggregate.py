@@ -75,7 +75,7 @@ def test_one_value_has_no_spread_and_none_has_no_mean():
 
 def test_aggregate_point_reads_every_metric_from_results():
     results = [
-        make_result(avg_tokens_per_second=tps, ttft=_lat(ttft), itl=_lat(itl), total_inference_time_sec=t,
+        make_result(output_tokens_per_second=tps, ttft=_lat(ttft), itl=_lat(itl), total_inference_time_sec=t,
                     total_energy_j=e, avg_energy_per_token_j=e / 32,
                     energy={"sampler": "nvml_counter", "method": "counter", "total_energy_j": e})
         for tps, ttft, itl, t, e in [(10, 40, 5, 1.0, 32.0), (12, 50, 6, 2.0, 64.0), (14, 60, 7, 3.0, 96.0)]
@@ -97,7 +97,7 @@ def test_aggregate_point_reads_every_metric_from_results():
 
 
 def test_energy_null_in_every_cycle_stays_null_with_its_reason():
-    results = [make_result(avg_tokens_per_second=v) for v in (16.0, 16.0)]  # energy null: CPU
+    results = [make_result(output_tokens_per_second=v) for v in (16.0, 16.0)]  # energy null: CPU
     agg = aggregate_point("p", "pytorch", results)
     for name in ("energy_j", "energy_per_token_j"):
         s = agg.metrics[name]
@@ -119,14 +119,14 @@ def test_no_successful_cycle_gives_null_metrics():
 
 
 def test_cv_warning_above_10_percent_only():
-    noisy = aggregate_point("backend=vllm", "vllm", [make_result(avg_tokens_per_second=v) for v in (10.0, 12.0, 14.0)])
+    noisy = aggregate_point("backend=vllm", "vllm", [make_result(output_tokens_per_second=v) for v in (10.0, 12.0, 14.0)])
     steady = aggregate_point("backend=pytorch", "pytorch",
-                             [make_result(avg_tokens_per_second=v) for v in (100.0, 101.0, 102.0)])
+                             [make_result(output_tokens_per_second=v) for v in (100.0, 101.0, 102.0)])
     assert cv_warnings([noisy, steady]) == [
         "tokens_per_second varies 17 % across cycles of backend=vllm: more cycles or longer windows"
     ]
     # exactly 10 % does not warn: 9, 10, 11 -> std 1, mean 10
-    edge = aggregate_point("e", "pytorch", [make_result(avg_tokens_per_second=v) for v in (9.0, 10.0, 11.0)])
+    edge = aggregate_point("e", "pytorch", [make_result(output_tokens_per_second=v) for v in (9.0, 10.0, 11.0)])
     assert cv_warnings([edge]) == []
 
 
@@ -139,7 +139,7 @@ def test_csv_has_stable_columns_and_empty_cells_for_null():
             assert f"{name}_{stat}" in cols
     assert cols[-1] == "energy_unavailable_reason"
     agg = aggregate_point("pytorch.batch_size=2", "pytorch",
-                          [make_result(avg_tokens_per_second=v) for v in (10.0, 12.0, 14.0)], n_failed=1)
+                          [make_result(output_tokens_per_second=v) for v in (10.0, 12.0, 14.0)], n_failed=1)
     rows = list(csv.DictReader(io.StringIO(to_csv([agg]))))
     assert len(rows) == 1
     row = rows[0]

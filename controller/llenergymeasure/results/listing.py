@@ -29,7 +29,7 @@ def list_row(e: Experiment) -> tuple[str, ...]:
                         if row[c] is not None)
     status = e.status if e.ok else f"failed: {e.failure}"
     return (when, name, status, short_model(row["model"]), row["backend"] or "?", settings or "?",
-            _num(row["tokens_per_second"], ".1f") if e.ok else "-",
+            _num(row["output_tokens_per_second"], ".1f") if e.ok else "-",
             _num(row["energy_per_token_j"], ".4g") if e.ok else "-")
 
 

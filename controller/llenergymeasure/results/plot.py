@@ -61,7 +61,7 @@ def configurations(experiments: Sequence[Experiment], adjusted: bool = False) ->
         if adjusted and not reasons:
             reasons = [f"no idle-adjusted figure ({r.energy.baseline_unavailable_reason or 'no idle baseline'})"
                        for r in results if r.avg_energy_per_token_adjusted_j is None]
-        out.append(Config(label, first.config.backend, describe([r.avg_tokens_per_second for r in results]),
+        out.append(Config(label, first.config.backend, describe([r.output_tokens_per_second for r in results]),
                           describe([v for v in energy if v is not None]), reasons[0] if reasons else None))
     return out
 

@@ -48,7 +48,7 @@ def _energy(r: ExperimentResult) -> Table:
     if e.integrated_energy_j is not None:
         diff = f" ({e.counter_vs_integrated_rel_diff * 100:+.1f} % vs counter)" if e.counter_vs_integrated_rel_diff \
             is not None else ""
-        t.add_row("cross-check", f"sampled power integrated: {e.integrated_energy_j:.4g} J{diff}")
+        t.add_row("cross-check", f"sampled power integrated over the total window: {e.integrated_energy_j:.4g} J{diff}")
     if e.counter_update_period_ms is not None:
         t.add_row("counter", f"updates every {e.counter_update_period_ms:.3g} ms · {e.counter_resets} reset(s)")
     if e.sample_hz:
@@ -101,11 +101,15 @@ def _rest(r: ExperimentResult) -> Table:
     t.add_row("ITL", _latency_row(r.itl))
     if r.latency_method:
         t.add_row("latency method", escape(r.latency_method))
-    t.add_row("throughput", f"{r.avg_tokens_per_second:.2f} output tok/s over {r.total_inference_time_sec:.3f} s "
-                            f"({r.n_requests} requests, {r.input_tokens} in / {r.output_tokens} out tokens)")
+    w = r.whole_run
+    t.add_row("throughput", f"{r.output_tokens_per_second:.2f} output tok/s: {r.output_tokens} output tokens over "
+                            f"{r.total_inference_time_sec:.3f} s ({r.measurement_methodology} window)")
+    t.add_row("whole run", f"{w.n_requests} requests, {w.input_tokens} in / {w.output_tokens} out tokens in "
+                           f"{w.duration_s:.3f} s")
     if r.flops is not None:
         f = r.flops
-        t.add_row("FLOPs", f"{f.total:.3e} (prefill {f.prefill:.3e} · decode {f.decode:.3e}) · "
+        head = f"{r.total_flops:.3e} in the {r.measurement_methodology} window · " if r.total_flops is not None else ""
+        t.add_row("FLOPs", f"{head}whole run {f.total:.3e} (prefill {f.prefill:.3e} · decode {f.decode:.3e}) · "
                            f"{_v(f.per_output_token, 'per output token', '.3e')} · "
                            f"{_v(f.achieved_flops_per_s, 'FLOP/s', '.3e')}")
         t.add_row("FLOPs method", escape(f.method + (f"; parameters from {f.parameter_source}" if f.parameter_source

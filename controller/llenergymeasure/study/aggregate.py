@@ -21,7 +21,7 @@ CV_WARN = 0.10
 
 #: Aggregated metrics: name (with its unit) -> how to read it from one result (None when not measured).
 METRICS: dict[str, Callable[[ExperimentResult], float | None]] = {
-    "tokens_per_second": lambda r: r.avg_tokens_per_second,
+    "tokens_per_second": lambda r: r.output_tokens_per_second,
     "ttft_p50_ms": lambda r: r.ttft.p50_ms if r.ttft else None,
     "itl_p50_ms": lambda r: r.itl.p50_ms if r.itl else None,
     "energy_j": lambda r: r.total_energy_j,

@@ -37,8 +37,9 @@ def run_row(entry: ManifestEntry, backend: str, result: ExperimentResult | None)
            "duration_s": entry.duration_s, "runner_s": entry.runner_s}
     if result is not None:
         row.update(
-            tokens_per_second=result.avg_tokens_per_second, output_tokens=result.output_tokens,
-            input_tokens=result.input_tokens, ttft_p50_ms=result.ttft.p50_ms if result.ttft else None,
+            tokens_per_second=result.output_tokens_per_second, output_tokens=result.output_tokens,
+            run_input_tokens=result.whole_run.input_tokens, run_output_tokens=result.whole_run.output_tokens,
+            ttft_p50_ms=result.ttft.p50_ms if result.ttft else None,
             itl_p50_ms=result.itl.p50_ms if result.itl else None, energy_j=result.total_energy_j,
             energy_per_token_j=result.avg_energy_per_token_j,
             energy_per_token_adjusted_j=result.avg_energy_per_token_adjusted_j,

@@ -38,6 +38,7 @@ from lem_runner.contract.result import (
     LatencyStats,
     PhaseFigures,
     PhaseSplit,
+    RunTotals,
     WarmupResult,
     WindowFigures,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "IdleBaseline",
     "PhaseFigures",
     "PhaseSplit",
+    "RunTotals",
     "WarmupResult",
     "WindowConfig",
     "WindowFigures",

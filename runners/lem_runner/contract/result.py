@@ -1,6 +1,8 @@
 """ExperimentResult: every number one run produced, with how it was obtained.
 
-Energy that was not measured is ``None`` with a reason, never 0. Per-token figures are per *output* token.
+Energy that was not measured is ``None`` with a reason, never 0. Per-token figures are per *output* token. Every
+top-level figure covers the one headline window ``measurement_methodology`` names; counts over the whole run are in
+``whole_run``, and each window's own figures in ``windows``.
 """
 
 from __future__ import annotations
@@ -8,9 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lem_runner.contract.config import SCHEMA_VERSION, ExperimentConfig
+from lem_runner.contract.legacy import MIXED_SPAN_VERSIONS, upgrade_result
 
 
 class _Record(BaseModel):
@@ -79,36 +82,46 @@ class EnergyResult(_Record):
     sampler: str = Field(..., description="energy source, e.g. 'nvml_counter' or 'none'")
     method: str = Field(..., description="how the figure was obtained, in words")
     selected_because: str | None = Field(None, description="why this source was used (energy.sampler: auto says)")
-    total_energy_j: float | None = Field(None, description="raw energy over the headline window")
-    per_device_j: dict[str, float] | None = Field(None, description="raw energy per device over the total window")
+    total_energy_j: float | None = Field(
+        None, description="raw energy over the headline window (measurement_methodology), summed over devices")
+    per_device_j: dict[str, float] | None = Field(
+        None, description="raw energy per device over the headline window; sums to total_energy_j")
     unavailable_reason: str | None = Field(None, description="why energy is null, when it is")
     counter_update_period_ms: float | None = Field(None, description="measured interval between counter updates")
     counter_resets: int = Field(0, ge=0, description="times a counter went backwards (driver reload) and was rejoined")
-    integrated_energy_j: float | None = Field(None, description="sampled power integrated over the total window")
+    integrated_energy_j: float | None = Field(
+        None, description="cross-check: sampled power integrated over the total window (the whole measured run)")
     counter_vs_integrated_rel_diff: float | None = Field(
         None, description="(integrated - counter) / counter, both over the total window"
     )
     sample_hz: float | None = None
-    n_power_samples: int = Field(0, ge=0, description="power samples inside the window, over all devices")
+    resolution_ms: float | None = Field(
+        None, description="shortest span whose energy the series resolves: the interval between power samples, or "
+                          "between counter reads for a source without power readings (RAPL); null without a series")
+    n_power_samples: int = Field(0, ge=0, description="power samples inside the total window, over all devices")
     sampler_cpu_s: float | None = Field(None, description="CPU time the sampler thread used")
     timeseries_file: str | None = Field(None, description="sampled timeseries beside result.json (Parquet)")
     baseline: IdleBaseline | None = None
     baseline_unavailable_reason: str | None = None
-    adjusted_energy_j: float | None = Field(None, description="raw - baseline power x window, floored at 0")
+    adjusted_energy_j: float | None = Field(
+        None, description="headline window: raw - idle baseline power x window duration; signed (negative: the "
+                          "baseline exceeds the raw energy, flagged baseline_exceeds_raw)")
 
 
 class WindowFigures(_Record):
-    """Throughput and energy over one span of the run."""
+    """Throughput and energy over one span of the run: every figure here covers exactly that span."""
 
     start_offset_s: float = Field(..., description="from the start of the measured run")
-    duration_s: float = Field(..., ge=0)
+    duration_s: float = Field(..., ge=0, description="wall time of the span (summed over its pieces)")
     output_tokens: int = Field(..., ge=0, description="output tokens whose timestamps fall inside the span")
-    tokens_per_second: float = Field(..., ge=0)
-    energy_j: float | None = None
-    adjusted_energy_j: float | None = None
-    energy_per_token_j: float | None = None
-    adjusted_energy_per_token_j: float | None = None
-    mean_power_w: float | None = None
+    tokens_per_second: float = Field(..., ge=0, description="output tokens / duration_s")
+    energy_j: float | None = Field(None, description="raw energy over the span, summed over devices")
+    adjusted_energy_j: float | None = Field(None, description="energy_j - idle baseline power x duration_s; signed")
+    energy_per_token_j: float | None = Field(None, description="energy_j / output_tokens")
+    adjusted_energy_per_token_j: float | None = Field(None, description="adjusted_energy_j / output_tokens; signed")
+    mean_power_w: float | None = Field(None, description="energy_j / duration_s")
+    energy_unavailable_reason: str | None = Field(None, description="why energy_j is null, when it is")
+    flops: float | None = Field(None, description="estimated FLOPs of the output tokens counted in the span")
     method: str = ""
 
 
@@ -134,11 +147,13 @@ class PhaseSplit(_Record):
 
 
 class FlopsResult(_Record):
-    total: float = Field(..., ge=0)
+    """FLOPs of the whole measured run (every request, every token), split by phase."""
+
+    total: float = Field(..., ge=0, description="whole run: prefill + decode")
     prefill: float = Field(..., ge=0)
     decode: float = Field(..., ge=0)
-    per_output_token: float | None = None
-    achieved_flops_per_s: float | None = Field(None, description="total / window wall time")
+    per_output_token: float | None = Field(None, description="whole run: total / whole_run.output_tokens")
+    achieved_flops_per_s: float | None = Field(None, description="whole run: total / total window wall time")
     active_non_embedding_parameters: float | None = Field(
         None, description="N_body of the estimate: non-embedding parameters one token uses (mixture of experts: routed "
                           "expert weights times experts per token / experts)")
@@ -191,6 +206,17 @@ class EnvironmentInfo(_Record):
     image: str | None = Field(None, description="image id when the runner ran in a container")
 
 
+class RunTotals(_Record):
+    """Counts over the whole measured run (every measured request, warmup excluded), whatever the headline window."""
+
+    n_requests: int = Field(..., ge=0, description="requests measured")
+    input_tokens: int = Field(..., ge=0, description="prompt tokens of those requests")
+    output_tokens: int = Field(..., ge=0, description="tokens they generated")
+    total_tokens: int = Field(..., ge=0, description="input_tokens + output_tokens")
+    duration_s: float = Field(..., ge=0, description="wall time of the total window")
+    flops: float | None = Field(None, description="estimated FLOPs of every request (= flops.total)")
+
+
 class ExperimentResult(_Record):
     """The result of one experiment run: written by the runner as ``result.json``."""
 
@@ -204,18 +230,20 @@ class ExperimentResult(_Record):
         "single_run", description="how the figures combine runs: one process, one window, summed over devices"
     )
 
-    n_requests: int = Field(..., ge=0)
-    total_tokens: int = Field(..., ge=0, description="input + output tokens over the window")
-    input_tokens: int = Field(..., ge=0)
-    output_tokens: int = Field(..., ge=0)
-    total_inference_time_sec: float = Field(..., ge=0, description="wall time of the measurement window")
-    avg_tokens_per_second: float = Field(..., ge=0, description="output tokens / window wall time")
-    total_energy_j: float | None = Field(None, description="raw energy over the window; null when not measured")
-    avg_energy_per_token_j: float | None = Field(None, description="raw: total_energy_j / output tokens")
+    # headline: every figure below covers the one window measurement_methodology names
+    total_inference_time_sec: float = Field(..., ge=0, description="headline window: wall time")
+    output_tokens: int = Field(..., ge=0, description="headline window: output tokens with a timestamp inside it")
+    output_tokens_per_second: float = Field(..., ge=0, description="headline window: output tokens / wall time")
+    total_energy_j: float | None = Field(
+        None, description="headline window: raw energy, summed over devices; null when not measured")
+    avg_energy_per_token_j: float | None = Field(
+        None, description="headline window: total_energy_j / output_tokens")
     avg_energy_per_token_adjusted_j: float | None = Field(
-        None, description="idle-adjusted: energy.adjusted_energy_j / output tokens"
-    )
-    total_flops: float | None = None
+        None, description="headline window: energy.adjusted_energy_j / output_tokens; signed")
+    total_flops: float | None = Field(
+        None, description="headline window: estimated FLOPs of its output tokens (a request's first token carries "
+                          "its prefill)")
+    whole_run: RunTotals = Field(..., description="counts over the whole measured run, whatever the headline window")
     flops_method: str | None = None
     flops: FlopsResult | None = None
     windows: dict[str, WindowFigures] = Field(
@@ -236,3 +264,11 @@ class ExperimentResult(_Record):
     environment: EnvironmentInfo
     start_time: datetime
     end_time: datetime
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_older_schemas(cls, data: object) -> object:
+        """A result.json from before schema 1.1 (spans mixed at the top level) is read in today's shape."""
+        if isinstance(data, dict) and data.get("schema_version") in MIXED_SPAN_VERSIONS:
+            return upgrade_result(data)
+        return data

@@ -45,6 +45,39 @@ class EnergyReading:
             return None
         return sum(track.between(t0, t1) for track in self.tracks.values())
 
+    def _points(self, dev: str, track: CounterTrack) -> int:
+        """How many instants tell this device's series apart: power samples inside the window where they shape the
+        series, else counter reads."""
+        if track.shape is None:
+            return track.reads
+        return sum(1 for r in self.samples if r.device == dev and r.sample.power_w is not None
+                   and self.t_start <= r.t <= self.t_end)
+
+    def resolution_s(self) -> float | None:
+        """The shortest span whose energy the series resolves: the mean interval between the instants that shape it
+        (power samples, else counter reads; the window itself with only its two boundary reads), never below the
+        counter's update period; the worst device's. None without a series."""
+        if self.tracks is None or self.total_j is None:
+            return None
+        window = self.t_end - self.t_start
+        worst = max((window / (n - 1) if (n := self._points(d, t)) >= 2 else window
+                     for d, t in self.tracks.items()), default=window)
+        return max(worst, self.update_period_s or 0.0)
+
+    def sub_span_reason(self) -> str | None:
+        """Why the energy of a span inside the window (a phase, the steady state, a fixed window) cannot be taken from
+        this reading; None when it can."""
+        if self.total_j is None:
+            return self.unavailable_reason or "no energy measured"
+        if self.tracks is None:
+            return (f"the {self.sampler} source reports window totals only, not a series to take a span's energy "
+                    "from")
+        if any(self._points(d, t) <= 2 for d, t in self.tracks.items()):
+            return ("the energy series holds only the window's two boundary reads (energy.sample_hz: 0, or the "
+                    "sampler stopped), so a span inside the window would get a time share of the total, not a "
+                    "measurement")
+        return None
+
 
 @runtime_checkable
 class EnergyBackend(Protocol):

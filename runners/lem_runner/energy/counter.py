@@ -7,8 +7,11 @@ the new reading, and the energy between the last read before the reset and the r
 
 The counter only moves at its own update period P (100 ms on an H100), so a read returns the value of the last update
 before it. A repeated value is not a point of the series; a new value first seen at read r (previous read q) was
-updated within (max(q, r - P), r], and is placed in the middle of that span (at r when P is unknown). Between those points the energy is spread in
-proportion to sampled power when a power series is given (``shape``), else evenly in time.
+updated within (max(q, r - P), r], and is placed in the middle of that span (at r when P is unknown). The first read
+is treated the same way (its value was last updated within (r - P, r]), so every point sits P/2 before its read on
+average. Between those points the energy is spread in proportion to sampled power when a power series is given
+(``shape``), else evenly in time; after the last point, up to the last read, the last interval's power carries on, so
+the final half-period of a window is not lost.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ class CounterTrack:
         """Add a raw reading taken at ``t`` (reads arrive in time order from at most two threads)."""
         with self._lock:
             if self._last_raw is None:
-                self.times.append(t)
+                self.times.append(t - self.update_period_s / 2 if self.update_period_s else t)
                 self.joules.append(0.0)
                 self._last_raw, self.last_read_t, self.reads = raw_mj, t, 1
                 return
@@ -67,9 +70,12 @@ class CounterTrack:
         return self.joules[-1] if self.joules else 0.0
 
     def at(self, t: float) -> float:
-        """Cumulative joules at ``t`` (clamped to the first and last point), between points in proportion to the
-        power shape when there is one and it moved, else linearly in time."""
+        """Cumulative joules at ``t``: between points in proportion to the power shape when there is one and it moved,
+        else linearly in time; past the last point (up to the last read) at the last interval's power; clamped
+        outside the reads."""
         xs, ys = self.times, self.joules
+        if xs and t > xs[-1] and len(xs) >= 2 and self.last_read_t is not None:
+            return ys[-1] + self._tail(min(t, self.last_read_t))
         if self.shape is None or not xs or t <= xs[0] or t >= xs[-1]:
             return interpolate(xs, ys, t)
         i = bisect.bisect_right(xs, t)
@@ -77,6 +83,18 @@ class CounterTrack:
         if s1 <= s0:
             return interpolate(xs, ys, t)
         return ys[i - 1] + (ys[i] - ys[i - 1]) * (self.shape(t) - s0) / (s1 - s0)
+
+    def _tail(self, t: float) -> float:
+        """Joules from the last point to ``t`` (after it): the last interval's energy rate, shaped by sampled power
+        where the shape moved over that interval."""
+        (x0, x1), (y0, y1) = self.times[-2:], self.joules[-2:]
+        if t <= x1 or x1 <= x0:
+            return 0.0
+        if self.shape is not None:
+            s0, s1 = self.shape(x0), self.shape(x1)
+            if s1 > s0 and self.shape(t) > s1:
+                return (y1 - y0) * (self.shape(t) - s1) / (s1 - s0)
+        return (y1 - y0) * (t - x1) / (x1 - x0)
 
     def between(self, t0: float, t1: float) -> float:
         return max(0.0, self.at(t1) - self.at(t0))

@@ -22,13 +22,17 @@ class CounterEnergyBackend:
     """Tracks energy over a window on ``devices``, each with a cumulative counter."""
 
     def __init__(self, devices: Sequence[CounterDevice], name: str, method: str, sample_hz: float = 10.0,
-                 clock: Callable[[], float] = time.perf_counter, sleep: Callable[[float], None] = time.sleep) -> None:
+                 clock: Callable[[], float] = time.perf_counter, sleep: Callable[[float], None] = time.sleep,
+                 threaded: bool = True) -> None:
+        """``threaded=False`` runs no sampler thread: whoever drives ``clock`` calls ``tick`` (deterministic runs on a
+        fake clock)."""
         self.devices = list(devices)
         self.name = name
         self.method = method
         self.sample_hz = sample_hz
         self.clock = clock
         self.sleep = sleep
+        self.threaded = threaded
         self.update_period_s: float | None = None
         self._tracks: dict[str, CounterTrack] = {}
         self._sampler: PowerSampler | None = None
@@ -62,7 +66,12 @@ class CounterEnergyBackend:
         if t1 <= t0 or not all(track.ticked() for track in tracks.values()):
             return None
         per_device = {dev_id: track.total_j / (t1 - t0) for dev_id, track in tracks.items()}
-        totals = _total_power_series(sampler.rows, len(self.devices)) or _counter_power_series(tracks)
+        totals = _total_power_series(sampler.rows, len(self.devices))
+        spread = "standard deviation of the total power sampled meanwhile"
+        if not totals:
+            totals = _counter_power_series(tracks, t0, t1)
+            spread = ("standard deviation of the counters' power summed over devices per instant, on a grid of the "
+                      "counter-read interval (no device reports power)")
         return IdleBaseline(
             power_w=sum(per_device.values()),
             power_std_w=statistics.stdev(totals) if len(totals) >= 2 else None,
@@ -73,7 +82,7 @@ class CounterEnergyBackend:
             device_uuids=[d.uuid for d in self.devices if d.uuid],
             method=f"{self.name} counter delta over {t1 - t0:.1f} s with nothing running, after the model loaded and "
                    "before warmup (the devices' idle power while holding the model: a GPU with a CUDA context idles "
-                   "above its no-context idle); spread: standard deviation of the power sampled meanwhile",
+                   f"above its no-context idle); spread: {spread}",
         )
 
     def device_uuids(self) -> list[str]:
@@ -87,7 +96,13 @@ class CounterEnergyBackend:
         self._t0 = self._read_all(self._tracks)
         if self.sample_hz > 0:
             self._sampler = PowerSampler(self.devices, self._tracks, self.sample_hz, self.clock)
-            self._sampler.start()
+            if self.threaded:
+                self._sampler.start()
+
+    def tick(self) -> None:
+        """One sampler tick now, while tracking (for ``threaded=False``)."""
+        if self._sampler is not None:
+            self._sampler.tick()
 
     def stop_tracking(self) -> EnergyReading:
         if self._t0 is None:
@@ -137,13 +152,19 @@ def _total_power_series(rows: list[SampleRow], n_devices: int) -> list[float]:
     return out
 
 
-def _counter_power_series(tracks: dict[str, CounterTrack]) -> list[float]:
-    """Power between consecutive counter reads that moved, summed over devices (for devices without a power reading)."""
-    series: list[float] = []
-    for track in tracks.values():
-        pts = list(zip(track.times, track.joules))
-        series.extend((e1 - e0) / (t1 - t0) for (t0, e0), (t1, e1) in zip(pts, pts[1:]) if t1 > t0 and e1 > e0)
-    return series
+def _counter_power_series(tracks: dict[str, CounterTrack], t0: float, t1: float) -> list[float]:
+    """Power summed over devices per instant, for devices without a power reading: every device's counter series is
+    evaluated on one common grid whose step is no shorter than the counter-read interval (nor the update period),
+    so a read pair that straddles a counter update a moment apart adds its joules to one grid step, not a spike."""
+    reads = max(track.reads for track in tracks.values()) if tracks else 0
+    if reads < 3 or t1 <= t0:
+        return []
+    period = max((track.update_period_s or 0.0) for track in tracks.values())
+    step = max((t1 - t0) / (reads - 1), period)
+    n = int((t1 - t0) / step + 1e-9)
+    grid = [t0 + i * step for i in range(n + 1)]
+    cumulative = [sum(track.at(t) for track in tracks.values()) for t in grid]
+    return [(e1 - e0) / step for e0, e1 in zip(cumulative, cumulative[1:])]
 
 
 def integrate_power(samples: list[SampleRow], device: str, t0: float, t1: float) -> float | None:

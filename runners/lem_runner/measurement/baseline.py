@@ -1,6 +1,7 @@
-"""Idle baseline: reuse a cached one when it is young enough, from the same GPUs in the same state (memory in use,
-power limit, clocks, persistence) and a short spot-check agrees with it, else measure it; and the adjusted energy,
-raw minus what the idle devices would have drawn anyway over the same span (floored at 0)."""
+"""Idle baseline: reuse a cached one when it is young enough and from the same GPUs, else measure it; and the
+adjusted energy, raw minus what the idle devices would have drawn anyway over the same span. It keeps its sign: a
+negative value means the baseline exceeds the window's mean power (a stale or hot baseline) and is flagged
+``baseline_exceeds_raw``, never hidden by a floor at 0 (which would bias means over cycles upwards)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from lem_runner.energy.base import EnergyBackend
 def adjusted_energy(raw_j: float | None, baseline_w: float | None, duration_s: float) -> float | None:
     if raw_j is None or baseline_w is None:
         return None
-    return max(0.0, raw_j - baseline_w * duration_s)
+    return raw_j - baseline_w * duration_s
 
 
 #: memory in use may differ this much (MiB, or this share of it, whichever is larger) and still count as the same

@@ -1,7 +1,9 @@
 """Prefill and decode, split in the same run. Prefill runs while any request is waiting for its first token
 ([start, first token]); decode while any request is between its first and last token and none is in prefill.
 Time spent in neither (tokenising between batches) belongs to no phase. Energy comes from the counter series over
-each phase's spans, so its resolution is the sampling period (a phase shorter than that is apportioned, and flagged)."""
+each phase's spans, so its resolution is the series' (the power-sampling interval, or the counter-read interval for a
+source without power readings): a phase shorter than that is apportioned, and flagged; with only the window's two
+boundary reads there is nothing to split by, and phase energy is null with the reason."""
 
 from __future__ import annotations
 
@@ -30,13 +32,9 @@ MAX_SPANS = 1000
 def split_phases(records: Sequence[GenerationRecord], reading: EnergyReading, prefill_flops: float | None,
                  decode_flops: float | None, origin: float = 0.0) -> PhaseSplit:
     prefill, decode = phase_spans(records)
-    reason = None
     e_pre = e_dec = None
-    if reading.total_j is None:
-        reason = reading.unavailable_reason or "no energy measured"
-    elif reading.tracks is None:
-        reason = f"the {reading.sampler} source reports window totals only, not a series to split"
-    else:
+    reason = reading.sub_span_reason()
+    if reason is None:
         e_pre = sum(reading.energy_between(a, b) or 0.0 for a, b in prefill)
         e_dec = sum(reading.energy_between(a, b) or 0.0 for a, b in decode)
     both = (e_pre or 0.0) + (e_dec or 0.0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lem_runner.contract.result import WindowFigures
 from lem_runner.energy.base import EnergyReading
 from lem_runner.energy.device import THROTTLE_MASK, throttle_names
 
@@ -26,17 +27,22 @@ def counter_vs_integrated(counter_j: float | None, integrated_j: float | None) -
 
 
 def quality_flags(reading: EnergyReading, window_s: float, rel_diff: float | None,
-                  prefill_spans: list[tuple[float, float]] = ()) -> list[Flag]:
+                  prefill_spans: list[tuple[float, float]] = (), decode_spans: list[tuple[float, float]] = (),
+                  headline: WindowFigures | None = None) -> list[Flag]:
     flags: list[Flag] = []
     if reading.total_j is None:
         return flags
-    resolution = max(1 / reading.sample_hz if reading.sample_hz else 0.0, reading.update_period_s or 0.0)
-    if reading.tracks is not None and prefill_spans and resolution:
-        mean_span = sum(b - a for a, b in prefill_spans) / len(prefill_spans)
-        if mean_span < resolution:
-            flags.append(Flag("phase_resolution", f"prefill spans average {mean_span * 1000:.0f} ms, under the "
-                                                  f"{resolution * 1000:.0f} ms the energy series resolves: the phase "
-                                                  "split apportions each sample interval by sampled power"))
+    resolution = reading.resolution_s()
+    if reading.sub_span_reason() is None and resolution:
+        for name, spans in (("prefill", prefill_spans), ("decode", decode_spans)):
+            mean_span = sum(b - a for a, b in spans) / len(spans) if spans else None
+            if mean_span is not None and mean_span < resolution:
+                flags.append(Flag("phase_resolution", f"{name} spans average {mean_span * 1000:.0f} ms, under the "
+                                                      f"{resolution * 1000:.0f} ms the energy series resolves (its "
+                                                      "interval between power samples, or between counter reads "
+                                                      "without power readings): the phase split apportions each "
+                                                      "interval in proportion to time or sampled power"))
+                break
     period = reading.update_period_s
     if window_s < MIN_WINDOW_S or (period is not None and window_s < 10 * period):
         detail = f"; the counter updates every {period * 1000:.0f} ms" if period else ""
@@ -75,6 +81,13 @@ def quality_flags(reading: EnergyReading, window_s: float, rel_diff: float | Non
     for dev, pids in reading.other_processes.items():
         flags.append(Flag("other_process", f"{len(pids)} other process(es) used {dev} during the run (pids "
                                            f"{', '.join(map(str, pids[:5]))}): their energy is in the counter too"))
+    if headline is not None and headline.energy_j is not None and headline.adjusted_energy_j is not None \
+            and headline.adjusted_energy_j < 0:
+        idle_j = headline.energy_j - headline.adjusted_energy_j
+        flags.append(Flag("baseline_exceeds_raw", f"the idle baseline over the window ({idle_j:.1f} J) exceeds the "
+                                                  f"raw energy ({headline.energy_j:.1f} J): adjusted energy is "
+                                                  "negative (kept signed); the baseline is stale or was taken hotter "
+                                                  "than the run (re-measure it: energy.baseline.mode: fresh)"))
     if rel_diff is not None and abs(rel_diff) > MAX_COUNTER_VS_INTEGRATED:
         flags.append(Flag("counter_integrated_disagree", f"integrated sampled power differs from the counter by "
                                                          f"{rel_diff:+.1%} (> {MAX_COUNTER_VS_INTEGRATED:.0%})"))

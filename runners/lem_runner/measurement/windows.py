@@ -10,6 +10,7 @@ from lem_runner.backends.base import GenerationRecord
 from lem_runner.contract.result import WindowFigures
 from lem_runner.energy.base import EnergyReading
 from lem_runner.measurement.baseline import adjusted_energy
+from lem_runner.measurement.flops import ModelShape, ParameterCounts, request_flops
 from lem_runner.measurement.intervals import Interval, length, union
 
 STEADY_METHOD = ("spans where at least {saturation:.0%} of the peak number of requests were decoding (between a "
@@ -45,15 +46,43 @@ def tokens_in(records: Sequence[GenerationRecord], spans: list[Interval]) -> int
     return sum(1 for r in records for t in r.token_times if any(a < t <= b for a, b in spans))
 
 
-def span_energy(reading: EnergyReading, spans: list[Interval]) -> float | None:
-    """Joules over the spans from the counter series; None without one (no energy, or window totals only)."""
-    if reading.total_j is None or reading.tracks is None:
+def _cumulative_flops(counts: ParameterCounts, shape: ModelShape | None, n_in: int, j: int) -> float:
+    """FLOPs of a request's first ``j`` output tokens (the first carries the prefill)."""
+    return sum(request_flops(counts, shape, n_in, j)) if j > 0 else 0.0
+
+
+def window_flops(records: Sequence[GenerationRecord], spans: list[Interval], counts: ParameterCounts,
+                 shape: ModelShape | None) -> float:
+    """FLOPs of the output tokens counted in the spans (by timestamp, as ``tokens_in``): token j of a request costs
+    what its j-th forward pass does, so a span holding a request's first token holds its prefill."""
+    total = 0.0
+    for r in records:
+        for j, t in enumerate(r.token_times, start=1):
+            if any(a < t <= b for a, b in spans):
+                total += (_cumulative_flops(counts, shape, r.input_tokens, j)
+                          - _cumulative_flops(counts, shape, r.input_tokens, j - 1))
+    return total
+
+
+def span_energy(reading: EnergyReading, spans: list[Interval]) -> tuple[float | None, str | None]:
+    """Joules over the spans from the counter series, or None and why (no energy, window totals only, or a series
+    with nothing inside the window to resolve a sub-span by)."""
+    reason = reading.sub_span_reason()
+    if reason is not None:
+        return None, reason
+    return sum(reading.energy_between(a, b) or 0.0 for a, b in spans), None
+
+
+def span_energy_per_device(reading: EnergyReading, spans: list[Interval]) -> dict[str, float] | None:
+    """Joules over the spans per device (None where ``span_energy`` is None)."""
+    if reading.sub_span_reason() is not None or reading.tracks is None:
         return None
-    return sum(reading.energy_between(a, b) or 0.0 for a, b in spans)
+    return {dev: sum(track.between(a, b) for a, b in spans) for dev, track in reading.tracks.items()}
 
 
 def window_figures(spans: list[Interval], output_tokens: int, energy: float | None, baseline_w: float | None,
-                   origin: float, method: str) -> WindowFigures:
+                   origin: float, method: str, energy_reason: str | None = None,
+                   flops: float | None = None) -> WindowFigures:
     duration = length(spans)
     adjusted = adjusted_energy(energy, baseline_w, duration)
     return WindowFigures(
@@ -66,5 +95,7 @@ def window_figures(spans: list[Interval], output_tokens: int, energy: float | No
         energy_per_token_j=energy / output_tokens if energy is not None and output_tokens else None,
         adjusted_energy_per_token_j=adjusted / output_tokens if adjusted is not None and output_tokens else None,
         mean_power_w=energy / duration if energy is not None and duration > 0 else None,
+        energy_unavailable_reason=energy_reason if energy is None else None,
+        flops=flops,
         method=method,
     )
