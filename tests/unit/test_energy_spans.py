@@ -26,8 +26,8 @@ from llenergymeasure.results.discover import load_experiment
 from pydantic import ValidationError
 
 
-def _measure(config, backend, energy, cached=None):
-    request = RunRequest(experiment_id="exp-1", config=config, model_path="/m", cached_baseline=cached)
+def _measure(config, backend, energy):
+    request = RunRequest(experiment_id="exp-1", config=config, model_path="/m")
     return run_measurement(request, backend, lambda _l: energy, lambda _l: make_environment(), lambda _e: None,
                            clock=backend.clock)
 
@@ -92,10 +92,9 @@ def test_rapl_baseline_spread_has_no_spikes_from_read_pairs_straddling_an_update
 
 
 def test_adjusted_energy_below_the_baseline_stays_signed_and_is_flagged():
-    # raw 330 J over a 3 s window (110 W) against a cached 126 W baseline: adjusted 330 - 378 = -48 J
+    # raw 330 J over a 3 s window (110 W) against a 126 W baseline (taken hotter): adjusted 330 - 378 = -48 J
     backend = FakeInferenceBackend(batch_size=2, output_tokens=12, step_s=0.25)
-    cached = IdleBaseline(power_w=126.0, duration_s=5.0, measured_at=datetime.now(UTC), device_uuids=["GPU-fake-0"])
-    result = _measure(make_config(n_prompts=2), backend, FakeEnergyBackend(joules=330.0), cached)
+    result = _measure(make_config(n_prompts=2), backend, FakeEnergyBackend(joules=330.0, baseline_w=126.0))
     assert result.total_inference_time_sec == pytest.approx(3.0)
     assert result.energy.adjusted_energy_j == pytest.approx(-48.0)
     assert result.avg_energy_per_token_adjusted_j == pytest.approx(-48.0 / 24)
