@@ -53,6 +53,11 @@ class FakeInferenceBackend:
     Each ``generate`` call starts at ``clock.now``; every request in the batch gets ``output_tokens`` token times
     ``start + ttft_s + k * step_s`` (k = 0..output_tokens-1), and the clock moves to the last of them.
     ``fail_on_generate_call`` (1-based) makes that call raise, to test where a failure is attributed.
+
+    ``slots`` makes it a continuous-batching engine given the whole call at once (as vLLM is): at most ``slots``
+    requests run together, the rest wait in its queue, and a wave starts when the one before it has finished; every
+    record keeps the call's ``start``. ``reports_scheduled`` fills in ``scheduled`` (when each request's prefill
+    began), as an engine that exposes its scheduling times does; without it the analysis estimates it from the steps.
     """
 
     name = "fake"
@@ -68,7 +73,11 @@ class FakeInferenceBackend:
         clock: FakeClock | None = None,
         journal: list[str] | None = None,
         fail_on_generate_call: int | None = None,
+        slots: int | None = None,
+        reports_scheduled: bool = False,
     ) -> None:
+        self.slots = slots
+        self.reports_scheduled = reports_scheduled
         self.batch_size = batch_size
         self.output_tokens = output_tokens
         self.input_tokens = input_tokens
@@ -97,10 +106,15 @@ class FakeInferenceBackend:
         if self.fail_on_generate_call == len(self.generate_calls):
             raise RuntimeError(f"fake failure on generate call {len(self.generate_calls)}")
         start = self.clock.now
-        times = [start + self.ttft_s + k * self.step_s for k in range(self.output_tokens)]
-        if times:
-            self.clock.now = times[-1]
-        records = [GenerationRecord(self.input_tokens, self.output_tokens, start, list(times)) for _ in prompts]
+        slots = self.slots or len(prompts)
+        wave_s = self.ttft_s + max(0, self.output_tokens - 1) * self.step_s
+        records = []
+        for i in range(len(prompts)):
+            begins = start + (i // slots) * wave_s
+            times = [begins + self.ttft_s + k * self.step_s for k in range(self.output_tokens)]
+            records.append(GenerationRecord(self.input_tokens, self.output_tokens, start, times,
+                                            scheduled=begins if self.reports_scheduled else None))
+        self.clock.now = max([start, *(t for r in records for t in r.token_times)])
         self.returned.append(records)
         return records
 
@@ -224,6 +238,23 @@ class FakeCounterDevice:
 
     def persistence_mode(self) -> bool | None:
         return self.persistence
+
+
+class FakeGpuLookup:
+    """The GpuLookup seam (lem_runner.devices) over a scripted host: NVML index -> UUID, in PCI bus order. Paired with
+    tests/gpu/test_gpu_devices.py, which binds through the real NvmlLookup."""
+
+    def __init__(self, uuids: list[str]) -> None:
+        self.uuids = list(uuids)
+
+    def uuid(self, entry: str) -> str:
+        if entry.isdigit():
+            if int(entry) >= len(self.uuids):
+                raise LookupError(f"Invalid Argument (index {entry} of {len(self.uuids)})")
+            return self.uuids[int(entry)]
+        if entry not in self.uuids:
+            raise LookupError("Not Found")
+        return entry
 
 
 # ---------------------------------------------------------------------------------------------------------------------
