@@ -75,7 +75,9 @@ class FakeInferenceBackend:
         fail_on_generate_call: int | None = None,
         slots: int | None = None,
         reports_scheduled: bool = False,
+        device_kind: str = "cpu",
     ) -> None:
+        self.device_kind = device_kind
         self.slots = slots
         self.reports_scheduled = reports_scheduled
         self.batch_size = batch_size
@@ -95,7 +97,7 @@ class FakeInferenceBackend:
     def load(self) -> LoadedModel:
         self.load_calls += 1
         self.journal.append("load")
-        return LoadedModel(device_kind="cpu", parameters=self.parameters, libraries={"fake-engine": "1.0"},
+        return LoadedModel(device_kind=self.device_kind, parameters=self.parameters, libraries={"fake-engine": "1.0"},
                            details={"engine": "fake"})
 
     def generate(self, prompts: list[str]) -> list[GenerationRecord]:
