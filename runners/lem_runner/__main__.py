@@ -110,8 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         # Before anything touches CUDA: the engine sees exactly the measured GPUs, by UUID, as cuda:0..n-1; the
         # backend and NVML then address them so, and the result keeps the config as written.
         binding = None
-        if run_config.device != "cpu":
-            binding = bind_devices(request.local_devices or run_config.devices, os.environ, NvmlLookup.open(),
+        lookup = NvmlLookup.open() if run_config.device != "cpu" else None
+        if lookup is not None or run_config.device == "cuda":  # 'auto' without NVML: no GPU to bind or measure
+            binding = bind_devices(request.local_devices or run_config.devices, os.environ, lookup,
                                    request.device_uuids)
             os.environ.update(binding.environment)
             run_config = run_config.model_copy(update={"devices": binding.local_devices})

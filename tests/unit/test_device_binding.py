@@ -73,7 +73,7 @@ def test_a_container_gets_the_configured_gpus_and_is_told_their_uuids():
 
 def test_the_runner_refuses_an_invisible_device_before_loading_anything(tmp_path):
     """A real runner process: devices [3] under CUDA_VISIBLE_DEVICES=0,1 fails with one clear line, no model load."""
-    config = make_config(device="auto", devices=[3])
+    config = make_config(device="cuda", devices=[3])
     request = RunRequest(experiment_id="dev", config=config, model_path=str(tmp_path / "no-model"))
     (tmp_path / "request.json").write_text(request.model_dump_json(), encoding="utf-8")
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join(sys.path), "CUDA_VISIBLE_DEVICES": "0,1"}
