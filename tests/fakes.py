@@ -249,14 +249,14 @@ class FakeGpuLookup:
     def __init__(self, uuids: list[str]) -> None:
         self.uuids = list(uuids)
 
-    def uuid(self, entry: str) -> str:
+    def identify(self, entry: str) -> tuple[int, str]:
         if entry.isdigit():
             if int(entry) >= len(self.uuids):
                 raise LookupError(f"Invalid Argument (index {entry} of {len(self.uuids)})")
-            return self.uuids[int(entry)]
+            return int(entry), self.uuids[int(entry)]
         if entry not in self.uuids:
             raise LookupError("Not Found")
-        return entry
+        return self.uuids.index(entry), entry
 
 
 # ---------------------------------------------------------------------------------------------------------------------

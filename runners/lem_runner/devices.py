@@ -5,9 +5,10 @@ launching environment's ``CUDA_VISIBLE_DEVICES`` when that is set (the GPU lock 
 the energy of exactly those GPUs. CUDA, left alone, numbers GPUs FASTEST_FIRST and every engine picks its own (vLLM
 and TensorRT-LLM take the first visible ones), so on a mixed host ``cuda:d`` and NVML index ``d`` can be different
 cards, and an engine can run on a GPU other than the one measured. So the runner resolves each configured device to
-its UUID through NVML, and before the engine starts sets ``CUDA_VISIBLE_DEVICES`` to those UUIDs, in config order, with
-``CUDA_DEVICE_ORDER=PCI_BUS_ID``: every engine (and its worker processes, which inherit the environment) then sees
-exactly the measured GPUs as ``cuda:0..n-1``, and NVML opens the same UUIDs. Once the engine is loaded, the UUIDs CUDA
+its NVML index and UUID, and before the engine starts sets ``CUDA_VISIBLE_DEVICES`` to those NVML indices, in config
+order, with ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` (under which CUDA numbers GPUs as NVML does; indices rather than UUIDs
+because vLLM parses the entries as integers): every engine (and its worker processes, which inherit the environment)
+then sees exactly the measured GPUs as ``cuda:0..n-1``, and NVML opens the same GPUs. Once the engine is loaded, the UUIDs CUDA
 reports (torch) are checked against NVML's, and a mismatch refuses the run rather than measure another card.
 
 In a container the controller resolves the UUIDs on the host (``RunRequest.device_uuids``), since the container's
@@ -26,9 +27,10 @@ class DeviceError(RuntimeError):
 
 
 class GpuLookup(Protocol):
-    """NVML's view of the GPUs: the UUID of an NVML index ("1") or of a UUID given as is; LookupError if absent."""
+    """NVML's view of this process's GPUs (NVML ignores CUDA_VISIBLE_DEVICES): the NVML index and UUID of a GPU named
+    by its index ("1") or its UUID; LookupError if there is none."""
 
-    def uuid(self, entry: str) -> str: ...
+    def identify(self, entry: str) -> tuple[int, str]: ...
 
 
 @dataclass(frozen=True)
@@ -69,17 +71,22 @@ def bind_devices(devices: Sequence[int], environ: Mapping[str, str], lookup: Gpu
                                   f"{environ['CUDA_VISIBLE_DEVICES']} lists {len(visible)})")
             entries.append(visible[d] if visible is not None else str(d))
     resolved: list[str | None] = []
+    selectors: list[str] = []
     for entry in entries:
         if lookup is None:
             resolved.append(entry if not entry.isdigit() else None)
+            selectors.append(entry)
             continue
         try:
-            resolved.append(lookup.uuid(entry))
+            index, uuid = lookup.identify(entry)
         except LookupError as exc:
             raise DeviceError(f"devices: GPU {entry} is not one NVML sees here ({exc})") from None
-    visible_now = [u if u is not None else e for u, e in zip(resolved, entries)]
+        resolved.append(uuid)
+        # NVML's index, not the UUID: under PCI_BUS_ID CUDA numbers GPUs as NVML does, and vLLM parses
+        # CUDA_VISIBLE_DEVICES entries as integers (Platform.device_id_to_physical_device_id); MIG ids stay as given
+        selectors.append(entry if entry.upper().startswith("MIG-") else str(index))
     return DeviceBinding(
-        environment={"CUDA_VISIBLE_DEVICES": ",".join(visible_now), "CUDA_DEVICE_ORDER": "PCI_BUS_ID"},
+        environment={"CUDA_VISIBLE_DEVICES": ",".join(selectors), "CUDA_DEVICE_ORDER": "PCI_BUS_ID"},
         local_devices=list(range(len(entries))),
         uuids=resolved,
         entries=entries,
@@ -122,14 +129,15 @@ class NvmlLookup:
             return None
         return cls(pynvml)
 
-    def uuid(self, entry: str) -> str:
+    def identify(self, entry: str) -> tuple[int, str]:
         n = self._nvml
         try:
             handle = n.nvmlDeviceGetHandleByIndex(int(entry)) if entry.isdigit() else n.nvmlDeviceGetHandleByUUID(entry)
             value = n.nvmlDeviceGetUUID(handle)
+            index = int(entry) if entry.isdigit() else int(n.nvmlDeviceGetIndex(handle))
         except n.NVMLError as exc:
             raise LookupError(str(exc)) from None
-        return value.decode() if isinstance(value, bytes) else value
+        return index, value.decode() if isinstance(value, bytes) else value
 
 
 def torch_cuda_uuids() -> list[str]:

@@ -21,7 +21,7 @@ def _nvml_uuids() -> list[str]:
     assert lookup is not None, "NVML is not available"
     import pynvml
 
-    return [lookup.uuid(str(i)) for i in range(pynvml.nvmlDeviceGetCount())]
+    return [lookup.identify(str(i))[1] for i in range(pynvml.nvmlDeviceGetCount())]
 
 
 def _cuda_uuids(env: dict[str, str]) -> list[str]:
@@ -56,7 +56,7 @@ def test_lem_run_records_the_uuid_it_bound_the_engine_to_beside_its_energy(tmp_p
     assert proc.returncode == 0, proc.stderr
     (exp_dir,) = (tmp_path / "r").iterdir()
     result = ExperimentResult.model_validate_json((exp_dir / "result.json").read_text())
-    assert result.environment.cuda_visible_devices == nvml[last]
+    assert result.environment.cuda_visible_devices == str(last)
     assert result.environment.cuda_device_order == "PCI_BUS_ID"
     [dev] = result.energy.devices
     assert (dev.index, dev.uuid) == (last, nvml[last]) and dev.energy_j and dev.energy_j > 0

@@ -20,19 +20,23 @@ HOST = FakeGpuLookup(["GPU-aaaa-0", "GPU-bbbb-1", "GPU-cccc-2", "GPU-dddd-3"])  
 def test_the_engine_sees_only_the_configured_gpu_by_its_uuid():
     """devices: [1] with no CUDA_VISIBLE_DEVICES: before, vLLM ran on GPU 0 while NVML measured GPU 1."""
     b = bind_devices([1], {}, HOST)
-    assert b.environment == {"CUDA_VISIBLE_DEVICES": "GPU-bbbb-1", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
+    assert b.environment == {"CUDA_VISIBLE_DEVICES": "1", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
     assert (b.local_devices, b.uuids) == ([0], ["GPU-bbbb-1"])
 
 
 def test_devices_are_read_within_the_launching_cuda_visible_devices_in_config_order():
     b = bind_devices([1, 0], {"CUDA_VISIBLE_DEVICES": "2,3"}, HOST)
-    assert b.environment["CUDA_VISIBLE_DEVICES"] == "GPU-dddd-3,GPU-cccc-2"
-    assert b.local_devices == [0, 1] and b.entries == ["3", "2"]
+    assert b.environment["CUDA_VISIBLE_DEVICES"] == "3,2"
+    assert b.local_devices == [0, 1] and b.uuids == ["GPU-dddd-3", "GPU-cccc-2"]
+    by_uuid = bind_devices([0], {"CUDA_VISIBLE_DEVICES": "GPU-cccc-2"}, HOST)
+    assert by_uuid.environment["CUDA_VISIBLE_DEVICES"] == "2"  # vLLM parses the entries as integers
 
 
 def test_uuids_resolved_by_the_controller_win_over_the_containers_numbering():
-    b = bind_devices([0], {}, FakeGpuLookup(["GPU-cccc-2"]), uuids=["GPU-cccc-2"])
-    assert b.environment["CUDA_VISIBLE_DEVICES"] == "GPU-cccc-2"
+    """A container given host GPUs 3 and 1 numbers them 0 (host 1) and 1 (host 3), in PCI order."""
+    container = FakeGpuLookup(["GPU-bbbb-1", "GPU-dddd-3"])
+    b = bind_devices([0, 1], {}, container, uuids=["GPU-dddd-3", "GPU-bbbb-1"])
+    assert b.environment["CUDA_VISIBLE_DEVICES"] == "1,0" and b.uuids == ["GPU-dddd-3", "GPU-bbbb-1"]
 
 
 @pytest.mark.parametrize(("devices", "environ", "match"), [

@@ -48,7 +48,7 @@ class MeasuredDevice(_Record):
 
     index: int | None = Field(None, description="the config's device index (GPUs); None for a CPU package")
     id: str = Field(..., description="the key of this device in per_device_j")
-    uuid: str | None = Field(None, description="GPU UUID as NVML reports it (the engine was bound to this UUID)")
+    uuid: str | None = Field(None, description="GPU UUID as NVML reports it (torch saw the same UUID for the engine's device)")
     energy_j: float | None = Field(None, description="raw energy over the total window, as in per_device_j")
 
 
@@ -164,8 +164,8 @@ class EnvironmentInfo(_Record):
     cuda_driver_version: str | None = Field(None, description="CUDA version the driver supports")
     gpus: list[GPUInfo] = Field(default_factory=list)
     cuda_visible_devices: str | None = Field(
-        None, description="CUDA_VISIBLE_DEVICES the engine ran under: the runner sets it to the measured GPUs' UUIDs, "
-                          "in config order, before any CUDA initialisation")
+        None, description="CUDA_VISIBLE_DEVICES the engine ran under: the runner sets it to the measured GPUs' NVML "
+                          "indices, in config order, before any CUDA initialisation")
     cuda_device_order: str | None = Field(None, description="CUDA_DEVICE_ORDER the engine ran under (PCI_BUS_ID)")
     in_container: bool = False
     image: str | None = Field(None, description="image id when the runner ran in a container")
