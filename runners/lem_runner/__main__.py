@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     backend = None
     run_config = request.config
     try:
-        # Before anything touches CUDA: the engine sees exactly the measured GPUs, by UUID, as cuda:0..n-1; the
+        # Before anything touches CUDA: the engine sees exactly the measured GPUs (found by UUID) as cuda:0..n-1; the
         # backend and NVML then address them so, and the result keeps the config as written.
         binding = None
         lookup = NvmlLookup.open() if run_config.device != "cpu" else None
