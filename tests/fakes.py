@@ -54,6 +54,11 @@ class FakeInferenceBackend:
     ``start + ttft_s + k * step_s`` (k = 0..output_tokens-1), and the clock moves to the last of them.
     ``fail_on_generate_call`` (1-based) makes that call raise, to test where a failure is attributed.
     ``on_step`` is called at each token time with the clock there (e.g. a sampler's ``tick``).
+
+    ``slots`` makes it a continuous-batching engine given the whole call at once (as vLLM is): at most ``slots``
+    requests run together, the rest wait in its queue, and a wave starts when the one before it has finished; every
+    record keeps the call's ``start``. ``reports_scheduled`` fills in ``scheduled`` (when each request's prefill
+    began), as an engine that exposes its scheduling times does; without it the analysis estimates it from the steps.
     """
 
     name = "fake"
@@ -70,7 +75,13 @@ class FakeInferenceBackend:
         journal: list[str] | None = None,
         fail_on_generate_call: int | None = None,
         on_step: Callable[[], None] | None = None,
+        slots: int | None = None,
+        reports_scheduled: bool = False,
+        device_kind: str = "cpu",
     ) -> None:
+        self.device_kind = device_kind
+        self.slots = slots
+        self.reports_scheduled = reports_scheduled
         self.batch_size = batch_size
         self.output_tokens = output_tokens
         self.input_tokens = input_tokens
@@ -89,7 +100,7 @@ class FakeInferenceBackend:
     def load(self) -> LoadedModel:
         self.load_calls += 1
         self.journal.append("load")
-        return LoadedModel(device_kind="cpu", parameters=self.parameters, libraries={"fake-engine": "1.0"},
+        return LoadedModel(device_kind=self.device_kind, parameters=self.parameters, libraries={"fake-engine": "1.0"},
                            details={"engine": "fake"})
 
     def generate(self, prompts: list[str]) -> list[GenerationRecord]:
@@ -100,12 +111,19 @@ class FakeInferenceBackend:
         if self.fail_on_generate_call == len(self.generate_calls):
             raise RuntimeError(f"fake failure on generate call {len(self.generate_calls)}")
         start = self.clock.now
-        times = [start + self.ttft_s + k * self.step_s for k in range(self.output_tokens)]
-        for t in times:
+        slots = self.slots or len(prompts)
+        wave_s = self.ttft_s + max(0, self.output_tokens - 1) * self.step_s
+        records = []
+        for i in range(len(prompts)):
+            begins = start + (i // slots) * wave_s
+            times = [begins + self.ttft_s + k * self.step_s for k in range(self.output_tokens)]
+            records.append(GenerationRecord(self.input_tokens, self.output_tokens, start, times,
+                                            scheduled=begins if self.reports_scheduled else None))
+        for t in sorted({t for r in records for t in r.token_times}):
             self.clock.now = max(self.clock.now, t)
             if self.on_step is not None:
                 self.on_step()
-        records = [GenerationRecord(self.input_tokens, self.output_tokens, start, list(times)) for _ in prompts]
+        self.clock.now = max([self.clock.now, start, *(t for r in records for t in r.token_times)])
         self.returned.append(records)
         return records
 
@@ -258,6 +276,23 @@ class FakeCounterDevice:
     def idle_state(self) -> DeviceIdleState:
         """The state a test scripts in ``self.state`` (memory in use, power limit, clocks), with this persistence."""
         return DeviceIdleState(device=self.id, uuid=self.uuid, persistence_mode=self.persistence, **self.state)
+
+
+class FakeGpuLookup:
+    """The GpuLookup seam (lem_runner.devices) over a scripted host: NVML index -> UUID, in PCI bus order. Paired with
+    tests/gpu/test_gpu_devices.py, which binds through the real NvmlLookup."""
+
+    def __init__(self, uuids: list[str]) -> None:
+        self.uuids = list(uuids)
+
+    def identify(self, entry: str) -> tuple[int, str]:
+        if entry.isdigit():
+            if int(entry) >= len(self.uuids):
+                raise LookupError(f"Invalid Argument (index {entry} of {len(self.uuids)})")
+            return int(entry), self.uuids[int(entry)]
+        if entry not in self.uuids:
+            raise LookupError("Not Found")
+        return self.uuids.index(entry), entry
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -16,6 +16,18 @@ def gpu_count() -> int:
         return 0
 
 
+def gpu_uuid(entry: str) -> str | None:
+    """The UUID of the host GPU an NVML index ("1") names, through NVML; None when NVML cannot tell."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        value = pynvml.nvmlDeviceGetUUID(pynvml.nvmlDeviceGetHandleByIndex(int(entry)))
+    except Exception:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 #: modules a backend needs to run in the host's Python environment
 BACKEND_MODULES = {"pytorch": ("torch", "transformers"), "vllm": ("vllm",), "tensorrt": ("tensorrt_llm",)}
 

@@ -98,28 +98,42 @@ def main(argv: list[str] | None = None) -> int:
     emit(ProgressEvent(event="started", message=request.experiment_id, data={"contract": contract_fingerprint()}))
 
     from lem_runner.backends import create_backend
+    from lem_runner.devices import DeviceError, NvmlLookup, bind_devices, check_cuda_sees, torch_cuda_uuids
     from lem_runner.energy import select_energy_backend
     from lem_runner.measure import Phase, run_measurement
     from lem_runner.measurement.environment import collect_environment
 
     phase = Phase()
     backend = None
-    # the backend and NVML address GPUs as this process numbers them; the result keeps the config as written
     run_config = request.config
-    if request.local_devices is not None:
-        run_config = run_config.model_copy(update={"devices": request.local_devices})
     try:
+        # Before anything touches CUDA: the engine sees exactly the measured GPUs (found by UUID) as cuda:0..n-1; the
+        # backend and NVML then address them so, and the result keeps the config as written.
+        binding = None
+        lookup = NvmlLookup.open() if run_config.device != "cpu" else None
+        if lookup is not None or run_config.device == "cuda":  # 'auto' without NVML: no GPU to bind or measure
+            binding = bind_devices(request.local_devices or run_config.devices, os.environ, lookup,
+                                   request.device_uuids)
+            os.environ.update(binding.environment)
+            run_config = run_config.model_copy(update={"devices": binding.local_devices})
+
+        def energy_for(loaded):
+            if binding is not None and loaded.device_kind == "cuda":
+                check_cuda_sees(binding, torch_cuda_uuids())
+            return select_energy_backend(run_config, loaded.device_kind)
+
         backend = create_backend(run_config, request.model_path)
         result = run_measurement(
             request,
             backend,
-            energy_for=lambda loaded: select_energy_backend(run_config, loaded.device_kind),
+            energy_for=energy_for,
             environment_for=lambda loaded: collect_environment(
                 loaded.libraries,
                 run_config.devices,
                 loaded.device_kind == "cuda",
                 loaded.cuda_version,
                 request.image,
+                request.config.devices,
             ),
             emit=emit,
             phase=phase,
@@ -137,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130 if isinstance(exc, KeyboardInterrupt) else 143
     except Exception as exc:
         message = f"{type(exc).__name__}: {exc}".strip()
-        if phase.name == "load":
+        if phase.name == "load" and not isinstance(exc, DeviceError):
             message = f"could not load the model from {request.model_path}: {message}"
         emit(ProgressEvent(event="error", message=f"during {phase.name}: {message.splitlines()[0][:500]}"))
         with contextlib.suppress(OSError):  # stderr is runner.log: on a full disk it cannot take the traceback

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from lem_runner.contract.result import (
     ExperimentResult,
     FlopsResult,
     IdleBaseline,
+    MeasuredDevice,
     RunTotals,
     WindowFigures,
 )
@@ -31,8 +33,8 @@ from lem_runner.energy.tracker import integrate_power
 from lem_runner.measurement.baseline import obtain_baseline
 from lem_runner.measurement.flops import estimate_flops, flops_method
 from lem_runner.measurement.intervals import Interval
-from lem_runner.measurement.latency import RequestTiming, ttft_and_itl
-from lem_runner.measurement.phases import phase_spans, split_phases
+from lem_runner.measurement.latency import RequestTiming, batch_ttft, queue_time, ttft_and_itl
+from lem_runner.measurement.phases import phase_spans, prefill_starts, split_phases
 from lem_runner.measurement.quality import counter_vs_integrated, quality_flags
 from lem_runner.measurement.warmup import run_warmup, warmup_batch
 from lem_runner.measurement.windows import (
@@ -45,6 +47,12 @@ from lem_runner.measurement.windows import (
     window_flops,
 )
 from lem_runner.prompts import load_prompts
+
+#: how ``queue_time`` was obtained: every prefill start given by the engine (or by lem's own batching), or some
+#: estimated from the engine's steps (measurement.phases.prefill_starts)
+QUEUE_EXACT = "submission to the prefill start the engine reported (PyTorch: the request's batch start)"
+QUEUE_ESTIMATED = ("submission to the prefill start estimated from the engine's steps: the end of the step before the "
+                   "one that produced the request's first token")
 
 Emit = Callable[[ProgressEvent], None]
 EnergyFactory = Callable[[LoadedModel], EnergyBackend]
@@ -66,15 +74,20 @@ def _chunks(prompts: list[str], size: int | None) -> list[list[str]]:
 
 def _measured_run(cfg, backend: InferenceBackend, batches, energy: EnergyBackend, clock: Clock,
                   emit: Emit) -> tuple[list[GenerationRecord], int, float, float, EnergyReading]:
-    """Every batch once (windowed: batches cycled until the span has passed) between start and stop of tracking."""
+    """Every batch once (windowed: batches cycled until the span has passed) between start and stop of tracking.
+    Each record's ``submitted`` is the start of its pass over the prompt set: the offline scenario hands the engine
+    every prompt at once, so a later batch's wait for the earlier ones is queueing (see measurement.latency)."""
     span = cfg.window.duration_s if cfg.window.mode == "windowed" else None
     total = sum(map(len, batches)) if span is None else None
     records: list[GenerationRecord] = []
     energy.start_tracking()
     w0 = clock()
     i = 0
+    submitted = w0
     while (i < len(batches)) if span is None else (clock() - w0 < span):
-        records.extend(backend.generate(batches[i % len(batches)]))
+        if i and i % len(batches) == 0:
+            submitted = clock()
+        records.extend(replace(r, submitted=submitted) for r in backend.generate(batches[i % len(batches)]))
         i += 1
         emit(ProgressEvent(event="progress", done=len(records), total=total))
     w1 = clock()
@@ -108,17 +121,29 @@ def _windows(cfg, records: list[GenerationRecord], reading: EnergyReading, basel
     return windows, spans, methodology
 
 
+def measured_devices(reading: EnergyReading, per_device: dict[str, float] | None,
+                     gpu_indices: list[int] | None) -> list[MeasuredDevice]:
+    """Each measured device beside its UUID, with its headline-window energy (None where that is null);
+    ``gpu_indices`` (the config's devices, for a GPU run) name them in order."""
+    measured = reading.per_device_j or {}
+    indices = gpu_indices if gpu_indices is not None and len(gpu_indices) == len(measured) else None
+    return [MeasuredDevice(index=indices[i] if indices else None, id=dev_id, uuid=reading.uuids.get(dev_id),
+                           energy_j=(per_device or {}).get(dev_id)) for i, dev_id in enumerate(measured)]
+
+
 def _energy_result(reading: EnergyReading, energy: EnergyBackend, baseline: IdleBaseline | None,
                    baseline_reason: str | None, headline: WindowFigures, per_device: dict[str, float] | None,
                    integrated: float | None, rel_diff: float | None, n_samples: int,
-                   timeseries: str | None) -> EnergyResult:
+                   timeseries: str | None, gpu_indices: list[int] | None = None) -> EnergyResult:
     resolution = reading.resolution_s()
+    per_device = per_device if headline.energy_j is not None else None
     return EnergyResult(
         sampler=reading.sampler,
         method=reading.method,
         selected_because=getattr(energy, "selected_because", None),
         total_energy_j=headline.energy_j,
-        per_device_j=per_device if headline.energy_j is not None else None,
+        per_device_j=per_device,
+        devices=measured_devices(reading, per_device, gpu_indices),
         unavailable_reason=reading.unavailable_reason if reading.total_j is None else
         headline.energy_unavailable_reason,
         counter_update_period_ms=reading.update_period_s * 1000 if reading.update_period_s else None,
@@ -199,7 +224,10 @@ def run_measurement(
 
     input_tokens = sum(r.input_tokens for r in records)
     phases = split_phases(records, reading, pre_flops, dec_flops, origin=w0)
-    ttft, itl = ttft_and_itl([RequestTiming(r.start, r.token_times) for r in records])
+    starts = prefill_starts(records)
+    timings = [RequestTiming(r.start, r.token_times, r.submitted, s) for r, s in zip(records, starts)]
+    ttft, itl = ttft_and_itl(timings)
+    exact = all(r.scheduled is not None for r in records if r.token_times)
 
     per_device = [integrate_power(reading.samples, d, reading.t_start, reading.t_end)
                   for d in (reading.per_device_j or {})]
@@ -249,9 +277,12 @@ def run_measurement(
         phases=phases,
         ttft=ttft,
         itl=itl,
+        queue_time=queue_time(timings),
+        queue_time_method=QUEUE_EXACT if exact else QUEUE_ESTIMATED,
+        batch_ttft=batch_ttft(timings),
         latency_method=loaded.latency_method,
         energy=_energy_result(reading, energy, baseline, baseline_reason, head, head_per_device, integrated,
-                              rel_diff, n_samples, timeseries),
+                              rel_diff, n_samples, timeseries, cfg.devices if loaded.device_kind == "cuda" else None),
         model_load_sec=load_sec,
         warmup_batches=warmup.batches,
         warmup=warmup,

@@ -109,3 +109,8 @@ def test_runner_process_measures_the_tiny_model(tiny_model_path, tmp_path, monke
     assert result.total_energy_j is None and "CPU" in result.energy.unavailable_reason
     assert result.ttft.n == 4 and result.itl.n == 4 * (MAX_OUT - 1)
     assert sorted(p.name for p in out.iterdir()) == ["result.json"]
+    # TTFT from submission: the second batch waited for the whole first one (8 steps), which its own batch start hides
+    q, bt = result.queue_time, result.batch_ttft
+    assert q.n == 4 and q.min_ms < q.max_ms / 2 and q.max_ms > bt.max_ms  # the first batch waits only to tokenise
+    assert result.ttft.max_ms == pytest.approx(q.max_ms + bt.max_ms, rel=0.5) and result.ttft.max_ms > bt.max_ms
+    assert result.queue_time_method.startswith("submission to the prefill start the engine reported")

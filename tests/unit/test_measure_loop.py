@@ -106,7 +106,10 @@ def test_latency_statistics_are_the_fakes_synthetic_timings():
     result, _, _ = _run(make_config(n_prompts=5), backend, FakeEnergyBackend())
     ttft, itl = result.ttft, result.itl
     assert ttft.n == 5
-    assert (ttft.mean_ms, ttft.p50_ms, ttft.p90_ms, ttft.p99_ms, ttft.min_ms, ttft.max_ms) == (125.0,) * 6
+    # every prompt is submitted when the window opens; each batch takes 0.125 + 3 x 0.25 = 0.875 s, so the first
+    # tokens of batches 0, 1, 2 (2 + 2 + 1 requests) come 125, 1000 and 1875 ms after submission
+    assert (ttft.mean_ms, ttft.p50_ms, ttft.min_ms, ttft.max_ms) == (825.0, 1000.0, 125.0, 1875.0)
+    assert result.batch_ttft.n == 5 and (result.batch_ttft.min_ms, result.batch_ttft.max_ms) == (125.0, 125.0)
     assert itl.n == 5 * 3
     assert (itl.mean_ms, itl.p50_ms, itl.p90_ms, itl.p99_ms, itl.min_ms, itl.max_ms) == (250.0,) * 6
 

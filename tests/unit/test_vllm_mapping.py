@@ -180,3 +180,16 @@ def test_a_stored_copy_of_a_tied_head_is_not_counted_twice(tmp_path):
     untied = checkpoint_parameter_counts(tmp_path, tie_word_embeddings=False)
     assert (tied.total, tied.input_embedding, tied.output_projection, tied.tied_embeddings) == (56, 40, 40, True)
     assert (untied.total, untied.non_embedding, untied.compute) == (96, 16, 56)
+
+
+def test_the_engines_first_scheduled_time_becomes_the_prefill_start_only_when_recorded():
+    """vLLM's request stats (RequestOutput.metrics) give scheduled_ts on the engine core's monotonic clock; offline
+    LLM turns them off (metrics None), and 0.0 means the event was not recorded: then the steps decide."""
+    from types import SimpleNamespace
+
+    from lem_runner.backends.vllm import engine_scheduled_time
+
+    assert engine_scheduled_time(SimpleNamespace(metrics=SimpleNamespace(scheduled_ts=12.5))) == 12.5
+    assert engine_scheduled_time(SimpleNamespace(metrics=SimpleNamespace(scheduled_ts=0.0))) is None
+    assert engine_scheduled_time(SimpleNamespace(metrics=None)) is None
+    assert engine_scheduled_time(SimpleNamespace()) is None

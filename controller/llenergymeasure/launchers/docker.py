@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import docker.errors
@@ -42,7 +43,33 @@ def wants_gpu(config, host_gpus: int) -> bool:
     return config.device == "cuda" or (config.device == "auto" and host_gpus > 0)
 
 
-def container_options(spec: LaunchSpec, image: str, use_gpu: bool, token_file: Path | None) -> dict:
+@dataclass(frozen=True)
+class ContainerGpus:
+    """Which host GPUs a container gets, and how the runner inside finds them again."""
+
+    device_ids: list[str]  # for the DeviceRequest: UUIDs where known, else host NVML indices
+    uuids: list[str] | None  # in config order, for RunRequest.device_uuids; None when the host could not tell
+    local_devices: list[int]  # fallback: the container's NVML numbers them from 0 in PCI bus (= host index) order
+
+
+def container_gpus(devices: list[int], environ: Mapping[str, str],
+                   uuid_of: Callable[[str], str | None]) -> ContainerGpus:
+    """The config's devices, read like the GPU lock reads them (within the host's CUDA_VISIBLE_DEVICES, when set),
+    as host GPUs. The container renumbers what it is given from 0 in PCI bus order, not in the order listed, so the
+    runner is told the UUIDs; without them, each device's rank among the requested host indices."""
+    visible = [v.strip() for v in environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    entries = [visible[d] if d < len(visible) else str(d) for d in devices] if visible else [str(d) for d in devices]
+    uuids = [e if not e.isdigit() else uuid_of(e) for e in entries]
+    if all(uuids):
+        return ContainerGpus(device_ids=list(uuids), uuids=list(uuids), local_devices=list(range(len(entries))))  # type: ignore[arg-type]
+    if all(e.isdigit() for e in entries):
+        order = sorted(int(e) for e in entries)
+        return ContainerGpus(device_ids=entries, uuids=None, local_devices=[order.index(int(e)) for e in entries])
+    return ContainerGpus(device_ids=entries, uuids=None, local_devices=list(range(len(entries))))
+
+
+def container_options(spec: LaunchSpec, image: str, use_gpu: bool, token_file: Path | None,
+                      gpus: ContainerGpus | None = None) -> dict:
     """Everything ``containers.create`` gets, as plain data, so containment can be checked without an engine."""
     cfg = spec.request.config
     volumes = {str(spec.exchange_dir.resolve()): {"bind": EXCHANGE_MOUNT, "mode": "rw"}}
@@ -76,7 +103,8 @@ def container_options(spec: LaunchSpec, image: str, use_gpu: bool, token_file: P
     }
     if use_gpu:
         options["device_requests"] = [
-            docker.types.DeviceRequest(device_ids=[str(d) for d in cfg.devices], capabilities=[["gpu"]])
+            docker.types.DeviceRequest(device_ids=gpus.device_ids if gpus else [str(d) for d in cfg.devices],
+                                       capabilities=[["gpu"]])
         ]
     return options
 
@@ -147,8 +175,12 @@ class DockerLauncher:
             f"{MODEL_MOUNT}/{spec.model.relative}".rstrip("/") if spec.model.mount_root is not None else spec.model.host_path
         )
         update = {"model_path": model_path, "prompts_path": prompts_path, "image": info.id}
-        if use_gpu:  # the container sees only the requested GPUs, renumbered from 0 in the order given
-            update["local_devices"] = list(range(len(cfg.devices)))
+        gpus = None
+        if use_gpu:  # the container sees only the requested GPUs, renumbered from 0 in PCI bus order
+            from llenergymeasure.hostinfo import gpu_uuid
+
+            gpus = container_gpus(cfg.devices, os.environ, gpu_uuid)
+            update.update(local_devices=gpus.local_devices, device_uuids=gpus.uuids)
         request = spec.request.model_copy(update=update)
         atomic_write_text(spec.exchange_dir / REQUEST_FILE, request.model_dump_json(indent=2))
 
@@ -165,7 +197,7 @@ class DockerLauncher:
         log_path = spec.exchange_dir / LOG_FILE
         container = None
         try:
-            container = self.client.containers.create(**container_options(spec, ref, use_gpu, token_file))
+            container = self.client.containers.create(**container_options(spec, ref, use_gpu, token_file, gpus))
             container.start()
             with open(log_path, "w", encoding="utf-8") as log:
                 stream = container.logs(stream=True, follow=True, stdout=True, stderr=False)

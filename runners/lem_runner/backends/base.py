@@ -11,12 +11,21 @@ from lem_runner.measurement.flops import ModelShape, ParameterCounts
 
 @dataclass(frozen=True)
 class GenerationRecord:
-    """One request's outcome: token counts and timestamps (time.perf_counter seconds) taken during generation."""
+    """One request's outcome: token counts and timestamps (time.perf_counter seconds) taken during generation.
+
+    ``start`` is when the ``generate`` call that carried the request began handing it to the engine (a PyTorch batch's
+    own start). ``scheduled`` is when the engine began prefilling it, where known: the PyTorch backend knows it exactly
+    (a static batch prefills at its start); vLLM's request stats give it when turned on; else None, and the analysis
+    estimates it from the engine's steps. ``submitted`` is set by the measurement loop: when the request was handed to
+    the engine as lem's offline scenario defines it, the start of the pass over the prompt set it belongs to (every
+    prompt is submitted at once, as in MLPerf Offline and ``vllm bench serve`` at an infinite request rate)."""
 
     input_tokens: int
     output_tokens: int
     start: float
     token_times: list[float]
+    scheduled: float | None = None
+    submitted: float | None = None
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 
 A ``BaseStreamer`` subclass records a timestamp for every step of the whole batch (transformers calls ``put`` once
 with the prompt, then once per generated token, after the token is on the CPU, so GPU work is already synchronised).
-That gives TTFT and inter-token latency for every request in the same run as the energy window.
+That gives TTFT and inter-token latency for every request in the same run as the energy window. The batch is
+prefilled as soon as ``generate`` starts, so that start is each record's ``scheduled`` time; batches after the first
+wait for the earlier ones, and that wait is queueing (see measurement.latency).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from lem_runner.measurement.parameters import is_routed_expert, model_shape, wit
 
 #: how this backend timestamps tokens (recorded in every result)
 LATENCY_METHOD = (
-    "a transformers streamer timestamps every decoding step of the batch (time.perf_counter after each step's tokens reach the CPU); TTFT = first step - generate() start"
+    "a transformers streamer timestamps every decoding step of the batch (time.perf_counter after each step's tokens reach the CPU); TTFT = first step - submission (the start of the measured pass: earlier batches are queueing); batch_ttft = first step - the batch's generate() start"
 )
 #: distributions whose versions the environment record carries
 LIBRARIES = ["torch", "transformers", "tokenizers", "accelerate", "pydantic", "nvidia-ml-py"]
@@ -170,7 +172,7 @@ class PyTorchBackend:
         records = []
         for row, n_in in zip(new_tokens, input_lengths):
             n_out = self._output_length(row)
-            records.append(GenerationRecord(int(n_in), n_out, start, clock.times[:n_out]))
+            records.append(GenerationRecord(int(n_in), n_out, start, clock.times[:n_out], scheduled=start))
         return records
 
     def close(self) -> None:

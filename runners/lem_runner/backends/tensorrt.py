@@ -63,7 +63,7 @@ from lem_runner.measurement.parameters import model_shape, parameter_counts
 
 #: how this backend timestamps tokens (recorded in every result)
 LATENCY_METHOD = (
-    "each request streamed through generate_async(streaming=True), every response timestamped on arrival in the runner (time.perf_counter); TTFT from before the first submission"
+    "each request streamed through generate_async(streaming=True), every response timestamped on arrival in the runner (time.perf_counter); TTFT from submission (the start of the measured pass), queueing included; prefill start estimated from the responses"
 )
 #: distributions whose versions the environment record carries (``tensorrt-llm`` matches the ``tensorrt_llm`` wheel:
 #: importlib.metadata normalises the name)
@@ -154,7 +154,9 @@ def sampling_args(config: ExperimentConfig) -> dict:
 def device_problem(config: ExperimentConfig) -> str | None:
     """Why the configured devices cannot be honoured, or None. TensorRT-LLM's worker puts rank r on CUDA device
     ``r % device_count`` (``BaseWorker._get_comm_ranks_device_id``), so a run uses the first tp x pp visible devices
-    whatever the config says; any other list would have NVML read the energy of GPUs the model is not on."""
+    whatever the config says; any other list would have NVML read the energy of GPUs the model is not on. The runner
+    binds the configured GPUs as ordinals 0..n-1 before the engine starts (lem_runner.devices), so this holds for a
+    run through the runner; it guards a backend created directly."""
     t = config.tensorrt
     n = t.tensor_parallel_size * t.pipeline_parallel_size
     wanted = list(range(n))

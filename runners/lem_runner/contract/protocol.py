@@ -35,6 +35,9 @@ class RunRequest(BaseModel):
     local_devices: list[int] | None = Field(
         None, description="the config's GPUs as this process numbers them (a container renumbers its GPUs from 0)"
     )
+    device_uuids: list[str] | None = Field(
+        None, description="the config's GPUs by UUID, in config order, resolved by the controller on the host (a "
+                          "container's NVML renumbers them); the runner binds the engine to exactly these")
     image: str | None = Field(None, description="image id, when launched in a container")
     cached_baselines: list[IdleBaseline] = Field(
         default_factory=list, description="earlier idle baselines the controller kept for this backend and these "

@@ -76,6 +76,15 @@ class IdleBaseline(_Record):
         None, description="how this run's cached baselines were judged (energy.baseline.mode: cached)")
 
 
+class MeasuredDevice(_Record):
+    """One device whose energy was measured, by physical identity."""
+
+    index: int | None = Field(None, description="the config's device index (GPUs); None for a CPU package")
+    id: str = Field(..., description="the key of this device in per_device_j")
+    uuid: str | None = Field(None, description="GPU UUID as NVML reports it (torch saw the same UUID for the engine's device)")
+    energy_j: float | None = Field(None, description="raw energy over the headline window, as in per_device_j; null where that is")
+
+
 class EnergyResult(_Record):
     """Energy over the measurement window, how it was obtained, and how far it can be trusted."""
 
@@ -86,6 +95,8 @@ class EnergyResult(_Record):
         None, description="raw energy over the headline window (measurement_methodology), summed over devices")
     per_device_j: dict[str, float] | None = Field(
         None, description="raw energy per device over the headline window; sums to total_energy_j")
+    devices: list[MeasuredDevice] = Field(
+        default_factory=list, description="each measured device with its UUID beside its energy, in config order")
     unavailable_reason: str | None = Field(None, description="why energy is null, when it is")
     counter_update_period_ms: float | None = Field(None, description="measured interval between counter updates")
     counter_resets: int = Field(0, ge=0, description="times a counter went backwards (driver reload) and was rejoined")
@@ -202,6 +213,10 @@ class EnvironmentInfo(_Record):
     driver_version: str | None = None
     cuda_driver_version: str | None = Field(None, description="CUDA version the driver supports")
     gpus: list[GPUInfo] = Field(default_factory=list)
+    cuda_visible_devices: str | None = Field(
+        None, description="CUDA_VISIBLE_DEVICES the engine ran under: the runner sets it to the measured GPUs' NVML "
+                          "indices, in config order, before any CUDA initialisation")
+    cuda_device_order: str | None = Field(None, description="CUDA_DEVICE_ORDER the engine ran under (PCI_BUS_ID)")
     in_container: bool = False
     image: str | None = Field(None, description="image id when the runner ran in a container")
 
@@ -251,7 +266,17 @@ class ExperimentResult(_Record):
     )
     phases: PhaseSplit | None = None
 
-    ttft: LatencyStats | None = Field(None, description="time to first token, per request")
+    ttft: LatencyStats | None = Field(
+        None, description="time to first token per request, from its submission (the start of the measured pass over "
+                          "the prompt set, which submits every prompt at once) to its first token: queueing included, "
+                          "the same definition for every backend, as vllm bench serve measures it")
+    queue_time: LatencyStats | None = Field(
+        None, description="per request, submission to the start of its prefill (queue_time_method says how known)")
+    queue_time_method: str = Field("", description="where the prefill starts behind queue_time came from")
+    batch_ttft: LatencyStats | None = Field(
+        None, description="per request, first token - start of the generate call that carried it: for PyTorch its own "
+                          "batch's start (the batch's prefill latency, earlier batches excluded); for engines given the "
+                          "whole set in one call (vLLM, TensorRT-LLM) it equals ttft up to tokenisation")
     itl: LatencyStats | None = Field(None, description="inter-token latency, per token gap")
     latency_method: str = Field("", description="how token timestamps were taken for TTFT and ITL")
     energy: EnergyResult

@@ -38,6 +38,7 @@ class EnergyReading:
     counter_resets: int = 0
     persistence_off: list[str] = field(default_factory=list)
     other_processes: dict[str, list[int]] = field(default_factory=dict)
+    uuids: dict[str, str | None] = field(default_factory=dict)  # device id -> physical identity (GPU UUID)
 
     def energy_between(self, t0: float, t1: float) -> float | None:
         """Joules between two instants inside the window, summed over devices (None without a counter series)."""

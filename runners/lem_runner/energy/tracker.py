@@ -139,6 +139,7 @@ class CounterEnergyBackend:
             counter_resets=sum(track.resets for track in self._tracks.values()),
             persistence_off=persistence_off,
             other_processes=others,
+            uuids={d.id: d.uuid for d in self.devices},
         )
 
 

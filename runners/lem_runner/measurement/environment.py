@@ -10,7 +10,7 @@ from importlib import metadata
 
 from lem_runner import __version__
 from lem_runner.contract.result import EnvironmentInfo, GPUInfo
-from lem_runner.energy.nvml import or_none
+from lem_runner.energy.nvml import _visible_device_ids, or_none
 
 
 def _cpu_model() -> str | None:
@@ -35,7 +35,9 @@ def library_versions(names: list[str]) -> dict[str, str]:
     return out
 
 
-def _gpus(devices: list[int]) -> tuple[list[GPUInfo], str | None]:
+def _gpus(devices: list[int], indices: list[int] | None = None) -> tuple[list[GPUInfo], str | None]:
+    """The GPUs this process numbers ``devices`` (through CUDA_VISIBLE_DEVICES, UUIDs once the runner bound them),
+    recorded under ``indices`` (the config's numbers) when given."""
     try:
         import pynvml
 
@@ -43,11 +45,18 @@ def _gpus(devices: list[int]) -> tuple[list[GPUInfo], str | None]:
     except Exception:  # no NVML here: no GPU record, which the energy section explains
         return [], None
     gpus = []
-    for idx in devices:
+    try:
+        entries = _visible_device_ids(devices)
+    except ValueError:
+        return [], or_none(pynvml.nvmlSystemGetDriverVersion)
+    for pos, (idx, entry) in enumerate(zip(devices, entries)):
         try:
-            h = pynvml.nvmlDeviceGetHandleByIndex(idx)
+            h = (pynvml.nvmlDeviceGetHandleByIndex(int(entry)) if entry.isdigit()
+                 else pynvml.nvmlDeviceGetHandleByUUID(entry))
         except pynvml.NVMLError:
             continue
+        if indices is not None and pos < len(indices):
+            idx = indices[pos]
         gpus.append(
             GPUInfo(
                 index=idx,
@@ -94,9 +103,10 @@ def _os_release() -> str | None:
 
 
 def collect_environment(
-    libraries: dict[str, str], devices: list[int], uses_gpu: bool, cuda_version: str | None, image: str | None
+    libraries: dict[str, str], devices: list[int], uses_gpu: bool, cuda_version: str | None, image: str | None,
+    indices: list[int] | None = None,
 ) -> EnvironmentInfo:
-    gpus, driver = _gpus(devices) if uses_gpu else ([], None)
+    gpus, driver = _gpus(devices, indices) if uses_gpu else ([], None)
     return EnvironmentInfo(
         python=sys.version.split()[0],
         platform=platform.platform(),
@@ -111,6 +121,8 @@ def collect_environment(
         driver_version=driver,
         cuda_driver_version=_cuda_driver_version() if uses_gpu else None,
         gpus=gpus,
+        cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
+        cuda_device_order=os.environ.get("CUDA_DEVICE_ORDER"),
         in_container=os.path.exists("/.dockerenv") or image is not None,
         image=image,
     )

@@ -1,4 +1,12 @@
-"""TTFT and inter-token latency from per-request token timestamps taken in the measured run itself."""
+"""TTFT, queue time and inter-token latency from per-request token timestamps taken in the measured run itself.
+
+One TTFT for every backend: from the request's submission to its first token, queueing included, as ``vllm bench
+serve`` measures it (and MLPerf's Offline scenario submits every query at once). In lem's offline scenario the whole
+prompt set is submitted when the measured pass over it starts, so a request the engine could not start at once (a
+later PyTorch batch, a request waiting for a free vLLM slot) carries its wait in its TTFT. The queue time, submission
+to the start of its prefill, is reported beside it; ``batch_ttft`` keeps the time from the start of the ``generate``
+call that carried the request (PyTorch: its own batch's start), which is the per-batch prefill latency.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +19,17 @@ from lem_runner.contract.result import LatencyStats
 
 @dataclass(frozen=True)
 class RequestTiming:
-    """One request: when its generation began and when each of its output tokens arrived (perf_counter seconds)."""
+    """One request: when its generate call began, when each output token arrived (perf_counter seconds), when it was
+    submitted (None: at ``start``) and when its prefill began (None: unknown)."""
 
     start: float
     token_times: Sequence[float]
+    submitted: float | None = None
+    prefill_start: float | None = None
+
+    @property
+    def submitted_at(self) -> float:
+        return self.start if self.submitted is None else self.submitted
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:
@@ -43,7 +58,18 @@ def latency_stats(values_s: Sequence[float]) -> LatencyStats | None:
 
 
 def ttft_and_itl(requests: Sequence[RequestTiming]) -> tuple[LatencyStats | None, LatencyStats | None]:
-    """TTFT per request (first token − start) and ITL per gap between consecutive tokens of a request."""
-    ttfts = [r.token_times[0] - r.start for r in requests if r.token_times]
+    """TTFT per request (first token − submission) and ITL per gap between consecutive tokens of a request."""
+    ttfts = [r.token_times[0] - r.submitted_at for r in requests if r.token_times]
     gaps = [b - a for r in requests for a, b in zip(r.token_times, r.token_times[1:])]
     return latency_stats(ttfts), latency_stats(gaps)
+
+
+def batch_ttft(requests: Sequence[RequestTiming]) -> LatencyStats | None:
+    """First token − start of the generate call that carried the request (queueing in earlier calls excluded)."""
+    return latency_stats([r.token_times[0] - r.start for r in requests if r.token_times])
+
+
+def queue_time(requests: Sequence[RequestTiming]) -> LatencyStats | None:
+    """Submission to the start of prefill, over requests whose prefill start is known."""
+    return latency_stats([max(0.0, r.prefill_start - r.submitted_at) for r in requests
+                          if r.token_times and r.prefill_start is not None])

@@ -1,12 +1,22 @@
-"""Prefill and decode, split in the same run. Prefill runs while any request is waiting for its first token
-([start, first token]); decode while any request is between its first and last token and none is in prefill.
-Time spent in neither (tokenising between batches) belongs to no phase. Energy comes from the counter series over
-each phase's spans, so its resolution is the series' (the power-sampling interval, or the counter-read interval for a
+"""Prefill and decode, split in the same run. Prefill runs while any request is being prefilled ([prefill start,
+first token]); decode while any request is between its first and last token and none is in prefill. A request waiting
+in the engine's queue is in neither: its prefill starts when the engine schedules it, not when it was submitted. Time
+spent in neither (tokenising between batches) belongs to no phase. Energy comes from the counter series over each
+phase's spans, so its resolution is the series' (the power-sampling interval, or the counter-read interval for a
 source without power readings): a phase shorter than that is apportioned, and flagged; with only the window's two
-boundary reads there is nothing to split by, and phase energy is null with the reason."""
+boundary reads there is nothing to split by, and phase energy is null with the reason.
+
+Prefill start. Where the engine says when it began a request (``GenerationRecord.scheduled``: the PyTorch backend's
+batch start, vLLM's first-scheduled time when its request stats are on) that is used. Otherwise it is estimated from
+the engine's steps: a request's prefill ran in the step that produced its first token, and that step began when the
+step before it ended, i.e. at the latest token time of any request before this request's first token (or at the
+generate call's start when there is none). Known error: a prompt prefilled in chunks over several steps (chunked
+prefill) counts only its last chunk's step, and steps timestamped on arrival in the runner (vLLM's DELTA outputs,
+TensorRT-LLM's streamed responses) put the boundary where the runner saw it, up to the IPC hop late."""
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 
 from lem_runner.backends.base import GenerationRecord
@@ -14,13 +24,32 @@ from lem_runner.contract.result import PhaseFigures, PhaseSplit
 from lem_runner.energy.base import EnergyReading
 from lem_runner.measurement.intervals import Interval, length, subtract, union
 
-METHOD = ("prefill = union over requests of [generation start, first token]; decode = union of [first token, last "
-          "token] minus prefill; energy = the counter series (read at the window's bounds and by the sampler), "
-          "apportioned between counter updates by sampled power, evaluated at those instants")
+METHOD = ("prefill = union over requests of [prefill start, first token], prefill start being the engine's scheduling "
+          "time where it gives one, else the end of the engine step before the one that produced the request's first "
+          "token (queueing is in neither phase); decode = union of [first token, last token] minus prefill; energy = "
+          "the counter series (read at the window's bounds and by the sampler), apportioned between counter updates by "
+          "sampled power, evaluated at those instants")
+
+
+def prefill_starts(records: Sequence[GenerationRecord]) -> list[float | None]:
+    """When each request's prefill began: the engine's own time where given, else estimated from the step before the
+    one that produced its first token; None for a request with no tokens."""
+    steps = sorted({t for r in records for t in r.token_times})
+    out: list[float | None] = []
+    for r in records:
+        if not r.token_times:
+            out.append(None)
+        elif r.scheduled is not None:
+            out.append(min(r.scheduled, r.token_times[0]))
+        else:
+            i = bisect.bisect_left(steps, r.token_times[0])
+            out.append(max(r.start, steps[i - 1]) if i > 0 else r.start)
+    return out
 
 
 def phase_spans(records: Sequence[GenerationRecord]) -> tuple[list[Interval], list[Interval]]:
-    prefill = union((r.start, r.token_times[0]) for r in records if r.token_times)
+    starts = prefill_starts(records)
+    prefill = union((s, r.token_times[0]) for r, s in zip(records, starts) if s is not None)
     decoding = union((r.token_times[0], r.token_times[-1]) for r in records if len(r.token_times) >= 2)
     return prefill, subtract(decoding, prefill)
 
