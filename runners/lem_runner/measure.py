@@ -32,6 +32,7 @@ from lem_runner.measurement.flops import METHOD as FLOPS_METHOD
 from lem_runner.measurement.flops import METHOD_NO_ATTENTION, estimate_flops
 from lem_runner.measurement.latency import RequestTiming, ttft_and_itl
 from lem_runner.measurement.phases import phase_spans, split_phases
+from lem_runner.measurement.operating_point import observe
 from lem_runner.measurement.quality import counter_vs_integrated, quality_flags
 from lem_runner.measurement.warmup import run_warmup
 from lem_runner.measurement.windows import STEADY_METHOD, saturated_spans, span_energy, tokens_in, window_figures
@@ -186,6 +187,8 @@ def run_measurement(
     n_samples = sum(1 for r in reading.samples if reading.t_start <= r.t <= reading.t_end)
     window_s = w1 - w0
     flags = quality_flags(reading, window_s, rel_diff, phase_spans(records)[0])
+    operating_point, drift = observe(reading.samples, reading.t_start, reading.t_end, request.gpu_settings)
+    flags += drift
     warnings = list(reading.warnings) + [f.message for f in flags]
     if output_tokens == 0:
         warnings.append("no output tokens were generated")
@@ -243,6 +246,7 @@ def run_measurement(
         warnings=warnings,
         quality_flags=[f.code for f in flags],
         environment=environment_for(loaded),
+        operating_point=operating_point,
         start_time=start_time,
         end_time=end_time,
     )

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lem_runner.contract.config import ExperimentConfig
+from lem_runner.contract.operating_point import GpuSetting
 from lem_runner.contract.result import IdleBaseline
 
 REQUEST_FILE = "request.json"
@@ -38,6 +39,9 @@ class RunRequest(BaseModel):
     image: str | None = Field(None, description="image id, when launched in a container")
     cached_baseline: IdleBaseline | None = Field(
         None, description="an earlier idle baseline the controller kept; reused under energy.baseline mode 'cached'"
+    )
+    gpu_settings: list[GpuSetting] = Field(
+        default_factory=list, description="the operating point the controller applied (gpu: section), per GPU"
     )
 
 

@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from lem_runner.contract.config import SCHEMA_VERSION, ExperimentConfig
+from lem_runner.contract.operating_point import OperatingPoint
 
 
 class _Record(BaseModel):
@@ -199,5 +200,7 @@ class ExperimentResult(_Record):
     warnings: list[str] = Field(default_factory=list)
     quality_flags: list[str] = Field(default_factory=list, description="codes of the measurement-quality warnings")
     environment: EnvironmentInfo
+    operating_point: OperatingPoint | None = Field(
+        None, description="GPU power limit and clocks: set by the controller (gpu: section) and observed in the window")
     start_time: datetime
     end_time: datetime
