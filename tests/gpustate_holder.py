@@ -10,7 +10,6 @@ from pathlib import Path
 
 from fakes import fake_gpu_opener
 from lem_runner.contract import GpuConfig
-
 from llenergymeasure.gpustate import operating_point
 
 

@@ -31,8 +31,8 @@ from lem_runner.measurement.baseline import obtain_baseline
 from lem_runner.measurement.flops import METHOD as FLOPS_METHOD
 from lem_runner.measurement.flops import METHOD_NO_ATTENTION, estimate_flops
 from lem_runner.measurement.latency import RequestTiming, ttft_and_itl
-from lem_runner.measurement.phases import phase_spans, split_phases
 from lem_runner.measurement.operating_point import observe
+from lem_runner.measurement.phases import phase_spans, split_phases
 from lem_runner.measurement.quality import counter_vs_integrated, quality_flags
 from lem_runner.measurement.warmup import run_warmup
 from lem_runner.measurement.windows import STEADY_METHOD, saturated_spans, span_energy, tokens_in, window_figures

@@ -13,12 +13,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_lem
 from fakes import fake_gpu_opener
 from lem_runner.contract import GpuConfig
-
 from llenergymeasure.errors import SetupError
 from llenergymeasure.gpustate import operating_point, recover_stale
-from llenergymeasure.gpustate.journal import host_journals, read_journal
+from llenergymeasure.gpustate.apply import restore_host
+from llenergymeasure.gpustate.journal import host_journals, new_journal, read_journal, write_journal
 
 DEFAULT = {"power_limit_w": 700.0, "sm_lock": None, "mem_lock": None, "persistence": False}
 HELD = {"power_limit_w": 300.0, "sm_lock": [1200, 1200], "mem_lock": None, "persistence": False}
@@ -94,4 +95,27 @@ def test_a_second_lem_respects_a_journal_it_did_not_write(tmp_path):
         assert holder.wait(timeout=20) == 130
     finally:
         holder.kill()
+    assert _state(tmp_path) == DEFAULT and host_journals(tmp_path / "locks") == []
+
+
+def test_doctor_restore_gpu_reports_what_it_could_not_restore(tmp_path):
+    """The real CLI with a journal a dead lem left: here NVML is missing, so the GPU cannot be put back; it says so in
+    one line, exit 3, and keeps the journal for a later try."""
+    journal = new_journal("0", "GPU-x", ["power_limit"], 700.0, None)
+    journal.pid, journal.pid_start = 2**22 + 4321, None  # no such process
+    path = write_journal(journal, tmp_path / "locks")
+    out = run_lem("doctor", "--restore-gpu", env={"LEM_LOCK_DIR": str(tmp_path / "locks")}, timeout=120)
+    assert out.returncode == 3, out.stdout + out.stderr
+    assert out.stderr.strip().startswith(f"error: GPU 0: restoring from {path} failed: ")
+    assert "Traceback" not in out.stderr and path.exists()
+    empty = run_lem("doctor", "--restore-gpu", env={"LEM_LOCK_DIR": str(tmp_path / "none")}, timeout=120)
+    assert empty.returncode == 0 and "nothing to restore" in empty.stdout
+
+
+def test_doctor_restore_gpu_restores_what_a_sigkilled_lem_left(tmp_path):
+    holder = _holder(tmp_path)
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(timeout=20)
+    done, failed = restore_host(fake_gpu_opener(tmp_path / "state"), tmp_path / "locks")
+    assert failed == [] and len(done) == 1 and f"left by pid {holder.pid} " in done[0]
     assert _state(tmp_path) == DEFAULT and host_journals(tmp_path / "locks") == []

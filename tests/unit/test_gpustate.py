@@ -8,7 +8,6 @@ import json
 import pytest
 from fakes import FakeGpu, fake_gpu_opener
 from lem_runner.contract import GpuConfig
-
 from llenergymeasure.errors import ConfigError, SetupError
 from llenergymeasure.gpustate import operating_point, recover_stale
 from llenergymeasure.gpustate.journal import host_journals, new_journal, write_journal

@@ -290,3 +290,27 @@ def operating_point(gpu: GpuConfig, gpu_ids: list[str], opener: Opener | None = 
         finally:
             _undo(applied, notify)
 
+
+def restore_host(opener: Opener = open_nvml, directory: Path | None = None) -> tuple[list[str], list[str]]:
+    """`lem doctor --restore-gpu`: restore every GPU of this host whose journal's writer is gone. Returns (lines
+    saying what was done or left alone, lines saying what failed)."""
+    from llenergymeasure.gpustate.journal import host_journals, read_journal
+
+    done, failed = [], []
+    for path in host_journals(directory):
+        try:
+            journal = read_journal(path)
+        except ValueError as exc:
+            failed.append(str(exc))
+            continue
+        if journal is None:
+            continue
+        if journal.writer_alive and journal.pid != os.getpid():
+            done.append(f"GPU {journal.gpu}: left alone, its lem is still running ({journal.describe()})")
+            continue
+        try:
+            done.append(restore_from_journal(journal, opener))
+        except GpuStateError as exc:
+            hint = f"; {_PERMISSION_HINT}" if exc.permission else ""
+            failed.append(f"GPU {journal.gpu}: restoring from {path} failed: {exc}{hint}")
+    return done, failed

@@ -100,7 +100,7 @@ def read_journal(path: Path) -> Journal | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
-        raise ValueError(f"restore journal {path} is unreadable ({exc}); check the GPU with nvidia-smi and delete it")
+        raise ValueError(f"restore journal {path} is unreadable ({exc}); check the GPU with nvidia-smi and delete it") from None
     try:
         journal = Journal(**data)
     except TypeError as exc:
