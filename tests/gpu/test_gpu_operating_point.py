@@ -9,7 +9,6 @@ import time
 
 import pytest
 from lem_runner.contract import GpuConfig
-
 from llenergymeasure.errors import SetupError
 from llenergymeasure.gpustate import NvmlGpu, operating_point
 from llenergymeasure.gpustate.journal import host_journals
@@ -30,7 +29,7 @@ def test_power_limit_and_sm_clock_are_set_read_back_and_restored(tmp_path):
     dev = NvmlGpu("0")
     lo, hi = dev.power_limit_range_w()
     before_w = dev.power_limit_w()
-    target_w = max(lo, round(min(before_w, hi) * 0.8))
+    target_w = max(lo, round(min(before_w, hi) * 0.9))  # mild: a mid SM clock under load stays under it
     clocks = sorted(dev.supported_sm_clocks_mhz(max(dev.supported_memory_clocks_mhz())))
     target_mhz = clocks[len(clocks) // 2]
     gpu = GpuConfig(power_limit_w=target_w, locked_sm_clock_mhz=target_mhz)
