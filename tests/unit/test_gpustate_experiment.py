@@ -76,7 +76,8 @@ def test_without_nvml_a_gpu_section_is_a_setup_error(tmp_path, lock_dir, config)
     with use_policy(LockPolicy(enabled=False)), pytest.raises(SetupError) as err:
         execute_experiment(config, output=tmp_path / "r", launcher=launcher)
     assert err.value.exit_code == 3 and "\n" not in str(err.value)
-    assert str(err.value).startswith("gpu: setting the operating point needs NVML on the host: NVML ")
+    assert str(err.value).startswith("gpu: setting the operating point needs NVML on the host: cannot open GPU 0 "
+                                     "through NVML: ")
     assert launcher.specs == []
 
 
@@ -99,3 +100,16 @@ sweep:
     points = expand_study(load_study(study)).points
     assert [(p.config.gpu.power_limit_w, p.config.gpu.locked_sm_clock_mhz) for p in points] == [
         (300, 990), (300, (1200, 1400)), (400, 990), (400, (1200, 1400))]
+
+
+def test_config_validate_checks_the_gpu_section_against_the_device(tmp_path):
+    from lem_runner.contract import GpuConfig
+    from llenergymeasure.errors import ConfigError
+    from llenergymeasure.gpustate.apply import check_config
+
+    opener = fake_gpu_opener(tmp_path / "state")
+    assert check_config(GpuConfig(power_limit_w=300), ["0"], opener) is None
+    with pytest.raises(ConfigError, match=r"gpu.locked_sm_clock_mhz: 100–200 MHz is outside what GPU 0 supports"):
+        check_config(GpuConfig(locked_sm_clock_mhz=(100, 200)), ["0"], opener)
+    assert "not checked against a device" in check_config(GpuConfig(power_limit_w=300), [], opener)
+    assert _power(tmp_path) == 700.0  # read only

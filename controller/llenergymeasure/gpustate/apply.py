@@ -314,3 +314,19 @@ def restore_host(opener: Opener = open_nvml, directory: Path | None = None) -> t
             hint = f"; {_PERMISSION_HINT}" if exc.permission else ""
             failed.append(f"GPU {journal.gpu}: restoring from {path} failed: {exc}{hint}")
     return done, failed
+
+
+def check_config(gpu: GpuConfig, gpu_ids: list[str], opener: Opener = open_nvml) -> str | None:
+    """`lem config validate`: check ``gpu`` against this host's devices without changing anything (ConfigError when a
+    value is out of range). Returns a note when it could not be checked here (no GPU, no NVML), else None."""
+    if not gpu.requested:
+        return None
+    if not gpu_ids:
+        return "gpu: not checked against a device (no NVIDIA GPU visible here); `lem run` checks it on the GPU host"
+    for gpu_id in gpu_ids:
+        try:
+            dev = opener(gpu_id)
+        except GpuStateError as exc:
+            return f"gpu: not checked against a device ({exc}); `lem run` checks it on the GPU host"
+        validate(gpu, dev)
+    return None

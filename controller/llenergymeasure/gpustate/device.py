@@ -66,7 +66,8 @@ class NvmlGpu:
                        else pynvml.nvmlDeviceGetHandleByUUID(gpu_id))
             uuid = pynvml.nvmlDeviceGetUUID(self._h)
         except pynvml.NVMLError as exc:
-            raise self._error(exc, "open") from None
+            raise GpuStateError(f"cannot open GPU {gpu_id} through NVML: {exc}",
+                                permission=getattr(exc, "value", None) == pynvml.NVML_ERROR_NO_PERMISSION) from None
         self.uuid = uuid.decode() if isinstance(uuid, bytes) else uuid
 
     def _error(self, exc, what: str) -> GpuStateError:
