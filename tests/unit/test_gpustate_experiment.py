@@ -113,3 +113,42 @@ def test_config_validate_checks_the_gpu_section_against_the_device(tmp_path):
         check_config(GpuConfig(locked_sm_clock_mhz=(100, 200)), ["0"], opener)
     assert "not checked against a device" in check_config(GpuConfig(power_limit_w=300), [], opener)
     assert _power(tmp_path) == 700.0  # read only
+
+
+def test_a_power_limit_sweep_sets_each_point_and_restores_between_them(tmp_path, lock_dir):
+    from llenergymeasure.study import StudyConfig, execute_study, expand_study
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    study = StudyConfig.model_validate({
+        "name": "dial", "base": {"model": str(model), "device": "cuda", "n_prompts": 2, "max_output_tokens": 4},
+        "sweep": {"gpu.power_limit_w": [300, 450]}, "n_cycles": 1})
+    in_force: list[float] = []
+
+    def launcher_for(point, isolated):
+        in_force.append(_power(tmp_path) if (tmp_path / "state" / "gpu-0.json").exists() else None)
+        return FakeLauncher(result=make_result(config=point.config),
+                            before_exit=lambda spec: in_force.append(_power(tmp_path)))
+
+    outcome = execute_study(study, expand_study(study), output=tmp_path / "r", launcher_for=launcher_for,
+                            gpu_control=fake_gpu_opener(tmp_path / "state"))
+    assert outcome.status == "complete"
+    # before each run the GPU is at its default (700 W, or not opened yet); during it, at the point's limit
+    assert in_force == [None, 300.0, 700.0, 450.0]
+    assert _power(tmp_path) == 700.0 and host_journals(lock_dir) == []
+
+
+def test_a_cached_idle_baseline_belongs_to_its_operating_point(tmp_path, config):
+    from llenergymeasure.results.baselines import BaselineCache
+
+    cache = BaselineCache(tmp_path / "baselines.json")
+    at_350 = config.model_copy(update={"energy": config.energy.model_copy(
+        update={"baseline": config.energy.baseline.model_copy(update={"mode": "cached"})})})
+    baseline = {"power_w": 80.0, "duration_s": 5.0, "measured_at": "2025-01-01T11:59:00Z", "source": "fresh"}
+    cache.put(at_350, make_result(config=at_350, energy={"sampler": "nvml_counter", "method": "NVML",
+                                                         "baseline": baseline}))
+    assert cache.get(at_350).power_w == 80.0
+    at_500 = at_350.model_copy(update={"gpu": at_350.gpu.model_copy(update={"power_limit_w": 500.0})})
+    default = at_350.model_copy(update={"gpu": type(at_350.gpu)()})
+    assert cache.get(at_500) is None and cache.get(default) is None  # idle power differs per operating point

@@ -49,3 +49,12 @@ def test_without_settings_the_clocks_are_recorded_and_nothing_is_flagged():
 def test_a_cpu_run_has_no_operating_point():
     rows = [SampleRow(0.1 * i, "package-0", None, DeviceSample(power_w=20.0)) for i in range(10)]
     assert observe(rows, 0.0, 1.0, []) == (None, [])
+
+
+def test_the_timeseries_keeps_memory_clock_and_power_limit(tmp_path):
+    import pyarrow.parquet as pq
+    from lem_runner.energy.timeseries import write_timeseries
+
+    write_timeseries(_rows([1200, 1215]), tmp_path / "ts.parquet", 0.0)
+    table = pq.read_table(tmp_path / "ts.parquet").to_pydict()
+    assert table["memory_clock_mhz"] == [2619, 2619, 2619] and table["power_limit_w"] == [700.0, 300.0, 300.0]
