@@ -7,7 +7,7 @@ from pathlib import Path
 from lem_runner.contract import ExperimentConfig, ExperimentResult, RunRequest
 
 from llenergymeasure.errors import ConfigError, RunFailed, SetupError
-from llenergymeasure.gpulock import current_policy, gpu_locks, lock_ids
+from llenergymeasure.gpulock import gpu_locks, lock_ids
 from llenergymeasure.gpustate import operating_point
 from llenergymeasure.gpustate.apply import Opener
 from llenergymeasure.launchers import Launcher, LaunchSpec, Timeouts
@@ -52,7 +52,7 @@ def execute_experiment(
         raise SetupError("gpu: the run asks for a power limit, locked clocks or persistence mode, but no NVIDIA GPU "
                          "is visible on this host")
     with (gpu_locks(config),  # another lem measuring on these GPUs: wait (or fail/skip, per the lock policy)
-          operating_point(config.gpu, gpu_ids, gpu_control, current_policy().notify) as gpu_settings):
+          operating_point(config.gpu, gpu_ids, gpu_control) as gpu_settings):
         exp_dir = repo.new_experiment_dir(config.experiment_name)
         repo.save_config(exp_dir, config)
         request = RunRequest(experiment_id=exp_dir.name, config=config, model_path=model.host_path,

@@ -119,3 +119,22 @@ def test_doctor_restore_gpu_restores_what_a_sigkilled_lem_left(tmp_path):
     done, failed = restore_host(fake_gpu_opener(tmp_path / "state"), tmp_path / "locks")
     assert failed == [] and len(done) == 1 and f"left by pid {holder.pid} " in done[0]
     assert _state(tmp_path) == DEFAULT and host_journals(tmp_path / "locks") == []
+
+
+def test_lem_run_restores_a_dead_lems_journal_first_or_stops(tmp_path):
+    """The real CLI on a GPU config, with a journal a killed lem left on GPU 0: `lem run` tries to restore the GPU
+    before anything else; here NVML is missing, so it stops with one line (exit 3) and keeps the journal."""
+    journal = new_journal("0", "GPU-x", ["power_limit"], 700.0, None)
+    journal.pid, journal.pid_start = 2**22 + 777, None  # no such process
+    path = write_journal(journal, tmp_path / "locks")
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text('{"model_type": "llama"}')
+    cfg = tmp_path / "gpu.yaml"
+    cfg.write_text(f"model: {model}\ndevice: cuda\nn_prompts: 1\nmax_output_tokens: 2\n")
+    out = run_lem("run", str(cfg), "-o", str(tmp_path / "r"), env={"LEM_LOCK_DIR": str(tmp_path / "locks")},
+                  timeout=120)
+    assert out.returncode == 3, out.stdout + out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: GPU 0: a journal left by pid {journal.pid} ") and "restoring it failed" in last
+    assert "Traceback" not in out.stderr and path.exists() and not (tmp_path / "r").exists()
