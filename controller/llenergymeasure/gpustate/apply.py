@@ -269,6 +269,9 @@ def operating_point(gpu: GpuConfig, gpu_ids: list[str], opener: Opener | None = 
     except OSError as exc:
         _undo(applied, notify)
         raise SetupError(f"gpu: cannot write the restore journal ({exc}); nothing was changed") from None
+    except BaseException:  # Ctrl-C while the journals are written: nothing is applied yet; drop them
+        _undo(applied, notify)
+        raise
     with _sigterm_like_ctrl_c():
         settings = []
         try:
