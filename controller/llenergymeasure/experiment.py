@@ -6,8 +6,10 @@ from pathlib import Path
 
 from lem_runner.contract import ExperimentConfig, ExperimentResult, RunRequest
 
-from llenergymeasure.errors import ConfigError, RunFailed
-from llenergymeasure.gpulock import gpu_locks
+from llenergymeasure.errors import ConfigError, RunFailed, SetupError
+from llenergymeasure.gpulock import gpu_locks, lock_ids
+from llenergymeasure.gpustate import operating_point
+from llenergymeasure.gpustate.apply import Opener
 from llenergymeasure.launchers import Launcher, LaunchSpec, Timeouts
 from llenergymeasure.launchers.select import select_launcher
 from llenergymeasure.models import resolve_model
@@ -34,20 +36,27 @@ def execute_experiment(
     repository: ResultsRepository | None = None,
     isolated: bool = False,
     baselines: BaselineCache | None = None,
+    gpu_control: Opener | None = None,
 ) -> tuple[ExperimentResult, Path]:
     """Measure ``config``; return its result and its folder. Raises ConfigError before anything runs, RunFailed if
-    the runner produced no valid result (its error.json and runner.log stay in the folder)."""
+    the runner produced no valid result (its error.json and runner.log stay in the folder). A ``gpu:`` operating point
+    is set on the host GPUs (``gpu_control`` opens them; NVML by default) while the runner runs, and restored."""
     model = resolve_model(config)
     prompts = _prompts_file(config)
     launcher = launcher or select_launcher(config, isolated=isolated)
     repo = repository or FileResultsRepository(output)
     baselines = baselines or BaselineCache()
 
-    with gpu_locks(config):  # another lem measuring on these GPUs: wait (or fail/skip, per the lock policy)
+    gpu_ids = lock_ids(config)
+    if config.gpu.requested and not gpu_ids:
+        raise SetupError("gpu: the run asks for a power limit, locked clocks or persistence mode, but no NVIDIA GPU "
+                         "is visible on this host")
+    with (gpu_locks(config),  # another lem measuring on these GPUs: wait (or fail/skip, per the lock policy)
+          operating_point(config.gpu, gpu_ids, gpu_control) as gpu_settings):
         exp_dir = repo.new_experiment_dir(config.experiment_name)
         repo.save_config(exp_dir, config)
         request = RunRequest(experiment_id=exp_dir.name, config=config, model_path=model.host_path,
-                             cached_baselines=baselines.get(config))
+                             cached_baselines=baselines.get(config), gpu_settings=gpu_settings)
         spec = LaunchSpec(exchange_dir=exp_dir, request=request, model=model, prompts_file=prompts,
                           timeouts=timeouts)
         outcome = launcher.launch(spec, on_event or (lambda _e: None))

@@ -35,6 +35,7 @@ from lem_runner.measurement.flops import estimate_flops, flops_method
 from lem_runner.measurement.intervals import Interval
 from lem_runner.measurement.latency import RequestTiming, batch_ttft, queue_time, ttft_and_itl
 from lem_runner.measurement.phases import phase_spans, prefill_starts, split_phases
+from lem_runner.measurement.operating_point import observe
 from lem_runner.measurement.quality import counter_vs_integrated, quality_flags
 from lem_runner.measurement.warmup import run_warmup, warmup_batch
 from lem_runner.measurement.windows import (
@@ -236,6 +237,8 @@ def run_measurement(
     n_samples = sum(1 for r in reading.samples if reading.t_start <= r.t <= reading.t_end)
     window_s = w1 - w0
     flags = quality_flags(reading, window_s, rel_diff, *phase_spans(records), headline=head)
+    operating_point, drift = observe(reading.samples, reading.t_start, reading.t_end, request.gpu_settings)
+    flags += drift
     warnings = list(reading.warnings) + [f.message for f in flags]
     if output_tokens == 0:
         warnings.append("no output tokens were generated")
@@ -296,6 +299,7 @@ def run_measurement(
         warnings=warnings,
         quality_flags=[f.code for f in flags],
         environment=environment_for(loaded),
+        operating_point=operating_point,
         start_time=start_time,
         end_time=end_time,
     )

@@ -66,7 +66,8 @@ sweep:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (result_file,) = out.glob("*/*/result.json")
     result = ExperimentResult.model_validate_json(result_file.read_text())
-    assert (result.n_requests, result.input_tokens, result.output_tokens) == (2, 16, 6)
+    run = result.whole_run
+    assert (run.n_requests, run.input_tokens, run.output_tokens) == (2, 16, 6)
     vocab = json.loads((tiny_mixtral / "config.json").read_text())["vocab_size"]
     active, every, _ = hand_active_body(TINY_MIXTRAL, vocab)
     assert result.flops is not None

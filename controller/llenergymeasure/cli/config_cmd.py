@@ -24,11 +24,27 @@ def validate(path: Path = typer.Argument(..., help="Config file.")) -> None:
         study = load_study(path)
         expansion = expand_study(study, str(path))
         skipped = f"; {len(expansion.skipped)} skipped: {'; '.join(expansion.skipped)}" if expansion.skipped else ""
+        notes = {_device_note(p.config) for p in expansion.points} - {None}
         typer.echo(f"{path}: valid study ({study.name}: {len(expansion.points)} point(s) x {study.n_cycles} "
                    f"cycle(s){skipped})")
+        for note in sorted(notes):
+            typer.echo(f"note: {note}")
         return
     cfg = load_config(path)
+    note = _device_note(cfg)
     typer.echo(f"{path}: valid ({cfg.experiment_name}, backend {cfg.backend}, model {cfg.model})")
+    if note:
+        typer.echo(f"note: {note}")
+
+
+def _device_note(cfg) -> str | None:
+    """The gpu: section checked against this host's GPUs (as `lem run` would, before changing anything)."""
+    if not cfg.gpu.requested:
+        return None
+    from llenergymeasure.gpulock import lock_ids
+    from llenergymeasure.gpustate.apply import check_config
+
+    return check_config(cfg.gpu, lock_ids(cfg))
 
 
 @app.command("show")

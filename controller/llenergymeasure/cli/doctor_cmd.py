@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+
+import typer
 from rich.markup import escape
 from rich.table import Table
 
@@ -9,8 +12,23 @@ from llenergymeasure.display import make_console
 from llenergymeasure.doctor import run_checks
 
 
-def doctor() -> None:
+def doctor(
+    restore_gpu: bool = typer.Option(False, "--restore-gpu", help="Put back the power limit and clocks a killed lem "
+                                     "left changed (from its restore journal), then exit."),
+) -> None:
     """Check Docker, the NVIDIA runtime, GPUs, NVML, images and local backends; say how to fix what is missing."""
+    if restore_gpu:
+        from llenergymeasure.errors import SetupError
+        from llenergymeasure.gpustate.apply import restore_host
+
+        done, failed = restore_host()
+        for line in done or ([] if failed else ["no GPU restore journal on this host: nothing to restore"]):
+            print(line)
+        for line in failed[:-1]:
+            print(f"error: {line}", file=sys.stderr)
+        if failed:
+            raise SetupError(failed[-1])
+        return
     table = Table("check", "", "detail", "fix")
     for c in run_checks():
         table.add_row(escape(c.name), "[green]ok[/]" if c.ok else "[red]missing[/]", escape(c.detail), escape(c.fix))

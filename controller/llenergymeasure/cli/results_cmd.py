@@ -1,4 +1,4 @@
-"""`lem results list|show|compare|export|plot`: what a person does with results after a run. Bad input (a missing
+"""`lem results list|show|compare|export|plot|best`: what a person does with results after a run. Bad input (a missing
 folder, a file that is not a result) is one line and exit 2, like a bad config."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import typer
 
 from llenergymeasure.display import make_console
 
-app = typer.Typer(help="List, show, compare, export and plot results.", no_args_is_help=True)
+app = typer.Typer(help="List, show, compare, export, plot results and pick the best operating point.", no_args_is_help=True)
 
 
 @app.command("list")
@@ -66,3 +66,20 @@ def plot(
     for f in plot_results(directory, output, adjusted):
         typer.echo(f"wrote {f.path}  ({f.xlabel} × {f.ylabel})")
 
+
+@app.command("best")
+def best(
+    directory: Path = typer.Argument(..., help="Study folder or results directory."),
+    ttft_p50_ms: float | None = typer.Option(None, "--ttft-p50-ms", help="Target: TTFT p50 at most this (ms)."),
+    ttft_p99_ms: float | None = typer.Option(None, "--ttft-p99-ms", help="Target: TTFT p99 at most this (ms)."),
+    itl_p50_ms: float | None = typer.Option(None, "--itl-p50-ms", help="Target: inter-token latency (TPOT) p50 (ms)."),
+    itl_p99_ms: float | None = typer.Option(None, "--itl-p99-ms", help="Target: inter-token latency (TPOT) p99 (ms)."),
+    adjusted: bool = typer.Option(False, "--adjusted", help="Rank by idle-adjusted J/token instead of raw."),
+) -> None:
+    """The lowest-energy configuration (e.g. GPU power limit / clock) whose latency meets the targets; exit 1 if none."""
+    from llenergymeasure.results.operating_points import best_in, describe_best
+
+    targets = {k: v for k, v in (("ttft_p50_ms", ttft_p50_ms), ("ttft_p99_ms", ttft_p99_ms),
+                                 ("itl_p50_ms", itl_p50_ms), ("itl_p99_ms", itl_p99_ms)) if v is not None}
+    for line in describe_best(best_in(directory, targets, adjusted), targets, adjusted):
+        typer.echo(line)

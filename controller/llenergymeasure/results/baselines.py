@@ -20,7 +20,9 @@ MAX_PER_KEY = 16
 
 
 def _key(config: ExperimentConfig) -> str:
-    return f"{config.backend}:{','.join(map(str, config.devices))}"
+    key = f"{config.backend}:{','.join(map(str, config.devices))}"
+    # idle power depends on the operating point: a baseline at 300 W / locked clocks is not one at the default
+    return key + (f":gpu={config.gpu.model_dump_json(exclude_none=True)}" if config.gpu.requested else "")
 
 
 def _conditions_key(baseline: IdleBaseline) -> str:

@@ -216,6 +216,7 @@ def columns_markdown() -> str:
               "Where a run kept `timeseries.parquet` (GPU runs with `energy.timeseries: true`), the export writes a "
               "second file, `<name>_timeseries.<format>`: the runner's columns (`t_s` seconds from the start of the "
               "measurement window, negative before it; `device`; `energy_counter_mj`; `power_w`; `temperature_c`; "
-              "`sm_clock_mhz`; `memory_used_mib`; `utilization_pct`; `clock_event_reasons`) with `experiment_id` "
+              "`sm_clock_mhz`; `memory_used_mib`; `utilization_pct`; `clock_event_reasons`; `memory_clock_mhz`; "
+              "`power_limit_w`, the enforced limit) with `experiment_id` "
               "first.", ""]
     return "\n".join(lines)

@@ -198,6 +198,11 @@ def plot_results(directory: Path, out_dir: Path | None = None, adjusted: bool = 
     except (FileExistsError, NotADirectoryError):
         raise ConfigError(f"-o: '{out_dir}' exists and is not a directory") from None
     written = [efficiency_plot(configurations(ok, adjusted), out_dir / "efficiency.png", adjusted)]
+    from llenergymeasure.results.energy_latency_plot import energy_latency_plot
+    from llenergymeasure.results.operating_points import points
+
+    dial = energy_latency_plot(points(ok, adjusted), out_dir / "energy_latency.png", adjusted)
+    written += [dial] if dial is not None else []
     for e in ok:
         series = timeseries_path(e)
         if series is not None:

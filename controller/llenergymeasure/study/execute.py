@@ -175,9 +175,12 @@ def execute_study(
     observer: StudyObserver | None = None,
     sleep: Callable[[float], None] = time.sleep,
     launcher_for: Callable[[StudyPoint, bool], Launcher] | None = None,
+    gpu_control=None,
 ) -> StudyOutcome:
     """Run every pending run of the study in its scheduled order (all of them, for a new study). Raises
-    StudyInterrupted on Ctrl-C; returns with ``status`` complete, or stopped by the circuit breaker."""
+    StudyInterrupted on Ctrl-C; returns with ``status`` complete, or stopped by the circuit breaker. Each run sets
+    its point's ``gpu:`` operating point and restores it when it ends (``gpu_control`` opens the GPUs; NVML by
+    default)."""
     started = time.monotonic()
     observer = observer or StudyObserver()
     launcher_for = launcher_for or (lambda point, isolated: select_launcher(point.config, isolated=isolated))
@@ -193,7 +196,7 @@ def execute_study(
         write_summary(study_dir, study, manifest, results)
         observer.started(outcome, notes)
         try:
-            _run_pending(study, outcome, session, options, observer, sleep, launcher_for)
+            _run_pending(study, outcome, session, options, observer, sleep, launcher_for, gpu_control)
         except (Interrupted, KeyboardInterrupt):
             manifest.status = "interrupted"
             raise StudyInterrupted(outcome) from None
@@ -211,7 +214,7 @@ def execute_study(
 
 
 def _run_pending(study: StudyConfig, outcome: StudyOutcome, session: Session, options: StudyOptions,
-                 observer: StudyObserver, sleep, launcher_for) -> None:
+                 observer: StudyObserver, sleep, launcher_for, gpu_control=None) -> None:
     manifest = outcome.manifest
     gap = 0.0 if options.no_gaps else study.gap_seconds
     limit = 1 if options.fail_fast else study.max_consecutive_failures
@@ -225,7 +228,7 @@ def _run_pending(study: StudyConfig, outcome: StudyOutcome, session: Session, op
             t = time.monotonic()
             sleep(gap)
             session.gap_s += time.monotonic() - t
-        _run_one(study, outcome, entry, session, options.isolated, timeouts, observer, launcher_for)
+        _run_one(study, outcome, entry, session, options.isolated, timeouts, observer, launcher_for, gpu_control)
         consecutive = consecutive + 1 if entry.status == "failed" else 0
         if limit and consecutive >= limit:
             manifest.status = "stopped"
@@ -237,7 +240,7 @@ def _run_pending(study: StudyConfig, outcome: StudyOutcome, session: Session, op
 
 
 def _run_one(study: StudyConfig, outcome: StudyOutcome, entry: ManifestEntry, session: Session, isolated: bool,
-             timeouts: Timeouts, observer: StudyObserver, launcher_for) -> None:
+             timeouts: Timeouts, observer: StudyObserver, launcher_for, gpu_control=None) -> None:
     manifest, study_dir = outcome.manifest, outcome.study_dir
     point = outcome.points[entry.point]
     launcher = _TimedLauncher(launcher_for(point, isolated))
@@ -255,7 +258,7 @@ def _run_one(study: StudyConfig, outcome: StudyOutcome, entry: ManifestEntry, se
             repo = _RecordingRepository(study_dir, record_dir)
             config = point.config.model_copy(update={"name": entry.name})
             result, _ = execute_experiment(config, output=study_dir, launcher=launcher, on_event=observer.event,
-                                           timeouts=timeouts, repository=repo)
+                                           timeouts=timeouts, repository=repo, gpu_control=gpu_control)
         finally:
             session.runs += 1
             session.runner_s += launcher.elapsed

@@ -9,6 +9,7 @@ from lem_runner.contract.config import (
     DecodingConfig,
     EnergyConfig,
     ExperimentConfig,
+    GpuConfig,
     PromptConfig,
     PyTorchConfig,
     TensorRTConfig,
@@ -17,6 +18,7 @@ from lem_runner.contract.config import (
     WindowConfig,
 )
 from lem_runner.contract.fingerprint import contract_fingerprint, measurement_config_hash
+from lem_runner.contract.operating_point import GpuSetting, OperatingPoint
 from lem_runner.contract.protocol import (
     ERROR_FILE,
     REQUEST_FILE,
@@ -64,6 +66,9 @@ __all__ = [
     "ExperimentConfig",
     "ExperimentResult",
     "GPUInfo",
+    "GpuConfig",
+    "GpuSetting",
+    "OperatingPoint",
     "LatencyStats",
     "ProgressEvent",
     "PromptConfig",

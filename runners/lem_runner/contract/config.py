@@ -181,6 +181,51 @@ class TensorRTConfig(_Section):
     )
 
 
+ClockLock = int | tuple[int, int]
+
+
+class GpuConfig(_Section):
+    """The GPU operating point the controller sets on the host before the run and restores after it, on every path
+    (containers stay unprivileged). Unset fields leave the GPU as it is. Each is an ordinary sweep axis
+    (``gpu.power_limit_w: [300, 400]``); values are checked against what the device supports before anything
+    changes. Setting them needs root (NVML's device commands)."""
+
+    power_limit_w: float | None = Field(
+        None, gt=0, le=10_000, description="board power limit in watts (nvmlDeviceSetPowerManagementLimit); must lie "
+        "within the device's power-limit constraints")
+    locked_sm_clock_mhz: ClockLock | None = Field(
+        None, description="lock the SM (graphics) clock: one value, or [min, max] in MHz "
+        "(nvmlDeviceSetGpuLockedClocks); within the device's supported graphics clocks")
+    locked_memory_clock_mhz: ClockLock | None = Field(
+        None, description="lock the memory clock: one value, or [min, max] in MHz (nvmlDeviceSetMemoryLockedClocks, "
+        "Ampere and newer); within the device's supported memory clocks")
+    persistence_mode: bool | None = Field(
+        None, description="set persistence mode on (true) or off (false) for the run (nvmlDeviceSetPersistenceMode)")
+
+    @field_validator("locked_sm_clock_mhz", "locked_memory_clock_mhz")
+    @classmethod
+    def _clock_range(cls, v: ClockLock | None) -> ClockLock | None:
+        lo, hi = (v, v) if isinstance(v, int) else v if v is not None else (1, 1)
+        if lo < 1 or hi > 100_000:
+            raise ValueError("clocks are MHz between 1 and 100000")
+        if lo > hi:
+            raise ValueError(f"[min, max] must have min <= max (got [{lo}, {hi}])")
+        return v
+
+    @property
+    def requested(self) -> bool:
+        """Whether the run asks to change anything."""
+        return any(v is not None for v in (self.power_limit_w, self.locked_sm_clock_mhz,
+                                           self.locked_memory_clock_mhz, self.persistence_mode))
+
+    @staticmethod
+    def clock_range(value: ClockLock | None) -> tuple[int, int] | None:
+        """A lock as (min, max) MHz: a single value locks min = max."""
+        if value is None:
+            return None
+        return (value, value) if isinstance(value, int) else (value[0], value[1])
+
+
 class ExperimentConfig(_Section):
     """One measurement: a model, a backend and its settings, a prompt set, and how to measure."""
 
@@ -210,6 +255,7 @@ class ExperimentConfig(_Section):
     pytorch: PyTorchConfig = PyTorchConfig()
     vllm: VLLMConfig = VLLMConfig()
     tensorrt: TensorRTConfig = TensorRTConfig()
+    gpu: GpuConfig = GpuConfig()
 
     @field_validator("name")
     @classmethod
@@ -272,6 +318,8 @@ class ExperimentConfig(_Section):
             raise ValueError(f"energy.sample_hz: 0 reads the energy counters only at the run's two bounds, so the "
                              f"'{self.window.mode}' window's energy would be a time share of the total; use "
                              "sample_hz > 0, or window.mode: total")
+        if self.device == "cpu" and self.gpu.requested:
+            raise ValueError("gpu: a power limit, locked clocks or persistence mode need a GPU run, but device is 'cpu'")
         return self
 
     @property

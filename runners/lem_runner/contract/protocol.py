@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lem_runner.contract.config import ExperimentConfig
+from lem_runner.contract.operating_point import GpuSetting
 from lem_runner.contract.result import IdleBaseline
 
 REQUEST_FILE = "request.json"
@@ -43,6 +44,9 @@ class RunRequest(BaseModel):
         default_factory=list, description="earlier idle baselines the controller kept for this backend and these "
         "devices, newest first; under energy.baseline mode 'cached' the runner reuses the one taken under the same "
         "device conditions, after a spot-check")
+    gpu_settings: list[GpuSetting] = Field(
+        default_factory=list, description="the operating point the controller applied (gpu: section), per GPU"
+    )
 
 
 EventKind = Literal["started", "model_loaded", "baseline", "warmup", "progress", "measured", "done", "error"]

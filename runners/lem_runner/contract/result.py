@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lem_runner.contract.config import SCHEMA_VERSION, ExperimentConfig
 from lem_runner.contract.legacy import MIXED_SPAN_VERSIONS, upgrade_result
+from lem_runner.contract.operating_point import OperatingPoint
 
 
 class _Record(BaseModel):
@@ -287,6 +288,8 @@ class ExperimentResult(_Record):
     warnings: list[str] = Field(default_factory=list)
     quality_flags: list[str] = Field(default_factory=list, description="codes of the measurement-quality warnings")
     environment: EnvironmentInfo
+    operating_point: OperatingPoint | None = Field(
+        None, description="GPU power limit and clocks: set by the controller (gpu: section) and observed in the window")
     start_time: datetime
     end_time: datetime
 

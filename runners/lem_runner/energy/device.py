@@ -28,6 +28,8 @@ class DeviceSample:
     memory_used_mib: float | None = None
     utilization_pct: float | None = None
     clock_event_reasons: int | None = None
+    memory_clock_mhz: int | None = None
+    power_limit_w: float | None = None  # the enforced limit, which a lock or another tool may have changed
 
 
 @runtime_checkable

@@ -91,6 +91,8 @@ class NvmlDevice:
             memory_used_mib=mem.used / 2**20 if mem is not None else None,
             utilization_pct=float(util.gpu) if util is not None else None,
             clock_event_reasons=or_none(reasons, h),
+            memory_clock_mhz=or_none(n.nvmlDeviceGetClockInfo, h, n.NVML_CLOCK_MEM),
+            power_limit_w=limit_mw / 1000.0 if (limit_mw := or_none(n.nvmlDeviceGetEnforcedPowerLimit, h)) else None,
         )
 
     def other_processes(self) -> list[int] | None:
