@@ -166,7 +166,10 @@ COLUMNS: list[Column] = [
                             ("tokens", "tokens", "int", "prompt (prefill) or generated (decode) tokens"),
                             ("flops", "flops", "float", "estimated floating-point operations"))],
     *[Column(f"{which}_{stat}_ms", "float", f"{label} {stat}", _latency(which, stat))
-      for which, label in (("ttft", "time to first token"), ("itl", "inter-token latency"))
+      for which, label in (("ttft", "time to first token, from submission (queueing included)"),
+                           ("queue_time", "queue time, submission to the start of its prefill"),
+                           ("batch_ttft", "time to first token from the start of the engine call that carried it"),
+                           ("itl", "inter-token latency"))
       for stat in ("mean", "p50", "p90", "p99")],
     Column("total_flops", "float", "headline window: estimated FLOPs of its output tokens", _r(lambda r: r.total_flops)),
     Column("flops_per_output_token", "float", "headline window: total_flops / output_tokens",
