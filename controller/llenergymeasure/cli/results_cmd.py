@@ -31,14 +31,25 @@ def show(path: Path = typer.Argument(..., help="Experiment folder or its result.
     render_experiment(make_console(), experiment_from_arg(path))
 
 
+GRID_HELP = "Grid carbon intensity, gCO2e/kWh: emissions from measured energy (replaces the config's carbon:)."
+PUE_HELP = "Power usage effectiveness applied with --grid-intensity (default 1.0)."
+
+
+def _carbon(grid_intensity: float | None, pue: float | None):
+    from llenergymeasure.results.carbon import carbon_option
+
+    return carbon_option(grid_intensity, pue)
+
+
 @app.command("compare")
-def compare(paths: list[Path] = typer.Argument(..., help="Experiment folders, result.json files or study folders.")
-            ) -> None:
+def compare(paths: list[Path] = typer.Argument(..., help="Experiment folders, result.json files or study folders."),
+            grid_intensity: float | None = typer.Option(None, "--grid-intensity", help=GRID_HELP),
+            pue: float | None = typer.Option(None, "--pue", help=PUE_HELP)) -> None:
     """Side by side with relative differences from the first; a study gives mean ± 95 % CI per point."""
     from llenergymeasure.results.compare import collect
     from llenergymeasure.results.compare_view import render_comparison
 
-    render_comparison(make_console(), collect(paths))
+    render_comparison(make_console(), collect(paths, _carbon(grid_intensity, pue)))
 
 
 @app.command("export")

@@ -9,6 +9,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from llenergymeasure.results.carbon import (
+    J_PER_KWH,
+    describe_carbon,
+    emissions_per_token_g,
+    not_measured_reason,
+    result_emissions_g,
+)
 from llenergymeasure.results.discover import Experiment
 from llenergymeasure.results.listing import short_model
 
@@ -40,7 +47,13 @@ def _energy(r: ExperimentResult) -> Table:
                               f"{b.source}, measured {b.measured_at:%Y-%m-%d %H:%M:%S})")
     elif e.baseline_unavailable_reason:
         t.add_row("baseline", f"none — {escape(e.baseline_unavailable_reason)}")
-    t.add_row("adjusted", f"{_v(e.adjusted_energy_j, 'J')} · {_v(r.avg_energy_per_token_adjusted_j, 'J/token')}")
+    t.add_row("adjusted", _adjusted(r))
+    g = result_emissions_g(r)
+    if g is None:
+        t.add_row("emissions", escape(not_measured_reason(r)))
+    else:
+        t.add_row("emissions", f"{g:.4g} g CO2e · {_v(emissions_per_token_g(r), 'g/token')} "
+                               f"({r.total_energy_j / J_PER_KWH:.4g} kWh × {escape(describe_carbon(r.config.carbon))})")
     if e.per_device_j:
         t.add_row("per device", ", ".join(f"{k}: {v:.4g} J" for k, v in e.per_device_j.items()))
     if e.integrated_energy_j is not None:
@@ -57,6 +70,20 @@ def _energy(r: ExperimentResult) -> Table:
     for w in r.warnings:
         t.add_row("[yellow]warning[/]", escape(w))
     return t
+
+
+def adjusted_reason(r: ExperimentResult) -> str:
+    """Why a run has no idle-adjusted energy, in words."""
+    if r.total_energy_j is None:
+        return "energy not measured"
+    return r.energy.baseline_unavailable_reason or "no idle baseline"
+
+
+def _adjusted(r: ExperimentResult) -> str:
+    e = r.energy
+    if e.adjusted_energy_j is None:
+        return f"not measured ({escape(adjusted_reason(r))})"
+    return f"{_v(e.adjusted_energy_j, 'J')} · {_v(r.avg_energy_per_token_adjusted_j, 'J/token')}"
 
 
 def _windows(r: ExperimentResult) -> Table:
