@@ -12,25 +12,6 @@ from llenergymeasure.display import make_console
 app = typer.Typer(help="List, show, compare, export and plot results.", no_args_is_help=True)
 
 
-@app.command("list")
-def list_(directory: Path = typer.Argument(Path("results"), metavar="[DIR]", help="Results directory.")) -> None:
-    """One line per experiment (study runs included): model, backend, settings, tok/s, J/token, when."""
-    from llenergymeasure.results.discover import find_experiments
-    from llenergymeasure.results.listing import list_lines
-
-    for line in list_lines(find_experiments(directory)):
-        typer.echo(line)
-
-
-@app.command("show")
-def show(path: Path = typer.Argument(..., help="Experiment folder or its result.json.")) -> None:
-    """The full record, grouped: energy (method, baseline, warnings), windows, phases, latency, FLOPs, environment."""
-    from llenergymeasure.results.discover import experiment_from_arg
-    from llenergymeasure.results.show import render_experiment
-
-    render_experiment(make_console(), experiment_from_arg(path))
-
-
 GRID_HELP = "Grid carbon intensity, gCO2e/kWh: emissions from measured energy (replaces the config's carbon:)."
 PUE_HELP = "Power usage effectiveness applied with --grid-intensity (default 1.0)."
 
@@ -39,6 +20,43 @@ def _carbon(grid_intensity: float | None, pue: float | None):
     from llenergymeasure.results.carbon import carbon_option
 
     return carbon_option(grid_intensity, pue)
+
+
+@app.command("list")
+def list_(directory: Path = typer.Argument(Path("results"), metavar="[DIR]", help="Results directory."),
+          sort: str = typer.Option("time", "--sort", help="time (newest first) | name | throughput | energy"),
+          backend: str | None = typer.Option(None, "--backend", help="Only this backend (pytorch, vllm, tensorrt)."),
+          model: str | None = typer.Option(None, "--model", help="Only models whose name contains this."),
+          since: str | None = typer.Option(None, "--since", help="Only runs started since: 2025-01-31, 2h, 3d.")
+          ) -> None:
+    """One line per experiment (study runs included): when, model, backend, settings, tok/s, J/token, status."""
+    from llenergymeasure.results.discover import find_experiments
+    from llenergymeasure.results.listing import list_lines, parse_since, select
+
+    after = parse_since(since) if since else None
+    experiments = select(find_experiments(directory), sort, backend, model, after)
+    if not experiments:
+        typer.echo(f"{directory}: no experiment matches the filters", err=True)
+    for line in list_lines(experiments):
+        typer.echo(line)
+
+
+@app.command("show")
+def show(path: Path = typer.Argument(..., help="Experiment folder, its result.json, or a study folder."),
+         grid_intensity: float | None = typer.Option(None, "--grid-intensity", help=GRID_HELP),
+         pue: float | None = typer.Option(None, "--pue", help=PUE_HELP)) -> None:
+    """The full record, grouped: energy (method, baseline, warnings), windows, phases, latency, FLOPs, environment.
+    A study folder: its status, one line per point (mean ± 95 % CI) and its warnings."""
+    from llenergymeasure.results.carbon import with_carbon
+    from llenergymeasure.results.discover import experiment_from_arg, is_experiment_dir, is_study_dir
+    from llenergymeasure.results.show import render_experiment, render_study
+
+    carbon = _carbon(grid_intensity, pue)
+    if path.is_dir() and is_study_dir(path) and not is_experiment_dir(path):
+        render_study(make_console(), path, carbon)
+        return
+    (experiment,) = with_carbon([experiment_from_arg(path)], carbon)
+    render_experiment(make_console(), experiment)
 
 
 @app.command("compare")
@@ -68,12 +86,13 @@ def export(
 @app.command("plot")
 def plot(
     directory: Path = typer.Argument(..., help="Results directory."),
-    output: Path | None = typer.Option(None, "--output", "-o", help="Folder for the PNGs (default: DIR/plots)."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Folder for the figures (default: DIR/plots)."),
     adjusted: bool = typer.Option(False, "--adjusted", help="Idle-adjusted J/token instead of raw."),
+    fmt: str = typer.Option("png", "--format", "-f", help="png | svg | pdf (vector)"),
 ) -> None:
     """efficiency.png (J/token vs tok/s, Pareto front, CI error bars) and power-<run>.png per kept timeseries."""
     from llenergymeasure.results.plot import plot_results
 
-    for f in plot_results(directory, output, adjusted):
+    for f in plot_results(directory, output, adjusted, fmt):
         typer.echo(f"wrote {f.path}  ({f.xlabel} × {f.ylabel})")
 

@@ -4,11 +4,16 @@ throughput, FLOPs, warmup and environment."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from lem_runner.contract import ExperimentResult, LatencyStats
+from lem_runner.contract.config import CarbonConfig
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from llenergymeasure.errors import ConfigError
 from llenergymeasure.results.carbon import (
     J_PER_KWH,
     describe_carbon,
@@ -181,3 +186,44 @@ def render_experiment(console: Console, e: Experiment) -> None:
     for table in (_energy(r), _windows(r), _phases(r), _rest(r), _environment(r)):
         if table is not None:
             console.print(table)
+
+
+def render_study(console: Console, study_dir: Path, carbon: CarbonConfig | None = None) -> None:
+    """A study folder: status and counts, one row per point (mean ± 95 % CI over its cycles) and its warnings."""
+    from llenergymeasure.results.compare import entries_for
+    from llenergymeasure.results.compare_view import METRIC_LABELS, format_value
+    from llenergymeasure.results.discover import MANIFEST_FILE, SUMMARY_FILE
+
+    source = study_dir / SUMMARY_FILE
+    if not source.is_file():
+        raise ConfigError(f"{study_dir}: study has no {SUMMARY_FILE} yet (no run finished); its runs: "
+                          f"lem results list {study_dir}")
+    try:
+        data = json.loads(source.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{source}: not a readable study summary ({exc})") from None
+    console.print(f"[bold]study {escape(str(data.get('study', study_dir.name)))}[/] · {data.get('status', '?')} · "
+                  f"{data.get('finished', '?')}/{data.get('planned', '?')} runs finished, {data.get('failed', 0)} "
+                  f"failed · {data.get('n_cycles', '?')} cycle(s), order {data.get('order', '?')}", highlight=False)
+    console.print(f"[dim]{escape(str(study_dir))} · {MANIFEST_FILE} · config hash {data.get('config_hash')}[/]")
+    entries = entries_for(study_dir, carbon)
+    metrics = [m for m in ("tokens_per_second", "energy_per_token_j", "emissions_g", "ttft_p50_ms")
+               if any(m in e.values for e in entries)]
+    table = Table(title="points (mean ± 95 % CI over cycles)", title_justify="left", title_style="bold")
+    table.add_column("point", overflow="fold")
+    table.add_column("runs ok", justify="right")
+    for m in metrics:
+        table.add_column(METRIC_LABELS[m], justify="right")
+    for e in entries:
+        table.add_row(escape(e.title.split(": ", 1)[-1]), e.settings.get("cycles ok", "?"),
+                      *(format_value(e.values.get(m)) for m in metrics))
+    console.print(table)
+    reasons = {a.get("energy_unavailable_reason") for a in data.get("aggregates", [])} - {None}
+    for reason in sorted(reasons):
+        console.print(f"energy null: {escape(reason)}", highlight=False)
+    for skipped in data.get("skipped") or []:
+        console.print(f"[yellow]skipped[/] {escape(str(skipped))}")
+    for w in data.get("warnings") or []:
+        console.print(f"[yellow]warning[/] {escape(str(w))}")
+    console.print(f"[dim]each run: lem results list {escape(str(study_dir))} · side by side: lem results compare "
+                  f"{escape(str(study_dir))}[/]")
