@@ -225,6 +225,20 @@ def test_show_on_a_study_folder_shows_the_study(results):
     assert "energy null: run is on CPU" in proc.stdout
 
 
+def test_report_of_real_runs_is_one_page_that_chromium_renders_cleanly(results, tmp_path):
+    from chromium import render
+
+    out = tmp_path / "report.html"
+    proc = run_lem("results", "report", str(results), "-o", str(out), "--grid-intensity", "400", "--pue", "1.2")
+    assert proc.returncode == 0 and f"wrote {out}" in proc.stdout, proc.stderr
+    page = out.read_text(encoding="utf-8")
+    assert "study rs" in page and "<th>pytorch.batch_size</th>" in page and "single runs" in page
+    assert "broken-20250101-000000: failed: load: OSError: model folder not found" in page  # warnings section
+    assert "energy null: run is on CPU" in page and "400 gCO2e/kWh × PUE 1.2" in page
+    rendered = render(out, tmp_path)
+    assert rendered.console == [] and "Throughput per configuration" in rendered.dom
+
+
 def test_plot_writes_pngs_with_unit_labels_and_says_energy_is_null(results, tmp_path):
     proc = run_lem("results", "plot", str(results), "-o", str(tmp_path / "plots"))
     assert proc.returncode == 0, proc.stderr
@@ -241,6 +255,11 @@ def test_plot_writes_pngs_with_unit_labels_and_says_energy_is_null(results, tmp_
     ("results", "export", ".", "--format", "xlsx"),
     ("results", "plot", "/no/such/dir"),
     ("results", "compare", "/no/such/dir", "/no/other"),
+    ("results", "report", "/no/such/dir"),
+    ("results", "plot", ".", "--format", "gif"),
+    ("results", "list", ".", "--sort", "colour"),
+    ("results", "compare", ".", ".", "--pue", "1.2"),
+    ("results", "export", ".", "--grid-intensity", "-5"),
     ("config", "validate", "/no/such.yaml"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, tmp_path):

@@ -5,10 +5,12 @@ shaded, and a plain statement (not a crash) when energy is null. GPU-like result
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 from conftest import make_config, make_result
+from lem_runner.contract.config import CarbonConfig
 from lem_runner.energy.device import DeviceSample
 from lem_runner.energy.sampler import SampleRow
 from lem_runner.energy.timeseries import write_timeseries
@@ -16,6 +18,7 @@ from llenergymeasure.errors import ConfigError
 from llenergymeasure.results.discover import find_experiments
 from llenergymeasure.results.pareto import pareto_front
 from llenergymeasure.results.plot import configurations, efficiency_figure, plot_results
+from llenergymeasure.results.report import write_report
 from matplotlib.container import ErrorbarContainer
 from matplotlib.text import Text
 
@@ -201,3 +204,18 @@ def test_vector_formats_beside_png(gpu_results, tmp_path, fmt, magic):
     assert all(p.path.read_bytes()[:5].startswith(magic) for p in written)
     with pytest.raises(ConfigError, match="--format"):
         plot_results(gpu_results, tmp_path / "x", fmt="gif")
+
+
+def test_report_is_one_self_contained_file_with_figures_emissions_and_notes(gpu_results, tmp_path):
+    out = write_report(gpu_results, tmp_path / "report.html", CarbonConfig(grid_intensity_g_per_kwh=400, pue=1.2))
+    page = out.read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and page.count("<svg") == 2  # efficiency + one power figure, inline
+    # nothing fetched: no external script, stylesheet, image or font (SVG namespaces are names, not requests)
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", page) and "<link" not in page \
+        and "<script" not in page and "url(http" not in page and "@import" not in page
+    for text in ("Results", "single runs", "Efficiency", "Power", "Environment", "Method", "Warnings", "test-host",
+                 "gCO2e/kWh × PUE 1.2", "nvml_counter"):
+        assert text in page, text
+    # single-a: 0.5 J/token x 32 tokens = 16 J -> 16 / 3.6e6 kWh x 1.2 x 400 g = 0.00213 g (3 significant digits)
+    assert "0.00213" in page
+

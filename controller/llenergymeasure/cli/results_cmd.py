@@ -75,11 +75,13 @@ def export(
     directory: Path = typer.Argument(..., help="Results directory."),
     fmt: str = typer.Option("csv", "--format", "-f", help="csv | parquet | jsonl"),
     output: Path | None = typer.Option(None, "--output", "-o", help="File to write (default: lem_results.<format>)."),
+    grid_intensity: float | None = typer.Option(None, "--grid-intensity", help=GRID_HELP),
+    pue: float | None = typer.Option(None, "--pue", help=PUE_HELP),
 ) -> None:
     """One row per experiment (flat columns, units in the names); the power timeseries, where kept, beside it."""
     from llenergymeasure.results.export import export_results
 
-    for path in export_results(directory, fmt, output):
+    for path in export_results(directory, fmt, output, _carbon(grid_intensity, pue)):
         typer.echo(f"wrote {path}")
 
 
@@ -96,3 +98,17 @@ def plot(
     for f in plot_results(directory, output, adjusted, fmt):
         typer.echo(f"wrote {f.path}  ({f.xlabel} × {f.ylabel})")
 
+
+
+@app.command("report")
+def report(
+    directory: Path = typer.Argument(..., help="Results directory (a study folder, or a folder of runs and studies)."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="HTML file to write (default: DIR/report.html)."),
+    grid_intensity: float | None = typer.Option(None, "--grid-intensity", help=GRID_HELP),
+    pue: float | None = typer.Option(None, "--pue", help=PUE_HELP),
+) -> None:
+    """One self-contained HTML file (no network): study tables, efficiency and power figures, environment, method
+    notes and warnings."""
+    from llenergymeasure.results.report import write_report
+
+    typer.echo(f"wrote {write_report(directory, output, _carbon(grid_intensity, pue))}")

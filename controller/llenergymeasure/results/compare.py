@@ -76,7 +76,8 @@ def _experiment_entry(path: Path, carbon: CarbonConfig | None = None) -> Entry:
         settings["carbon"] = f"{c.carbon.grid_intensity_g_per_kwh:g} g/kWh × PUE {c.carbon.pue:g}"
     params = {"model": settings["model"], "backend": c.backend, "batch_size": settings["batch"],
               "dtype": settings["dtype"], "device": settings["device"]}
-    return Entry(e.experiment_id, str(e.path), settings, {m: Value(read(r)) for m, read in METRICS.items()}, params)
+    values = {m: Value(read(r)) for m, read in METRICS.items() if m != "emissions_g" or c.carbon is not None}
+    return Entry(e.experiment_id, str(e.path), settings, values, params)
 
 
 def _first_run_carbon(path: Path, data: dict, label: str) -> CarbonConfig | None:

@@ -114,8 +114,12 @@ def render_comparison(console: Console, entries: list[Entry]) -> None:
             used = first_w + 3
         chunks[-1].append(i)
         used += w + 3
-    console.print("[bold]compare[/]: mean ± 95 % CI over cycles, each to the CI's 2 significant digits; "
-                  f"% vs column #1 ({NOT_SIGNIFICANT}: not significant, Welch's t-test at 5 %)", highlight=False)
+    if any(v.ci95 for e in entries for v in e.values.values()):
+        how = ("mean ± 95 % CI over cycles, each to the CI's 2 significant digits; % vs column #1 "
+               f"({NOT_SIGNIFICANT}: not significant, Welch's t-test at 5 %)")
+    else:
+        how = "single runs (no spread, differences not tested), 3 significant digits; % vs column #1"
+    console.print(f"[bold]compare[/]: {how}", highlight=False)
     for chunk in chunks:
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=False)
         table.add_column("", style="bold", no_wrap=True, min_width=first_w)

@@ -230,6 +230,12 @@ def _throughput_only(ax, configs: Sequence[Config], adjusted: bool = False) -> N
 
 
 def power_plot(e: Experiment, series_path: Path, path: Path) -> PlotFile:
+    fig, ax = power_figure(e, series_path)
+    return _save(fig, ax, path)
+
+
+def power_figure(e: Experiment, series_path: Path):
+    """The power-over-time figure of one run and its axes (not yet written)."""
     import pyarrow.parquet as pq
 
     r = e.result
@@ -277,7 +283,7 @@ def power_plot(e: Experiment, series_path: Path, path: Path) -> PlotFile:
     ax.set_ylim(bottom=0, top=peak * 1.35 if peak > 0 else None)  # headroom for the phase box above the line
     fig.legend(fontsize=7, loc="outside lower center", ncols=2, frameon=False)
     ax.grid(alpha=0.3)
-    return _save(fig, ax, path)
+    return fig, ax
 
 
 def plot_results(directory: Path, out_dir: Path | None = None, adjusted: bool = False,
