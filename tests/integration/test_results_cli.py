@@ -80,7 +80,7 @@ def test_list_one_line_per_experiment_with_null_energy_and_the_failed_run(result
     for name, data in _results_json(results).items():
         line = by_name[name]
         assert f"{data['avg_tokens_per_second']:.1f}" in line
-        assert "null" in line and "device=cpu" in line and f"batch={data['backend_details']['batch_size']}" in line
+        assert "null" in line and " cpu " in line and f"bs={data['backend_details']['batch_size']} " in line
     (failed,) = [line for line in lines if "broken" in line]
     assert "failed: load: OSError: model folder not found" in failed
     assert max(map(len, lines)) <= 160

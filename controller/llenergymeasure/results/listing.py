@@ -16,7 +16,7 @@ HEADER = ("when (UTC)", "experiment", "status", "model", "backend", "settings", 
 MAX_LINE = 160
 SORTS = ("time", "name", "throughput", "energy")
 #: Widest a column may grow (longer text ends in "…"); the status column takes what is left of MAX_LINE.
-_MAX_WIDTH = {1: 40, 3: 20, 5: 36}
+_MAX_WIDTH = {1: 40, 3: 20, 5: 24}
 _EPOCH = datetime.min.replace(tzinfo=UTC)
 
 
@@ -38,8 +38,8 @@ def list_row(e: Experiment) -> tuple[str, ...]:
     row = flatten(e)
     when = e.when.strftime("%Y-%m-%d %H:%M:%S") if e.when else "?"
     name = f"{e.study}/{e.path.name}" if e.study else e.path.name
-    settings = " ".join(f"{k}={row[c]}" for k, c in (("batch", "batch_size"), ("dtype", "dtype"), ("device", "device"))
-                        if row[c] is not None)
+    settings = " ".join(f"{k}{row[c]}" for k, c in (("bs=", "batch_size"), ("", "dtype"), ("", "device"))
+                        if row[c] is not None)  # bs=2 bfloat16 cpu: short, so the failure reason fits the line
     status = e.status if e.ok else f"failed: {e.failure}"
     return (when, name, status, short_model(row["model"]), row["backend"] or "?", settings or "?",
             _num(row["tokens_per_second"], ".1f") if e.ok else "-",
