@@ -232,7 +232,7 @@ def test_report_of_real_runs_is_one_page_that_chromium_renders_cleanly(results, 
     proc = run_lem("results", "report", str(results), "-o", str(out), "--grid-intensity", "400", "--pue", "1.2")
     assert proc.returncode == 0 and f"wrote {out}" in proc.stdout, proc.stderr
     page = out.read_text(encoding="utf-8")
-    assert "study rs" in page and "<th>pytorch.batch_size</th>" in page and "single runs" in page
+    assert "study rs" in page and ">pytorch.batch_size</th>" in page and "single runs" in page
     assert "broken-20250101-000000: failed: load: OSError: model folder not found" in page  # warnings section
     assert "energy null: run is on CPU" in page and "400 gCO2e/kWh × PUE 1.2" in page
     rendered = render(out, tmp_path)

@@ -1,4 +1,4 @@
-"""`lem results list|show|compare|export|plot`: what a person does with results after a run. Bad input (a missing
+"""`lem results list|show|compare|export|plot|report`: what a person does with results after a run. Bad input (a missing
 folder, a file that is not a result) is one line and exit 2, like a bad config."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import typer
 
 from llenergymeasure.display import make_console
 
-app = typer.Typer(help="List, show, compare, export and plot results.", no_args_is_help=True)
+app = typer.Typer(help="List, show, compare, export, plot and report results.", no_args_is_help=True)
 
 
 GRID_HELP = "Grid carbon intensity, gCO2e/kWh: emissions from measured energy (replaces the config's carbon:)."
