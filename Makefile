@@ -16,7 +16,7 @@ export TESTCONTAINERS_RYUK_DISABLED := true
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 QUIET_PIP := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 
-.PHONY: help venv demo demo-isolated demo-stacks test test-local test-gpu bench docker-up docker-down base-image images lint clean
+.PHONY: help venv demo demo-isolated demo-stacks test test-local test-gpu bench docker-up docker-down base-image images chromium lint clean
 
 help:
 	@echo "make demo           measure the embedded default model (SmolLM2-135M) with lem run"
@@ -49,7 +49,7 @@ demo-stacks: venv docker-up base-image
 	$(BIN)/lem images build pytorch vllm --cpu
 	$(BIN)/lem run examples/cross-stack.yaml --isolated
 
-test: venv docker-up base-image
+test: venv docker-up base-image chromium
 	$(BIN)/pytest
 
 test-local: venv
@@ -70,6 +70,10 @@ docker-up:
 
 docker-down:
 	bash docker/docker-down.sh
+
+# Headless Chromium renders `lem results report` in the tests; a no-op when one is installed.
+chromium:
+	bash docker/chromium-up.sh
 
 base-image: docker-up
 	bash docker/build-base-image.sh

@@ -19,10 +19,14 @@ from lem_runner.contract import RunError
 from llenergymeasure import load_results
 from llenergymeasure.docs.schema import schemas
 from llenergymeasure.results.columns import COLUMN_NAMES
-from llenergymeasure.results.compare_view import format_relative
+from llenergymeasure.results.compare import Value
+from llenergymeasure.results.compare_view import METRIC_LABELS, format_relative, format_value
 from llenergymeasure.study.aggregate import METRICS
 
 REPO = Path(__file__).resolve().parents[2]
+#: The export's columns for this results folder: the contract's, with the study's swept parameter beside its label.
+EXPORT_COLUMNS = [*COLUMN_NAMES[:COLUMN_NAMES.index("study_point") + 1], "sweep.pytorch.batch_size",
+                  *COLUMN_NAMES[COLUMN_NAMES.index("study_point") + 1:]]
 
 
 @pytest.fixture(scope="module")
@@ -76,9 +80,25 @@ def test_list_one_line_per_experiment_with_null_energy_and_the_failed_run(result
     for name, data in _results_json(results).items():
         line = by_name[name]
         assert f"{data['output_tokens_per_second']:.1f}" in line
-        assert "null" in line and "device=cpu" in line and f"batch={data['backend_details']['batch_size']}" in line
+        assert "null" in line and " cpu " in line and f"bs={data['backend_details']['batch_size']} " in line
     (failed,) = [line for line in lines if "broken" in line]
     assert "failed: load: OSError: model folder not found" in failed
+    assert max(map(len, lines)) <= 160
+    when = [line[:19] for line in lines[1:]]
+    assert when == sorted(when, reverse=True)  # newest first by default
+
+
+def test_list_sorts_and_filters(results):
+    proc = run_lem("results", "list", str(results), "--sort", "name", "--backend", "pytorch", "--model", "tiny",
+                   "--since", "2025-01-01")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 1 + 5 and not any("broken" in line for line in lines)  # the failed run's model: /nowhere
+    names = [line.split()[2] for line in lines[1:]]
+    assert names == sorted(names, key=lambda n: (n.split("/")[0] if "/" in n else "", n.split("/")[-1]))
+    assert run_lem("results", "list", str(results), "--backend", "vllm").stdout.strip().count("\n") == 0
+    proc = run_lem("results", "list", str(results), "--since", "soon")
+    assert proc.returncode == 2 and "--since" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_export_csv_has_one_row_per_experiment_with_the_documented_columns(results, tmp_path):
@@ -87,7 +107,7 @@ def test_export_csv_has_one_row_per_experiment_with_the_documented_columns(resul
     assert proc.returncode == 0, proc.stderr
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
     assert len(rows) == 6
-    assert list(rows[0].keys()) == COLUMN_NAMES
+    assert list(rows[0].keys()) == EXPORT_COLUMNS
     documented = (REPO / "docs" / "results-columns.md").read_text()
     for name in COLUMN_NAMES:
         assert f"| `{name}` |" in documented
@@ -101,6 +121,7 @@ def test_export_csv_has_one_row_per_experiment_with_the_documented_columns(resul
             assert row["output_tokens_per_second"] == "" and "model folder not found" in row["error"]
             continue
         d = data[row["experiment_id"]]
+        assert row["sweep.pytorch.batch_size"] == (str(d["config"]["pytorch"]["batch_size"]) if row["study"] else "")
         assert float(row["output_tokens_per_second"]) == pytest.approx(d["output_tokens_per_second"])
         assert row["energy_j"] == "" and row["energy_per_token_j"] == ""  # null, never 0
         assert row["energy_unavailable_reason"] == d["energy"]["unavailable_reason"]
@@ -113,14 +134,14 @@ def test_export_parquet_and_jsonl_hold_the_same_rows(results, tmp_path):
         proc = run_lem("results", "export", str(results), "-f", fmt, "-o", str(out))
         assert proc.returncode == 0, proc.stderr
         frame = pd.read_parquet(out) if fmt == "parquet" else pd.read_json(out, lines=True)
-        assert list(frame.columns) == COLUMN_NAMES and len(frame) == 6
+        assert list(frame.columns) == EXPORT_COLUMNS and len(frame) == 6
         assert set(frame["status"]) == {"done", "failed"}
 
 
 def test_load_results_dataframe_matches_the_json(results):
     frame = load_results(results)
     data = _results_json(results)
-    assert len(frame) == 6 and list(frame.columns) == COLUMN_NAMES
+    assert len(frame) == 6 and list(frame.columns) == EXPORT_COLUMNS
     study = json.loads((_study_dir(results) / "manifest.json").read_text())
     entries = {e["result_path"]: e for e in study["entries"]}
     for _, row in frame[frame["status"] == "done"].iterrows():
@@ -152,10 +173,12 @@ def test_compare_shows_relative_differences_computed_from_the_json(results):
     tps = format_relative((db["output_tokens_per_second"] - da["output_tokens_per_second"]) / da["output_tokens_per_second"])
     ttft = format_relative((db["ttft"]["p50_ms"] - da["ttft"]["p50_ms"]) / da["ttft"]["p50_ms"])
     lines = proc.stdout.splitlines()
-    (tps_line,) = [line for line in lines if "tokens_per_second" in line]
-    (ttft_line,) = [line for line in lines if "ttft_p50_ms" in line]
-    assert f"[{tps}]" in tps_line and f"[{ttft}]" in ttft_line
-    (energy_line,) = [line for line in lines if re.search(r"\benergy_per_token_j\b", line)]
+    i = next(n for n, line in enumerate(lines) if line.startswith("throughput (tok/s)"))
+    assert format_value(Value(da["output_tokens_per_second"])) in lines[i]
+    assert format_value(Value(db["output_tokens_per_second"])) in lines[i] and tps in lines[i + 1]
+    j = next(n for n, line in enumerate(lines) if line.startswith("TTFT p50 (ms)"))
+    assert ttft in lines[j + 1]
+    (energy_line,) = [line for line in lines if re.search(r"^energy/token \(J\)", line)]
     assert energy_line.count("null") == 2 and "%" not in energy_line
 
 
@@ -166,12 +189,15 @@ def test_compare_study_shows_mean_and_ci_per_point(results):
     aggs = json.loads((study / "study_summary.json").read_text())["aggregates"]
     assert len(aggs) == 2
     first, second = aggs
-    (line,) = [x for x in proc.stdout.splitlines() if "tokens_per_second" in x]
+    lines = proc.stdout.splitlines()
+    i = next(n for n, line in enumerate(lines) if line.startswith("throughput (tok/s)"))
     m0, m1 = first["tokens_per_second"], second["tokens_per_second"]
-    assert f"{m0['mean']:.4g} ± {m0['ci95']:.3g} (n=2)" in line
-    assert f"{m1['mean']:.4g} ± {m1['ci95']:.3g} (n=2) [{format_relative((m1['mean'] - m0['mean']) / m0['mean'])}]" \
-        in line
-    assert all(m in proc.stdout for m in METRICS)
+    assert format_value(Value(m0["mean"], m0["ci95"])) in lines[i]
+    assert format_value(Value(m1["mean"], m1["ci95"])) in lines[i]
+    assert format_relative((m1["mean"] - m0["mean"]) / m0["mean"]) in lines[i + 1]
+    assert all(METRIC_LABELS[m] in proc.stdout for m in METRICS if m != "emissions_g")  # no carbon settings
+    assert "#1 bs=1" in proc.stdout or ("#1" in proc.stdout and "bs=1" in proc.stdout)
+    assert "#2  rs: pytorch.batch_size=2" in proc.stdout
 
 
 def test_show_groups_the_record(results):
@@ -182,8 +208,35 @@ def test_show_groups_the_record(results):
                     "environment", "quality flags"):
         assert heading in proc.stdout
     assert "null — run is on CPU" in proc.stdout
+    assert "null · null" not in proc.stdout and "not measured (energy not measured)" in proc.stdout
     proc = run_lem("results", "show", str(results / "broken-20250101-000000"))
     assert proc.returncode == 0 and "failed" in proc.stdout and "model folder not found" in proc.stdout
+
+
+def test_show_on_a_study_folder_shows_the_study(results):
+    study = _study_dir(results)
+    proc = run_lem("results", "show", str(study))
+    assert proc.returncode == 0, proc.stderr
+    aggs = json.loads((study / "study_summary.json").read_text())["aggregates"]
+    assert "study rs · complete · 4/4 runs finished, 0 failed" in proc.stdout
+    for a in aggs:
+        assert a["label"] in proc.stdout
+        assert format_value(Value(a["tokens_per_second"]["mean"], a["tokens_per_second"]["ci95"])) in proc.stdout
+    assert "energy null: run is on CPU" in proc.stdout
+
+
+def test_report_of_real_runs_is_one_page_that_chromium_renders_cleanly(results, tmp_path):
+    from chromium import render
+
+    out = tmp_path / "report.html"
+    proc = run_lem("results", "report", str(results), "-o", str(out), "--grid-intensity", "400", "--pue", "1.2")
+    assert proc.returncode == 0 and f"wrote {out}" in proc.stdout, proc.stderr
+    page = out.read_text(encoding="utf-8")
+    assert "study rs" in page and ">pytorch.batch_size</th>" in page and "single runs" in page
+    assert "broken-20250101-000000: failed: load: OSError: model folder not found" in page  # warnings section
+    assert "energy null: run is on CPU" in page and "400 gCO2e/kWh × PUE 1.2" in page
+    rendered = render(out, tmp_path)
+    assert rendered.console == [] and "Throughput per configuration" in rendered.dom
 
 
 def test_plot_writes_pngs_with_unit_labels_and_says_energy_is_null(results, tmp_path):
@@ -202,6 +255,11 @@ def test_plot_writes_pngs_with_unit_labels_and_says_energy_is_null(results, tmp_
     ("results", "export", ".", "--format", "xlsx"),
     ("results", "plot", "/no/such/dir"),
     ("results", "compare", "/no/such/dir", "/no/other"),
+    ("results", "report", "/no/such/dir"),
+    ("results", "plot", ".", "--format", "gif"),
+    ("results", "list", ".", "--sort", "colour"),
+    ("results", "compare", ".", ".", "--pue", "1.2"),
+    ("results", "export", ".", "--grid-intensity", "-5"),
     ("config", "validate", "/no/such.yaml"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, tmp_path):

@@ -66,7 +66,9 @@ sweep:
     with (study_dir / "study_summary.csv").open(newline="") as fh:
         reader = csv.DictReader(fh)
         rows = list(reader)
-        assert reader.fieldnames == csv_columns()
+        assert reader.fieldnames == csv_columns(["sweep.pytorch.batch_size", "sweep.max_input_tokens"])
+    assert [(r["sweep.pytorch.batch_size"], r["sweep.max_input_tokens"]) for r in rows] == \
+        [(b, m) for b in ("2", "4") for m in ("32", "64")]
     for col in ("label", "backend", "n_ok", "n_failed", "tokens_per_second_mean", "tokens_per_second_ci95",
                 "ttft_p50_ms_mean", "itl_p50_ms_mean", "energy_j_mean", "energy_per_token_j_mean",
                 "total_inference_time_sec_mean", "energy_unavailable_reason"):

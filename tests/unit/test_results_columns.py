@@ -99,3 +99,50 @@ def test_export_writes_the_timeseries_beside_the_table(tmp_path):
     series = pd.read_csv(tmp_path / "out_timeseries.csv")
     assert list(series.columns[:4]) == ["experiment_id", "t_s", "device", "energy_counter_mj"]
     assert len(series) == 5 and set(series["experiment_id"]) == {"a"} and series["power_w"].iloc[-1] == 104.0
+
+
+def test_list_is_newest_first_filters_and_keeps_lines_within_160(tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    from llenergymeasure.results.listing import parse_since, select
+
+    root = tmp_path / "r"
+    t0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
+    for name, hours, backend in (("b-old", 0, "pytorch"), ("a-new", 5, "vllm"), ("c-mid", 2, "pytorch")):
+        start = t0 + timedelta(hours=hours)
+        _write(root / name, make_result(experiment_id=name, config=make_config(backend=backend, model=f"org/{name}"),
+                                        start_time=start, end_time=start + timedelta(seconds=4)))
+    failed = root / ("z" * 90)
+    failed.mkdir()
+    (failed / "error.json").write_text(json.dumps({"error_type": "OSError", "message": "x" * 300, "phase": "load"}))
+    found = find_experiments(root)
+    # newest first (the failed run's time is its error.json's, written just now)
+    assert [e.path.name for e in select(found)] == ["z" * 90, "a-new", "c-mid", "b-old"]
+    assert [e.path.name for e in select(found, "name")][:3] == ["a-new", "b-old", "c-mid"]
+    assert [e.path.name for e in select(found, backend="vllm")] == ["a-new"]
+    assert [e.path.name for e in select(found, model="MID")] == ["c-mid"]
+    assert [e.path.name for e in select(found, since=t0 + timedelta(hours=1))] == ["z" * 90, "a-new", "c-mid"]
+    lines = list_lines(select(found))
+    assert max(len(line) for line in lines) <= 160 and lines[1].endswith("…")
+    assert parse_since("2h", t0) == t0 - timedelta(hours=2) and parse_since("2025-01-01") == datetime(2025, 1, 1,
+                                                                                                      tzinfo=UTC)
+    with pytest.raises(ConfigError, match="--since"):
+        parse_since("yesterday")
+    with pytest.raises(ConfigError, match="--sort"):
+        select(found, "colour")
+
+
+def test_export_has_a_column_per_swept_parameter_beside_the_point(tmp_path):
+    study = tmp_path / "r" / "st-1"
+    entries = []
+    for i, (b, d) in enumerate(((1, "float32"), (2, "bfloat16"))):
+        name = f"st-00{i + 1}-c1-x"
+        _write(study / name, make_result(experiment_id=name))
+        entries.append({"label": f"pytorch.batch_size={b}, dtype={d}", "cycle": 1, "result_path": name})
+    (study / "manifest.json").write_text(json.dumps({"study": "st", "entries": entries}))
+    frame = results_frame(find_experiments(tmp_path / "r"))
+    cols = list(frame.columns)
+    at = cols.index("study_point")
+    assert cols[at + 1:at + 3] == ["sweep.pytorch.batch_size", "sweep.dtype"]
+    assert list(frame["sweep.pytorch.batch_size"]) == ["1", "2"] and list(frame["sweep.dtype"]) == ["float32",
+                                                                                                     "bfloat16"]

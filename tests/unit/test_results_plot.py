@@ -5,17 +5,22 @@ shaded, and a plain statement (not a crash) when energy is null. GPU-like result
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 from conftest import make_config, make_result
+from lem_runner.contract.config import CarbonConfig
 from lem_runner.energy.device import DeviceSample
 from lem_runner.energy.sampler import SampleRow
 from lem_runner.energy.timeseries import write_timeseries
 from llenergymeasure.errors import ConfigError
 from llenergymeasure.results.discover import find_experiments
 from llenergymeasure.results.pareto import pareto_front
-from llenergymeasure.results.plot import configurations, plot_results
+from llenergymeasure.results.plot import configurations, efficiency_figure, plot_results
+from llenergymeasure.results.report import write_report
+from matplotlib.container import ErrorbarContainer
+from matplotlib.text import Text
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -131,3 +136,86 @@ def test_only_failed_runs_is_bad_input(tmp_path):
     (folder / "error.json").write_text(json.dumps({"error_type": "E", "message": "m", "phase": "load"}))
     with pytest.raises(ConfigError, match="nothing to plot"):
         plot_results(tmp_path / "r")
+
+
+def _many(root: Path, n: int) -> Path:
+    """A study with n - 1 points (3 cycles each, close together so labels compete) and one single vLLM run."""
+    study = root / "a-long-study-name-20250101-120000"
+    entries = []
+    for point in range(n - 1):
+        batch, dtype = 2 ** (point % 5), ("float32", "bfloat16", "float16", "auto")[point // 5 % 4]
+        for cycle, jitter in ((1, 0.95), (2, 1.0), (3, 1.06)):
+            name = f"st-{point + 1:03d}-pytorch-c{cycle}-x"
+            _write(study / name, _gpu_result(name, (10 + 3 * batch + 0.3 * point) * jitter,
+                                             2.0 / (1 + batch) * jitter + 0.01 * point, batch), series=False)
+            entries.append({"label": f"pytorch.batch_size={batch}, dtype={dtype}", "cycle": cycle,
+                            "result_path": name})
+    (study / "manifest.json").write_text(json.dumps({"study": "a-long-study-name", "entries": entries}))
+    _write(root / "single-run-with-a-very-long-experiment-name-20250101",
+           _gpu_result("single-run-with-a-very-long-experiment-name-20250101", 20.0, 0.5, backend="vllm"),
+           series=False)
+    return root
+
+
+@pytest.mark.parametrize("n", [2, 6, 20])
+def test_efficiency_text_stays_inside_the_figure_and_labels_never_overlap(tmp_path, n):
+    configs = configurations(find_experiments(_many(tmp_path / "r", n)))
+    fig, ax = efficiency_figure(configs)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    page = fig.bbox
+    ticks = {id(t) for axis in (ax.xaxis, ax.yaxis) for tick in axis.get_major_ticks() + axis.get_minor_ticks()
+             for t in (tick.label1, tick.label2)}
+    drawn_ticks = [t for axis in (ax.xaxis, ax.yaxis) for t in axis.get_ticklabels()
+                   if min(axis.get_view_interval()) <= t.get_position()[axis is ax.yaxis] <= max(axis.get_view_interval())]
+    texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip() and id(t) not in ticks]
+    texts += drawn_ticks
+    assert texts and drawn_ticks
+    for t in texts:  # nothing clipped at any edge: title, axis labels, tick labels, key, point labels
+        box = t.get_window_extent(renderer)
+        assert page.x0 - 0.5 <= box.x0 and box.x1 <= page.x1 + 0.5 and page.y0 - 0.5 <= box.y0 \
+            and box.y1 <= page.y1 + 0.5, (t.get_text(), box, page)
+    numbers = [t for t in ax.texts if t.get_text().isdigit()]
+    assert sorted(int(t.get_text()) for t in numbers) == list(range(1, n + 1))
+    boxes = [t.get_window_extent(renderer) for t in numbers]
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert not a.overlaps(b), "two point labels overlap"
+    assert ax.get_xlabel().endswith("(output tokens/s)") and ax.get_ylabel().endswith("(J/token)")
+    # the key names every configuration by what sets it apart, not a cut-off common prefix
+    key = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert key[0] == "1  bs=1 · fp32 (pytorch)" and len(set(key)) == n
+
+
+def test_single_runs_get_no_stub_error_bars(tmp_path):
+    root = tmp_path / "r"
+    _write(root / "a", _gpu_result("a", 10.0, 1.0), series=False)
+    _write(root / "b", _gpu_result("b", 20.0, 0.5), series=False)
+    fig, ax = efficiency_figure(configurations(find_experiments(root)))
+    (bars,) = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    assert not bars.has_xerr and not bars.has_yerr
+    assert "single runs: no error bars" in ax.get_title()
+
+
+@pytest.mark.parametrize("fmt,magic", [("svg", b"<?xml"), ("pdf", b"%PDF")])
+def test_vector_formats_beside_png(gpu_results, tmp_path, fmt, magic):
+    written = plot_results(gpu_results, tmp_path / fmt, fmt=fmt)
+    assert [p.path.name for p in written] == [f"efficiency.{fmt}", f"power-single-a.{fmt}"]
+    assert all(p.path.read_bytes()[:5].startswith(magic) for p in written)
+    with pytest.raises(ConfigError, match="--format"):
+        plot_results(gpu_results, tmp_path / "x", fmt="gif")
+
+
+def test_report_is_one_self_contained_file_with_figures_emissions_and_notes(gpu_results, tmp_path):
+    out = write_report(gpu_results, tmp_path / "report.html", CarbonConfig(grid_intensity_g_per_kwh=400, pue=1.2))
+    page = out.read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and page.count("<svg") == 2  # efficiency + one power figure, inline
+    # nothing fetched: no external script, stylesheet, image or font (SVG namespaces are names, not requests)
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", page) and "<link" not in page \
+        and "<script" not in page and "url(http" not in page and "@import" not in page
+    for text in ("Results", "single runs", "Efficiency", "Power", "Environment", "Method", "Warnings", "test-host",
+                 "gCO2e/kWh × PUE 1.2", "nvml_counter"):
+        assert text in page, text
+    # single-a: 0.5 J/token x 32 tokens = 16 J -> 16 / 3.6e6 kWh x 1.2 x 400 g = 0.00213 g (3 significant digits)
+    assert "0.00213" in page
+

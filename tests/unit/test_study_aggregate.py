@@ -143,7 +143,8 @@ def test_csv_has_stable_columns_and_empty_cells_for_null():
     rows = list(csv.DictReader(io.StringIO(to_csv([agg]))))
     assert len(rows) == 1
     row = rows[0]
-    assert list(row) == cols
+    assert list(row) == csv_columns(["sweep.pytorch.batch_size"])  # one column per swept parameter, beside label
+    assert list(row)[:3] == ["label", "sweep.pytorch.batch_size", "backend"] and row["sweep.pytorch.batch_size"] == "2"
     assert row["label"] == "pytorch.batch_size=2" and row["n_ok"] == "3" and row["n_failed"] == "1"
     assert float(row["tokens_per_second_mean"]) == 12.0
     assert float(row["tokens_per_second_ci95"]) == pytest.approx(4.303 * 2 / math.sqrt(3), rel=1e-4)

@@ -1,4 +1,4 @@
-"""`lem results list|show|compare|export|plot|best`: what a person does with results after a run. Bad input (a missing
+"""`lem results list|show|compare|export|plot|report|best`: what a person does with results after a run. Bad input (a missing
 folder, a file that is not a result) is one line and exit 2, like a bad config."""
 
 from __future__ import annotations
@@ -9,36 +9,65 @@ import typer
 
 from llenergymeasure.display import make_console
 
-app = typer.Typer(help="List, show, compare, export, plot results and pick the best operating point.", no_args_is_help=True)
+app = typer.Typer(help="List, show, compare, export, plot and report results, and pick the best operating point.", no_args_is_help=True)
+
+
+GRID_HELP = "Grid carbon intensity, gCO2e/kWh: emissions from measured energy (replaces the config's carbon:)."
+PUE_HELP = "Power usage effectiveness applied with --grid-intensity (default 1.0)."
+
+
+def _carbon(grid_intensity: float | None, pue: float | None):
+    from llenergymeasure.results.carbon import carbon_option
+
+    return carbon_option(grid_intensity, pue)
 
 
 @app.command("list")
-def list_(directory: Path = typer.Argument(Path("results"), metavar="[DIR]", help="Results directory.")) -> None:
-    """One line per experiment (study runs included): model, backend, settings, tok/s, J/token, when."""
+def list_(directory: Path = typer.Argument(Path("results"), metavar="[DIR]", help="Results directory."),
+          sort: str = typer.Option("time", "--sort", help="time (newest first) | name | throughput | energy"),
+          backend: str | None = typer.Option(None, "--backend", help="Only this backend (pytorch, vllm, tensorrt)."),
+          model: str | None = typer.Option(None, "--model", help="Only models whose name contains this."),
+          since: str | None = typer.Option(None, "--since", help="Only runs started since: 2025-01-31, 2h, 3d.")
+          ) -> None:
+    """One line per experiment (study runs included): when, model, backend, settings, tok/s, J/token, status."""
     from llenergymeasure.results.discover import find_experiments
-    from llenergymeasure.results.listing import list_lines
+    from llenergymeasure.results.listing import list_lines, parse_since, select
 
-    for line in list_lines(find_experiments(directory)):
+    after = parse_since(since) if since else None
+    experiments = select(find_experiments(directory), sort, backend, model, after)
+    if not experiments:
+        typer.echo(f"{directory}: no experiment matches the filters", err=True)
+    for line in list_lines(experiments):
         typer.echo(line)
 
 
 @app.command("show")
-def show(path: Path = typer.Argument(..., help="Experiment folder or its result.json.")) -> None:
-    """The full record, grouped: energy (method, baseline, warnings), windows, phases, latency, FLOPs, environment."""
-    from llenergymeasure.results.discover import experiment_from_arg
-    from llenergymeasure.results.show import render_experiment
+def show(path: Path = typer.Argument(..., help="Experiment folder, its result.json, or a study folder."),
+         grid_intensity: float | None = typer.Option(None, "--grid-intensity", help=GRID_HELP),
+         pue: float | None = typer.Option(None, "--pue", help=PUE_HELP)) -> None:
+    """The full record, grouped: energy (method, baseline, warnings), windows, phases, latency, FLOPs, environment.
+    A study folder: its status, one line per point (mean ± 95 % CI) and its warnings."""
+    from llenergymeasure.results.carbon import with_carbon
+    from llenergymeasure.results.discover import experiment_from_arg, is_experiment_dir, is_study_dir
+    from llenergymeasure.results.show import render_experiment, render_study
 
-    render_experiment(make_console(), experiment_from_arg(path))
+    carbon = _carbon(grid_intensity, pue)
+    if path.is_dir() and is_study_dir(path) and not is_experiment_dir(path):
+        render_study(make_console(), path, carbon)
+        return
+    (experiment,) = with_carbon([experiment_from_arg(path)], carbon)
+    render_experiment(make_console(), experiment)
 
 
 @app.command("compare")
-def compare(paths: list[Path] = typer.Argument(..., help="Experiment folders, result.json files or study folders.")
-            ) -> None:
+def compare(paths: list[Path] = typer.Argument(..., help="Experiment folders, result.json files or study folders."),
+            grid_intensity: float | None = typer.Option(None, "--grid-intensity", help=GRID_HELP),
+            pue: float | None = typer.Option(None, "--pue", help=PUE_HELP)) -> None:
     """Side by side with relative differences from the first; a study gives mean ± 95 % CI per point."""
     from llenergymeasure.results.compare import collect
     from llenergymeasure.results.compare_view import render_comparison
 
-    render_comparison(make_console(), collect(paths))
+    render_comparison(make_console(), collect(paths, _carbon(grid_intensity, pue)))
 
 
 @app.command("export")
@@ -46,24 +75,27 @@ def export(
     directory: Path = typer.Argument(..., help="Results directory."),
     fmt: str = typer.Option("csv", "--format", "-f", help="csv | parquet | jsonl"),
     output: Path | None = typer.Option(None, "--output", "-o", help="File to write (default: lem_results.<format>)."),
+    grid_intensity: float | None = typer.Option(None, "--grid-intensity", help=GRID_HELP),
+    pue: float | None = typer.Option(None, "--pue", help=PUE_HELP),
 ) -> None:
     """One row per experiment (flat columns, units in the names); the power timeseries, where kept, beside it."""
     from llenergymeasure.results.export import export_results
 
-    for path in export_results(directory, fmt, output):
+    for path in export_results(directory, fmt, output, _carbon(grid_intensity, pue)):
         typer.echo(f"wrote {path}")
 
 
 @app.command("plot")
 def plot(
     directory: Path = typer.Argument(..., help="Results directory."),
-    output: Path | None = typer.Option(None, "--output", "-o", help="Folder for the PNGs (default: DIR/plots)."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Folder for the figures (default: DIR/plots)."),
     adjusted: bool = typer.Option(False, "--adjusted", help="Idle-adjusted J/token instead of raw."),
+    fmt: str = typer.Option("png", "--format", "-f", help="png | svg | pdf (vector)"),
 ) -> None:
     """efficiency.png (J/token vs tok/s, Pareto front, CI error bars) and power-<run>.png per kept timeseries."""
     from llenergymeasure.results.plot import plot_results
 
-    for f in plot_results(directory, output, adjusted):
+    for f in plot_results(directory, output, adjusted, fmt):
         typer.echo(f"wrote {f.path}  ({f.xlabel} × {f.ylabel})")
 
 
@@ -83,3 +115,16 @@ def best(
                                  ("itl_p50_ms", itl_p50_ms), ("itl_p99_ms", itl_p99_ms)) if v is not None}
     for line in describe_best(best_in(directory, targets, adjusted), targets, adjusted):
         typer.echo(line)
+
+@app.command("report")
+def report(
+    directory: Path = typer.Argument(..., help="Results directory (a study folder, or a folder of runs and studies)."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="HTML file to write (default: DIR/report.html)."),
+    grid_intensity: float | None = typer.Option(None, "--grid-intensity", help=GRID_HELP),
+    pue: float | None = typer.Option(None, "--pue", help=PUE_HELP),
+) -> None:
+    """One self-contained HTML file (no network): study tables, efficiency and power figures, environment, method
+    notes and warnings."""
+    from llenergymeasure.results.report import write_report
+
+    typer.echo(f"wrote {write_report(directory, output, _carbon(grid_intensity, pue))}")

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from lem_runner.contract import ExperimentConfig, ExperimentResult, LatencyStats, WindowFigures
 
+from llenergymeasure.results.carbon import emissions_per_token_g, result_emissions_g
 from llenergymeasure.results.discover import Experiment
 
 Kind = Literal["str", "int", "float", "bool", "datetime"]
@@ -130,6 +131,13 @@ COLUMNS: list[Column] = [
     Column("energy_per_token_adjusted_j", "float", "headline window: idle-adjusted energy / output tokens; signed",
            _r(lambda r: r.avg_energy_per_token_adjusted_j)),
     Column("energy_unavailable_reason", "str", "why energy is null, when it is", _r(lambda r: r.energy.unavailable_reason)),
+    Column("grid_intensity_g_per_kwh", "float", "carbon input: grid intensity, gCO2e/kWh (null: no carbon settings)",
+           _r(lambda r: r.config.carbon.grid_intensity_g_per_kwh if r.config.carbon else None)),
+    Column("pue", "float", "carbon input: power usage effectiveness applied", _r(lambda r: r.config.carbon.pue
+                                                                                  if r.config.carbon else None)),
+    Column("emissions_g", "float", "energy_j / 3.6e6 x pue x grid intensity, gCO2e (null: energy or inputs missing)",
+           _r(result_emissions_g)),
+    Column("emissions_per_token_g", "float", "emissions_g / output tokens", _r(emissions_per_token_g)),
     Column("energy_sampler", "str", "energy source, e.g. nvml_counter, rapl, none", _r(lambda r: r.energy.sampler)),
     Column("energy_method", "str", "how the energy was obtained, in words", _r(lambda r: r.energy.method)),
     Column("integrated_energy_j", "float", "total window: sampled power integrated (cross-check)",

@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from lem_runner.atomic import atomic_write_bytes
+from lem_runner.contract.config import CarbonConfig
 
 from llenergymeasure.errors import ConfigError
+from llenergymeasure.results.carbon import with_carbon
 from llenergymeasure.results.discover import find_experiments
 from llenergymeasure.results.frame import results_frame, timeseries_frame
 
@@ -37,11 +39,13 @@ def timeseries_target(out: Path) -> Path:
     return out.with_name(f"{out.stem}_timeseries{out.suffix}")
 
 
-def export_results(directory: Path, fmt: str, out: Path | None = None) -> list[Path]:
-    """Write the table (and the timeseries when any run kept one); returns the files written."""
+def export_results(directory: Path, fmt: str, out: Path | None = None,
+                   carbon: CarbonConfig | None = None) -> list[Path]:
+    """Write the table (and the timeseries when any run kept one); returns the files written. ``carbon``
+    (--grid-intensity/--pue) replaces the carbon settings the runs recorded."""
     if fmt not in FORMATS:
         raise ConfigError(f"--format: '{fmt}' is not one of {', '.join(FORMATS)}")
-    experiments = find_experiments(directory)
+    experiments = with_carbon(find_experiments(directory), carbon)
     out = out or Path(f"lem_results.{fmt}")
     if out.is_dir():
         raise ConfigError(f"-o: '{out}' is a directory; name the file to write")

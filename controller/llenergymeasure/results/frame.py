@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from llenergymeasure.results.columns import COLUMNS, flatten
 from llenergymeasure.results.discover import Experiment, find_experiments
+from llenergymeasure.results.points import label_params, sweep_columns
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -26,6 +27,11 @@ def results_frame(experiments: Sequence[Experiment]) -> pd.DataFrame:
             frame[c.name] = pd.to_datetime(frame[c.name], utc=True)
         else:
             frame[c.name] = frame[c.name].astype(_DTYPES[c.kind])
+    # one column per parameter a study point sets, beside study_point (values as the label wrote them)
+    at = frame.columns.get_loc("study_point") + 1
+    for i, name in enumerate(sweep_columns([e.label for e in experiments])):
+        key = name.removeprefix("sweep.")
+        frame.insert(at + i, name, pd.array([label_params(e.label).get(key) for e in experiments], dtype="string"))
     return frame
 
 

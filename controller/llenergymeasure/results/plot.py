@@ -11,7 +11,7 @@ import io
 import textwrap
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from llenergymeasure.errors import ConfigError
@@ -19,14 +19,18 @@ from llenergymeasure.results.discover import Experiment, find_experiments
 from llenergymeasure.results.frame import timeseries_path
 from llenergymeasure.results.listing import short_model
 from llenergymeasure.results.pareto import pareto_front
+from llenergymeasure.results.points import label_params, short_labels
 from llenergymeasure.study.aggregate import MetricStats, describe
 
 THROUGHPUT_LABEL = "throughput (output tokens/s)"
 
 
+FORMATS = ("png", "svg", "pdf")
+
+
 @dataclass(frozen=True)
 class PlotFile:
-    """A written PNG and what its axes say (so callers and tests can check the units)."""
+    """A written figure and what its axes say (so callers and tests can check the units)."""
 
     path: Path
     title: str
@@ -43,6 +47,7 @@ class Config:
     tps: MetricStats
     jpt: MetricStats
     reason: str | None  # why energy is null, when it is
+    short: str = ""  # what sets it apart from the others (bs=2 · fp32), for the key
 
 
 def configurations(experiments: Sequence[Experiment], adjusted: bool = False) -> list[Config]:
@@ -52,10 +57,14 @@ def configurations(experiments: Sequence[Experiment], adjusted: bool = False) ->
         if e.result is not None:
             groups[(e.study, e.label) if e.study and e.label else (None, str(e.path))].append(e)
     out = []
+    params = []
+    several_studies = len({study for study, _ in groups if study}) > 1
     for (study, key), runs in groups.items():
         results = [e.result for e in runs if e.result is not None]
         first = results[0]
         label = f"{study}: {key}" if study else f"{short_model(first.config.model)} {first.experiment_id}"
+        params.append({**({"study": study} if several_studies else {}), **label_params(key)} if study else
+                      {"run": first.experiment_id, "backend": first.config.backend})
         energy = [r.avg_energy_per_token_adjusted_j if adjusted else r.avg_energy_per_token_j for r in results]
         reasons = [r.energy.unavailable_reason for r in results if r.energy.unavailable_reason]
         if adjusted and not reasons:
@@ -63,32 +72,108 @@ def configurations(experiments: Sequence[Experiment], adjusted: bool = False) ->
                        for r in results if r.avg_energy_per_token_adjusted_j is None]
         out.append(Config(label, first.config.backend, describe([r.output_tokens_per_second for r in results]),
                           describe([v for v in energy if v is not None]), reasons[0] if reasons else None))
-    return out
+    shorts = short_labels(params)
+    return [replace(c, short=s or c.label) for c, s in zip(out, shorts)]
 
 
 def _figure(width: float = 8.0, height: float = 5.5):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    return Figure(figsize=(width, height), dpi=120, layout="constrained")
+    fig = Figure(figsize=(width, height), dpi=120, layout="constrained")
+    FigureCanvasAgg(fig)  # a renderer, so label placement can measure text
+    return fig
 
 
 def _save(fig, ax, path: Path) -> PlotFile:
     from lem_runner.atomic import atomic_write_bytes
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    fig.savefig(buf, format=path.suffix.lstrip(".") or "png")
     atomic_write_bytes(path, buf.getvalue())
-    return PlotFile(path, ax.get_title(), ax.get_xlabel(), ax.get_ylabel())
+    return PlotFile(path, ax.get_title().replace("\n", " "), ax.get_xlabel(), ax.get_ylabel())
 
 
-def _err(s: MetricStats) -> float:
-    return s.ci95 or 0.0
+def _errs(stats: Sequence[MetricStats]) -> list[float] | None:
+    """CI half-widths, or None when no configuration has one (single runs get no stub error bars)."""
+    return [s.ci95 or 0.0 for s in stats] if any(s.ci95 for s in stats) else None
 
 
-def efficiency_plot(configs: Sequence[Config], path: Path, adjusted: bool = False) -> PlotFile:
-    fig = _figure()
-    ax = fig.add_subplot()
+def _key(fig, configs: Sequence[Config]) -> None:
+    """The numbered key under the axes: ``1  bs=1 · fp32 (pytorch)``; long labels wrap rather than squeeze."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], ls="none") for _ in configs]
+    ncols = 1 if len(configs) <= 4 else 2 if len(configs) <= 12 else 3
+    width = {1: 110, 2: 60, 3: 38}[ncols]
+    labels = [f"{i}  " + _shorten(f"{c.short} ({c.backend})", width) for i, c in enumerate(configs, 1)]
+    fig.legend(handles, labels, loc="outside lower center", ncols=ncols, fontsize=7, handlelength=0,
+               handletextpad=0, title="key", title_fontsize=7, frameon=False)
+
+
+def _shorten(text: str, width: int) -> str:
+    """Cut from the middle: run ids differ at their ends (…-c2-20250101-120000)."""
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head):]
+
+
+def place_labels(ax, xy: Sequence[tuple[float, float]], texts: Sequence[str],
+                 errs: Sequence[tuple[float, float]] | None = None, avoid_px: float = 9.0) -> list:
+    """Number labels beside their points, each at the first of twelve offsets whose box overlaps no other label,
+    no point's marker or error bar and stays inside the axes (the least-overlapping one when none is free)."""
+    fig = ax.figure
+    fig.canvas.draw()  # final layout, so display coordinates hold
+    renderer = fig.canvas.get_renderer()
+    from matplotlib.transforms import Bbox
+
+    markers = [Bbox.from_bounds(px - avoid_px / 2, py - avoid_px / 2, avoid_px, avoid_px)
+               for px, py in ax.transData.transform(xy)]
+    for (x, y), (ex, ey) in zip(xy, errs or []):  # error bars as thin boxes
+        (x0, y0), (x1, y1) = ax.transData.transform([(x - ex, y - ey), (x + ex, y + ey)])
+        (cx, cy) = ax.transData.transform((x, y))
+        markers += [Bbox.from_extents(x0, cy - 2, x1, cy + 2), Bbox.from_extents(cx - 2, y0, cx + 2, y1)]
+    axes_box = ax.get_window_extent(renderer)
+    offsets = [(6, 6), (6, -12), (-6, 6), (-6, -12), (0, 10), (0, -16), (10, -3), (-10, -3),
+               (14, 12), (-14, 12), (14, -20), (-14, -20)]
+    placed: list[Bbox] = []
+    out = []
+    for (x, y), text in zip(xy, texts):
+        best = None
+        for dx, dy in offsets:
+            t = ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=7,
+                            ha="left" if dx > 0 else "right" if dx < 0 else "center", fontweight="bold")
+            t.set_in_layout(False)  # placed inside the axes: the layout must not move for it
+            box = t.get_window_extent(renderer)
+            cost = sum(_overlap(box, b) for b in placed + markers)
+            if not (axes_box.x0 <= box.x0 and box.x1 <= axes_box.x1 and axes_box.y0 <= box.y0 and box.y1 <= axes_box.y1):
+                cost += box.width * box.height
+            if best is None or cost < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (cost, t, box)
+            else:
+                t.remove()
+            if cost == 0:
+                break
+        placed.append(best[2])
+        out.append(best[1])
+    return out
+
+
+def _overlap(a, b) -> float:
+    w = min(a.x1, b.x1) - max(a.x0, b.x0)
+    h = min(a.y1, b.y1) - max(a.y0, b.y0)
+    return w * h if w > 0 and h > 0 else 0.0
+
+
+def efficiency_figure(configs: Sequence[Config], adjusted: bool = False):
+    """The efficiency figure and its axes (not yet written)."""
     measured = [c for c in configs if c.jpt.mean is not None]
+    shown = measured or list(configs)
+    fig = _figure(8.0, 5.5 + 0.14 * max(0, len(shown) - 4) / (1 if len(shown) <= 4 else 2 if len(shown) <= 12 else 3))
+    ax = fig.add_subplot()
     kind = "idle-adjusted energy" if adjusted else "energy"
     if not measured:
         _throughput_only(ax, configs, adjusted)
@@ -97,14 +182,8 @@ def efficiency_plot(configs: Sequence[Config], path: Path, adjusted: bool = Fals
         markers = dict(zip(backends, "osD^v<>"))
         for b in backends:
             pts = [c for c in measured if c.backend == b]
-            ax.errorbar([c.tps.mean for c in pts], [c.jpt.mean for c in pts], xerr=[_err(c.tps) for c in pts],
-                        yerr=[_err(c.jpt) for c in pts], fmt=markers[b], capsize=3, label=b, markersize=6)
-        right = max(c.tps.mean for c in measured)
-        for i, c in enumerate(measured):  # alternate label sides so neighbours do not print over each other
-            near_edge = c.tps.mean > 0.6 * right  # labels of the right-most points go left, inside the axes
-            ax.annotate(c.label, (c.tps.mean, c.jpt.mean), textcoords="offset points", fontsize=7,
-                        xytext=(-6 if near_edge else 6, 6 if i % 2 == 0 else -12),
-                        ha="right" if near_edge else "left")
+            ax.errorbar([c.tps.mean for c in pts], [c.jpt.mean for c in pts], xerr=_errs([c.tps for c in pts]),
+                        yerr=_errs([c.jpt for c in pts]), fmt=markers[b], capsize=3, label=b, markersize=6)
         front = pareto_front([(c.tps.mean, c.jpt.mean) for c in measured])
         ax.plot([measured[i].tps.mean for i in front], [measured[i].jpt.mean for i in front], "--", color="0.3",
                 lw=1, marker="o", mfc="none", ms=14, label="Pareto front")
@@ -112,33 +191,51 @@ def efficiency_plot(configs: Sequence[Config], path: Path, adjusted: bool = Fals
         ax.set_ylabel(f"{kind} per output token (J/token)")
         missing = len(configs) - len(measured)
         note = f"; {missing} configuration(s) without energy left out" if missing else ""
-        ax.set_title(f"{kind.capitalize()} per token vs throughput (error bars: 95 % CI over cycles){note}",
-                     fontsize=9)
-        ax.set_xlim(left=0)  # a CI reaching below zero says "few cycles", not a negative figure
-        ax.set_ylim(bottom=0)
-        ax.legend(fontsize=8)
+        bars = "error bars: 95 % CI over cycles" if any(c.tps.ci95 or c.jpt.ci95 for c in measured) else \
+            "single runs: no error bars"
+        ax.set_title(textwrap.fill(f"{kind.capitalize()} per token vs throughput ({bars}){note}", 90), fontsize=9)
+        # from zero (a CI reaching below zero says "few cycles", not a negative figure), with room for the labels
+        ax.set_xlim(0, 1.12 * max(c.tps.mean + (c.tps.ci95 or 0.0) for c in measured))
+        ax.set_ylim(0, 1.12 * max(c.jpt.mean + (c.jpt.ci95 or 0.0) for c in measured))
+        ax.legend(fontsize=8, loc="best")
         ax.grid(alpha=0.3)
+        _key(fig, measured)
+        place_labels(ax, [(c.tps.mean, c.jpt.mean) for c in measured], [str(i) for i in range(1, len(measured) + 1)],
+                     [(c.tps.ci95 or 0.0, c.jpt.ci95 or 0.0) for c in measured])
+    return fig, ax
+
+
+def efficiency_plot(configs: Sequence[Config], path: Path, adjusted: bool = False) -> PlotFile:
+    fig, ax = efficiency_figure(configs, adjusted)
     return _save(fig, ax, path)
 
 
 def _throughput_only(ax, configs: Sequence[Config], adjusted: bool = False) -> None:
-    """No energy anywhere (CPU runs): throughput per configuration, and the reason energy is null."""
-    ys = range(len(configs))
-    ax.barh(list(ys), [c.tps.mean for c in configs], xerr=[_err(c.tps) for c in configs], capsize=3,
+    """No energy anywhere (CPU runs): throughput per configuration, and the reason energy is null. Bars are
+    numbered (the key under the axes names them), so long labels never squeeze the bars."""
+    ys = list(range(len(configs)))
+    ax.barh(ys, [c.tps.mean for c in configs], xerr=_errs([c.tps for c in configs]), capsize=3,
             color=["C0" if c.backend == "pytorch" else "C1" for c in configs])
-    ax.set_yticks(list(ys), [f"{c.label} ({c.backend})" for c in configs], fontsize=7)
+    ax.set_yticks(ys, [str(i) for i in range(1, len(configs) + 1)], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel(THROUGHPUT_LABEL)
-    ax.set_ylabel("configuration")
+    ax.set_ylabel("configuration (number in the key)")
     reason = next((c.reason for c in configs if c.reason), "no energy figure recorded")
     what = "Idle-adjusted energy not available" if adjusted else "Energy not measured"
-    ax.set_title(textwrap.fill(f"{what}, so throughput only (error bars: 95 % CI over cycles). "
-                               f"J/token is null: {reason}", 85), fontsize=9)
+    bars = "error bars: 95 % CI over cycles" if any(c.tps.ci95 for c in configs) else "single runs: no error bars"
+    ax.set_title(textwrap.fill(f"{what}, so throughput only ({bars}). J/token is null: {reason}", 90), fontsize=9)
     ax.set_xlim(left=0)  # a CI reaching below zero says "few cycles", not negative throughput
     ax.grid(axis="x", alpha=0.3)
+    _key(ax.figure, configs)
 
 
 def power_plot(e: Experiment, series_path: Path, path: Path) -> PlotFile:
+    fig, ax = power_figure(e, series_path)
+    return _save(fig, ax, path)
+
+
+def power_figure(e: Experiment, series_path: Path):
+    """The power-over-time figure of one run and its axes (not yet written)."""
     import pyarrow.parquet as pq
 
     r = e.result
@@ -179,15 +276,22 @@ def power_plot(e: Experiment, series_path: Path, path: Path) -> PlotFile:
     ax.set_xlabel("time from the start of the measurement window (s)")
     ax.set_ylabel("power (W)")
     missing = "" if spans else "; prefill spans not recorded in this result (totals in the box)"
-    ax.set_title(f"Power over time · {e.experiment_id}\nshaded: {', '.join(shaded)}{missing}", fontsize=9)
-    ax.set_ylim(bottom=0)
-    ax.legend(fontsize=7, loc="lower center")
+    ax.set_title(f"Power over time · {e.experiment_id}\n"
+                 + textwrap.fill(f"shaded: {', '.join(shaded)}{missing}", 100), fontsize=9)
+    baseline = r.energy.baseline
+    peak = max(float(frame["power_w"].max()), baseline.power_w if baseline is not None else 0.0)
+    ax.set_ylim(bottom=0, top=peak * 1.35 if peak > 0 else None)  # headroom for the phase box above the line
+    fig.legend(fontsize=7, loc="outside lower center", ncols=2, frameon=False)
     ax.grid(alpha=0.3)
-    return _save(fig, ax, path)
+    return fig, ax
 
 
-def plot_results(directory: Path, out_dir: Path | None = None, adjusted: bool = False) -> list[PlotFile]:
-    """Write efficiency.png and one power-<experiment>.png per run with a timeseries; returns what was written."""
+def plot_results(directory: Path, out_dir: Path | None = None, adjusted: bool = False,
+                 fmt: str = "png") -> list[PlotFile]:
+    """Write efficiency.<fmt> and one power-<experiment>.<fmt> per run with a timeseries (fmt: png, or svg / pdf
+    for vector output); returns what was written."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format: '{fmt}' is not one of {', '.join(FORMATS)}")
     experiments = find_experiments(directory)
     ok = [e for e in experiments if e.result is not None]
     if not ok:
@@ -197,14 +301,14 @@ def plot_results(directory: Path, out_dir: Path | None = None, adjusted: bool = 
         out_dir.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
         raise ConfigError(f"-o: '{out_dir}' exists and is not a directory") from None
-    written = [efficiency_plot(configurations(ok, adjusted), out_dir / "efficiency.png", adjusted)]
+    written = [efficiency_plot(configurations(ok, adjusted), out_dir / f"efficiency.{fmt}", adjusted)]
     from llenergymeasure.results.energy_latency_plot import energy_latency_plot
     from llenergymeasure.results.operating_points import points
 
-    dial = energy_latency_plot(points(ok, adjusted), out_dir / "energy_latency.png", adjusted)
+    dial = energy_latency_plot(points(ok, adjusted), out_dir / f"energy_latency.{fmt}", adjusted)
     written += [dial] if dial is not None else []
     for e in ok:
         series = timeseries_path(e)
         if series is not None:
-            written.append(power_plot(e, series, out_dir / f"power-{e.experiment_id}.png"))
+            written.append(power_plot(e, series, out_dir / f"power-{e.experiment_id}.{fmt}"))
     return written

@@ -4,11 +4,23 @@ throughput, FLOPs, warmup and environment."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from lem_runner.contract import ExperimentResult, LatencyStats
+from lem_runner.contract.config import CarbonConfig
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from llenergymeasure.errors import ConfigError
+from llenergymeasure.results.carbon import (
+    J_PER_KWH,
+    describe_carbon,
+    emissions_per_token_g,
+    not_measured_reason,
+    result_emissions_g,
+)
 from llenergymeasure.results.discover import Experiment
 from llenergymeasure.results.listing import short_model
 
@@ -42,7 +54,13 @@ def _energy(r: ExperimentResult) -> Table:
             t.add_row("baseline cache", escape(f"{b.cache_check.outcome}: {b.cache_check.reason}"))
     elif e.baseline_unavailable_reason:
         t.add_row("baseline", f"none — {escape(e.baseline_unavailable_reason)}")
-    t.add_row("adjusted", f"{_v(e.adjusted_energy_j, 'J')} · {_v(r.avg_energy_per_token_adjusted_j, 'J/token')}")
+    t.add_row("adjusted", _adjusted(r))
+    g = result_emissions_g(r)
+    if g is None:
+        t.add_row("emissions", escape(not_measured_reason(r)))
+    else:
+        t.add_row("emissions", f"{g:.4g} g CO2e · {_v(emissions_per_token_g(r), 'g/token')} "
+                               f"({r.total_energy_j / J_PER_KWH:.4g} kWh × {escape(describe_carbon(r.config.carbon))})")
     if e.per_device_j:
         t.add_row("per device", ", ".join(f"{k}: {v:.4g} J" for k, v in e.per_device_j.items()))
     if e.integrated_energy_j is not None:
@@ -59,6 +77,20 @@ def _energy(r: ExperimentResult) -> Table:
     for w in r.warnings:
         t.add_row("[yellow]warning[/]", escape(w))
     return t
+
+
+def adjusted_reason(r: ExperimentResult) -> str:
+    """Why a run has no idle-adjusted energy, in words."""
+    if r.total_energy_j is None:
+        return "energy not measured"
+    return r.energy.baseline_unavailable_reason or "no idle baseline"
+
+
+def _adjusted(r: ExperimentResult) -> str:
+    e = r.energy
+    if e.adjusted_energy_j is None:
+        return f"not measured ({escape(adjusted_reason(r))})"
+    return f"{_v(e.adjusted_energy_j, 'J')} · {_v(r.avg_energy_per_token_adjusted_j, 'J/token')}"
 
 
 def _windows(r: ExperimentResult) -> Table:
@@ -160,3 +192,44 @@ def render_experiment(console: Console, e: Experiment) -> None:
     for table in (_energy(r), _windows(r), _phases(r), _rest(r), _environment(r)):
         if table is not None:
             console.print(table)
+
+
+def render_study(console: Console, study_dir: Path, carbon: CarbonConfig | None = None) -> None:
+    """A study folder: status and counts, one row per point (mean ± 95 % CI over its cycles) and its warnings."""
+    from llenergymeasure.results.compare import entries_for
+    from llenergymeasure.results.compare_view import METRIC_LABELS, format_value
+    from llenergymeasure.results.discover import MANIFEST_FILE, SUMMARY_FILE
+
+    source = study_dir / SUMMARY_FILE
+    if not source.is_file():
+        raise ConfigError(f"{study_dir}: study has no {SUMMARY_FILE} yet (no run finished); its runs: "
+                          f"lem results list {study_dir}")
+    try:
+        data = json.loads(source.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{source}: not a readable study summary ({exc})") from None
+    console.print(f"[bold]study {escape(str(data.get('study', study_dir.name)))}[/] · {data.get('status', '?')} · "
+                  f"{data.get('finished', '?')}/{data.get('planned', '?')} runs finished, {data.get('failed', 0)} "
+                  f"failed · {data.get('n_cycles', '?')} cycle(s), order {data.get('order', '?')}", highlight=False)
+    console.print(f"[dim]{escape(str(study_dir))} · {MANIFEST_FILE} · config hash {data.get('config_hash')}[/]")
+    entries = entries_for(study_dir, carbon)
+    metrics = [m for m in ("tokens_per_second", "energy_per_token_j", "emissions_g", "ttft_p50_ms")
+               if any(m in e.values for e in entries)]
+    table = Table(title="points (mean ± 95 % CI over cycles)", title_justify="left", title_style="bold")
+    table.add_column("point", overflow="fold")
+    table.add_column("runs ok", justify="right")
+    for m in metrics:
+        table.add_column(METRIC_LABELS[m], justify="right")
+    for e in entries:
+        table.add_row(escape(e.title.split(": ", 1)[-1]), e.settings.get("cycles ok", "?"),
+                      *(format_value(e.values.get(m)) for m in metrics))
+    console.print(table)
+    reasons = {a.get("energy_unavailable_reason") for a in data.get("aggregates", [])} - {None}
+    for reason in sorted(reasons):
+        console.print(f"energy null: {escape(reason)}", highlight=False)
+    for skipped in data.get("skipped") or []:
+        console.print(f"[yellow]skipped[/] {escape(str(skipped))}")
+    for w in data.get("warnings") or []:
+        console.print(f"[yellow]warning[/] {escape(str(w))}")
+    console.print(f"[dim]each run: lem results list {escape(str(study_dir))} · side by side: lem results compare "
+                  f"{escape(str(study_dir))}[/]")

@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 
 from lem_runner.contract import ExperimentResult
 
+from llenergymeasure.results.carbon import result_emissions_g
+from llenergymeasure.results.points import label_params, sweep_columns
+
 CV_WARN = 0.10
 
 #: Aggregated metrics: name (with its unit) -> how to read it from one result (None when not measured).
@@ -28,7 +31,10 @@ METRICS: dict[str, Callable[[ExperimentResult], float | None]] = {
     "energy_per_token_j": lambda r: r.avg_energy_per_token_j,
     "energy_per_token_adjusted_j": lambda r: r.avg_energy_per_token_adjusted_j,
     "total_inference_time_sec": lambda r: r.total_inference_time_sec,
+    "emissions_g": result_emissions_g,  # energy_j x PUE x grid intensity (null without carbon settings or energy)
 }
+#: Figures that only rescale another (their spread is that one's): no separate CV warning.
+_DERIVED = {"emissions_g"}
 STATS = ("mean", "std", "ci95", "cv", "n")
 
 
@@ -99,25 +105,31 @@ def cv_warnings(aggregates: Sequence[PointAggregate], threshold: float = CV_WARN
     out = []
     for agg in aggregates:
         for name, stats in agg.metrics.items():
+            if name in _DERIVED:
+                continue
             if stats.cv is not None and stats.cv > threshold:
                 out.append(f"{name} varies {stats.cv * 100:.0f} % across cycles of {agg.label}: "
                            "more cycles or longer windows")
     return out
 
 
-def csv_columns() -> list[str]:
-    return ["label", "backend", "n_ok", "n_failed",
+def csv_columns(params: Sequence[str] = ()) -> list[str]:
+    """``label``, then one ``sweep.<parameter>`` column per parameter the points set, then the statistics."""
+    return ["label", *params, "backend", "n_ok", "n_failed",
             *(f"{name}_{stat}" for name in METRICS for stat in STATS), "energy_unavailable_reason"]
 
 
 def to_csv(aggregates: Sequence[PointAggregate]) -> str:
-    """One row per point; a null figure is an empty cell."""
+    """One row per point, with a column per swept parameter (from the point labels); a null figure is an empty
+    cell, and so is a parameter a point does not set."""
+    params = sweep_columns([a.label for a in aggregates])
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=csv_columns(), lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=csv_columns(params), lineterminator="\n")
     writer.writeheader()
     for agg in aggregates:
         row: dict[str, object] = {"label": agg.label, "backend": agg.backend, "n_ok": agg.n_ok,
                                   "n_failed": agg.n_failed, "energy_unavailable_reason": agg.energy_unavailable_reason}
+        row.update({f"sweep.{k}": v for k, v in label_params(agg.label).items()})
         for name, stats in agg.metrics.items():
             for stat, value in stats.as_dict().items():
                 row[f"{name}_{stat}"] = value

@@ -226,6 +226,14 @@ class GpuConfig(_Section):
         return (value, value) if isinstance(value, int) else (value[0], value[1])
 
 
+class CarbonConfig(_Section):
+    """Emissions from measured energy, computed when results are read: energy (J) / 3.6e6 = kWh, x PUE, x grid
+    intensity. Never from TDP or a guess: null when the energy is null. Not part of the measurement hash."""
+
+    grid_intensity_g_per_kwh: float = Field(..., gt=0, le=2000, description="grid carbon intensity, gCO2e per kWh")
+    pue: float = Field(1.0, ge=1.0, le=5.0, description="data-centre power usage effectiveness (1.0: none applied)")
+
+
 class ExperimentConfig(_Section):
     """One measurement: a model, a backend and its settings, a prompt set, and how to measure."""
 
@@ -256,6 +264,7 @@ class ExperimentConfig(_Section):
     vllm: VLLMConfig = VLLMConfig()
     tensorrt: TensorRTConfig = TensorRTConfig()
     gpu: GpuConfig = GpuConfig()
+    carbon: CarbonConfig | None = Field(None, description="grid intensity and PUE for emissions (none: no emissions)")
 
     @field_validator("name")
     @classmethod

@@ -1,0 +1,51 @@
+"""A study point's label (``pytorch.batch_size=2, dtype=float32``, as the study expansion writes it) read back as
+the parameters it sets, and made short for a table header or a plot (``bs=2 · fp32``)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+
+_SPLIT = re.compile(r", (?=[A-Za-z_][\w.]*=)")  # a new "key=" after ", " (a list value's commas stay inside it)
+SWEEP_PREFIX = "sweep."
+
+#: Parameter names as a table header shows them.
+_SHORT_KEYS = {"batch_size": "bs", "max_num_seqs": "bs", "max_batch_size": "bs", "max_input_tokens": "in",
+               "max_output_tokens": "out", "n_prompts": "n", "tensor_parallel_size": "tp",
+               "pipeline_parallel_size": "pp", "input_tokens": "in"}
+#: Values that read on their own (the key is obvious from them).
+_BARE = {"dtype": {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16", "auto": "dtype auto"},
+         "backend": {}, "device": {}}
+
+
+def label_params(label: str | None) -> dict[str, str]:
+    """``"pytorch.batch_size=2, dtype=float32"`` -> ``{"pytorch.batch_size": "2", "dtype": "float32"}``; {} for
+    a label that sets nothing (``base``) or none."""
+    if not label or "=" not in label:
+        return {}
+    out = {}
+    for part in _SPLIT.split(label):
+        key, sep, value = part.partition("=")
+        if sep:
+            out[key.strip()] = value.strip()
+    return out
+
+
+def short_param(key: str, value: str) -> str:
+    leaf = key.split(".")[-1]
+    if leaf in _BARE:
+        return _BARE[leaf].get(value, value)
+    return f"{_SHORT_KEYS.get(leaf, leaf)}={value}"
+
+
+def short_labels(params: Sequence[Mapping[str, str]]) -> list[str]:
+    """One short label per entry from the parameters that differ between entries, joined by `` · ``; parameters
+    equal everywhere are left out (they say nothing about the difference). Empty strings when nothing differs."""
+    keys = list(dict.fromkeys(k for p in params for k in p))
+    varying = [k for k in keys if len({p.get(k) for p in params}) > 1]
+    return [" · ".join(short_param(k, p[k]) for k in varying if k in p) for p in params]
+
+
+def sweep_columns(labels: Sequence[str | None]) -> list[str]:
+    """The ``sweep.<parameter>`` column names for these point labels, in first-seen order."""
+    return [SWEEP_PREFIX + k for k in dict.fromkeys(k for lb in labels for k in label_params(lb))]
