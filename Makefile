@@ -28,7 +28,7 @@ help:
 	@echo "make slurm-up       a single-node Slurm cluster (munge, MariaDB, slurmdbd, slurmctld, slurmd, 2 fake GPUs); needs root"
 	@echo "make slurm-down     stop what slurm-up started"
 	@echo "make images         build the CPU PyTorch runner image"
-	@echo "make bench          benchmarks, side by side: isolation overhead, fidelity against plain loops, controller overhead, GPU (when present)"
+	@echo "make bench          benchmarks, side by side: isolation overhead, fidelity against plain loops, controller overhead, Slurm, GPU (when present)"
 
 venv: $(VENV)/.installed
 
@@ -60,10 +60,11 @@ test-local: venv
 test-gpu: venv
 	$(BIN)/pytest -m gpu
 
-bench: venv docker-up base-image
+bench: venv docker-up base-image slurm-up
 	$(BIN)/python bench/isolation.py
 	$(BIN)/python bench/fidelity.py
 	$(BIN)/python bench/controller.py
+	$(BIN)/python bench/slurm.py
 	$(BIN)/python bench/gpu.py
 	$(BIN)/python bench/report.py
 

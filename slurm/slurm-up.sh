@@ -70,7 +70,8 @@ InactiveLimit=0
 KillWait=5
 MinJobAge=300
 NodeName=${HOST} ${GRES_NODE}CPUs=${NCPU} RealMemory=${MEM} State=UNKNOWN
-PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+# FORCE:4: up to 4 jobs share a core, so a CI machine with 2 cores still runs several test jobs at once
+PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
 CONF
 
 mkdir -p /run/munge /run/slurm /var/lib/slurm/slurmctld /var/lib/slurm/slurmd /var/log/slurm /run/mysqld

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 
 from lem_runner.contract import ExperimentConfig, ExperimentResult, RunRequest
 
 from llenergymeasure.errors import ConfigError, RunFailed
 from llenergymeasure.gpulock import gpu_locks
-from llenergymeasure.launchers import Launcher, LaunchSpec, Timeouts
+from llenergymeasure.launchers import Launcher, LaunchOutcome, LaunchSpec, Timeouts
 from llenergymeasure.launchers.select import select_launcher
 from llenergymeasure.models import resolve_model
 from llenergymeasure.results import FileResultsRepository, ResultsRepository
@@ -37,21 +38,35 @@ def execute_experiment(
 ) -> tuple[ExperimentResult, Path]:
     """Measure ``config``; return its result and its folder. Raises ConfigError before anything runs, RunFailed if
     the runner produced no valid result (its error.json and runner.log stay in the folder)."""
-    model = resolve_model(config)
-    prompts = _prompts_file(config)
     launcher = launcher or select_launcher(config, isolated=isolated)
     repo = repository or FileResultsRepository(output)
     baselines = baselines or BaselineCache()
-
-    with gpu_locks(config):  # another lem measuring on these GPUs: wait (or fail/skip, per the lock policy)
-        exp_dir = repo.new_experiment_dir(config.experiment_name)
-        repo.save_config(exp_dir, config)
-        request = RunRequest(experiment_id=exp_dir.name, config=config, model_path=model.host_path,
-                             cached_baseline=baselines.get(config))
-        spec = LaunchSpec(exchange_dir=exp_dir, request=request, model=model, prompts_file=prompts,
-                          timeouts=timeouts)
+    # a scheduler's allocation (Slurm) is the GPU lock of a job; lem's own lock guards this machine's GPUs only
+    # (and an idle baseline cached here says nothing about a node's GPUs)
+    remote = getattr(launcher, "allocates_devices", False)
+    locks = nullcontext() if remote else gpu_locks(config)
+    with locks:  # another lem measuring on these GPUs: wait (or fail/skip, per the lock policy)
+        spec = prepare_run(config, repo, None if remote else baselines, timeouts)
         outcome = launcher.launch(spec, on_event or (lambda _e: None))
+    return collect_run(spec.exchange_dir, config, outcome, repo, baselines), spec.exchange_dir
 
+
+def prepare_run(config: ExperimentConfig, repo: ResultsRepository, baselines: BaselineCache | None,
+                timeouts: Timeouts = Timeouts()) -> LaunchSpec:
+    """The run's folder with its config, and what a launcher needs to start it. ``baselines`` None: no cached idle
+    baseline (a run on another machine measures its own)."""
+    model = resolve_model(config)
+    prompts = _prompts_file(config)
+    exp_dir = repo.new_experiment_dir(config.experiment_name)
+    repo.save_config(exp_dir, config)
+    request = RunRequest(experiment_id=exp_dir.name, config=config, model_path=model.host_path,
+                         cached_baseline=baselines.get(config) if baselines is not None else None)
+    return LaunchSpec(exchange_dir=exp_dir, request=request, model=model, prompts_file=prompts, timeouts=timeouts)
+
+
+def collect_run(exp_dir: Path, config: ExperimentConfig, outcome: LaunchOutcome, repo: ResultsRepository,
+                baselines: BaselineCache | None = None) -> ExperimentResult:
+    """The result the runner wrote in the run's folder, or RunFailed saying why there is none."""
     try:
         result = repo.load_result(exp_dir)
         error = repo.load_error(exp_dir)
@@ -63,9 +78,16 @@ def execute_experiment(
             log_file=str(outcome.log_file),
             reason="timeout" if outcome.timed_out == "wall" else outcome.timed_out,
         )
-    if result is not None and outcome.exit_code == 0:
-        baselines.put(config, result)
-        return result, exp_dir
+    state = outcome.scheduler_state
+    if result is not None and outcome.exit_code == 0 and state in (None, "COMPLETED"):
+        if baselines is not None:
+            baselines.put(config, result)
+        return result
+    if state not in (None, "COMPLETED", "FAILED"):  # Slurm ended the job: TIMEOUT, CANCELLED, OUT_OF_MEMORY, ...
+        raise RunFailed(
+            f"Slurm job {outcome.where} ended {state}{_last_words(outcome.last_error)}; log: {outcome.log_file}",
+            log_file=str(outcome.log_file), reason="timeout" if state == "TIMEOUT" else state.lower(),
+        )
     if error is not None:
         raise RunFailed(
             f"run failed during {error.phase}: {(error.message.splitlines() or ['(no message)'])[0]} "
@@ -99,4 +121,4 @@ def _last_words(message: str | None) -> str:
     return f": {message}" if message else ""
 
 
-__all__ = ["execute_experiment"]
+__all__ = ["collect_run", "execute_experiment", "prepare_run"]

@@ -10,7 +10,7 @@ from llenergymeasure.doctor import run_checks
 
 
 def doctor() -> None:
-    """Check Docker, the NVIDIA runtime, GPUs, NVML, images and local backends; say how to fix what is missing."""
+    """Check Docker, the NVIDIA runtime, GPUs, NVML, images, local backends and Slurm; say how to fix what is missing."""
     table = Table("check", "", "detail", "fix")
     for c in run_checks():
         table.add_row(escape(c.name), "[green]ok[/]" if c.ok else "[red]missing[/]", escape(c.detail), escape(c.fix))
