@@ -103,3 +103,18 @@ def test_commands_are_argument_lists_and_a_missing_tool_is_a_setup_error():
     with pytest.raises(SetupError, match="not installed"):
         commands._run(["lem-no-such-sbatch-here", "--parsable"])
     assert commands.calls == 1
+
+
+@pytest.mark.parametrize("start, needle", [
+    ("process", "exec /usr/bin/python3 -m lem_runner"), ("apptainer", "exec apptainer run --containall"),
+    ("enroot", "exec srun '--container-image=my image'"), ("docker", "docker run --rm --init"),
+    ("podman", "podman run --rm --init"),
+])
+def test_every_start_method_writes_a_script_bash_accepts_with_the_image_quoted(tmp_path, start, needle):
+    config = make_config(runner="slurm", slurm={"start": start, "image": "my image"})
+    text = batch_script(config, "exp-1", tmp_path / "ex", "/models", "/usr/bin/python3", "my image")
+    assert needle in text, text
+    if start not in ("process", "enroot"):  # enroot's image is inside its quoted --container-image=
+        assert "'my image'" in text
+    (tmp_path / "job.sh").write_text(text)
+    assert subprocess.run(["bash", "-n", str(tmp_path / "job.sh")], capture_output=True).returncode == 0
