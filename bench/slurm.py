@@ -59,11 +59,13 @@ def overhead(tmp: Path) -> dict:
                                  launcher=LocalLauncher())
     template = tmp / "result.json"
     template.write_text(real.model_dump_json())
-    stand_in = tmp / "copy-result"  # called as: <python> -m lem_runner --config REQ --out DIR
-    stand_in.write_text(f"#!/bin/sh\ncp {template} \"$5/result.json\"\n")
+    stand_in = tmp / "copy-result"  # called as: <python> -m lem_runner --config REQ --out DIR ($6)
+    stand_in.write_text(f"#!/bin/sh\ncp {template} \"$6/result.json\"\n")
     stand_in.chmod(0o755)
     outcome, wall = _study(model, str(stand_in), N_RUNS, tmp)
     m = outcome.manifest
+    if m.count("done") != len(m.entries):
+        raise SystemExit(f"bench/slurm.py: runs failed: {[e.error for e in m.entries if e.status != 'done'][:2]}")
     ids = [e.slurm_job_id for e in m.entries]
     rows = _sacct(ids, "JobID,Submit,Start,End")
     latency = [(_t(r[2]) - _t(r[1])) for r in rows.values() if r[1] and r[2]]
