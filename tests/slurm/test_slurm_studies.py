@@ -307,3 +307,32 @@ sweep:
     manifest = load_manifest(study_dir(out))
     assert manifest.status == "interrupted" and [e.status for e in manifest.entries] == ["pending"] * 2
     assert all(e.slurm_job_id is None for e in manifest.entries)
+
+
+def test_resume_plans_again_a_run_whose_job_the_scheduler_lost(tiny_model_path, tmp_path):
+    flag = tmp_path / "hold"
+    flag.touch()
+    python = script(tmp_path / "python", f'[ -e "{flag}" ] && exec sleep 600\nexec "{sys.executable}" "$@"')
+    path = study_yaml(tmp_path / "lost.yaml", tiny_model_path, "lost", "sweep: {max_output_tokens: [3]}\n",
+                      slurm=f'{{python: "{python}", cpus_per_job: 1, poll_interval_s: 0.3}}')
+    out = tmp_path / "results"
+    proc = run_lem("run", str(path), "-o", str(out), "--detach", timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    sdir = study_dir(out)
+    manifest = load_manifest(sdir)
+    (entry,) = manifest.entries
+    subprocess.run(["scancel", entry.slurm_job_id], check=True, timeout=20)
+    # the scheduler forgets the job (a purged controller, another cluster): its id now names nothing
+    job_file = sdir / entry.result_path / "slurm.json"
+    job = json.loads(job_file.read_text())
+    job_file.write_text(json.dumps({**job, "job_id": "999999", "submitted": "2000-01-01T00:00:00+00:00"}))
+    raw = json.loads((sdir / "manifest.json").read_text())
+    raw["entries"][0]["slurm_job_id"] = "999999"
+    (sdir / "manifest.json").write_text(json.dumps(raw))
+    flag.unlink()
+    proc = run_lem("run", str(path), "-o", str(out), "--resume", timeout=400)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (entry2,) = load_manifest(sdir).entries
+    assert entry2.status == "done" and entry2.slurm_job_id not in ("999999", entry.slurm_job_id)
+    assert entry2.attempts == 2 and entry2.result_path != entry.result_path
+    assert [p.name for p in sdir.iterdir() if p.is_dir()] == [entry2.result_path]  # the lost run's folder is gone
