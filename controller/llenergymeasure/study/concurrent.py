@@ -156,10 +156,17 @@ def run_concurrent(study, outcome, session, options, observer, launcher: SlurmLa
                 save()
             busy[0] += time.monotonic() - t
     except (Interrupted, KeyboardInterrupt):
-        launcher.cancel(i.job for i in inflight.values())  # Ctrl-C: lem's jobs go too
-        for item in inflight.values():
-            discard_partial(study_dir, manifest, item.entry)
-            reset_entry(item.entry)
+        # Ctrl-C: lem's jobs go too — every running run's, including one whose sbatch answered a moment ago
+        running = [e for e in manifest.entries if e.status == "running"]
+        ids = {i.job.job_id for i in inflight.values()} | {e.slurm_job_id for e in running if e.slurm_job_id}
+        for e in running:
+            job = read_job_file(study_dir / e.result_path) if e.result_path else None
+            if job is not None:
+                ids.add(job.job_id)
+        launcher.commands.cancel(ids)
+        for entry in running:
+            discard_partial(study_dir, manifest, entry)
+            reset_entry(entry)
         save()
         raise
     finally:
