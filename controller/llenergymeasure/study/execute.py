@@ -226,6 +226,7 @@ def _run_pending(study: StudyConfig, outcome: StudyOutcome, session: Session, op
         return run_concurrent(study, outcome, session, options, observer, concurrent, timeouts)
     if options.detach:
         raise ConfigError("--detach: only for a study whose runs go to Slurm (runner: slurm or --slurm)")
+    _drop_left_jobs(outcome)
     consecutive = 0
     for entry in [e for e in manifest.entries if e.status == "pending"]:
         if session.runs and gap > 0:
@@ -254,6 +255,22 @@ def _concurrent_launcher(outcome: StudyOutcome, options: StudyOptions, launcher_
         return None
     launcher = launcher_for(outcome.points[todo[0].point], options.isolated)
     return launcher if hasattr(launcher, "submit") and hasattr(launcher, "poll") else None
+
+
+def _drop_left_jobs(outcome: StudyOutcome) -> None:
+    """Slurm runs a killed controller left running, in a study that is not all on Slurm (so is not re-attached):
+    cancel their jobs (best effort) and run them again."""
+    for entry in outcome.manifest.entries:
+        if entry.status == "running":
+            if entry.slurm_job_id:
+                from llenergymeasure.launchers.slurm import SlurmCommands
+
+                try:
+                    SlurmCommands().cancel([entry.slurm_job_id])
+                except SetupError:
+                    pass
+            discard_partial(outcome.study_dir, outcome.manifest, entry)
+            reset_entry(entry)
 
 
 def _run_one(study: StudyConfig, outcome: StudyOutcome, entry: ManifestEntry, session: Session, isolated: bool,
