@@ -16,17 +16,19 @@ export TESTCONTAINERS_RYUK_DISABLED := true
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 QUIET_PIP := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 
-.PHONY: help venv demo demo-isolated demo-stacks test test-local test-gpu bench docker-up docker-down base-image images chromium lint clean
+.PHONY: help venv demo demo-isolated demo-stacks test test-local test-gpu bench docker-up docker-down slurm-up slurm-down base-image images chromium lint clean
 
 help:
 	@echo "make demo           measure the embedded default model (SmolLM2-135M) with lem run"
 	@echo "make demo-isolated  the same inside the PyTorch runner container (lem run --isolated)"
 	@echo "make demo-stacks    PyTorch and vLLM side by side, each in its own image (lem run --isolated)"
-	@echo "make test           all tests, Docker ones included (starts an engine if none answers)"
+	@echo "make test           all tests, Docker and Slurm ones included (starts an engine and a cluster if none answers)"
 	@echo "make test-local     tests that need no Docker engine"
 	@echo "make test-gpu       GPU-marked tests (on a machine with an NVIDIA GPU)"
+	@echo "make slurm-up       a single-node Slurm cluster (munge, MariaDB, slurmdbd, slurmctld, slurmd, 2 fake GPUs); needs root"
+	@echo "make slurm-down     stop what slurm-up started"
 	@echo "make images         build the CPU PyTorch runner image"
-	@echo "make bench          benchmarks, side by side: isolation overhead, fidelity against plain loops, controller overhead, GPU (when present)"
+	@echo "make bench          benchmarks, side by side: isolation overhead, fidelity against plain loops, controller overhead, Slurm, GPU (when present)"
 
 venv: $(VENV)/.installed
 
@@ -49,19 +51,20 @@ demo-stacks: venv docker-up base-image
 	$(BIN)/lem images build pytorch vllm --cpu
 	$(BIN)/lem run examples/cross-stack.yaml --isolated
 
-test: venv docker-up base-image chromium
+test: venv docker-up base-image chromium slurm-up
 	$(BIN)/pytest
 
 test-local: venv
-	$(BIN)/pytest -m "not docker and not gpu"
+	$(BIN)/pytest -m "not docker and not gpu and not slurm"
 
 test-gpu: venv
 	$(BIN)/pytest -m gpu
 
-bench: venv docker-up base-image
+bench: venv docker-up base-image slurm-up
 	$(BIN)/python bench/isolation.py
 	$(BIN)/python bench/fidelity.py
 	$(BIN)/python bench/controller.py
+	$(BIN)/python bench/slurm.py
 	$(BIN)/python bench/gpu.py
 	$(BIN)/python bench/report.py
 
@@ -74,6 +77,12 @@ docker-down:
 # Headless Chromium renders `lem results report` in the tests; a no-op when one is installed.
 chromium:
 	bash docker/chromium-up.sh
+
+slurm-up:
+	bash slurm/slurm-up.sh
+
+slurm-down:
+	bash slurm/slurm-down.sh
 
 base-image: docker-up
 	bash docker/build-base-image.sh

@@ -55,6 +55,18 @@ def main() -> None:
                      f"{c['controller_overhead_s_per_experiment']:.3f} s per experiment ({c['experiments']} trivial "
                      f"experiments in one study: wall minus runner time) | ≤ 0.5 s | "
                      f"{_verdict(c['controller_overhead_s_per_experiment'] <= 0.5)} | `{path.relative_to(ROOT)}` |")
+    slurm = _latest("slurm")
+    if slurm:
+        path, r = slurm
+        o, p = r["overhead"], r["polling"]
+        lines.append(f"| Slurm: controller overhead | `python bench/slurm.py` | "
+                     f"{o['controller_overhead_s_per_run']:.3f} s per run ({o['runs']} jobs on a single-node cluster; "
+                     f"Slurm's own submit-to-start median {o['slurm_submit_to_start_s_median']} s, not counted) | "
+                     f"≤ 0.5 s | {_verdict(o['controller_overhead_s_per_run'] <= 0.5)} | `{path.relative_to(ROOT)}` |")
+        lines.append(f"| Slurm: polling {p['jobs_in_flight']} jobs in flight | `python bench/slurm.py` | "
+                     f"{p['scheduler_calls_per_poll']} scheduler call per poll, {p['poll_s_median'] * 1000:.0f} ms "
+                     f"median ({p['poll_s_max'] * 1000:.0f} ms max) | 1 call | "
+                     f"{_verdict(p['scheduler_calls_per_poll'] == 1)} | `{path.relative_to(ROOT)}` |")
     gpu = _latest("gpu", "-2*.json")
     if gpu:
         path, g = gpu

@@ -71,12 +71,14 @@ def run_study(
     no_gaps: bool = False,
     fail_fast: bool = False,
     retry_failed: bool = False,
+    detach: bool = False,
 ) -> StudyResult:
     """Run a study (a StudyConfig, a mapping with base/sweep/experiments, or a study file) and return what it left.
 
     ``resume=True`` finishes the newest unfinished study of that name in ``output``; a path finishes that folder.
     Failed runs do not raise: see ``StudyResult.failed``. Raises ConfigError for a bad study, StudyInterrupted on
-    Ctrl-C (the study stays resumable).
+    Ctrl-C (the study stays resumable). ``detach`` (runs on Slurm): submit every run and return with status
+    'detached'; ``resume=...`` later collects them.
     """
     from llenergymeasure.config.loader import format_validation_error, resolve_relative_paths
     from llenergymeasure.errors import ConfigError
@@ -101,7 +103,7 @@ def run_study(
     expansion = expand_study(study, source)
     options = StudyOptions(isolated=isolated, no_gaps=no_gaps, fail_fast=fail_fast, retry_failed=retry_failed,
                            resume=Path(resume) if isinstance(resume, (str, Path)) else resume,
-                           study_file=source if source != "study" else None)
+                           study_file=source if source != "study" else None, detach=detach)
     outcome = execute_study(study, expansion, output=output, options=options)
     return StudyResult(
         study_dir=outcome.study_dir, status=outcome.status, entries=list(outcome.manifest.entries),

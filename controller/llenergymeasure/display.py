@@ -142,6 +142,9 @@ def render_summary(console: Console, result: ExperimentResult, exp_dir: Path) ->
     table.add_row("timing", f"model load {result.model_load_sec:.1f} s · warmup {escape(warmup)}, excluded")
     image = result.environment.image
     where = f"container from image {image.removeprefix('sha256:')[:12]}" if image else "local process"
+    alloc = result.environment.allocation
+    if alloc is not None:
+        where = f"Slurm job {alloc.job_id} on {alloc.node or '?'} · {where}"
     table.add_row("ran in", where)
     table.add_row("result", str(exp_dir / "result.json"))
     for w in result.warnings:

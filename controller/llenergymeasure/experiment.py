@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 
 from lem_runner.contract import ExperimentConfig, ExperimentResult, RunRequest
@@ -10,7 +11,7 @@ from llenergymeasure.errors import ConfigError, RunFailed, SetupError
 from llenergymeasure.gpulock import gpu_locks, lock_ids
 from llenergymeasure.gpustate import operating_point
 from llenergymeasure.gpustate.apply import Opener
-from llenergymeasure.launchers import Launcher, LaunchSpec, Timeouts
+from llenergymeasure.launchers import Launcher, LaunchOutcome, LaunchSpec, Timeouts
 from llenergymeasure.launchers.select import select_launcher
 from llenergymeasure.models import resolve_model
 from llenergymeasure.results import FileResultsRepository, ResultsRepository
@@ -41,26 +42,41 @@ def execute_experiment(
     """Measure ``config``; return its result and its folder. Raises ConfigError before anything runs, RunFailed if
     the runner produced no valid result (its error.json and runner.log stay in the folder). A ``gpu:`` operating point
     is set on the host GPUs (``gpu_control`` opens them; NVML by default) while the runner runs, and restored."""
-    model = resolve_model(config)
-    prompts = _prompts_file(config)
     launcher = launcher or select_launcher(config, isolated=isolated)
     repo = repository or FileResultsRepository(output)
     baselines = baselines or BaselineCache()
-
-    gpu_ids = lock_ids(config)
+    # a scheduler's allocation (Slurm) is the GPU lock of a job; lem's own lock guards this machine's GPUs only
+    # (and an idle baseline cached here says nothing about a node's GPUs)
+    remote = getattr(launcher, "allocates_devices", False)
+    gpu_ids = [] if remote else lock_ids(config)
     if config.gpu.requested and not gpu_ids:
         raise SetupError("gpu: the run asks for a power limit, locked clocks or persistence mode, but no NVIDIA GPU "
                          "is visible on this host")
-    with (gpu_locks(config),  # another lem measuring on these GPUs: wait (or fail/skip, per the lock policy)
+    locks = nullcontext() if remote else gpu_locks(config)
+    with (locks,  # another lem measuring on these GPUs: wait (or fail/skip, per the lock policy)
           operating_point(config.gpu, gpu_ids, gpu_control) as gpu_settings):
-        exp_dir = repo.new_experiment_dir(config.experiment_name)
-        repo.save_config(exp_dir, config)
-        request = RunRequest(experiment_id=exp_dir.name, config=config, model_path=model.host_path,
-                             cached_baselines=baselines.get(config), gpu_settings=gpu_settings)
-        spec = LaunchSpec(exchange_dir=exp_dir, request=request, model=model, prompts_file=prompts,
-                          timeouts=timeouts)
+        spec = prepare_run(config, repo, None if remote else baselines, timeouts, gpu_settings)
         outcome = launcher.launch(spec, on_event or (lambda _e: None))
+    return collect_run(spec.exchange_dir, config, outcome, repo, baselines), spec.exchange_dir
 
+
+def prepare_run(config: ExperimentConfig, repo: ResultsRepository, baselines: BaselineCache | None,
+                timeouts: Timeouts = Timeouts(), gpu_settings=()) -> LaunchSpec:
+    """The run's folder with its config, and what a launcher needs to start it. ``baselines`` None: no cached idle
+    baseline (a run on another machine measures its own); ``gpu_settings``: the operating point applied for it."""
+    model = resolve_model(config)
+    prompts = _prompts_file(config)
+    exp_dir = repo.new_experiment_dir(config.experiment_name)
+    repo.save_config(exp_dir, config)
+    request = RunRequest(experiment_id=exp_dir.name, config=config, model_path=model.host_path,
+                         cached_baselines=baselines.get(config) if baselines is not None else [],
+                         gpu_settings=list(gpu_settings))
+    return LaunchSpec(exchange_dir=exp_dir, request=request, model=model, prompts_file=prompts, timeouts=timeouts)
+
+
+def collect_run(exp_dir: Path, config: ExperimentConfig, outcome: LaunchOutcome, repo: ResultsRepository,
+                baselines: BaselineCache | None = None) -> ExperimentResult:
+    """The result the runner wrote in the run's folder, or RunFailed saying why there is none."""
     try:
         result = repo.load_result(exp_dir)
         error = repo.load_error(exp_dir)
@@ -72,9 +88,16 @@ def execute_experiment(
             log_file=str(outcome.log_file),
             reason="timeout" if outcome.timed_out == "wall" else outcome.timed_out,
         )
-    if result is not None and outcome.exit_code == 0:
-        baselines.put(config, result)
-        return result, exp_dir
+    state = outcome.scheduler_state
+    if result is not None and outcome.exit_code == 0 and state in (None, "COMPLETED"):
+        if baselines is not None:
+            baselines.put(config, result)
+        return result
+    if state not in (None, "COMPLETED", "FAILED"):  # Slurm ended the job: TIMEOUT, CANCELLED, OUT_OF_MEMORY, ...
+        raise RunFailed(
+            f"Slurm job {outcome.where} ended {state}{_last_words(outcome.last_error)}; log: {outcome.log_file}",
+            log_file=str(outcome.log_file), reason="timeout" if state == "TIMEOUT" else state.lower(),
+        )
     if error is not None:
         raise RunFailed(
             f"run failed during {error.phase}: {(error.message.splitlines() or ['(no message)'])[0]} "
@@ -108,4 +131,4 @@ def _last_words(message: str | None) -> str:
     return f": {message}" if message else ""
 
 
-__all__ = ["execute_experiment"]
+__all__ = ["collect_run", "execute_experiment", "prepare_run"]

@@ -16,7 +16,7 @@ def doctor(
     restore_gpu: bool = typer.Option(False, "--restore-gpu", help="Put back the power limit and clocks a killed lem "
                                      "left changed (from its restore journal), then exit."),
 ) -> None:
-    """Check Docker, the NVIDIA runtime, GPUs, NVML, images and local backends; say how to fix what is missing."""
+    """Check Docker, the NVIDIA runtime, GPUs, NVML, images, local backends and Slurm; say how to fix what is missing."""
     if restore_gpu:
         from llenergymeasure.errors import SetupError
         from llenergymeasure.gpustate.apply import restore_host

@@ -30,7 +30,7 @@ from llenergymeasure.study import (
     load_study,
 )
 
-_STUDY_ONLY = ("--resume", "--fail-fast", "--no-gaps", "--retry-failed")
+_STUDY_ONLY = ("--resume", "--fail-fast", "--no-gaps", "--retry-failed", "--detach")
 
 
 def run(
@@ -49,6 +49,9 @@ def run(
     output: Path = typer.Option(Path("results"), "--output", "-o", help="Results directory."),
     isolated: bool = typer.Option(False, "--isolated", help="Run in the backend's container image."),
     image: str | None = typer.Option(None, "--image", help="Runner image to use (implies --isolated)."),
+    slurm: bool = typer.Option(False, "--slurm", help="Run as Slurm jobs (runner: slurm; settings in slurm:)."),
+    detach: bool = typer.Option(False, "--detach", help="Study on Slurm: submit every run and return; "
+                                "--resume collects them."),
     timeout: float | None = typer.Option(None, "--timeout", help="Wall-clock limit for the runner, seconds."),
     silence_timeout: float = typer.Option(900.0, "--silence-timeout", help="Stop a runner silent this long, seconds."),
     resume: bool = typer.Option(False, "--resume", help="Study: finish an interrupted study (DIR, or its newest)."),
@@ -65,7 +68,8 @@ def run(
     policy = LockPolicy(enabled=not no_lock, timeout_s=lock_timeout, notify=_notify)
     with use_policy(policy):
         _run(config, study_dir, model, backend, batch_size, n_prompts, max_output_tokens, dtype, device, name,
-             output, isolated, image, timeout, silence_timeout, resume, retry_failed, fail_fast, no_gaps)
+             output, isolated, image, timeout, silence_timeout, resume, retry_failed, fail_fast, no_gaps, slurm,
+             detach)
 
 
 def _notify(line: str) -> None:
@@ -73,10 +77,14 @@ def _notify(line: str) -> None:
 
 
 def _run(config, study_dir, model, backend, batch_size, n_prompts, max_output_tokens, dtype, device, name, output,
-         isolated, image, timeout, silence_timeout, resume, retry_failed, fail_fast, no_gaps) -> None:
+         isolated, image, timeout, silence_timeout, resume, retry_failed, fail_fast, no_gaps, slurm=False,
+         detach=False) -> None:
+    if slurm and (isolated or image):
+        raise ConfigError("--slurm: not with --isolated/--image (pick a container with slurm.start and slurm.image)")
     overrides = {
         "model": model, "backend": backend, "pytorch.batch_size": batch_size, "n_prompts": n_prompts,
         "max_output_tokens": max_output_tokens, "dtype": dtype, "device": device, "name": name,
+        "runner": "slurm" if slurm else None,
     }
     timeouts = Timeouts(timeout, silence_timeout)
     if config is not None and is_study(read_config_file(config)):
@@ -86,15 +94,15 @@ def _run(config, study_dir, model, backend, batch_size, n_prompts, max_output_to
             raise ConfigError("--retry-failed: only with --resume")
         options = StudyOptions(isolated=isolated, no_gaps=no_gaps, fail_fast=fail_fast, retry_failed=retry_failed,
                                resume=(study_dir or True) if resume else None, timeouts=timeouts,
-                               study_file=str(config))
+                               study_file=str(config), detach=detach)
         raise typer.Exit(_run_study(config, overrides, output, options))
-    used = [flag for flag, on in zip(_STUDY_ONLY, (resume, fail_fast, no_gaps, retry_failed)) if on]
+    used = [flag for flag, on in zip(_STUDY_ONLY, (resume, fail_fast, no_gaps, retry_failed, detach)) if on]
     if used or study_dir is not None:
         raise ConfigError(f"{used[0] if used else repr(str(study_dir))}: only for a study file "
                           "(one with base:, sweep: or experiments:)")
     cfg = load_config(config, overrides)
     launcher = select_launcher(cfg, isolated=isolated, image=image)
-    if launcher.name == "docker":  # engine and image checked before a result folder exists
+    if launcher.name in ("docker", "slurm"):  # engine/image or scheduler checked before a result folder exists
         launcher.check(cfg)
     console = make_console()
     title = f"{cfg.experiment_name} · {cfg.backend} · {launcher.name} runner"
@@ -107,7 +115,7 @@ def _run(config, study_dir, model, backend, batch_size, n_prompts, max_output_to
 
 def _resume_command(study_dir: Path) -> str:
     """The command that resumes this study: this one's arguments, with --resume and the folder."""
-    args = [a for a in sys.argv[1:] if a not in ("--resume", "--retry-failed", "--fail-fast")]
+    args = [a for a in sys.argv[1:] if a not in ("--resume", "--retry-failed", "--fail-fast", "--detach")]
     args = [a for a in args if Path(a) != study_dir]
     return " ".join(shlex.quote(a) for a in ["lem", *args, "--resume", str(study_dir)])
 
@@ -118,6 +126,12 @@ def _run_study(path: Path, overrides: dict, output: Path, options: StudyOptions)
     study = load_study(path, {k: v for k, v in overrides.items() if k != "name"})
     expansion = expand_study(study, str(path))
     preflight_containers([p.config for p in expansion.points], options.isolated)
+    if any(p.config.runner == "slurm" for p in expansion.points):
+        from llenergymeasure.launchers.slurm import SlurmLauncher
+
+        SlurmLauncher().check()  # no Slurm here: one line, exit 3, before a study folder exists
+    elif options.detach:
+        raise ConfigError("--detach: only for a study whose runs go to Slurm (runner: slurm or --slurm)")
     console = make_console()
     for reason in expansion.skipped:
         console.print(f"[yellow]skipped[/] {escape(reason)}")
@@ -129,6 +143,11 @@ def _run_study(path: Path, overrides: dict, output: Path, options: StudyOptions)
         render_study(console, exc.outcome)
         console.print(f"[bold red]interrupted[/]: resume with {escape(_resume_command(exc.outcome.study_dir))}")
         return 130
+    if outcome.status == "detached":
+        jobs = sum(1 for e in outcome.manifest.entries if e.status == "running")
+        console.print(f"[bold]detached[/]: {jobs} Slurm job(s) submitted for {escape(str(outcome.study_dir))}; "
+                      f"collect them with {escape(_resume_command(outcome.study_dir))}")
+        return 0
     aggregates = outcome.aggregates()
     render_study(console, outcome, warnings=cv_warnings(aggregates),
                  resume_hint=_resume_command(outcome.study_dir))

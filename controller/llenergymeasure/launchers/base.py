@@ -44,6 +44,7 @@ class LaunchOutcome:
     timed_out: str | None = None
     where: str = ""
     last_error: str | None = None  # the runner's last 'error' event: its cause even when no error.json got written
+    scheduler_state: str | None = None  # a batch scheduler's final job state (Slurm: COMPLETED, FAILED, TIMEOUT, ...)
 
 
 class ErrorMemo:

@@ -9,11 +9,15 @@ from llenergymeasure.launchers.base import Launcher
 
 
 def select_launcher(config: ExperimentConfig, isolated: bool = False, image: str | None = None) -> Launcher:
-    """``--isolated``/``docker``/``docker:<image>`` → container; ``local`` → subprocess; ``auto`` → local when the
+    """``--isolated``/``docker``/``docker:<image>`` → container; ``local`` → subprocess; ``slurm`` → a Slurm job; ``auto`` → local when the
     backend's libraries are installed here, else a container (auto-isolation)."""
     from llenergymeasure.launchers.local import LocalLauncher
 
     runner = config.runner
+    if runner == "slurm":
+        from llenergymeasure.launchers.slurm import SlurmLauncher
+
+        return SlurmLauncher()
     wants_container = isolated or image or runner.startswith("docker")
     if not wants_container and (runner == "local" or backend_installed(config.backend)):
         return LocalLauncher()

@@ -52,6 +52,7 @@ class StudyOptions:
     resume: Path | bool | None = None
     timeouts: Timeouts = Timeouts()
     study_file: str | None = None
+    detach: bool = False  # a concurrent launcher (Slurm): submit every run and return; --resume collects them
 
 
 class StudyObserver:
@@ -221,6 +222,14 @@ def _run_pending(study: StudyConfig, outcome: StudyOutcome, session: Session, op
     timeouts = options.timeouts
     if timeouts.wall_s is None and study.experiment_timeout_s is not None:
         timeouts = replace(timeouts, wall_s=study.experiment_timeout_s)
+    concurrent = _concurrent_launcher(outcome, options, launcher_for)
+    if concurrent is not None:  # a scheduler runs them side by side: submit, poll all at once, collect
+        from llenergymeasure.study.concurrent import run_concurrent
+
+        return run_concurrent(study, outcome, session, options, observer, concurrent, timeouts)
+    if options.detach:
+        raise ConfigError("--detach: only for a study whose runs go to Slurm (runner: slurm or --slurm)")
+    _drop_left_jobs(outcome)
     consecutive = 0
     for entry in [e for e in manifest.entries if e.status == "pending"]:
         if session.runs and gap > 0:
@@ -237,6 +246,34 @@ def _run_pending(study: StudyConfig, outcome: StudyOutcome, session: Session, op
                                     f"(max_consecutive_failures: {limit})")
             return
     manifest.status = "complete" if not manifest.unfinished else "stopped"
+
+
+def _concurrent_launcher(outcome: StudyOutcome, options: StudyOptions, launcher_for) -> Launcher | None:
+    """The one launcher every unfinished run shares when it can run several at once (``submit``/``poll``), else None."""
+    todo = [e for e in outcome.manifest.entries if e.status in ("pending", "running")]
+    if not todo:
+        return None
+    launchers = {outcome.points[e.point].config.runner for e in todo}
+    if launchers != {"slurm"}:
+        return None
+    launcher = launcher_for(outcome.points[todo[0].point], options.isolated)
+    return launcher if hasattr(launcher, "submit") and hasattr(launcher, "poll") else None
+
+
+def _drop_left_jobs(outcome: StudyOutcome) -> None:
+    """Slurm runs a killed controller left running, in a study that is not all on Slurm (so is not re-attached):
+    cancel their jobs (best effort) and run them again."""
+    for entry in outcome.manifest.entries:
+        if entry.status == "running":
+            if entry.slurm_job_id:
+                from llenergymeasure.launchers.slurm import SlurmCommands
+
+                try:
+                    SlurmCommands().cancel([entry.slurm_job_id])
+                except SetupError:
+                    pass
+            discard_partial(outcome.study_dir, outcome.manifest, entry)
+            reset_entry(entry)
 
 
 def _run_one(study: StudyConfig, outcome: StudyOutcome, entry: ManifestEntry, session: Session, isolated: bool,

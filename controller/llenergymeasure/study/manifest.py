@@ -25,7 +25,8 @@ SCHEMA_VERSION = 1
 EntryStatus = Literal["pending", "running", "done", "failed"]
 #: running: a controller is (or was, if it was killed) working on it; interrupted: Ctrl-C; stopped: the circuit
 #: breaker or --fail-fast; complete: every run is done or failed.
-StudyStatus = Literal["running", "interrupted", "stopped", "complete"]
+#: detached: its jobs were submitted (--detach) and run without a controller; --resume collects them.
+StudyStatus = Literal["running", "interrupted", "stopped", "complete", "detached"]
 
 
 def now() -> datetime:
@@ -62,17 +63,24 @@ class ManifestEntry(_Model):
     runner: str | None = None
     result_path: str | None = Field(None, description="the run folder, relative to the study folder")
     error: str | None = None
-    reason: str | None = Field(None, description="why it failed: timeout, silence, runner_error, crashed, config, setup")
+    reason: str | None = Field(None, description="why it failed: timeout, silence, runner_error, crashed, config, setup; "
+                                  "on Slurm also cancelled, out_of_memory, node_fail, preempted, lost")
     attempts: int = 0
     started: datetime | None = None
     finished: datetime | None = None
     duration_s: float | None = Field(None, description="controller's wall time for the run")
     runner_s: float | None = Field(None, description="the runner process's own wall time (launch to exit)")
     earlier: list[Attempt] = Field(default_factory=list)
+    slurm_job_id: str | None = Field(None, description="the run's Slurm job, once submitted")
+    slurm_state: str | None = Field(None, description="its last Slurm state seen (PENDING, RUNNING, COMPLETED, "
+                                    "FAILED, TIMEOUT, CANCELLED, OUT_OF_MEMORY, NODE_FAIL, PREEMPTED, ...)")
+    slurm_exit_code: int | None = Field(None, description="the job's exit code (128+N: killed by signal N)")
 
 
 class Session(_Model):
-    """One invocation of the controller on this study (the first run, then each resume)."""
+    """One invocation of the controller on this study (the first run, then each resume). When runs overlap (Slurm
+    jobs), ``runner_s`` is the time the controller spent waiting on the scheduler, so that the overhead is its own
+    working time: start-up plus submitting, polling and collecting."""
 
     started: datetime
     ended: datetime | None = None

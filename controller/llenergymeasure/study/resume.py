@@ -100,6 +100,7 @@ def reset_entry(entry: ManifestEntry) -> None:
     entry.runner = entry.error = entry.reason = None
     entry.started = entry.finished = None
     entry.duration_s = entry.runner_s = None
+    entry.slurm_job_id = entry.slurm_state = entry.slurm_exit_code = None
 
 
 def recover(study_dir: Path, manifest: Manifest, retry_failed: bool = False) -> list[str]:
@@ -108,6 +109,8 @@ def recover(study_dir: Path, manifest: Manifest, retry_failed: bool = False) -> 
     under ``earlier``). Returns one note per change, for the user."""
     notes = []
     for entry in manifest.entries:
+        if entry.status == "running" and entry.runner == "slurm":
+            continue  # its job may still run: the concurrent path re-attaches to it (study/concurrent.py)
         if entry.status == "running":
             if entry.runner == "docker" and entry.result_path:
                 reap_container(entry.result_path)

@@ -234,6 +234,80 @@ class CarbonConfig(_Section):
     pue: float = Field(1.0, ge=1.0, le=5.0, description="data-centre power usage effectiveness (1.0: none applied)")
 
 
+_SLURM_TIME_RE = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$")
+_SLURM_MEM_RE = re.compile(r"^\d+[KMGT]?$")
+#: sbatch options the Slurm launcher sets itself; extra_sbatch_options may not override them
+_SLURM_OWN_OPTIONS = ("--parsable", "--output", "--error", "--wrap", "--array", "--dependency", "--job-name",
+                      "--open-mode", "--requeue", "--no-requeue", "-o", "-e", "-J", "-d", "-a")
+
+
+class SlurmConfig(_Section):
+    """Where and how a run goes when ``runner: slurm``: one Slurm job per run, submitted with ``sbatch --parsable``.
+    Nothing here changes what is measured (it is left out of the measurement hash); it places the run."""
+
+    partition: str | None = Field(None, description="sbatch --partition (default: the cluster's default partition)")
+    account: str | None = Field(None, description="sbatch --account")
+    qos: str | None = Field(None, description="sbatch --qos")
+    time_limit: str | None = Field(
+        None, description="sbatch --time: minutes, MM:SS, HH:MM:SS or D-HH[:MM[:SS]]; a job past it ends TIMEOUT "
+        "(default: the study's experiment_timeout_s rounded up to minutes, else the partition's limit)")
+    gpus_per_job: int | None = Field(
+        None, ge=0, le=64, description="sbatch --gpus; default: one per entry of devices when device is 'cuda', else 0")
+    cpus_per_job: int | None = Field(None, ge=1, le=4096, description="sbatch --cpus-per-task")
+    mem_per_job: str | None = Field(None, description="sbatch --mem, e.g. 16G (default: the partition's)")
+    constraint: str | None = Field(None, description="sbatch --constraint (node features)")
+    extra_sbatch_options: list[str] = Field(
+        default_factory=list, description="more sbatch options, one list item each (e.g. ['--exclusive', "
+        "'--reservation=r1']); passed as separate arguments, never through a shell")
+    max_jobs_in_flight: int = Field(8, ge=1, le=10_000, description="jobs of a study submitted but not finished, at most")
+    exchange_dir: str | None = Field(
+        None, description="folder on storage the nodes share where each run's exchange folder lives (request in, "
+        "result out); files come back into the result folder when the job ends. Default: the result folder itself, "
+        "which must then be on shared storage")
+    start: Literal["process", "apptainer", "enroot", "docker", "podman"] = Field(
+        "process", description="how the runner starts on the node: process (python -m lem_runner with the python "
+        "below), apptainer (a SIF), enroot (pyxis' srun --container-image), docker or podman (the runner image)")
+    python: str | None = Field(None, description="start: process — the node's python with lem_runner installed "
+                               "(default: the controller's own interpreter)")
+    image: str | None = Field(None, description="container starts: the image (docker/podman tag, apptainer .sif path, "
+                              "enroot image); default: the backend's runner image")
+    requeue: bool = Field(False, description="let Slurm requeue the job after a node failure or preemption "
+                          "(sbatch --requeue); off: such a job is a failed run with that state")
+    poll_interval_s: float = Field(2.0, gt=0, le=600, description="seconds between scheduler polls (one squeue "
+                                   "call per poll for all of a study's jobs)")
+
+    @field_validator("partition", "account", "qos", "constraint")
+    @classmethod
+    def _plain(cls, v: str | None) -> str | None:
+        if v is not None and (not v or any(c.isspace() or c in "\0" for c in v)):
+            raise ValueError("must be non-empty, without spaces or control characters")
+        return v
+
+    @field_validator("time_limit")
+    @classmethod
+    def _time(cls, v: str | None) -> str | None:
+        if v is not None and not _SLURM_TIME_RE.fullmatch(v):
+            raise ValueError("use minutes, MM:SS, HH:MM:SS or D-HH[:MM[:SS]] (e.g. 30, 1:00:00, 2-00)")
+        return v
+
+    @field_validator("mem_per_job")
+    @classmethod
+    def _mem(cls, v: str | None) -> str | None:
+        if v is not None and not _SLURM_MEM_RE.fullmatch(v):
+            raise ValueError("use a number with an optional unit K, M, G or T (e.g. 16G)")
+        return v
+
+    @field_validator("extra_sbatch_options")
+    @classmethod
+    def _options(cls, v: list[str]) -> list[str]:
+        for opt in v:
+            if not opt.startswith("-") or any(c in opt for c in "\n\r\0"):
+                raise ValueError(f"'{opt}': each item is one option starting with '-', without newlines")
+            if opt.split("=", 1)[0] in _SLURM_OWN_OPTIONS:
+                raise ValueError(f"'{opt}': lem sets {opt.split('=', 1)[0]} itself")
+        return v
+
+
 class ExperimentConfig(_Section):
     """One measurement: a model, a backend and its settings, a prompt set, and how to measure."""
 
@@ -259,12 +333,13 @@ class ExperimentConfig(_Section):
         False, description="build the architecture from config.json with random weights (no checkpoint needed)"
     )
     allow_model_download: bool = Field(False, description="let the runner reach the hub (and the network) for the model")
-    runner: str = Field("auto", description="auto | local | docker | docker:<image>")
+    runner: str = Field("auto", description="auto | local | docker | docker:<image> | slurm")
     pytorch: PyTorchConfig = PyTorchConfig()
     vllm: VLLMConfig = VLLMConfig()
     tensorrt: TensorRTConfig = TensorRTConfig()
     gpu: GpuConfig = GpuConfig()
     carbon: CarbonConfig | None = Field(None, description="grid intensity and PUE for emissions (none: no emissions)")
+    slurm: SlurmConfig = SlurmConfig()
 
     @field_validator("name")
     @classmethod
@@ -285,9 +360,9 @@ class ExperimentConfig(_Section):
     @field_validator("runner")
     @classmethod
     def _runner_form(cls, v: str) -> str:
-        if v in ("auto", "local", "docker") or (v.startswith("docker:") and len(v) > len("docker:")):
+        if v in ("auto", "local", "docker", "slurm") or (v.startswith("docker:") and len(v) > len("docker:")):
             return v
-        raise ValueError("use auto, local, docker or docker:<image>")
+        raise ValueError("use auto, local, docker, docker:<image> or slurm")
 
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentConfig:
@@ -329,6 +404,10 @@ class ExperimentConfig(_Section):
                              "sample_hz > 0, or window.mode: total")
         if self.device == "cpu" and self.gpu.requested:
             raise ValueError("gpu: a power limit, locked clocks or persistence mode need a GPU run, but device is 'cpu'")
+        if self.runner == "slurm" and self.gpu.requested:
+            raise ValueError("gpu: setting a power limit or locked clocks on a Slurm node is not supported yet (the "
+                             "controller owns GPU state on its own host); sweep the operating point with runner local "
+                             "or docker")
         return self
 
     @property

@@ -8,7 +8,7 @@ import json
 from lem_runner.contract.config import SCHEMA_VERSION, ExperimentConfig
 
 #: Fields that name or place an experiment but do not change what is measured.
-_NOT_MEASURED = {"name", "runner", "allow_model_download", "carbon"}
+_NOT_MEASURED = {"name", "runner", "allow_model_download", "carbon", "slurm"}
 
 
 def _digest(obj: object) -> str:

@@ -198,6 +198,19 @@ class GPUInfo(_Record):
     pci_bus_id: str | None = None
 
 
+class SchedulerAllocation(_Record):
+    """What a batch scheduler (Slurm) gave the run, read from the job's SLURM_* variables on the node."""
+
+    scheduler: Literal["slurm"] = "slurm"
+    job_id: str
+    cluster: str | None = None
+    partition: str | None = None
+    node: str | None = Field(None, description="the node the job ran on (SLURMD_NODENAME)")
+    cpus: int | None = Field(None, description="CPUs allocated on the node (SLURM_CPUS_ON_NODE)")
+    gpus: str | None = Field(None, description="GPU indices Slurm allocated on the node (SLURM_JOB_GPUS)")
+    cuda_visible_devices: str | None = Field(None, description="CUDA_VISIBLE_DEVICES as Slurm set it for the job")
+
+
 class EnvironmentInfo(_Record):
     """What produced the numbers: software versions and hardware."""
 
@@ -220,6 +233,7 @@ class EnvironmentInfo(_Record):
     cuda_device_order: str | None = Field(None, description="CUDA_DEVICE_ORDER the engine ran under (PCI_BUS_ID)")
     in_container: bool = False
     image: str | None = Field(None, description="image id when the runner ran in a container")
+    allocation: SchedulerAllocation | None = Field(None, description="the Slurm job's allocation, when run as one")
 
 
 class RunTotals(_Record):

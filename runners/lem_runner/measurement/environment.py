@@ -9,7 +9,7 @@ import sys
 from importlib import metadata
 
 from lem_runner import __version__
-from lem_runner.contract.result import EnvironmentInfo, GPUInfo
+from lem_runner.contract.result import EnvironmentInfo, GPUInfo, SchedulerAllocation
 from lem_runner.energy.nvml import _visible_device_ids, or_none
 
 
@@ -102,6 +102,22 @@ def _os_release() -> str | None:
     return fields.get("PRETTY_NAME", "").strip('"') or None
 
 
+def slurm_allocation(env: dict[str, str] | None = None) -> SchedulerAllocation | None:
+    """The Slurm job this runner runs in (None outside one): node, job id and the CPUs/GPUs it was given. Inside a
+    job, Slurm's allocation is what keeps another job off these GPUs."""
+    env = os.environ if env is None else env
+    job = env.get("SLURM_JOB_ID")
+    if not job:
+        return None
+    cpus = env.get("SLURM_CPUS_ON_NODE", "")
+    return SchedulerAllocation(
+        job_id=job, cluster=env.get("SLURM_CLUSTER_NAME"), partition=env.get("SLURM_JOB_PARTITION"),
+        node=env.get("SLURMD_NODENAME"), cpus=int(cpus) if cpus.isdigit() else None,
+        gpus=env.get("SLURM_JOB_GPUS") or env.get("SLURM_STEP_GPUS"),
+        cuda_visible_devices=env.get("CUDA_VISIBLE_DEVICES"),
+    )
+
+
 def collect_environment(
     libraries: dict[str, str], devices: list[int], uses_gpu: bool, cuda_version: str | None, image: str | None,
     indices: list[int] | None = None,
@@ -125,4 +141,5 @@ def collect_environment(
         cuda_device_order=os.environ.get("CUDA_DEVICE_ORDER"),
         in_container=os.path.exists("/.dockerenv") or image is not None,
         image=image,
+        allocation=slurm_allocation(),
     )
