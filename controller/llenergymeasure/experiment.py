@@ -14,6 +14,7 @@ from llenergymeasure.models import resolve_model
 from llenergymeasure.results import FileResultsRepository, ResultsRepository
 from llenergymeasure.results.baselines import BaselineCache
 from llenergymeasure.results.repository import CorruptResult
+from llenergymeasure.serving import serving_workload
 
 
 def _prompts_file(config: ExperimentConfig) -> Path | None:
@@ -39,6 +40,7 @@ def execute_experiment(
     the runner produced no valid result (its error.json and runner.log stay in the folder)."""
     model = resolve_model(config)
     prompts = _prompts_file(config)
+    workload = serving_workload(config)
     launcher = launcher or select_launcher(config, isolated=isolated)
     repo = repository or FileResultsRepository(output)
     baselines = baselines or BaselineCache()
@@ -47,7 +49,7 @@ def execute_experiment(
         exp_dir = repo.new_experiment_dir(config.experiment_name)
         repo.save_config(exp_dir, config)
         request = RunRequest(experiment_id=exp_dir.name, config=config, model_path=model.host_path,
-                             cached_baseline=baselines.get(config))
+                             cached_baseline=baselines.get(config), serving_workload=workload)
         spec = LaunchSpec(exchange_dir=exp_dir, request=request, model=model, prompts_file=prompts,
                           timeouts=timeouts)
         outcome = launcher.launch(spec, on_event or (lambda _e: None))

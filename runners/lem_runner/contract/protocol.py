@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lem_runner.contract.config import ExperimentConfig
 from lem_runner.contract.result import IdleBaseline
+from lem_runner.contract.workload import WorkloadItem
 
 REQUEST_FILE = "request.json"
 RESULT_FILE = "result.json"
@@ -38,6 +39,9 @@ class RunRequest(BaseModel):
     image: str | None = Field(None, description="image id, when launched in a container")
     cached_baseline: IdleBaseline | None = Field(
         None, description="an earlier idle baseline the controller kept; reused under energy.baseline mode 'cached'"
+    )
+    serving_workload: list[WorkloadItem] | None = Field(
+        None, description="scenario serving: the trace or dataset the controller read (the runner opens no host file)"
     )
 
 
