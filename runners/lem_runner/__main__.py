@@ -63,6 +63,24 @@ def _adopt_umask() -> None:
             pass
 
 
+def _offline(request: RunRequest, backend, run_config, emit, phase, out_dir: Path):
+    from lem_runner.energy import select_energy_backend
+    from lem_runner.measure import run_measurement
+    from lem_runner.measurement.environment import collect_environment
+
+    return run_measurement(
+        request,
+        backend,
+        energy_for=lambda loaded: select_energy_backend(run_config, loaded.device_kind),
+        environment_for=lambda loaded: collect_environment(
+            loaded.libraries, run_config.devices, loaded.device_kind == "cuda", loaded.cuda_version, request.image),
+        emit=emit,
+        phase=phase,
+        prompts_path=request.prompts_path,
+        out_dir=out_dir,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lem_runner", description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="run request JSON written by the controller")
@@ -99,33 +117,31 @@ def main(argv: list[str] | None = None) -> int:
 
     from lem_runner.backends import create_backend
     from lem_runner.energy import select_energy_backend
-    from lem_runner.measure import Phase, run_measurement
+    from lem_runner.measure import Phase
     from lem_runner.measurement.environment import collect_environment
 
     phase = Phase()
     backend = None
+    servers: list = []  # serving: the server this runner started, stopped in finally
     # the backend and NVML address GPUs as this process numbers them; the result keeps the config as written
     run_config = request.config
     if request.local_devices is not None:
         run_config = run_config.model_copy(update={"devices": request.local_devices})
     try:
-        backend = create_backend(run_config, request.model_path)
-        result = run_measurement(
-            request,
-            backend,
-            energy_for=lambda loaded: select_energy_backend(run_config, loaded.device_kind),
-            environment_for=lambda loaded: collect_environment(
-                loaded.libraries,
-                run_config.devices,
-                loaded.device_kind == "cuda",
-                loaded.cuda_version,
-                request.image,
-            ),
-            emit=emit,
-            phase=phase,
-            prompts_path=request.prompts_path,
-            out_dir=out_dir,
-        )
+        if run_config.scenario == "serving":
+            from lem_runner.serving.run import run_serving
+
+            result = run_serving(
+                request.model_copy(update={"config": run_config}) if request.local_devices is not None else request,
+                energy_for=lambda kind: select_energy_backend(run_config, kind),
+                environment_for=lambda libraries, kind, cuda: collect_environment(
+                    libraries, run_config.devices, kind == "cuda", cuda, request.image),
+                emit=emit, phase=phase, out_dir=out_dir, servers=servers,
+            )
+            result = result.model_copy(update={"config": request.config})
+        else:
+            backend = create_backend(run_config, request.model_path)
+            result = _offline(request, backend, run_config, emit, phase, out_dir)
         phase.name = "write"
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out_dir / RESULT_FILE, result.model_dump_json(indent=2))
@@ -137,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130 if isinstance(exc, KeyboardInterrupt) else 143
     except Exception as exc:
         message = f"{type(exc).__name__}: {exc}".strip()
-        if phase.name == "load":
+        if phase.name == "load" and not servers:
             message = f"could not load the model from {request.model_path}: {message}"
         emit(ProgressEvent(event="error", message=f"during {phase.name}: {message.splitlines()[0][:500]}"))
         with contextlib.suppress(OSError):  # stderr is runner.log: on a full disk it cannot take the traceback
@@ -151,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if backend is not None:
             backend.close()
+        for server in servers:
+            server.stop()
     emit(ProgressEvent(event="done", message=str(out_dir / RESULT_FILE)))
     return EXIT_OK
 
