@@ -79,3 +79,19 @@ def test_sharegpt_dataset_takes_the_first_human_turn(tmp_path):
                     + json.dumps({"conversations": []}) + "\n")
     (item,) = read_dataset(path, "sharegpt")
     assert item.prompt == "hi there" and item.output_tokens == 4
+
+
+@pytest.mark.parametrize("serving", [{"arrival": "concurrency", "concurrency": 2, "duration_s": 3},
+                                     {"arrival": "gamma", "rate": 2, "burstiness": 0.5},
+                                     {"rate": 1, "input_tokens": {"dist": "lognormal", "mean": 30, "sigma": 1}}])
+def test_a_serving_request_survives_the_trip_through_request_json(serving):
+    from lem_runner.contract import RunRequest
+
+    request = RunRequest(experiment_id="x", model_path="/m",
+                         config=ExperimentConfig(scenario="serving", serving=serving))
+    assert RunRequest.model_validate_json(request.model_dump_json()) == request
+
+
+def test_open_loop_serving_needs_a_rate():
+    with pytest.raises(ValidationError, match="serving.rate: arrival 'poisson' needs rate"):
+        ExperimentConfig(scenario="serving")

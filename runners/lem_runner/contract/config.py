@@ -257,6 +257,8 @@ class ExperimentConfig(_Section):
             raise ValueError("synthetic_weights needs tensorrt.llm_backend 'pytorch': an engine build reads a checkpoint")
         if self.scenario == "offline" and "serving" in self.model_fields_set and self.serving != ServingConfig():
             raise ValueError("serving: only used with scenario: serving")
+        if self.scenario == "serving" and self.serving.arrival in ("constant", "poisson") and self.serving.rate is None:
+            raise ValueError(f"serving.rate: arrival '{self.serving.arrival}' needs rate (requests per second)")
         if self.scenario == "serving" and self.backend == "tensorrt" and self.serving.endpoint is None \
                 and self.tensorrt.llm_backend != "pytorch":
             raise ValueError("scenario serving with tensorrt runs trtllm-serve on the PyTorch workflow: "

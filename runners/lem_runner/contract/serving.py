@@ -81,7 +81,8 @@ class ServingConfig(_Section):
     times (and lengths) of a JSONL of {timestamp (s or ms, see trace_time_unit), input_length, output_length}."""
 
     arrival: Literal["constant", "poisson", "gamma", "concurrency", "trace"] = "poisson"
-    rate: float = Field(1.0, gt=0, le=100_000, description="offered requests per second (constant/poisson/gamma)")
+    rate: float | None = Field(None, gt=0, le=100_000,
+                               description="offered requests per second (constant/poisson/gamma; required there)")
     burstiness: float = Field(1.0, gt=0, le=100, description="gamma shape: 1 = Poisson, < 1 burstier, > 1 smoother")
     concurrency: int | None = Field(None, ge=1, le=100_000, description="closed-loop clients (arrival: concurrency)")
     trace: str | None = Field(None, min_length=1, description="JSONL trace file (arrival: trace)")
@@ -112,7 +113,7 @@ class ServingConfig(_Section):
     @model_validator(mode="after")
     def _arrival_needs(self) -> ServingConfig:
         open_loop = self.arrival in ("constant", "poisson", "gamma")
-        if not open_loop and "rate" in self.model_fields_set:
+        if not open_loop and self.rate is not None:
             raise ValueError(f"rate is only used with arrival constant, poisson or gamma, not '{self.arrival}'")
         if self.arrival == "concurrency" and self.concurrency is None:
             raise ValueError("arrival 'concurrency' needs concurrency (number of clients)")
@@ -126,6 +127,8 @@ class ServingConfig(_Section):
             raise ValueError(f"burstiness is only used with arrival 'gamma', not '{self.arrival}'")
         if self.n_requests is not None and self.duration_s is not None:
             raise ValueError("give n_requests or duration_s, not both")
+        if self.arrival == "gamma" and self.rate is None:
+            raise ValueError("arrival 'gamma' needs rate (requests per second)")
         if self.dataset is not None and self.input_tokens is not None:
             raise ValueError("dataset gives the prompts: input_tokens would be ignored")
         return self
