@@ -20,7 +20,7 @@ def _flags(argv: list[str]) -> dict[str, str | None]:
 
 
 def test_vllm_server_takes_the_vllm_section_and_is_eager_on_cpu():
-    cfg = ExperimentConfig(backend="vllm", scenario="serving", serving={"rate": 1}, dtype="float32",
+    cfg = ExperimentConfig(backend="vllm", scenario="serving", serving={"rate": 1}, dtype="float32", max_input_tokens=128,
                            vllm={"max_model_len": 256, "max_num_seqs": 4, "cpu_kvcache_space_gib": 2})
     cmd = server_command(cfg, "/m", 8123, on_cpu=True)
     assert cmd.argv[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
