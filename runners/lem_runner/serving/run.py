@@ -177,7 +177,7 @@ def run_serving(request: RunRequest, energy_for: Callable[[str], EnergyBackend],
         avg_energy_per_token_adjusted_j=head.adjusted_energy_per_token_j, windows=windows,
         ttft=figures.ttft, itl=figures.itl, latency_method=LATENCY_METHOD, energy=energy_result,
         model_load_sec=start_s or 0.0, warmup_batches=s.warmup_requests,
-        backend_details={"scenario": "serving", "server": figures.server, "served_on": kind,
+        backend_details={"scenario": "serving", "server": figures.server, "device": kind, "dtype": cfg.dtype,
                          "requests_file": REQUESTS_FILE},
         serving=figures, warnings=warnings, quality_flags=[f.code for f in flags],
         environment=environment_for(libraries, kind, cuda_version), start_time=start_time, end_time=end_time)
