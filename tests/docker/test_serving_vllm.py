@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import pyarrow.parquet as pq
+import pytest
 from conftest import run_lem, write_yaml
 from lem_runner.contract import ExperimentResult
 
