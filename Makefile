@@ -63,6 +63,7 @@ bench: venv docker-up base-image
 	$(BIN)/python bench/fidelity.py
 	$(BIN)/python bench/controller.py
 	$(BIN)/python bench/gpu.py
+	$(BIN)/python bench/serving.py
 	$(BIN)/python bench/report.py
 
 docker-up:

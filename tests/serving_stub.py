@@ -58,6 +58,9 @@ class StubServer:
     async def _health(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")
 
+    async def _arrivals(self, request: web.Request) -> web.Response:
+        return web.json_response(self.arrivals)
+
     def start(self) -> StubServer:
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
@@ -68,6 +71,7 @@ class StubServer:
             app = web.Application()
             app.router.add_post("/v1/completions", self._completions)
             app.router.add_get("/health", self._health)
+            app.router.add_get("/arrivals", self._arrivals)
             self._runner = web.AppRunner(app, access_log=None)
             self._loop.run_until_complete(self._runner.setup())
             self._loop.run_until_complete(web.SockSite(self._runner, sock).start())
@@ -96,3 +100,14 @@ class StubServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+if __name__ == "__main__":  # as its own process (bench/serving.py): prints its port, serves until killed
+    import sys
+    import time
+
+    server = StubServer().start()
+    print(server.port, flush=True)
+    sys.stdout.close()
+    while True:
+        time.sleep(3600)
