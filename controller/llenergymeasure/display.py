@@ -118,7 +118,7 @@ def _j(value: float | None, unit: str = "J") -> str:
     return "null" if value is None else f"{value:.4g} {unit}"
 
 
-def _serving_rows(result: ExperimentResult) -> list[tuple[str, str]]:
+def serving_rows(result: ExperimentResult) -> list[tuple[str, str]]:
     """The serving figures on screen (definitions: docs/method.md, "Serving")."""
     s = result.serving
     if s is None:
@@ -155,7 +155,7 @@ def render_summary(console: Console, result: ExperimentResult, exp_dir: Path) ->
                                 f"({result.total_inference_time_sec:.2f} s, methodology '{result.measurement_methodology}')")
     table.add_row("TTFT", _latency(result.ttft))
     table.add_row("ITL", _latency(result.itl))
-    for row in _serving_rows(result):
+    for row in serving_rows(result):
         table.add_row(*row)
     for row in _energy_rows(result):
         table.add_row(*row)

@@ -35,6 +35,9 @@ def test_a_users_endpoint_is_driven_and_nothing_is_started(tmp_path, tiny_model_
     assert s["server_start_s"] is None and not (run_dir / "server.log").exists()
     assert s["ttft"]["min_ms"] >= 20 and result["output_tokens"] == 150
     assert len(pq.read_table(run_dir / "requests.parquet")) == 30
+    assert "SLO goodput" in proc.stdout and "30/30 met" in proc.stdout  # the summary on screen
+    shown = run_lem("results", "show", str(run_dir))
+    assert shown.returncode == 0 and "J per good output token null" in shown.stdout and "steady state" in shown.stdout
 
 
 def test_a_server_that_is_not_ready_in_time_fails_the_load_phase(tmp_path, tiny_model_path):
