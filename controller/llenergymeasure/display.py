@@ -114,6 +114,33 @@ def _energy_rows(result: ExperimentResult) -> list[tuple[str, str]]:
     return rows
 
 
+def _j(value: float | None, unit: str = "J") -> str:
+    return "null" if value is None else f"{value:.4g} {unit}"
+
+
+def serving_rows(result: ExperimentResult) -> list[tuple[str, str]]:
+    """The serving figures on screen (definitions: docs/method.md, "Serving")."""
+    s = result.serving
+    if s is None:
+        return []
+    offered = f"{s.offered_rate_rps:g}" if s.offered_rate_rps is not None else f"closed loop, {s.clients} clients"
+    achieved = f"{s.achieved_rate_rps:.2f}" if s.achieved_rate_rps is not None else "-"
+    rows = [("load", f"{s.arrival}: offered {offered} req/s · achieved {achieved} · completed "
+                     f"{s.completed_rate_rps:.2f} · in flight mean {s.inflight_mean:.1f} / max {s.inflight_max}"),
+            ("requests ok", f"{s.n_ok} of {s.n_requests} · {s.n_errors} error(s) · {s.n_timeouts} timeout(s)"),
+            ("TPOT", _latency(s.tpot)), ("E2E", _latency(s.e2e))]
+    if s.n_good is not None:
+        rows.append(("SLO goodput", f"{s.n_good}/{s.n_requests} met {escape(str(s.slo))} · {s.goodput_rps:.2f} req/s"
+                                    f" · J per good output token {_j(s.energy_per_good_token_j)}"))
+    if s.energy_per_request is not None:
+        e = s.energy_per_request
+        rows.append(("J/request", f"mean {e.mean_j:.4g} · p50 {e.p50_j:.4g} · p90 {e.p90_j:.4g} J · idle "
+                                  f"{_j(s.idle_energy_j)} over {s.idle_time_s:.2f} s"))
+    rows.append(("server", f"{escape(s.server)} · ready in "
+                           f"{'-' if s.server_start_s is None else f'{s.server_start_s:.1f} s'} (outside the window)"))
+    return rows
+
+
 def render_summary(console: Console, result: ExperimentResult, exp_dir: Path) -> None:
     d = result.backend_details
     table = Table(title=f"Result · {result.experiment_id}", show_header=False, title_justify="left")
@@ -131,6 +158,8 @@ def render_summary(console: Console, result: ExperimentResult, exp_dir: Path) ->
                                 f"methodology '{result.measurement_methodology}')")
     table.add_row("TTFT", _latency(result.ttft))
     table.add_row("ITL", _latency(result.itl))
+    for row in serving_rows(result):
+        table.add_row(*row)
     for row in _energy_rows(result):
         table.add_row(*row)
     if result.flops is not None:

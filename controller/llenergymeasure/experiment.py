@@ -17,6 +17,7 @@ from llenergymeasure.models import resolve_model
 from llenergymeasure.results import FileResultsRepository, ResultsRepository
 from llenergymeasure.results.baselines import BaselineCache
 from llenergymeasure.results.repository import CorruptResult
+from llenergymeasure.serving import serving_workload
 
 
 def _prompts_file(config: ExperimentConfig) -> Path | None:
@@ -70,7 +71,7 @@ def prepare_run(config: ExperimentConfig, repo: ResultsRepository, baselines: Ba
     repo.save_config(exp_dir, config)
     request = RunRequest(experiment_id=exp_dir.name, config=config, model_path=model.host_path,
                          cached_baselines=baselines.get(config) if baselines is not None else [],
-                         gpu_settings=list(gpu_settings))
+                         gpu_settings=list(gpu_settings), serving_workload=serving_workload(config))
     return LaunchSpec(exchange_dir=exp_dir, request=request, model=model, prompts_file=prompts, timeouts=timeouts)
 
 

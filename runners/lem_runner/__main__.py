@@ -100,11 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     from lem_runner.backends import create_backend
     from lem_runner.devices import DeviceError, NvmlLookup, bind_devices, check_cuda_sees, torch_cuda_uuids
     from lem_runner.energy import select_energy_backend
-    from lem_runner.measure import Phase, run_measurement
+    from lem_runner.measure import Phase
     from lem_runner.measurement.environment import collect_environment
 
     phase = Phase()
     backend = None
+    servers: list = []  # serving: the server this runner started, stopped in finally
     run_config = request.config
     try:
         # Before anything touches CUDA: the engine sees exactly the measured GPUs (found by UUID) as cuda:0..n-1; the
@@ -122,24 +123,36 @@ def main(argv: list[str] | None = None) -> int:
                 check_cuda_sees(binding, torch_cuda_uuids())
             return select_energy_backend(run_config, loaded.device_kind)
 
-        backend = create_backend(run_config, request.model_path)
-        result = run_measurement(
-            request,
-            backend,
-            energy_for=energy_for,
-            environment_for=lambda loaded: collect_environment(
-                loaded.libraries,
-                run_config.devices,
-                loaded.device_kind == "cuda",
-                loaded.cuda_version,
-                request.image,
-                request.config.devices,
-            ),
-            emit=emit,
-            phase=phase,
-            prompts_path=request.prompts_path,
-            out_dir=out_dir,
-        )
+        if run_config.scenario == "serving":
+            from lem_runner.serving.run import run_serving
+
+            result = run_serving(
+                request.model_copy(update={"config": run_config}),
+                energy_for=lambda kind: select_energy_backend(run_config, kind),
+                environment_for=lambda libraries, kind, cuda: collect_environment(
+                    libraries, run_config.devices, kind == "cuda", cuda, request.image, request.config.devices),
+                emit=emit, phase=phase, out_dir=out_dir, servers=servers,
+            )
+            result = result.model_copy(update={"config": request.config})
+        else:
+            backend = create_backend(run_config, request.model_path)
+            result = run_measurement(
+                request,
+                backend,
+                energy_for=energy_for,
+                environment_for=lambda loaded: collect_environment(
+                    loaded.libraries,
+                    run_config.devices,
+                    loaded.device_kind == "cuda",
+                    loaded.cuda_version,
+                    request.image,
+                    request.config.devices,
+                ),
+                emit=emit,
+                phase=phase,
+                prompts_path=request.prompts_path,
+                out_dir=out_dir,
+            )
         phase.name = "write"
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out_dir / RESULT_FILE, result.model_dump_json(indent=2))
@@ -151,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130 if isinstance(exc, KeyboardInterrupt) else 143
     except Exception as exc:
         message = f"{type(exc).__name__}: {exc}".strip()
-        if phase.name == "load" and not isinstance(exc, DeviceError):
+        if phase.name == "load" and not isinstance(exc, DeviceError) and not servers:
             message = f"could not load the model from {request.model_path}: {message}"
         emit(ProgressEvent(event="error", message=f"during {phase.name}: {message.splitlines()[0][:500]}"))
         with contextlib.suppress(OSError):  # stderr is runner.log: on a full disk it cannot take the traceback
@@ -165,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if backend is not None:
             backend.close()
+        for server in servers:
+            server.stop()
     emit(ProgressEvent(event="done", message=str(out_dir / RESULT_FILE)))
     return EXIT_OK
 

@@ -297,7 +297,7 @@ def test_config_schema_validates_examples_and_rejects_a_bad_config(tmp_path):
 
 
 def test_config_init_writes_starters_that_validate(tmp_path):
-    for args, name in ((), "lem.yaml"), (("--study",), "study.yaml"):
+    for args, name in ((), "lem.yaml"), (("--study",), "study.yaml"), (("--serving",), "serving.yaml"):
         proc = run_lem("config", "init", name, *args, cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr
         text = (tmp_path / name).read_text()

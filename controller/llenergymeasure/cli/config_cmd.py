@@ -67,18 +67,21 @@ def schema(output: Path = typer.Option(Path("schemas"), "--output", "-o", help="
 def init(
     path: Path = typer.Argument(Path("lem.yaml"), help="File to write."),
     study: bool = typer.Option(False, "--study", help="A study (sweep with cycles) instead of one experiment."),
+    serving: bool = typer.Option(False, "--serving", help="A serving experiment (a server under load)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
 ) -> None:
     """Write a commented starter config that validates as it is."""
     from lem_runner.atomic import atomic_write_text
 
-    from llenergymeasure.docs.starter import EXPERIMENT, STUDY
+    from llenergymeasure.docs.starter import EXPERIMENT, SERVING, STUDY
 
     if path.exists() and not force:
         raise ConfigError(f"{path}: already exists (use --force to overwrite)")
     if not path.parent.is_dir():
         raise ConfigError(f"{path}: folder '{path.parent}' does not exist")
-    atomic_write_text(path, STUDY if study else EXPERIMENT)
+    if study and serving:
+        raise ConfigError("--study and --serving: pick one")
+    atomic_write_text(path, STUDY if study else SERVING if serving else EXPERIMENT)
     typer.echo(f"wrote {path}: edit it, then `lem config validate {path}` and `lem run {path}`")
 
 

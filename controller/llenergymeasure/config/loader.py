@@ -38,9 +38,13 @@ def parse_config(data: Any, source: str = "config") -> ExperimentConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of settings, got {type(data).__name__}")
     try:
-        return ExperimentConfig.model_validate(data)
+        config = ExperimentConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(source, exc)) from None
+    from llenergymeasure.serving import serving_workload
+
+    serving_workload(config, source)  # a serving trace or dataset file that cannot be used is a config error too
+    return config
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -122,4 +126,12 @@ def resolve_relative_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     if isinstance(prompts, dict) and isinstance(prompts.get("path"), str):
         path = Path(prompts["path"]).expanduser()
         prompts["path"] = str(path if path.is_absolute() else (base / path).resolve())
+    serving = data.get("serving")
+    if isinstance(serving, dict):
+        holders = [(serving, "trace")] + ([(serving["dataset"], "path")] if isinstance(serving.get("dataset"), dict)
+                                          else [])
+        for holder, key in holders:
+            if isinstance(holder.get(key), str):
+                path = Path(holder[key]).expanduser()
+                holder[key] = str(path if path.is_absolute() else (base / path).resolve())
     return data

@@ -55,3 +55,27 @@ n_cycles: 3                      # repeats per point: mean, std and 95 % CI per 
 order: interleave                # sequential | interleave | shuffle | latin_square
 gap_seconds: 0                   # pause between runs (thermal settling)
 """
+
+SERVING = f"""\
+# lem serving experiment: the backend's OpenAI-compatible server under load. `lem run THIS_FILE`.
+# Every field: docs/config-reference.md (serving section); definitions: docs/method.md, "Serving".
+name: my-serving
+model: "{EMBEDDED_DEFAULT_MODEL}"  # hub id, local folder, or the embedded default
+backend: pytorch                 # pytorch (transformers continuous batching) | vllm (its OpenAI server) | tensorrt
+scenario: serving
+max_output_tokens: 32            # tokens per request (serving.output_tokens draws them instead)
+force_output_length: true        # every request generates exactly its length
+
+serving:
+  arrival: poisson               # constant | poisson | gamma (+ burstiness) | concurrency (+ concurrency) | trace
+  rate: 2                        # requests per second (sweep it in a study: serving.rate: [1, 2, 4])
+  n_requests: 32                 # or duration_s: 60
+  input_tokens: {{dist: uniform, min: 16, max: 128}}   # fixed (value) | uniform | normal | lognormal (mean, sigma)
+  request_timeout_s: 120         # a request still open after this counts as a timeout
+  slo: {{ttft_ms: 1000, tpot_ms: 100}}                 # milliseconds; goodput and J per good output token
+  warmup_requests: 2             # sent one by one before the window; never counted
+  # endpoint: http://127.0.0.1:8000/v1                # a server you already run: lem starts none
+
+energy:
+  sampler: auto                  # NVML on GPUs; on CPU RAPL where readable, else energy is null with the reason
+"""

@@ -52,9 +52,13 @@ def _resolved(key: str, fallback: Callable[[ExperimentConfig], Any]) -> Callable
     return read
 
 
+def _serving(attr: str) -> Callable[[Experiment], Any]:
+    return _r(lambda r: None if r.serving is None else getattr(r.serving, attr))
+
+
 def _latency(which: str, stat: str) -> Callable[[Experiment], Any]:
     def read(r: ExperimentResult) -> Any:
-        stats: LatencyStats | None = getattr(r, which)
+        stats: LatencyStats | None = getattr(r, which, None) or getattr(r.serving, which, None)
         return None if stats is None else getattr(stats, f"{stat}_ms")
     return _r(read)
 
@@ -203,6 +207,29 @@ COLUMNS: list[Column] = [
     Column("image", "str", "container image id (null: local process)", _r(lambda r: r.environment.image)),
     Column("timeseries_file", "str", "power timeseries beside result.json (Parquet), if kept",
            _r(lambda r: r.energy.timeseries_file)),
+    # serving scenario (null for offline runs); definitions in docs/method.md, "Serving"
+    Column("scenario", "str", "offline | serving", _c(lambda c: c.scenario)),
+    Column("arrival", "str", "serving: arrival process", _serving("arrival")),
+    Column("offered_rate_per_s", "float", "serving: requests/s asked for", _serving("offered_rate_rps")),
+    Column("achieved_rate_per_s", "float", "serving: requests/s sent", _serving("achieved_rate_rps")),
+    Column("concurrency_clients", "int", "serving: closed-loop clients", _serving("clients")),
+    Column("requests_ok", "int", "serving: requests that completed", _serving("n_ok")),
+    Column("requests_failed", "int", "serving: errors + timeouts",
+           _r(lambda r: None if r.serving is None else r.serving.n_errors + r.serving.n_timeouts)),
+    Column("inflight_mean_requests", "float", "serving: time-weighted mean of requests in flight", _serving("inflight_mean")),
+    Column("tpot_p50_ms", "float", "serving: time per output token after the first, median", _latency("tpot", "p50")),
+    Column("e2e_p50_ms", "float", "serving: end-to-end latency, median", _latency("e2e", "p50")),
+    Column("e2e_p99_ms", "float", "serving: end-to-end latency, 99th percentile", _latency("e2e", "p99")),
+    Column("goodput_per_s", "float", "serving: requests/s meeting every SLO bound", _serving("goodput_rps")),
+    Column("slo_share", "float", "serving: share of requests meeting the SLO", _serving("good_share")),
+    Column("energy_per_good_token_j", "float", "serving: window energy / output tokens of requests meeting the SLO",
+           _serving("energy_per_good_token_j")),
+    Column("energy_per_request_mean_j", "float", "serving: attributed energy per request, mean",
+           _r(lambda r: None if r.serving is None or r.serving.energy_per_request is None
+              else r.serving.energy_per_request.mean_j)),
+    Column("idle_energy_j", "float", "serving: energy while no request was in flight", _serving("idle_energy_j")),
+    Column("server_start_s", "float", "serving: server launch to healthy (outside the window)",
+           _serving("server_start_s")),
 ]
 
 COLUMN_NAMES = [c.name for c in COLUMNS]

@@ -176,6 +176,26 @@ def _environment(r: ExperimentResult) -> Table:
     return t
 
 
+def _serving(r: ExperimentResult) -> Table | None:
+    """The serving figures (same rows as the run summary), with the steady state and the definitions' sources."""
+    from llenergymeasure.display import serving_rows
+
+    if r.serving is None:
+        return None
+    s = r.serving
+    t = _group("serving")
+    for row in serving_rows(r):
+        t.add_row(*row)
+    t.add_row("steady state", "none" if s.steady_state_duration_s is None else
+              f"{s.steady_state_duration_s:.2f} s from {s.steady_state_start_s:.2f} s · "
+              f"{s.steady_state_output_tokens} tokens · {_v(s.steady_state_energy_j, 'J')}")
+    t.add_row("schedule lag", f"p50 {_v(s.schedule_lag_p50_ms, 'ms')} · p99 {_v(s.schedule_lag_p99_ms, 'ms')}")
+    if s.energy_unavailable_reason:
+        t.add_row("energy", f"null — {escape(s.energy_unavailable_reason)}")
+    t.add_row("records", "requests.parquet" + (f" · {s.server_log}" if s.server_log else ""))
+    return t
+
+
 def render_experiment(console: Console, e: Experiment) -> None:
     """The whole record, or for a failed run its error."""
     if e.result is None:
@@ -189,7 +209,7 @@ def render_experiment(console: Console, e: Experiment) -> None:
                   f"{r.start_time:%Y-%m-%d %H:%M:%S} UTC · {(r.end_time - r.start_time).total_seconds():.1f} s")
     console.print(f"[dim]{escape(str(e.path))} · config hash {r.measurement_config_hash} · schema "
                   f"{r.schema_version}[/]")
-    for table in (_energy(r), _windows(r), _phases(r), _rest(r), _environment(r)):
+    for table in (_energy(r), _windows(r), _phases(r), _serving(r), _rest(r), _environment(r)):
         if table is not None:
             console.print(table)
 

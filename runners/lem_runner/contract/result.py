@@ -247,6 +247,72 @@ class RunTotals(_Record):
     flops: float | None = Field(None, description="estimated FLOPs of every request (= flops.total)")
 
 
+class EnergyPerRequest(_Record):
+    """Energy attributed to each request (see ServingFigures.energy_attribution_method), over requests."""
+
+    n: int = Field(..., ge=1)
+    mean_j: float
+    p50_j: float
+    p90_j: float
+    mean_adjusted_j: float | None = Field(None, description="the same attribution of idle-adjusted energy")
+
+
+class ServingFigures(_Record):
+    """The load, its latencies, its energy per request, and goodput against the SLO. Times in the load window:
+    from the first request's submission to the last request's end. Latencies are over requests that completed
+    (status ok); errors and timeouts are counted, never dropped."""
+
+    arrival: str
+    offered_rate_rps: float | None = Field(None, description="rate asked for (open loop), or a trace's requests / "
+                                                             "its span; None in a closed loop")
+    achieved_rate_rps: float | None = Field(None, description="(requests sent - 1) / (last submission - first)")
+    completed_rate_rps: float = Field(..., ge=0, description="requests that completed ok / load window")
+    clients: int | None = Field(None, description="closed-loop clients (arrival: concurrency)")
+    n_requests: int = Field(..., ge=0, description="requests sent")
+    n_ok: int = Field(..., ge=0)
+    n_errors: int = Field(..., ge=0, description="refused, reset, HTTP error status or malformed stream")
+    n_timeouts: int = Field(..., ge=0, description="no complete response within serving.request_timeout_s")
+    error_examples: list[str] = Field(default_factory=list, description="up to 5 distinct error messages")
+    duration_s: float = Field(..., ge=0, description="load window: first submission to last end")
+    output_tokens_per_s: float = Field(..., ge=0, description="output tokens of ok requests / load window")
+    inflight_mean: float = Field(..., ge=0, description="time-weighted mean of requests in flight")
+    inflight_median: float = Field(..., ge=0, description="time-weighted median of requests in flight")
+    inflight_max: int = Field(..., ge=0)
+    inflight_timeline: list[tuple[float, int]] | None = Field(
+        None, description="(seconds from the window's start, requests in flight from then on); None over 4000 changes")
+    schedule_lag_p50_ms: float | None = Field(None, description="submission - scheduled time (open loop)")
+    schedule_lag_p99_ms: float | None = None
+    ttft: LatencyStats | None = Field(None, description="submission to first token, queueing included")
+    tpot: LatencyStats | None = Field(None, description="(last token - first token) / (output tokens - 1), per request")
+    itl: LatencyStats | None = Field(None, description="gap between consecutive streamed chunks, per gap")
+    e2e: LatencyStats | None = Field(None, description="submission to the response's end, per request")
+    steady_state_definition: str = ""
+    steady_state_start_s: float | None = Field(None, description="from the window's start")
+    steady_state_duration_s: float | None = None
+    steady_state_output_tokens: int | None = None
+    steady_state_energy_j: float | None = None
+    steady_state_adjusted_energy_j: float | None = None
+    steady_state_energy_per_token_j: float | None = None
+    idle_time_s: float = Field(..., ge=0, description="time inside the window with no request in flight")
+    idle_energy_j: float | None = Field(None, description="raw energy while no request was in flight")
+    energy_attribution_method: str = ""
+    energy_per_request: EnergyPerRequest | None = None
+    slo: dict[str, float] | None = Field(None, description="the bounds (ms) requests were held to")
+    n_good: int | None = Field(None, description="ok requests meeting every SLO bound")
+    good_share: float | None = Field(None, description="n_good / requests sent")
+    goodput_rps: float | None = Field(None, description="n_good / load window")
+    good_output_tokens: int | None = None
+    energy_per_good_token_j: float | None = Field(
+        None, description="raw energy of the whole load window / output tokens of requests that met the SLO")
+    energy_per_good_token_adjusted_j: float | None = None
+    good_requests_energy_per_token_j: float | None = Field(
+        None, description="energy attributed to the requests that met the SLO / their output tokens")
+    energy_unavailable_reason: str | None = None
+    server: str = Field("", description="what served: the command's module, or the user's endpoint")
+    server_start_s: float | None = Field(None, description="launch to a healthy health route; outside the window")
+    server_log: str | None = Field(None, description="the server's output beside result.json")
+
+
 class ExperimentResult(_Record):
     """The result of one experiment run: written by the runner as ``result.json``."""
 
@@ -301,6 +367,8 @@ class ExperimentResult(_Record):
     backend_details: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
     quality_flags: list[str] = Field(default_factory=list, description="codes of the measurement-quality warnings")
+    serving: ServingFigures | None = Field(None, description="scenario serving: load, latencies, energy per request, "
+                                                             "SLO goodput (requests.parquet holds each request)")
     environment: EnvironmentInfo
     operating_point: OperatingPoint | None = Field(
         None, description="GPU power limit and clocks: set by the controller (gpu: section) and observed in the window")

@@ -1,0 +1,163 @@
+"""The load generator: sends the planned requests to an OpenAI-compatible ``/v1/completions`` route on schedule
+(open loop) or from N clients (closed loop), streams every response and records each chunk's arrival.
+
+aiohttp does the HTTP and the chunked transfer; server-sent events are split on their ``data:`` lines. Token counts
+come from the server's ``usage`` (``stream_options: include_usage``, plus vLLM's ``continuous_usage_stats`` for a
+count per chunk); a chunk without usage counts one token, and the final usage corrects the total. A request is
+``ok``, ``error`` (connection refused or reset, HTTP status, malformed chunk) or ``timeout`` — never dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from lem_runner.serving.records import RequestRecord
+from lem_runner.serving.schedule import PlannedRequest
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    base_url: str  # ends in /v1
+    model: str  # the served model's name
+    closed_loop_clients: int | None  # None: open loop, by each request's arrival_s
+    duration_s: float | None
+    timeout_s: float
+    ignore_eos: bool
+    sampling: dict  # temperature / top_p / top_k for the request body
+
+
+class _Malformed(Exception):
+    pass
+
+
+def _body(spec: LoadSpec, req: PlannedRequest) -> dict:
+    body = {"model": spec.model, "prompt": req.prompt, "max_tokens": req.max_tokens, "stream": True,
+            "stream_options": {"include_usage": True, "continuous_usage_stats": True}, **spec.sampling}
+    if spec.ignore_eos:
+        body["ignore_eos"] = True
+        body["min_tokens"] = req.max_tokens
+    return body
+
+
+def _take_chunk(rec: RequestRecord, payload: dict, now: float) -> None:
+    """Fold one streamed JSON chunk into the record."""
+    if not isinstance(payload, dict):
+        raise _Malformed(f"chunk is not an object: {str(payload)[:80]}")
+    if "error" in payload:
+        raise _Malformed(f"server error in stream: {str(payload['error'])[:200]}")
+    choices = payload.get("choices")
+    usage = payload.get("usage")
+    if choices is None and usage is None:
+        raise _Malformed(f"chunk has neither choices nor usage: {json.dumps(payload)[:120]}")
+    seen = sum(rec.chunk_tokens)
+    if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int):
+        rec.input_tokens = usage["prompt_tokens"]
+    counted = usage.get("completion_tokens") if isinstance(usage, dict) else None
+    has_text = bool(choices) and any((c.get("text") or "") != "" or c.get("finish_reason") is None
+                                     for c in choices if isinstance(c, dict))
+    if has_text:
+        n = counted - seen if isinstance(counted, int) else 1
+        if n > 0 or not isinstance(counted, int):
+            rec.chunk_times.append(now)
+            rec.chunk_tokens.append(max(n, 0))
+            if rec.first_token is None and n > 0:
+                rec.first_token = now
+    elif isinstance(counted, int) and counted > seen:  # final usage chunk: tokens the text chunks did not count
+        if rec.chunk_tokens:
+            rec.chunk_tokens[-1] += counted - seen
+        else:
+            rec.chunk_times.append(now)
+            rec.chunk_tokens.append(counted - seen)
+            rec.first_token = rec.first_token or now
+    rec.output_tokens = sum(rec.chunk_tokens)
+
+
+async def _one(session, spec: LoadSpec, req: PlannedRequest, rec: RequestRecord, clock: Clock) -> None:
+    import aiohttp
+
+    try:
+        async with asyncio.timeout(spec.timeout_s):
+            async with session.post(f"{spec.base_url}/completions", json=_body(spec, req)) as resp:
+                if resp.status != 200:
+                    text = (await resp.text())[:200]
+                    raise _Malformed(f"HTTP {resp.status}: {text}")
+                async for raw in resp.content:
+                    line = raw.strip()
+                    if not line or line.startswith(b":"):
+                        continue
+                    if not line.startswith(b"data:"):
+                        raise _Malformed(f"not a server-sent event line: {line[:80]!r}")
+                    data = line[5:].strip()
+                    if data == b"[DONE]":
+                        break
+                    try:
+                        payload = json.loads(data)
+                    except ValueError:
+                        raise _Malformed(f"chunk is not JSON: {data[:80]!r}") from None
+                    _take_chunk(rec, payload, clock())
+        rec.end = clock()
+        if rec.output_tokens == 0:
+            rec.status, rec.error = "error", "the response carried no output token"
+        else:
+            rec.status = "ok"
+    except TimeoutError:
+        rec.end, rec.status, rec.error = clock(), "timeout", f"no complete response within {spec.timeout_s:g} s"
+    except _Malformed as exc:
+        rec.end, rec.status, rec.error = clock(), "error", str(exc)
+    except (aiohttp.ClientError, OSError) as exc:
+        rec.end, rec.status, rec.error = clock(), "error", f"{type(exc).__name__}: {exc}"[:300]
+
+
+async def _drive(spec: LoadSpec, plan: list[PlannedRequest], clock: Clock, alive: Callable[[], bool],
+                 on_done: Callable[[RequestRecord], None]) -> tuple[list[RequestRecord], float]:
+    import aiohttp
+
+    records: list[RequestRecord] = []
+    connector = aiohttp.TCPConnector(limit=0, force_close=False)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(spec.timeout_s, 30))
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        t0 = clock()
+        stop_at = t0 + spec.duration_s if spec.duration_s is not None else None
+
+        async def send(req: PlannedRequest, scheduled: float | None) -> None:
+            rec = RequestRecord(req.index, scheduled, clock())
+            records.append(rec)
+            await _one(session, spec, req, rec, clock)
+            on_done(rec)
+
+        if spec.closed_loop_clients is None:
+            tasks = []
+            for req in plan:
+                target = t0 + (req.arrival_s or 0.0)
+                delay = target - clock()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                if not alive():
+                    break
+                tasks.append(asyncio.create_task(send(req, target)))
+            await asyncio.gather(*tasks)
+        else:
+            queue = iter(plan)
+
+            async def client() -> None:
+                for req in queue:
+                    if (stop_at is not None and clock() >= stop_at) or not alive():
+                        return
+                    await send(req, None)
+
+            await asyncio.gather(*(client() for _ in range(spec.closed_loop_clients)))
+    return sorted(records, key=lambda r: r.index), t0
+
+
+def run_load(spec: LoadSpec, plan: list[PlannedRequest], clock: Clock = time.perf_counter,
+             alive: Callable[[], bool] = lambda: True,
+             on_done: Callable[[RequestRecord], None] = lambda r: None) -> tuple[list[RequestRecord], float]:
+    """Send ``plan``; return every request's record (in plan order) and the load's start on ``clock``. Stops issuing
+    new requests once ``alive()`` says the server is gone."""
+    return asyncio.run(_drive(spec, plan, clock, alive, on_done))

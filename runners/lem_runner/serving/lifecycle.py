@@ -1,0 +1,109 @@
+"""A server process the runner owns: started in its own session with its output in server.log, ready when its
+health route answers 200, and stopped on every path (SIGTERM to its process group, SIGKILL after a grace)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from lem_runner.serving.servers import ServerCommand
+
+LOG_FILE = "server.log"
+STOP_GRACE_S = 10.0
+
+
+class ServerError(RuntimeError):
+    """The server could not start, never became ready, or died during the load."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _tail(path: Path, n: int = 5) -> str:
+    try:
+        lines = [ln for ln in path.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return " | ".join(lines[-n:])[-600:]
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM it when the runner dies, even by SIGKILL (Linux prctl PR_SET_PDEATHSIG)."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+
+
+class ManagedServer:
+    def __init__(self, command: ServerCommand, port: int, log_path: Path) -> None:
+        self.command, self.port, self.log_path = command, port, log_path
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "w", encoding="utf-8") as log:
+            try:
+                self.proc = subprocess.Popen(self.command.argv, stdout=log, stderr=subprocess.STDOUT,
+                                             stdin=subprocess.DEVNULL, env={**os.environ, **self.command.env},
+                                             start_new_session=True, preexec_fn=_die_with_parent)
+            except OSError as exc:
+                raise ServerError(f"could not start {self.command.argv[0]}: {exc.strerror}") from None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait_ready(self, timeout_s: float, poll_s: float = 0.25) -> float:
+        """Seconds until the health route answered 200; ServerError if the process exits or the timeout passes."""
+        t0 = time.perf_counter()
+        url = f"http://127.0.0.1:{self.port}{self.command.health_path}"
+        while True:
+            if not self.alive():
+                code = self.proc.returncode if self.proc else None
+                raise ServerError(f"server exited with code {code} before it was ready "
+                                  f"({self.log_path.name}: {_tail(self.log_path)})")
+            with contextlib.suppress(urllib.error.URLError, OSError, ValueError):
+                with urllib.request.urlopen(url, timeout=2) as resp:
+                    if resp.status == 200:
+                        return time.perf_counter() - t0
+            if time.perf_counter() - t0 > timeout_s:
+                raise ServerError(f"server not ready after {timeout_s:g} s (serving.server_start_timeout_s; "
+                                  f"{self.log_path.name}: {_tail(self.log_path)})")
+            time.sleep(poll_s)
+
+    def died(self) -> str | None:
+        """Why the server is gone, or None while it runs."""
+        if self.alive() or self.proc is None:
+            return None
+        return f"server exited with code {self.proc.returncode} during the load ({self.log_path.name}: " \
+               f"{_tail(self.log_path)})"
+
+    def stop(self) -> None:
+        """SIGTERM to the whole process group (vLLM's engine core is a child), SIGKILL after the grace."""
+        if self.proc is None:
+            return
+        pgid = self.proc.pid
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGTERM)
+        try:
+            self.proc.wait(STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            pass
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)  # children that outlived their parent too
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(5)

@@ -1,0 +1,64 @@
+"""Per-request records of a serving run, written as requests.parquet beside result.json (atomically)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lem_runner.atomic import atomic_write_bytes
+
+FILE_NAME = "requests.parquet"
+
+
+@dataclass
+class RequestRecord:
+    """One request as the client saw it; times on the runner's clock (perf_counter seconds)."""
+
+    index: int
+    scheduled: float | None  # when the schedule wanted it sent (open loop), None in a closed loop
+    submit: float
+    first_token: float | None = None
+    end: float | None = None
+    chunk_times: list[float] = field(default_factory=list)
+    chunk_tokens: list[int] = field(default_factory=list)
+    input_tokens: int | None = None  # from the server's usage
+    output_tokens: int = 0
+    status: str = "pending"  # ok | error | timeout
+    error: str | None = None
+    energy_j: float | None = None  # attributed after the run (see figures)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+def write_requests(records: list[RequestRecord], path: Path, origin: float) -> Path:
+    """One row per request, times in seconds from ``origin`` (the load window's start)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def rel(t):
+        return None if t is None else t - origin
+
+    columns = {
+        "request": [r.index for r in records],
+        "scheduled_s": [rel(r.scheduled) for r in records],
+        "submit_s": [rel(r.submit) for r in records],
+        "first_token_s": [rel(r.first_token) for r in records],
+        "end_s": [rel(r.end) for r in records],
+        "input_tokens": [r.input_tokens for r in records],
+        "output_tokens": [r.output_tokens for r in records],
+        "status": [r.status for r in records],
+        "error": [r.error for r in records],
+        "energy_j": [r.energy_j for r in records],
+        "chunk_times_s": [[t - origin for t in r.chunk_times] for r in records],
+        "chunk_tokens": [list(r.chunk_tokens) for r in records],
+    }
+    schema = pa.schema([("request", pa.int64()), ("scheduled_s", pa.float64()), ("submit_s", pa.float64()),
+                        ("first_token_s", pa.float64()), ("end_s", pa.float64()), ("input_tokens", pa.int64()),
+                        ("output_tokens", pa.int64()), ("status", pa.string()), ("error", pa.string()),
+                        ("energy_j", pa.float64()), ("chunk_times_s", pa.list_(pa.float64())),
+                        ("chunk_tokens", pa.list_(pa.int64()))])
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.table(columns, schema=schema), sink)
+    return atomic_write_bytes(path, sink.getvalue().to_pybytes())

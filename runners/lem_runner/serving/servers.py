@@ -1,0 +1,76 @@
+"""The command that starts each backend's OpenAI-compatible server on loopback, from the experiment's config.
+
+- vllm: ``python -m vllm.entrypoints.openai.api_server`` (the module entry point works in the CPU build, where the
+  ``vllm`` console script does not), engine arguments from the ``vllm:`` section as its CLI flags;
+  ``--enforce-eager`` on CPU (inductor needs a C++ compiler the images lack);
+- pytorch: lem's transformers continuous-batching server (transformers_server.py); ``pytorch.batch_size`` caps the
+  requests batched together (32 when not set: the offline default of 1 would serialise a server);
+- tensorrt: ``trtllm-serve serve MODEL`` on the PyTorch workflow (its documented CLI: --host, --port, --backend,
+  --max_batch_size, --max_num_tokens, --max_seq_len, --tp_size, --pp_size, --kv_cache_free_gpu_memory_fraction).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+from lem_runner.contract.config import ExperimentConfig
+
+SERVED_NAME = "lem"
+
+
+@dataclass(frozen=True)
+class ServerCommand:
+    name: str  # what served, for the result
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    health_path: str = "/health"
+
+
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def vllm_command(cfg: ExperimentConfig, model_path: str, port: int, on_cpu: bool) -> ServerCommand:
+    from lem_runner.backends.vllm import engine_args
+
+    args = engine_args(cfg, model_path)
+    argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--host", "127.0.0.1", "--port", str(port),
+            "--served-model-name", SERVED_NAME, "--disable-uvicorn-access-log"]
+    for key, value in args.items():
+        if key in ("enforce_eager", "enable_prefix_caching"):
+            continue
+        argv += [_flag(key), str(value)]
+    if cfg.vllm.enforce_eager or on_cpu:
+        argv.append("--enforce-eager")
+    argv.append("--enable-prefix-caching" if cfg.vllm.enable_prefix_caching else "--no-enable-prefix-caching")
+    env = {"VLLM_CPU_KVCACHE_SPACE": str(cfg.vllm.cpu_kvcache_space_gib)} if on_cpu else {}
+    return ServerCommand("vllm.entrypoints.openai.api_server", argv, env)
+
+
+def pytorch_command(cfg: ExperimentConfig, model_path: str, port: int) -> ServerCommand:
+    argv = [sys.executable, "-m", "lem_runner.serving.transformers_server", "--model", model_path, "--port", str(port),
+            "--served-model-name", SERVED_NAME, "--dtype", cfg.dtype, "--device", cfg.device,
+            "--max-batch", str(cfg.pytorch.batch_size if "batch_size" in cfg.pytorch.model_fields_set else 32), "--max-tokens", str(cfg.max_output_tokens),
+            "--seed", str(cfg.seed)]
+    return ServerCommand("lem_runner.serving.transformers_server (transformers continuous batching)", argv)
+
+
+def tensorrt_command(cfg: ExperimentConfig, model_path: str, port: int) -> ServerCommand:
+    t = cfg.tensorrt
+    argv = ["trtllm-serve", "serve", model_path, "--host", "127.0.0.1", "--port", str(port), "--backend", "pytorch",
+            "--tp_size", str(t.tensor_parallel_size), "--pp_size", str(t.pipeline_parallel_size),
+            "--kv_cache_free_gpu_memory_fraction", str(t.kv_cache_free_gpu_memory_fraction)]
+    for key, value in (("max_batch_size", t.max_batch_size), ("max_num_tokens", t.max_num_tokens),
+                       ("max_seq_len", t.max_seq_len)):
+        if value is not None:
+            argv += [f"--{key}", str(value)]
+    return ServerCommand("trtllm-serve", argv)
+
+
+def server_command(cfg: ExperimentConfig, model_path: str, port: int, on_cpu: bool) -> ServerCommand:
+    if cfg.backend == "vllm":
+        return vllm_command(cfg, model_path, port, on_cpu)
+    if cfg.backend == "tensorrt":
+        return tensorrt_command(cfg, model_path, port)
+    return pytorch_command(cfg, model_path, port)

@@ -1,0 +1,152 @@
+"""The PyTorch path's server: transformers' own continuous batching (``ContinuousBatchingManager``, paged KV cache,
+one scheduler thread) behind a small OpenAI-compatible ``/v1/completions`` route on loopback (aiohttp).
+
+Why not ``transformers serve``: it needs the serving extras (FastAPI, uvicorn, the openai package) in every image,
+and it is a chat-first CLI whose engine options lem cannot set one by one; the batching engine is the same
+continuous-batching code either way. This module is started as its own process (``python -m
+lem_runner.serving.transformers_server``), so it is launched, health-checked, logged and killed like vLLM's server.
+
+Streaming: each engine step's new tokens for a request become one chunk, with ``usage`` (prompt and cumulative
+completion tokens) on every chunk and a usage-only chunk at the end, as vLLM does with ``continuous_usage_stats``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import uuid
+
+
+def _load(args):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+    from transformers.generation.configuration_utils import ContinuousBatchingConfig
+
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":  # the scheduler thread and torch's pool fight over few cores: measured 10x slower otherwise
+        torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+    dtype = "auto" if args.dtype == "auto" else getattr(torch, args.dtype)
+    torch.manual_seed(args.seed)
+    tok = AutoTokenizer.from_pretrained(args.model)
+    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype).to(device).eval()
+    gen = GenerationConfig(max_new_tokens=args.max_tokens, do_sample=False, eos_token_id=tok.eos_token_id,
+                           pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
+    cb_kwargs = {"max_requests_per_batch": args.max_batch, "use_async_batching": False}
+    if device == "cpu":
+        cb_kwargs.update(page_size=16, num_blocks=args.cpu_blocks, max_batch_tokens=512)
+    manager = model.init_continuous_batching(generation_config=gen,
+                                             continuous_batching_config=ContinuousBatchingConfig(**cb_kwargs))
+    manager.start()
+    return tok, manager
+
+
+def _chunk(rid: str, text: str, finish: str | None, n_in: int, n_out: int, model: str) -> bytes:
+    body = {"id": rid, "object": "text_completion", "model": model,
+            "choices": [{"index": 0, "text": text, "finish_reason": finish}],
+            "usage": {"prompt_tokens": n_in, "completion_tokens": n_out, "total_tokens": n_in + n_out}}
+    return f"data: {json.dumps(body)}\n\n".encode()
+
+
+def build_app(tok, manager, served_name: str, default_max_tokens: int):
+    from aiohttp import web
+
+    async def health(request):
+        return web.Response(text="ok") if manager.is_running() else web.Response(status=503, text="engine stopped")
+
+    async def models(request):
+        return web.json_response({"object": "list", "data": [{"id": served_name, "object": "model"}]})
+
+    async def completions(request):
+        try:
+            body = await request.json()
+        except ValueError:
+            return web.json_response({"error": {"message": "body is not JSON"}}, status=400)
+        prompt = body.get("prompt")
+        if isinstance(prompt, list) and len(prompt) == 1 and not isinstance(prompt[0], int):
+            prompt = prompt[0]
+        if isinstance(prompt, str):
+            ids = tok(prompt, add_special_tokens=True)["input_ids"]
+        elif isinstance(prompt, list) and prompt and all(isinstance(t, int) for t in prompt):
+            ids = list(prompt)
+        else:
+            return web.json_response({"error": {"message": "prompt must be a string or a list of token ids"}},
+                                     status=400)
+        max_tokens = int(body.get("max_tokens") or default_max_tokens)
+        rid = f"cmpl-{uuid.uuid4().hex[:16]}"
+        queue: asyncio.Queue = asyncio.Queue()
+        manager.register_result_handler(rid, queue.put_nowait)
+        eos = -1 if body.get("ignore_eos") else None
+        manager.add_request(ids, request_id=rid, max_new_tokens=max_tokens, streaming=True, eos_token_id=eos)
+        stream = bool(body.get("stream"))
+        resp = None
+        if stream:
+            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+            await resp.prepare(request)
+        sent = 0
+        tokens: list[int] = []
+        try:
+            while True:
+                out = await queue.get()
+                tokens = list(out.generated_tokens)
+                done = out.is_finished()
+                if stream and len(tokens) > sent:
+                    finish = ("length" if len(tokens) >= max_tokens else "stop") if done else None
+                    await resp.write(_chunk(rid, tok.decode(tokens[sent:]), finish, len(ids), len(tokens),
+                                            served_name))
+                    sent = len(tokens)
+                if done:
+                    break
+        except (ConnectionResetError, asyncio.CancelledError):
+            manager.cancel_request(rid)
+            raise
+        if not stream:
+            return web.json_response({"id": rid, "object": "text_completion", "model": served_name,
+                                      "choices": [{"index": 0, "text": tok.decode(tokens), "finish_reason": "length"}],
+                                      "usage": {"prompt_tokens": len(ids), "completion_tokens": len(tokens),
+                                                "total_tokens": len(ids) + len(tokens)}})
+        if body.get("stream_options", {}).get("include_usage"):
+            usage = {"prompt_tokens": len(ids), "completion_tokens": len(tokens), "total_tokens": len(ids) + len(tokens)}
+            await resp.write(f"data: {json.dumps({'id': rid, 'choices': [], 'usage': usage})}\n\n".encode())
+        await resp.write(b"data: [DONE]\n\n")
+        return resp
+
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_get("/health", health)
+    app.router.add_get("/v1/models", models)
+    app.router.add_post("/v1/completions", completions)
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lem_runner.serving.transformers_server", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--served-model-name", default="lem")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"])
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--max-batch", type=int, default=32, help="requests scheduled together")
+    parser.add_argument("--max-tokens", type=int, default=64, help="default max_tokens")
+    parser.add_argument("--cpu-blocks", type=int, default=1024, help="KV cache pages on CPU (16 tokens each)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    from aiohttp import web
+
+    tok, manager = _load(args)
+    print(f"transformers continuous batching ready on {args.host}:{args.port}", file=sys.stderr, flush=True)
+    try:
+        web.run_app(build_app(tok, manager, args.served_model_name, args.max_tokens), host=args.host, port=args.port,
+                    access_log=None, print=None, shutdown_timeout=2)
+    finally:
+        manager.stop(block=True, timeout=10)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

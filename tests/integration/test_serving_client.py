@@ -1,0 +1,60 @@
+"""The load generator against a stub OpenAI server on loopback (real sockets, real HTTP streaming): records, token
+counts from usage, timeouts, malformed chunks, refused connections, and the schedule kept."""
+
+from __future__ import annotations
+
+import socket
+
+from lem_runner.serving.client import LoadSpec, run_load
+from lem_runner.serving.schedule import PlannedRequest
+from serving_stub import StubServer
+
+
+def _spec(url: str, **kw) -> LoadSpec:
+    base = dict(base_url=url, model="m", closed_loop_clients=None, duration_s=None, timeout_s=5.0, ignore_eos=True,
+                sampling={"temperature": 0})
+    return LoadSpec(**{**base, **kw})
+
+
+def test_streamed_requests_are_recorded_chunk_by_chunk():
+    with StubServer(ttft_s=0.05, token_delay_s=0.01) as stub:
+        plan = [PlannedRequest(i, 0.02 * i, [5, 6, 7], 6) for i in range(10)]
+        records, t0 = run_load(_spec(stub.base_url), plan)
+    assert [r.status for r in records] == ["ok"] * 10
+    for r in records:
+        assert r.output_tokens == 6 and r.chunk_tokens == [1] * 6 and r.input_tokens == 3
+        assert r.submit <= r.first_token <= r.chunk_times[-1] <= r.end
+        assert 0.045 <= r.first_token - r.submit <= 0.5  # the stub waits 50 ms before its first token
+        assert (r.chunk_times[-1] - r.chunk_times[0]) / 5 >= 0.009  # 10 ms between the stub's tokens
+        assert 0 <= r.submit - r.scheduled < 0.05 and abs(r.scheduled - t0 - plan[r.index].arrival_s) < 1e-9
+
+
+def test_timeouts_malformed_chunks_and_http_errors_are_counted_not_dropped():
+    with StubServer() as stub:
+        plan = [PlannedRequest(0, 0.0, "hang", 4), PlannedRequest(1, 0.0, "malformed", 4),
+                PlannedRequest(2, 0.0, "http500", 4), PlannedRequest(3, 0.0, "fine", 4)]
+        records, _ = run_load(_spec(stub.base_url, timeout_s=0.5), plan)
+    by = {r.index: r for r in records}
+    assert by[0].status == "timeout" and "0.5 s" in by[0].error
+    assert by[1].status == "error" and "not JSON" in by[1].error
+    assert by[2].status == "error" and "HTTP 500" in by[2].error
+    assert by[3].status == "ok" and by[3].output_tokens == 4
+
+
+def test_a_closed_loop_keeps_n_requests_in_flight_and_a_dead_server_is_an_error():
+    with StubServer(token_delay_s=0.01) as stub:
+        plan = [PlannedRequest(i, None, "x", 5) for i in range(12)]
+        records, _ = run_load(_spec(stub.base_url, closed_loop_clients=3), plan)
+    assert all(r.ok for r in records) and len(records) == 12
+    events = sorted([(r.submit, 1) for r in records] + [(r.end, -1) for r in records])
+    level = peak = 0
+    for _, d in events:
+        level += d
+        peak = max(peak, level)
+    assert peak == 3
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()  # nothing listens there now
+    (rec,) = run_load(_spec(f"http://127.0.0.1:{port}/v1"), [PlannedRequest(0, 0.0, "x", 2)])[0]
+    assert rec.status == "error" and "Connect" in rec.error

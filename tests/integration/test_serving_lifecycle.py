@@ -1,0 +1,70 @@
+"""The serving run's edges for real: a user's endpoint (the stub server of serving_stub.py, a protocol-seam fake, as
+the user's server), a server that never becomes ready, and Ctrl-C while the server starts — no process left."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pyarrow.parquet as pq
+from conftest import run_lem, write_yaml
+from serving_stub import StubServer
+from test_serving_pytorch import _server_pids
+
+
+def _cfg(tmp_path, model, serving: str):
+    return write_yaml(tmp_path / "s.yaml", f"name: s\nmodel: {model}\nscenario: serving\ndevice: cpu\n"
+                                           f"max_output_tokens: 5\nrunner: local\nserving:\n{serving}")
+
+
+def test_a_users_endpoint_is_driven_and_nothing_is_started(tmp_path, tiny_model_path):
+    with StubServer(ttft_s=0.02, token_delay_s=0.005) as stub:
+        cfg = _cfg(tmp_path, tiny_model_path, f"  endpoint: {stub.base_url}\n  arrival: gamma\n  rate: 20\n"
+                                              "  burstiness: 0.5\n  n_requests: 30\n  slo: {ttft_ms: 5000}\n")
+        proc = run_lem("run", str(cfg), "-o", str(tmp_path / "out"))
+        assert proc.returncode == 0, proc.stderr
+        assert len(stub.arrivals) == 30 + 2  # two warmup requests, then the load
+    (run_dir,) = (tmp_path / "out").iterdir()
+    result = json.loads((run_dir / "result.json").read_text())
+    s = result["serving"]
+    assert (s["n_requests"], s["n_ok"], s["n_good"]) == (30, 30, 30) and s["server"].startswith("endpoint")
+    assert s["server_start_s"] is None and not (run_dir / "server.log").exists()
+    assert s["ttft"]["min_ms"] >= 20 and result["output_tokens"] == 150
+    assert len(pq.read_table(run_dir / "requests.parquet")) == 30
+    assert "SLO goodput" in proc.stdout and "30/30 met" in proc.stdout  # the summary on screen
+    shown = run_lem("results", "show", str(run_dir))
+    assert shown.returncode == 0 and "J per good output token null" in shown.stdout and "steady state" in shown.stdout
+
+
+def test_a_server_that_is_not_ready_in_time_fails_the_load_phase(tmp_path, tiny_model_path):
+    cfg = _cfg(tmp_path, tiny_model_path, "  rate: 1\n  server_start_timeout_s: 0.5\n")
+    proc = run_lem("run", str(cfg), "-o", str(tmp_path / "out"))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    (run_dir,) = (tmp_path / "out").iterdir()
+    error = json.loads((run_dir / "error.json").read_text())
+    assert error["phase"] == "load" and "server not ready after 0.5 s" in error["message"]
+    assert (run_dir / "server.log").exists() and _server_pids(str(tiny_model_path)) == []
+
+
+def test_ctrl_c_while_the_server_starts_stops_it(tmp_path, tiny_model_path):
+    cfg = _cfg(tmp_path, tiny_model_path, "  rate: 1\n")
+    proc = subprocess.Popen([sys.executable, "-m", "llenergymeasure", "run", str(cfg), "-o", str(tmp_path / "out")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ},
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not _server_pids(str(tiny_model_path)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _server_pids(str(tiny_model_path)), "the server never started"
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130
+    time.sleep(0.5)
+    assert _server_pids(str(tiny_model_path)) == []

@@ -1,0 +1,113 @@
+"""Serving for real on the PyTorch path: lem's runner starts the transformers continuous-batching server on loopback,
+drives it with the load generator, and stops it; the server killed mid-run for real. (The stub server of
+test_serving_client.py is this test's protocol-seam twin.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from conftest import write_yaml
+
+SERVER_MODULE = "lem_runner.serving.transformers_server"
+
+
+def _server_pids(marker: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if SERVER_MODULE in cmd and marker in cmd:
+                pids.append(int(entry.name))
+    return pids
+
+
+def _config(tmp_path: Path, model: Path, serving: str) -> Path:
+    return write_yaml(tmp_path / "serve.yaml", f"""\
+name: serve
+model: {model}
+scenario: serving
+device: cpu
+dtype: float32
+max_output_tokens: 6
+force_output_length: true
+runner: local
+pytorch: {{batch_size: 8}}
+serving:
+{serving}
+""")
+
+
+def test_a_poisson_serving_run_on_the_pytorch_path(tmp_path, tiny_model_path):
+    import llenergymeasure as lem
+
+    cfg = _config(tmp_path, tiny_model_path, """\
+  arrival: poisson
+  rate: 4
+  n_requests: 10
+  warmup_requests: 1
+  input_tokens: {dist: uniform, min: 4, max: 12}
+  slo: {ttft_ms: 60000, tpot_ms: 60000}
+""")
+    result = lem.run_experiment(str(cfg), output=tmp_path / "out")
+    s = result.serving
+    run_dir = next((tmp_path / "out").iterdir())
+    assert (s.n_requests, s.n_ok, s.n_errors, s.n_timeouts) == (10, 10, 0, 0)
+    assert result.output_tokens == 60 and 4 * 10 <= result.input_tokens <= 12 * 10  # exact lengths: token ids
+    assert s.ttft.n == 10 and s.tpot.n == 10 and s.itl.n == 50 and s.e2e.n == 10
+    assert s.ttft.p50_ms <= s.e2e.p50_ms and result.ttft == s.ttft
+    assert s.offered_rate_rps == 4 and s.achieved_rate_rps > 0 and s.inflight_max >= 1
+    assert s.n_good == 10 and s.goodput_rps > 0  # a generous SLO: every request meets it
+    assert s.server_start_s > 0 and result.model_load_sec == s.server_start_s
+    # no energy source on this machine: null with the reason, never 0
+    assert result.total_energy_j is None and s.energy_per_good_token_j is None and s.energy_per_request is None
+    assert s.energy_unavailable_reason and result.energy.unavailable_reason
+    table = pq.read_table(run_dir / "requests.parquet").to_pylist()
+    assert len(table) == 10 and all(r["status"] == "ok" and sum(r["chunk_tokens"]) == 6 for r in table)
+    assert all(r["submit_s"] <= r["first_token_s"] <= r["end_s"] for r in table)
+    assert "continuous batching ready" in (run_dir / "server.log").read_text()
+    assert _server_pids(str(tiny_model_path)) == []  # stopped
+
+
+def test_the_server_killed_mid_run_fails_the_run_and_keeps_the_records(tmp_path, tiny_model_path):
+    cfg = _config(tmp_path, tiny_model_path, """\
+  arrival: concurrency
+  concurrency: 2
+  duration_s: 120
+  warmup_requests: 0
+""")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "llenergymeasure", "run", str(cfg), "-o", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ})
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:  # wait until the server is up
+            logs = list(out.glob("*/server.log"))
+            if logs and "ready" in logs[0].read_text(errors="replace") and _server_pids(str(tiny_model_path)):
+                break
+            time.sleep(0.5)
+        time.sleep(6)  # the load runs: requests done and in flight
+        (pid,) = _server_pids(str(tiny_model_path))
+        os.kill(pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, stderr
+    run_dir = next(out.iterdir())
+    error = json.loads((run_dir / "error.json").read_text())
+    assert error["phase"] == "analyse" and "server exited with code -9 during the load" in error["message"]
+    assert "Traceback" not in stderr
+    records = pq.read_table(run_dir / "requests.parquet").to_pylist()
+    assert len(records) >= 2 and any(r["status"] == "error" for r in records)  # the partial record is kept
+    assert not (run_dir / "result.json").exists()
+    assert _server_pids(str(tiny_model_path)) == []

@@ -1,0 +1,113 @@
+"""A stub OpenAI-compatible completions server on loopback (aiohttp), for testing the load generator over real
+sockets. It is a fake at a protocol seam — the OpenAI streaming protocol — and is paired with the real servers
+(the transformers server in test_serving_pytorch.py, vLLM's in tests/docker/test_serving_vllm.py).
+
+It streams ``max_tokens`` chunks, one token each, ``token_delay_s`` apart after ``ttft_s``, then a usage-only chunk
+(include_usage), like vLLM with continuous_usage_stats. Special prompts misbehave on purpose: ``"hang"`` never
+answers, ``"malformed"`` sends a chunk that is not JSON, ``"http500"`` answers with an error status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+
+from aiohttp import web
+
+
+class StubServer:
+    def __init__(self, ttft_s: float = 0.0, token_delay_s: float = 0.0) -> None:
+        self.ttft_s, self.token_delay_s = ttft_s, token_delay_s
+        self.arrivals: list[float] = []  # loop.time() of each request's arrival at the server
+        self.port = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._runner: web.AppRunner | None = None
+
+    async def _completions(self, request: web.Request) -> web.StreamResponse:
+        self.arrivals.append(asyncio.get_running_loop().time())
+        body = await request.json()
+        prompt, n = body.get("prompt"), int(body.get("max_tokens", 16))
+        if prompt == "hang":
+            await asyncio.sleep(3600)
+        if prompt == "http500":
+            return web.json_response({"error": "boom"}, status=500)
+        n_in = len(prompt) if isinstance(prompt, list) else len(str(prompt).split())
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        if self.ttft_s:
+            await asyncio.sleep(self.ttft_s)
+        for i in range(n):
+            if i and self.token_delay_s:
+                await asyncio.sleep(self.token_delay_s)
+            if prompt == "malformed" and i == 1:
+                await resp.write(b"data: {not json\n\n")
+                continue
+            chunk = {"id": "x", "object": "text_completion", "choices": [
+                {"index": 0, "text": f" t{i}", "finish_reason": "length" if i == n - 1 else None}],
+                "usage": {"prompt_tokens": n_in, "completion_tokens": i + 1, "total_tokens": n_in + i + 1}}
+            await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        usage = {"prompt_tokens": n_in, "completion_tokens": n, "total_tokens": n_in + n}
+        await resp.write(f"data: {json.dumps({'id': 'x', 'choices': [], 'usage': usage})}\n\n".encode())
+        await resp.write(b"data: [DONE]\n\n")
+        return resp
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def _arrivals(self, request: web.Request) -> web.Response:
+        return web.json_response(self.arrivals)
+
+    def start(self) -> StubServer:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+
+        def serve() -> None:
+            self._loop = asyncio.new_event_loop()
+            app = web.Application()
+            app.router.add_post("/v1/completions", self._completions)
+            app.router.add_get("/health", self._health)
+            app.router.add_get("/arrivals", self._arrivals)
+            self._runner = web.AppRunner(app, access_log=None)
+            self._loop.run_until_complete(self._runner.setup())
+            self._loop.run_until_complete(web.SockSite(self._runner, sock).start())
+            self._ready.set()
+            self._loop.run_forever()
+            self._loop.run_until_complete(self._runner.cleanup())
+            self._loop.close()
+
+        self._thread = threading.Thread(target=serve, daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def __enter__(self) -> StubServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+if __name__ == "__main__":  # as its own process (bench/serving.py): prints its port, serves until killed
+    import sys
+    import time
+
+    server = StubServer().start()
+    print(server.port, flush=True)
+    sys.stdout.close()
+    while True:
+        time.sleep(3600)

@@ -1,0 +1,51 @@
+"""The server commands at their boundary: vLLM's OpenAI server and trtllm-serve get the engine arguments of their
+config sections under their documented flag names (trtllm-serve cannot run here: its real run needs a GPU image)."""
+
+from __future__ import annotations
+
+from lem_runner.contract import ExperimentConfig
+from lem_runner.serving.servers import server_command
+
+
+def _flags(argv: list[str]) -> dict[str, str | None]:
+    out, i = {}, 0
+    while i < len(argv):
+        if argv[i].startswith("--"):
+            has_value = i + 1 < len(argv) and not argv[i + 1].startswith("--")
+            out[argv[i]] = argv[i + 1] if has_value else None
+            i += 2 if has_value else 1
+        else:
+            i += 1
+    return out
+
+
+def test_vllm_server_takes_the_vllm_section_and_is_eager_on_cpu():
+    cfg = ExperimentConfig(backend="vllm", scenario="serving", serving={"rate": 1}, dtype="float32", max_input_tokens=128,
+                           vllm={"max_model_len": 256, "max_num_seqs": 4, "cpu_kvcache_space_gib": 2})
+    cmd = server_command(cfg, "/m", 8123, on_cpu=True)
+    assert cmd.argv[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
+    f = _flags(cmd.argv)
+    assert f["--model"] == "/m" and f["--port"] == "8123" and f["--host"] == "127.0.0.1"
+    assert f["--max-model-len"] == "256" and f["--max-num-seqs"] == "4" and f["--dtype"] == "float32"
+    assert "--enforce-eager" in f and "--no-enable-prefix-caching" in f
+    assert cmd.env == {"VLLM_CPU_KVCACHE_SPACE": "2"}
+    gpu = server_command(cfg, "/m", 8123, on_cpu=False)
+    assert "--enforce-eager" not in gpu.argv and gpu.env == {}
+
+
+def test_trtllm_serve_is_the_pytorch_workflow_with_the_tensorrt_section():
+    cfg = ExperimentConfig(backend="tensorrt", scenario="serving", serving={"rate": 1}, device="cuda",
+                           tensorrt={"max_batch_size": 16, "max_seq_len": 1024, "kv_cache_free_gpu_memory_fraction": 0.5})
+    cmd = server_command(cfg, "/m", 9000, on_cpu=False)
+    assert cmd.argv[:3] == ["trtllm-serve", "serve", "/m"] and cmd.health_path == "/health"
+    f = _flags(cmd.argv)
+    assert f["--backend"] == "pytorch" and f["--port"] == "9000" and f["--max_batch_size"] == "16"
+    assert f["--max_seq_len"] == "1024" and f["--kv_cache_free_gpu_memory_fraction"] == "0.5"
+    assert "--max_num_tokens" not in f
+
+
+def test_pytorch_server_batches_32_unless_batch_size_is_given():
+    base = {"scenario": "serving", "serving": {"rate": 1}}
+    assert _flags(server_command(ExperimentConfig(**base), "/m", 1, True).argv)["--max-batch"] == "32"
+    cfg = ExperimentConfig(**base, pytorch={"batch_size": 4})
+    assert _flags(server_command(cfg, "/m", 1, True).argv)["--max-batch"] == "4"
