@@ -52,7 +52,7 @@ sweep:
         r = ExperimentResult.model_validate_json((run_dir / "result.json").read_text())
         s = r.serving
         rates[s.offered_rate_rps] = s
-        assert (s.n_requests, s.n_ok) == (6, 6) and r.output_tokens == 24 and r.input_tokens == 48
+        assert (s.n_requests, s.n_ok) == (6, 6) and r.output_tokens == 24 and r.whole_run.input_tokens == 48
         table = pq.read_table(run_dir / "requests.parquet").to_pylist()
         assert len(table) == 6 and all(sum(row["chunk_tokens"]) == 4 for row in table)  # counts from usage
         # vLLM may stream two tokens in one chunk: ITL is per chunk gap

@@ -62,7 +62,7 @@ def test_a_poisson_serving_run_on_the_pytorch_path(tmp_path, tiny_model_path):
     s = result.serving
     run_dir = next((tmp_path / "out").iterdir())
     assert (s.n_requests, s.n_ok, s.n_errors, s.n_timeouts) == (10, 10, 0, 0)
-    assert result.output_tokens == 60 and 4 * 10 <= result.input_tokens <= 12 * 10  # exact lengths: token ids
+    assert result.output_tokens == 60 and 4 * 10 <= result.whole_run.input_tokens <= 12 * 10  # exact lengths: token ids
     assert s.ttft.n == 10 and s.tpot.n == 10 and s.itl.n == 50 and s.e2e.n == 10
     assert s.ttft.p50_ms <= s.e2e.p50_ms and result.ttft == s.ttft
     assert s.offered_rate_rps == 4 and s.achieved_rate_rps > 0 and s.inflight_max >= 1

@@ -97,7 +97,7 @@ sweep:
     for e in manifest.entries:
         result = json.loads((study_dir(out) / e.result_path / "result.json").read_text())
         assert result["environment"]["allocation"]["job_id"] == e.slurm_job_id
-        tokens.setdefault(e.point, set()).add((result["input_tokens"], result["output_tokens"]))
+        tokens.setdefault(e.point, set()).add((result["whole_run"]["input_tokens"], result["output_tokens"]))
     assert all(len(v) == 1 for v in tokens.values()), tokens  # both cycles of a point agree
     from llenergymeasure.study import expand_study, load_study
 
@@ -107,7 +107,7 @@ sweep:
             continue  # the two corners cover every value of both axes; a local run costs as much as a job
         local = point.config.model_copy(update={"runner": "local"})
         result, _ = execute_experiment(local, output=tmp_path / "local", launcher=LocalLauncher())
-        assert tokens[i] == {(result.input_tokens, result.output_tokens)}
+        assert tokens[i] == {(result.whole_run.input_tokens, result.output_tokens)}
         assert result.output_tokens == local.n_prompts * local.max_output_tokens
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from lem_runner.contract.fingerprint import measurement_config_hash
 from lem_runner.contract.protocol import ProgressEvent, RunRequest
-from lem_runner.contract.result import EnvironmentInfo, ExperimentResult
+from lem_runner.contract.result import EnvironmentInfo, ExperimentResult, RunTotals
 from lem_runner.energy.base import EnergyBackend
 from lem_runner.energy.timeseries import FILE_NAME as TIMESERIES_FILE
 from lem_runner.energy.timeseries import write_timeseries
@@ -20,7 +20,7 @@ from lem_runner.energy.tracker import integrate_power
 from lem_runner.measurement.baseline import obtain_baseline
 from lem_runner.measurement.environment import library_versions
 from lem_runner.measurement.quality import counter_vs_integrated, quality_flags
-from lem_runner.measurement.windows import window_figures
+from lem_runner.measurement.windows import span_energy_per_device, window_figures
 from lem_runner.prompts import load_prompts
 from lem_runner.serving.client import LoadSpec, run_load
 from lem_runner.serving.figures import STEADY_DEFINITION, serving_figures
@@ -91,8 +91,8 @@ def run_serving(request: RunRequest, energy_for: Callable[[str], EnergyBackend],
 
     phase.name = "baseline"
     energy.probe()
-    baseline, baseline_reason = obtain_baseline(cfg.energy.baseline, energy, request.cached_baseline,
-                                                energy.device_uuids(), datetime.now(UTC))
+    baseline, baseline_reason = obtain_baseline(cfg.energy.baseline, energy, request.cached_baselines,
+                                                datetime.now(UTC))
     phase.name = "warmup"
     if s.warmup_requests:
         warm = [dataclasses.replace(p, index=i, arrival_s=None) for i, p in enumerate(plan[: s.warmup_requests])]
@@ -153,15 +153,18 @@ def run_serving(request: RunRequest, energy_for: Callable[[str], EnergyBackend],
                   for d in (reading.per_device_j or {})]
     integrated = sum(per_device) if per_device and None not in per_device else None  # type: ignore[arg-type]
     rel_diff = counter_vs_integrated(reading.total_j, integrated)
-    flags = quality_flags(reading, hi - lo, rel_diff, [])
+    head_per_device = (reading.per_device_j if methodology == "total" or not between
+                       else span_energy_per_device(reading, [span]))
+    flags = quality_flags(reading, hi - lo, rel_diff, headline=head)
     timeseries = None
     if cfg.energy.timeseries and reading.samples:
         write_timeseries(reading.samples, out_dir / TIMESERIES_FILE, lo)
         timeseries = TIMESERIES_FILE
     from lem_runner.measure import _energy_result  # one EnergyResult shape for both scenarios
 
-    energy_result = _energy_result(reading, energy, baseline, baseline_reason, head, integrated, rel_diff,
-                                   sum(1 for r in reading.samples if lo <= r.t <= hi), timeseries)
+    energy_result = _energy_result(reading, energy, baseline, baseline_reason, head, head_per_device, integrated,
+                                   rel_diff, sum(1 for r in reading.samples if lo <= r.t <= hi), timeseries,
+                                   cfg.devices if kind == "cuda" else None)
     warnings = list(reading.warnings) + [f.message for f in flags]
     if figures.n_errors or figures.n_timeouts:
         warnings.append(f"{figures.n_errors} request(s) failed and {figures.n_timeouts} timed out (counted in "
@@ -170,9 +173,11 @@ def run_serving(request: RunRequest, energy_for: Callable[[str], EnergyBackend],
     libraries = library_versions(LIBRARIES.get(cfg.backend, []))
     return ExperimentResult(
         experiment_id=request.experiment_id, measurement_config_hash=measurement_config_hash(cfg), config=cfg,
-        model_path=request.model_path, measurement_methodology=methodology, n_requests=len(records),
-        total_tokens=in_tokens + ok_out, input_tokens=in_tokens, output_tokens=ok_out,
-        total_inference_time_sec=head.duration_s, avg_tokens_per_second=head.tokens_per_second,
+        model_path=request.model_path, measurement_methodology=methodology,
+        whole_run=RunTotals(n_requests=len(records), input_tokens=in_tokens, output_tokens=ok_out,
+                            total_tokens=in_tokens + ok_out, duration_s=hi - lo),
+        output_tokens=head.output_tokens,
+        total_inference_time_sec=head.duration_s, output_tokens_per_second=head.tokens_per_second,
         total_energy_j=head.energy_j, avg_energy_per_token_j=head.energy_per_token_j,
         avg_energy_per_token_adjusted_j=head.adjusted_energy_per_token_j, windows=windows,
         ttft=figures.ttft, itl=figures.itl, latency_method=LATENCY_METHOD, energy=energy_result,
