@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     from lem_runner.backends import create_backend
     from lem_runner.devices import DeviceError, NvmlLookup, bind_devices, check_cuda_sees, torch_cuda_uuids
     from lem_runner.energy import select_energy_backend
-    from lem_runner.measure import Phase
+    from lem_runner.measure import Phase, run_measurement
     from lem_runner.measurement.environment import collect_environment
 
     phase = Phase()

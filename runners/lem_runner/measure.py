@@ -34,8 +34,8 @@ from lem_runner.measurement.baseline import obtain_baseline
 from lem_runner.measurement.flops import estimate_flops, flops_method
 from lem_runner.measurement.intervals import Interval
 from lem_runner.measurement.latency import RequestTiming, batch_ttft, queue_time, ttft_and_itl
-from lem_runner.measurement.phases import phase_spans, prefill_starts, split_phases
 from lem_runner.measurement.operating_point import observe
+from lem_runner.measurement.phases import phase_spans, prefill_starts, split_phases
 from lem_runner.measurement.quality import counter_vs_integrated, quality_flags
 from lem_runner.measurement.warmup import run_warmup, warmup_batch
 from lem_runner.measurement.windows import (

@@ -6,13 +6,11 @@ against what the code returns."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 
 import pytest
 from conftest import make_config, make_environment, make_result, write_yaml
 from fakes import FakeClock, FakeCounterDevice, FakeEnergyBackend, FakeInferenceBackend
 from lem_runner.contract import ExperimentResult, RunRequest
-from lem_runner.contract.result import IdleBaseline
 from lem_runner.energy.base import EnergyReading
 from lem_runner.energy.counter import CounterTrack
 from lem_runner.energy.device import DeviceSample
