@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from lem_runner.contract import ExperimentConfig, ExperimentResult, RunRequest
+from pydantic import PrivateAttr
 
-from llenergymeasure.errors import ConfigError, RunFailed
+from llenergymeasure.errors import ConfigError, Interrupted, RunFailed
 from llenergymeasure.gpulock import gpu_locks
 from llenergymeasure.launchers import Launcher, LaunchSpec, Timeouts
 from llenergymeasure.launchers.select import select_launcher
@@ -14,6 +15,23 @@ from llenergymeasure.models import resolve_model
 from llenergymeasure.results import FileResultsRepository, ResultsRepository
 from llenergymeasure.results.baselines import BaselineCache
 from llenergymeasure.results.repository import CorruptResult
+
+
+class RecordedResult(ExperimentResult):
+    """An ExperimentResult that also knows the folder its result.json was written to (``result_dir``)."""
+
+    _result_dir: Path | None = PrivateAttr(None)
+
+    @property
+    def result_dir(self) -> Path | None:
+        return self._result_dir
+
+
+def with_result_dir(result: ExperimentResult, result_dir: Path) -> RecordedResult:
+    """The same record (not validated again), carrying its folder."""
+    recorded = RecordedResult.model_construct(_fields_set=result.model_fields_set, **dict(result))
+    recorded._result_dir = result_dir
+    return recorded
 
 
 def _prompts_file(config: ExperimentConfig) -> Path | None:
@@ -50,7 +68,10 @@ def execute_experiment(
                              cached_baseline=baselines.get(config))
         spec = LaunchSpec(exchange_dir=exp_dir, request=request, model=model, prompts_file=prompts,
                           timeouts=timeouts)
-        outcome = launcher.launch(spec, on_event or (lambda _e: None))
+        try:
+            outcome = launcher.launch(spec, on_event or (lambda _e: None))
+        except Interrupted as exc:
+            raise Interrupted(_interrupted_message(exc, repo, exp_dir)) from None
 
     try:
         result = repo.load_result(exp_dir)
@@ -82,6 +103,16 @@ def execute_experiment(
     )
 
 
+def _interrupted_message(exc: Interrupted, repo: ResultsRepository, exp_dir: Path) -> str:
+    """What the runner said it was doing when stopped (from its error.json), and where the folder is."""
+    try:
+        error = repo.load_error(exp_dir)
+    except CorruptResult:
+        error = None
+    said = f": runner {error.message}" if error is not None and error.status == "interrupted" else ""
+    return f"{exc}{said}; {exp_dir} is kept, marked interrupted (no result)"
+
+
 def _how_it_ended(code: int) -> str:
     """'exited with code 1', or the signal that killed it: a local process reports -N, a container 128+N."""
     import signal
@@ -99,4 +130,4 @@ def _last_words(message: str | None) -> str:
     return f": {message}" if message else ""
 
 
-__all__ = ["execute_experiment"]
+__all__ = ["RecordedResult", "execute_experiment", "with_result_dir"]

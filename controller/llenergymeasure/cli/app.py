@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
+import threading
 
 import click
 import typer
@@ -71,7 +74,36 @@ def one_line(message: str) -> str:
     return text if len(text) <= _MAX_LINE else text[: _MAX_LINE - 1] + "…"
 
 
+def _stop_signal(signum, frame) -> None:
+    """SIGTERM and SIGHUP outside a run's progress loop (which stops its runner gracefully itself): unwind like
+    Ctrl-C, so nothing is left half-written."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _quiet_broken_stdout() -> None:
+    """After `lem … | head` closed our stdout, point it at /dev/null so exiting does not print a BrokenPipeError."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
+    old = {}
+    if threading.current_thread() is threading.main_thread():
+        old = {sig: signal.signal(sig, _stop_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        return _main(argv)
+    finally:
+        _quiet_broken_stdout()
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def _main(argv: list[str] | None) -> int:
     err = Console(stderr=True, highlight=False)
 
     def say(prefix: str, message: str) -> None:

@@ -27,7 +27,7 @@ def list_row(e: Experiment) -> tuple[str, ...]:
     name = f"{e.study}/{e.path.name}" if e.study else e.path.name
     settings = " ".join(f"{k}={row[c]}" for k, c in (("batch", "batch_size"), ("dtype", "dtype"), ("device", "device"))
                         if row[c] is not None)
-    status = e.status if e.ok else f"failed: {e.failure}"
+    status = e.status if e.ok else f"{e.status}: {e.failure}"
     return (when, name, status, short_model(row["model"]), row["backend"] or "?", settings or "?",
             _num(row["tokens_per_second"], ".1f") if e.ok else "-",
             _num(row["energy_per_token_j"], ".4g") if e.ok else "-")
