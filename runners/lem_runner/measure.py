@@ -137,9 +137,10 @@ def run_measurement(
     t0 = clock()
     loaded = backend.load()
     load_sec = clock() - t0
-    emit(ProgressEvent(event="model_loaded", message=f"model loaded in {load_sec:.1f} s", data={"seconds": load_sec}))
+    emit(ProgressEvent(event="model_loaded", message=f"in {load_sec:.1f} s", data={"seconds": load_sec}))
 
-    prompts = load_prompts(cfg.prompts, cfg.n_prompts, cfg.seed, prompts_path)
+    prompt_warnings: list[str] = []
+    prompts = load_prompts(cfg.prompts, cfg.n_prompts, cfg.seed, prompts_path, prompt_warnings)
     batches = _chunks(prompts, backend.batch_size)
     energy = energy_for(loaded)
 
@@ -186,7 +187,7 @@ def run_measurement(
     n_samples = sum(1 for r in reading.samples if reading.t_start <= r.t <= reading.t_end)
     window_s = w1 - w0
     flags = quality_flags(reading, window_s, rel_diff, phase_spans(records)[0])
-    warnings = list(reading.warnings) + [f.message for f in flags]
+    warnings = prompt_warnings + list(reading.warnings) + [f.message for f in flags]
     if output_tokens == 0:
         warnings.append("no output tokens were generated")
     if methodology != cfg.window.mode:
