@@ -41,6 +41,7 @@ import time
 from pathlib import Path
 
 from lem_runner.backends.base import GenerationRecord, LoadedModel, input_token_limit
+from lem_runner.backends.engine_watch import EngineDied, EngineWatch
 from lem_runner.contract.config import ExperimentConfig
 from lem_runner.measurement.environment import library_versions
 from lem_runner.measurement.parameters import checkpoint_dtype, model_shape, parameter_counts
@@ -125,6 +126,7 @@ class VLLMBackend:
         self._prefix_caching = False
         self._env_set: list[str] = []  # variables load() set, removed again by close()
         self._ipc_dir: str | None = None
+        self._watch: EngineWatch | None = None  # notices an engine core or worker process that died
 
     def _setenv_default(self, key: str, value: str) -> str:
         if key not in os.environ:
@@ -162,7 +164,9 @@ class VLLMBackend:
         args = engine_args(cfg, self.model_path, on_cuda=use_cuda)
         if args["dtype"] == "auto":  # lem's 'auto' is the checkpoint's dtype; vLLM's would pick bf16 on CPU
             args["dtype"] = checkpoint_dtype(Path(self.model_path)) or "auto"
-        llm = LLM(**args)
+        self._watch = EngineWatch("vLLM engine").start()
+        with self._engine_errors():
+            llm = LLM(**args)
         self._llm = llm
         # The PyTorch backend's tokenizer, set up the same way, so both backends feed the same token ids. (vLLM's own
         # get_tokenizer() routes calls through deep copies, so settings made on it would not apply.)
@@ -230,21 +234,41 @@ class VLLMBackend:
         ids = [f"lem-{self._calls}-{i}" for i in range(len(prompts))]
         times: dict[str, list[float]] = {rid: [] for rid in ids}
         try:
-            start = time.perf_counter()
-            for rid, prompt in zip(ids, inputs):
-                engine.add_request(rid, prompt, params)
-            while engine.has_unfinished_requests():
-                outputs = engine.step()
-                now = time.perf_counter()
-                for out in outputs:
-                    times[out.request_id].extend([now] * len(out.outputs[0].token_ids))
+            with self._engine_errors():
+                start = time.perf_counter()
+                for rid, prompt in zip(ids, inputs):
+                    engine.add_request(rid, prompt, params)
+                while engine.has_unfinished_requests():
+                    outputs = engine.step()
+                    now = time.perf_counter()
+                    for out in outputs:
+                        times[out.request_id].extend([now] * len(out.outputs[0].token_ids))
         except BaseException:
             with contextlib.suppress(Exception):  # a dead engine cannot abort; the original error is the one to see
                 engine.abort_request(ids)
             raise
         return [GenerationRecord(len(tok), len(times[rid]), start, times[rid]) for rid, tok in zip(ids, token_ids)]
 
+    @contextlib.contextmanager
+    def _engine_errors(self):
+        """vLLM's own error for a dead engine is a wrapper ("Engine core initialization failed"): when the watch saw a
+        process die, raise its cause instead."""
+        try:
+            yield
+        except EngineDied:
+            raise
+        except Exception as exc:
+            watch = self._watch
+            if watch is not None:
+                watch.pause()
+                if watch.died:
+                    raise EngineDied(watch.died) from exc
+                watch.resume()
+            raise
+
     def close(self) -> None:
+        if self._watch is not None:
+            self._watch.pause()  # shutting the engine down ends its processes on purpose
         llm, self._llm, self._tokenizer = self._llm, None, None
         if llm is not None:
             # V1 runs the engine core (and its workers) in child processes; shutdown() stops and joins them.
@@ -253,6 +277,9 @@ class VLLMBackend:
                 core.shutdown()
             del llm
             gc.collect()
+        if self._watch is not None:
+            self._watch.stop()
+            self._watch = None
         if self._ipc_dir is not None:
             shutil.rmtree(self._ipc_dir, ignore_errors=True)
             self._ipc_dir = None

@@ -1,0 +1,68 @@
+"""EngineWatch with real child processes: one that dies interrupts a main thread blocked in a wait, within seconds,
+with the error it printed on the inherited stderr; a pause (an engine shut down on purpose) ignores exits."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+from lem_runner.backends.engine_watch import EngineDied, EngineWatch, root_cause
+
+DIES = ("import sys, time; time.sleep(1.5); "
+        "print('(EngineCore_DP0 pid=7) Traceback (most recent call last):', file=sys.stderr); "
+        "print('(EngineCore_DP0 pid=7) torch._inductor.exc.InductorError: InvalidCxxCompiler: No working C++ compiler "
+        "found in torch._inductor.config.cpp.cxx: (None, \"g++\")', file=sys.stderr); "
+        "print('RuntimeError: Engine core initialization failed. See root cause above.', file=sys.stderr); "
+        "sys.stderr.flush(); sys.exit(1)")
+
+
+def test_a_child_that_dies_interrupts_a_blocked_main_thread_with_its_error():
+    watch = EngineWatch("test engine", period_s=0.2).start()
+    child = subprocess.Popen([sys.executable, "-c", DIES])
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(EngineDied) as info:
+            time.sleep(60)  # a front end waiting on a dead engine
+        assert time.monotonic() - t0 < 15
+    finally:
+        watch.stop()
+        child.wait()
+    message = str(info.value)
+    assert message.startswith("test engine process python")
+    assert f"(pid {child.pid}) exited: torch._inductor.exc.InductorError: InvalidCxxCompiler: No working C++" in message
+
+
+def test_a_paused_watch_lets_the_engine_shut_down():
+    watch = EngineWatch("test engine", period_s=0.2).start()
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1.0)"])
+    try:
+        time.sleep(0.8)  # seen alive on a few polls
+        watch.pause()
+        child.wait()
+        time.sleep(1.0)  # nothing is raised: the exit was on purpose
+        assert watch.died is None
+    finally:
+        watch.stop()
+
+
+def test_short_lived_helpers_are_not_mistaken_for_the_engine():
+    watch = EngineWatch("test engine", period_s=0.5).start()
+    try:
+        subprocess.run([sys.executable, "-c", "pass"], check=True)  # gone before a second poll sees it
+        time.sleep(1.5)
+        assert watch.died is None
+    finally:
+        watch.stop()
+
+
+@pytest.mark.parametrize("lines, cause", [
+    (["INFO loading", "(Worker pid=3) ERROR x", "(Worker pid=3) ValueError: bad block size",
+      "RuntimeError: Engine core initialization failed. See root cause above."], "ValueError: bad block size"),
+    (["RuntimeError: Engine core initialization failed. See root cause above."],
+     "RuntimeError: Engine core initialization failed. See root cause above."),
+    (["INFO all fine"], None),
+])
+def test_the_root_cause_is_the_first_exception_that_is_not_a_wrapper(lines, cause):
+    assert root_cause(lines) == cause
