@@ -18,6 +18,25 @@ from llenergymeasure import __version__
 from llenergymeasure.cli import config_cmd, doctor_cmd, images_cmd, results_cmd, run_cmd
 from llenergymeasure.errors import LemError
 
+
+def _flags_without_a_type() -> None:
+    """typer's rich help prints '<bool>' after every flag (its plain help does not): a flag takes no value, so show
+    none. Only the help text changes."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+    if getattr(shown, "_lem", False):
+        return
+
+    def display_type_rich(self, ctx):
+        return None if self.is_flag else shown(self, ctx)
+
+    display_type_rich._lem = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_without_a_type()
+
 app = typer.Typer(
     name="lem",
     help="Measure the energy and efficiency of LLM inference.",

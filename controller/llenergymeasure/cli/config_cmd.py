@@ -71,8 +71,9 @@ def _as_yaml(cfg) -> str:
 def schema(output: Path = typer.Option(Path("schemas"), "--output", "-o", help="Folder to write into.")) -> None:
     """Write JSON Schemas of the experiment and study configs (and one accepting either) for editor completion."""
     from llenergymeasure.docs.schema import write_schemas
+    from llenergymeasure.safety import resolve_output
 
-    for path in write_schemas(output):
+    for path in write_schemas(resolve_output(output)):
         typer.echo(f"wrote {path}")
 
 
@@ -111,7 +112,10 @@ def reference(
     if output is None:
         typer.echo(text, nl=False)
         return
+    from llenergymeasure.safety import resolve_output
+
+    output = resolve_output(output, folder=False)
     if not output.parent.is_dir():
-        raise ConfigError(f"-o: folder '{output.parent}' does not exist")
+        raise ConfigError(f"--output: folder '{output.parent}' does not exist")
     atomic_write_text(output, text)
     typer.echo(f"wrote {output}")

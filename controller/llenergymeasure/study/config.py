@@ -13,6 +13,7 @@ from typing import Any
 from lem_runner.contract import ExperimentConfig, measurement_config_hash
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from llenergymeasure.config.checks import prompts_file_problem
 from llenergymeasure.config.loader import (
     apply_overrides,
     format_validation_error,
@@ -21,7 +22,6 @@ from llenergymeasure.config.loader import (
     read_config_file,
     resolve_relative_paths,
 )
-from llenergymeasure.config.checks import prompts_file_problem
 from llenergymeasure.errors import ConfigError
 from llenergymeasure.safety import check_sweep_size
 from llenergymeasure.study.order import Order
