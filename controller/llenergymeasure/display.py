@@ -97,6 +97,8 @@ class RunDisplay:
             self.console.print(f"[bold]lem[/] {escape(self.title)}")
         if event.event in ("warmup", "progress") and event.done is not None and event.total:
             self._bar("warmup" if event.event == "warmup" else "measuring", event.done, event.total)
+        elif event.event == "error" and event.data.get("status") == "interrupted":
+            self.console.print(f"  [yellow]interrupted:[/] {escape(event.message)}")
         elif event.event == "error":
             self.console.print(f"  [red]runner error:[/] {escape(event.message)}")
         elif event.event in ("started", "model_loaded", "baseline", "measured"):

@@ -48,10 +48,11 @@ def test_a_paused_watch_lets_the_engine_shut_down():
 
 
 def test_short_lived_helpers_are_not_mistaken_for_the_engine():
-    watch = EngineWatch("test engine", period_s=0.5).start()
+    watch = EngineWatch("test engine", period_s=0.2).start()
     try:
-        subprocess.run([sys.executable, "-c", "pass"], check=True)  # gone before a second poll sees it
-        time.sleep(1.5)
+        subprocess.run([sys.executable, "-c", "pass"], check=True)  # gone before three polls see it
+        subprocess.run(["sleep", "1.5"], check=True)  # a tool (lscpu, a compiler), however long: not the engine
+        time.sleep(1.0)
         assert watch.died is None
     finally:
         watch.stop()

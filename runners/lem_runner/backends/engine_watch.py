@@ -9,8 +9,8 @@ can wait forever, and the run would only end at the controller's silence timeout
 - it tees this process's stderr (fd 2, which the children inherit) through a pipe, passing every byte on and
   keeping the last lines, so the children's own error messages are at hand;
 - it polls ``/proc`` every ``period_s`` for this process's children and grandchildren (vLLM's engine core and its
-  workers; deeper processes such as compiler pools are not watched). One that was seen alive on two polls and is
-  then gone means the engine is dead: the main thread gets :class:`EngineDied`, whose message names the process and
+  workers, Python processes only; deeper processes such as compiler pools, and helper tools, are not watched). One
+  that was seen alive on ``min_polls`` polls and is then gone means the engine is dead: the main thread gets :class:`EngineDied`, whose message names the process and
   the first exception line the children logged (the root cause, before any wrapper's "initialization failed").
 
 The main thread is reached with a signal (SIGUSR1) whose handler raises, so a wait in a blocking call is interrupted
@@ -61,6 +61,16 @@ def _name(pid: int) -> str:
         return "?"
 
 
+def _is_engine_process(pid: int) -> bool:
+    """A Python process (the engine core and workers are multiprocessing children, named VLLM::… when vLLM can set
+    titles); a helper tool (lscpu, a compiler) that comes and goes is not the engine."""
+    try:
+        argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode("utf-8", "replace")
+    except OSError:
+        return False
+    return "python" in Path(argv0).name or _name(pid).startswith(("VLLM", "python", "EngineCore"))
+
+
 def root_cause(lines: list[str]) -> str | None:
     """The first exception line in ``lines`` that is not one of vLLM's wrappers, else the first at all."""
     found = [m.group(1).strip() for ln in lines if (m := _EXCEPTION_LINE.search(ln.rstrip()))]
@@ -72,9 +82,10 @@ def root_cause(lines: list[str]) -> str | None:
 class EngineWatch:
     """A context manager around engine load and generation; ``pause()`` it while the engine is closed on purpose."""
 
-    def __init__(self, what: str = "engine", period_s: float = 0.5, keep_lines: int = 400) -> None:
+    def __init__(self, what: str = "engine", period_s: float = 0.5, keep_lines: int = 400, min_polls: int = 3) -> None:
         self.what = what
         self.period_s = period_s
+        self.min_polls = min_polls  # polls a process must be seen alive on before its exit counts
         self.lines: collections.deque[str] = collections.deque(maxlen=keep_lines)
         self.died: str | None = None
         self._active = threading.Event()
@@ -125,10 +136,11 @@ class EngineWatch:
             alive = set(tree.get(me, set()))
             alive |= {g for c in list(alive) for g in tree.get(c, set())}
             for pid in alive:
-                seen[pid] = seen.get(pid, 0) + 1
                 if pid not in names:
-                    names[pid] = _name(pid)
-            gone = [pid for pid, n in seen.items() if n >= 2 and pid not in alive]
+                    names[pid] = _name(pid) if _is_engine_process(pid) else ""
+                if names[pid]:
+                    seen[pid] = seen.get(pid, 0) + 1
+            gone = [pid for pid, n in seen.items() if n >= self.min_polls and pid not in alive]
             if gone and self._active.is_set():
                 time.sleep(min(1.0, 2 * self.period_s))  # let its last words reach the log
                 pid = gone[0]
