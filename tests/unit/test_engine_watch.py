@@ -3,6 +3,7 @@ with the error it printed on the inherited stderr; a pause (an engine shut down 
 
 from __future__ import annotations
 
+import multiprocessing
 import subprocess
 import sys
 import time
@@ -18,9 +19,17 @@ DIES = ("import sys, time; time.sleep(1.5); "
         "sys.stderr.flush(); sys.exit(1)")
 
 
+def _engine_child(code: str):
+    """A spawned multiprocessing child, as vLLM starts its engine core and workers."""
+    ctx = multiprocessing.get_context("spawn")
+    proc = ctx.Process(target=exec, args=(code,), daemon=True)
+    proc.start()
+    return proc
+
+
 def test_a_child_that_dies_interrupts_a_blocked_main_thread_with_its_error():
     watch = EngineWatch("test engine", period_s=0.2).start()
-    child = subprocess.Popen([sys.executable, "-c", DIES])
+    child = _engine_child(DIES)
     try:
         t0 = time.monotonic()
         with pytest.raises(EngineDied) as info:
@@ -28,7 +37,7 @@ def test_a_child_that_dies_interrupts_a_blocked_main_thread_with_its_error():
         assert time.monotonic() - t0 < 15
     finally:
         watch.stop()
-        child.wait()
+        child.join()
     message = str(info.value)
     assert message.startswith("test engine process python")
     assert f"(pid {child.pid}) exited: torch._inductor.exc.InductorError: InvalidCxxCompiler: No working C++" in message
@@ -36,11 +45,11 @@ def test_a_child_that_dies_interrupts_a_blocked_main_thread_with_its_error():
 
 def test_a_paused_watch_lets_the_engine_shut_down():
     watch = EngineWatch("test engine", period_s=0.2).start()
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1.0)"])
+    child = _engine_child("import time; time.sleep(1.5)")
     try:
-        time.sleep(0.8)  # seen alive on a few polls
+        time.sleep(1.0)  # seen alive on a few polls
         watch.pause()
-        child.wait()
+        child.join()
         time.sleep(1.0)  # nothing is raised: the exit was on purpose
         assert watch.died is None
     finally:
@@ -50,8 +59,9 @@ def test_a_paused_watch_lets_the_engine_shut_down():
 def test_short_lived_helpers_are_not_mistaken_for_the_engine():
     watch = EngineWatch("test engine", period_s=0.2).start()
     try:
-        subprocess.run([sys.executable, "-c", "pass"], check=True)  # gone before three polls see it
-        subprocess.run(["sleep", "1.5"], check=True)  # a tool (lscpu, a compiler), however long: not the engine
+        # plain subprocesses, however long they live (vLLM inspects model classes in one; lscpu; a compiler)
+        subprocess.run([sys.executable, "-c", "import time; time.sleep(1.5)"], check=True)
+        subprocess.run(["sleep", "1.5"], check=True)
         time.sleep(1.0)
         assert watch.died is None
     finally:

@@ -61,14 +61,20 @@ def _name(pid: int) -> str:
         return "?"
 
 
-def _is_engine_process(pid: int) -> bool:
-    """A Python process (the engine core and workers are multiprocessing children, named VLLM::… when vLLM can set
-    titles); a helper tool (lscpu, a compiler) that comes and goes is not the engine."""
+def _cmdline(pid: int | str) -> bytes:
     try:
-        argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode("utf-8", "replace")
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
-        return False
-    return "python" in Path(argv0).name or _name(pid).startswith(("VLLM", "python", "EngineCore"))
+        return b""
+
+
+def _is_engine_process(pid: int) -> bool:
+    """A multiprocessing child: forked (the same command line as this process), spawned (multiprocessing's own
+    command line), or titled by vLLM (VLLM::EngineCore, VLLM::Worker). Not a helper vLLM runs as a plain subprocess
+    (its model-class inspection, lscpu, a compiler), which comes and goes by design."""
+    cmdline = _cmdline(pid)
+    return bool(cmdline) and (cmdline == _cmdline("self") or b"multiprocessing" in cmdline
+                              or _name(pid).startswith("VLLM"))
 
 
 def root_cause(lines: list[str]) -> str | None:
