@@ -43,6 +43,25 @@ def test_a_child_that_dies_interrupts_a_blocked_main_thread_with_its_error():
     assert f"(pid {child.pid}) exited: torch._inductor.exc.InductorError: InvalidCxxCompiler: No working C++" in message
 
 
+def test_an_engine_that_logs_its_failure_but_lingers_is_dead_too():
+    """Seen on vLLM 0.32 CPU: the worker reports InvalidCxxCompiler and stays alive; the engine core logs 'Worker
+    failed with error' and hangs; nothing exits."""
+    lingers = ("import sys, time; time.sleep(1.0); "
+               "print('(Worker pid=9) ERROR [x.py:1] torch._inductor.exc.InductorError: InvalidCxxCompiler: none', "
+               "file=sys.stderr); print(\"(EngineCore pid=8) ERROR RuntimeError: Worker failed with error "
+               "'InvalidCxxCompiler: none'\", file=sys.stderr); sys.stderr.flush(); time.sleep(120)")
+    watch = EngineWatch("test engine", period_s=0.2).start()
+    child = _engine_child(lingers)
+    try:
+        with pytest.raises(EngineDied, match="^test engine failed: torch._inductor.exc.InductorError: InvalidCxx"):
+            time.sleep(60)
+        watch.kill_engine()
+        child.join(timeout=10)
+        assert not child.is_alive()  # the lingering process is gone, so this one can exit
+    finally:
+        watch.stop()
+
+
 def test_a_paused_watch_lets_the_engine_shut_down():
     watch = EngineWatch("test engine", period_s=0.2).start()
     child = _engine_child("import time; time.sleep(1.5)")

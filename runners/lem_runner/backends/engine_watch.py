@@ -29,6 +29,10 @@ import time
 from pathlib import Path
 
 _EXCEPTION_LINE = re.compile(r"(?:^|\s)((?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Exception|Exit|Interrupt)(?::.*)?)$")
+#: lines an engine process logs when it has failed for good, even if its process lingers (seen on vLLM 0.32 CPU: the
+#: worker reports InvalidCxxCompiler and stays alive, the engine core logs "Worker failed with error" and hangs)
+FATAL_MARKERS = ("EngineCore failed to start", "Engine core initialization failed", "Worker failed with error",
+                 "WorkerProc failed to start", "died unexpectedly", "EngineDeadError")
 #: wrappers vLLM puts around the root cause: not the line to report
 _WRAPPERS = ("Engine core initialization failed", "Worker failed with error", "Executor failed",
              "EngineDeadError", "EngineGenerateError", "WorkerProc failed to start", "died unexpectedly")
@@ -94,6 +98,8 @@ class EngineWatch:
         self.min_polls = min_polls  # polls a process must be seen alive on before its exit counts
         self.lines: collections.deque[str] = collections.deque(maxlen=keep_lines)
         self.died: str | None = None
+        self.fatal_line: str | None = None  # the first line saying the engine failed for good
+        self._pids: set[int] = set()
         self._active = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -122,7 +128,11 @@ class EngineWatch:
                     os.write(saved, chunk)
                 pending += chunk
                 *complete, pending = pending.split(b"\n")
-                self.lines.extend(c.decode("utf-8", "replace") for c in complete)
+                for c in complete:
+                    line = c.decode("utf-8", "replace")
+                    self.lines.append(line)
+                    if self.fatal_line is None and any(m in line for m in FATAL_MARKERS):
+                        self.fatal_line = line
             os.close(read_fd)
 
         t = threading.Thread(target=pump, daemon=True, name="lem-stderr-tee")
@@ -146,13 +156,16 @@ class EngineWatch:
                     names[pid] = _name(pid) if _is_engine_process(pid) else ""
                 if names[pid]:
                     seen[pid] = seen.get(pid, 0) + 1
+            self._pids |= set(seen)
             gone = [pid for pid, n in seen.items() if n >= self.min_polls and pid not in alive]
-            if gone and self._active.is_set():
+            if (gone or self.fatal_line) and self._active.is_set():
                 time.sleep(min(1.0, 2 * self.period_s))  # let its last words reach the log
-                pid = gone[0]
                 cause = root_cause(list(self.lines))
-                self.died = (f"{self.what} process {names.get(pid, '?')} (pid {pid}) exited"
-                             + (f": {cause}" if cause else " (no error in its log)"))
+                if gone:
+                    what = f"{self.what} process {names.get(gone[0], '?')} (pid {gone[0]}) exited"
+                else:
+                    what = f"{self.what} failed"
+                self.died = what + (f": {cause}" if cause else " (no error in its log)")
                 with contextlib.suppress(OSError, ValueError):
                     signal.pthread_kill(self._main, signal.SIGUSR1)
                 return
@@ -180,6 +193,13 @@ class EngineWatch:
         self._threads.append(t)
         self._active.set()
         return self
+
+    def kill_engine(self) -> None:
+        """SIGKILL the engine processes the watch saw and that still linger (after a death, so this process can exit
+        instead of waiting on them)."""
+        for pid in self._pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
 
     def pause(self) -> None:
         self._active.clear()

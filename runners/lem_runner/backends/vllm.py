@@ -269,6 +269,8 @@ class VLLMBackend:
     def close(self) -> None:
         if self._watch is not None:
             self._watch.pause()  # shutting the engine down ends its processes on purpose
+            if self._watch.died:
+                self._watch.kill_engine()  # a dead engine's lingering processes would keep this one from exiting
         llm, self._llm, self._tokenizer = self._llm, None, None
         if llm is not None:
             # V1 runs the engine core (and its workers) in child processes; shutdown() stops and joins them.
