@@ -141,6 +141,14 @@ def engine():
 
 
 @pytest.fixture(scope="session")
+def vllm_cpu_image(engine):
+    """llenergymeasure/vllm:<version>-cpu (`lem images build vllm --cpu`): the real vLLM CPU engine in its image."""
+    from llenergymeasure.images.build import build_image
+
+    return build_image(engine, "vllm", cpu=True)
+
+
+@pytest.fixture(scope="session")
 def cpu_image(engine):
     """llenergymeasure/pytorch:<version>-cpu built from images/pytorch/Dockerfile (layer cache makes rebuilds quick)."""
     from llenergymeasure.images.build import build_image

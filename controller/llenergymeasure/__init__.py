@@ -3,20 +3,23 @@
 The public Python API::
 
     import llenergymeasure as lem
-    result = lem.run_experiment({"model": "/path/to/model", "n_prompts": 8})
-    study = lem.run_study("study.yaml")          # -> StudyResult: folder, manifest entries, per-point summaries
+    result = lem.run_experiment({"model": "/path/to/model", "n_prompts": 8})   # result.result_dir: its folder
+    study = lem.run_study("study.yaml", progress=print)   # -> StudyResult: folder, manifest entries, summaries
     df = lem.load_results("results")             # -> pandas.DataFrame, one row per experiment
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable as _Callable
+from dataclasses import dataclass as _dataclass
+from dataclasses import field as _field
+from pathlib import Path as _Path
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
 
 __version__ = "0.1.0"
 
-if TYPE_CHECKING:
+if _TYPE_CHECKING:
     import pandas as pd
     from lem_runner.contract import ExperimentConfig, ExperimentResult
 
@@ -24,38 +27,51 @@ if TYPE_CHECKING:
 
 
 def run_experiment(
-    config: ExperimentConfig | dict[str, Any] | str | Path,
-    output: str | Path = "results",
+    config: ExperimentConfig | dict[str, _Any] | str | _Path,
+    output: str | _Path = "results",
     isolated: bool = False,
 ) -> ExperimentResult:
     """Measure one experiment (a config object, a mapping, or a YAML/JSON file) and return its result.
 
-    The result is also written to ``<output>/<experiment>/result.json``. Raises ConfigError (bad config) or RunFailed.
+    The result is also written to ``<output>/<experiment>/result.json``; ``result.result_dir`` is that folder.
+    Raises ConfigError (bad config) or RunFailed.
     """
     from lem_runner.contract import ExperimentConfig
 
     from llenergymeasure.config import load_config, parse_config
-    from llenergymeasure.experiment import execute_experiment
+    from llenergymeasure.experiment import execute_experiment, with_result_dir
 
-    if isinstance(config, (str, Path)):
+    if isinstance(config, (str, _Path)):
         config = load_config(config)
     elif not isinstance(config, ExperimentConfig):
         config = parse_config(config, "config")
-    result, _ = execute_experiment(config, output=output, isolated=isolated)
-    return result
+    result, exp_dir = execute_experiment(config, output=output, isolated=isolated)
+    return with_result_dir(result, exp_dir)
 
 
-@dataclass(frozen=True)
+@_dataclass(frozen=True)
+class StudyProgress:
+    """Passed to ``run_study(progress=...)`` after each run: how far the study is, and the run that just ended."""
+
+    done: int  # runs finished (done or failed) so far, this session and earlier ones
+    total: int  # runs in the study
+    entry: ManifestEntry  # the run that just ended: label, cycle, status, result_path, error
+
+    def __str__(self) -> str:
+        return f"{self.done}/{self.total} {self.entry.label} (cycle {self.entry.cycle}): {self.entry.status}"
+
+
+@_dataclass(frozen=True)
 class StudyResult:
     """What a study left: its folder, its manifest's runs (status, folder, error, timings), each point's statistics
     over its cycles, each done run's result by run number, and the controller's overhead per run."""
 
-    study_dir: Path
+    study_dir: _Path
     status: str
     entries: list[ManifestEntry]
     summaries: list[PointAggregate]
-    results: dict[int, ExperimentResult] = field(default_factory=dict)
-    skipped: list[str] = field(default_factory=list)
+    results: dict[int, ExperimentResult] = _field(default_factory=dict)
+    skipped: list[str] = _field(default_factory=list)
     controller_overhead_s_per_experiment: float | None = None
 
     @property
@@ -64,17 +80,19 @@ class StudyResult:
 
 
 def run_study(
-    config: StudyConfig | dict[str, Any] | str | Path,
-    output: str | Path = "results",
+    config: StudyConfig | dict[str, _Any] | str | _Path,
+    output: str | _Path = "results",
     isolated: bool = False,
-    resume: bool | str | Path | None = None,
+    resume: bool | str | _Path | None = None,
     no_gaps: bool = False,
     fail_fast: bool = False,
     retry_failed: bool = False,
     detach: bool = False,
+    progress: _Callable[[StudyProgress], None] | None = None,
 ) -> StudyResult:
     """Run a study (a StudyConfig, a mapping with base/sweep/experiments, or a study file) and return what it left.
 
+    ``progress`` is called with a :class:`StudyProgress` after each run ends.
     ``resume=True`` finishes the newest unfinished study of that name in ``output``; a path finishes that folder.
     Failed runs do not raise: see ``StudyResult.failed``. Raises ConfigError for a bad study, StudyInterrupted on
     Ctrl-C (the study stays resumable). ``detach`` (runs on Slurm): submit every run and return with status
@@ -82,12 +100,12 @@ def run_study(
     """
     from llenergymeasure.config.loader import format_validation_error, resolve_relative_paths
     from llenergymeasure.errors import ConfigError
-    from llenergymeasure.study import StudyConfig, StudyOptions, execute_study, expand_study, load_study
+    from llenergymeasure.study import StudyConfig, StudyObserver, StudyOptions, execute_study, expand_study, load_study
 
     source = "study"
-    if isinstance(config, (str, Path)):
+    if isinstance(config, (str, _Path)):
         source = str(config)
-        study = load_study(Path(config))
+        study = load_study(_Path(config))
     elif isinstance(config, StudyConfig):
         study = config
     else:
@@ -97,14 +115,21 @@ def run_study(
             study = StudyConfig.model_validate(config)
         except ValidationError as exc:
             raise ConfigError(format_validation_error(source, exc)) from None
-        cwd = Path.cwd()
+        cwd = _Path.cwd()
         study = study.model_copy(update={"base": resolve_relative_paths(study.base, cwd),
                                          "experiments": [resolve_relative_paths(e, cwd) for e in study.experiments]})
     expansion = expand_study(study, source)
     options = StudyOptions(isolated=isolated, no_gaps=no_gaps, fail_fast=fail_fast, retry_failed=retry_failed,
-                           resume=Path(resume) if isinstance(resume, (str, Path)) else resume,
+                           resume=_Path(resume) if isinstance(resume, (str, _Path)) else resume,
                            study_file=source if source != "study" else None, detach=detach)
-    outcome = execute_study(study, expansion, output=output, options=options)
+
+    class _Progress(StudyObserver):
+        def run_finished(self, entry, outcome) -> None:
+            if progress is not None:
+                entries = outcome.manifest.entries
+                progress(StudyProgress(sum(e.status in ("done", "failed") for e in entries), len(entries), entry))
+
+    outcome = execute_study(study, expansion, output=output, options=options, observer=_Progress())
     return StudyResult(
         study_dir=outcome.study_dir, status=outcome.status, entries=list(outcome.manifest.entries),
         summaries=outcome.aggregates(), results=dict(outcome.results), skipped=list(outcome.manifest.skipped),
@@ -112,7 +137,7 @@ def run_study(
     )
 
 
-def load_results(directory: str | Path = "results") -> pd.DataFrame:
+def load_results(directory: str | _Path = "results") -> pd.DataFrame:
     """Every experiment under ``directory`` (single runs and study sub-runs; failed ones with status 'failed') as
     one row of flat columns with units in their names (docs/results-columns.md). Raises ConfigError when the folder
     is missing or holds no experiment."""
@@ -121,4 +146,9 @@ def load_results(directory: str | Path = "results") -> pd.DataFrame:
     return _load(directory)
 
 
-__all__ = ["StudyResult", "__version__", "load_results", "run_experiment", "run_study"]
+__all__ = ["StudyProgress", "StudyResult", "__version__", "load_results", "run_experiment", "run_study"]
+
+
+def __dir__() -> list[str]:
+    """The public API only (not the helpers this module imports)."""
+    return sorted(__all__)

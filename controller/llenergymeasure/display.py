@@ -7,24 +7,45 @@ elsewhere (CI, pipes), plain lines.
 from __future__ import annotations
 
 import os
+import sys
+import time
 from pathlib import Path
 
 from lem_runner.contract import ExperimentResult, LatencyStats, ProgressEvent
 from rich.console import Console, Group
 from rich.live import Live
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
 from llenergymeasure.study.execute import StudyObserver
 
 
+class _Console(Console):
+    """A closed stdout (`lem run … | head`) goes quiet and raises BrokenPipeError, which stops a run gracefully
+    (launchers/stream.py), instead of rich's default SystemExit(1), which would kill the runner unrecorded."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        raise BrokenPipeError("stdout closed")
+
+
 def make_console() -> Console:
     """Rich console for stdout; off a terminal (CI logs, pipes) wide enough that tables do not wrap every cell."""
-    console = Console(highlight=False)
+    console = _Console(highlight=False)
     if not console.is_terminal and "COLUMNS" not in os.environ:
-        console = Console(highlight=False, width=160)
+        console = _Console(highlight=False, width=160)
     return console
 
 
@@ -36,13 +57,14 @@ class RunDisplay:
         self.title = title
         self._progress: Progress | None = None
         self._tasks: dict[str, int] = {}
+        self._started: dict[str, tuple[float, int]] = {}
         self._announced = False
 
     def __enter__(self) -> RunDisplay:
         if self.console.is_terminal:
             self._progress = Progress(
                 TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                console=self.console, transient=True,
+                TextColumn("eta"), TimeRemainingColumn(), console=self.console, transient=True,
             )
             self._progress.start()
         return self
@@ -53,11 +75,21 @@ class RunDisplay:
 
     def _bar(self, name: str, done: int, total: int) -> None:
         if self._progress is None:
-            self.console.print(f"  {name} {done}/{total}")
+            self.console.print(f"  {name} {done}/{total}{self._eta(name, done, total)}")
             return
         if name not in self._tasks:
             self._tasks[name] = self._progress.add_task(name, total=total)
         self._progress.update(self._tasks[name], completed=done, total=total)
+
+    def _eta(self, name: str, done: int, total: int) -> str:
+        """' · 12 s elapsed · eta 3 min' from the rate since this bar's first update (plain lines, off a terminal)."""
+        now = time.monotonic()
+        first = self._started.setdefault(name, (now, done))
+        elapsed, counted = now - first[0], done - first[1]
+        if counted <= 0 or elapsed <= 0:
+            return ""
+        left = (total - done) * elapsed / counted
+        return f" · {_duration(elapsed)} elapsed · eta {_duration(left)}"
 
     def __call__(self, event: ProgressEvent) -> None:
         if not self._announced:  # only once a runner speaks: a config refused before it starts prints one line
@@ -65,10 +97,20 @@ class RunDisplay:
             self.console.print(f"[bold]lem[/] {escape(self.title)}")
         if event.event in ("warmup", "progress") and event.done is not None and event.total:
             self._bar("warmup" if event.event == "warmup" else "measuring", event.done, event.total)
+        elif event.event == "error" and event.data.get("status") == "interrupted":
+            self.console.print(f"  [yellow]interrupted:[/] {escape(event.message)}")
         elif event.event == "error":
             self.console.print(f"  [red]runner error:[/] {escape(event.message)}")
         elif event.event in ("started", "model_loaded", "baseline", "measured"):
             self.console.print(f"  {event.event.replace('_', ' ')}: {escape(event.message)}")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _latency(stats: LatencyStats | None) -> str:

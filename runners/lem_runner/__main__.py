@@ -31,7 +31,23 @@ from lem_runner.contract.protocol import (
 
 
 class _Terminated(Exception):
-    """SIGTERM (e.g. ``docker stop``) turned into an exception so error.json still gets written."""
+    """SIGTERM (e.g. ``docker stop``) or SIGHUP turned into an exception so error.json still gets written."""
+
+
+#: signals that stop a run gracefully (error.json written, status interrupted), besides SIGINT
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _interrupted(exc: BaseException, phase: str, progress: dict) -> tuple[str, str, int | None]:
+    """The signal, the one-line message for an interrupted run, and how many measured requests were dropped."""
+    signame = "SIGINT" if isinstance(exc, KeyboardInterrupt) else str(exc)
+    message = f"stopped during {phase}"
+    done = progress.get("done") if phase == "measure" else None
+    if done is not None:
+        total = progress.get("total")
+        message += (f" after {done}{f' of {total}' if total else ''} measured requests; their partial measurement "
+                    "was dropped (a window cut short is not a result)")
+    return signame, message, done
 
 
 def _protocol_stream():
@@ -79,7 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     _adopt_umask()
     stream = _protocol_stream()
 
+    progress: dict = {}  # the last progress event's counts, for an interrupted run's error.json
+
     def emit(event: ProgressEvent) -> None:
+        if event.event == "progress":
+            progress.update(done=event.done, total=event.total)
         stream.write(event.to_line() + "\n")
 
     out_dir = Path(args.out)
@@ -92,9 +112,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_REQUEST
 
     def _on_term(signum, frame):
-        raise _Terminated("runner received SIGTERM")
+        raise _Terminated(signal.Signals(signum).name)
 
-    signal.signal(signal.SIGTERM, _on_term)
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, _on_term)
     emit(ProgressEvent(event="started", message=request.experiment_id, data={"contract": contract_fingerprint()}))
 
     from lem_runner.backends import create_backend
@@ -157,10 +178,10 @@ def main(argv: list[str] | None = None) -> int:
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out_dir / RESULT_FILE, result.model_dump_json(indent=2))
     except (KeyboardInterrupt, _Terminated) as exc:
-        message = f"interrupted during {phase.name}: {exc or 'SIGINT'}"
-        emit(ProgressEvent(event="error", message=message))
-        _write_error(out_dir, RunError(experiment_id=request.experiment_id, error_type=type(exc).__name__,
-                                       message=message, phase=phase.name))
+        signame, message, done = _interrupted(exc, phase.name, progress)
+        emit(ProgressEvent(event="error", message=f"{signame}: {message}", data={"status": "interrupted"}))
+        _write_error(out_dir, RunError(experiment_id=request.experiment_id, error_type=signame,
+                                       message=message, phase=phase.name, status="interrupted", requests_done=done))
         return 130 if isinstance(exc, KeyboardInterrupt) else 143
     except Exception as exc:
         message = f"{type(exc).__name__}: {exc}".strip()

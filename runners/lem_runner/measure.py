@@ -183,9 +183,10 @@ def run_measurement(
     t0 = clock()
     loaded = backend.load()
     load_sec = clock() - t0
-    emit(ProgressEvent(event="model_loaded", message=f"model loaded in {load_sec:.1f} s", data={"seconds": load_sec}))
+    emit(ProgressEvent(event="model_loaded", message=f"in {load_sec:.1f} s", data={"seconds": load_sec}))
 
-    prompts = load_prompts(cfg.prompts, cfg.n_prompts, cfg.seed, prompts_path)
+    prompt_warnings: list[str] = []
+    prompts = load_prompts(cfg.prompts, cfg.n_prompts, cfg.seed, prompts_path, prompt_warnings)
     batches = _chunks(prompts, backend.batch_size)
     energy = energy_for(loaded)
 
@@ -239,7 +240,7 @@ def run_measurement(
     flags = quality_flags(reading, window_s, rel_diff, *phase_spans(records), headline=head)
     operating_point, drift = observe(reading.samples, reading.t_start, reading.t_end, request.gpu_settings)
     flags += drift
-    warnings = list(reading.warnings) + [f.message for f in flags]
+    warnings = prompt_warnings + list(reading.warnings) + [f.message for f in flags]
     if output_tokens == 0:
         warnings.append("no output tokens were generated")
     if methodology != cfg.window.mode:

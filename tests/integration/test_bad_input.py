@@ -347,19 +347,22 @@ SEGMENT = st.from_regex(r"[a-z0-9_]{1,8}", fullmatch=True)
 
 
 @SETTINGS
-@given(ups=st.integers(1, 6), tail=st.lists(SEGMENT, max_size=3), lead=st.lists(SEGMENT, max_size=2),
-       study=st.booleans())
-def test_output_paths_that_go_up_are_refused(sandbox_root, ups, tail, lead, study):
-    data = {"base": STUDY_BASE, "sweep": {"seed": [1, 2]}} if study else BASE
+@given(ups=st.integers(1, 6), tail=st.lists(SEGMENT, max_size=3), lead=st.lists(SEGMENT, max_size=2))
+def test_output_paths_that_go_up_are_resolved_not_refused(sandbox_root, ups, tail, lead):
+    """`-o ../results` is a path people use: accepted (resolved), so the refusal is the missing model's, not the
+    output's, and still nothing is written anywhere. (A study checks the same path the same way, safety.py's
+    resolve_output; its missing model would fail each run instead, so it is not the probe here.)"""
     out = "/".join([*lead, *[".."] * ups, *tail])
-    line = refuse(sandbox_root, "output with ..", lambda b: [str(b.write("c.yaml", _dump(data, "yaml"))), "-o", out])
-    assert line.startswith("error: --output:") and "'..'" in line
+    line = refuse(sandbox_root, "output with ..", lambda b: [str(b.write("c.yaml", _dump(BASE, "yaml"))), "-o", out])
+    assert "--output" not in line and "model" in line, line
 
 
 @SETTINGS
 @given(kind=st.sampled_from(["to outside", "dangling", "to self", "parent is link", "absolute link"]),
        sub=st.lists(SEGMENT, max_size=2))
-def test_output_paths_through_symlinks_are_refused(sandbox_root, kind, sub):
+def test_output_links_are_followed_and_only_links_to_nowhere_refused(sandbox_root, kind, sub):
+    """A results folder that is a symbolic link (scratch space on a cluster) is followed; a link that points nowhere
+    or at itself cannot be, and is refused naming --output. Either way nothing is written."""
     def setup(b):
         target = {"to outside": b.outside, "dangling": b.root / "nowhere", "to self": b.cwd / "loop",
                   "parent is link": b.outside, "absolute link": b.outside}[kind]
@@ -374,7 +377,26 @@ def test_output_paths_through_symlinks_are_refused(sandbox_root, kind, sub):
         return [cfg, "-o", "/".join(["results", *sub]) if kind == "parent is link" else "results"]
 
     line = refuse(sandbox_root, "symlinked output", args, setup)
-    assert line.startswith("error: --output:") and "symbolic link" in line
+    if kind in ("dangling", "to self"):
+        assert line.startswith("error: --output:") and "symbolic link" in line, line
+    else:
+        assert "--output" not in line and "model" in line, line
+
+
+def test_a_run_through_dotdot_and_a_linked_results_folder_lands_in_the_resolved_folder(tmp_path, tiny_model_path):
+    work, scratch = tmp_path / "work", tmp_path / "scratch"
+    work.mkdir()
+    scratch.mkdir()
+    (work / "results").symlink_to(scratch)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"name: t\nmodel: {tiny_model_path}\nn_prompts: 1\nmax_output_tokens: 2\nwarmup: {{n_batches: 0}}\n")
+    up = run_lem("run", str(cfg), "-o", "../up", cwd=work)
+    assert up.returncode == 0, up.stderr
+    assert len(list((tmp_path / "up").glob("t-*/result.json"))) == 1
+    linked = run_lem("run", str(cfg), "-o", "results", cwd=work)
+    assert linked.returncode == 0, linked.stderr
+    (result,) = scratch.glob("t-*/result.json")
+    assert run_lem("results", "list", "results", cwd=work).stdout.count("t-") == 1
 
 
 @pytest.mark.parametrize("kind", ["a file", "under a file"])
@@ -426,7 +448,7 @@ def test_bad_flags_are_one_line(sandbox_root, args):
     (f"model: {MISSING_MODEL}\nn_prompts: -5\n".encode(), [], "n_prompts"),
     (f"model: {MISSING_MODEL}\nmystery: 1\n".encode(), [], "mystery"),
     (f"model: {MISSING_MODEL}\n".encode(), ["--name", "$(touch pwned)/x"], "name"),
-    (f"model: {MISSING_MODEL}\n".encode(), ["-o", "../../etc"], "--output"),
+    (f"model: {MISSING_MODEL}\n".encode(), ["-o", "../../etc"], "model"),  # the path is fine; the model is not
     (f"base: {{model: {MISSING_MODEL}}}\nsweep: {{seed: []}}\n".encode(), [], "sweep"),
     (f"model: {MISSING_MODEL}\n".encode(), ["--n-prompts", "lots"], "--n-prompts"),
 ])

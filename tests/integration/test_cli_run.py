@@ -125,7 +125,7 @@ def test_ctrl_c_stops_the_runner_and_exits_130(tmp_path, tiny_model_path):
     assert proc.returncode == 130, stderr
     exp_dir = _only_dir(out)
     err = RunError.model_validate_json((exp_dir / "error.json").read_text())
-    assert err.phase == "measure" and "interrupted" in err.message
+    assert err.phase == "measure" and err.status == "interrupted" and "stopped during measure" in err.message
     assert not (exp_dir / "result.json").exists()
 
 

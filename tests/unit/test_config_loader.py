@@ -49,17 +49,31 @@ def test_a_bad_field_is_one_line_naming_the_file_and_the_dotted_path(tmp_path, t
     assert words in message
 
 
-def test_several_problems_report_the_first_and_count_the_rest(tmp_path):
-    one_more = _error(write_yaml(tmp_path / "a.yaml", "dtype: float64\nn_prompts: 0\n"))
-    two_more = _error(write_yaml(tmp_path / "b.yaml", "dtype: float64\nn_prompts: 0\nseed: -1\n"))
-    assert one_more.endswith("(and 1 more problem)")
-    assert two_more.endswith("(and 2 more problems)")
+def test_several_problems_are_all_reported_each_naming_its_field(tmp_path):
+    path = write_yaml(tmp_path / "b.yaml", "dtype: float64\nn_prompts: 0\nseed: -1\n")
+    message = _error(path)
+    assert message.startswith(f"{path}: 3 problems: dtype: ")
+    assert "; n_prompts: Input should be greater than or equal to 1" in message
+    assert "; seed: Input should be greater than or equal to 0" in message
+    assert "more problem" not in message
 
 
-def test_format_validation_error_takes_the_source_it_is_given():
+def test_format_validation_error_takes_the_source_it_is_given_and_suggests_the_field_meant():
     with pytest.raises(ValidationError) as info:
         ExperimentConfig.model_validate({"decoding": {"temprature": 0.5}})
-    assert format_validation_error("flags", info.value) == "flags: decoding.temprature: unknown field (check the spelling)"
+    assert format_validation_error("flags", info.value) == ("flags: decoding.temprature: unknown field "
+                                                            "(did you mean 'temperature'?)")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("n_promts: 4\n", "n_promts: unknown field (did you mean 'n_prompts'?)"),
+    ("pytorch:\n  batchsize: 4\n", "pytorch.batchsize: unknown field (did you mean 'batch_size'?)"),
+    ("vllm:\n  enforce_eagre: true\n", "vllm.enforce_eagre: unknown field (did you mean 'enforce_eager'?)"),
+    ("zzz: 1\n", "zzz: unknown field (check the spelling)"),
+])
+def test_a_misspelt_key_gets_a_did_you_mean(tmp_path, text, expected):
+    path = write_yaml(tmp_path / "t.yaml", "backend: vllm\n" + text if "vllm" in text else text)
+    assert _error(path) == f"{path}: {expected}"
 
 
 def test_a_cross_field_problem_is_attributed_to_the_top_level():
@@ -178,12 +192,15 @@ def test_a_relative_model_folder_is_resolved_against_the_config_folder(elsewhere
 
 
 def test_a_relative_prompts_path_is_resolved_against_the_config_folder(elsewhere):
+    (elsewhere / "data").mkdir()
+    (elsewhere / "data" / "p.jsonl").write_text('{"prompt": "hi"}\n')
     cfg = load_config(write_yaml(elsewhere / "exp.yaml", "prompts:\n  source: jsonl\n  path: data/p.jsonl\n"))
     assert cfg.prompts.path == str((elsewhere / "data" / "p.jsonl").resolve())
 
 
 def test_hub_ids_and_absolute_paths_are_left_alone(elsewhere, tmp_path):
     text = f"model: org/name\nprompts:\n  source: jsonl\n  path: {tmp_path}/p.jsonl\n"
+    (tmp_path / "p.jsonl").write_text('{"prompt": "hi"}\n')
     cfg = load_config(write_yaml(elsewhere / "exp.yaml", text))
     assert (cfg.model, cfg.prompts.path) == ("org/name", f"{tmp_path}/p.jsonl")
 
@@ -195,5 +212,7 @@ def test_a_relative_model_given_as_an_override_stays_relative_to_the_cwd(elsewhe
 
 def test_a_home_relative_prompts_path_is_not_glued_onto_the_config_folder(elsewhere, tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "p.jsonl").write_text('{"prompt": "hi"}\n')
     cfg = load_config(write_yaml(elsewhere / "exp.yaml", "prompts:\n  source: jsonl\n  path: ~/p.jsonl\n"))
     assert Path(cfg.prompts.path).expanduser() == tmp_path / "home" / "p.jsonl"

@@ -161,8 +161,19 @@ def test_prompts_path_overrides_the_configured_file(tmp_path):
     config = make_config(n_prompts=3, prompts={"source": "jsonl", "path": "/controller/side/p.jsonl"},
                          warmup={"n_batches": 0})
     backend = FakeInferenceBackend(batch_size=3)
-    _run(config, backend, FakeEnergyBackend(), prompts_path=str(path))
+    result, _, _ = _run(config, backend, FakeEnergyBackend(), prompts_path=str(path))
     assert backend.generate_calls == [["alpha", "beta", "alpha"]]
+    # fewer prompts than n_prompts: cycled, and the result says so
+    assert "prompts file has 2 prompt(s) but n_prompts is 3: cycled, each measured 1.5 times on average" in \
+        result.warnings
+
+
+def test_a_jsonl_file_with_enough_prompts_or_the_builtin_set_warns_of_nothing(tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"prompt": "alpha"}\n{"prompt": "beta"}\n', encoding="utf-8")
+    config = make_config(n_prompts=2, prompts={"source": "jsonl", "path": str(path)}, warmup={"n_batches": 0})
+    result, _, _ = _run(config, FakeInferenceBackend(batch_size=2), FakeEnergyBackend())
+    assert not any("prompts file" in w for w in result.warnings)
 
 
 @pytest.mark.parametrize(("fail_on", "phase_name", "energy_started"), [(1, "warmup", 0), (2, "measure", 1)])

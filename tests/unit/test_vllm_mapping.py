@@ -12,7 +12,7 @@ import pytest
 from conftest import make_config
 from lem_runner.backends import InferenceBackend, create_backend
 from lem_runner.backends.base import input_token_limit
-from lem_runner.backends.vllm import VLLMBackend, engine_args, sampling_args
+from lem_runner.backends.vllm import CPU_EAGER_REASON, VLLMBackend, eager_mode, engine_args, sampling_args
 from lem_runner.contract.config import VLLMConfig
 from lem_runner.measurement.parameters import checkpoint_parameter_counts, llama_like_parameter_counts
 
@@ -69,7 +69,24 @@ def test_fields_left_at_none_are_omitted_so_vllm_keeps_its_defaults():
     assert None not in args.values()
     assert args["gpu_memory_utilization"] == 0.9 and args["kv_cache_dtype"] == "auto"
     assert args["enable_prefix_caching"] is False  # the contract's default, not vLLM's (on)
-    assert args["tensor_parallel_size"] == 1 and args["pipeline_parallel_size"] == 1 and args["enforce_eager"] is False
+    assert args["tensor_parallel_size"] == 1 and args["pipeline_parallel_size"] == 1
+    assert "enforce_eager" not in args  # on a GPU, vLLM's own default (compiled, CUDA graphs)
+
+
+def test_unset_enforce_eager_is_eager_on_cpu_and_says_why():
+    # the CPU image has no C++ compiler: vLLM's compiled path would kill its worker (InvalidCxxCompiler)
+    cfg = _vllm_config()
+    assert engine_args(cfg, "/m", on_cuda=False)["enforce_eager"] is True
+    assert eager_mode(cfg, on_cuda=False) == (True, CPU_EAGER_REASON)
+    assert "C++ compiler" in CPU_EAGER_REASON
+
+
+@pytest.mark.parametrize("on_cuda", [True, False])
+@pytest.mark.parametrize("chosen", [True, False])
+def test_an_explicit_enforce_eager_is_passed_as_written_on_either_device(chosen, on_cuda):
+    cfg = _vllm_config(vllm={"enforce_eager": chosen})
+    assert engine_args(cfg, "/m", on_cuda=on_cuda)["enforce_eager"] is chosen
+    assert eager_mode(cfg, on_cuda)[1] == "vllm.enforce_eager as configured"
 
 
 @pytest.mark.parametrize("dtype", ["auto", "float32", "float16", "bfloat16"])

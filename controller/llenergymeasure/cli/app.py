@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
+import threading
 
 import click
 import typer
@@ -14,6 +17,25 @@ from rich.markup import escape
 from llenergymeasure import __version__
 from llenergymeasure.cli import config_cmd, doctor_cmd, images_cmd, results_cmd, run_cmd
 from llenergymeasure.errors import LemError
+
+
+def _flags_without_a_type() -> None:
+    """typer's rich help prints '<bool>' after every flag (its plain help does not): a flag takes no value, so show
+    none. Only the help text changes."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+    if getattr(shown, "_lem", False):
+        return
+
+    def display_type_rich(self, ctx):
+        return None if self.is_flag else shown(self, ctx)
+
+    display_type_rich._lem = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_without_a_type()
 
 app = typer.Typer(
     name="lem",
@@ -71,7 +93,36 @@ def one_line(message: str) -> str:
     return text if len(text) <= _MAX_LINE else text[: _MAX_LINE - 1] + "…"
 
 
+def _stop_signal(signum, frame) -> None:
+    """SIGTERM and SIGHUP outside a run's progress loop (which stops its runner gracefully itself): unwind like
+    Ctrl-C, so nothing is left half-written."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _quiet_broken_stdout() -> None:
+    """After `lem … | head` closed our stdout, point it at /dev/null so exiting does not print a BrokenPipeError."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
+    old = {}
+    if threading.current_thread() is threading.main_thread():
+        old = {sig: signal.signal(sig, _stop_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        return _main(argv)
+    finally:
+        _quiet_broken_stdout()
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def _main(argv: list[str] | None) -> int:
     err = Console(stderr=True, highlight=False)
 
     def say(prefix: str, message: str) -> None:

@@ -15,14 +15,20 @@ app = typer.Typer(help="Check, show, document and start experiment configs.", no
 
 
 @app.command("validate")
-def validate(path: Path = typer.Argument(..., help="Config file.")) -> None:
-    """Exit 0 if the config (or study file) is valid; otherwise one line naming the field, exit 2."""
+def validate(
+    path: Path = typer.Argument(..., help="Config file."),
+    allow_skipped: bool = typer.Option(False, "--allow-skipped", help="Study: accept invalid points (run skips them)."),
+) -> None:
+    """Exit 0 if the config (or study file) is valid, as `lem run` would take it; otherwise one line naming every
+    problem's field, exit 2."""
     from llenergymeasure.config.loader import read_config_file
     from llenergymeasure.study import expand_study, is_study, load_study
 
     if is_study(read_config_file(path)):
         study = load_study(path)
         expansion = expand_study(study, str(path))
+        if not allow_skipped:
+            expansion.refuse_invalid(str(path))
         skipped = f"; {len(expansion.skipped)} skipped: {'; '.join(expansion.skipped)}" if expansion.skipped else ""
         notes = {_device_note(p.config) for p in expansion.points} - {None}
         typer.echo(f"{path}: valid study ({study.name}: {len(expansion.points)} point(s) x {study.n_cycles} "
@@ -48,24 +54,48 @@ def _device_note(cfg) -> str | None:
 
 
 @app.command("show")
-def show(path: Path = typer.Argument(..., help="Config file.")) -> None:
-    """Print the config with every default filled in, as YAML."""
-    cfg = load_config(path)
-    typer.echo(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False).rstrip())
+def show(path: Path = typer.Argument(..., help="Config or study file.")) -> None:
+    """Print the config with every default filled in, as YAML (only the selected backend's section); for a study,
+    each expanded point in turn."""
+    from llenergymeasure.config.loader import read_config_file
+    from llenergymeasure.study import expand_study, is_study, load_study
+
+    if not is_study(read_config_file(path)):
+        typer.echo(_as_yaml(load_config(path)))
+        return
+    study = load_study(path)
+    expansion = expand_study(study, str(path))
+    typer.echo(f"# {study.name}: {len(expansion.points)} point(s) x {study.n_cycles} cycle(s), order {study.order}")
+    for reason in expansion.skipped:
+        typer.echo(f"# skipped: {reason}")
+    for i, point in enumerate(expansion.points, start=1):
+        typer.echo(f"---\n# point {i}: {point.label}\n{_as_yaml(point.config)}")
+
+
+def _as_yaml(cfg) -> str:
+    """The resolved config; the sections of backends it does not use are left out (they would not apply)."""
+    from llenergymeasure.config.checks import BACKEND_SECTIONS
+
+    data = cfg.model_dump(mode="json")
+    for section in BACKEND_SECTIONS:
+        if section != cfg.backend:
+            data.pop(section, None)
+    return yaml.safe_dump(data, sort_keys=False).rstrip()
 
 
 @app.command("schema")
 def schema(output: Path = typer.Option(Path("schemas"), "--output", "-o", help="Folder to write into.")) -> None:
     """Write JSON Schemas of the experiment and study configs (and one accepting either) for editor completion."""
     from llenergymeasure.docs.schema import write_schemas
+    from llenergymeasure.safety import resolve_output
 
-    for path in write_schemas(output):
+    for path in write_schemas(resolve_output(output)):
         typer.echo(f"wrote {path}")
 
 
 @app.command("init")
 def init(
-    path: Path = typer.Argument(Path("lem.yaml"), help="File to write."),
+    path: Path | None = typer.Argument(None, help="File to write (default: lem.yaml, or study.yaml with --study)."),
     study: bool = typer.Option(False, "--study", help="A study (sweep with cycles) instead of one experiment."),
     serving: bool = typer.Option(False, "--serving", help="A serving experiment (a server under load)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
@@ -75,6 +105,7 @@ def init(
 
     from llenergymeasure.docs.starter import EXPERIMENT, SERVING, STUDY
 
+    path = path or Path("study.yaml" if study else "lem.yaml")
     if path.exists() and not force:
         raise ConfigError(f"{path}: already exists (use --force to overwrite)")
     if not path.parent.is_dir():
@@ -100,7 +131,10 @@ def reference(
     if output is None:
         typer.echo(text, nl=False)
         return
+    from llenergymeasure.safety import resolve_output
+
+    output = resolve_output(output, folder=False)
     if not output.parent.is_dir():
-        raise ConfigError(f"-o: folder '{output.parent}' does not exist")
+        raise ConfigError(f"--output: folder '{output.parent}' does not exist")
     atomic_write_text(output, text)
     typer.echo(f"wrote {output}")

@@ -80,8 +80,10 @@ def export(
 ) -> None:
     """One row per experiment (flat columns, units in the names); the power timeseries, where kept, beside it."""
     from llenergymeasure.results.export import export_results
+    from llenergymeasure.safety import resolve_output
 
-    for path in export_results(directory, fmt, output, _carbon(grid_intensity, pue)):
+    for path in export_results(directory, fmt, resolve_output(output, folder=False) if output else None,
+                               _carbon(grid_intensity, pue)):
         typer.echo(f"wrote {path}")
 
 
@@ -94,8 +96,9 @@ def plot(
 ) -> None:
     """efficiency.png (J/token vs tok/s, Pareto front, CI error bars) and power-<run>.png per kept timeseries."""
     from llenergymeasure.results.plot import plot_results
+    from llenergymeasure.safety import resolve_output
 
-    for f in plot_results(directory, output, adjusted, fmt):
+    for f in plot_results(directory, resolve_output(output) if output else None, adjusted, fmt):
         typer.echo(f"wrote {f.path}  ({f.xlabel} × {f.ylabel})")
 
 

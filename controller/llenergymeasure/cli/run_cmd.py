@@ -12,7 +12,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from llenergymeasure.config import load_config
-from llenergymeasure.config.loader import read_config_file
+from llenergymeasure.config.checks import FLAGS
+from llenergymeasure.config.loader import format_problems, read_config_file
 from llenergymeasure.display import RunDisplay, StudyDisplay, make_console, render_study, render_summary
 from llenergymeasure.errors import ConfigError
 from llenergymeasure.experiment import execute_experiment
@@ -28,9 +29,12 @@ from llenergymeasure.study import (
     expand_study,
     is_study,
     load_study,
+    unused_flags,
 )
 
-_STUDY_ONLY = ("--resume", "--fail-fast", "--no-gaps", "--retry-failed", "--detach")
+_STUDY_ONLY = ("--resume", "--fail-fast", "--no-gaps", "--retry-failed", "--detach", "--allow-skipped")
+#: exit code of a bare `lem run` (no config, no --model): a usage error, nothing was asked to be measured
+EXIT_NOTHING_ASKED = 2
 
 
 def run(
@@ -58,6 +62,9 @@ def run(
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Study, with --resume: run failed runs again."),
     fail_fast: bool = typer.Option(False, "--fail-fast", help="Study: stop at the first failed run (resumable)."),
     no_gaps: bool = typer.Option(False, "--no-gaps", help="Study: no pauses between runs."),
+    allow_skipped: bool = typer.Option(
+        False, "--allow-skipped", help="Study: run the valid points even if some are invalid (default: exit 2)."
+    ),
     no_lock: bool = typer.Option(False, "--no-lock", help="Measure even if another lem holds the GPU's lock."),
     lock_timeout: float | None = typer.Option(
         None, "--lock-timeout", min=0, help="Give up (exit 3) if a GPU is still busy after this many seconds."
@@ -69,7 +76,7 @@ def run(
     with use_policy(policy):
         _run(config, study_dir, model, backend, batch_size, n_prompts, max_output_tokens, dtype, device, name,
              output, isolated, image, timeout, silence_timeout, resume, retry_failed, fail_fast, no_gaps, slurm,
-             detach)
+             detach, allow_skipped)
 
 
 def _notify(line: str) -> None:
@@ -78,7 +85,7 @@ def _notify(line: str) -> None:
 
 def _run(config, study_dir, model, backend, batch_size, n_prompts, max_output_tokens, dtype, device, name, output,
          isolated, image, timeout, silence_timeout, resume, retry_failed, fail_fast, no_gaps, slurm=False,
-         detach=False) -> None:
+         detach=False, allow_skipped=False) -> None:
     if slurm and (isolated or image):
         raise ConfigError("--slurm: not with --isolated/--image (pick a container with slurm.start and slurm.image)")
     overrides = {
@@ -95,12 +102,16 @@ def _run(config, study_dir, model, backend, batch_size, n_prompts, max_output_to
         options = StudyOptions(isolated=isolated, no_gaps=no_gaps, fail_fast=fail_fast, retry_failed=retry_failed,
                                resume=(study_dir or True) if resume else None, timeouts=timeouts,
                                study_file=str(config), detach=detach)
-        raise typer.Exit(_run_study(config, overrides, output, options))
-    used = [flag for flag, on in zip(_STUDY_ONLY, (resume, fail_fast, no_gaps, retry_failed, detach)) if on]
+        raise typer.Exit(_run_study(config, overrides, output, options, allow_skipped))
+    used = [flag for flag, on in zip(_STUDY_ONLY, (resume, fail_fast, no_gaps, retry_failed, detach, allow_skipped))
+            if on]
     if used or study_dir is not None:
         raise ConfigError(f"{used[0] if used else repr(str(study_dir))}: only for a study file "
                           "(one with base:, sweep: or experiments:)")
     cfg = load_config(config, overrides)
+    if config is None and model is None:
+        _show_plan(cfg, overrides)
+        raise typer.Exit(EXIT_NOTHING_ASKED)
     launcher = select_launcher(cfg, isolated=isolated, image=image)
     if launcher.name in ("docker", "slurm"):  # engine/image or scheduler checked before a result folder exists
         launcher.check(cfg)
@@ -113,6 +124,15 @@ def _run(config, study_dir, model, backend, batch_size, n_prompts, max_output_to
     render_summary(console, result, exp_dir)
 
 
+def _show_plan(cfg, overrides: dict) -> None:
+    """A bare `lem run` measures nothing: say what it would run and how to start it."""
+    flags = " ".join(f"{FLAGS[k]} {shlex.quote(str(v))}" for k, v in overrides.items() if v is not None)
+    typer.echo(f"lem run needs a config file or --model; nothing was measured. With the defaults it would run "
+               f"{cfg.model} on {cfg.backend}: {cfg.n_prompts} prompts x {cfg.max_output_tokens} output tokens.")
+    typer.echo(f"  start it:       lem run --model {shlex.quote(cfg.model)}{' ' + flags if flags else ''}")
+    typer.echo("  or from a file: lem config init && lem run lem.yaml")
+
+
 def _resume_command(study_dir: Path) -> str:
     """The command that resumes this study: this one's arguments, with --resume and the folder."""
     args = [a for a in sys.argv[1:] if a not in ("--resume", "--retry-failed", "--fail-fast", "--detach")]
@@ -120,11 +140,18 @@ def _resume_command(study_dir: Path) -> str:
     return " ".join(shlex.quote(a) for a in ["lem", *args, "--resume", str(study_dir)])
 
 
-def _run_study(path: Path, overrides: dict, output: Path, options: StudyOptions) -> int:
+def _run_study(path: Path, overrides: dict, output: Path, options: StudyOptions, allow_skipped: bool = False) -> int:
     """Run (or resume) a study file. Exit 0 when every run is done, 1 when some failed or the circuit breaker
-    stopped it, 130 on Ctrl-C; the last two leave it resumable."""
-    study = load_study(path, {k: v for k, v in overrides.items() if k != "name"})
+    stopped it, 130 on Ctrl-C; the last two leave it resumable. Exit 2 before anything runs for a flag with no
+    effect on the study, or invalid points without ``allow_skipped``."""
+    raw = load_study(path)
+    problems = unused_flags(raw, overrides)
+    if problems:
+        raise ConfigError(format_problems(str(path), problems))
+    study = load_study(path, overrides)
     expansion = expand_study(study, str(path))
+    if not allow_skipped:
+        expansion.refuse_invalid(str(path))
     preflight_containers([p.config for p in expansion.points], options.isolated)
     if any(p.config.runner == "slurm" for p in expansion.points):
         from llenergymeasure.launchers.slurm import SlurmLauncher

@@ -1,5 +1,5 @@
-"""Read an experiment config from YAML or JSON, apply CLI overrides, validate it, and report the first problem as
-one line naming the file and the field path."""
+"""Read an experiment config from YAML or JSON, apply CLI overrides, validate it, and report every problem in one
+line naming the file and each field path (config/checks.py holds the checks beyond the models' own rules)."""
 
 from __future__ import annotations
 
@@ -8,29 +8,24 @@ from typing import Any
 
 import yaml
 from lem_runner.contract import ExperimentConfig
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
+from llenergymeasure.config.checks import prompts_file_problem, unused_section_problems, validation_problems
 from llenergymeasure.errors import ConfigError
 
 _MAX_CONFIG_BYTES = 1_000_000
 
 
-def _field_path(loc: tuple) -> str:
-    parts = [str(p) for p in loc if not (isinstance(p, str) and p.startswith("function-"))]
-    return ".".join(parts) or "(top level)"
+def format_problems(source: str, problems: list[str]) -> str:
+    """'SOURCE: problem' for one, 'SOURCE: N problems: a; b; c' for several: every one, none summarised away."""
+    if len(problems) == 1:
+        return f"{source}: {problems[0]}"
+    return f"{source}: {len(problems)} problems: " + "; ".join(problems)
 
 
-def format_validation_error(source: str, exc: ValidationError) -> str:
-    """'SOURCE: field.path: message' for the first error, plus a count of the others."""
-    errors = exc.errors()
-    first = errors[0]
-    msg = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
-        msg = "unknown field (check the spelling)"
-    line = f"{source}: {_field_path(first['loc'])}: {msg}"
-    if len(errors) > 1:
-        line += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
-    return line
+def format_validation_error(source: str, exc: ValidationError, root: type[BaseModel] = ExperimentConfig) -> str:
+    """Every error pydantic found, each as 'field.path: message' (with "did you mean" for a misspelt key)."""
+    return format_problems(source, validation_problems(exc, root))
 
 
 def parse_config(data: Any, source: str = "config") -> ExperimentConfig:
@@ -114,7 +109,13 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     data = read_config_file(Path(path)) if path else {}
     if path:
         data = resolve_relative_paths(data, Path(path).resolve().parent)
-    return parse_config(apply_overrides(data, overrides or {}), source)
+    overrides = overrides or {}
+    config = parse_config(apply_overrides(data, overrides), source)
+    problems = unused_section_problems(data, overrides, config)
+    problems += [p for p in [prompts_file_problem(config)] if p]
+    if problems:
+        raise ConfigError(format_problems(source, problems))
+    return config
 
 
 def resolve_relative_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:

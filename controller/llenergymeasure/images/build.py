@@ -33,6 +33,7 @@ from llenergymeasure.images.catalog import (
     LABEL_MANAGED,
     LABEL_VARIANT,
     LABEL_VERSION,
+    bare_version,
     image_tag,
 )
 from llenergymeasure.paths import cache_root
@@ -156,7 +157,7 @@ def assemble_context(backend: str, cpu: bool, ctx: Path, ca_bundle: Path | None,
         LABEL_VERSION: __version__,
         LABEL_CONTRACT: contract_fingerprint(),
         LABEL_BACKEND: backend,
-        LABEL_BACKEND_VERSION: pins.get(library) or declared or "from base image",
+        LABEL_BACKEND_VERSION: pins.get(library) or bare_version(declared) or "from base image",
         LABEL_VARIANT: "cpu" if cpu else "gpu",
     }
 

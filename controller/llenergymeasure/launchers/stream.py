@@ -1,5 +1,7 @@
 """Pump runner stdout lines (from a process pipe or a container log stream) into progress events, enforcing the
-wall-clock and silence timeouts and turning Ctrl-C into a graceful stop, then a kill on the second press."""
+wall-clock and silence timeouts and turning Ctrl-C into a graceful stop, then a kill on the second press. SIGTERM,
+SIGHUP (the terminal went away) and a closed stdout (``lem run … | head``: EPIPE, Python's form of SIGPIPE) stop the
+run the same way, so the runner still writes its error.json and the folder is marked interrupted."""
 
 from __future__ import annotations
 
@@ -51,33 +53,44 @@ def pump(
     with presses:
         timed_out = _pump(q, on_event, on_other_line, timeouts, stop, kill, presses)
     if presses.count:
-        raise Interrupted("interrupted: the runner was stopped and wrote what it had")
+        raise Interrupted(f"interrupted by {presses.cause}")
     return timed_out
 
 
+#: signals that stop a run gracefully, like Ctrl-C (SIGPIPE itself is ignored by Python: a write raises EPIPE)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 class _CtrlC:
-    """Counts Ctrl-C presses while installed (main thread only), instead of raising wherever the signal lands."""
+    """Counts Ctrl-C presses (and SIGTERM/SIGHUP) while installed (main thread only), instead of raising wherever the
+    signal lands."""
 
     def __init__(self) -> None:
         self.count = 0
-        self._old = None
+        self.cause = ""
+        self._old: dict = {}
 
     def __enter__(self) -> _CtrlC:
         if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGINT, self._press)
+            self._old = {sig: signal.signal(sig, self._press) for sig in STOP_SIGNALS}
         return self
 
     def _press(self, signum, frame) -> None:
+        self.press("Ctrl-C (SIGINT)" if signum == signal.SIGINT else signal.Signals(signum).name)
+
+    def press(self, cause: str) -> None:
         self.count += 1
+        self.cause = self.cause or cause
 
     def __exit__(self, *exc) -> None:
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
 
 
 def _pump(q, on_event, on_other_line, timeouts, stop, kill, presses: _CtrlC) -> str | None:
     start = last = time.monotonic()
     handled = 0
+    broken = False
     while True:
         if presses.count > handled:
             handled = presses.count
@@ -99,6 +112,11 @@ def _pump(q, on_event, on_other_line, timeouts, stop, kill, presses: _CtrlC) -> 
         text = item.decode("utf-8", "replace") if isinstance(item, bytes) else item
         event = parse_event(text)
         if event is not None:
-            on_event(event)
+            try:
+                on_event(event)
+            except BrokenPipeError:  # whoever read our stdout has gone (`| head`): stop as on SIGPIPE
+                if not broken:
+                    broken = True
+                    presses.press("SIGPIPE (stdout closed)")
         elif text.strip():
             on_other_line(text.rstrip("\n"))

@@ -40,7 +40,13 @@ class Experiment:
 
     @property
     def status(self) -> str:
-        return "done" if self.result is not None else "failed"
+        """done; interrupted (stopped by a signal: error.json says so); incomplete (neither result.json nor
+        error.json: lem itself was killed mid-run); else failed."""
+        if self.result is not None:
+            return "done"
+        if self.error is not None:
+            return "interrupted" if self.error.status == "interrupted" else "failed"
+        return "failed" if self.problem else "incomplete"
 
     @property
     def experiment_id(self) -> str:
@@ -53,7 +59,7 @@ class Experiment:
             return None
         if self.error is not None:
             return f"{self.error.phase}: {self.error.error_type}: {self.error.message}".splitlines()[0]
-        return self.problem or "no result"
+        return self.problem or "no result.json or error.json: the run was stopped before it could write either"
 
     @property
     def when(self) -> datetime | None:
@@ -68,7 +74,9 @@ class Experiment:
 
 
 def is_experiment_dir(path: Path) -> bool:
-    return (path / RESULT_FILE).is_file() or (path / ERROR_FILE).is_file()
+    """A run's folder: its result or error, or (incomplete) the config lem saved before starting the runner."""
+    return (path / RESULT_FILE).is_file() or (path / ERROR_FILE).is_file() or (
+        (path / CONFIG_FILE).is_file() and not is_study_dir(path))
 
 
 def is_study_dir(path: Path) -> bool:

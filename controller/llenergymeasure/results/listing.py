@@ -42,7 +42,7 @@ def list_row(e: Experiment) -> tuple[str, ...]:
     settings = " ".join(f"{k}{row[c]}" for k, c in (("bs=", "batch_size"), ("", "dtype"), ("", "device"))
                         if row[c] is not None)  # bs=2 bfloat16 cpu: short, so the failure reason fits the line
     # the folder is in the experiment column: a failure naming a file in it names just the file
-    status = e.status if e.ok else f"failed: {(e.failure or '').replace(str(e.path) + os.sep, '')}"
+    status = e.status if e.ok else f"{e.status}: {(e.failure or '').replace(str(e.path) + os.sep, '')}"
     return (when, name, status, short_model(row["model"]), row["backend"] or "?", settings or "?",
             _num(row["output_tokens_per_second"], ".1f") if e.ok else "-",
             _num(row["energy_per_token_j"], ".4g") if e.ok else "-")

@@ -199,7 +199,7 @@ def _serving(r: ExperimentResult) -> Table | None:
 def render_experiment(console: Console, e: Experiment) -> None:
     """The whole record, or for a failed run its error."""
     if e.result is None:
-        console.print(f"[bold]{escape(e.experiment_id)}[/] · [red]failed[/]: {escape(e.failure or '')}")
+        console.print(f"[bold]{escape(e.experiment_id)}[/] · [red]{e.status}[/]: {escape(e.failure or '')}")
         if e.error is not None and e.error.traceback:
             console.print(f"[dim]traceback kept in {escape(str(e.path / 'error.json'))}[/]")
         return

@@ -2,7 +2,7 @@
 a chosen order, tracked in a crash-safe manifest (resumable), with per-point statistics over the cycles."""
 
 from llenergymeasure.study.aggregate import PointAggregate, aggregate_point, cv_warnings, describe, to_csv
-from llenergymeasure.study.config import StudyConfig, expand_study, is_study, load_study
+from llenergymeasure.study.config import StudyConfig, expand_study, is_study, load_study, unused_flags
 from llenergymeasure.study.execute import (
     StudyInterrupted,
     StudyObserver,
@@ -15,4 +15,4 @@ from llenergymeasure.study.order import schedule, williams_rows
 
 __all__ = ["Manifest", "ManifestEntry", "PointAggregate", "StudyConfig", "StudyInterrupted", "StudyObserver",
            "StudyOptions", "StudyOutcome", "aggregate_point", "cv_warnings", "describe", "expand_study",
-           "execute_study", "is_study", "load_study", "schedule", "to_csv", "williams_rows"]
+           "execute_study", "is_study", "load_study", "schedule", "to_csv", "unused_flags", "williams_rows"]

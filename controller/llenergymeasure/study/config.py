@@ -6,13 +6,14 @@ in the order ``schedule`` gives."""
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lem_runner.contract import ExperimentConfig, measurement_config_hash
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from llenergymeasure.config.checks import prompts_file_problem
 from llenergymeasure.config.loader import (
     apply_overrides,
     format_validation_error,
@@ -68,6 +69,43 @@ class StudyPoint:
 class Expansion:
     points: list[StudyPoint]
     skipped: list[str]  # "label: reason" for each point that failed validation or duplicated another
+    invalid: list[str] = field(default_factory=list)  # the skipped points that failed validation (not duplicates)
+
+    def refuse_invalid(self, source: str) -> None:
+        """ConfigError listing every invalid point: a study that would silently run only part of its sweep is
+        refused (``--allow-skipped`` runs the valid points anyway)."""
+        if self.invalid:
+            raise ConfigError(f"{source}: {len(self.invalid)} of {len(self.invalid) + len(self.points)} point(s) are "
+                              f"invalid (--allow-skipped runs the others): " + "; ".join(
+                                  p.removeprefix(f"{source}: ") for p in self.invalid))
+
+
+def unused_flags(study: StudyConfig, overrides: dict[str, Any]) -> list[str]:
+    """Flags that would change nothing in this study: ``--name`` (runs are named after the study), or a field every
+    point sets itself (a sweep axis, or set in each of ``experiments``)."""
+    from llenergymeasure.config.checks import FLAGS
+
+    out = []
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        flag = FLAGS.get(key, key)
+        if key == "name":
+            out.append(f"{flag}: a study's runs are named after the study ('name:' in the study file)")
+        elif key in study.sweep:
+            out.append(f"{flag}: no effect, the study sweeps {key}")
+        elif study.experiments and all(_sets(e, key) for e in study.experiments):
+            out.append(f"{flag}: no effect, every entry of experiments: sets {key}")
+    return out
+
+
+def _sets(data: dict[str, Any], dotted: str) -> bool:
+    node: Any = data
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
 
 
 def is_study(data: dict[str, Any]) -> bool:
@@ -81,7 +119,7 @@ def load_study(path: Path, overrides: dict[str, Any] | None = None) -> StudyConf
     try:
         study = StudyConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(str(path), exc)) from None
+        raise ConfigError(format_validation_error(str(path), exc, StudyConfig)) from None
     folder = path.resolve().parent
     base = apply_overrides(resolve_relative_paths(study.base, folder), overrides or {})
     points = [resolve_relative_paths(e, folder) for e in study.experiments]
@@ -98,6 +136,7 @@ def expand_study(study: StudyConfig, source: str = "study") -> Expansion:
     axes = list(study.sweep.items())
     points: list[StudyPoint] = []
     skipped: list[str] = []
+    invalid: list[str] = []
     seen: dict[str, str] = {}
     for start in starts:
         for combo in itertools.product(*(values for _, values in axes)):
@@ -107,8 +146,12 @@ def expand_study(study: StudyConfig, source: str = "study") -> Expansion:
             label = _label(overrides)
             try:
                 config = parse_config(data, f"{source}: {label}")
+                problem = prompts_file_problem(config)
+                if problem:
+                    raise ConfigError(f"{source}: {label}: {problem}")
             except ConfigError as exc:
                 skipped.append(str(exc))
+                invalid.append(str(exc))
                 continue
             digest = measurement_config_hash(config)
             if digest in seen:
@@ -120,5 +163,5 @@ def expand_study(study: StudyConfig, source: str = "study") -> Expansion:
             points.append(StudyPoint(label, config))
     if not points:
         raise ConfigError(f"{source}: no valid experiment in the study ({'; '.join(skipped) or 'nothing to run'})")
-    return Expansion(points, skipped)
+    return Expansion(points, skipped, invalid)
 

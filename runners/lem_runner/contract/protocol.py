@@ -81,6 +81,13 @@ class RunError(BaseModel):
     message: str
     phase: str = Field(..., description="where it failed: request, load, baseline, warmup, measure, analyse, write")
     traceback: str | None = None
+    status: Literal["failed", "interrupted"] = Field(
+        "failed", description="interrupted: stopped by a signal (Ctrl-C, SIGTERM, SIGHUP), not a failure of the run"
+    )
+    requests_done: int | None = Field(
+        None, description="interrupted while measuring: requests already finished in the window; their measurement "
+        "was dropped (a window cut short is not a result)"
+    )
 
 
 def parse_event(line: str) -> ProgressEvent | None:

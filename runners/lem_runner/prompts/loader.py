@@ -60,9 +60,14 @@ def _synthetic(n: int, input_tokens: int, seed: int) -> list[str]:
     return [" ".join(rng.choice(_WORDS) for _ in range(input_tokens + 16)) for _ in range(n)]
 
 
-def load_prompts(cfg: PromptConfig, n: int, seed: int, path_override: str | None = None) -> list[str]:
-    """Exactly ``n`` prompts. A set smaller than ``n`` is cycled through in order."""
+def load_prompts(cfg: PromptConfig, n: int, seed: int, path_override: str | None = None,
+                 warnings: list[str] | None = None) -> list[str]:
+    """Exactly ``n`` prompts. A set smaller than ``n`` is cycled through in order; for a JSONL file that is said in
+    ``warnings`` (the same prompt measured again is a different workload from ``n`` distinct ones)."""
     if cfg.source == "synthetic":
         return _synthetic(n, cfg.input_tokens or 1, seed)
     base = _builtin() if cfg.source == "builtin" else _jsonl(Path(path_override or cfg.path or ""), cfg.field)
+    if cfg.source == "jsonl" and len(base) < n and warnings is not None:
+        warnings.append(f"prompts file has {len(base)} prompt(s) but n_prompts is {n}: cycled, each measured "
+                        f"{n / len(base):.1f} times on average")
     return [base[i % len(base)] for i in range(n)]
