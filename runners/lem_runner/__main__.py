@@ -139,20 +139,22 @@ def main(argv: list[str] | None = None) -> int:
             os.environ.update(binding.environment)
             run_config = run_config.model_copy(update={"devices": binding.local_devices})
 
-        def energy_for(loaded):
-            if binding is not None and loaded.device_kind == "cuda":
+        def energy_for(device_kind: str):
+            if binding is not None and device_kind == "cuda":  # the engine's GPUs are the ones NVML will measure
                 check_cuda_sees(binding, torch_cuda_uuids())
-            return select_energy_backend(run_config, loaded.device_kind)
+            return select_energy_backend(run_config, device_kind)
 
         if run_config.scenario == "serving":
             from lem_runner.serving.run import run_serving
 
             result = run_serving(
                 request.model_copy(update={"config": run_config}),
+                # the server inherits CUDA_VISIBLE_DEVICES; no torch UUID check here, which would hold a CUDA
+                # context in the runner beside the server's
                 energy_for=lambda kind: select_energy_backend(run_config, kind),
                 environment_for=lambda libraries, kind, cuda: collect_environment(
                     libraries, run_config.devices, kind == "cuda", cuda, request.image, request.config.devices),
-                emit=emit, phase=phase, out_dir=out_dir, servers=servers,
+                emit=emit, phase=phase, out_dir=out_dir, servers=servers, gpu_indices=request.config.devices,
             )
             result = result.model_copy(update={"config": request.config})
         else:
@@ -160,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             result = run_measurement(
                 request,
                 backend,
-                energy_for=energy_for,
+                energy_for=lambda loaded: energy_for(loaded.device_kind),
                 environment_for=lambda loaded: collect_environment(
                     loaded.libraries,
                     run_config.devices,

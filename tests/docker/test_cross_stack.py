@@ -58,6 +58,6 @@ sweep:
     assert set(rows) == {"pytorch", "vllm"} and all(r["status"] == "done" for r in rows.values())
     assert all(r["runner"] == "docker" for r in rows.values())
     assert rows["pytorch"]["output_tokens"] == rows["vllm"]["output_tokens"] == 32
-    assert rows["pytorch"]["input_tokens"] == rows["vllm"]["input_tokens"]  # same tokenizer, same truncation
+    assert rows["pytorch"]["run_input_tokens"] == rows["vllm"]["run_input_tokens"]  # same tokenizer, same truncation
     assert rows["vllm"]["energy_j"] is None and rows["vllm"]["energy_unavailable_reason"]
     assert "pytorch" in proc.stdout and "vllm" in proc.stdout and "tok/s" in proc.stdout

@@ -19,6 +19,7 @@ from lem_runner.energy.timeseries import write_timeseries
 from lem_runner.energy.tracker import integrate_power
 from lem_runner.measurement.baseline import obtain_baseline
 from lem_runner.measurement.environment import library_versions
+from lem_runner.measurement.operating_point import observe
 from lem_runner.measurement.quality import counter_vs_integrated, quality_flags
 from lem_runner.measurement.windows import span_energy_per_device, window_figures
 from lem_runner.prompts import load_prompts
@@ -63,8 +64,9 @@ def _sampling(cfg) -> dict:
 
 def run_serving(request: RunRequest, energy_for: Callable[[str], EnergyBackend],
                 environment_for: Callable[[dict, str, str | None], EnvironmentInfo], emit: Emit, phase,
-                out_dir: Path, servers: list) -> ExperimentResult:
-    """Measure one serving experiment. A server it starts is appended to ``servers`` so the caller stops it."""
+                out_dir: Path, servers: list, gpu_indices: list[int] | None = None) -> ExperimentResult:
+    """Measure one serving experiment. A server it starts is appended to ``servers`` so the caller stops it.
+    ``gpu_indices``: the config's device indices as written, recorded beside each device's energy."""
     cfg, s = request.config, request.config.serving
     start_time = datetime.now(UTC)
     kind, cuda_version = device_kind(cfg)
@@ -119,9 +121,12 @@ def run_serving(request: RunRequest, energy_for: Callable[[str], EnergyBackend],
     phase.name = "analyse"
     died = server.died() if server else None
     baseline_w = baseline.power_w if baseline is not None else None
-    between = reading.energy_between if reading.total_j is not None and reading.tracks is not None else None
-    reason = reading.unavailable_reason or (None if between else "the energy source gives window totals only: "
-                                            "no energy per request, idle or steady-state figure")
+    sub_span = reading.sub_span_reason() if reading.total_j is not None else None
+    between = (reading.energy_between if reading.total_j is not None and reading.tracks is not None
+               and sub_span is None else None)
+    reason = reading.unavailable_reason or sub_span or (
+        None if between else "the energy source gives window totals only: no energy per request, idle or "
+        "steady-state figure")
     offered = s.rate if s.arrival in ("constant", "poisson", "gamma") else None
     if s.arrival == "trace" and len(plan) > 1 and plan[-1].arrival_s:
         offered = (len(plan) - 1) / plan[-1].arrival_s
@@ -145,7 +150,8 @@ def run_serving(request: RunRequest, energy_for: Callable[[str], EnergyBackend],
     if figures.steady_state_start_s is not None:
         span = (lo + figures.steady_state_start_s, lo + figures.steady_state_start_s + figures.steady_state_duration_s)
         windows["steady_state"] = window_figures([span], figures.steady_state_output_tokens or 0,
-                                                 figures.steady_state_energy_j, baseline_w, lo, STEADY_DEFINITION)
+                                                 figures.steady_state_energy_j, baseline_w, lo, STEADY_DEFINITION,
+                                                 energy_reason=None if between else reason)
     methodology = "steady_state" if cfg.window.mode == "steady_state" and "steady_state" in windows else "total"
     head = windows[methodology]
 
@@ -153,9 +159,11 @@ def run_serving(request: RunRequest, energy_for: Callable[[str], EnergyBackend],
                   for d in (reading.per_device_j or {})]
     integrated = sum(per_device) if per_device and None not in per_device else None  # type: ignore[arg-type]
     rel_diff = counter_vs_integrated(reading.total_j, integrated)
-    head_per_device = (reading.per_device_j if methodology == "total" or not between
-                       else span_energy_per_device(reading, [span]))
+    head_per_device = (span_energy_per_device(reading, [(lo, hi)] if methodology == "total" else [span])
+                       if between else None)
     flags = quality_flags(reading, hi - lo, rel_diff, headline=head)
+    operating_point, drift = observe(reading.samples, reading.t_start, reading.t_end, request.gpu_settings)
+    flags += drift
     timeseries = None
     if cfg.energy.timeseries and reading.samples:
         write_timeseries(reading.samples, out_dir / TIMESERIES_FILE, lo)
@@ -164,7 +172,7 @@ def run_serving(request: RunRequest, energy_for: Callable[[str], EnergyBackend],
 
     energy_result = _energy_result(reading, energy, baseline, baseline_reason, head, head_per_device, integrated,
                                    rel_diff, sum(1 for r in reading.samples if lo <= r.t <= hi), timeseries,
-                                   cfg.devices if kind == "cuda" else None)
+                                   (gpu_indices or cfg.devices) if kind == "cuda" else None)
     warnings = list(reading.warnings) + [f.message for f in flags]
     if figures.n_errors or figures.n_timeouts:
         warnings.append(f"{figures.n_errors} request(s) failed and {figures.n_timeouts} timed out (counted in "
@@ -184,7 +192,7 @@ def run_serving(request: RunRequest, energy_for: Callable[[str], EnergyBackend],
         model_load_sec=start_s or 0.0, warmup_batches=s.warmup_requests,
         backend_details={"scenario": "serving", "server": figures.server, "device": kind, "dtype": cfg.dtype,
                          "requests_file": REQUESTS_FILE},
-        serving=figures, warnings=warnings, quality_flags=[f.code for f in flags],
+        serving=figures, operating_point=operating_point, warnings=warnings, quality_flags=[f.code for f in flags],
         environment=environment_for(libraries, kind, cuda_version), start_time=start_time, end_time=end_time)
 
 

@@ -32,16 +32,16 @@ def _flag(key: str) -> str:
 
 
 def vllm_command(cfg: ExperimentConfig, model_path: str, port: int, on_cpu: bool) -> ServerCommand:
-    from lem_runner.backends.vllm import engine_args
+    from lem_runner.backends.vllm import eager_mode, engine_args
 
-    args = engine_args(cfg, model_path)
+    args = engine_args(cfg, model_path, on_cuda=not on_cpu)
     argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--host", "127.0.0.1", "--port", str(port),
             "--served-model-name", SERVED_NAME, "--disable-uvicorn-access-log"]
     for key, value in args.items():
         if key in ("enforce_eager", "enable_prefix_caching"):
             continue
         argv += [_flag(key), str(value)]
-    if cfg.vllm.enforce_eager or on_cpu:
+    if eager_mode(cfg, not on_cpu)[0]:  # unset: eager on CPU (no compiler in the CPU image); false: compile
         argv.append("--enforce-eager")
     argv.append("--enable-prefix-caching" if cfg.vllm.enable_prefix_caching else "--no-enable-prefix-caching")
     env = {"VLLM_CPU_KVCACHE_SPACE": str(cfg.vllm.cpu_kvcache_space_gib)} if on_cpu else {}
