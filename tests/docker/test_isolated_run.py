@@ -73,4 +73,5 @@ def test_ctrl_c_stops_the_container_and_leaves_none(tmp_path, tiny_model_path, c
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
     err = RunError.model_validate_json((_result_dir(tmp_path / "r") / "error.json").read_text())
-    assert err.phase == "measure" and "SIGTERM" in err.message  # docker stop → the runner wrote what it had
+    # docker stop → SIGTERM in the container → the runner wrote that it was interrupted, and when
+    assert err.phase == "measure" and err.status == "interrupted" and err.error_type == "SIGTERM", err
