@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,13 @@ FLAGS = {"model": "--model", "backend": "--backend", "pytorch.batch_size": "--ba
          "device": "--device", "name": "--name"}
 
 
+#: the tag pydantic puts in an error's location for each member of a union (``int``, ``tuple[int, int]``) or a
+#: validator wrapper: not a field name
+_UNION_TAG = re.compile(r"^(?:int|float|str|bool|list|tuple|dict|none|function-[\w-]+)(?:\[.*\])?$")
+
+
 def _field_path(loc: tuple) -> str:
-    parts = [str(p) for p in loc if not (isinstance(p, str) and p.startswith("function-"))]
+    parts = [str(p) for p in loc if not (isinstance(p, str) and _UNION_TAG.match(p))]
     return ".".join(parts) or "(top level)"
 
 
@@ -53,13 +59,15 @@ def suggestion(loc: tuple, root: type[BaseModel] | None = ExperimentConfig) -> s
 
 def validation_problems(exc: ValidationError, root: type[BaseModel] | None = ExperimentConfig) -> list[str]:
     """'field.path: message' for every error pydantic found."""
-    out = []
+    by_field: dict[str, list[str]] = {}  # a value no member of a union accepts: one problem, every member's reason
     for err in exc.errors():
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown field" + (suggestion(err["loc"], root) or " (check the spelling)")
-        out.append(f"{_field_path(err['loc'])}: {msg}")
-    return out
+        reasons = by_field.setdefault(_field_path(err["loc"]), [])
+        if msg not in reasons:
+            reasons.append(msg)
+    return [f"{path}: {', or: '.join(reasons)}" for path, reasons in by_field.items()]
 
 
 def prompts_file_problem(config: ExperimentConfig) -> str | None:
