@@ -23,7 +23,7 @@ from lem_runner.backends.tensorrt.backend import (
     sampling_args,
     stream_token_times,
 )
-from lem_runner.contract.config import TensorRTConfig
+from lem_runner.backends.tensorrt.config import TensorRTConfig
 from lem_runner.measurement.parameters import parameter_counts
 from pydantic import ValidationError
 

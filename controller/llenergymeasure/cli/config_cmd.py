@@ -73,13 +73,8 @@ def show(path: Path = typer.Argument(..., help="Config or study file.")) -> None
 
 
 def _as_yaml(cfg) -> str:
-    """The resolved config; the sections of backends it does not use are left out (they would not apply)."""
-    from llenergymeasure.config.checks import BACKEND_SECTIONS
-
+    """The resolved config (it holds its own backend's section only)."""
     data = cfg.model_dump(mode="json")
-    for section in BACKEND_SECTIONS:
-        if section != cfg.backend:
-            data.pop(section, None)
     return yaml.safe_dump(data, sort_keys=False).rstrip()
 
 

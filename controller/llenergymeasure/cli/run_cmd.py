@@ -8,11 +8,12 @@ import sys
 from pathlib import Path
 
 import typer
+from lem_runner.contract import registry
 from rich.console import Console
 from rich.markup import escape
 
 from llenergymeasure.config import load_config
-from llenergymeasure.config.checks import FLAGS
+from llenergymeasure.config.checks import BATCH_SIZE, FLAGS
 from llenergymeasure.config.loader import format_problems, read_config_file
 from llenergymeasure.display import RunDisplay, StudyDisplay, make_console, render_study, render_summary
 from llenergymeasure.errors import ConfigError
@@ -44,7 +45,8 @@ def run(
     ),
     model: str | None = typer.Option(None, "--model", "-m", help="Hub id, local folder, or the embedded default."),
     backend: str | None = typer.Option(None, "--backend", "-b", help="Inference backend."),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="Prompts per generate call (pytorch)."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="The backend's batch knob (" + ", ".join(
+        s.batch_knob for s in registry().values() if s.batch_knob) + ")."),
     n_prompts: int | None = typer.Option(None, "--n-prompts", "-n", help="Prompts measured in the window."),
     max_output_tokens: int | None = typer.Option(None, "--max-output-tokens", help="Tokens generated per prompt."),
     dtype: str | None = typer.Option(None, "--dtype", help="auto | float32 | float16 | bfloat16"),
@@ -89,7 +91,7 @@ def _run(config, study_dir, model, backend, batch_size, n_prompts, max_output_to
     if slurm and (isolated or image):
         raise ConfigError("--slurm: not with --isolated/--image (pick a container with slurm.start and slurm.image)")
     overrides = {
-        "model": model, "backend": backend, "pytorch.batch_size": batch_size, "n_prompts": n_prompts,
+        "model": model, "backend": backend, BATCH_SIZE: batch_size, "n_prompts": n_prompts,
         "max_output_tokens": max_output_tokens, "dtype": dtype, "device": device, "name": name,
         "runner": "slurm" if slurm else None,
     }

@@ -4,8 +4,12 @@ problem at once, each naming its field (or flag) and file.
 - pydantic errors, all of them, with "did you mean" for a misspelt key;
 - a JSONL prompts file that is missing, unreadable, or lacks the configured ``field`` (which would otherwise fail
   only after the model loaded, reading as a model problem);
-- a section for a backend the run does not use (``--backend vllm --batch-size 4``; a ``vllm:`` section on a pytorch
-  run): its settings would be silently ignored.
+- a section for a backend the run does not use (a ``vllm:`` section on a pytorch run, an override of
+  ``vllm.max_num_seqs`` on a pytorch run): its settings would be silently ignored. The model refuses such a section
+  too; checking here first lets every problem be reported at once.
+
+``--batch-size`` sets whichever field the backend's spec names as its batch knob (``pytorch.batch_size``,
+``vllm.max_num_seqs``, ``tensorrt.max_batch_size``); a backend without one refuses the flag with its reason.
 """
 
 from __future__ import annotations
@@ -16,15 +20,22 @@ import re
 from pathlib import Path
 from typing import Any
 
-from lem_runner.contract import ExperimentConfig
+from lem_runner.contract import ExperimentConfig, backend_spec, registry
+from lem_runner.contract.backends import foreign_section_message
 from pydantic import BaseModel, ValidationError
 
-#: backend name -> its section in ExperimentConfig (the section is named after the backend)
-BACKEND_SECTIONS = ("pytorch", "vllm", "tensorrt")
+from llenergymeasure.errors import ConfigError
+
+#: the backends' section names in ExperimentConfig (each section is named after its backend)
+BACKEND_SECTIONS = tuple(registry())
+#: the override key ``--batch-size`` sets: resolved to the backend's batch knob before the config is built
+BATCH_SIZE = "batch_size"
 #: the `lem run` flag that sets each dotted field, to name the flag in a message
-FLAGS = {"model": "--model", "backend": "--backend", "pytorch.batch_size": "--batch-size",
+FLAGS = {"model": "--model", "backend": "--backend", BATCH_SIZE: "--batch-size",
+         **{s.batch_knob: "--batch-size" for s in registry().values() if s.batch_knob},
          "n_prompts": "--n-prompts", "max_output_tokens": "--max-output-tokens", "dtype": "--dtype",
          "device": "--device", "name": "--name"}
+DEFAULT_BACKEND = ExperimentConfig.model_fields["backend"].default
 
 
 #: the tag pydantic puts in an error's location for each member of a union (``int``, ``tuple[int, int]``) or a
@@ -102,20 +113,50 @@ def prompts_file_problem(config: ExperimentConfig) -> str | None:
     return None if n else f"prompts.path: '{p.path}' holds no prompts"
 
 
-def unused_section_problems(file_data: dict[str, Any], overrides: dict[str, Any], config: ExperimentConfig) -> list[str]:
-    """A section (or flag) for a backend this run does not use: its settings would be silently ignored. A file's
-    section for another backend is fine when ``--backend`` switched the backend on purpose."""
-    out = []
+def batch_knob(backend: str) -> str:
+    """The dotted field ``--batch-size`` sets for ``backend``; ConfigError when the backend has none."""
+    spec = backend_spec(backend)
+    if spec.batch_knob is None:
+        raise ConfigError(f"--batch-size: the {backend} backend has no batch knob"
+                          + (f" ({spec.batch_refusal})" if spec.batch_refusal else ""))
+    return spec.batch_knob
+
+
+def resolve_batch_flag(backends: set[str], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``overrides`` with ``--batch-size`` (key BATCH_SIZE) set on the batch knob of each of ``backends`` (one for an
+    experiment; each backend a study's points use); unknown backends are left to the model's own error."""
+    if overrides.get(BATCH_SIZE) is None:
+        return {k: v for k, v in overrides.items() if k != BATCH_SIZE}
+    value = overrides[BATCH_SIZE]
+    out = {k: v for k, v in overrides.items() if k != BATCH_SIZE}
+    for backend in sorted(b for b in backends if b in registry()):
+        out[batch_knob(backend)] = value
+    return out
+
+
+def experiment_backend(data: dict[str, Any], overrides: dict[str, Any]) -> Any:
+    return overrides.get("backend") or data.get("backend", DEFAULT_BACKEND)
+
+
+def split_backend_sections(data: dict[str, Any], file_data: dict[str, Any],
+                           overrides: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """``data`` without the sections of backends the run does not use, and a problem for each that held settings:
+    a flag for another backend, or a file's section for one. A file's section for its own backend is dropped
+    without complaint when ``--backend`` switched the backend on purpose."""
+    backend = experiment_backend(data, {})
+    if not isinstance(backend, str) or backend not in registry():
+        return data, []  # the model names the unknown backend
     switched = overrides.get("backend") is not None
-    file_backend = file_data.get("backend", "pytorch")
+    file_backend = file_data.get("backend", DEFAULT_BACKEND)
+    out, problems = dict(data), []
     for section in BACKEND_SECTIONS:
-        if section == config.backend:
+        if section == backend or section not in out:
             continue
+        del out[section]
         flags = [FLAGS.get(k, k) for k, v in overrides.items() if v is not None and k.startswith(section + ".")]
         if flags:
-            out.append(f"{', '.join(flags)}: a {section} setting, but the backend is '{config.backend}' (it would be "
-                       "ignored)")
-        elif section in file_data and not switched and section != file_backend:
-            out.append(f"{section}: settings for backend '{section}', but the backend is '{config.backend}' (they "
-                       f"would be ignored; remove the section or set backend: {section})")
-    return out
+            problems.append(f"{', '.join(flags)}: a {section} setting, but the backend is '{backend}' (it would be "
+                            "ignored)")
+        elif section in file_data and not (switched and section == file_backend):
+            problems.append(f"{section}: {foreign_section_message(section, backend)}")
+    return out, problems

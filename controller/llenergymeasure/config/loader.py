@@ -10,7 +10,13 @@ import yaml
 from lem_runner.contract import ExperimentConfig
 from pydantic import BaseModel, ValidationError
 
-from llenergymeasure.config.checks import prompts_file_problem, unused_section_problems, validation_problems
+from llenergymeasure.config.checks import (
+    experiment_backend,
+    prompts_file_problem,
+    resolve_batch_flag,
+    split_backend_sections,
+    validation_problems,
+)
 from llenergymeasure.errors import ConfigError
 
 _MAX_CONFIG_BYTES = 1_000_000
@@ -28,14 +34,15 @@ def format_validation_error(source: str, exc: ValidationError, root: type[BaseMo
     return format_problems(source, validation_problems(exc, root))
 
 
-def parse_config(data: Any, source: str = "config") -> ExperimentConfig:
-    """Validate a mapping as an ExperimentConfig, raising ConfigError with the field path."""
+def parse_config(data: Any, source: str = "config", earlier: list[str] | None = None) -> ExperimentConfig:
+    """Validate a mapping as an ExperimentConfig, raising ConfigError with the field path (after ``earlier``
+    problems found in the same input, so all are reported at once)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of settings, got {type(data).__name__}")
     try:
         config = ExperimentConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(source, exc)) from None
+        raise ConfigError(format_problems(source, [*(earlier or []), *validation_problems(exc)])) from None
     from llenergymeasure.serving import serving_workload
 
     serving_workload(config, source)  # a serving trace or dataset file that cannot be used is a config error too
@@ -109,9 +116,9 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     data = read_config_file(Path(path)) if path else {}
     if path:
         data = resolve_relative_paths(data, Path(path).resolve().parent)
-    overrides = overrides or {}
-    config = parse_config(apply_overrides(data, overrides), source)
-    problems = unused_section_problems(data, overrides, config)
+    overrides = resolve_batch_flag({experiment_backend(data, overrides or {})}, overrides or {})
+    merged, problems = split_backend_sections(apply_overrides(data, overrides), data, overrides)
+    config = parse_config(merged, source, earlier=problems)
     problems += [p for p in [prompts_file_problem(config)] if p]
     if problems:
         raise ConfigError(format_problems(source, problems))

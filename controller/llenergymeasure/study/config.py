@@ -13,7 +13,13 @@ from typing import Any
 from lem_runner.contract import ExperimentConfig, measurement_config_hash
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from llenergymeasure.config.checks import prompts_file_problem
+from llenergymeasure.config.checks import (
+    BACKEND_SECTIONS,
+    DEFAULT_BACKEND,
+    prompts_file_problem,
+    resolve_batch_flag,
+    split_backend_sections,
+)
 from llenergymeasure.config.loader import (
     apply_overrides,
     format_validation_error,
@@ -86,7 +92,7 @@ def unused_flags(study: StudyConfig, overrides: dict[str, Any]) -> list[str]:
     from llenergymeasure.config.checks import FLAGS
 
     out = []
-    for key, value in overrides.items():
+    for key, value in resolve_batch_flag(study_backends(study, overrides), overrides).items():
         if value is None:
             continue
         flag = FLAGS.get(key, key)
@@ -108,6 +114,14 @@ def _sets(data: dict[str, Any], dotted: str) -> bool:
     return True
 
 
+def study_backends(study: StudyConfig, overrides: dict[str, Any] | None = None) -> set[Any]:
+    """The backends the study's points use (a ``backend`` axis, else each entry's or the base's)."""
+    base = (overrides or {}).get("backend") or study.base.get("backend", DEFAULT_BACKEND)
+    if "backend" in study.sweep:
+        return set(study.sweep["backend"])
+    return {e.get("backend", base) for e in study.experiments} or {base}
+
+
 def is_study(data: dict[str, Any]) -> bool:
     return bool(_STUDY_KEYS & data.keys())
 
@@ -121,7 +135,8 @@ def load_study(path: Path, overrides: dict[str, Any] | None = None) -> StudyConf
     except ValidationError as exc:
         raise ConfigError(format_validation_error(str(path), exc, StudyConfig)) from None
     folder = path.resolve().parent
-    base = apply_overrides(resolve_relative_paths(study.base, folder), overrides or {})
+    overrides = resolve_batch_flag(study_backends(study, overrides), overrides or {})
+    base = apply_overrides(resolve_relative_paths(study.base, folder), overrides)
     points = [resolve_relative_paths(e, folder) for e in study.experiments]
     return study.model_copy(update={"base": base, "experiments": points})
 
@@ -138,11 +153,14 @@ def expand_study(study: StudyConfig, source: str = "study") -> Expansion:
     skipped: list[str] = []
     invalid: list[str] = []
     seen: dict[str, str] = {}
+    used: set[Any] = set()
     for start in starts:
         for combo in itertools.product(*(values for _, values in axes)):
             swept = {path: value for (path, _), value in zip(axes, combo)}
             overrides = {**{k: v for k, v in start.items() if not isinstance(v, dict)}, **swept}
             data = apply_overrides(merge_mappings(study.base, start), swept)
+            used.add(data.get("backend", DEFAULT_BACKEND))
+            data, _ = split_backend_sections(data, {}, {})  # the base may hold a section per swept backend
             label = _label(overrides)
             try:
                 config = parse_config(data, f"{source}: {label}")
@@ -161,6 +179,11 @@ def expand_study(study: StudyConfig, source: str = "study") -> Expansion:
             if config.name is None:
                 config = config.model_copy(update={"name": f"{study.name}-{len(points) + 1:03d}-{config.backend}"})
             points.append(StudyPoint(label, config))
+    idle = [s for s in BACKEND_SECTIONS if s not in used and (s in study.base or any(s in e for e in starts))]
+    if idle:
+        raise ConfigError(f"{source}: " + "; ".join(
+            f"{s}: settings for backend '{s}', but no point of the study uses it (they would be ignored; remove the "
+            f"section or sweep backend: [..., {s}])" for s in idle))
     if not points:
         raise ConfigError(f"{source}: no valid experiment in the study ({'; '.join(skipped) or 'nothing to run'})")
     return Expansion(points, skipped, invalid)

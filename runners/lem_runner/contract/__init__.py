@@ -3,6 +3,13 @@
 This is the only part of the runner the controller may import.
 """
 
+from lem_runner.contract.backends import (
+    BackendSpec,
+    ImageSpec,
+    backend_names,
+    backend_spec,
+    registry,
+)
 from lem_runner.contract.config import (
     SCHEMA_VERSION,
     BaselineConfig,
@@ -11,10 +18,7 @@ from lem_runner.contract.config import (
     ExperimentConfig,
     GpuConfig,
     PromptConfig,
-    PyTorchConfig,
     SlurmConfig,
-    TensorRTConfig,
-    VLLMConfig,
     WarmupConfig,
     WindowConfig,
 )
@@ -47,6 +51,11 @@ from lem_runner.contract.result import (
 )
 
 __all__ = [
+    "BackendSpec",
+    "ImageSpec",
+    "backend_names",
+    "backend_spec",
+    "registry",
     "SCHEMA_VERSION",
     "BaselineCacheCheck",
     "BaselineConfig",
@@ -73,14 +82,11 @@ __all__ = [
     "LatencyStats",
     "ProgressEvent",
     "PromptConfig",
-    "PyTorchConfig",
     "REQUEST_FILE",
     "RESULT_FILE",
     "RunError",
     "RunRequest",
     "SlurmConfig",
-    "TensorRTConfig",
-    "VLLMConfig",
     "WarmupConfig",
     "contract_fingerprint",
     "measurement_config_hash",

@@ -87,7 +87,7 @@ class BackendSpec:
     device_kinds: tuple[str, ...] = DEVICE_KINDS
     #: GPUs the section uses; ``devices`` must list exactly that many
     gpu_count: Callable[[Any], int] = one_gpu
-    #: the GPU-count rule in words, for the error message
+    #: the GPU-count rule in words, for the error message ({n}: the count)
     gpu_count_rule: str = "runs on one GPU"
     #: shared memory the runner container gets (engines that move tensors between processes need more)
     shm_size: str = "1g"
@@ -166,6 +166,12 @@ def registry() -> dict[str, BackendSpec]:
         order = sorted(found, key=lambda n: (first.index(n) if n in first else len(first), n))
         _REGISTRY = {n: found[n] for n in order}
     return _REGISTRY
+
+
+def foreign_section_message(section: str, backend: str) -> str:
+    """Why a section for another backend is refused (one wording for the model and the controller's checks)."""
+    return (f"settings for backend '{section}', but the backend is '{backend}' (they would be ignored; remove the "
+            f"section or set backend: {section})")
 
 
 def backend_names() -> tuple[str, ...]:

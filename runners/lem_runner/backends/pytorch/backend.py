@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 
 from lem_runner.backends.base import GenerationRecord, LoadedModel, input_token_limit
+from lem_runner.backends.pytorch.spec import SPEC
 from lem_runner.contract.config import ExperimentConfig
 from lem_runner.measurement.environment import library_versions
 from lem_runner.measurement.flops import ParameterCounts
@@ -22,7 +23,7 @@ LATENCY_METHOD = (
     "a transformers streamer timestamps every decoding step of the batch (time.perf_counter after each step's tokens reach the CPU); TTFT = first step - submission (the start of the measured pass: earlier batches are queueing); batch_ttft = first step - the batch's generate() start"
 )
 #: distributions whose versions the environment record carries
-LIBRARIES = ["torch", "transformers", "tokenizers", "accelerate", "pydantic", "nvidia-ml-py"]
+LIBRARIES = list(SPEC.libraries)
 _DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16"}
 
 

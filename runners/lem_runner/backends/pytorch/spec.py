@@ -22,7 +22,7 @@ SPEC = BackendSpec(
     batch_field="batch_size",
     batch_meaning="prompts per generate() call (a static batch, padded to its longest prompt)",
     engine_section_fields=("attn_implementation",),
-    gpu_count_rule="runs on one GPU; list exactly one index",
+    gpu_count_rule="runs on one GPU",
     shm_size="1g",
     server_command="lem_runner.serving.servers:pytorch_command",
 )

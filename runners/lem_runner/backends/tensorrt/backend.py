@@ -57,6 +57,7 @@ from collections.abc import AsyncIterable, Callable
 from pathlib import Path
 
 from lem_runner.backends.base import GenerationRecord, LoadedModel, input_token_limit
+from lem_runner.backends.tensorrt.spec import SPEC
 from lem_runner.contract.config import ExperimentConfig
 from lem_runner.measurement.environment import library_versions
 from lem_runner.measurement.parameters import model_shape, parameter_counts
@@ -67,8 +68,7 @@ LATENCY_METHOD = (
 )
 #: distributions whose versions the environment record carries (``tensorrt-llm`` matches the ``tensorrt_llm`` wheel:
 #: importlib.metadata normalises the name)
-LIBRARIES = ["tensorrt-llm", "tensorrt", "nvidia-modelopt", "torch", "transformers", "tokenizers", "pydantic",
-             "nvidia-ml-py"]
+LIBRARIES = list(SPEC.libraries)
 
 #: ``tensorrt.llm_backend`` -> (module, attribute) of the ``LLM`` class that runs that workflow
 LLM_CLASSES = {

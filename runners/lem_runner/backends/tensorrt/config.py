@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from lem_runner.contract.section import Section
 
@@ -27,3 +27,10 @@ class TensorRTConfig(Section):
     kv_cache_enable_block_reuse: bool = Field(
         False, description="off by default: warmup runs the same prompts, so reused KV blocks would hide prefill work"
     )
+
+    @model_validator(mode="after")
+    def _quantization_needs_an_engine_build(self) -> TensorRTConfig:
+        if self.quantization and self.llm_backend == "pytorch":
+            raise ValueError("quantization needs llm_backend 'tensorrt'; the PyTorch workflow reads "
+                             "quantization from a pre-quantized checkpoint")
+        return self

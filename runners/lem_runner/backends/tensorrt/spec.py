@@ -37,7 +37,7 @@ SPEC = BackendSpec(
     engine_section_fields=tuple(TensorRTConfig.model_fields),  # every field is an LLM(...) argument
     device_kinds=("cuda",),
     gpu_count=tp_times_pp,
-    gpu_count_rule="uses tensor_parallel_size x pipeline_parallel_size GPU(s)",
+    gpu_count_rule="uses tensor_parallel_size x pipeline_parallel_size = {n} GPU(s)",
     shm_size="8g",  # MPI ranks exchange tensors through shared memory
     checks=(_sequence_fits, _workflow_fits),
     server_command="lem_runner.serving.servers:tensorrt_command",

