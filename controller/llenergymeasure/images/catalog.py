@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lem_runner.contract import contract_fingerprint
+from lem_runner.contract import contract_fingerprint, registry
 
 from llenergymeasure import __version__
 from llenergymeasure.errors import SetupError
 
-BACKENDS = ("pytorch", "vllm", "tensorrt")
-#: backends whose images have a CPU variant that builds on this kind of machine
-CPU_VARIANTS = ("pytorch", "vllm")
+#: every backend the registry knows (the in-tree folders and any registered; see lem_runner.contract.backends)
+BACKENDS = tuple(registry())
+#: backends whose images have a CPU variant that builds on this kind of machine (their spec's image has a cpu extra)
+CPU_VARIANTS = tuple(name for name, spec in registry().items() if spec.image.has_cpu_variant)
 BASE_IMAGE_CPU = "lem-base:bookworm"
 
 LABEL_VERSION = "lem.version"

@@ -33,8 +33,6 @@ MODEL_MOUNT = "/lem/model"
 TOKEN_MOUNT = "/run/secrets/hf_token"
 PROMPTS_NAME = "prompts.jsonl"
 
-#: shared memory each backend needs (vLLM and TensorRT-LLM move tensors between worker processes through it)
-_SHM = {"pytorch": "1g", "vllm": "8g", "tensorrt": "8g"}
 STOP_GRACE_S = 15
 
 
@@ -89,7 +87,7 @@ def container_options(spec: LaunchSpec, image: str, use_gpu: bool, token_file: P
         "network_mode": "bridge" if cfg.allow_model_download else "none",
         "read_only": True,
         "tmpfs": {"/tmp": "rw,exec,nosuid,size=4g"},
-        "shm_size": _SHM.get(cfg.backend, "1g"),
+        "shm_size": cfg.spec.shm_size,  # engines that move tensors between worker processes need more
         "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges"],
         "privileged": False,
@@ -101,6 +99,8 @@ def container_options(spec: LaunchSpec, image: str, use_gpu: bool, token_file: P
         },
         "detach": True,
     }
+    if cfg.spec.ipc_mode:
+        options["ipc_mode"] = cfg.spec.ipc_mode
     if use_gpu:
         options["device_requests"] = [
             docker.types.DeviceRequest(device_ids=gpus.device_ids if gpus else [str(d) for d in cfg.devices],

@@ -100,15 +100,15 @@ def batch_script(config: ExperimentConfig, experiment_id: str, exchange: Path, m
 def _container_lines(engine: str, config: ExperimentConfig, experiment_id: str, exchange: Path,
                      model_root: str | None, image: str | None, runner_args: list[str], gpus: bool) -> list[str]:
     """``docker run`` in the background with a TERM trap that removes the container when Slurm ends the job."""
-    from llenergymeasure.launchers.docker import _SHM
-
     args = [engine, "run", "--rm", "--init", "--name", f"lem-{experiment_id}", "--user", f"{os.getuid()}:{os.getgid()}",
             "--label", "lem.managed=true", "--label", f"lem.experiment={experiment_id}", "--label", "lem.slurm=true",
             "-v", f"{exchange}:{EXCHANGE_MOUNT}:rw", "--network", "bridge" if config.allow_model_download else "none",
-            "--read-only", "--tmpfs", "/tmp:rw,exec,nosuid,size=4g", "--shm-size", _SHM.get(config.backend, "1g"),
+            "--read-only", "--tmpfs", "/tmp:rw,exec,nosuid,size=4g", "--shm-size", config.spec.shm_size,
             "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
             "-e", f"HF_HUB_OFFLINE={'0' if config.allow_model_download else '1'}", "-e", "LEM_IN_CONTAINER=1",
             "-e", f"LEM_UMASK={current_umask():04o}"]
+    if config.spec.ipc_mode:
+        args += ["--ipc", config.spec.ipc_mode]
     if model_root:
         args += ["-v", f"{model_root}:{MODEL_MOUNT}:ro"]
     for var in PASS_VARS:  # by name: the value comes from the job's environment

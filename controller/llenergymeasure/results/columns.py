@@ -37,10 +37,21 @@ def _c(read: Callable[[ExperimentConfig], Any]) -> Callable[[Experiment], Any]:
     return lambda e: None if e.config is None else read(e.config)
 
 
-def batch_size(cfg: ExperimentConfig) -> int | None:
-    """The backend's batch knob: pytorch.batch_size, vllm.max_num_seqs or tensorrt.max_batch_size."""
-    return {"pytorch": cfg.pytorch.batch_size, "vllm": cfg.vllm.max_num_seqs,
-            "tensorrt": cfg.tensorrt.max_batch_size}[cfg.backend]
+def batch_size(e: Experiment) -> int | None:
+    """The batch as the backend applied it (the result's batch_size); for a result written before it existed or a
+    failed run, what the backend reported under its knob's name, else what the config asked for."""
+    if e.result is not None and e.result.batch_size is not None:
+        return e.result.batch_size
+    if e.config is None:
+        return None
+    details = e.result.backend_details if e.result is not None else {}
+    return e.config.spec.applied_batch(e.config.section, details)
+
+
+def batch_knob(e: Experiment) -> str | None:
+    if e.result is not None and e.result.batch_knob is not None:
+        return e.result.batch_knob
+    return None if e.config is None else e.config.spec.batch_knob
 
 
 def _resolved(key: str, fallback: Callable[[ExperimentConfig], Any]) -> Callable[[Experiment], Any]:
@@ -102,14 +113,14 @@ COLUMNS: list[Column] = [
     Column("end_time", "datetime", "end of the run (UTC)", _r(lambda r: r.end_time)),
     Column("experiment_name", "str", "the config's name (the folder's prefix)", _c(lambda c: c.experiment_name)),
     Column("model", "str", "hub id, local folder or embedded model, as configured", _c(lambda c: c.model)),
-    Column("backend", "str", "pytorch, vllm or tensorrt", _c(lambda c: c.backend)),
+    Column("backend", "str", "the inference backend (a name the backend registry knows)", _c(lambda c: c.backend)),
     Column("dtype", "str", "dtype the backend used (the config's when it did not report one)",
            _resolved("dtype", lambda c: c.dtype)),
     Column("device", "str", "cpu or cuda as used (the config's when not reported)",
            _resolved("device", lambda c: c.device)),
     Column("devices", "str", "GPU indices, comma-separated", _c(lambda c: ",".join(map(str, c.devices)))),
-    Column("batch_size", "int", "pytorch.batch_size, vllm.max_num_seqs or tensorrt.max_batch_size",
-           _resolved("batch_size", batch_size)),
+    Column("batch_size", "int", "the batch as the backend applied it, from its batch knob (batch_knob)", batch_size),
+    Column("batch_knob", "str", "the config field batch_size comes from, e.g. vllm.max_num_seqs", batch_knob),
     Column("n_prompts", "int", "prompts configured (windowed mode repeats them)", _c(lambda c: c.n_prompts)),
     Column("max_input_tokens", "int", "prompt truncation length", _c(lambda c: c.max_input_tokens)),
     Column("max_output_tokens", "int", "tokens generated per prompt (at most)", _c(lambda c: c.max_output_tokens)),

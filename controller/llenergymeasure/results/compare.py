@@ -69,7 +69,7 @@ def _experiment_entry(path: Path, carbon: CarbonConfig | None = None) -> Entry:
     r = e.result
     c = r.config
     settings = {"model": short_model(c.model), "backend": c.backend,
-                "batch": str(r.backend_details.get("batch_size", batch_size(c))),
+                "batch": str(batch_size(e)),
                 "dtype": str(r.backend_details.get("dtype", c.dtype)),
                 "device": str(r.backend_details.get("device", c.device))}
     if c.carbon is not None:

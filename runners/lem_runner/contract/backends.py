@@ -123,6 +123,17 @@ class BackendSpec:
         """The batch knob's configured value (None when unset: the engine picks it)."""
         return getattr(section, self.batch_field) if self.batch_field else None
 
+    def applied_batch(self, section: Any, details: Mapping[str, Any]) -> int | None:
+        """The batch as the backend applied it: the value it reported under ``details[batch_field]`` (a backend
+        reads it back from its engine, e.g. vLLM's resolved ``scheduler_config.max_num_seqs``), else the configured
+        value; None when neither is known (the engine chose and did not say)."""
+        if not self.batch_field:
+            return None
+        reported = details.get(self.batch_field)
+        if isinstance(reported, int) and not isinstance(reported, bool):
+            return reported
+        return self.configured_batch(section)
+
 
 _REGISTRY: dict[str, BackendSpec] | None = None
 

@@ -364,6 +364,15 @@ class ExperimentResult(_Record):
     model_load_sec: float = Field(..., ge=0, description="outside the measurement window")
     warmup_batches: int = Field(..., ge=0, description="batches run before the window; excluded from every figure")
     warmup: WarmupResult | None = None
+    batch_size: int | None = Field(
+        None, description="the batch as the backend applied it, one figure across backends: pytorch the prompts per "
+        "generate() call (pytorch.batch_size); vllm the most sequences scheduled together (max_num_seqs as the engine "
+        "resolved it, read back from its scheduler config); tensorrt the most requests batched together "
+        "(max_batch_size as the LLM resolved it); serving: the cap the server was started with. Null when the "
+        "engine chose it and did not report it, or the backend has no batch knob")
+    batch_knob: str | None = Field(
+        None, description="the config field batch_size comes from (e.g. 'vllm.max_num_seqs'); null for a backend "
+        "without one")
     backend_details: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
     quality_flags: list[str] = Field(default_factory=list, description="codes of the measurement-quality warnings")

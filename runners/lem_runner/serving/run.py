@@ -188,6 +188,8 @@ def run_serving(request: RunRequest, energy_for: Callable[[str], EnergyBackend],
         avg_energy_per_token_adjusted_j=head.adjusted_energy_per_token_j, windows=windows,
         ttft=figures.ttft, itl=figures.itl, latency_method=LATENCY_METHOD, energy=energy_result,
         model_load_sec=start_s or 0.0, warmup_batches=s.warmup_requests,
+        batch_size=server.command.batch_size if server else None,  # a user's endpoint: its batching is unknown
+        batch_knob=cfg.spec.batch_knob,
         backend_details={"scenario": "serving", "server": figures.server, "device": kind, "dtype": cfg.dtype,
                          "requests_file": REQUESTS_FILE},
         serving=figures, operating_point=operating_point, warnings=warnings, quality_flags=[f.code for f in flags],

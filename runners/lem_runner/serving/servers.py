@@ -26,6 +26,7 @@ class ServerCommand:
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
     health_path: str = "/health"
+    batch_size: int | None = None  # the batch cap the server was started with (None: the server's own default)
 
 
 def _flag(key: str) -> str:
@@ -46,15 +47,17 @@ def vllm_command(cfg: ExperimentConfig, model_path: str, port: int, on_cpu: bool
         argv.append("--enforce-eager")
     argv.append("--enable-prefix-caching" if cfg.vllm.enable_prefix_caching else "--no-enable-prefix-caching")
     env = {"VLLM_CPU_KVCACHE_SPACE": str(cfg.vllm.cpu_kvcache_space_gib)} if on_cpu else {}
-    return ServerCommand("vllm.entrypoints.openai.api_server", argv, env)
+    return ServerCommand("vllm.entrypoints.openai.api_server", argv, env, batch_size=args.get("max_num_seqs"))
 
 
 def pytorch_command(cfg: ExperimentConfig, model_path: str, port: int, on_cpu: bool = False) -> ServerCommand:
+    max_batch = cfg.pytorch.batch_size if "batch_size" in cfg.pytorch.model_fields_set else 32
     argv = [sys.executable, "-m", "lem_runner.serving.transformers_server", "--model", model_path, "--port", str(port),
             "--served-model-name", SERVED_NAME, "--dtype", cfg.dtype, "--device", cfg.device,
-            "--max-batch", str(cfg.pytorch.batch_size if "batch_size" in cfg.pytorch.model_fields_set else 32), "--max-tokens", str(cfg.max_output_tokens),
+            "--max-batch", str(max_batch), "--max-tokens", str(cfg.max_output_tokens),
             "--seed", str(cfg.seed)]
-    return ServerCommand("lem_runner.serving.transformers_server (transformers continuous batching)", argv)
+    return ServerCommand("lem_runner.serving.transformers_server (transformers continuous batching)", argv,
+                         batch_size=max_batch)
 
 
 def tensorrt_command(cfg: ExperimentConfig, model_path: str, port: int, on_cpu: bool = False) -> ServerCommand:
@@ -66,7 +69,7 @@ def tensorrt_command(cfg: ExperimentConfig, model_path: str, port: int, on_cpu: 
                        ("max_seq_len", t.max_seq_len)):
         if value is not None:
             argv += [f"--{key}", str(value)]
-    return ServerCommand("trtllm-serve", argv)
+    return ServerCommand("trtllm-serve", argv, batch_size=t.max_batch_size)
 
 
 def server_command(cfg: ExperimentConfig, model_path: str, port: int, on_cpu: bool) -> ServerCommand:
