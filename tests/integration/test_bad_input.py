@@ -31,7 +31,7 @@ import yaml
 from conftest import run_lem
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from lem_runner.contract import ExperimentConfig
+from lem_runner.contract import ExperimentConfig, backend_names
 from llenergymeasure.cli.app import main
 from pydantic import BaseModel
 
@@ -153,6 +153,9 @@ def _leaves(model: type[BaseModel], prefix: str = "") -> list[tuple[str, typing.
     out = []
     for name, field in model.model_fields.items():
         ann = field.annotation
+        members = [a for a in typing.get_args(ann) if a is not type(None)]  # a backend section: Section | None
+        if name in backend_names() and len(members) == 1:
+            ann = members[0]
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             out += _leaves(ann, f"{prefix}{name}.")
         else:
@@ -215,8 +218,10 @@ BAD_FIELDS = st.one_of(
 
 
 def _nest(path: str, value) -> dict:
+    """``{a: {b: value}}`` for ``a.b``; a backend section's field comes with ``backend:`` naming it (another
+    backend's section is refused before its fields are read)."""
     *parents, leaf = path.split(".")
-    node = out = {}
+    node = out = {"backend": parents[0]} if parents and parents[0] in backend_names() else {}
     for p in parents:
         node[p] = {}
         node = node[p]

@@ -32,10 +32,13 @@ def test_a_bad_jsonl_prompts_file_is_refused_by_validate_and_by_run_before_the_m
     assert not (tmp_path / "r").exists()  # refused before a result folder (or a model load)
 
 
-def test_a_pytorch_flag_on_a_vllm_run_is_refused(tmp_path, tiny_model_path):
-    proc = run_lem("run", "--model", str(tiny_model_path), "--backend", "vllm", "--batch-size", "4",
+@pytest.mark.parametrize("backend, knob", [("pytorch", "pytorch.batch_size"), ("vllm", "vllm.max_num_seqs"),
+                                           ("tensorrt", "tensorrt.max_batch_size")])
+def test_batch_size_sets_each_backends_batch_knob(tmp_path, tiny_model_path, backend, knob):
+    # a batch of 0 is out of range for every knob: the refusal names the field the flag landed on
+    proc = run_lem("run", "--model", str(tiny_model_path), "--backend", backend, "--batch-size", "0",
                    "-o", str(tmp_path / "r"))
-    _refused(proc, "--batch-size: a pytorch setting, but the backend is 'vllm'")
+    _refused(proc, f"{knob}: Input should be greater than or equal to 1")
     assert not (tmp_path / "r").exists()
 
 

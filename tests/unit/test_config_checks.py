@@ -70,3 +70,63 @@ def test_every_problem_is_reported_at_once(tmp_path):
     message = _error(path)
     assert message.startswith(f"{path}: 2 problems: vllm: settings for backend 'vllm'")
     assert "; prompts.path: file" in message
+
+
+@pytest.mark.parametrize("backend, section, field", [("pytorch", "pytorch", "batch_size"),
+                                                     ("vllm", "vllm", "max_num_seqs"),
+                                                     ("tensorrt", "tensorrt", "max_batch_size")])
+def test_batch_size_lands_on_the_backends_batch_knob(tmp_path, backend, section, field):
+    from llenergymeasure.config.checks import BATCH_SIZE
+
+    cfg = load_config(None, {"backend": backend, BATCH_SIZE: 7})
+    assert getattr(getattr(cfg, section), field) == 7 and cfg.batch_size == 7
+    assert cfg.spec.batch_knob == f"{section}.{field}"
+    # the file's backend decides when no --backend is given
+    path = write_yaml(tmp_path / "e.yaml", f"backend: {backend}\n")
+    assert getattr(getattr(load_config(path, {BATCH_SIZE: 3}), section), field) == 3
+
+
+def test_a_section_for_another_backend_is_refused_by_the_model_too():
+    from lem_runner.contract import ExperimentConfig
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError) as info:
+        ExperimentConfig(backend="pytorch", vllm={"max_num_seqs": 4})
+    (err,) = info.value.errors()
+    assert err["loc"] == ("vllm",) and "settings for backend 'vllm', but the backend is 'pytorch'" in err["msg"]
+    # what files written before sections were optional hold (every section, at its defaults) still reads
+    old = ExperimentConfig.model_validate({"backend": "vllm", "pytorch": {"batch_size": 1, "use_cache": True},
+                                           "tensorrt": {}})
+    assert old.pytorch is None and old.tensorrt is None and set(old.model_dump()) >= {"vllm"}
+    assert "pytorch" not in old.model_dump() and "tensorrt" not in old.model_dump()
+
+
+def test_an_unknown_backend_lists_the_known_ones():
+    from lem_runner.contract import backend_names
+
+    message = _error(None, {"backend": "nope"})
+    assert message == f"command line: backend: unknown backend 'nope' (known: {', '.join(backend_names())})"
+
+
+def test_a_study_base_holds_a_section_per_swept_backend_and_each_point_keeps_its_own(tmp_path):
+    from llenergymeasure.study import expand_study, load_study
+
+    path = write_yaml(tmp_path / "s.yaml", "name: s\nbase:\n  pytorch:\n    batch_size: 2\n  vllm:\n"
+                                           "    max_num_seqs: 3\nsweep:\n  backend: [pytorch, vllm]\n")
+    points = expand_study(load_study(path)).points
+    assert [(p.config.backend, p.config.batch_size) for p in points] == [("pytorch", 2), ("vllm", 3)]
+    assert points[0].config.vllm is None and points[1].config.pytorch is None
+    idle = write_yaml(tmp_path / "t.yaml", "name: t\nbase:\n  vllm:\n    max_num_seqs: 3\nsweep:\n  n_prompts: [1, 2]\n")
+    with pytest.raises(ConfigError) as info:
+        expand_study(load_study(idle))
+    assert "vllm: settings for backend 'vllm', but no point of the study uses it" in str(info.value)
+
+
+def test_batch_size_on_a_study_sweeping_backends_sets_each_knob(tmp_path):
+    from llenergymeasure.config.checks import BATCH_SIZE
+    from llenergymeasure.study import expand_study, load_study
+
+    path = write_yaml(tmp_path / "s.yaml", "name: s\nsweep:\n  backend: [pytorch, vllm]\n")
+    points = expand_study(load_study(path, {BATCH_SIZE: 5})).points
+    assert [(p.config.spec.batch_knob, p.config.batch_size) for p in points] == [("pytorch.batch_size", 5),
+                                                                                 ("vllm.max_num_seqs", 5)]

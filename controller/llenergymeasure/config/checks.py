@@ -18,7 +18,7 @@ import difflib
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from lem_runner.contract import ExperimentConfig, backend_spec, registry
 from lem_runner.contract.backends import foreign_section_message
@@ -48,6 +48,14 @@ def _field_path(loc: tuple) -> str:
     return ".".join(parts) or "(top level)"
 
 
+def section_model(annotation: Any) -> Any:
+    """The model of a section field: ``X`` for ``X`` or ``X | None`` (a backend section, carbon), else as given."""
+    members = [a for a in get_args(annotation) if a is not type(None)]
+    if len(members) == 1 and isinstance(members[0], type) and issubclass(members[0], BaseModel):
+        return members[0]
+    return annotation
+
+
 def _model_at(loc: tuple) -> type[BaseModel] | None:
     """The config model that holds the field at ``loc`` (for the names a misspelt key could have meant)."""
     model: Any = ExperimentConfig
@@ -55,7 +63,7 @@ def _model_at(loc: tuple) -> type[BaseModel] | None:
         field = getattr(model, "model_fields", {}).get(part)
         if field is None:
             return None
-        model = field.annotation
+        model = section_model(field.annotation)
     return model if isinstance(model, type) and issubclass(model, BaseModel) else None
 
 
@@ -122,14 +130,14 @@ def batch_knob(backend: str) -> str:
     return spec.batch_knob
 
 
-def resolve_batch_flag(backends: set[str], overrides: dict[str, Any]) -> dict[str, Any]:
+def resolve_batch_flag(backends: list[Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """``overrides`` with ``--batch-size`` (key BATCH_SIZE) set on the batch knob of each of ``backends`` (one for an
     experiment; each backend a study's points use); unknown backends are left to the model's own error."""
     if overrides.get(BATCH_SIZE) is None:
         return {k: v for k, v in overrides.items() if k != BATCH_SIZE}
     value = overrides[BATCH_SIZE]
     out = {k: v for k, v in overrides.items() if k != BATCH_SIZE}
-    for backend in sorted(b for b in backends if b in registry()):
+    for backend in sorted({b for b in backends if isinstance(b, str) and b in registry()}):
         out[batch_knob(backend)] = value
     return out
 

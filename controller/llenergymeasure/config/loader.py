@@ -116,7 +116,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     data = read_config_file(Path(path)) if path else {}
     if path:
         data = resolve_relative_paths(data, Path(path).resolve().parent)
-    overrides = resolve_batch_flag({experiment_backend(data, overrides or {})}, overrides or {})
+    overrides = resolve_batch_flag([experiment_backend(data, overrides or {})], overrides or {})
     merged, problems = split_backend_sections(apply_overrides(data, overrides), data, overrides)
     config = parse_config(merged, source, earlier=problems)
     problems += [p for p in [prompts_file_problem(config)] if p]

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from llenergymeasure.config.checks import section_model
 from llenergymeasure.study.config import StudyConfig
 
 COMMAND = "lem config reference -o docs/config-reference.md"
@@ -69,8 +70,9 @@ def _rows(model: type[BaseModel], prefix: str, sections: list[tuple[str, type[Ba
     rows = []
     for name, info in model.model_fields.items():
         ann = info.annotation
-        if inspect.isclass(ann) and issubclass(ann, BaseModel):
-            sections.append((f"{prefix}{name}", ann))
+        section = section_model(ann)
+        if inspect.isclass(section) and issubclass(section, BaseModel):
+            sections.append((f"{prefix}{name}", section))
         desc = (info.description or "").replace("|", "\\|").replace("\n", " ")
         rows.append(f"| `{prefix}{name}` | {type_name(ann)} | {default_text(info)} | {desc}{_constraints(info)} |")
     return rows

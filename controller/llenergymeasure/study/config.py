@@ -114,12 +114,12 @@ def _sets(data: dict[str, Any], dotted: str) -> bool:
     return True
 
 
-def study_backends(study: StudyConfig, overrides: dict[str, Any] | None = None) -> set[Any]:
+def study_backends(study: StudyConfig, overrides: dict[str, Any] | None = None) -> list[Any]:
     """The backends the study's points use (a ``backend`` axis, else each entry's or the base's)."""
     base = (overrides or {}).get("backend") or study.base.get("backend", DEFAULT_BACKEND)
     if "backend" in study.sweep:
-        return set(study.sweep["backend"])
-    return {e.get("backend", base) for e in study.experiments} or {base}
+        return list(study.sweep["backend"])
+    return [e.get("backend", base) for e in study.experiments] or [base]
 
 
 def is_study(data: dict[str, Any]) -> bool:
@@ -153,13 +153,13 @@ def expand_study(study: StudyConfig, source: str = "study") -> Expansion:
     skipped: list[str] = []
     invalid: list[str] = []
     seen: dict[str, str] = {}
-    used: set[Any] = set()
+    used: list[Any] = []
     for start in starts:
         for combo in itertools.product(*(values for _, values in axes)):
             swept = {path: value for (path, _), value in zip(axes, combo)}
             overrides = {**{k: v for k, v in start.items() if not isinstance(v, dict)}, **swept}
             data = apply_overrides(merge_mappings(study.base, start), swept)
-            used.add(data.get("backend", DEFAULT_BACKEND))
+            used.append(data.get("backend", DEFAULT_BACKEND))
             data, _ = split_backend_sections(data, {}, {})  # the base may hold a section per swept backend
             label = _label(overrides)
             try:
