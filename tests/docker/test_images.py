@@ -91,3 +91,36 @@ def test_doctor_says_what_works_and_what_is_missing(engine):
     assert "Docker engine" in out and "NVIDIA container runtime" in out and "NVML" in out
     if "nvidia" not in (engine.info().get("Runtimes") or {}):
         assert "nvidia-container-toolkit" in out  # the fix is named
+
+
+def test_a_missing_base_image_is_built_by_the_script_and_a_present_one_is_left(engine, tmp_path):
+    """`lem images build --cpu` reaches ensure_base_image: the real script is a no-op for the base the engine has;
+    a missing one is built (here by a stand-in script: the real one debootstraps for minutes), and a failing
+    build is one error naming the script."""
+    import subprocess
+
+    from llenergymeasure.errors import SetupError
+    from llenergymeasure.images.build import BASE_IMAGE_SCRIPT, ensure_base_image, source_root
+    from llenergymeasure.images.catalog import BASE_IMAGE_CPU
+
+    real = source_root() / BASE_IMAGE_SCRIPT
+    if ensure_base_image(engine, BASE_IMAGE_CPU, script=tmp_path / "never-run.sh") is False:
+        done = subprocess.run(["bash", str(real), BASE_IMAGE_CPU], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0 and "already present" in done.stdout
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "marker").write_text("base\n")
+    script = tmp_path / "build.sh"
+    script.write_text(f'set -e\necho "building $1"\ntar -C {tmp_path / "root"} -c . | docker import - "$1" >/dev/null\n')
+    tag = f"lem-test/base:{os.getpid()}"
+    lines: list[str] = []
+    try:
+        assert ensure_base_image(engine, tag, lines.append, script=script) is True
+        assert engine.images.get(tag) and f"building {tag}" in lines
+        assert ensure_base_image(engine, tag, script=tmp_path / "never-run.sh") is False  # present: not rebuilt
+    finally:
+        engine.images.remove(tag, force=True)
+    failing = tmp_path / "fail.sh"
+    failing.write_text('echo "no debootstrap here"\nexit 7\n')
+    with pytest.raises(SetupError) as info:
+        ensure_base_image(engine, tag, script=failing)
+    assert "exit 7" in str(info.value) and str(failing) in str(info.value) and "no debootstrap here" in str(info.value)

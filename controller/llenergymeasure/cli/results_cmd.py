@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from lem_runner.contract import backend_names
 
 from llenergymeasure.display import make_console
 
@@ -25,7 +26,7 @@ def _carbon(grid_intensity: float | None, pue: float | None):
 @app.command("list")
 def list_(directory: Path = typer.Argument(Path("results"), metavar="[DIR]", help="Results directory."),
           sort: str = typer.Option("time", "--sort", help="time (newest first) | name | throughput | energy"),
-          backend: str | None = typer.Option(None, "--backend", help="Only this backend (pytorch, vllm, tensorrt)."),
+          backend: str | None = typer.Option(None, "--backend", help=f"Only this backend ({', '.join(backend_names())})."),
           model: str | None = typer.Option(None, "--model", help="Only models whose name contains this."),
           since: str | None = typer.Option(None, "--since", help="Only runs started since: 2025-01-31, 2h, 3d.")
           ) -> None:

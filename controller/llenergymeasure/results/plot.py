@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from lem_runner.contract import backend_names
+
 from llenergymeasure.errors import ConfigError
 from llenergymeasure.results.discover import Experiment, find_experiments
 from llenergymeasure.results.frame import timeseries_path
@@ -210,12 +212,18 @@ def efficiency_plot(configs: Sequence[Config], path: Path, adjusted: bool = Fals
     return _save(fig, ax, path)
 
 
+def backend_colour(backend: str) -> str:
+    """One matplotlib cycle colour per backend, in the registry's order (unknown names share the last)."""
+    names = backend_names()
+    return f"C{names.index(backend) if backend in names else len(names)}"
+
+
 def _throughput_only(ax, configs: Sequence[Config], adjusted: bool = False) -> None:
     """No energy anywhere (CPU runs): throughput per configuration, and the reason energy is null. Bars are
     numbered (the key under the axes names them), so long labels never squeeze the bars."""
     ys = list(range(len(configs)))
     ax.barh(ys, [c.tps.mean for c in configs], xerr=_errs([c.tps for c in configs]), capsize=3,
-            color=["C0" if c.backend == "pytorch" else "C1" for c in configs])
+            color=[backend_colour(c.backend) for c in configs])
     ax.set_yticks(ys, [str(i) for i in range(1, len(configs) + 1)], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel(THROUGHPUT_LABEL)
