@@ -266,7 +266,7 @@ class _Experiment(_Section):
     model: str = Field(EMBEDDED_DEFAULT_MODEL, min_length=1, description="hub id, local folder, or the embedded default")
     backend: str = Field("pytorch", description="the inference backend, one the registry knows (lem_runner.contract."
                          "backends; in this install: " + ", ".join(registry()) + "); its section is the field of the "
-                         "same name")
+                         "same name", json_schema_extra={"enum": list(registry())})
     scenario: Literal["offline", "serving"] = Field(
         "offline", description="offline: the prompts pushed through as fast as the engine goes; serving: the engine's "
                                "OpenAI-compatible server driven by lem's load generator (see serving)")
