@@ -233,3 +233,54 @@ def test_result_round_trips_json():
                          energy={"sampler": "nvml_counter", "method": "counter", "total_energy_j": 64.0,
                                  "per_device_j": {"0": 64.0}})
     assert ExperimentResult.model_validate_json(result.model_dump_json()) == result
+
+
+def test_the_registry_holds_each_in_tree_backend_with_its_knob_and_engine_fields():
+    from lem_runner.contract import backend_names, backend_spec
+
+    assert backend_names()[:3] == ("pytorch", "vllm", "tensorrt")
+    knobs = {n: backend_spec(n).batch_knob for n in ("pytorch", "vllm", "tensorrt")}
+    assert knobs == {"pytorch": "pytorch.batch_size", "vllm": "vllm.max_num_seqs",
+                     "tensorrt": "tensorrt.max_batch_size"}
+    for name in ("pytorch", "vllm", "tensorrt"):
+        spec = backend_spec(name)
+        assert spec.engine_fields[:4] == ("model", "dtype", "device", "devices")
+        # every engine field is a dotted path the config really has
+        cfg = make_config(backend=name)
+        for path in spec.engine_fields:
+            node = cfg
+            for part in path.split("."):
+                assert part in type(node).model_fields, path
+                node = getattr(node, part)
+    assert "vllm.max_num_seqs" in backend_spec("vllm").engine_fields
+    assert "pytorch.batch_size" not in backend_spec("pytorch").engine_fields  # a generate() argument, not the engine
+    assert backend_spec("tensorrt").device_kinds == ("cuda",)
+
+
+def test_a_spec_naming_a_field_its_section_lacks_is_refused():
+    from lem_runner.contract import BackendSpec, ImageSpec, backend_spec
+
+    with pytest.raises(ValueError, match="'max_seqs' is not a field of VLLMConfig"):
+        BackendSpec(name="x", config=backend_spec("vllm").config, implementation="m:C", summary="",
+                    image=ImageSpec(extras={"gpu": "vllm"}, library="vllm"), host_modules=(), libraries=(),
+                    batch_field="max_seqs", batch_meaning="", engine_section_fields=())
+
+
+def test_the_contract_and_the_specs_import_no_engine():
+    import subprocess
+    import sys
+
+    code = ("import sys, lem_runner.contract as c; c.registry(); import llenergymeasure.cli.app; "
+            "heavy = [m for m in ('torch', 'vllm', 'tensorrt_llm', 'transformers') if m in sys.modules]; "
+            "print(heavy); sys.exit(1 if heavy else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_applied_batch_prefers_what_the_engine_reported():
+    cfg = make_config(backend="vllm")
+    assert cfg.batch_size is None  # unset: the engine chooses
+    assert cfg.spec.applied_batch(cfg.section, {"max_num_seqs": 256}) == 256
+    assert cfg.spec.applied_batch(cfg.section, {}) is None
+    set_ = make_config(backend="vllm", vllm={"max_num_seqs": 8})
+    assert set_.spec.applied_batch(set_.section, {}) == 8
