@@ -146,3 +146,26 @@ def test_export_has_a_column_per_swept_parameter_beside_the_point(tmp_path):
     assert cols[at + 1:at + 3] == ["sweep.pytorch.batch_size", "sweep.dtype"]
     assert list(frame["sweep.pytorch.batch_size"]) == ["1", "2"] and list(frame["sweep.dtype"]) == ["float32",
                                                                                                      "bfloat16"]
+
+
+def test_a_result_written_with_every_backends_section_still_reads_with_its_batch(tmp_path):
+    """Before sections became per-backend, every result.json held all three (defaults for the unused ones) and no
+    batch_size: it still reads, and the column takes the batch the backend reported in backend_details."""
+    import json
+
+    from lem_runner.contract import ExperimentResult
+    from llenergymeasure.results.columns import batch_knob, batch_size
+    from llenergymeasure.results.discover import experiment_from_arg
+
+    data = json.loads(make_result(config=make_config(pytorch={"batch_size": 2})).model_dump_json())
+    data["config"]["vllm"] = {"max_model_len": None, "gpu_memory_utilization": 0.9, "max_num_seqs": None}
+    data["config"]["tensorrt"] = {"llm_backend": "pytorch", "max_batch_size": None}
+    data.pop("batch_size"), data.pop("batch_knob")
+    data["backend_details"]["batch_size"] = 2
+    run = tmp_path / "old-run"
+    run.mkdir()
+    (run / "result.json").write_text(json.dumps(data))
+    result = ExperimentResult.model_validate(data)
+    assert result.config.vllm is None and result.config.tensorrt is None and result.batch_size is None
+    e = experiment_from_arg(run)
+    assert (batch_size(e), batch_knob(e)) == (2, "pytorch.batch_size")
