@@ -49,3 +49,14 @@ def test_pytorch_server_batches_32_unless_batch_size_is_given():
     assert _flags(server_command(ExperimentConfig(**base), "/m", 1, True).argv)["--max-batch"] == "32"
     cfg = ExperimentConfig(**base, pytorch={"batch_size": 4})
     assert _flags(server_command(cfg, "/m", 1, True).argv)["--max-batch"] == "4"
+
+
+def test_each_server_reports_the_batch_cap_it_was_started_with():
+    base = {"scenario": "serving", "serving": {"rate": 1}}
+    assert server_command(ExperimentConfig(**base), "/m", 1, True).batch_size == 32
+    assert server_command(ExperimentConfig(**base, pytorch={"batch_size": 4}), "/m", 1, True).batch_size == 4
+    vllm = ExperimentConfig(**base, backend="vllm", vllm={"max_num_seqs": 6})
+    assert server_command(vllm, "/m", 1, True).batch_size == 6
+    assert server_command(ExperimentConfig(**base, backend="vllm"), "/m", 1, True).batch_size is None  # its default
+    trt = ExperimentConfig(**base, backend="tensorrt", device="cuda", tensorrt={"max_batch_size": 16})
+    assert server_command(trt, "/m", 1, False).batch_size == 16
