@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from lem_runner.backends.pytorch import PyTorchBackend  # noqa: E402
+from lem_runner.backends.pytorch.backend import PyTorchBackend  # noqa: E402
 from lem_runner.contract import ExperimentConfig, RunRequest  # noqa: E402
 from lem_runner.energy import NvmlEnergyBackend, select_energy_backend  # noqa: E402
 from lem_runner.measure import run_measurement  # noqa: E402

@@ -34,7 +34,7 @@ def _config(model_path, **overrides):
 
 @pytest.fixture(scope="module")
 def backend(tiny_model_path):
-    from lem_runner.backends.tensorrt import TensorRTBackend
+    from lem_runner.backends.tensorrt.backend import TensorRTBackend
 
     backend = TensorRTBackend(_config(tiny_model_path), str(tiny_model_path))
     try:
@@ -79,7 +79,7 @@ def test_generate_streams_every_token_of_every_request(backend, tiny_model_path)
 def test_engine_workflow_builds_and_streams_exact_lengths(tiny_model_path):
     """``llm_backend: tensorrt``: ``tensorrt_llm._tensorrt_engine.LLM`` builds an engine (max_input_len from the
     config) and streams the same way."""
-    from lem_runner.backends.tensorrt import TensorRTBackend
+    from lem_runner.backends.tensorrt.backend import TensorRTBackend
 
     config = _config(tiny_model_path, max_input_tokens=64,
                      tensorrt={"llm_backend": "tensorrt", "kv_cache_free_gpu_memory_fraction": KV_FRACTION})

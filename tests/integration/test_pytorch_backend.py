@@ -10,7 +10,7 @@ import pytest
 from conftest import make_config
 from fakes import FakeInferenceBackend
 from lem_runner.backends.base import GenerationRecord, InferenceBackend
-from lem_runner.backends.pytorch import PyTorchBackend
+from lem_runner.backends.pytorch.backend import PyTorchBackend
 from lem_runner.contract.protocol import RunRequest, parse_event
 from lem_runner.contract.result import ExperimentResult
 

@@ -13,7 +13,7 @@ from typing import get_args
 import pytest
 from conftest import make_config
 from lem_runner.backends import InferenceBackend, create_backend
-from lem_runner.backends.tensorrt import (
+from lem_runner.backends.tensorrt.backend import (
     LLM_CLASSES,
     QUANT_ALGOS,
     TensorRTBackend,

@@ -12,7 +12,7 @@ import pytest
 from conftest import make_config
 from lem_runner.backends import InferenceBackend, create_backend
 from lem_runner.backends.base import input_token_limit
-from lem_runner.backends.vllm import CPU_EAGER_REASON, VLLMBackend, eager_mode, engine_args, sampling_args
+from lem_runner.backends.vllm.backend import CPU_EAGER_REASON, VLLMBackend, eager_mode, engine_args, sampling_args
 from lem_runner.contract.config import VLLMConfig
 from lem_runner.measurement.parameters import checkpoint_parameter_counts, llama_like_parameter_counts
 
@@ -204,7 +204,7 @@ def test_the_engines_first_scheduled_time_becomes_the_prefill_start_only_when_re
     LLM turns them off (metrics None), and 0.0 means the event was not recorded: then the steps decide."""
     from types import SimpleNamespace
 
-    from lem_runner.backends.vllm import engine_scheduled_time
+    from lem_runner.backends.vllm.backend import engine_scheduled_time
 
     assert engine_scheduled_time(SimpleNamespace(metrics=SimpleNamespace(scheduled_ts=12.5))) == 12.5
     assert engine_scheduled_time(SimpleNamespace(metrics=SimpleNamespace(scheduled_ts=0.0))) is None

@@ -1,26 +1,38 @@
-"""Inference backends, chosen by name. Each imports its library only when created."""
+"""Inference backends, one folder each (config.py, spec.py, backend.py), chosen by name through the registry
+(lem_runner.contract.backends). This package imports nothing heavy: the contract loads the folders' specs through
+it, and each implementation imports its library only when created."""
 
 from __future__ import annotations
 
-from lem_runner.backends.base import GenerationRecord, InferenceBackend, LoadedModel
-from lem_runner.contract.config import ExperimentConfig
+import importlib
+from typing import TYPE_CHECKING, Any
+
+import lem_runner.contract  # noqa: F401  first, so a folder imported directly finds the contract complete
+
+if TYPE_CHECKING:
+    from lem_runner.backends.base import GenerationRecord, InferenceBackend, LoadedModel
+    from lem_runner.contract.config import ExperimentConfig
+
+_BASE_NAMES = ("GenerationRecord", "InferenceBackend", "LoadedModel")
 
 
 def create_backend(config: ExperimentConfig, model_path: str) -> InferenceBackend:
-    """The backend the config names, not yet loaded."""
-    if config.backend == "pytorch":
-        from lem_runner.backends.pytorch import PyTorchBackend
+    """The backend the config names (its spec's implementation), not yet loaded."""
+    from lem_runner.contract.backends import registry
 
-        return PyTorchBackend(config, model_path)
-    if config.backend == "vllm":
-        from lem_runner.backends.vllm import VLLMBackend
+    spec = registry().get(config.backend)
+    if spec is None:
+        raise ValueError(f"backend '{config.backend}' is not available in this runner")
+    module_name, _, class_name = spec.implementation.partition(":")
+    return getattr(importlib.import_module(module_name), class_name)(config, model_path)
 
-        return VLLMBackend(config, model_path)
-    if config.backend == "tensorrt":
-        from lem_runner.backends.tensorrt import TensorRTBackend
 
-        return TensorRTBackend(config, model_path)
-    raise ValueError(f"backend '{config.backend}' is not available in this runner")
+def __getattr__(name: str) -> Any:  # the records, imported on first use (base imports the experiment model)
+    if name in _BASE_NAMES:
+        from lem_runner.backends import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module 'lem_runner.backends' has no attribute '{name}'")
 
 
 __all__ = ["GenerationRecord", "InferenceBackend", "LoadedModel", "create_backend"]

@@ -9,8 +9,12 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from lem_runner.backends.pytorch.config import PyTorchConfig
+from lem_runner.backends.tensorrt.config import TensorRTConfig
+from lem_runner.backends.vllm.config import VLLMConfig
+from lem_runner.contract.section import Section
 from lem_runner.contract.serving import ServingConfig
 
 SCHEMA_VERSION = "1.1"  # 1.1: top-level figures all cover the headline window; whole-run counts in whole_run
@@ -26,8 +30,7 @@ TOTALS_ONLY_SAMPLERS = ("zeus", "codecarbon")
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_Section = Section
 
 
 class PromptConfig(_Section):
@@ -127,64 +130,6 @@ class WindowConfig(_Section):
         if self.mode != "windowed" and self.duration_s is not None:
             raise ValueError(f"'duration_s' is only used with mode 'windowed', not '{self.mode}'")
         return self
-
-
-class PyTorchConfig(_Section):
-    """transformers ``generate`` on PyTorch. Fields map onto ``from_pretrained`` / ``generate`` arguments."""
-
-    batch_size: int = Field(1, ge=1, le=4096)
-    attn_implementation: Literal["eager", "sdpa", "flash_attention_2"] | None = None
-    use_cache: bool = True
-
-
-class VLLMConfig(_Section):
-    """vLLM offline inference (``vllm.LLM``). Fields map onto the engine's own arguments; sampling comes from the
-    experiment's ``decoding``, ``max_output_tokens`` and ``force_output_length`` (→ ``ignore_eos``)."""
-
-    max_model_len: int | None = Field(None, ge=16, le=1_048_576, description="context length; None: the model's")
-    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
-    max_num_seqs: int | None = Field(None, ge=1, le=65536, description="sequences scheduled together (batch)")
-    max_num_batched_tokens: int | None = Field(None, ge=16, le=1_048_576)
-    tensor_parallel_size: int = Field(1, ge=1, le=64)
-    pipeline_parallel_size: int = Field(1, ge=1, le=64)
-    enforce_eager: bool | None = Field(
-        None,
-        description="no CUDA graphs / torch.compile. None: eager on CPU (vLLM's compile path needs a C++ compiler and "
-        "compiles for minutes on a few cores), vLLM's own default (compiled) on GPU; false forces compilation",
-    )
-    quantization: Literal["awq", "gptq", "fp8", "compressed-tensors"] | None = None
-    kv_cache_dtype: Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2"] = "auto"
-    enable_prefix_caching: bool = Field(
-        False, description="off by default: warmup runs the same prompts, so a cached prefix would hide prefill work"
-    )
-    block_size: Literal[8, 16, 32, 64, 128] | None = None
-    cpu_kvcache_space_gib: int = Field(1, ge=1, le=1024, description="KV cache on CPU runs (VLLM_CPU_KVCACHE_SPACE)")
-
-    @model_validator(mode="after")
-    def _batched_tokens_cover_a_sequence(self) -> VLLMConfig:
-        if self.max_num_batched_tokens and self.max_model_len and self.max_num_batched_tokens < self.max_model_len:
-            raise ValueError("max_num_batched_tokens must be >= max_model_len (vLLM refuses a smaller budget)")
-        return self
-
-
-class TensorRTConfig(_Section):
-    """TensorRT-LLM through its ``tensorrt_llm.LLM`` API. Fields map onto ``LLM(...)`` arguments and its
-    ``KvCacheConfig`` / ``QuantConfig``; sampling comes from the experiment as for the other backends."""
-
-    llm_backend: Literal["pytorch", "tensorrt"] = Field(
-        "pytorch", description="TRT-LLM's PyTorch workflow (default), or build and run a TensorRT engine"
-    )
-    max_batch_size: int | None = Field(None, ge=1, le=65536)
-    max_num_tokens: int | None = Field(None, ge=16, le=1_048_576)
-    max_seq_len: int | None = Field(None, ge=16, le=1_048_576)
-    tensor_parallel_size: int = Field(1, ge=1, le=64)
-    pipeline_parallel_size: int = Field(1, ge=1, le=64)
-    quantization: Literal["fp8", "int4_awq", "w4a8_awq", "int8_sq", "nvfp4"] | None = None
-    kv_cache_dtype: Literal["auto", "fp8"] = "auto"
-    kv_cache_free_gpu_memory_fraction: float = Field(0.9, gt=0, le=1)
-    kv_cache_enable_block_reuse: bool = Field(
-        False, description="off by default: warmup runs the same prompts, so reused KV blocks would hide prefill work"
-    )
 
 
 ClockLock = int | tuple[int, int]

@@ -32,7 +32,7 @@ def _flag(key: str) -> str:
 
 
 def vllm_command(cfg: ExperimentConfig, model_path: str, port: int, on_cpu: bool) -> ServerCommand:
-    from lem_runner.backends.vllm import eager_mode, engine_args
+    from lem_runner.backends.vllm.backend import eager_mode, engine_args
 
     args = engine_args(cfg, model_path, on_cuda=not on_cpu)
     argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--host", "127.0.0.1", "--port", str(port),

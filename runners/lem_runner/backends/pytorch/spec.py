@@ -1,0 +1,28 @@
+"""The pytorch backend's spec: transformers ``generate`` in static batches of ``pytorch.batch_size`` prompts."""
+
+from __future__ import annotations
+
+from lem_runner.backends.pytorch.config import PyTorchConfig
+from lem_runner.contract.backends import BackendSpec, ImageSpec
+
+SPEC = BackendSpec(
+    name="pytorch",
+    config=PyTorchConfig,
+    implementation="lem_runner.backends.pytorch.backend:PyTorchBackend",
+    summary="transformers generate() on PyTorch, static batches",
+    image=ImageSpec(
+        extras={"gpu": "pytorch", "cpu": "pytorch"},
+        library="transformers",
+        # the image matches the host's stack, so an isolated run uses the same libraries as a local one
+        pinned=("pydantic", "pydantic-core", "nvidia-ml-py", "pyarrow", "transformers", "tokenizers", "safetensors",
+                "huggingface-hub", "accelerate"),
+    ),
+    host_modules=("torch", "transformers"),
+    libraries=("torch", "transformers", "tokenizers", "accelerate", "pydantic", "nvidia-ml-py"),
+    batch_field="batch_size",
+    batch_meaning="prompts per generate() call (a static batch, padded to its longest prompt)",
+    engine_section_fields=("attn_implementation",),
+    gpu_count_rule="runs on one GPU; list exactly one index",
+    shm_size="1g",
+    server_command="lem_runner.serving.servers:pytorch_command",
+)

@@ -1,0 +1,29 @@
+"""The ``tensorrt:`` section: TensorRT-LLM ``LLM(...)`` arguments."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from lem_runner.contract.section import Section
+
+
+class TensorRTConfig(Section):
+    """TensorRT-LLM through its ``tensorrt_llm.LLM`` API. Fields map onto ``LLM(...)`` arguments and its
+    ``KvCacheConfig`` / ``QuantConfig``; sampling comes from the experiment as for the other backends."""
+
+    llm_backend: Literal["pytorch", "tensorrt"] = Field(
+        "pytorch", description="TRT-LLM's PyTorch workflow (default), or build and run a TensorRT engine"
+    )
+    max_batch_size: int | None = Field(None, ge=1, le=65536)
+    max_num_tokens: int | None = Field(None, ge=16, le=1_048_576)
+    max_seq_len: int | None = Field(None, ge=16, le=1_048_576)
+    tensor_parallel_size: int = Field(1, ge=1, le=64)
+    pipeline_parallel_size: int = Field(1, ge=1, le=64)
+    quantization: Literal["fp8", "int4_awq", "w4a8_awq", "int8_sq", "nvfp4"] | None = None
+    kv_cache_dtype: Literal["auto", "fp8"] = "auto"
+    kv_cache_free_gpu_memory_fraction: float = Field(0.9, gt=0, le=1)
+    kv_cache_enable_block_reuse: bool = Field(
+        False, description="off by default: warmup runs the same prompts, so reused KV blocks would hide prefill work"
+    )

@@ -1,0 +1,44 @@
+"""The tensorrt backend's spec: TensorRT-LLM's ``LLM`` API, NVIDIA GPUs only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lem_runner.backends.tensorrt.config import TensorRTConfig
+from lem_runner.contract.backends import BackendSpec, ImageSpec, tp_times_pp
+
+
+def _sequence_fits(cfg: Any, section: TensorRTConfig) -> None:
+    budget = cfg.max_input_tokens + cfg.max_output_tokens
+    if section.max_seq_len and budget > section.max_seq_len:
+        raise ValueError(f"tensorrt.max_seq_len {section.max_seq_len} is shorter than max_input_tokens + "
+                         f"max_output_tokens = {budget}")
+
+
+def _workflow_fits(cfg: Any, section: TensorRTConfig) -> None:
+    if cfg.synthetic_weights and section.llm_backend == "tensorrt":
+        raise ValueError("synthetic_weights needs tensorrt.llm_backend 'pytorch': an engine build reads a checkpoint")
+    if cfg.scenario == "serving" and cfg.serving.endpoint is None and section.llm_backend != "pytorch":
+        raise ValueError("scenario serving with tensorrt runs trtllm-serve on the PyTorch workflow: "
+                         "tensorrt.llm_backend must be 'pytorch'")
+
+
+SPEC = BackendSpec(
+    name="tensorrt",
+    config=TensorRTConfig,
+    implementation="lem_runner.backends.tensorrt.backend:TensorRTBackend",
+    summary="TensorRT-LLM LLM API (PyTorch workflow or a built engine), NVIDIA GPUs only",
+    image=ImageSpec(extras={"gpu": "tensorrt"}, library="tensorrt-llm"),
+    host_modules=("tensorrt_llm",),
+    libraries=("tensorrt-llm", "tensorrt", "nvidia-modelopt", "torch", "transformers", "tokenizers", "pydantic",
+               "nvidia-ml-py"),
+    batch_field="max_batch_size",
+    batch_meaning="requests the runtime batches together at most (in-flight batching)",
+    engine_section_fields=tuple(TensorRTConfig.model_fields),  # every field is an LLM(...) argument
+    device_kinds=("cuda",),
+    gpu_count=tp_times_pp,
+    gpu_count_rule="uses tensor_parallel_size x pipeline_parallel_size GPU(s)",
+    shm_size="8g",  # MPI ranks exchange tensors through shared memory
+    checks=(_sequence_fits, _workflow_fits),
+    server_command="lem_runner.serving.servers:tensorrt_command",
+)

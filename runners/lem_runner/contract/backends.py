@@ -1,0 +1,180 @@
+"""The backend registry: one BackendSpec per backend, read by everything that used to name backends itself.
+
+A backend is a folder ``lem_runner/backends/<name>/`` holding ``config.py`` (its config section), ``spec.py``
+(``SPEC``, a BackendSpec) and ``backend.py`` (the implementation, which alone imports the engine's library), plus
+``images/<name>/Dockerfile``. The in-tree folders are found by listing ``lem_runner/backends``; a backend living in
+another package registers its spec module either through the entry-point group ``lem.backends`` (``name =
+"package.module"``) or by naming it in ``LEM_BACKENDS`` (comma-separated module paths), read once per process.
+
+A spec module imports only this module, ``lem_runner.contract.section`` and its own ``config``: the controller and
+the contract load it, so it must not import torch, an engine, or ``lem_runner.contract.config`` (which is assembled
+from the specs).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import pkgutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+from lem_runner.contract.section import Section
+
+ENTRY_POINT_GROUP = "lem.backends"
+ENV_VAR = "LEM_BACKENDS"
+#: experiment-level fields that define a loaded engine whatever the backend
+ENGINE_EXPERIMENT_FIELDS = ("model", "dtype", "device", "devices", "synthetic_weights")
+#: device kinds a backend can run on
+DEVICE_KINDS = ("cuda", "cpu")
+
+Check = Callable[[Any, Any], None]  # (experiment, its section) -> None, raising ValueError with the field path
+
+
+def one_gpu(_section: Any) -> int:
+    return 1
+
+
+def tp_times_pp(section: Any) -> int:
+    """tensor_parallel_size x pipeline_parallel_size GPUs."""
+    return int(section.tensor_parallel_size) * int(section.pipeline_parallel_size)
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """How ``lem images build`` builds the backend's runner image from ``images/<name>/Dockerfile``."""
+
+    #: the runner extra (runners/pyproject.toml) each variant installs: {"gpu": ..., "cpu": ...}; no "cpu": no CPU image
+    extras: Mapping[str, str]
+    #: the distribution whose version labels the image (lem.backend.version)
+    library: str
+    #: runner dependencies pinned to the host's installed versions (so an isolated run uses the host's stack)
+    pinned: tuple[str, ...] = ()
+    #: build args the CPU variant needs
+    cpu_buildargs: Mapping[str, str] = field(default_factory=dict)
+    #: the Dockerfile, if not images/<name>/Dockerfile in the source tree
+    dockerfile: str | None = None
+
+    @property
+    def has_cpu_variant(self) -> bool:
+        return "cpu" in self.extras
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """What lem needs to know about a backend without importing it."""
+
+    name: str
+    #: the config section model; the experiment's field of the same name as the backend holds it
+    config: type[Section]
+    #: ``module:Class`` of the InferenceBackend, constructed as ``Class(config, model_path)``
+    implementation: str
+    summary: str
+    image: ImageSpec
+    #: modules that must be importable for a local (non-isolated) run
+    host_modules: tuple[str, ...]
+    #: distributions whose versions the result records
+    libraries: tuple[str, ...]
+    #: the section field that sets the batch (None: the backend has no batch knob; batch_refusal says why)
+    batch_field: str | None
+    #: what one unit of that batch is, in words (goes into docs and the result's batch description)
+    batch_meaning: str
+    #: section fields that define the loaded engine (changing one needs a new engine); see engine_fields
+    engine_section_fields: tuple[str, ...]
+    device_kinds: tuple[str, ...] = DEVICE_KINDS
+    #: GPUs the section uses; ``devices`` must list exactly that many
+    gpu_count: Callable[[Any], int] = one_gpu
+    #: the GPU-count rule in words, for the error message
+    gpu_count_rule: str = "runs on one GPU"
+    #: shared memory the runner container gets (engines that move tensors between processes need more)
+    shm_size: str = "1g"
+    #: docker ipc mode; None: the engine's private namespace (containers are never given the host's)
+    ipc_mode: str | None = None
+    #: cross-field rules that involve experiment-level fields; raise ValueError naming the field
+    checks: tuple[Check, ...] = ()
+    #: ``module:function`` building the serving scenario's server command, ``f(cfg, model_path, port, on_cpu)``
+    server_command: str | None = None
+    batch_refusal: str = ""
+
+    def __post_init__(self) -> None:
+        unknown = [d for d in self.device_kinds if d not in DEVICE_KINDS]
+        if unknown:
+            raise ValueError(f"backend {self.name}: unknown device kind(s) {unknown}")
+        fields = self.config.model_fields
+        for f in (*self.engine_section_fields, *([self.batch_field] if self.batch_field else [])):
+            if f not in fields:
+                raise ValueError(f"backend {self.name}: '{f}' is not a field of {self.config.__name__}")
+
+    @property
+    def batch_knob(self) -> str | None:
+        """The dotted field the batch comes from, e.g. ``vllm.max_num_seqs``."""
+        return f"{self.name}.{self.batch_field}" if self.batch_field else None
+
+    @property
+    def engine_fields(self) -> tuple[str, ...]:
+        """Dotted fields (from the experiment's root) that define the loaded engine: the experiment-level ones every
+        engine depends on, then this backend's section fields (``vllm.max_model_len``)."""
+        return ENGINE_EXPERIMENT_FIELDS + tuple(f"{self.name}.{f}" for f in self.engine_section_fields)
+
+    def configured_batch(self, section: Any) -> int | None:
+        """The batch knob's configured value (None when unset: the engine picks it)."""
+        return getattr(section, self.batch_field) if self.batch_field else None
+
+
+_REGISTRY: dict[str, BackendSpec] | None = None
+
+
+def _spec_of(module_name: str) -> BackendSpec:
+    module = importlib.import_module(module_name)
+    spec = getattr(module, "SPEC", None)
+    if not isinstance(spec, BackendSpec):
+        raise ImportError(f"backend spec module {module_name} defines no SPEC (a BackendSpec)")
+    return spec
+
+
+def _in_tree() -> list[str]:
+    import lem_runner.backends as pkg
+
+    folders = sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if m.ispkg)
+    return [f"lem_runner.backends.{n}.spec" for n in folders
+            if importlib.util.find_spec(f"lem_runner.backends.{n}.spec") is not None]
+
+
+def _third_party() -> list[str]:
+    names = [v.strip() for v in os.environ.get(ENV_VAR, "").split(",") if v.strip()]
+    try:
+        names += [ep.value for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)]
+    except Exception:  # a broken distribution's metadata must not stop lem
+        pass
+    return names
+
+
+def registry() -> dict[str, BackendSpec]:
+    """Every known backend by name: the in-tree folders (pytorch first, the default), then registered ones."""
+    global _REGISTRY
+    if _REGISTRY is None:
+        found: dict[str, BackendSpec] = {}
+        for module_name in _in_tree() + _third_party():
+            spec = _spec_of(module_name)
+            if spec.name in found and found[spec.name] is not spec:
+                raise ImportError(f"backend '{spec.name}' is registered twice ({module_name})")
+            found[spec.name] = spec
+        first = ("pytorch", "vllm", "tensorrt")
+        order = sorted(found, key=lambda n: (first.index(n) if n in first else len(first), n))
+        _REGISTRY = {n: found[n] for n in order}
+    return _REGISTRY
+
+
+def backend_names() -> tuple[str, ...]:
+    return tuple(registry())
+
+
+def backend_spec(name: str) -> BackendSpec:
+    """The spec of ``name``; KeyError naming the known backends when there is none."""
+    specs = registry()
+    if name not in specs:
+        raise KeyError(f"unknown backend '{name}' (known: {', '.join(specs)})")
+    return specs[name]
