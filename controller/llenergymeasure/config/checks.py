@@ -4,6 +4,8 @@ problem at once, each naming its field (or flag) and file.
 - pydantic errors, all of them, with "did you mean" for a misspelt key;
 - a JSONL prompts file that is missing, unreadable, or lacks the configured ``field`` (which would otherwise fail
   only after the model loaded, reading as a model problem);
+- a setting the backend's engine, installed on this host, does not know (a pass-through key such as
+  ``pytorch.generate_kwargs.foo``), checked against its own definitions as the runner checks it;
 - a section for a backend the run does not use (``--backend vllm --batch-size 4``; a ``vllm:`` section on a pytorch
   run): its settings would be silently ignored.
 """
@@ -100,6 +102,19 @@ def prompts_file_problem(config: ExperimentConfig) -> str | None:
             return f"prompts.field: {p.path}:{lineno} has no non-empty string '{p.field}'{hint}"
         n += 1
     return None if n else f"prompts.path: '{p.path}' holds no prompts"
+
+
+def engine_setting_problems(config: ExperimentConfig) -> list[str]:
+    """What the backend's engine, where it is installed on this host, would refuse in the config (unknown
+    pass-through keys, knobs the engine lacks), read from the engine's own definitions by the backend's
+    ``engine_check``: the runner runs the same check before loading, so `lem config validate` and `lem run` agree
+    where the host has the engine (pytorch's transformers); where it has not (vLLM, TensorRT-LLM live in their images)
+    the runner's check reports it, as a config error with exit 2."""
+    from lem_runner.contract.backends import backend_spec
+
+    model = Path(config.model).expanduser()
+    return backend_spec(config.backend).engine_problems(config, str(model) if model.is_dir() else None,
+                                                        in_runner=False)
 
 
 def unused_section_problems(file_data: dict[str, Any], overrides: dict[str, Any], config: ExperimentConfig) -> list[str]:

@@ -10,7 +10,12 @@ import yaml
 from lem_runner.contract import ExperimentConfig
 from pydantic import BaseModel, ValidationError
 
-from llenergymeasure.config.checks import prompts_file_problem, unused_section_problems, validation_problems
+from llenergymeasure.config.checks import (
+    engine_setting_problems,
+    prompts_file_problem,
+    unused_section_problems,
+    validation_problems,
+)
 from llenergymeasure.errors import ConfigError
 
 _MAX_CONFIG_BYTES = 1_000_000
@@ -113,6 +118,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     config = parse_config(apply_overrides(data, overrides), source)
     problems = unused_section_problems(data, overrides, config)
     problems += [p for p in [prompts_file_problem(config)] if p]
+    problems += engine_setting_problems(config)
     if problems:
         raise ConfigError(format_problems(source, problems))
     return config

@@ -13,7 +13,7 @@ from typing import Any
 from lem_runner.contract import ExperimentConfig, measurement_config_hash
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from llenergymeasure.config.checks import prompts_file_problem
+from llenergymeasure.config.checks import engine_setting_problems, prompts_file_problem
 from llenergymeasure.config.loader import (
     apply_overrides,
     format_validation_error,
@@ -146,9 +146,9 @@ def expand_study(study: StudyConfig, source: str = "study") -> Expansion:
             label = _label(overrides)
             try:
                 config = parse_config(data, f"{source}: {label}")
-                problem = prompts_file_problem(config)
-                if problem:
-                    raise ConfigError(f"{source}: {label}: {problem}")
+                problems = [p for p in [prompts_file_problem(config)] if p] + engine_setting_problems(config)
+                if problems:
+                    raise ConfigError(f"{source}: {label}: {'; '.join(problems)}")
             except ConfigError as exc:
                 skipped.append(str(exc))
                 invalid.append(str(exc))

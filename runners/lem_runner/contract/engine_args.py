@@ -8,19 +8,16 @@ runner, before the model loads; ``lem config validate`` too, where the host has 
 turns the names found there into one line per key, and the runner raises ``EngineArgumentError``, which it reports
 as a config error (error.json phase ``config``, exit 2).
 
-The transformers definitions are read here (lazily) because both the controller (host checks) and the runner use
-them: ``GenerationConfig``'s attributes for ``generate_kwargs``; ``from_pretrained``'s parameters, the keyword
-arguments it pops, and the model config's attributes for ``model_kwargs``.
+Each backend's spec names its ``engine_check`` (``module:function``, ``f(config, model_path, in_runner) -> list of
+problems``): the same function runs in the runner before loading and, where the engine is installed on the host, in
+``lem config validate`` / ``lem run`` before anything starts.
 """
 
 from __future__ import annotations
 
 import difflib
-import inspect
 import json
-import re
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 #: the error-file phase of a config the engine refused before loading (the controller maps it to exit 2)
@@ -112,79 +109,4 @@ def unknown_keys(path: str, given: Iterable[str], known: Iterable[str], what: st
         close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         out.append(f"{path}.{key}: not an argument of {what}{hint}")
-    return out
-
-
-# --- transformers' own definitions ------------------------------------------------------------------------------
-
-
-def transformers_version() -> str | None:
-    """The installed transformers' version, or None where it is not installed."""
-    try:
-        import transformers
-    except ImportError:
-        return None
-    return transformers.__version__
-
-
-def generation_config_keys() -> set[str]:
-    """Every public attribute of a default ``transformers.GenerationConfig``: the settings ``generate`` reads."""
-    from transformers import GenerationConfig
-
-    return {k for k in vars(GenerationConfig()) if not k.startswith("_") and k != "transformers_version"}
-
-
-_POPPED = re.compile(r"""kwargs\.pop\(\s*["']([A-Za-z]\w*)["']""")
-
-
-def from_pretrained_keys(model_path: str | None = None) -> set[str]:
-    """Keyword arguments ``AutoModelForCausalLM.from_pretrained`` accepts: its named parameters, the keyword
-    arguments its body pops (read from its source, so they follow the installed version), and the model config's
-    attributes (any other keyword is set on the config): the base ``PretrainedConfig``'s and, given a local model
-    folder, those in its config.json."""
-    from transformers import PretrainedConfig, PreTrainedModel
-
-    method = PreTrainedModel.from_pretrained
-    names = {p for p, v in inspect.signature(method).parameters.items()
-             if v.kind not in (v.VAR_KEYWORD, v.VAR_POSITIONAL)} - {"pretrained_model_name_or_path"}
-    try:
-        names |= set(_POPPED.findall(inspect.getsource(method)))
-    except (OSError, TypeError):
-        pass
-    names |= set(PretrainedConfig().to_dict())
-    config_file = Path(model_path) / "config.json" if model_path else None
-    if config_file is not None and config_file.is_file():
-        try:
-            names |= set(json.loads(config_file.read_text(encoding="utf-8")))
-        except (OSError, ValueError):
-            pass
-    return {n for n in names if not n.startswith("_")}
-
-
-#: decoding fields -> the GenerationConfig attribute that applies them (None: transformers has none)
-PYTORCH_SAMPLING = {"min_p": "min_p", "repetition_penalty": "repetition_penalty",
-                    "presence_penalty": "presence_penalty", "frequency_penalty": "frequency_penalty"}
-#: the neutral value of each sampling knob (a knob at it asks nothing of the engine)
-SAMPLING_NEUTRAL = {"min_p": 0.0, "repetition_penalty": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0}
-
-
-def pytorch_problems(config, model_path: str | None = None) -> list[str]:
-    """What the installed transformers would refuse in a pytorch run's settings: pass-through keys it does not
-    define, and sampling knobs it lacks. Empty when transformers is not installed (the runner checks then)."""
-    version = transformers_version()
-    if version is None or config.backend != "pytorch":
-        return []
-    p = config.pytorch
-    gen_keys = generation_config_keys()
-    out = unknown_keys("pytorch.generate_kwargs", p.generate_kwargs, gen_keys,
-                       f"transformers {version}'s GenerationConfig")
-    if p.model_kwargs:
-        out += unknown_keys("pytorch.model_kwargs", p.model_kwargs, from_pretrained_keys(model_path),
-                            f"transformers {version}'s from_pretrained (loading arguments or model config attributes)")
-    for knob, attr in PYTORCH_SAMPLING.items():
-        value = getattr(config.decoding, knob)
-        if value != SAMPLING_NEUTRAL[knob] and attr not in gen_keys:
-            out.append(f"decoding.{knob}: transformers {version}'s generate has no {knob.replace('_', ' ')} "
-                       "(an OpenAI-style penalty on tokens already generated); use decoding.repetition_penalty, or "
-                       "the vllm or tensorrt backend")
     return out

@@ -21,8 +21,9 @@ SPEC = BackendSpec(
     libraries=("torch", "transformers", "tokenizers", "accelerate", "pydantic", "nvidia-ml-py"),
     batch_field="batch_size",
     batch_meaning="prompts per generate() call (a static batch, padded to its longest prompt)",
-    engine_section_fields=("attn_implementation",),
-    gpu_count_rule="runs on one GPU; list exactly one index",
+    engine_section_fields=("attn_implementation", "torch_compile", "quantization", "device_map", "model_kwargs"),
+    gpu_count_rule="runs on one GPU; list exactly one index, or set pytorch.device_map to spread the model",
     shm_size="1g",
+    engine_check="lem_runner.backends.pytorch.check:pytorch_problems",
     server_command="lem_runner.serving.servers:pytorch_command",
 )
