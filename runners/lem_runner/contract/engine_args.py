@@ -110,3 +110,20 @@ def unknown_keys(path: str, given: Iterable[str], known: Iterable[str], what: st
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         out.append(f"{path}.{key}: not an argument of {what}{hint}")
     return out
+
+
+def jsonable(value: Any) -> Any:
+    """A value fit for result.json: scalars as they are, containers element-wise, anything else as its string."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [jsonable(v) for v in value]
+    to_dict = getattr(value, "to_dict", None)
+    if callable(to_dict):
+        try:
+            return jsonable(to_dict())
+        except Exception:  # a config object whose to_dict needs more than itself
+            pass
+    return str(getattr(value, "value", value))
