@@ -122,7 +122,8 @@ def collect_run(exp_dir: Path, config: ExperimentConfig, outcome: LaunchOutcome,
             log_file=str(outcome.log_file), reason="timeout" if state == "TIMEOUT" else state.lower(),
         )
     if error is not None and error.phase == CONFIG_PHASE:  # the engine refused a setting before loading anything
-        raise ConfigError(f"{error.message} (the engine in the runner checked it; details: {exp_dir / 'error.json'})")
+        raise ConfigError(f"{(error.message.splitlines() or ['(no message)'])[0]} (checked by the engine in the "
+                          f"runner; details: {exp_dir / 'error.json'})")
     if error is not None:
         raise RunFailed(
             f"run failed during {error.phase}: {(error.message.splitlines() or ['(no message)'])[0]} "

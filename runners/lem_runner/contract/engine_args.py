@@ -69,8 +69,7 @@ OWNED_GENERATE = {
 OWNED_MODEL = {
     "dtype": "dtype", "torch_dtype": "dtype", "attn_implementation": "pytorch.attn_implementation",
     "device_map": "pytorch.device_map", "max_memory": "pytorch.device_map",
-    "quantization_config": "pytorch.quantization", "load_in_8bit": "pytorch.quantization",
-    "load_in_4bit": "pytorch.quantization", "revision": "model", "cache_dir": "model", "token": "model",
+    "quantization_config": "pytorch.quantization", "revision": "model", "cache_dir": "model", "token": "model",
     "local_files_only": "allow_model_download", "force_download": "model", "proxies": "allow_model_download",
     "subfolder": "model", "gguf_file": "model", "config": "model", "state_dict": "model",
 }
