@@ -146,7 +146,13 @@ def main(argv: list[str] | None = None) -> int:
             return select_energy_backend(run_config, device_kind)
 
         if run_config.scenario == "serving":
+            from lem_runner.contract.backends import backend_spec
             from lem_runner.serving.run import run_serving
+
+            # the offline backends check in load(); a server is started from the config, so check it here
+            problems = backend_spec(run_config.backend).engine_problems(run_config, request.model_path, True)
+            if problems:
+                raise EngineArgumentError("; ".join(problems))
 
             result = run_serving(
                 request.model_copy(update={"config": run_config}),

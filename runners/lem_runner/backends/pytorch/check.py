@@ -77,6 +77,16 @@ def _combination_problems(config: Any) -> list[str]:
             if value is not None:
                 out.append(f"pytorch.{name}: applies to from_pretrained, but synthetic_weights builds the model from "
                            "its config (from_config); drop one of them")
+    if config.scenario == "serving":
+        for name, value in (("torch_compile", p.torch_compile or None), ("cache_implementation",
+                            p.cache_implementation), ("quantization", p.quantization), ("device_map", p.device_map),
+                            ("generate_kwargs", p.generate_kwargs or None), ("model_kwargs", p.model_kwargs or None)):
+            if value is not None:
+                out.append(f"pytorch.{name}: not applied by lem's transformers server (scenario serving); use "
+                           "scenario offline")
+        for knob, neutral in SAMPLING_NEUTRAL.items():
+            if getattr(config.decoding, knob) != neutral:
+                out.append(f"decoding.{knob}: not applied by lem's transformers server (scenario serving)")
     if p.device_map is not None and config.device == "cpu" and len(config.devices) > 1:
         out.append("pytorch.device_map: spreads the model over the GPUs in devices, but device is 'cpu'")
     return out

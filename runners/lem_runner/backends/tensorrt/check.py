@@ -35,8 +35,11 @@ def engine_arg_problems(config: Any, names: set[str], version: str) -> list[str]
 
 def tensorrt_problems(config: Any, model_path: str | None = None, in_runner: bool = True) -> list[str]:
     """Every engine_args key the installed TensorRT-LLM would refuse; empty where it is not installed."""
-    if config.backend != "tensorrt" or not config.tensorrt.engine_args \
-            or importlib.util.find_spec("tensorrt_llm") is None:
+    if config.backend != "tensorrt" or not config.tensorrt.engine_args:
+        return []
+    if config.scenario == "serving" and config.serving.endpoint is None:
+        return ["tensorrt.engine_args: not passed to trtllm-serve (scenario serving takes the declared fields only)"]
+    if importlib.util.find_spec("tensorrt_llm") is None:
         return []
     import tensorrt_llm
 
