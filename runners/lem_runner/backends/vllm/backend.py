@@ -36,6 +36,7 @@ or, for pre-quantized or non-safetensors checkpoints, a formula over the HF conf
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import os
 import shutil
@@ -130,11 +131,18 @@ def sampling_args(config: ExperimentConfig) -> dict:
     return kw
 
 
-#: ``VllmConfig`` parts searched for an engine argument of the same name, in this order (EngineArgs fields carry the
-#: name of the config attribute they set)
+#: ``VllmConfig`` parts searched first for an engine argument of the same name (EngineArgs fields carry the name of
+#: the config attribute they set); every other part of the VllmConfig dataclass follows
 CONFIG_PARTS = ("model_config", "cache_config", "scheduler_config", "parallel_config", "load_config",
-                "speculative_config", "compilation_config", "device_config", "offload_config", "observability_config",
-                "structured_outputs_config", "kv_transfer_config", "lora_config")
+                "device_config", "compilation_config", "observability_config")
+
+
+def _config_parts(vllm_config) -> list:
+    names = list(CONFIG_PARTS)
+    if dataclasses.is_dataclass(vllm_config):
+        names += [f.name for f in dataclasses.fields(vllm_config) if f.name not in names]
+    return [part for name in names if (part := getattr(vllm_config, name, None)) is not None
+            and not isinstance(part, (bool, int, float, str))]
 
 
 def resolved_settings(args: dict, vllm_config) -> dict:
@@ -143,12 +151,12 @@ def resolved_settings(args: dict, vllm_config) -> dict:
     has one; the name is missing where no part holds it), plus the resolved chunked-prefill, speculative,
     CPU-offload and async-scheduling settings whether asked for or not."""
     resolved: dict = {}
+    parts = _config_parts(vllm_config)
     for key in args:
         if key == "model":
             continue
-        for part_name in CONFIG_PARTS:
-            part = getattr(vllm_config, part_name, None)
-            if part is not None and hasattr(part, key):
+        for part in parts:
+            if hasattr(part, key):
                 resolved[key] = jsonable(getattr(part, key))
                 break
     sched = getattr(vllm_config, "scheduler_config", None)
