@@ -194,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130 if isinstance(exc, KeyboardInterrupt) else 143
     except EngineArgumentError as exc:  # the engine refused a setting before loading: a config error, exit 2
         emit(ProgressEvent(event="error", message=f"config: {str(exc).splitlines()[0][:500]}"))
+        with contextlib.suppress(OSError):  # runner.log says it too
+            print(f"lem_runner: refused before loading: {exc}", file=sys.stderr)
         _write_error(out_dir, RunError(experiment_id=request.experiment_id, error_type="EngineArgumentError",
                                        message=str(exc), phase=CONFIG_PHASE))
         return EXIT_BAD_REQUEST
