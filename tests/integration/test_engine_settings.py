@@ -191,3 +191,19 @@ def test_the_runner_refuses_an_unknown_key_before_loading_with_exit_2(tmp_path, 
     assert error.phase == CONFIG_PHASE and error.error_type == "EngineArgumentError"
     assert error.message.startswith("pytorch.generate_kwargs.no_such_setting: not an argument of transformers")
     assert "model_loaded" not in proc.stdout  # nothing was loaded
+
+
+def test_torchao_quantization_loads_int8_weights(tiny_model_path):
+    # where torchao is installed (not in the default venv: run with it on PYTHONPATH); CPU int8 weight-only
+    pytest.importorskip("torchao")
+    cfg = make_config(model=str(tiny_model_path), device="cpu", max_output_tokens=4,
+                      pytorch={"quantization": "torchao-int8-weight-only"})
+    backend = PyTorchBackend(cfg, str(tiny_model_path))
+    loaded = backend.load()
+    try:
+        weight = backend._model.model.layers[0].mlp.up_proj.weight
+        assert "int8" in type(weight).__name__.lower()  # the linear layers hold torchao's int8 tensors
+        assert loaded.engine_settings["quantization_config"]["quant_method"] == "torchao"
+        assert [r.output_tokens for r in backend.generate(PROMPTS)] == [4, 4, 4]
+    finally:
+        backend.close()

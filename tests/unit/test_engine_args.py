@@ -100,7 +100,14 @@ def test_the_vllm_table_names_real_vllm_fields():
 
 
 def test_jsonable_keeps_structure_and_stringifies_objects():
-    class Mode:
-        value = "fast"
+    import enum
 
-    assert jsonable({"a": (1, 2.5), "b": {"c": None}, "d": Mode()}) == {"a": [1, 2.5], "b": {"c": None}, "d": "fast"}
+    class Method(str, enum.Enum):
+        TORCHAO = "torchao"
+
+    class Opaque:
+        def __str__(self):
+            return "opaque"
+
+    assert jsonable({"a": (1, 2.5), "b": {"c": None}, "d": Method.TORCHAO, "e": Opaque()}) == {
+        "a": [1, 2.5], "b": {"c": None}, "d": "torchao", "e": "opaque"}

@@ -18,6 +18,7 @@ from __future__ import annotations
 import difflib
 import json
 from collections.abc import Iterable, Mapping
+from enum import Enum
 from typing import Any
 
 #: the error-file phase of a config the engine refused before loading (the controller maps it to exit 2)
@@ -113,6 +114,8 @@ def unknown_keys(path: str, given: Iterable[str], known: Iterable[str], what: st
 
 def jsonable(value: Any) -> Any:
     """A value fit for result.json: scalars as they are, containers element-wise, anything else as its string."""
+    if isinstance(value, Enum):
+        return jsonable(value.value)
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, dict):
