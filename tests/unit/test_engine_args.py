@@ -102,7 +102,7 @@ def test_the_vllm_table_names_real_vllm_fields():
 def test_jsonable_keeps_structure_and_stringifies_objects():
     import enum
 
-    class Method(str, enum.Enum):
+    class Method(str, enum.Enum):  # noqa: UP042  the shape of transformers.QuantizationMethod
         TORCHAO = "torchao"
 
     class Opaque:
