@@ -85,8 +85,8 @@ class BackendSpec:
     #: section fields that define the loaded engine (changing one needs a new engine); see engine_fields
     engine_section_fields: tuple[str, ...]
     device_kinds: tuple[str, ...] = DEVICE_KINDS
-    #: GPUs the section uses; ``devices`` must list exactly that many
-    gpu_count: Callable[[Any], int] = one_gpu
+    #: GPUs the section uses; ``devices`` must list exactly that many (None: any number, e.g. pytorch's device_map)
+    gpu_count: Callable[[Any], int | None] = one_gpu
     #: the GPU-count rule in words, for the error message
     gpu_count_rule: str = "runs on one GPU"
     #: shared memory the runner container gets (engines that move tensors between processes need more)

@@ -5,6 +5,12 @@ from __future__ import annotations
 from lem_runner.backends.pytorch.config import PyTorchConfig
 from lem_runner.contract.backends import BackendSpec, ImageSpec
 
+
+def _gpus(section: PyTorchConfig) -> int | None:
+    """One GPU, or with device_map as many as devices lists (None: any number)."""
+    return None if section.device_map is not None else 1
+
+
 SPEC = BackendSpec(
     name="pytorch",
     config=PyTorchConfig,
@@ -22,6 +28,7 @@ SPEC = BackendSpec(
     batch_field="batch_size",
     batch_meaning="prompts per generate() call (a static batch, padded to its longest prompt)",
     engine_section_fields=("attn_implementation", "torch_compile", "quantization", "device_map", "model_kwargs"),
+    gpu_count=_gpus,
     gpu_count_rule="runs on one GPU; list exactly one index, or set pytorch.device_map to spread the model",
     shm_size="1g",
     engine_check="lem_runner.backends.pytorch.check:pytorch_problems",
