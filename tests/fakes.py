@@ -502,3 +502,15 @@ class FakeGpu:
 def fake_gpu_opener(state_dir: str | Path, **kwargs) -> Callable[[str], FakeGpu]:
     """An opener (GPU id -> FakeGpu) whose devices keep their state in ``state_dir/gpu-<id>.json``."""
     return lambda gpu_id: FakeGpu(Path(state_dir) / f"gpu-{gpu_id}.json", gpu_id, **kwargs)
+
+
+#: Field names of TensorRT-LLM's ``TorchLlmArgs`` (``tensorrt_llm/llmapi/llm_args.py``), a documented subset: the
+#: engine is installable only from NVIDIA's index, in its GPU image, so the pass-through check
+#: (lem_runner.backends.tensorrt.check.engine_arg_problems) is tested here against these names. Paired with
+#: tests/gpu/test_tensorrt_gpu.py::test_fake_llm_arg_names_are_real, which checks each against the real model's fields.
+FAKE_TORCH_LLM_ARG_NAMES = frozenset({
+    "model", "tokenizer", "dtype", "tensor_parallel_size", "pipeline_parallel_size", "max_batch_size",
+    "max_num_tokens", "max_seq_len", "kv_cache_config", "enable_chunked_prefill", "cuda_graph_config",
+    "speculative_config", "enable_attention_dp", "max_beam_width", "trust_remote_code", "disable_overlap_scheduler",
+    "moe_config", "attn_backend", "sampler_type", "torch_compile_config",
+})

@@ -6,6 +6,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from lem_runner.contract import ExperimentConfig, ExperimentResult, RunRequest
+from lem_runner.contract.engine_args import CONFIG_PHASE
 from pydantic import PrivateAttr
 
 from llenergymeasure.errors import ConfigError, Interrupted, RunFailed, SetupError
@@ -120,6 +121,9 @@ def collect_run(exp_dir: Path, config: ExperimentConfig, outcome: LaunchOutcome,
             f"Slurm job {outcome.where} ended {state}{_last_words(outcome.last_error)}; log: {outcome.log_file}",
             log_file=str(outcome.log_file), reason="timeout" if state == "TIMEOUT" else state.lower(),
         )
+    if error is not None and error.phase == CONFIG_PHASE:  # the engine refused a setting before loading anything
+        raise ConfigError(f"{(error.message.splitlines() or ['(no message)'])[0]} (checked by the engine in the "
+                          f"runner; details: {exp_dir / 'error.json'})")
     if error is not None:
         raise RunFailed(
             f"run failed during {error.phase}: {(error.message.splitlines() or ['(no message)'])[0]} "

@@ -1,8 +1,8 @@
 """Runner entry point: ``python -m lem_runner --config request.json --out DIR``.
 
 stdout carries progress events only (one JSON object per line); anything a library prints goes to stderr. The run
-ends with exactly one of ``DIR/result.json`` (exit 0) or ``DIR/error.json`` (exit 1; 2 for an unreadable request;
-130/143 when interrupted), each written atomically.
+ends with exactly one of ``DIR/result.json`` (exit 0) or ``DIR/error.json`` (exit 1; 2 for an unreadable request or
+a setting the engine refused before loading, phase ``config``; 130/143 when interrupted), each written atomically.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 
 from lem_runner import __version__
 from lem_runner.atomic import atomic_write_text
+from lem_runner.contract.engine_args import CONFIG_PHASE, EngineArgumentError
 from lem_runner.contract.fingerprint import contract_fingerprint
 from lem_runner.contract.protocol import (
     ERROR_FILE,
@@ -145,7 +146,13 @@ def main(argv: list[str] | None = None) -> int:
             return select_energy_backend(run_config, device_kind)
 
         if run_config.scenario == "serving":
+            from lem_runner.contract.backends import backend_spec
             from lem_runner.serving.run import run_serving
+
+            # the offline backends check in load(); a server is started from the config, so check it here
+            problems = backend_spec(run_config.backend).engine_problems(run_config, request.model_path, True)
+            if problems:
+                raise EngineArgumentError("; ".join(problems))
 
             result = run_serving(
                 request.model_copy(update={"config": run_config}),
@@ -185,6 +192,13 @@ def main(argv: list[str] | None = None) -> int:
         _write_error(out_dir, RunError(experiment_id=request.experiment_id, error_type=signame,
                                        message=message, phase=phase.name, status="interrupted", requests_done=done))
         return 130 if isinstance(exc, KeyboardInterrupt) else 143
+    except EngineArgumentError as exc:  # the engine refused a setting before loading: a config error, exit 2
+        emit(ProgressEvent(event="error", message=f"config: {str(exc).splitlines()[0][:500]}"))
+        with contextlib.suppress(OSError):  # runner.log says it too
+            print(f"lem_runner: refused before loading: {exc}", file=sys.stderr)
+        _write_error(out_dir, RunError(experiment_id=request.experiment_id, error_type="EngineArgumentError",
+                                       message=str(exc), phase=CONFIG_PHASE))
+        return EXIT_BAD_REQUEST
     except Exception as exc:
         message = f"{type(exc).__name__}: {exc}".strip()
         if phase.name == "load" and not isinstance(exc, DeviceError) and not servers:

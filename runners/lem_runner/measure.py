@@ -299,6 +299,7 @@ def run_measurement(
             "parameters_total": loaded.parameters.total,
             "parameters_non_embedding": loaded.parameters.non_embedding,
         },
+        engine_settings=loaded.engine_settings,
         warnings=warnings,
         quality_flags=[f.code for f in flags],
         environment=environment_for(loaded),

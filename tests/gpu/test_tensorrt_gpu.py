@@ -116,3 +116,20 @@ def test_runner_process_measures_tensorrt_with_nvml_energy(tiny_model_path, tmp_
     assert result.total_energy_j is not None and result.total_energy_j > 0
     assert result.backend_details["llm_backend"] == "pytorch"
     assert result.environment.libraries.get("tensorrt-llm", "").startswith("1.")
+
+
+def test_fake_llm_arg_names_are_real():
+    # pairs tests/fakes.py's FAKE_TORCH_LLM_ARG_NAMES (the unit tests' stand-in) with the installed TensorRT-LLM
+    from fakes import FAKE_TORCH_LLM_ARG_NAMES
+    from lem_runner.backends.tensorrt.check import llm_arg_names
+
+    assert FAKE_TORCH_LLM_ARG_NAMES <= llm_arg_names("pytorch")
+
+
+def test_an_unknown_engine_arg_is_refused_before_the_engine_starts(tiny_model_path):
+    from lem_runner.backends.tensorrt.backend import TensorRTBackend
+    from lem_runner.contract.engine_args import EngineArgumentError
+
+    cfg = _config(tiny_model_path, tensorrt={"engine_args": {"no_such_argument": 1}})
+    with pytest.raises(EngineArgumentError, match=r"tensorrt.engine_args.no_such_argument: not an argument of "):
+        TensorRTBackend(cfg, str(tiny_model_path)).load()

@@ -94,6 +94,16 @@ def test_an_error_json_names_the_phase_and_the_file(config, tmp_path):
     assert failure.exit_code == 1
 
 
+def test_a_setting_the_engine_refused_is_a_config_error_exit_2(config, tmp_path):
+    # the runner's engine check (phase config, exit 2): a bad config the host could not check, not a failed run
+    message = "vllm.engine_args.foo: not an argument of vLLM 0.32.0's EngineArgs; did you mean 'foo_bar'?"
+    error = RunError(error_type="EngineArgumentError", message=message, phase="config")
+    with pytest.raises(ConfigError) as info:
+        _run(config, tmp_path, FakeLauncher(error=error, exit_code=2))
+    assert info.value.exit_code == 2
+    assert str(info.value).startswith(message) and str(_only_dir(tmp_path) / "error.json") in str(info.value)
+
+
 def test_an_error_json_with_an_empty_message_is_still_a_run_failure(config, tmp_path):
     failure = _failure(config, tmp_path, FakeLauncher(error=RunError(error_type="Killed", message="", phase="measure")))
     assert "run failed during measure" in str(failure)

@@ -33,6 +33,19 @@ def test_vllm_server_takes_the_vllm_section_and_is_eager_on_cpu():
     assert "--enforce-eager" not in gpu.argv and gpu.env == {}
 
 
+def test_vllm_server_takes_booleans_as_flags_and_nested_settings_as_json():
+    import json
+
+    cfg = ExperimentConfig(backend="vllm", scenario="serving", serving={"rate": 1},
+                           vllm={"enable_chunked_prefill": False, "async_scheduling": True,
+                                 "speculative_config": {"method": "ngram", "num_speculative_tokens": 2},
+                                 "engine_args": {"max_logprobs": 3}})
+    f = _flags(server_command(cfg, "/m", 8123, on_cpu=True).argv)
+    assert "--no-enable-chunked-prefill" in f and "--async-scheduling" in f and f["--async-scheduling"] is None
+    assert json.loads(f["--speculative-config"]) == {"method": "ngram", "num_speculative_tokens": 2}
+    assert f["--max-logprobs"] == "3"
+
+
 def test_trtllm_serve_is_the_pytorch_workflow_with_the_tensorrt_section():
     cfg = ExperimentConfig(backend="tensorrt", scenario="serving", serving={"rate": 1}, device="cuda",
                            tensorrt={"max_batch_size": 16, "max_seq_len": 1024, "kv_cache_free_gpu_memory_fraction": 0.5})

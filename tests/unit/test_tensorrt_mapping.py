@@ -123,6 +123,7 @@ _FIELD_PROBES = {
     "kv_cache_free_gpu_memory_fraction": (0.25,
                                           lambda args, cfg: args["kv_cache_config"]["free_gpu_memory_fraction"] == 0.25),
     "kv_cache_enable_block_reuse": (True, lambda args, cfg: args["kv_cache_config"]["enable_block_reuse"] is True),
+    "engine_args": ({"max_beam_width": 2}, lambda args, cfg: args["max_beam_width"] == 2),
 }
 
 
@@ -267,3 +268,37 @@ def test_tokens_arriving_together_share_a_time_and_empty_responses_add_none():
 def test_a_shortened_final_response_drops_the_trimmed_tokens_times():
     times = asyncio.run(stream_token_times(_stream([1, 2, 3, 2]), _clock(1.0, 2.0, 3.0, 4.0)))
     assert times == [1.0, 2.0]
+
+
+# --- engine_args pass-through and the sampling knobs ---------------------------------------------------------------
+
+
+def test_engine_args_reach_llm_args_beside_the_declared_fields():
+    args = llm_args(_trt(tensorrt={"max_batch_size": 4, "engine_args": {"enable_chunked_prefill": True}}), "/m")
+    assert args["enable_chunked_prefill"] is True and args["max_batch_size"] == 4
+
+
+def test_an_engine_arg_tensorrt_llm_lacks_is_one_line_naming_it():
+    from fakes import FAKE_TORCH_LLM_ARG_NAMES
+    from lem_runner.backends.tensorrt.check import engine_arg_problems
+
+    cfg = _trt(tensorrt={"engine_args": {"enable_chunked_prefil": True, "cuda_graph_config": {"max_batch_size": 8}}})
+    problems = engine_arg_problems(cfg, set(FAKE_TORCH_LLM_ARG_NAMES), "1.2.0")
+    assert problems == ["tensorrt.engine_args.enable_chunked_prefil: not an argument of TensorRT-LLM 1.2.0's "
+                        "TorchLlmArgs; did you mean 'enable_chunked_prefill'?"]
+
+
+def test_an_engine_arg_lem_declares_is_refused_naming_the_field():
+    with pytest.raises(ValidationError, match=r"max_batch_size: not a pass-through key; set 'tensorrt.max_batch_size'"):
+        _trt(tensorrt={"engine_args": {"max_batch_size": 8}})
+
+
+def test_penalties_apply_under_greedy_and_min_p_only_when_sampling():
+    greedy = sampling_args(_trt(decoding={"repetition_penalty": 1.2, "presence_penalty": 0.5,
+                                          "frequency_penalty": -0.5}))
+    assert greedy == {"max_tokens": 8, "detokenize": False, "repetition_penalty": 1.2, "presence_penalty": 0.5,
+                      "frequency_penalty": -0.5}
+    sampled = sampling_args(_trt(decoding={"do_sample": True, "min_p": 0.1}))
+    assert sampled["min_p"] == 0.1
+    with pytest.raises(ValidationError, match="min_p need do_sample"):
+        _trt(decoding={"min_p": 0.1})

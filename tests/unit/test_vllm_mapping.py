@@ -30,9 +30,15 @@ NON_DEFAULT = {
     "enable_prefix_caching": True,
     "block_size": 32,
     "cpu_kvcache_space_gib": 3,
+    "enable_chunked_prefill": False,
+    "speculative_config": {"method": "ngram", "num_speculative_tokens": 3, "prompt_lookup_max": 4},
+    "cpu_offload_gb": 2.5,
+    "async_scheduling": True,
+    "engine_args": {"max_logprobs": 5, "disable_sliding_window": True},
 }
-#: fields that are not engine arguments: the KV cache size on CPU goes through VLLM_CPU_KVCACHE_SPACE
-NOT_ENGINE_ARGS = {"cpu_kvcache_space_gib"}
+#: fields that are not engine arguments: the KV cache size on CPU goes through VLLM_CPU_KVCACHE_SPACE; the
+#: pass-through's keys arrive as themselves
+NOT_ENGINE_ARGS = {"cpu_kvcache_space_gib", "engine_args"}
 
 
 def _vllm_config(**overrides):
@@ -59,7 +65,9 @@ def test_every_vllm_field_reaches_its_engine_argument():
     assert args["model"] == "/models/m"
     assert args["dtype"] == "bfloat16"
     assert args["seed"] == 7
-    assert set(args) == {"model", "dtype", "seed"} | (set(NON_DEFAULT) - NOT_ENGINE_ARGS)
+    assert args["max_logprobs"] == 5 and args["disable_sliding_window"] is True
+    assert set(args) == {"model", "dtype", "seed"} | (set(NON_DEFAULT) - NOT_ENGINE_ARGS) | set(
+        NON_DEFAULT["engine_args"])
 
 
 def test_fields_left_at_none_are_omitted_so_vllm_keeps_its_defaults():

@@ -4,6 +4,8 @@ problem at once, each naming its field (or flag) and file.
 - pydantic errors, all of them, with "did you mean" for a misspelt key;
 - a JSONL prompts file that is missing, unreadable, or lacks the configured ``field`` (which would otherwise fail
   only after the model loaded, reading as a model problem);
+- a setting the backend's engine, installed on this host, does not know (a pass-through key such as
+  ``pytorch.generate_kwargs.foo``), checked against its own definitions as the runner checks it;
 - a section for a backend the run does not use (a ``vllm:`` section on a pytorch run, an override of
   ``vllm.max_num_seqs`` on a pytorch run): its settings would be silently ignored. The model refuses such a section
   too; checking here first lets every problem be reported at once.
@@ -119,6 +121,17 @@ def prompts_file_problem(config: ExperimentConfig) -> str | None:
             return f"prompts.field: {p.path}:{lineno} has no non-empty string '{p.field}'{hint}"
         n += 1
     return None if n else f"prompts.path: '{p.path}' holds no prompts"
+
+
+def engine_setting_problems(config: ExperimentConfig) -> list[str]:
+    """What the backend's engine, where it is installed on this host, would refuse in the config (unknown
+    pass-through keys, knobs the engine lacks), read from the engine's own definitions by the backend's
+    ``engine_check``: the runner runs the same check before loading, so `lem config validate` and `lem run` agree
+    where the host has the engine (pytorch's transformers); where it has not (vLLM, TensorRT-LLM live in their images)
+    the runner's check reports it, as a config error with exit 2."""
+    model = Path(config.model).expanduser()
+    return backend_spec(config.backend).engine_problems(config, str(model) if model.is_dir() else None,
+                                                        in_runner=False)
 
 
 def batch_knob(backend: str) -> str:

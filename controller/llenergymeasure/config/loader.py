@@ -11,6 +11,7 @@ from lem_runner.contract import ExperimentConfig
 from pydantic import BaseModel, ValidationError
 
 from llenergymeasure.config.checks import (
+    engine_setting_problems,
     experiment_backend,
     prompts_file_problem,
     resolve_batch_flag,
@@ -120,6 +121,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     merged, problems = split_backend_sections(apply_overrides(data, overrides), data, overrides)
     config = parse_config(merged, source, earlier=problems)
     problems += [p for p in [prompts_file_problem(config)] if p]
+    problems += engine_setting_problems(config)
     if problems:
         raise ConfigError(format_problems(source, problems))
     return config

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from llenergymeasure.config.checks import (
     BACKEND_SECTIONS,
     DEFAULT_BACKEND,
+    engine_setting_problems,
     prompts_file_problem,
     resolve_batch_flag,
     split_backend_sections,
@@ -164,9 +165,9 @@ def expand_study(study: StudyConfig, source: str = "study") -> Expansion:
             label = _label(overrides)
             try:
                 config = parse_config(data, f"{source}: {label}")
-                problem = prompts_file_problem(config)
-                if problem:
-                    raise ConfigError(f"{source}: {label}: {problem}")
+                problems = [p for p in [prompts_file_problem(config)] if p] + engine_setting_problems(config)
+                if problems:
+                    raise ConfigError(f"{source}: {label}: {'; '.join(problems)}")
             except ConfigError as exc:
                 skipped.append(str(exc))
                 invalid.append(str(exc))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from lem_runner.contract.config import ExperimentConfig
 from lem_runner.measurement.flops import ModelShape, ParameterCounts
@@ -40,6 +40,9 @@ class LoadedModel:
     shape: ModelShape | None = None  # layers and attention width, for the FLOPs attention term
     parameter_source: str = "the loaded model's parameters"  # where ``parameters`` came from
     details: dict[str, str | int | float | bool | None] = field(default_factory=dict)
+    #: what the engine uses, JSON values: the arguments it was given and what it reports back (the result's
+    #: engine_settings); a backend may complete it in its first generate call (what the engine chose at run time)
+    engine_settings: dict[str, Any] = field(default_factory=dict)
 
 
 @runtime_checkable

@@ -85,8 +85,8 @@ class BackendSpec:
     #: section fields that define the loaded engine (changing one needs a new engine); see engine_fields
     engine_section_fields: tuple[str, ...]
     device_kinds: tuple[str, ...] = DEVICE_KINDS
-    #: GPUs the section uses; ``devices`` must list exactly that many
-    gpu_count: Callable[[Any], int] = one_gpu
+    #: GPUs the section uses; ``devices`` must list exactly that many (None: any number, e.g. pytorch's device_map)
+    gpu_count: Callable[[Any], int | None] = one_gpu
     #: the GPU-count rule in words, for the error message ({n}: the count)
     gpu_count_rule: str = "runs on one GPU"
     #: shared memory the runner container gets (engines that move tensors between processes need more)
@@ -98,6 +98,10 @@ class BackendSpec:
     #: ``module:function`` building the serving scenario's server command, ``f(cfg, model_path, port, on_cpu)``
     server_command: str | None = None
     batch_refusal: str = ""
+    #: ``module:function`` checking the engine's own settings against the installed engine's definitions,
+    #: ``f(experiment, model_path, in_runner) -> list of problems`` (empty where the engine is not installed); the
+    #: runner calls it before loading, the controller's checks too (contract/engine_args.py)
+    engine_check: str | None = None
 
     def __post_init__(self) -> None:
         unknown = [d for d in self.device_kinds if d not in DEVICE_KINDS]
@@ -118,6 +122,13 @@ class BackendSpec:
         """Dotted fields (from the experiment's root) that define the loaded engine: the experiment-level ones every
         engine depends on, then this backend's section fields (``vllm.max_model_len``)."""
         return ENGINE_EXPERIMENT_FIELDS + tuple(f"{self.name}.{f}" for f in self.engine_section_fields)
+
+    def engine_problems(self, config: Any, model_path: str | None = None, in_runner: bool = False) -> list[str]:
+        """What the engine installed in this process would refuse in ``config`` (see ``engine_check``)."""
+        if not self.engine_check:
+            return []
+        module_name, _, function = self.engine_check.partition(":")
+        return list(getattr(importlib.import_module(module_name), function)(config, model_path, in_runner))
 
     def configured_batch(self, section: Any) -> int | None:
         """The batch knob's configured value (None when unset: the engine picks it)."""

@@ -59,11 +59,22 @@ class DecodingConfig(_Section):
     temperature: float = Field(1.0, gt=0, le=10)
     top_p: float = Field(1.0, gt=0, le=1)
     top_k: int = Field(0, ge=0, description="0 disables top-k")
+    min_p: float = Field(0.0, ge=0, le=1, description="drop tokens whose probability is under min_p x the top "
+                         "token's; 0 disables it (sampling only)")
+    repetition_penalty: float = Field(
+        1.0, gt=0, le=10, description="CTRL-style multiplicative penalty on the logits of tokens already in the prompt "
+        "or output (>1 discourages repeats); 1 disables it. Applies under greedy decoding too")
+    presence_penalty: float = Field(
+        0.0, ge=-2, le=2, description="OpenAI-style: subtracted once from the logit of every token already generated; "
+        "0 disables it. Applies under greedy decoding too; not in transformers (pytorch refuses it)")
+    frequency_penalty: float = Field(
+        0.0, ge=-2, le=2, description="OpenAI-style: subtracted from a token's logit once per time it was generated; "
+        "0 disables it. Applies under greedy decoding too; not in transformers (pytorch refuses it)")
 
     @model_validator(mode="after")
     def _greedy_takes_no_sampling_knobs(self) -> DecodingConfig:
-        if not self.do_sample and (self.temperature != 1.0 or self.top_p != 1.0 or self.top_k != 0):
-            raise ValueError("temperature/top_p/top_k need do_sample: true (greedy decoding ignores them)")
+        if not self.do_sample and (self.temperature != 1.0 or self.top_p != 1.0 or self.top_k != 0 or self.min_p):
+            raise ValueError("temperature/top_p/top_k/min_p need do_sample: true (greedy decoding ignores them)")
         return self
 
 
@@ -358,7 +369,7 @@ class _Experiment(_Section):
             raise ValueError("prompts.input_tokens exceeds max_input_tokens")
         spec, section = self.spec, self.section
         n_gpus = spec.gpu_count(section)
-        if len(self.devices) != n_gpus:
+        if n_gpus is not None and len(self.devices) != n_gpus:
             raise ValueError(f"devices: the {self.backend} backend {spec.gpu_count_rule.format(n=n_gpus)}; "
                              f"list {n_gpus} device index(es)")
         if self.device != "auto" and self.device not in spec.device_kinds:

@@ -79,7 +79,7 @@ class RunError(BaseModel):
     experiment_id: str | None = None
     error_type: str
     message: str
-    phase: str = Field(..., description="where it failed: request, load, baseline, warmup, measure, analyse, write")
+    phase: str = Field(..., description="where it failed: request, config (a setting the engine refused before loading), load, baseline, warmup, measure, analyse, write")
     traceback: str | None = None
     status: Literal["failed", "interrupted"] = Field(
         "failed", description="interrupted: stopped by a signal (Ctrl-C, SIGTERM, SIGHUP), not a failure of the run"

@@ -8,7 +8,7 @@ top-level figure covers the one headline window ``measurement_methodology`` name
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -374,6 +374,10 @@ class ExperimentResult(_Record):
         None, description="the config field batch_size comes from (e.g. 'vllm.max_num_seqs'); null for a backend "
         "without one")
     backend_details: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+    engine_settings: dict[str, Any] = Field(
+        default_factory=dict, description="what the engine used: the arguments lem passed it (declared fields and "
+        "pass-through keys) and the values read back from the engine after loading (vLLM: its config objects; "
+        "transformers: the loaded model, the KV-cache class of the first generate, compiled graphs)")
     warnings: list[str] = Field(default_factory=list)
     quality_flags: list[str] = Field(default_factory=list, description="codes of the measurement-quality warnings")
     serving: ServingFigures | None = Field(None, description="scenario serving: load, latencies, energy per request, "

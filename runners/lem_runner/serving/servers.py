@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 from dataclasses import dataclass, field
 
@@ -42,7 +43,12 @@ def vllm_command(cfg: ExperimentConfig, model_path: str, port: int, on_cpu: bool
     for key, value in args.items():
         if key in ("enforce_eager", "enable_prefix_caching"):
             continue
-        argv += [_flag(key), str(value)]
+        if isinstance(value, bool):  # vLLM's CLI takes booleans as --flag / --no-flag
+            argv.append(_flag(key) if value else "--no-" + _flag(key)[2:])
+        elif isinstance(value, (dict, list)):  # nested settings (speculative_config) as JSON, as its CLI reads them
+            argv += [_flag(key), json.dumps(value)]
+        else:
+            argv += [_flag(key), str(value)]
     if eager_mode(cfg, not on_cpu)[0]:  # unset: eager on CPU (no compiler in the CPU image); false: compile
         argv.append("--enforce-eager")
     argv.append("--enable-prefix-caching" if cfg.vllm.enable_prefix_caching else "--no-enable-prefix-caching")

@@ -13,7 +13,17 @@ import time
 
 from lem_runner.backends.base import GenerationRecord, LoadedModel, input_token_limit
 from lem_runner.backends.pytorch.spec import SPEC
+from lem_runner.backends.pytorch.check import pytorch_problems
+from lem_runner.backends.pytorch.settings import (
+    compile_forward,
+    compiled_graphs,
+    generate_kwargs,
+    load_kwargs,
+    read_back,
+    watch_cache_class,
+)
 from lem_runner.contract.config import ExperimentConfig
+from lem_runner.contract.engine_args import EngineArgumentError
 from lem_runner.measurement.environment import library_versions
 from lem_runner.measurement.flops import ParameterCounts
 from lem_runner.measurement.parameters import is_routed_expert, model_shape, with_moe
@@ -74,6 +84,7 @@ class PyTorchBackend:
         self._tokenizer = None
         self._device = "cpu"
         self._eos: set[int] = set()
+        self._settings: dict = {}  # engine_settings: filled at load, completed by the first generate
 
     def load(self) -> LoadedModel:
         import torch
@@ -87,24 +98,33 @@ class PyTorchBackend:
             raise RuntimeError("device 'cuda' requested but torch sees no CUDA device")
         self._device = f"cuda:{cfg.devices[0]}" if use_cuda else "cpu"
 
+        problems = pytorch_problems(cfg, self.model_path, in_runner=True)
+        if problems:  # before anything loads: a config error (exit 2), not a failed load
+            raise EngineArgumentError("; ".join(problems))
+
         tok = AutoTokenizer.from_pretrained(self.model_path)
         tok.padding_side = "left"
         tok.truncation_side = "right"
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
-        kwargs = {"dtype": _DTYPES.get(cfg.dtype, "auto")}
-        if cfg.pytorch.attn_implementation:
-            kwargs["attn_implementation"] = cfg.pytorch.attn_implementation
+        kwargs = load_kwargs(cfg, _DTYPES.get(cfg.dtype, "auto"), self._device)
         if cfg.synthetic_weights:
             model = _synthetic_model(self.model_path, kwargs, self._device, cfg.seed)
+        elif "device_map" in kwargs:  # accelerate placed it (several GPUs, or a quantized model on its device)
+            model = AutoModelForCausalLM.from_pretrained(self.model_path, **kwargs).eval()
+            self._device = str(model.device)  # inputs go where the first layers are
         else:
             model = AutoModelForCausalLM.from_pretrained(self.model_path, **kwargs).to(self._device).eval()
+        if cfg.pytorch.compile_mode:
+            compile_forward(model, cfg.pytorch.compile_mode)
 
         eos = model.generation_config.eos_token_id
         self._eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         if tok.eos_token_id is not None:
             self._eos.add(tok.eos_token_id)
         self._model, self._tokenizer = model, tok
+        self._settings = read_back(model, kwargs, self._generate_kwargs(), cfg)
+        watch_cache_class(model, self._settings)
 
         embed = model.get_input_embeddings().weight
         head = model.get_output_embeddings()
@@ -133,21 +153,11 @@ class PyTorchBackend:
                 "torch_threads": torch.get_num_threads(),
                 "synthetic_weights": cfg.synthetic_weights,
             },
+            engine_settings=self._settings,
         )
 
     def _generate_kwargs(self) -> dict:
-        cfg = self.config
-        kw = {
-            "max_new_tokens": cfg.max_output_tokens,
-            "do_sample": cfg.decoding.do_sample,
-            "pad_token_id": self._tokenizer.pad_token_id,
-            "use_cache": cfg.pytorch.use_cache,
-        }
-        if cfg.decoding.do_sample:
-            kw.update(temperature=cfg.decoding.temperature, top_p=cfg.decoding.top_p, top_k=cfg.decoding.top_k)
-        if cfg.force_output_length:
-            kw["min_new_tokens"] = cfg.max_output_tokens
-        return kw
+        return generate_kwargs(self.config, self._tokenizer.pad_token_id)
 
     def _output_length(self, row: list[int]) -> int:
         if self.config.force_output_length:
@@ -168,6 +178,8 @@ class PyTorchBackend:
         with torch.inference_mode():
             start = time.perf_counter()
             out = self._model.generate(**enc, streamer=clock, **self._generate_kwargs())
+        if cfg.pytorch.compile_mode:
+            self._settings["torch_compile_graphs"] = compiled_graphs()
         new_tokens = out[:, enc["input_ids"].shape[1] :].tolist()
         input_lengths = enc["attention_mask"].sum(dim=1).tolist()
         records = []

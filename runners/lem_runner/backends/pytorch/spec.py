@@ -5,6 +5,12 @@ from __future__ import annotations
 from lem_runner.backends.pytorch.config import PyTorchConfig
 from lem_runner.contract.backends import BackendSpec, ImageSpec
 
+
+def _gpus(section: PyTorchConfig) -> int | None:
+    """One GPU, or with device_map as many as devices lists (None: any number)."""
+    return None if section.device_map is not None else 1
+
+
 SPEC = BackendSpec(
     name="pytorch",
     config=PyTorchConfig,
@@ -21,8 +27,10 @@ SPEC = BackendSpec(
     libraries=("torch", "transformers", "tokenizers", "accelerate", "pydantic", "nvidia-ml-py"),
     batch_field="batch_size",
     batch_meaning="prompts per generate() call (a static batch, padded to its longest prompt)",
-    engine_section_fields=("attn_implementation",),
-    gpu_count_rule="runs on one GPU",
+    engine_section_fields=("attn_implementation", "torch_compile", "quantization", "device_map", "model_kwargs"),
+    gpu_count=_gpus,
+    gpu_count_rule="runs on one GPU; list exactly one index, or set pytorch.device_map to spread the model",
     shm_size="1g",
+    engine_check="lem_runner.backends.pytorch.check:pytorch_problems",
     server_command="lem_runner.serving.servers:pytorch_command",
 )

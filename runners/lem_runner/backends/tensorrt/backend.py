@@ -58,7 +58,9 @@ from pathlib import Path
 
 from lem_runner.backends.base import GenerationRecord, LoadedModel, input_token_limit
 from lem_runner.backends.tensorrt.spec import SPEC
+from lem_runner.backends.tensorrt.check import tensorrt_problems
 from lem_runner.contract.config import ExperimentConfig
+from lem_runner.contract.engine_args import EngineArgumentError, jsonable
 from lem_runner.measurement.environment import library_versions
 from lem_runner.measurement.parameters import model_shape, parameter_counts
 
@@ -134,18 +136,25 @@ def llm_args(config: ExperimentConfig, model_path: str) -> dict:
         if quant:
             args["quant_config"] = quant
     args["kv_cache_config"] = {k: v for k, v in kv.items() if v is not None}
-    return {k: v for k, v in args.items() if v is not None}
+    return {**{k: v for k, v in args.items() if v is not None}, **t.engine_args}
 
 
 def sampling_args(config: ExperimentConfig) -> dict:
     """``tensorrt_llm.SamplingParams`` keyword arguments. Greedy gives none of temperature/top_p/top_k (TensorRT-LLM's
-    greedy rule); sampling gives all three and the seed. ``force_output_length`` sets ``ignore_eos`` and
+    greedy rule); sampling gives all three, min_p when set, and the seed; repetition/presence/frequency penalties
+    whenever set (``SamplingParams`` has all four). ``force_output_length`` sets ``ignore_eos`` and
     ``min_tokens = max_tokens``."""
     cfg = config
+    d = cfg.decoding
     kw: dict = {"max_tokens": cfg.max_output_tokens, "detokenize": False}
-    if cfg.decoding.do_sample:
-        kw.update(temperature=cfg.decoding.temperature, top_p=cfg.decoding.top_p, top_k=cfg.decoding.top_k,
-                  seed=cfg.seed)
+    if d.do_sample:
+        kw.update(temperature=d.temperature, top_p=d.top_p, top_k=d.top_k, seed=cfg.seed)
+        if d.min_p:
+            kw["min_p"] = d.min_p
+    # penalties are logit processors, applied under greedy decoding too; neutral ones are omitted
+    for knob, neutral in (("repetition_penalty", 1.0), ("presence_penalty", 0.0), ("frequency_penalty", 0.0)):
+        if getattr(d, knob) != neutral:
+            kw[knob] = getattr(d, knob)
     if cfg.force_output_length:
         kw.update(ignore_eos=True, min_tokens=cfg.max_output_tokens)
     return kw
@@ -200,6 +209,16 @@ def _scalar(value):
     return str(getattr(value, "value", value))
 
 
+def resolved_settings(args: dict, llm_settings) -> dict:
+    """The arguments lem passed to ``LLM(...)`` and, for each, the value on the validated ``llm.args`` (its LlmArgs
+    model, where TensorRT-LLM resolved defaults); a name is missing from ``resolved`` where the args lack it."""
+    resolved = {}
+    for key in args:
+        if key != "model" and llm_settings is not None and hasattr(llm_settings, key):
+            resolved[key] = jsonable(getattr(llm_settings, key))
+    return {"arguments": jsonable(args), "resolved": resolved}
+
+
 class TensorRTBackend:
     name = "tensorrt"
 
@@ -221,6 +240,9 @@ class TensorRTBackend:
         if problem:
             raise RuntimeError(problem)
         args = llm_args(cfg, self.model_path)  # raises before anything heavy for an impossible combination
+        problems = tensorrt_problems(cfg, self.model_path, in_runner=True)
+        if problems:  # before the engine starts: a config error (exit 2)
+            raise EngineArgumentError("; ".join(problems))
         module, attr = llm_class(cfg)
 
         import tensorrt_llm
@@ -264,6 +286,7 @@ class TensorRTBackend:
                 "kv_cache_quant_algo": quant.get("kv_cache_quant_algo"),
                 "parameter_source": source,
             },
+            engine_settings=resolved_settings(args, llm_settings),
         )
 
     async def _run(self, token_ids: list[list[int]], params) -> tuple[float, list[list[float]]]:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from lem_runner.contract.engine_args import OWNED_TENSORRT, json_value_problems, owned_key_problems
 from lem_runner.contract.section import Section
 
 
@@ -34,3 +35,16 @@ class TensorRTConfig(Section):
             raise ValueError("quantization needs llm_backend 'tensorrt'; the PyTorch workflow reads "
                              "quantization from a pre-quantized checkpoint")
         return self
+    engine_args: dict[str, Any] = Field(
+        default_factory=dict, description="more LLM(...) arguments, passed through: each key must be a field of the "
+        "runner's TensorRT-LLM TorchLlmArgs (llm_backend pytorch) or TrtLlmArgs (tensorrt), checked in the runner "
+        "before loading, and not one lem sets from a field of its own (set the field)")
+
+    @field_validator("engine_args")
+    @classmethod
+    def _engine_args_own(cls, v: dict[str, Any]) -> dict[str, Any]:
+        problems = owned_key_problems("tensorrt.engine_args", v, OWNED_TENSORRT) + json_value_problems(
+            "tensorrt.engine_args", v)
+        if problems:
+            raise ValueError("; ".join(p.removeprefix("tensorrt.engine_args.") for p in problems))
+        return v

@@ -40,5 +40,6 @@ SPEC = BackendSpec(
     gpu_count_rule="uses tensor_parallel_size x pipeline_parallel_size = {n} GPU(s)",
     shm_size="8g",  # MPI ranks exchange tensors through shared memory
     checks=(_sequence_fits, _workflow_fits),
+    engine_check="lem_runner.backends.tensorrt.check:tensorrt_problems",
     server_command="lem_runner.serving.servers:tensorrt_command",
 )

@@ -36,6 +36,7 @@ or, for pre-quantized or non-safetensors checkpoints, a formula over the HF conf
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import os
 import shutil
@@ -46,7 +47,9 @@ from pathlib import Path
 from lem_runner.backends.base import GenerationRecord, LoadedModel, input_token_limit
 from lem_runner.backends.engine_watch import EngineDied, EngineWatch
 from lem_runner.backends.vllm.spec import SPEC
+from lem_runner.backends.vllm.check import vllm_problems
 from lem_runner.contract.config import ExperimentConfig
+from lem_runner.contract.engine_args import EngineArgumentError, jsonable
 from lem_runner.measurement.environment import library_versions
 from lem_runner.measurement.parameters import checkpoint_dtype, model_shape, parameter_counts
 
@@ -76,8 +79,9 @@ def eager_mode(config: ExperimentConfig, on_cuda: bool) -> tuple[bool | None, st
 
 
 def engine_args(config: ExperimentConfig, model_path: str, on_cuda: bool = True) -> dict:
-    """``vllm.LLM`` keyword arguments: dtype, seed and every ``vllm`` field under its engine-argument name; fields
-    left at None are omitted so vLLM applies its own default. ``cpu_kvcache_space_gib`` is not an engine argument
+    """``vllm.LLM`` keyword arguments: dtype, seed and every ``vllm`` field under its engine-argument name, then the
+    ``engine_args`` pass-through (its keys never overlap a field: the section refuses that); fields left at None are
+    omitted so vLLM applies its own default. ``cpu_kvcache_space_gib`` is not an engine argument
     (it becomes ``VLLM_CPU_KVCACHE_SPACE``, see ``VLLMBackend.load``); ``enforce_eager`` left unset is True on CPU
     (see ``eager_mode``)."""
     v = config.vllm
@@ -97,24 +101,81 @@ def engine_args(config: ExperimentConfig, model_path: str, on_cuda: bool = True)
         "enable_prefix_caching": v.enable_prefix_caching,
         "block_size": v.block_size,
         "load_format": "dummy" if config.synthetic_weights else None,
+        "enable_chunked_prefill": v.enable_chunked_prefill,
+        "speculative_config": (v.speculative_config.model_dump(exclude_none=True)
+                               if v.speculative_config is not None else None),
+        "cpu_offload_gb": v.cpu_offload_gb,
+        "async_scheduling": v.async_scheduling,
     }
-    return {k: val for k, val in args.items() if val is not None}
+    return {**{k: val for k, val in args.items() if val is not None}, **v.engine_args}
 
 
 def sampling_args(config: ExperimentConfig) -> dict:
     """``vllm.SamplingParams`` keyword arguments. Greedy is temperature 0; the seed is passed only when sampling
-    (greedy ignores it). ``force_output_length`` sets ``ignore_eos`` and ``min_tokens = max_tokens``, so neither EOS
+    (greedy ignores it), with min_p; repetition/presence/frequency penalties whenever set. ``force_output_length`` sets ``ignore_eos`` and ``min_tokens = max_tokens``, so neither EOS
     nor any other stop token can end a request early."""
     cfg = config
+    d = cfg.decoding
     kw: dict = {"max_tokens": cfg.max_output_tokens, "detokenize": False}
-    if cfg.decoding.do_sample:
-        kw.update(temperature=cfg.decoding.temperature, top_p=cfg.decoding.top_p, top_k=cfg.decoding.top_k,
-                  seed=cfg.seed)
+    if d.do_sample:
+        kw.update(temperature=d.temperature, top_p=d.top_p, top_k=d.top_k, seed=cfg.seed)
+        if d.min_p:
+            kw["min_p"] = d.min_p
     else:
         kw["temperature"] = 0.0
+    # penalties reshape the logits greedy takes the maximum of, so they apply in both modes; neutral ones are omitted
+    for knob, neutral in (("repetition_penalty", 1.0), ("presence_penalty", 0.0), ("frequency_penalty", 0.0)):
+        if getattr(d, knob) != neutral:
+            kw[knob] = getattr(d, knob)
     if cfg.force_output_length:
         kw.update(ignore_eos=True, min_tokens=cfg.max_output_tokens)
     return kw
+
+
+#: ``VllmConfig`` parts searched first for an engine argument of the same name (EngineArgs fields carry the name of
+#: the config attribute they set); every other part of the VllmConfig dataclass follows
+CONFIG_PARTS = ("model_config", "cache_config", "scheduler_config", "parallel_config", "load_config",
+                "device_config", "compilation_config", "observability_config")
+
+
+def _config_parts(vllm_config) -> list:
+    names = list(CONFIG_PARTS)
+    if dataclasses.is_dataclass(vllm_config):
+        names += [f.name for f in dataclasses.fields(vllm_config) if f.name not in names]
+    return [part for name in names if (part := getattr(vllm_config, name, None)) is not None
+            and not isinstance(part, (bool, int, float, str))]
+
+
+def resolved_settings(args: dict, vllm_config) -> dict:
+    """What the engine runs with: the arguments lem passed (``arguments``) and, for each, the value vLLM resolved
+    into its config objects (``resolved``: the attribute of the same name in the first ``VllmConfig`` part that
+    has one; the name is missing where no part holds it), plus the resolved chunked-prefill, speculative,
+    CPU-offload and async-scheduling settings whether asked for or not."""
+    resolved: dict = {}
+    parts = _config_parts(vllm_config)
+    for key in args:
+        if key == "model":
+            continue
+        for part in parts:
+            if hasattr(part, key):
+                resolved[key] = jsonable(getattr(part, key))
+                break
+    sched = getattr(vllm_config, "scheduler_config", None)
+    cache = getattr(vllm_config, "cache_config", None)
+    offload = getattr(vllm_config, "offload_config", None)
+    spec = getattr(vllm_config, "speculative_config", None)
+    resolved.setdefault("enable_chunked_prefill", jsonable(getattr(sched, "enable_chunked_prefill", None)))
+    resolved.setdefault("async_scheduling", jsonable(getattr(sched, "async_scheduling", None)))
+    offload_gb = getattr(cache, "cpu_offload_gb", None)
+    if offload_gb is None:  # later vLLMs keep it in an offload config
+        offload_gb = getattr(getattr(offload, "uva", offload), "cpu_offload_gb", None)
+    resolved.setdefault("cpu_offload_gb", jsonable(offload_gb))
+    resolved["speculative_config"] = None if spec is None else {
+        "method": jsonable(getattr(spec, "method", None)),
+        "num_speculative_tokens": jsonable(getattr(spec, "num_speculative_tokens", None)),
+        "model": jsonable(getattr(spec, "model", None)),
+    }
+    return {"arguments": jsonable({k: v for k, v in args.items()}), "resolved": resolved}
 
 
 def engine_scheduled_time(output) -> float | None:
@@ -170,6 +231,9 @@ class VLLMBackend:
             self._ipc_dir = tempfile.mkdtemp(prefix="lem-vllm-ipc-")
             self._setenv_default("VLLM_RPC_BASE_PATH", self._ipc_dir)
 
+        problems = vllm_problems(cfg, self.model_path, in_runner=True)
+        if problems:  # before the engine starts: a config error (exit 2), not a failed load
+            raise EngineArgumentError("; ".join(problems))
         import vllm
         from transformers import AutoTokenizer
         from vllm import LLM
@@ -224,6 +288,7 @@ class VLLMBackend:
                 "parameter_source": source,
                 "timing": "per-step perf_counter over llm_engine.step() with DELTA outputs",
             },
+            engine_settings=resolved_settings(args, vcfg),
         )
 
     def generate(self, prompts: list[str]) -> list[GenerationRecord]:

@@ -2,11 +2,36 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from lem_runner.contract.engine_args import OWNED_VLLM, json_value_problems, owned_key_problems
 from lem_runner.contract.section import Section
+
+
+class SpeculativeConfig(Section):
+    """vLLM speculative decoding (``EngineArgs.speculative_config``): a draft proposes tokens the model verifies in
+    one step. Output is the same distribution; the work per token changes, which is why it is swept."""
+
+    method: Literal["ngram", "draft_model", "eagle", "eagle3", "medusa", "mlp_speculator", "mtp", "suffix"] = Field(
+        ..., description="how drafts are proposed: ngram (prompt lookup, no extra model), draft_model (a smaller "
+        "model), eagle/eagle3/medusa/mlp_speculator/mtp (trained heads)")
+    num_speculative_tokens: int = Field(..., ge=1, le=64, description="tokens proposed per step")
+    model: str | None = Field(None, description="the draft model or heads (hub id, or a folder the runner can "
+                              "read: a container run mounts only the main model); not for ngram/suffix")
+    prompt_lookup_max: int | None = Field(None, ge=1, le=64, description="ngram: longest n-gram matched")
+    prompt_lookup_min: int | None = Field(None, ge=1, le=64, description="ngram: shortest n-gram matched")
+
+    @model_validator(mode="after")
+    def _model_for_method(self) -> SpeculativeConfig:
+        if self.method in ("ngram", "suffix") and self.model is not None:
+            raise ValueError(f"model: method '{self.method}' proposes from the text itself, it takes no model")
+        if self.method not in ("ngram", "suffix", "mtp") and self.model is None:
+            raise ValueError(f"model: method '{self.method}' needs the draft model or heads")
+        if self.method != "ngram" and (self.prompt_lookup_max or self.prompt_lookup_min):
+            raise ValueError("prompt_lookup_max/min: only for method 'ngram'")
+        return self
 
 
 class VLLMConfig(Section):
@@ -31,6 +56,27 @@ class VLLMConfig(Section):
     )
     block_size: Literal[8, 16, 32, 64, 128] | None = None
     cpu_kvcache_space_gib: int = Field(1, ge=1, le=1024, description="KV cache on CPU runs (VLLM_CPU_KVCACHE_SPACE)")
+    enable_chunked_prefill: bool | None = Field(
+        None, description="split long prefills into chunks of max_num_batched_tokens scheduled beside decodes; "
+        "None: vLLM's default (on in its V1 engine)")
+    speculative_config: SpeculativeConfig | None = Field(None, description="speculative decoding; None: off")
+    cpu_offload_gb: float | None = Field(
+        None, ge=0, le=65536, description="GiB of weights per GPU kept in CPU memory and streamed in each forward "
+        "(a bigger model than fits, at PCIe cost); None: vLLM's default (0)")
+    async_scheduling: bool | None = Field(
+        None, description="schedule the next step while the GPU runs this one; None: vLLM's default")
+    engine_args: dict[str, Any] = Field(
+        default_factory=dict, description="more EngineArgs, passed through to vllm.LLM: each key must be a field of "
+        "the runner's vLLM EngineArgs (checked in the runner before loading; an unknown one is a config error, exit "
+        "2), and not one lem sets from a field of its own (set the field)")
+
+    @field_validator("engine_args")
+    @classmethod
+    def _engine_args_own(cls, v: dict[str, Any]) -> dict[str, Any]:
+        problems = owned_key_problems("vllm.engine_args", v, OWNED_VLLM) + json_value_problems("vllm.engine_args", v)
+        if problems:
+            raise ValueError("; ".join(p.removeprefix("vllm.engine_args.") for p in problems))
+        return v
 
     @model_validator(mode="after")
     def _batched_tokens_cover_a_sequence(self) -> VLLMConfig:

@@ -37,5 +37,6 @@ SPEC = BackendSpec(
     gpu_count_rule="uses tensor_parallel_size x pipeline_parallel_size = {n} GPU(s)",
     shm_size="8g",  # worker processes exchange tensors through shared memory
     checks=(_context_fits,),
+    engine_check="lem_runner.backends.vllm.check:vllm_problems",
     server_command="lem_runner.serving.servers:vllm_command",
 )
