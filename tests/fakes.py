@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from lem_runner.atomic import atomic_write_text
-from lem_runner.backends.base import GenerationRecord, LoadedModel
 from lem_runner.contract import (
     ERROR_FILE,
     RESULT_FILE,
@@ -23,7 +22,7 @@ from lem_runner.contract import (
 from lem_runner.contract.result import DeviceIdleState, IdleBaseline
 from lem_runner.energy.base import EnergyReading
 from lem_runner.energy.device import DeviceSample
-from lem_runner.measurement.flops import ParameterCounts
+from lem_runner.records import GenerationRecord, LoadedModel, ParameterCounts
 from llenergymeasure.launchers.base import LOG_FILE, LaunchOutcome, LaunchSpec
 
 DEFAULT_PARAMETERS = ParameterCounts(total=1_000_000, input_embedding=50_000, output_projection=50_000,

@@ -13,7 +13,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from lem_runner.backends.base import GenerationRecord, InferenceBackend, LoadedModel
+from lem_runner.backends.base import InferenceBackend
 from lem_runner.contract.fingerprint import measurement_config_hash
 from lem_runner.contract.protocol import ProgressEvent, RunRequest
 from lem_runner.contract.result import (
@@ -48,6 +48,7 @@ from lem_runner.measurement.windows import (
     window_flops,
 )
 from lem_runner.prompts import load_prompts
+from lem_runner.records import GenerationRecord, LoadedModel
 
 #: how ``queue_time`` was obtained: every prefill start given by the engine (or by lem's own batching), or some
 #: estimated from the engine's steps (measurement.phases.prefill_starts)

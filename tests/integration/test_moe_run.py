@@ -8,9 +8,9 @@ import json
 
 import pytest
 from conftest import run_lem, write_yaml
+from lem_runner.backends.checkpoint import llama_like_parameter_counts, model_shape, parameter_counts
 from lem_runner.contract import ExperimentResult
 from lem_runner.measurement.flops import estimate_flops
-from lem_runner.measurement.parameters import llama_like_parameter_counts, model_shape, parameter_counts
 from tiny_model import TINY_MIXTRAL, build_tiny_mixtral, hand_active_body, hand_request_flops
 
 

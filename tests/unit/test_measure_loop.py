@@ -7,11 +7,11 @@ import math
 import pytest
 from conftest import make_config, make_environment
 from fakes import ContentTimedBackend, FakeEnergyBackend, FakeInferenceBackend
-from lem_runner.backends.base import LoadedModel
 from lem_runner.contract.fingerprint import measurement_config_hash
 from lem_runner.contract.protocol import RunRequest
 from lem_runner.measure import Phase, run_measurement
 from lem_runner.prompts import load_prompts
+from lem_runner.records import LoadedModel
 
 
 def _run(config, backend, energy, phase=None, prompts_path=None):

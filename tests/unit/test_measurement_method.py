@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 from conftest import make_config
 from fakes import FakeClock, FakeCounterDevice
-from lem_runner.backends.base import GenerationRecord
 from lem_runner.contract.config import WarmupConfig
 from lem_runner.energy.base import EnergyReading
 from lem_runner.energy.counter import CounterTrack, cumulative_integral
@@ -18,6 +17,7 @@ from lem_runner.measurement.phases import phase_spans, split_phases
 from lem_runner.measurement.quality import counter_vs_integrated, quality_flags
 from lem_runner.measurement.warmup import coefficient_of_variation, run_warmup
 from lem_runner.measurement.windows import decoding_concurrency, saturated_spans, tokens_in, window_figures
+from lem_runner.records import GenerationRecord
 
 # --- warmup ------------------------------------------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lem_runner.backends.base import GenerationRecord, InferenceBackend, LoadedModel
+from lem_runner.backends.base import InferenceBackend
 from lem_runner.contract.config import ExperimentConfig
 
 
@@ -23,4 +23,4 @@ def create_backend(config: ExperimentConfig, model_path: str) -> InferenceBacken
     raise ValueError(f"backend '{config.backend}' is not available in this runner")
 
 
-__all__ = ["GenerationRecord", "InferenceBackend", "LoadedModel", "create_backend"]
+__all__ = ["InferenceBackend", "create_backend"]

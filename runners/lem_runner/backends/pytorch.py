@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import time
 
-from lem_runner.backends.base import GenerationRecord, LoadedModel, input_token_limit
+from lem_runner.backends.base import input_token_limit, library_versions
+from lem_runner.backends.checkpoint import is_routed_expert, model_shape, with_moe
 from lem_runner.contract.config import ExperimentConfig
-from lem_runner.measurement.environment import library_versions
-from lem_runner.measurement.flops import ParameterCounts
-from lem_runner.measurement.parameters import is_routed_expert, model_shape, with_moe
+from lem_runner.records import GenerationRecord, LoadedModel, ParameterCounts
 
 #: how this backend timestamps tokens (recorded in every result)
 LATENCY_METHOD = (

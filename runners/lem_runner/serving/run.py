@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from lem_runner.backends.base import library_versions
 from lem_runner.contract.fingerprint import measurement_config_hash
 from lem_runner.contract.protocol import ProgressEvent, RunRequest
 from lem_runner.contract.result import EnvironmentInfo, ExperimentResult, RunTotals
@@ -18,7 +19,6 @@ from lem_runner.energy.timeseries import FILE_NAME as TIMESERIES_FILE
 from lem_runner.energy.timeseries import write_timeseries
 from lem_runner.energy.tracker import integrate_power
 from lem_runner.measurement.baseline import obtain_baseline
-from lem_runner.measurement.environment import library_versions
 from lem_runner.measurement.operating_point import observe
 from lem_runner.measurement.quality import counter_vs_integrated, quality_flags
 from lem_runner.measurement.windows import span_energy_per_device, window_figures
