@@ -13,10 +13,11 @@ from __future__ import annotations
 import pytest
 from conftest import make_config, make_environment
 from fakes import FakeEnergyBackend, FakeInferenceBackend
+from lem_runner.assemble import QUEUE_ESTIMATED, QUEUE_EXACT
 from lem_runner.contract.protocol import RunRequest
 from lem_runner.energy.base import EnergyReading
 from lem_runner.energy.counter import CounterTrack
-from lem_runner.measure import QUEUE_ESTIMATED, QUEUE_EXACT, run_measurement
+from lem_runner.measure import run_measurement
 from lem_runner.measurement.phases import split_phases
 
 N, SLOTS, PREFILL_S, TOKENS, STEP_S = 32, 8, 0.020, 50, 0.010

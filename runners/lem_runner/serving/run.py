@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from lem_runner.assemble import energy_result
 from lem_runner.backends.base import library_versions
 from lem_runner.contract.fingerprint import measurement_config_hash
 from lem_runner.contract.protocol import ProgressEvent, RunRequest
@@ -168,11 +169,10 @@ def run_serving(request: RunRequest, energy_for: Callable[[str], EnergyBackend],
     if cfg.energy.timeseries and reading.samples:
         write_timeseries(reading.samples, out_dir / TIMESERIES_FILE, lo)
         timeseries = TIMESERIES_FILE
-    from lem_runner.measure import _energy_result  # one EnergyResult shape for both scenarios
-
-    energy_result = _energy_result(reading, energy, baseline, baseline_reason, head, head_per_device, integrated,
-                                   rel_diff, sum(1 for r in reading.samples if lo <= r.t <= hi), timeseries,
-                                   (gpu_indices or cfg.devices) if kind == "cuda" else None)
+    energy_record = energy_result(reading, getattr(energy, "selected_because", None), baseline, baseline_reason, head,
+                                  head_per_device, integrated, rel_diff,
+                                  sum(1 for r in reading.samples if lo <= r.t <= hi), timeseries,
+                                  (gpu_indices or cfg.devices) if kind == "cuda" else None)
     warnings = list(reading.warnings) + [f.message for f in flags]
     if figures.n_errors or figures.n_timeouts:
         warnings.append(f"{figures.n_errors} request(s) failed and {figures.n_timeouts} timed out (counted in "
@@ -188,7 +188,7 @@ def run_serving(request: RunRequest, energy_for: Callable[[str], EnergyBackend],
         total_inference_time_sec=head.duration_s, output_tokens_per_second=head.tokens_per_second,
         total_energy_j=head.energy_j, avg_energy_per_token_j=head.energy_per_token_j,
         avg_energy_per_token_adjusted_j=head.adjusted_energy_per_token_j, windows=windows,
-        ttft=figures.ttft, itl=figures.itl, latency_method=LATENCY_METHOD, energy=energy_result,
+        ttft=figures.ttft, itl=figures.itl, latency_method=LATENCY_METHOD, energy=energy_record,
         model_load_sec=start_s or 0.0, warmup_batches=s.warmup_requests,
         backend_details={"scenario": "serving", "server": figures.server, "device": kind, "dtype": cfg.dtype,
                          "requests_file": REQUESTS_FILE},
