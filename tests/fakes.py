@@ -1,4 +1,4 @@
-"""Hand-written fakes at the runner's protocol seams (InferenceBackend, EnergyBackend, CounterDevice).
+"""Hand-written fakes at the runner's protocol seams (InferenceBackend, EnergySource, CounterDevice).
 
 They implement the protocols structurally. Time is a FakeClock the test controls: nothing sleeps, and every timestamp
 a fake produces is a plain float the test can predict exactly (use dyadic steps such as 0.25 for exact arithmetic).
@@ -146,7 +146,7 @@ class ContentTimedBackend(FakeInferenceBackend):
         return super().generate(prompts)
 
 
-class FakeEnergyBackend:
+class FakeEnergySource:
     """Returns a configured energy figure, or None with a reason; refuses ``stop_tracking`` before ``start_tracking``."""
 
     def __init__(

@@ -93,11 +93,9 @@ def energy_result(reading: EnergyReading, selected_because: str | None, baseline
     resolution = reading.resolution_s()
     per_device = per_device if headline.energy_j is not None else None
     return EnergyResult(
-        sampler=reading.sampler,
+        source=reading.source,
         method=reading.method,
         selected_because=selected_because,
-        total_energy_j=headline.energy_j,
-        per_device_j=per_device,
         devices=measured_devices(reading, per_device, gpu_indices),
         unavailable_reason=reading.unavailable_reason if reading.total_j is None else
         headline.energy_unavailable_reason,
@@ -112,7 +110,6 @@ def energy_result(reading: EnergyReading, selected_because: str | None, baseline
         timeseries_file=timeseries,
         baseline=baseline,
         baseline_unavailable_reason=baseline_reason if reading.total_j is not None else None,
-        adjusted_energy_j=headline.adjusted_energy_j,
     )
 
 
@@ -167,16 +164,15 @@ def assemble_result(request: RunRequest, obs: Observation, environment: Environm
         config=cfg,
         model_path=request.model_path,
         measurement_methodology=methodology,
-        total_inference_time_sec=head.duration_s,
+        inference_time_s=head.duration_s,
         output_tokens=head.output_tokens,
         output_tokens_per_second=head.tokens_per_second,
         total_energy_j=head.energy_j,
-        avg_energy_per_token_j=head.energy_per_token_j,
-        avg_energy_per_token_adjusted_j=head.adjusted_energy_per_token_j,
-        total_flops=head.flops,
+        adjusted_energy_j=head.adjusted_energy_j,
+        energy_per_token_j=head.energy_per_token_j,
+        adjusted_energy_per_token_j=head.adjusted_energy_per_token_j,
         whole_run=RunTotals(n_requests=len(records), input_tokens=input_tokens, output_tokens=output_tokens,
-                            total_tokens=input_tokens + output_tokens, duration_s=window_s, flops=total_flops),
-        flops_method=flops_method(loaded.parameters, loaded.shape),
+                            total_tokens=input_tokens + output_tokens, duration_s=window_s),
         flops=FlopsResult(
             total=total_flops, prefill=pre_flops, decode=dec_flops,
             per_output_token=total_flops / output_tokens if output_tokens else None,
@@ -196,8 +192,7 @@ def assemble_result(request: RunRequest, obs: Observation, environment: Environm
         energy=energy_result(reading, obs.selected_because, baseline, baseline_reason, head, head_per_device,
                              integrated, rel_diff, n_samples, timeseries,
                              cfg.devices if loaded.device_kind == "cuda" else None),
-        model_load_sec=obs.load_s,
-        warmup_batches=warmup.batches,
+        model_load_s=obs.load_s,
         warmup=warmup,
         backend_details={
             **loaded.details,

@@ -18,7 +18,7 @@ from lem_runner.assemble import assemble_result
 from lem_runner.backends.base import InferenceBackend
 from lem_runner.contract.protocol import ProgressEvent, RunRequest
 from lem_runner.contract.result import EnvironmentInfo, ExperimentResult
-from lem_runner.energy.base import EnergyBackend, EnergyReading
+from lem_runner.energy.base import EnergyReading, EnergySource
 from lem_runner.measurement.baseline import obtain_baseline
 from lem_runner.measurement.warmup import run_warmup, warmup_batch
 from lem_runner.observation import Observation
@@ -26,7 +26,7 @@ from lem_runner.prompts import load_prompts
 from lem_runner.records import GenerationRecord, LoadedModel
 
 Emit = Callable[[ProgressEvent], None]
-EnergyFactory = Callable[[LoadedModel], EnergyBackend]
+EnergyFactory = Callable[[LoadedModel], EnergySource]
 EnvironmentFactory = Callable[[LoadedModel], EnvironmentInfo]
 Clock = Callable[[], float]
 
@@ -43,7 +43,7 @@ def _chunks(prompts: list[str], size: int | None) -> list[list[str]]:
     return [prompts[i : i + size] for i in range(0, len(prompts), size)]
 
 
-def _measured_run(cfg, backend: InferenceBackend, batches, energy: EnergyBackend, clock: Clock,
+def _measured_run(cfg, backend: InferenceBackend, batches, energy: EnergySource, clock: Clock,
                   emit: Emit) -> tuple[list[GenerationRecord], int, float, float, EnergyReading]:
     """Every batch once (windowed: batches cycled until the span has passed) between start and stop of tracking.
     Each record's ``submitted`` is the start of its pass over the prompt set: the offline scenario hands the engine

