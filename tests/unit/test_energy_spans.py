@@ -262,3 +262,24 @@ def test_a_schema_1_0_result_is_read_with_its_spans_named(tmp_path):
     # 1.0 floored adjusted energy at 0; it is recomputed signed from the baseline: 400 - 250 x 2 = -100 J
     assert r.adjusted_energy_j == pytest.approx(-100.0)
     assert r.adjusted_energy_per_token_j == pytest.approx(-100.0 / 16)
+
+
+def test_a_schema_1_1_result_reads_as_the_same_result(tmp_path):
+    """A measured steady-state run on two GPUs with a baseline, written under 1.1's names and copies, reads back as
+    exactly the 1.2 result it came from: every renamed field keeps its value, every dropped copy agreed."""
+    backend = FakeInferenceBackend(batch_size=2, output_tokens=5, step_s=0.25, ttft_s=0.5)
+    devices = [FakeCounterDevice(backend.clock, lambda t: 150.0 * t, dev_id="0"),
+               FakeCounterDevice(backend.clock, lambda t: 50.0 * t, dev_id="1", uuid="GPU-fake-1")]
+    tracker = _tracker(backend.clock, devices, 4.0)
+    backend.on_step = tracker.tick
+    result = _measure(make_config(n_prompts=4, window={"mode": "steady_state"}), backend, tracker)
+    assert result.energy.baseline is not None and result.adjusted_energy_j is not None
+    old = _as_schema_1_1(result)
+    assert old["total_flops"] == result.windows["steady_state"].flops and old["energy"]["per_device_j"]
+    exp = tmp_path / "run-1-1"
+    exp.mkdir()
+    (exp / "result.json").write_text(json.dumps(old))
+    loaded = load_experiment(exp)
+    assert loaded.ok, loaded.failure
+    assert loaded.result.schema_version == "1.1"
+    assert loaded.result == result.model_copy(update={"schema_version": "1.1"})
