@@ -103,7 +103,9 @@ class EnergyConfig(_Section):
     """Energy source and its cross-checks. ``auto`` uses the NVML hardware counter on NVIDIA GPUs and the CPU's
     RAPL counter on CPU runs when readable, else records why there is no figure."""
 
-    sampler: Literal["auto", "nvml", "zeus", "codecarbon", "rapl", "none"] = "auto"
+    sampler: Literal["auto", "nvml", "zeus", "codecarbon", "rapl", "none"] = Field(
+        "auto", description="the energy source (recorded as energy.source in the result); the name is kept from "
+                            "schema 1.0 so configs and their measurement_config_hash stay valid")
     sample_hz: float = Field(10.0, ge=0, le=1000, description="power/temperature/clock sampling rate; 0: no sampler "
                              "(the counters are read at the run's bounds only, so phase energies are null and only "
                              "window.mode: total is allowed)")
