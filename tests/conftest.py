@@ -21,8 +21,9 @@ if str(TESTS_DIR) not in sys.path:
     sys.path.insert(0, str(TESTS_DIR))
 
 from lem_runner.contract.config import ExperimentConfig  # noqa: E402
+from lem_runner.contract.environment import EnvironmentInfo  # noqa: E402
 from lem_runner.contract.fingerprint import measurement_config_hash  # noqa: E402
-from lem_runner.contract.result import EnvironmentInfo, ExperimentResult  # noqa: E402
+from lem_runner.contract.result import ExperimentResult  # noqa: E402
 from llenergymeasure.config.loader import merge_mappings  # noqa: E402
 
 _BASE_CONFIG = {"model": "tests/tiny-llama", "n_prompts": 4, "max_output_tokens": 8}

@@ -19,7 +19,7 @@ from lem_runner.contract import (
     ProgressEvent,
     RunError,
 )
-from lem_runner.contract.result import DeviceIdleState, IdleBaseline
+from lem_runner.contract.energy import DeviceIdleState, IdleBaseline
 from lem_runner.energy.base import EnergyReading
 from lem_runner.energy.device import DeviceSample
 from lem_runner.records import GenerationRecord, LoadedModel, ParameterCounts

@@ -9,18 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lem_runner.contract.energy import EnergyResult, IdleBaseline, MeasuredDevice
+from lem_runner.contract.environment import EnvironmentInfo
 from lem_runner.contract.fingerprint import measurement_config_hash
 from lem_runner.contract.protocol import RunRequest
-from lem_runner.contract.result import (
-    EnergyResult,
-    EnvironmentInfo,
-    ExperimentResult,
-    FlopsResult,
-    IdleBaseline,
-    MeasuredDevice,
-    RunTotals,
-    WindowFigures,
-)
+from lem_runner.contract.result import ExperimentResult, FlopsResult, RunTotals, WindowFigures
 from lem_runner.energy.base import EnergyReading
 from lem_runner.energy.timeseries import FILE_NAME as TIMESERIES_FILE
 from lem_runner.energy.timeseries import write_timeseries

@@ -16,8 +16,9 @@ from pathlib import Path
 
 from lem_runner.assemble import assemble_result
 from lem_runner.backends.base import InferenceBackend
+from lem_runner.contract.environment import EnvironmentInfo
 from lem_runner.contract.protocol import ProgressEvent, RunRequest
-from lem_runner.contract.result import EnvironmentInfo, ExperimentResult
+from lem_runner.contract.result import ExperimentResult
 from lem_runner.energy.base import EnergyReading, EnergySource
 from lem_runner.measurement.baseline import obtain_baseline
 from lem_runner.measurement.warmup import run_warmup, warmup_batch

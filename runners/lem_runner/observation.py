@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from lem_runner.contract.result import IdleBaseline, WarmupResult
+from lem_runner.contract.energy import IdleBaseline
+from lem_runner.contract.result import WarmupResult
 from lem_runner.energy.base import EnergyReading
 from lem_runner.records import GenerationRecord, LoadedModel
 

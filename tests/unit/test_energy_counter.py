@@ -11,7 +11,7 @@ from conftest import make_config
 from device_contract import assert_counter_device_contract
 from fakes import FakeClock, FakeCounterDevice, FakeEnergySource
 from lem_runner.contract.config import BaselineConfig
-from lem_runner.contract.result import DeviceIdleState, IdleBaseline
+from lem_runner.contract.energy import DeviceIdleState, IdleBaseline
 from lem_runner.energy.counter import CounterTrack, cumulative_integral, measure_update_period
 from lem_runner.energy.sampler import PowerSampler
 from lem_runner.energy.tracker import CounterEnergySource, integrate_power

@@ -234,7 +234,7 @@ def test_raw_and_idle_adjusted_energy_per_token_come_from_the_baseline():
 def test_a_cached_baseline_from_the_request_is_reused_not_remeasured():
     from datetime import UTC, datetime
 
-    from lem_runner.contract.result import IdleBaseline
+    from lem_runner.contract.energy import IdleBaseline
 
     backend = FakeInferenceBackend(batch_size=2, output_tokens=4)
     energy = FakeEnergySource(joules=50.0, baseline_w=70.0)

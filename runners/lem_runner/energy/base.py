@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from lem_runner.contract.result import DeviceIdleState, IdleBaseline
+from lem_runner.contract.energy import DeviceIdleState, IdleBaseline
 from lem_runner.energy.counter import CounterTrack
 from lem_runner.energy.sampler import SampleRow
 

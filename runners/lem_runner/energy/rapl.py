@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from lem_runner.contract.result import DeviceIdleState
+from lem_runner.contract.energy import DeviceIdleState
 from lem_runner.energy.device import DeviceSample
 from lem_runner.energy.tracker import CounterEnergySource
 

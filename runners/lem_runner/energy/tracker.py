@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from lem_runner.contract.result import DeviceIdleState, IdleBaseline
+from lem_runner.contract.energy import DeviceIdleState, IdleBaseline
 from lem_runner.energy.base import EnergyReading
 from lem_runner.energy.counter import CounterTrack, cumulative_integral, measure_update_period
 from lem_runner.energy.device import CounterDevice

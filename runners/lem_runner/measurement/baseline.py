@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from lem_runner.contract.config import BaselineConfig
-from lem_runner.contract.result import BaselineCacheCheck, DeviceIdleState, IdleBaseline
+from lem_runner.contract.energy import BaselineCacheCheck, DeviceIdleState, IdleBaseline
 from lem_runner.energy.base import EnergySource
 
 

@@ -8,7 +8,7 @@ import socket
 import sys
 
 from lem_runner import __version__
-from lem_runner.contract.result import EnvironmentInfo, GPUInfo, SchedulerAllocation
+from lem_runner.contract.environment import EnvironmentInfo, GPUInfo, SchedulerAllocation
 from lem_runner.energy.nvml import _visible_device_ids, or_none
 
 

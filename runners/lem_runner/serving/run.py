@@ -12,9 +12,10 @@ from pathlib import Path
 
 from lem_runner.assemble import energy_result
 from lem_runner.backends.base import library_versions
+from lem_runner.contract.environment import EnvironmentInfo
 from lem_runner.contract.fingerprint import measurement_config_hash
 from lem_runner.contract.protocol import ProgressEvent, RunRequest
-from lem_runner.contract.result import EnvironmentInfo, ExperimentResult, RunTotals, WarmupResult
+from lem_runner.contract.result import ExperimentResult, RunTotals, WarmupResult
 from lem_runner.energy.base import EnergySource
 from lem_runner.energy.timeseries import FILE_NAME as TIMESERIES_FILE
 from lem_runner.energy.timeseries import write_timeseries
