@@ -43,7 +43,8 @@ def run_row(entry: ManifestEntry, backend: str, result: ExperimentResult | None)
             itl_p50_ms=result.itl.p50_ms if result.itl else None, energy_j=result.total_energy_j,
             energy_per_token_j=result.energy_per_token_j,
             energy_per_token_adjusted_j=result.adjusted_energy_per_token_j,
-            energy_unavailable_reason=result.energy.unavailable_reason, total_flops=result.headline.flops if result.headline else None,
+            energy_unavailable_reason=result.energy.unavailable_reason,
+            total_flops=result.headline.flops if result.headline else None,
             model_load_sec=result.model_load_s,
         )
     return row
