@@ -329,3 +329,29 @@ def test_convergence_warmup_of_a_cold_engine_with_unequal_batches_waits_for_warm
                          warmup={"mode": "convergence", "window": 3, "max_batches": 12, "cv_threshold": 0.05})
     result, _, _ = _run(config, _content_timed(config, [0.97, 1.09, 1.19, 1.09], [2.0, 1.5]), FakeEnergySource())
     assert result.warmup.batches == 5 and result.warmup.final_cv == pytest.approx(0.0, abs=1e-9)
+
+
+def test_measuring_and_assembling_meet_only_in_the_observation():
+    """measure() returns what the run saw; assemble_result derives the figures from that record alone: it runs no
+    prompt and reads no counter, and the same observation always gives the same result."""
+    from lem_runner.assemble import assemble_result
+    from lem_runner.measure import measure
+
+    backend = FakeInferenceBackend(batch_size=2, output_tokens=4)
+    energy = FakeEnergySource(joules=40.0)
+    request = RunRequest(experiment_id="exp-1", config=make_config(n_prompts=5, warmup={"n_batches": 1}),
+                         model_path="/models/fake")
+    obs = measure(request, backend, lambda _l: energy, lambda _e: None, **_clock(backend))
+    assert (len(obs.records), obs.n_batches, obs.n_calls, obs.warmup.batches) == (5, 3, 3, 1)
+    assert obs.reading.total_j == 40.0 and obs.w1 >= obs.w0
+    calls, stops = len(backend.generate_calls), energy.stop_calls
+    first = assemble_result(request, obs, make_environment())
+    assert first == assemble_result(request, obs, make_environment())
+    assert (len(backend.generate_calls), energy.stop_calls) == (calls, stops)
+    assert (first.output_tokens, first.total_energy_j, first.energy_per_token_j) == (20, 40.0, 2.0)
+    assert first.whole_run.n_requests == 5 and first.backend_details["measured_generate_calls"] == 3
+
+
+def _clock(backend) -> dict:
+    clock = getattr(backend, "clock", None)
+    return {"clock": clock} if clock is not None else {}
