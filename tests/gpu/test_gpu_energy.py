@@ -93,7 +93,7 @@ def test_lem_run_on_gpu_reports_counter_energy_baseline_phases_and_timeseries(tm
     assert e.baseline is not None and e.baseline.source == "fresh" and e.baseline.power_w > 0
     assert result.adjusted_energy_j == pytest.approx(  # signed: a negative value is flagged, not floored
         result.total_energy_j - e.baseline.power_w * result.inference_time_s)
-    assert sum(e.per_device_j.values()) == pytest.approx(result.total_energy_j)
+    assert sum(d.energy_j for d in e.devices) == pytest.approx(result.total_energy_j)
     assert e.counter_update_period_ms is not None
     assert result.phases.prefill.energy_j is not None and result.phases.decode.energy_j is not None
     assert result.phases.prefill.energy_share + result.phases.decode.energy_share == pytest.approx(1.0)
