@@ -2,10 +2,10 @@
 spans, and 1.1, which held some figures twice. Each step upgrades one version to the next, so a 1.0 file goes through
 both; the file's own schema_version is kept.
 
-1.0 -> 1.1. In 1.0 (and the 0.x drafts) ``n_requests``, ``input_tokens``, ``output_tokens``, ``total_tokens`` and ``total_flops``
-covered the whole run, ``total_energy_j``, ``total_inference_time_sec`` and ``avg_tokens_per_second`` the headline
-window, ``energy.per_device_j`` the total window, and adjusted energy was floored at 0. The upgrade moves the
-whole-run counts to ``whole_run``, takes the headline output tokens from the headline window's figures, renames
+1.0 -> 1.1. In 1.0 (and the 0.x drafts) ``n_requests``, ``input_tokens``, ``output_tokens``, ``total_tokens`` and
+``total_flops`` covered the whole run, ``total_energy_j``, ``total_inference_time_sec`` and ``avg_tokens_per_second``
+the headline window, ``energy.per_device_j`` the total window, and adjusted energy was floored at 0. The upgrade
+moves the whole-run counts to ``whole_run``, takes the headline output tokens from the headline window's figures, renames
 ``avg_tokens_per_second`` to ``output_tokens_per_second``, recomputes the signed adjusted energy where the baseline is
 known, and drops what the old file cannot say about the headline window (FLOPs and per-device energy of a
 steady_state or windowed headline) rather than mislabel it.
