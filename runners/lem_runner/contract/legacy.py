@@ -4,11 +4,11 @@ both; the file's own schema_version is kept.
 
 1.0 -> 1.1. In 1.0 (and the 0.x drafts) ``n_requests``, ``input_tokens``, ``output_tokens``, ``total_tokens`` and
 ``total_flops`` covered the whole run, ``total_energy_j``, ``total_inference_time_sec`` and ``avg_tokens_per_second``
-the headline window, ``energy.per_device_j`` the total window, and adjusted energy was floored at 0. The upgrade
-moves the whole-run counts to ``whole_run``, takes the headline output tokens from the headline window's figures, renames
+the headline window, ``energy.per_device_j`` the total window, and adjusted energy was floored at 0. The upgrade moves
+the whole-run counts to ``whole_run``, takes the headline output tokens from the headline window's figures, renames
 ``avg_tokens_per_second`` to ``output_tokens_per_second``, recomputes the signed adjusted energy where the baseline is
-known, and drops what the old file cannot say about the headline window (FLOPs and per-device energy of a
-steady_state or windowed headline) rather than mislabel it.
+known, and drops what the old file cannot say about the headline window (FLOPs and per-device energy of a steady_state
+or windowed headline) rather than mislabel it.
 
 1.1 -> 1.2 (one field per figure, seconds in ``_s``): ``total_inference_time_sec`` -> ``inference_time_s``,
 ``model_load_sec`` -> ``model_load_s``, ``avg_energy_per_token_j`` -> ``energy_per_token_j``,
