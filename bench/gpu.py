@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from lem_runner.backends.pytorch.backend import PyTorchBackend  # noqa: E402
 from lem_runner.contract import ExperimentConfig, RunRequest  # noqa: E402
-from lem_runner.energy import NvmlEnergyBackend, select_energy_backend  # noqa: E402
+from lem_runner.energy import NvmlEnergySource, select_energy_source  # noqa: E402
 from lem_runner.measure import run_measurement  # noqa: E402
 from lem_runner.measurement.environment import collect_environment  # noqa: E402
 from lem_runner.prompts import load_prompts  # noqa: E402
@@ -69,7 +69,7 @@ def full_measurements(cfg: ExperimentConfig, reps: int, out: Path, gpu_settings=
         backend = PyTorchBackend(cfg, cfg.model)
         try:
             r = run_measurement(
-                request, backend, lambda loaded: select_energy_backend(cfg, loaded.device_kind),
+                request, backend, lambda loaded: select_energy_source(cfg, loaded.device_kind),
                 lambda loaded: collect_environment(loaded.libraries, cfg.devices, True, loaded.cuda_version, None),
                 emit=lambda e: None, out_dir=out / f"run-{i}",
             )
@@ -77,15 +77,15 @@ def full_measurements(cfg: ExperimentConfig, reps: int, out: Path, gpu_settings=
             backend.close()
         e = r.energy
         rows.append({
-            "window_s": r.total_inference_time_sec, "tokens_per_second": r.output_tokens_per_second,
+            "window_s": r.inference_time_s, "tokens_per_second": r.output_tokens_per_second,
             "counter_j": r.total_energy_j, "integrated_j": e.integrated_energy_j,
             "counter_vs_integrated_rel_diff": e.counter_vs_integrated_rel_diff,
             "n_power_samples": e.n_power_samples, "update_period_ms": e.counter_update_period_ms,
             "baseline_w": e.baseline.power_w if e.baseline else None,
             "baseline_std_w": e.baseline.power_std_w if e.baseline else None,
             "baseline_source": e.baseline.source if e.baseline else None,
-            "adjusted_j": e.adjusted_energy_j, "j_per_token": r.avg_energy_per_token_j,
-            "adjusted_j_per_token": r.avg_energy_per_token_adjusted_j,
+            "adjusted_j": r.adjusted_energy_j, "j_per_token": r.energy_per_token_j,
+            "adjusted_j_per_token": r.adjusted_energy_per_token_j,
             "prefill_j": r.phases.prefill.energy_j, "decode_j": r.phases.decode.energy_j,
             "prefill_share": r.phases.prefill.energy_share, "prefill_time_s": r.phases.prefill.time_s,
             "decode_time_s": r.phases.decode.time_s, "steady_state_tps":
@@ -153,7 +153,7 @@ def overhead_pairs(cfg: ExperimentConfig, pairs: int) -> list[dict]:
     backend.generate(batches[0])  # warm up
 
     def run(measured: bool) -> float:
-        energy = NvmlEnergyBackend(cfg.devices, sample_hz=10.0) if measured else None
+        energy = NvmlEnergySource(cfg.devices, sample_hz=10.0) if measured else None
         if energy is not None:
             assert energy.is_available(), energy.unavailable_reason
             energy.start_tracking()
@@ -186,7 +186,7 @@ def kernel_pairs(pairs: int, n_matmuls: int = 400) -> list[dict]:
     out = torch.empty_like(a)
 
     def run(measured: bool) -> float:
-        energy = NvmlEnergyBackend([0], sample_hz=10.0) if measured else None
+        energy = NvmlEnergySource([0], sample_hz=10.0) if measured else None
         if energy is not None:
             assert energy.is_available(), energy.unavailable_reason
             energy.start_tracking()
@@ -240,13 +240,13 @@ def nvml_call_costs(n: int = 100) -> dict:
 def idle_and_busy_period() -> dict:
     import torch
 
-    nvml = NvmlEnergyBackend([0])
+    nvml = NvmlEnergySource([0])
     assert nvml.is_available(), nvml.unavailable_reason
     nvml.probe()
     idle = nvml.update_period_s
     baseline = nvml.idle_baseline(5.0)
     a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
-    busy_nvml = NvmlEnergyBackend([0])
+    busy_nvml = NvmlEnergySource([0])
     busy_nvml.is_available()
     power_source = busy_nvml.devices[0].power_source
     import threading
@@ -297,7 +297,7 @@ def main() -> int:
     except ImportError:
         print("gpu bench: torch is not installed; skipped")
         return 0
-    if not torch.cuda.is_available() or not NvmlEnergyBackend([0]).is_available():
+    if not torch.cuda.is_available() or not NvmlEnergySource([0]).is_available():
         print("gpu bench: no NVIDIA GPU with a readable NVML energy counter here; skipped")
         return 0
     if args.clock_sweep_only:

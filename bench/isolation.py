@@ -37,7 +37,7 @@ def run_once(config: ExperimentConfig, launcher, out: Path) -> dict:
         config, output=out, launcher=launcher,
         on_event=lambda e: ready.append(time.perf_counter() - t0) if e.event == "started" and not ready else None,
     )
-    return {"wall_s": time.perf_counter() - t0, "ready_s": ready[0], "window_s": result.total_inference_time_sec,
+    return {"wall_s": time.perf_counter() - t0, "ready_s": ready[0], "window_s": result.inference_time_s,
             "tokens_per_s": result.output_tokens_per_second, "output_tokens": result.output_tokens}
 
 

@@ -21,8 +21,9 @@ if str(TESTS_DIR) not in sys.path:
     sys.path.insert(0, str(TESTS_DIR))
 
 from lem_runner.contract.config import ExperimentConfig  # noqa: E402
+from lem_runner.contract.environment import EnvironmentInfo  # noqa: E402
 from lem_runner.contract.fingerprint import measurement_config_hash  # noqa: E402
-from lem_runner.contract.result import EnvironmentInfo, ExperimentResult  # noqa: E402
+from lem_runner.contract.result import ExperimentResult  # noqa: E402
 from llenergymeasure.config.loader import merge_mappings  # noqa: E402
 
 _BASE_CONFIG = {"model": "tests/tiny-llama", "n_prompts": 4, "max_output_tokens": 8}
@@ -50,22 +51,26 @@ def make_result(**overrides) -> ExperimentResult:
         "config": config,
         "model_path": "/models/tiny-llama",
         "whole_run": {"n_requests": 4, "input_tokens": 40, "output_tokens": 32, "total_tokens": 72,
-                      "duration_s": 2.0, "flops": 2.0 * 1_000_000 * 72},
+                      "duration_s": 2.0},
         "output_tokens": 32,
-        "total_inference_time_sec": 2.0,
+        "inference_time_s": 2.0,
         "output_tokens_per_second": 16.0,
         "total_energy_j": None,
-        "avg_energy_per_token_j": None,
-        "total_flops": 2.0 * 1_000_000 * 72,
-        "flops_method": "2 x N_compute x tokens",
+        "energy_per_token_j": None,
+        "flops": {"total": 2.0 * 1_000_000 * 72, "prefill": 2.0 * 1_000_000 * 40, "decode": 2.0 * 1_000_000 * 32,
+                  "per_output_token": 2.0 * 1_000_000 * 72 / 32, "achieved_flops_per_s": 2.0 * 1_000_000 * 72 / 2.0,
+                  "method": "2 x N_compute x tokens"},
+        "windows": {"total": {"start_offset_s": 0.0, "duration_s": 2.0, "output_tokens": 32, "tokens_per_second": 16.0,
+                              "energy_unavailable_reason": "run is on CPU: NVML covers GPUs only",
+                              "flops": 2.0 * 1_000_000 * 72}},
         "ttft": {"n": 4, "mean_ms": 50.0, "p50_ms": 50.0, "p90_ms": 55.0, "p99_ms": 59.5, "min_ms": 45.0,
                  "max_ms": 60.0},
         "itl": {"n": 28, "mean_ms": 62.5, "p50_ms": 62.5, "p90_ms": 62.5, "p99_ms": 62.5, "min_ms": 62.5,
                 "max_ms": 62.5},
-        "energy": {"sampler": "none", "method": "not measured",
+        "energy": {"source": "none", "method": "not measured",
                    "unavailable_reason": "run is on CPU: NVML covers GPUs only"},
-        "model_load_sec": 1.5,
-        "warmup_batches": 1,
+        "model_load_s": 1.5,
+        "warmup": {"mode": "fixed", "batches": 1, "stop_reason": "fixed count of 1"},
         "environment": make_environment(),
         "start_time": start,
         "end_time": start + timedelta(seconds=4),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from lem_runner.contract.result import DeviceIdleState
+from lem_runner.contract.energy import DeviceIdleState
 from lem_runner.energy.device import CounterDevice, DeviceSample
 
 

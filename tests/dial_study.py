@@ -16,8 +16,8 @@ def _result(name, watts, sm, jpt, ttft, itl, jitter):
     gpu = {"power_limit_w": watts} | ({"locked_sm_clock_mhz": sm} if sm else {})
     lat = lambda v: {"n": 4, "mean_ms": v, "p50_ms": v, "p90_ms": v, "p99_ms": v * 1.5, "min_ms": v, "max_ms": v}  # noqa: E731
     return make_result(config=make_config(device="cuda", gpu=gpu), experiment_id=name,
-                       avg_energy_per_token_j=jpt * jitter, total_energy_j=jpt * jitter * 32,
-                       energy={"sampler": "nvml_counter", "method": "NVML", "total_energy_j": jpt * jitter * 32},
+                       energy_per_token_j=jpt * jitter, total_energy_j=jpt * jitter * 32,
+                       energy={"source": "nvml_counter", "method": "NVML"},
                        ttft=lat(ttft * jitter), itl=lat(itl * jitter),
                        quality_flags=["clock_drift"] if sm == 1000 else [])
 

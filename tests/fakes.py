@@ -1,4 +1,4 @@
-"""Hand-written fakes at the runner's protocol seams (InferenceBackend, EnergyBackend, CounterDevice).
+"""Hand-written fakes at the runner's protocol seams (InferenceBackend, EnergySource, CounterDevice).
 
 They implement the protocols structurally. Time is a FakeClock the test controls: nothing sleeps, and every timestamp
 a fake produces is a plain float the test can predict exactly (use dyadic steps such as 0.25 for exact arithmetic).
@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from lem_runner.atomic import atomic_write_text
-from lem_runner.backends.base import GenerationRecord, LoadedModel
 from lem_runner.contract import (
     ERROR_FILE,
     RESULT_FILE,
@@ -20,10 +19,10 @@ from lem_runner.contract import (
     ProgressEvent,
     RunError,
 )
-from lem_runner.contract.result import DeviceIdleState, IdleBaseline
+from lem_runner.contract.energy import DeviceIdleState, IdleBaseline
 from lem_runner.energy.base import EnergyReading
 from lem_runner.energy.device import DeviceSample
-from lem_runner.measurement.flops import ParameterCounts
+from lem_runner.records import GenerationRecord, LoadedModel, ParameterCounts
 from llenergymeasure.launchers.base import LOG_FILE, LaunchOutcome, LaunchSpec
 
 DEFAULT_PARAMETERS = ParameterCounts(total=1_000_000, input_embedding=50_000, output_projection=50_000,
@@ -147,7 +146,7 @@ class ContentTimedBackend(FakeInferenceBackend):
         return super().generate(prompts)
 
 
-class FakeEnergyBackend:
+class FakeEnergySource:
     """Returns a configured energy figure, or None with a reason; refuses ``stop_tracking`` before ``start_tracking``."""
 
     def __init__(

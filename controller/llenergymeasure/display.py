@@ -127,17 +127,17 @@ def _energy_rows(result: ExperimentResult) -> list[tuple[str, str]]:
     e = result.energy
     if result.total_energy_j is None:
         return [("energy", f"null — {escape(e.unavailable_reason or '')}"), ("energy/token", "null (no energy measured)")]
-    rows = [("energy", f"{result.total_energy_j:.3f} J raw ({e.sampler}: {escape(e.method)})")]
+    rows = [("energy", f"{result.total_energy_j:.3f} J raw ({e.source}: {escape(e.method)})")]
     if e.selected_because:
         rows.append(("source", escape(e.selected_because)))
-    per_token = f"{result.avg_energy_per_token_j * 1000:.4f} mJ raw" if result.avg_energy_per_token_j is not None else "null"
-    if result.avg_energy_per_token_adjusted_j is not None:
-        per_token += f" · {result.avg_energy_per_token_adjusted_j * 1000:.4f} mJ idle-adjusted"
+    per_token = f"{result.energy_per_token_j * 1000:.4f} mJ raw" if result.energy_per_token_j is not None else "null"
+    if result.adjusted_energy_per_token_j is not None:
+        per_token += f" · {result.adjusted_energy_per_token_j * 1000:.4f} mJ idle-adjusted"
     rows.append(("energy/token", per_token + " per output token"))
     if e.baseline is not None:
         spread = f" ± {e.baseline.power_std_w:.1f}" if e.baseline.power_std_w is not None else ""
         rows.append(("idle baseline", f"{e.baseline.power_w:.1f}{spread} W ({e.baseline.source}, "
-                                      f"{e.baseline.duration_s:.1f} s) → adjusted {e.adjusted_energy_j:.3f} J"))
+                                      f"{e.baseline.duration_s:.1f} s) → adjusted {result.adjusted_energy_j:.3f} J"))
     elif e.baseline_unavailable_reason:
         rows.append(("idle baseline", f"none — {escape(e.baseline_unavailable_reason)}"))
     if e.integrated_energy_j is not None and e.counter_vs_integrated_rel_diff is not None:
@@ -205,7 +205,7 @@ def render_summary(console: Console, result: ExperimentResult, exp_dir: Path) ->
     span = {"total": "the whole measured run", "steady_state": "the steady-state spans",
             "windowed": "the fixed window"}[result.measurement_methodology]
     table.add_row("throughput", f"{result.output_tokens_per_second:.1f} output tok/s over {span} "
-                                f"({result.output_tokens} output tokens in {result.total_inference_time_sec:.2f} s, "
+                                f"({result.output_tokens} output tokens in {result.inference_time_s:.2f} s, "
                                 f"methodology '{result.measurement_methodology}')")
     table.add_row("TTFT", _latency(result.ttft))
     table.add_row("ITL", _latency(result.itl))
@@ -217,9 +217,8 @@ def render_summary(console: Console, result: ExperimentResult, exp_dir: Path) ->
         f = result.flops
         per_s = f" · achieved {f.achieved_flops_per_s:.3e} FLOP/s" if f.achieved_flops_per_s else ""
         table.add_row("FLOPs", f"{f.total:.3e} (prefill {f.prefill:.3e} · decode {f.decode:.3e}){per_s}")
-    warmup = (f"{result.warmup.batches} batch(es), {result.warmup.stop_reason}" if result.warmup
-              else f"{result.warmup_batches} batch(es)")
-    table.add_row("timing", f"model load {result.model_load_sec:.1f} s · warmup {escape(warmup)}, excluded")
+    warmup = f"{result.warmup.batches} batch(es), {result.warmup.stop_reason}"
+    table.add_row("timing", f"model load {result.model_load_s:.1f} s · warmup {escape(warmup)}, excluded")
     image = result.environment.image
     where = f"container from image {image.removeprefix('sha256:')[:12]}" if image else "local process"
     alloc = result.environment.allocation
@@ -251,7 +250,7 @@ def study_eta(manifest, gap_s: float = 0.0) -> float | None:
 
 
 def _last_result(result: ExperimentResult) -> str:
-    jpt = (f"{result.avg_energy_per_token_j:.4g} J/token" if result.avg_energy_per_token_j is not None
+    jpt = (f"{result.energy_per_token_j:.4g} J/token" if result.energy_per_token_j is not None
            else "J/token null")
     return f"{result.output_tokens_per_second:.1f} output tok/s · {jpt}"
 
@@ -384,8 +383,8 @@ def render_study(console: Console, outcome, warnings=(), resume_hint: str | None
                 table.add_row(
                     escape(e.label), backend[e.point], e.runner or "", f"{r.output_tokens_per_second:.1f}",
                     f"{r.ttft.p50_ms:.1f} ms" if r.ttft else "—", f"{r.itl.p50_ms:.2f} ms" if r.itl else "—",
-                    f"{r.avg_energy_per_token_j:.4g}" if r.avg_energy_per_token_j is not None else "null",
-                    f"{r.total_flops:.3g}" if r.total_flops else "—", "[green]done[/]",
+                    f"{r.energy_per_token_j:.4g}" if r.energy_per_token_j is not None else "null",
+                    f"{r.headline.flops:.3g}" if r.headline and r.headline.flops else "—", "[green]done[/]",
                 )
     console.print(table)
     for e in manifest.entries:

@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from lem_runner.backends import create_backend
     from lem_runner.devices import DeviceError, NvmlLookup, bind_devices, check_cuda_sees, torch_cuda_uuids
-    from lem_runner.energy import select_energy_backend
+    from lem_runner.energy import select_energy_source
     from lem_runner.measure import Phase, run_measurement
     from lem_runner.measurement.environment import collect_environment
 
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         def energy_for(device_kind: str):
             if binding is not None and device_kind == "cuda":  # the engine's GPUs are the ones NVML will measure
                 check_cuda_sees(binding, torch_cuda_uuids())
-            return select_energy_backend(run_config, device_kind)
+            return select_energy_source(run_config, device_kind)
 
         if run_config.scenario == "serving":
             from lem_runner.contract.backends import backend_spec
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
                 request.model_copy(update={"config": run_config}),
                 # the server inherits CUDA_VISIBLE_DEVICES; no torch UUID check here, which would hold a CUDA
                 # context in the runner beside the server's
-                energy_for=lambda kind: select_energy_backend(run_config, kind),
+                energy_for=lambda kind: select_energy_source(run_config, kind),
                 environment_for=lambda libraries, kind, cuda: collect_environment(
                     libraries, run_config.devices, kind == "cuda", cuda, request.image, request.config.devices),
                 emit=emit, phase=phase, out_dir=out_dir, servers=servers, gpu_indices=request.config.devices,

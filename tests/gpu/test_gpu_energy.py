@@ -9,7 +9,7 @@ import pytest
 from conftest import run_lem, write_yaml
 from device_contract import assert_counter_device_contract
 from lem_runner.contract import ExperimentResult
-from lem_runner.energy import NvmlEnergyBackend
+from lem_runner.energy import NvmlEnergySource
 from lem_runner.energy.tracker import integrate_power
 
 pytestmark = pytest.mark.gpu
@@ -36,8 +36,8 @@ def busy_gpu():
     t.join()
 
 
-def _nvml(sample_hz: float = 10.0) -> NvmlEnergyBackend:
-    nvml = NvmlEnergyBackend([0], sample_hz=sample_hz)
+def _nvml(sample_hz: float = 10.0) -> NvmlEnergySource:
+    nvml = NvmlEnergySource([0], sample_hz=sample_hz)
     assert nvml.is_available(), nvml.unavailable_reason
     return nvml
 
@@ -87,13 +87,13 @@ def test_lem_run_on_gpu_reports_counter_energy_baseline_phases_and_timeseries(tm
     (exp_dir,) = (tmp_path / "r").iterdir()
     result = ExperimentResult.model_validate_json((exp_dir / "result.json").read_text())
     e = result.energy
-    assert e.sampler == "nvml_counter" and e.selected_because == "energy.sampler: nvml"
+    assert e.source == "nvml_counter" and e.selected_because == "energy.sampler: nvml"
     assert result.total_energy_j is not None and result.total_energy_j > 0
-    assert result.avg_energy_per_token_j == pytest.approx(result.total_energy_j / result.output_tokens)
+    assert result.energy_per_token_j == pytest.approx(result.total_energy_j / result.output_tokens)
     assert e.baseline is not None and e.baseline.source == "fresh" and e.baseline.power_w > 0
-    assert e.adjusted_energy_j == pytest.approx(  # signed: a negative value is flagged, not floored
-        result.total_energy_j - e.baseline.power_w * result.total_inference_time_sec)
-    assert sum(e.per_device_j.values()) == pytest.approx(result.total_energy_j)
+    assert result.adjusted_energy_j == pytest.approx(  # signed: a negative value is flagged, not floored
+        result.total_energy_j - e.baseline.power_w * result.inference_time_s)
+    assert sum(d.energy_j for d in e.devices) == pytest.approx(result.total_energy_j)
     assert e.counter_update_period_ms is not None
     assert result.phases.prefill.energy_j is not None and result.phases.decode.energy_j is not None
     assert result.phases.prefill.energy_share + result.phases.decode.energy_share == pytest.approx(1.0)

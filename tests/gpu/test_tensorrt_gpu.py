@@ -112,7 +112,7 @@ def test_runner_process_measures_tensorrt_with_nvml_energy(tiny_model_path, tmp_
     result = ExperimentResult.model_validate_json((out / "result.json").read_text(encoding="utf-8"))
     assert (result.whole_run.n_requests, result.output_tokens) == (n, n * 32)
     assert result.ttft.n == n and result.itl.n == n * (32 - 1)
-    assert result.energy.sampler == "nvml_counter"
+    assert result.energy.source == "nvml_counter"
     assert result.total_energy_j is not None and result.total_energy_j > 0
     assert result.backend_details["llm_backend"] == "pytorch"
     assert result.environment.libraries.get("tensorrt-llm", "").startswith("1.")

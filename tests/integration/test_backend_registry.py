@@ -61,8 +61,8 @@ PACKAGE = {
     "backend.py": '''
         import time
 
-        from lem_runner.backends.base import GenerationRecord, LoadedModel
-        from lem_runner.measurement.flops import ParameterCounts
+        from lem_runner.records import GenerationRecord, LoadedModel
+        from lem_runner.records import ParameterCounts
 
 
         class ToyBackend:

@@ -31,9 +31,9 @@ def test_run_writes_a_valid_result_and_prints_a_summary(tmp_path, tiny_config):
     assert result.itl is not None and result.itl.n == 6 * 7
     assert "streamer" in result.latency_method  # every figure says how it was measured
     # no GPU here: energy is null with its reason, never 0
-    assert result.total_energy_j is None and result.avg_energy_per_token_j is None
+    assert result.total_energy_j is None and result.energy_per_token_j is None
     assert result.energy.unavailable_reason
-    assert result.total_flops and result.total_flops > 0
+    assert result.headline.flops and result.headline.flops > 0
     assert result.experiment_id == exp_dir.name
     assert (exp_dir / "config.json").is_file() and (exp_dir / "runner.log").is_file()
     assert not (exp_dir / "error.json").exists()

@@ -83,6 +83,6 @@ def test_without_nvml_the_run_completes_with_energy_null_and_the_reason(tmp_path
     (folder,) = (tmp_path / "r").iterdir()
     result = ExperimentResult.model_validate_json((folder / "result.json").read_text())
     assert result.output_tokens == 2
-    assert result.total_energy_j is None and result.avg_energy_per_token_j is None
+    assert result.total_energy_j is None and result.energy_per_token_j is None
     assert result.energy.unavailable_reason and "NVML" in result.energy.unavailable_reason
     assert "null" in proc.stdout and missing  # the summary says null, not 0

@@ -8,9 +8,9 @@ import json
 
 import pytest
 from conftest import run_lem, write_yaml
+from lem_runner.backends.checkpoint import llama_like_parameter_counts, model_shape, parameter_counts
 from lem_runner.contract import ExperimentResult
 from lem_runner.measurement.flops import estimate_flops
-from lem_runner.measurement.parameters import llama_like_parameter_counts, model_shape, parameter_counts
 from tiny_model import TINY_MIXTRAL, build_tiny_mixtral, hand_active_body, hand_request_flops
 
 
@@ -73,5 +73,5 @@ sweep:
     assert result.flops is not None
     assert result.flops.active_non_embedding_parameters == active
     assert result.backend_details["parameters_non_embedding"] == every
-    assert result.total_flops == pytest.approx(2 * hand_request_flops(TINY_MIXTRAL, 8, 3, vocab))
+    assert result.headline.flops == pytest.approx(2 * hand_request_flops(TINY_MIXTRAL, 8, 3, vocab))
     assert "active parameters" in result.flops.method and "2/8" in result.flops.method

@@ -9,10 +9,11 @@ import sys
 import pytest
 from conftest import make_config
 from fakes import FakeInferenceBackend
-from lem_runner.backends.base import GenerationRecord, InferenceBackend
+from lem_runner.backends.base import InferenceBackend
 from lem_runner.backends.pytorch.backend import PyTorchBackend
 from lem_runner.contract.protocol import RunRequest, parse_event
 from lem_runner.contract.result import ExperimentResult
+from lem_runner.records import GenerationRecord
 
 PROMPTS = ["the", "the quick brown fox jumps over the lazy dog", "energy per token is measured in joules"]
 MAX_OUT = 8

@@ -25,9 +25,9 @@ def gpu_results(tmp_path) -> Path:
         window, energy = 32 / tps, 40.0 / batch
         result = make_result(
             config=make_config(pytorch={"batch_size": batch}, carbon={"grid_intensity_g_per_kwh": 300}),
-            experiment_id=name, output_tokens_per_second=tps, total_inference_time_sec=window, total_energy_j=energy,
-            avg_energy_per_token_j=energy / 32,
-            energy={"sampler": "nvml_counter", "method": "NVML energy counter", "total_energy_j": energy,
+            experiment_id=name, output_tokens_per_second=tps, inference_time_s=window, total_energy_j=energy,
+            energy_per_token_j=energy / 32,
+            energy={"source": "nvml_counter", "method": "NVML energy counter",
                     "timeseries_file": "timeseries.parquet" if name == "gpu-a" else None},
             windows={"total": {"start_offset_s": 0.0, "duration_s": window, "output_tokens": 32,
                                "tokens_per_second": tps, "energy_j": energy}})

@@ -67,7 +67,7 @@ def test_a_poisson_serving_run_on_the_pytorch_path(tmp_path, tiny_model_path):
     assert s.ttft.p50_ms <= s.e2e.p50_ms and result.ttft == s.ttft
     assert s.offered_rate_rps == 4 and s.achieved_rate_rps > 0 and s.inflight_max >= 1
     assert s.n_good == 10 and s.goodput_rps > 0  # a generous SLO: every request meets it
-    assert s.server_start_s > 0 and result.model_load_sec == s.server_start_s
+    assert s.server_start_s > 0 and result.model_load_s == s.server_start_s
     # no energy source on this machine: null with the reason, never 0
     assert result.total_energy_j is None and s.energy_per_good_token_j is None and s.energy_per_request is None
     assert s.energy_unavailable_reason and result.energy.unavailable_reason

@@ -213,8 +213,7 @@ def test_event_lines_are_single_line_json_without_defaults():
 def test_result_accepts_null_energy_with_a_reason():
     result = make_result()
     assert result.total_energy_j is None
-    assert result.avg_energy_per_token_j is None
-    assert result.energy.total_energy_j is None
+    assert result.energy_per_token_j is None and result.adjusted_energy_j is None
     assert result.energy.unavailable_reason
 
 
@@ -229,9 +228,9 @@ def test_result_rejects_a_malformed_config_hash():
 
 
 def test_result_round_trips_json():
-    result = make_result(total_energy_j=64.0, avg_energy_per_token_j=2.0,
-                         energy={"sampler": "nvml_counter", "method": "counter", "total_energy_j": 64.0,
-                                 "per_device_j": {"0": 64.0}})
+    result = make_result(total_energy_j=64.0, energy_per_token_j=2.0,
+                         energy={"source": "nvml_counter", "method": "counter",
+                                 "devices": [{"index": 0, "id": "0", "uuid": "GPU-1", "energy_j": 64.0}]})
     assert ExperimentResult.model_validate_json(result.model_dump_json()) == result
 
 

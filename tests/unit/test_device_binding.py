@@ -90,17 +90,17 @@ def test_the_runner_refuses_an_invisible_device_before_loading_anything(tmp_path
 
 
 def test_each_devices_energy_is_recorded_beside_its_uuid_and_config_index():
-    """Two GPUs drawing 100 W and 300 W through the real CounterEnergyBackend: the result names each by UUID."""
+    """Two GPUs drawing 100 W and 300 W through the real CounterEnergySource: the result names each by UUID."""
     from conftest import make_environment
     from fakes import FakeCounterDevice, FakeInferenceBackend
-    from lem_runner.energy.tracker import CounterEnergyBackend
+    from lem_runner.energy.tracker import CounterEnergySource
     from lem_runner.measure import run_measurement
 
     backend = FakeInferenceBackend(batch_size=2, output_tokens=4, step_s=0.25, device_kind="cuda")
     clock = backend.clock
     devs = [FakeCounterDevice(clock, lambda t: 100.0 * t, dev_id="GPU-bbbb-1", uuid="GPU-bbbb-1"),
             FakeCounterDevice(clock, lambda t: 300.0 * t, dev_id="GPU-dddd-3", uuid="GPU-dddd-3")]
-    energy = CounterEnergyBackend(devs, name="fake_counter", method="m", sample_hz=0.0, clock=clock, sleep=clock.sleep)
+    energy = CounterEnergySource(devs, name="fake_counter", method="m", sample_hz=0.0, clock=clock, sleep=clock.sleep)
     config = make_config(backend="vllm", devices=[1, 3], vllm={"tensor_parallel_size": 2}, n_prompts=2,
                          warmup={"n_batches": 0})
     request = RunRequest(experiment_id="uuid", config=config, model_path="/m")

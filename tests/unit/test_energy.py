@@ -1,4 +1,4 @@
-"""Energy sources: the null source, source selection, the real NVML counter, and FakeEnergyBackend as its twin."""
+"""Energy sources: the null source, source selection, the real NVML counter, and FakeEnergySource as its twin."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import time
 
 import pytest
 from conftest import make_config
-from fakes import FakeClock, FakeEnergyBackend
+from fakes import FakeClock, FakeEnergySource
 from lem_runner.energy import (
-    EnergyBackend,
     EnergyReading,
+    EnergySource,
     EnergyUnavailable,
-    NullEnergyBackend,
-    NvmlEnergyBackend,
-    select_energy_backend,
+    NullEnergySource,
+    NvmlEnergySource,
+    select_energy_source,
 )
 from lem_runner.energy.nvml import _visible_device_ids
 
@@ -22,26 +22,26 @@ from lem_runner.energy.nvml import _visible_device_ids
 def _energy_sources():
     """Every energy source the runner can get: the fakes, the null source, and whatever this machine selects."""
     return [
-        pytest.param(lambda: FakeEnergyBackend(joules=12.5), id="fake-measured"),
-        pytest.param(lambda: FakeEnergyBackend(joules=None, reason="no counter"), id="fake-null"),
-        pytest.param(lambda: NullEnergyBackend("no counter here"), id="null"),
-        pytest.param(lambda: select_energy_backend(make_config(device="cuda"), "cuda"), id="selected-for-cuda"),
+        pytest.param(lambda: FakeEnergySource(joules=12.5), id="fake-measured"),
+        pytest.param(lambda: FakeEnergySource(joules=None, reason="no counter"), id="fake-null"),
+        pytest.param(lambda: NullEnergySource("no counter here"), id="null"),
+        pytest.param(lambda: select_energy_source(make_config(device="cuda"), "cuda"), id="selected-for-cuda"),
     ]
 
 
 @pytest.mark.parametrize("factory", _energy_sources())
 def test_every_source_keeps_the_energy_protocol(factory):
-    """The contract FakeEnergyBackend must share with the real sources: null always comes with a reason, never 0."""
+    """The contract FakeEnergySource must share with the real sources: null always comes with a reason, never 0."""
     source = factory()
-    assert isinstance(source, EnergyBackend)
+    assert isinstance(source, EnergySource)
     assert isinstance(source.name, str) and source.name
     available = source.is_available()
     source.start_tracking()
-    if isinstance(source, NvmlEnergyBackend):  # a real counter needs a moment to tick
+    if isinstance(source, NvmlEnergySource):  # a real counter needs a moment to tick
         time.sleep(0.05)
     reading = source.stop_tracking()
     assert isinstance(reading, EnergyReading)
-    assert reading.sampler == source.name
+    assert reading.source == source.name
     assert reading.duration_s >= 0
     if reading.total_j is None:
         assert reading.unavailable_reason and reading.per_device_j is None
@@ -53,47 +53,47 @@ def test_every_source_keeps_the_energy_protocol(factory):
 
 
 def test_null_source_returns_none_with_its_reason():
-    source = NullEnergyBackend("because")
+    source = NullEnergySource("because")
     assert source.is_available() is False
     source.start_tracking()
     reading = source.stop_tracking()
-    assert (reading.sampler, reading.total_j, reading.per_device_j) == ("none", None, None)
+    assert (reading.source, reading.total_j, reading.per_device_j) == ("none", None, None)
     assert reading.unavailable_reason == "because"
     assert reading.method == "not measured"
 
 
 def test_cpu_runs_get_a_null_source_saying_why():
-    source = select_energy_backend(make_config(), "cpu")
-    assert isinstance(source, NullEnergyBackend)
+    source = select_energy_source(make_config(), "cpu")
+    assert isinstance(source, NullEnergySource)
     assert source.reason.startswith("run is on CPU")
     assert "NVML covers GPUs only" in source.reason
 
 
 @pytest.mark.parametrize("device_kind", ["cpu", "cuda"])
 def test_disabled_sampler_gives_a_null_source_whatever_the_device(device_kind):
-    source = select_energy_backend(make_config(energy={"sampler": "none"}), device_kind)
-    assert isinstance(source, NullEnergyBackend)
+    source = select_energy_source(make_config(energy={"sampler": "none"}), device_kind)
+    assert isinstance(source, NullEnergySource)
     assert "energy.sampler: none" in source.reason
 
 
 def test_real_nvml_counter_on_this_machine():
-    """Twin of FakeEnergyBackend: passes with or without a GPU, checking whichever behaviour this machine has."""
-    nvml = NvmlEnergyBackend([0])
+    """Twin of FakeEnergySource: passes with or without a GPU, checking whichever behaviour this machine has."""
+    nvml = NvmlEnergySource([0])
     if nvml.is_available():
         assert nvml.unavailable_reason is None
         nvml.start_tracking()
         time.sleep(0.2)
         reading = nvml.stop_tracking()
-        assert reading.sampler == "nvml_counter"
+        assert reading.source == "nvml_counter"
         assert reading.total_j is not None and reading.total_j >= 0
         assert isinstance(reading.per_device_j, dict) and set(reading.per_device_j) == {"0"}
-        assert isinstance(select_energy_backend(make_config(device="cuda"), "cuda"), NvmlEnergyBackend)
+        assert isinstance(select_energy_source(make_config(device="cuda"), "cuda"), NvmlEnergySource)
     else:
         assert "NVML" in nvml.unavailable_reason
         with pytest.raises(RuntimeError, match="NVML"):
             nvml.start_tracking()
-        selected = select_energy_backend(make_config(device="cuda"), "cuda")
-        assert isinstance(selected, NullEnergyBackend)
+        selected = select_energy_source(make_config(device="cuda"), "cuda")
+        assert isinstance(selected, NullEnergySource)
         assert "NVML" in selected.reason
         selected.start_tracking()
         assert selected.stop_tracking().total_j is None
@@ -101,7 +101,7 @@ def test_real_nvml_counter_on_this_machine():
 
 def test_fake_reports_its_configured_joules_and_counts_calls():
     clock = FakeClock(10.0)
-    fake = FakeEnergyBackend(joules=40.0, clock=clock, warnings=["coarse"])
+    fake = FakeEnergySource(joules=40.0, clock=clock, warnings=["coarse"])
     assert fake.is_available()
     fake.start_tracking()
     clock.advance(2.5)
@@ -112,7 +112,7 @@ def test_fake_reports_its_configured_joules_and_counts_calls():
 
 
 def test_fake_without_joules_carries_the_reason():
-    fake = FakeEnergyBackend(joules=None, reason="counter missing")
+    fake = FakeEnergySource(joules=None, reason="counter missing")
     assert not fake.is_available()
     fake.start_tracking()
     reading = fake.stop_tracking()
@@ -120,7 +120,7 @@ def test_fake_without_joules_carries_the_reason():
 
 
 def test_fake_refuses_stop_before_start_and_a_second_stop():
-    fake = FakeEnergyBackend()
+    fake = FakeEnergySource()
     with pytest.raises(RuntimeError, match="before start_tracking"):
         fake.stop_tracking()
     fake.start_tracking()
@@ -132,7 +132,7 @@ def test_fake_refuses_stop_before_start_and_a_second_stop():
 
 def test_fake_needs_a_reason_when_it_has_no_figure():
     with pytest.raises(ValueError):
-        FakeEnergyBackend(joules=None)
+        FakeEnergySource(joules=None)
 
 
 def test_visible_devices_map_cuda_ordinals_to_nvml_ids(monkeypatch):
@@ -166,7 +166,7 @@ def _powercap(root, energy_uj="123456789", readable=True):
 
 
 def test_auto_on_cpu_uses_rapl_when_a_package_counter_is_readable(tmp_path):
-    source = select_energy_backend(make_config(), "cpu", powercap=_powercap(tmp_path))
+    source = select_energy_source(make_config(), "cpu", powercap=_powercap(tmp_path))
     assert source.name == "rapl" and "RAPL" in source.selected_because
     (dev,) = source.devices
     assert (dev.id, dev.energy_mj(), dev.wrap_mj) == ("cpu:package-0", 123456.789, 262143328.85)
@@ -178,23 +178,23 @@ def test_auto_on_cpu_uses_rapl_when_a_package_counter_is_readable(tmp_path):
 
 def test_an_unreadable_rapl_counter_is_unavailable_with_the_reason(tmp_path):
     """Kernels since 2020 let only root read energy_uj: the reason names that (or the read error, as root)."""
-    source = select_energy_backend(make_config(), "cpu", powercap=_powercap(tmp_path, readable=False))
-    assert isinstance(source, NullEnergyBackend)
+    source = select_energy_source(make_config(), "cpu", powercap=_powercap(tmp_path, readable=False))
+    assert isinstance(source, NullEnergySource)
     assert "readable by root only" in source.reason or "not readable" in source.reason
     with pytest.raises(EnergyUnavailable, match="energy.sampler 'rapl'"):
-        select_energy_backend(make_config(energy={"sampler": "rapl"}), "cpu", powercap=tmp_path)
+        select_energy_source(make_config(energy={"sampler": "rapl"}), "cpu", powercap=tmp_path)
 
 
 def test_no_powercap_tree_says_so(tmp_path):
-    source = select_energy_backend(make_config(), "cpu", powercap=tmp_path / "absent")
-    assert isinstance(source, NullEnergyBackend) and "no RAPL package zone" in source.reason
+    source = select_energy_source(make_config(), "cpu", powercap=tmp_path / "absent")
+    assert isinstance(source, NullEnergySource) and "no RAPL package zone" in source.reason
 
 
 @pytest.mark.parametrize("sampler", ["nvml", "zeus"])
 def test_a_gpu_sampler_on_a_model_that_landed_on_cpu_fails_the_run(sampler):
     config = make_config(energy={"sampler": sampler})  # device auto: the model ran on CPU
     with pytest.raises(EnergyUnavailable, match="needs a GPU run, but the model runs on cpu"):
-        select_energy_backend(config, "cpu")
+        select_energy_source(config, "cpu")
 
 
 def test_codecarbon_without_the_package_says_how_to_get_it():
@@ -204,7 +204,7 @@ def test_codecarbon_without_the_package_says_how_to_get_it():
     except ImportError:
         pass
     with pytest.raises(EnergyUnavailable, match="CodeCarbon is not installed"):
-        select_energy_backend(make_config(energy={"sampler": "codecarbon"}), "cpu")
+        select_energy_source(make_config(energy={"sampler": "codecarbon"}), "cpu")
 
 
 def test_zeus_without_the_package_says_how_to_get_it():
@@ -215,7 +215,7 @@ def test_zeus_without_the_package_says_how_to_get_it():
         pass
     config = make_config(device="cuda", energy={"sampler": "zeus"})
     with pytest.raises(EnergyUnavailable, match="Zeus is not installed"):
-        select_energy_backend(config, "cuda")
+        select_energy_source(config, "cuda")
 
 
 def test_config_refuses_gpu_samplers_on_a_cpu_run():

@@ -9,12 +9,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from conftest import make_config
 from device_contract import assert_counter_device_contract
-from fakes import FakeClock, FakeCounterDevice, FakeEnergyBackend
+from fakes import FakeClock, FakeCounterDevice, FakeEnergySource
 from lem_runner.contract.config import BaselineConfig
-from lem_runner.contract.result import DeviceIdleState, IdleBaseline
+from lem_runner.contract.energy import DeviceIdleState, IdleBaseline
 from lem_runner.energy.counter import CounterTrack, cumulative_integral, measure_update_period
 from lem_runner.energy.sampler import PowerSampler
-from lem_runner.energy.tracker import CounterEnergyBackend, integrate_power
+from lem_runner.energy.tracker import CounterEnergySource, integrate_power
 from lem_runner.measurement.baseline import adjusted_energy, matching_cached, obtain_baseline
 
 # --- counter arithmetic --------------------------------------------------------------------------------------------
@@ -117,7 +117,7 @@ def test_fake_counter_device_keeps_the_counter_device_contract():
 
 
 def _tracker(clock, *devices, hz=0.0):
-    return CounterEnergyBackend(list(devices), name="fake_counter", method="fake", sample_hz=hz, clock=clock,
+    return CounterEnergySource(list(devices), name="fake_counter", method="fake", sample_hz=hz, clock=clock,
                                 sleep=clock.sleep)
 
 
@@ -312,7 +312,7 @@ def test_the_newest_cached_baseline_under_the_same_conditions_is_the_one_checked
 
 
 def test_obtain_baseline_measures_afresh_when_the_cache_does_not_fit():
-    energy = FakeEnergyBackend(baseline_w=80.0)
+    energy = FakeEnergySource(baseline_w=80.0)
     got, reason = obtain_baseline(BaselineConfig(mode="cached"), energy, [_cached(9999)], datetime.now(UTC))
     assert (got.power_w, got.source, reason) == (80.0, "fresh", None)
     assert got.cache_check.outcome == "measured" and "ttl_s" in got.cache_check.reason
@@ -320,10 +320,10 @@ def test_obtain_baseline_measures_afresh_when_the_cache_does_not_fit():
 
 
 def test_obtain_baseline_says_why_there_is_none():
-    off, why_off = obtain_baseline(BaselineConfig(mode="off"), FakeEnergyBackend(), [], datetime.now(UTC))
-    none, why_none = obtain_baseline(BaselineConfig(), FakeEnergyBackend(joules=None, reason="cpu"), [],
+    off, why_off = obtain_baseline(BaselineConfig(mode="off"), FakeEnergySource(), [], datetime.now(UTC))
+    none, why_none = obtain_baseline(BaselineConfig(), FakeEnergySource(joules=None, reason="cpu"), [],
                                      datetime.now(UTC))
-    cannot, why_cannot = obtain_baseline(BaselineConfig(), FakeEnergyBackend(baseline_w=None), [],
+    cannot, why_cannot = obtain_baseline(BaselineConfig(), FakeEnergySource(baseline_w=None), [],
                                          datetime.now(UTC))
     assert off is none is cannot is None
     assert "mode: off" in why_off and "no energy source" in why_none and "cannot measure" in why_cannot

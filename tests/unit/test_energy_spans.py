@@ -9,13 +9,13 @@ import json
 
 import pytest
 from conftest import make_config, make_environment, make_result, write_yaml
-from fakes import FakeClock, FakeCounterDevice, FakeEnergyBackend, FakeInferenceBackend
+from fakes import FakeClock, FakeCounterDevice, FakeEnergySource, FakeInferenceBackend
 from lem_runner.contract import ExperimentResult, RunRequest
 from lem_runner.energy.base import EnergyReading
 from lem_runner.energy.counter import CounterTrack
 from lem_runner.energy.device import DeviceSample
 from lem_runner.energy.sampler import SampleRow
-from lem_runner.energy.tracker import CounterEnergyBackend
+from lem_runner.energy.tracker import CounterEnergySource
 from lem_runner.measure import run_measurement
 from lem_runner.measurement.quality import quality_flags
 from llenergymeasure.config.loader import load_config
@@ -31,7 +31,7 @@ def _measure(config, backend, energy):
 
 
 def _tracker(clock, devices, hz):
-    return CounterEnergyBackend(devices, name="fake_counter", method="fake counter", sample_hz=hz, clock=clock,
+    return CounterEnergySource(devices, name="fake_counter", method="fake counter", sample_hz=hz, clock=clock,
                                 sleep=clock.sleep, threaded=False)
 
 
@@ -61,7 +61,7 @@ def _rapl_baseline(*watts, read_cost_s=0.0):
     devices = [FakeCounterDevice(clock, lambda t, w=w: w * t, dev_id=f"cpu:package-{i}", uuid=None,
                                  update_period_s=0.001, reports_power=False, read_cost_s=read_cost_s)
                for i, w in enumerate(watts)]
-    tracker = CounterEnergyBackend(devices, name="rapl", method="fake rapl", sample_hz=10.0, clock=clock,
+    tracker = CounterEnergySource(devices, name="rapl", method="fake rapl", sample_hz=10.0, clock=clock,
                                    sleep=clock.sleep)
     tracker.probe()
     return tracker.idle_baseline(5.0)
@@ -92,10 +92,10 @@ def test_rapl_baseline_spread_has_no_spikes_from_read_pairs_straddling_an_update
 def test_adjusted_energy_below_the_baseline_stays_signed_and_is_flagged():
     # raw 330 J over a 3 s window (110 W) against a 126 W baseline (taken hotter): adjusted 330 - 378 = -48 J
     backend = FakeInferenceBackend(batch_size=2, output_tokens=12, step_s=0.25)
-    result = _measure(make_config(n_prompts=2), backend, FakeEnergyBackend(joules=330.0, baseline_w=126.0))
-    assert result.total_inference_time_sec == pytest.approx(3.0)
-    assert result.energy.adjusted_energy_j == pytest.approx(-48.0)
-    assert result.avg_energy_per_token_adjusted_j == pytest.approx(-48.0 / 24)
+    result = _measure(make_config(n_prompts=2), backend, FakeEnergySource(joules=330.0, baseline_w=126.0))
+    assert result.inference_time_s == pytest.approx(3.0)
+    assert result.adjusted_energy_j == pytest.approx(-48.0)
+    assert result.adjusted_energy_per_token_j == pytest.approx(-48.0 / 24)
     assert "baseline_exceeds_raw" in result.quality_flags
     assert any("exceeds the raw energy" in w for w in result.warnings)
 
@@ -110,7 +110,7 @@ def test_sub_span_energy_without_interior_reads_is_null_with_the_reason():
     dev = FakeCounterDevice(backend.clock, lambda t: 300.0 * t)
     config = make_config(n_prompts=4, warmup={"n_batches": 0}, energy={"sample_hz": 0, "baseline": {"mode": "off"}})
     result = _measure(config, backend, _tracker(backend.clock, [dev], 0.0))
-    assert result.total_energy_j == pytest.approx(300.0 * result.total_inference_time_sec)
+    assert result.total_energy_j == pytest.approx(300.0 * result.inference_time_s)
     assert result.phases.prefill.energy_j is None and result.phases.decode.energy_j is None
     assert "boundary reads" in result.phases.energy_unavailable_reason
     steady = result.windows["steady_state"]
@@ -184,23 +184,42 @@ def test_steady_state_headline_figures_all_cover_the_steady_window():
     result = _measure(config, backend, tracker)
     steady_tokens, steady_s = 4 * 4, 2 * 1.0
     assert result.output_tokens == steady_tokens
-    assert result.total_energy_j / result.output_tokens == pytest.approx(result.avg_energy_per_token_j)
+    assert result.total_energy_j / result.output_tokens == pytest.approx(result.energy_per_token_j)
     # within one counter update period (1 ms here) of power at each span edge
     assert result.total_energy_j == pytest.approx(200.0 * steady_s, rel=1e-3)
-    assert sum(result.energy.per_device_j.values()) == pytest.approx(result.total_energy_j)
-    assert result.energy.per_device_j == pytest.approx({"0": 150.0 * steady_s, "1": 50.0 * steady_s}, rel=1e-3)
-    assert result.total_inference_time_sec == pytest.approx(steady_s)
+    per_device = {d.id: d.energy_j for d in result.energy.devices}
+    assert sum(per_device.values()) == pytest.approx(result.total_energy_j)
+    assert per_device == pytest.approx({"0": 150.0 * steady_s, "1": 50.0 * steady_s}, rel=1e-3)
+    assert result.inference_time_s == pytest.approx(steady_s)
     assert result.output_tokens_per_second == pytest.approx(steady_tokens / steady_s)
     # no model shape: each decode token costs 2 x N_compute; no first token (the prefill) is in the spans
-    assert result.total_flops == pytest.approx(steady_tokens * 2.0 * backend.parameters.compute)
+    assert result.headline.flops == pytest.approx(steady_tokens * 2.0 * backend.parameters.compute)
     run = result.whole_run
     assert (run.n_requests, run.output_tokens, run.input_tokens, run.total_tokens) == (4, 20, 40, 60)
-    assert run.flops == result.flops.total > result.total_flops
+    assert result.flops.total > result.headline.flops
+
+
+def _as_schema_1_1(result: ExperimentResult) -> dict:
+    """The same figures under 1.1's names, with the copies 1.2 dropped (written out by hand, as 1.1 wrote them)."""
+    data = json.loads(result.model_dump_json())
+    head = data["windows"].get(data["measurement_methodology"]) or {}
+    energy = data["energy"]
+    energy["sampler"] = energy.pop("source")
+    energy["total_energy_j"] = data["total_energy_j"]
+    energy["adjusted_energy_j"] = data.pop("adjusted_energy_j")
+    energy["per_device_j"] = {d["id"]: d["energy_j"] for d in energy["devices"]} or None
+    data.update(schema_version="1.1", total_inference_time_sec=data.pop("inference_time_s"),
+                model_load_sec=data.pop("model_load_s"), avg_energy_per_token_j=data.pop("energy_per_token_j"),
+                avg_energy_per_token_adjusted_j=data.pop("adjusted_energy_per_token_j"),
+                total_flops=head.get("flops"), flops_method=(data["flops"] or {}).get("method"),
+                warmup_batches=data["warmup"]["batches"])
+    data["whole_run"]["flops"] = (data["flops"] or {}).get("total")
+    return data
 
 
 def _as_schema_1_0(result: ExperimentResult) -> dict:
     """The same figures as a 1.0 result.json wrote them: whole-run counts and FLOPs at the top level."""
-    data = json.loads(result.model_dump_json())
+    data = _as_schema_1_1(result)
     run = data.pop("whole_run")
     data.update(schema_version="1.0", n_requests=run["n_requests"], input_tokens=run["input_tokens"],
                 output_tokens=run["output_tokens"], total_tokens=run["total_tokens"], total_flops=run["flops"],
@@ -219,13 +238,15 @@ def test_a_schema_1_0_result_is_read_with_its_spans_named(tmp_path):
     total = {**steady, "start_offset_s": 0.0, "duration_s": 3.0, "output_tokens": 32, "tokens_per_second": 32 / 3,
              "energy_j": 500.0}
     new = make_result(config=make_config(window={"mode": "steady_state"}), measurement_methodology="steady_state",
-                      output_tokens=16, output_tokens_per_second=8.0, total_inference_time_sec=2.0,
-                      total_energy_j=400.0, avg_energy_per_token_j=25.0, windows={"total": total, "steady_state": steady},
-                      energy={"sampler": "nvml", "method": "m", "total_energy_j": 400.0, "adjusted_energy_j": 0.0,
-                              "per_device_j": {"0": 500.0},
+                      output_tokens=16, output_tokens_per_second=8.0, inference_time_s=2.0,
+                      total_energy_j=400.0, energy_per_token_j=25.0, windows={"total": total, "steady_state": steady},
+                      adjusted_energy_j=0.0,
+                      energy={"source": "nvml", "method": "m", "devices": [{"id": "0", "energy_j": 400.0}],
                               "baseline": {"power_w": 250.0, "duration_s": 5.0, "measured_at": "2025-01-01T12:00:00Z"}})
     old = _as_schema_1_0(new)
     old["output_tokens"] = 32  # 1.0 wrote the whole run's output tokens at the top level
+    old["energy"]["per_device_j"] = {"0": 500.0}  # and the total window's per-device energy
+    old["energy"]["devices"][0]["energy_j"] = 500.0
     exp = tmp_path / "old-run"
     exp.mkdir()
     (exp / "result.json").write_text(json.dumps(old))
@@ -234,9 +255,31 @@ def test_a_schema_1_0_result_is_read_with_its_spans_named(tmp_path):
     r = loaded.result
     assert r.schema_version == "1.0"
     assert (r.output_tokens, r.output_tokens_per_second, r.whole_run.output_tokens) == (16, 8.0, 32)
-    assert r.total_energy_j / r.output_tokens == pytest.approx(r.avg_energy_per_token_j)
-    assert r.total_flops is None and r.whole_run.flops == new.whole_run.flops  # 1.0 had no steady-window FLOPs
-    assert r.energy.per_device_j is None  # 1.0's per-device energy was the total window's, not the headline's
+    assert r.total_energy_j / r.output_tokens == pytest.approx(r.energy_per_token_j)
+    assert r.headline.flops is None and r.flops.total == new.flops.total  # 1.0 had no steady-window FLOPs
+    assert r.energy.devices[0].energy_j is None  # 1.0's per-device energy was the total window's, not the headline's
+    assert (r.energy.source, r.inference_time_s, r.warmup.batches) == ("nvml", 2.0, new.warmup.batches)
     # 1.0 floored adjusted energy at 0; it is recomputed signed from the baseline: 400 - 250 x 2 = -100 J
-    assert r.energy.adjusted_energy_j == pytest.approx(-100.0)
-    assert r.avg_energy_per_token_adjusted_j == pytest.approx(-100.0 / 16)
+    assert r.adjusted_energy_j == pytest.approx(-100.0)
+    assert r.adjusted_energy_per_token_j == pytest.approx(-100.0 / 16)
+
+
+def test_a_schema_1_1_result_reads_as_the_same_result(tmp_path):
+    """A measured steady-state run on two GPUs with a baseline, written under 1.1's names and copies, reads back as
+    exactly the 1.2 result it came from: every renamed field keeps its value, every dropped copy agreed."""
+    backend = FakeInferenceBackend(batch_size=2, output_tokens=5, step_s=0.25, ttft_s=0.5)
+    devices = [FakeCounterDevice(backend.clock, lambda t: 150.0 * t, dev_id="0"),
+               FakeCounterDevice(backend.clock, lambda t: 50.0 * t, dev_id="1", uuid="GPU-fake-1")]
+    tracker = _tracker(backend.clock, devices, 4.0)
+    backend.on_step = tracker.tick
+    result = _measure(make_config(n_prompts=4, window={"mode": "steady_state"}), backend, tracker)
+    assert result.energy.baseline is not None and result.adjusted_energy_j is not None
+    old = _as_schema_1_1(result)
+    assert old["total_flops"] == result.windows["steady_state"].flops and old["energy"]["per_device_j"]
+    exp = tmp_path / "run-1-1"
+    exp.mkdir()
+    (exp / "result.json").write_text(json.dumps(old))
+    loaded = load_experiment(exp)
+    assert loaded.ok, loaded.failure
+    assert loaded.result.schema_version == "1.1"
+    assert loaded.result == result.model_copy(update={"schema_version": "1.1"})

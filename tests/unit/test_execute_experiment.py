@@ -164,13 +164,13 @@ def test_a_missing_model_fails_before_the_repository_is_touched(tmp_path):
 def _with_baseline(config, source="fresh", memory_mib=1024.0, power_w=71.5, age_s=0.0):
     from datetime import UTC, datetime, timedelta
 
-    energy = {"sampler": "nvml_counter", "method": "counter", "total_energy_j": 64.0,
+    energy = {"source": "nvml_counter", "method": "counter",
               "baseline": {"power_w": power_w, "power_std_w": 0.4, "duration_s": 5.0, "n_samples": 50,
                            "measured_at": (datetime.now(UTC) - timedelta(seconds=age_s)).isoformat(),
                            "device_uuids": ["GPU-1"], "source": source,
                            "conditions": [{"device": "0", "uuid": "GPU-1", "memory_used_mib": memory_mib,
                                            "power_limit_w": 700.0, "persistence_mode": True}]}}
-    return make_result(config=config, total_energy_j=64.0, avg_energy_per_token_j=2.0, energy=energy)
+    return make_result(config=config, total_energy_j=64.0, energy_per_token_j=2.0, energy=energy)
 
 
 def test_a_fresh_baseline_is_kept_and_offered_to_the_next_run(config, tmp_path):

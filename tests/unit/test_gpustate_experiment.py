@@ -146,7 +146,7 @@ def test_a_cached_idle_baseline_belongs_to_its_operating_point(tmp_path, config)
     at_350 = config.model_copy(update={"energy": config.energy.model_copy(
         update={"baseline": config.energy.baseline.model_copy(update={"mode": "cached"})})})
     baseline = {"power_w": 80.0, "duration_s": 5.0, "measured_at": "2025-01-01T11:59:00Z", "source": "fresh"}
-    cache.put(at_350, make_result(config=at_350, energy={"sampler": "nvml_counter", "method": "NVML",
+    cache.put(at_350, make_result(config=at_350, energy={"source": "nvml_counter", "method": "NVML",
                                                          "baseline": baseline}))
     assert [b.power_w for b in cache.get(at_350)] == [80.0]
     at_500 = at_350.model_copy(update={"gpu": at_350.gpu.model_copy(update={"power_limit_w": 500.0})})

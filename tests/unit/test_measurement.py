@@ -10,9 +10,10 @@ import numpy
 import pytest
 from lem_runner.atomic import atomic_write_text
 from lem_runner.contract.config import PromptConfig
-from lem_runner.measurement.flops import ModelShape, ParameterCounts, estimate_flops, request_flops
+from lem_runner.measurement.flops import estimate_flops, request_flops
 from lem_runner.measurement.latency import RequestTiming, latency_stats, percentile, ttft_and_itl
 from lem_runner.prompts import PromptError, load_prompts
+from lem_runner.records import ModelShape, ParameterCounts
 
 # --- latency -----------------------------------------------------------------------------------------------------
 

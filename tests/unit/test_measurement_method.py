@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 from conftest import make_config
 from fakes import FakeClock, FakeCounterDevice
-from lem_runner.backends.base import GenerationRecord
 from lem_runner.contract.config import WarmupConfig
 from lem_runner.energy.base import EnergyReading
 from lem_runner.energy.counter import CounterTrack, cumulative_integral
@@ -18,6 +17,7 @@ from lem_runner.measurement.phases import phase_spans, split_phases
 from lem_runner.measurement.quality import counter_vs_integrated, quality_flags
 from lem_runner.measurement.warmup import coefficient_of_variation, run_warmup
 from lem_runner.measurement.windows import decoding_concurrency, saturated_spans, tokens_in, window_figures
+from lem_runner.records import GenerationRecord
 
 # --- warmup ------------------------------------------------------------------------------------------------------
 
@@ -154,7 +154,7 @@ def _reading(**kw):
     track = CounterTrack()
     track.feed(0.0, 0)
     track.feed(10.0, kw.pop("counter_mj", 1_000_000))
-    defaults = dict(sampler="fake", method="m", duration_s=10.0, total_j=1000.0, per_device_j={"0": 1000.0},
+    defaults = dict(source="fake", method="m", duration_s=10.0, total_j=1000.0, per_device_j={"0": 1000.0},
                     tracks={"0": track}, t_start=0.0, t_end=10.0, sample_hz=10.0, update_period_s=0.1,
                     samples=[SampleRow(t / 10, "0", None, DeviceSample(power_w=100.0, temperature_c=50.0,
                                                                         clock_event_reasons=0)) for t in range(100)])

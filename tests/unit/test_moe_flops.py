@@ -6,8 +6,9 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-from lem_runner.measurement.flops import ModelShape, ParameterCounts, estimate_flops, flops_method
-from lem_runner.measurement.parameters import llama_like_parameter_counts, model_shape
+from lem_runner.backends.checkpoint import llama_like_parameter_counts, model_shape
+from lem_runner.measurement.flops import estimate_flops, flops_method
+from lem_runner.records import ModelShape, ParameterCounts
 from tiny_model import TINY_MIXTRAL, hand_active_body, hand_request_flops
 
 V = 512

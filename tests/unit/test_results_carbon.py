@@ -21,8 +21,8 @@ CARBON = {"grid_intensity_g_per_kwh": 400, "pue": 1.2}
 
 def _gpu(energy_j: float | None = 3.6e6, carbon: dict | None = CARBON, **kw):
     return make_result(config=make_config(carbon=carbon) if carbon else make_config(), total_energy_j=energy_j,
-                       avg_energy_per_token_j=None if energy_j is None else energy_j / 32,
-                       energy={"sampler": "nvml_counter", "method": "NVML energy counter", "total_energy_j": energy_j}
+                       energy_per_token_j=None if energy_j is None else energy_j / 32,
+                       energy={"source": "nvml_counter", "method": "NVML energy counter"}
                        if energy_j is not None else None, **kw) if energy_j is not None else \
         make_result(config=make_config(carbon=carbon) if carbon else make_config(), **kw)
 

@@ -91,7 +91,7 @@ def test_export_writes_the_timeseries_beside_the_table(tmp_path):
 
     root = tmp_path / "r"
     folder = _write(root / "a", make_result(experiment_id="a", energy={
-        "sampler": "nvml_counter", "method": "counter", "total_energy_j": 10.0, "timeseries_file": "timeseries.parquet"}))
+        "source": "nvml_counter", "method": "counter", "timeseries_file": "timeseries.parquet"}))
     write_timeseries([SampleRow(0.1 * i, "0", None, DeviceSample(power_w=100.0 + i)) for i in range(5)],
                      folder / "timeseries.parquet", 0.0)
     written = export_results(root, "csv", tmp_path / "out.csv")

@@ -31,7 +31,7 @@ def test_relative_is_null_when_it_cannot_be_computed():
 def test_experiments_compare_against_the_first(tmp_path):
     a = _write(tmp_path / "a", experiment_id="a", output_tokens_per_second=16.0)
     b = _write(tmp_path / "b", experiment_id="b", output_tokens_per_second=20.0, total_energy_j=40.0,
-               avg_energy_per_token_j=1.25)
+               energy_per_token_j=1.25)
     entries = collect([a, b / "result.json"])
     diffs = differences(entries)
     assert [e.title for e in entries] == ["a", "b"]

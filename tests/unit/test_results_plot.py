@@ -32,10 +32,10 @@ def _gpu_result(exp_id: str, tps: float, jpt: float, batch: int = 1, backend: st
     config = make_config(backend=backend, pytorch={"batch_size": batch}) if backend == "pytorch" else \
         make_config(backend=backend)
     return make_result(
-        config=config, experiment_id=exp_id, output_tokens_per_second=tps, total_inference_time_sec=window,
-        total_energy_j=energy, avg_energy_per_token_j=jpt, avg_energy_per_token_adjusted_j=jpt * 0.7,
-        energy={"sampler": "nvml_counter", "method": "NVML energy counter", "total_energy_j": energy,
-                "adjusted_energy_j": energy * 0.7,
+        config=config, experiment_id=exp_id, output_tokens_per_second=tps, inference_time_s=window,
+        total_energy_j=energy, energy_per_token_j=jpt, adjusted_energy_per_token_j=jpt * 0.7,
+        adjusted_energy_j=energy * 0.7,
+        energy={"source": "nvml_counter", "method": "NVML energy counter",
                 "timeseries_file": "timeseries.parquet" if series else None,
                 "baseline": {"power_w": 60.0, "power_std_w": 2.0, "duration_s": 5.0, "n_samples": 50,
                              "measured_at": "2025-01-01T11:59:00Z"}},
@@ -91,7 +91,7 @@ def test_adjusted_plot_says_so(gpu_results, tmp_path):
 
 def test_adjusted_without_baseline_says_why(tmp_path):
     root = tmp_path / "results"
-    _write(root / "a", _gpu_result("a", 10.0, 1.0).model_copy(update={"avg_energy_per_token_adjusted_j": None}),
+    _write(root / "a", _gpu_result("a", 10.0, 1.0).model_copy(update={"adjusted_energy_per_token_j": None}),
            series=False)
     (eff,) = plot_results(root, tmp_path / "p", adjusted=True)
     assert "no idle-adjusted figure" in eff.title

@@ -75,9 +75,9 @@ def test_one_value_has_no_spread_and_none_has_no_mean():
 
 def test_aggregate_point_reads_every_metric_from_results():
     results = [
-        make_result(output_tokens_per_second=tps, ttft=_lat(ttft), itl=_lat(itl), total_inference_time_sec=t,
-                    total_energy_j=e, avg_energy_per_token_j=e / 32,
-                    energy={"sampler": "nvml_counter", "method": "counter", "total_energy_j": e})
+        make_result(output_tokens_per_second=tps, ttft=_lat(ttft), itl=_lat(itl), inference_time_s=t,
+                    total_energy_j=e, energy_per_token_j=e / 32,
+                    energy={"source": "nvml_counter", "method": "counter"})
         for tps, ttft, itl, t, e in [(10, 40, 5, 1.0, 32.0), (12, 50, 6, 2.0, 64.0), (14, 60, 7, 3.0, 96.0)]
     ]
     agg = aggregate_point("backend=vllm", "vllm", results, n_failed=1)

@@ -13,6 +13,7 @@ from typing import get_args
 import pytest
 from conftest import make_config
 from lem_runner.backends import InferenceBackend, create_backend
+from lem_runner.backends.checkpoint import parameter_counts
 from lem_runner.backends.tensorrt.backend import (
     LLM_CLASSES,
     QUANT_ALGOS,
@@ -24,7 +25,6 @@ from lem_runner.backends.tensorrt.backend import (
     stream_token_times,
 )
 from lem_runner.backends.tensorrt.config import TensorRTConfig
-from lem_runner.measurement.parameters import parameter_counts
 from pydantic import ValidationError
 
 

@@ -12,9 +12,9 @@ import pytest
 from conftest import make_config
 from lem_runner.backends import InferenceBackend, create_backend
 from lem_runner.backends.base import input_token_limit
+from lem_runner.backends.checkpoint import checkpoint_parameter_counts, llama_like_parameter_counts
 from lem_runner.backends.vllm.backend import CPU_EAGER_REASON, VLLMBackend, eager_mode, engine_args, sampling_args
 from lem_runner.backends.vllm.config import VLLMConfig
-from lem_runner.measurement.parameters import checkpoint_parameter_counts, llama_like_parameter_counts
 
 #: every VLLMConfig field set away from its default, with the engine argument each must arrive as
 NON_DEFAULT = {

@@ -32,6 +32,11 @@ def _r(read: Callable[[ExperimentResult], Any]) -> Callable[[Experiment], Any]:
     return lambda e: None if e.result is None else read(e.result)
 
 
+def _headline_flops(r: ExperimentResult) -> float | None:
+    """The headline window's FLOPs (windows[measurement_methodology].flops)."""
+    return r.headline.flops if r.headline else None
+
+
 def _c(read: Callable[[ExperimentConfig], Any]) -> Callable[[Experiment], Any]:
     """A reader of the config (the result's, or config.json beside a failed run's error.json)."""
     return lambda e: None if e.config is None else read(e.config)
@@ -132,19 +137,19 @@ COLUMNS: list[Column] = [
     Column("run_input_tokens", "int", "whole run: prompt tokens", _r(lambda r: r.whole_run.input_tokens)),
     Column("run_output_tokens", "int", "whole run: generated tokens", _r(lambda r: r.whole_run.output_tokens)),
     Column("run_total_tokens", "int", "whole run: input + output tokens", _r(lambda r: r.whole_run.total_tokens)),
-    Column("run_flops", "float", "whole run: estimated FLOPs", _r(lambda r: r.whole_run.flops)),
+    Column("run_flops", "float", "whole run: estimated FLOPs", _r(lambda r: r.flops.total if r.flops else None)),
     Column("output_tokens", "int", "headline window: output tokens with a timestamp inside it",
            _r(lambda r: r.output_tokens)),
-    Column("inference_time_s", "float", "headline window: wall time", _r(lambda r: r.total_inference_time_sec)),
+    Column("inference_time_s", "float", "headline window: wall time", _r(lambda r: r.inference_time_s)),
     Column("output_tokens_per_second", "float", "headline window: output tokens / wall time",
            _r(lambda r: r.output_tokens_per_second)),
     Column("energy_j", "float", "headline window: raw energy (null: not measured)", _r(lambda r: r.total_energy_j)),
     Column("energy_adjusted_j", "float", "headline window: raw less idle baseline power x wall time; signed",
-           _r(lambda r: r.energy.adjusted_energy_j)),
+           _r(lambda r: r.adjusted_energy_j)),
     Column("energy_per_token_j", "float", "headline window: raw energy / output tokens",
-           _r(lambda r: r.avg_energy_per_token_j)),
+           _r(lambda r: r.energy_per_token_j)),
     Column("energy_per_token_adjusted_j", "float", "headline window: idle-adjusted energy / output tokens; signed",
-           _r(lambda r: r.avg_energy_per_token_adjusted_j)),
+           _r(lambda r: r.adjusted_energy_per_token_j)),
     Column("energy_unavailable_reason", "str", "why energy is null, when it is", _r(lambda r: r.energy.unavailable_reason)),
     Column("grid_intensity_g_per_kwh", "float", "carbon input: grid intensity, gCO2e/kWh (null: no carbon settings)",
            _r(lambda r: r.config.carbon.grid_intensity_g_per_kwh if r.config.carbon else None)),
@@ -153,7 +158,7 @@ COLUMNS: list[Column] = [
     Column("emissions_g", "float", "energy_j / 3.6e6 x pue x grid intensity, gCO2e (null: energy or inputs missing)",
            _r(result_emissions_g)),
     Column("emissions_per_token_g", "float", "emissions_g / output tokens", _r(emissions_per_token_g)),
-    Column("energy_sampler", "str", "energy source, e.g. nvml_counter, rapl, none", _r(lambda r: r.energy.sampler)),
+    Column("energy_sampler", "str", "energy source, e.g. nvml_counter, rapl, none", _r(lambda r: r.energy.source)),
     Column("energy_method", "str", "how the energy was obtained, in words", _r(lambda r: r.energy.method)),
     Column("integrated_energy_j", "float", "total window: sampled power integrated (cross-check)",
            _r(lambda r: r.energy.integrated_energy_j)),
@@ -194,14 +199,16 @@ COLUMNS: list[Column] = [
                            ("batch_ttft", "time to first token from the start of the engine call that carried it"),
                            ("itl", "inter-token latency"))
       for stat in ("mean", "p50", "p90", "p99")],
-    Column("total_flops", "float", "headline window: estimated FLOPs of its output tokens", _r(lambda r: r.total_flops)),
+    Column("total_flops", "float", "headline window: estimated FLOPs of its output tokens",
+           _r(lambda r: _headline_flops(r))),
     Column("flops_per_output_token", "float", "headline window: total_flops / output_tokens",
-           _r(lambda r: r.total_flops / r.output_tokens if r.total_flops is not None and r.output_tokens else None)),
+           _r(lambda r: _headline_flops(r) / r.output_tokens
+              if _headline_flops(r) is not None and r.output_tokens else None)),
     Column("achieved_flops_per_s", "float", "headline window: total_flops / wall time",
-           _r(lambda r: r.total_flops / r.total_inference_time_sec
-              if r.total_flops is not None and r.total_inference_time_sec else None)),
-    Column("model_load_s", "float", "model load time (outside the window)", _r(lambda r: r.model_load_sec)),
-    Column("warmup_batches", "int", "batches run before the window", _r(lambda r: r.warmup_batches)),
+           _r(lambda r: _headline_flops(r) / r.inference_time_s
+              if _headline_flops(r) is not None and r.inference_time_s else None)),
+    Column("model_load_s", "float", "model load time (outside the window)", _r(lambda r: r.model_load_s)),
+    Column("warmup_batches", "int", "batches run before the window", _r(lambda r: r.warmup.batches)),
     Column("warmup_stop_reason", "str", "why warmup stopped", _r(lambda r: r.warmup.stop_reason if r.warmup else None)),
     Column("quality_flags", "str", "measurement-quality codes, ';'-separated", _r(lambda r: ";".join(r.quality_flags))),
     Column("n_warnings", "int", "warnings the runner recorded", _r(lambda r: len(r.warnings))),

@@ -80,8 +80,8 @@ def select(experiments: Sequence[Experiment], sort: str = "time", backend: str |
     if sort == "throughput":
         return sorted(out, key=lambda e: -(e.result.output_tokens_per_second if e.result else -1.0))
     inf = float("inf")
-    return sorted(out, key=lambda e: e.result.avg_energy_per_token_j if e.result and
-                  e.result.avg_energy_per_token_j is not None else inf)
+    return sorted(out, key=lambda e: e.result.energy_per_token_j if e.result and
+                  e.result.energy_per_token_j is not None else inf)
 
 
 def list_lines(experiments: Sequence[Experiment]) -> list[str]:

@@ -67,7 +67,7 @@ def points(experiments: Sequence[Experiment], adjusted: bool = False) -> list[Po
     for (study, key), results in groups.items():
         first = results[0]
         label = f"{study}: {key}" if study else f"{short_model(first.config.model)} {first.experiment_id}"
-        energy = [r.avg_energy_per_token_adjusted_j if adjusted else r.avg_energy_per_token_j for r in results]
+        energy = [r.adjusted_energy_per_token_j if adjusted else r.energy_per_token_j for r in results]
         latency = {name: describe([v for r in results if (v := read(r)) is not None])
                    for name, (read, _) in LATENCY_FIGURES.items()}
         flags = tuple(sorted({f for r in results for f in r.quality_flags if f == "clock_drift"}))

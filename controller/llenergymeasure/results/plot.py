@@ -67,11 +67,11 @@ def configurations(experiments: Sequence[Experiment], adjusted: bool = False) ->
         label = f"{study}: {key}" if study else f"{short_model(first.config.model)} {first.experiment_id}"
         params.append({**({"study": study} if several_studies else {}), **label_params(key)} if study else
                       {"run": first.experiment_id, "backend": first.config.backend})
-        energy = [r.avg_energy_per_token_adjusted_j if adjusted else r.avg_energy_per_token_j for r in results]
+        energy = [r.adjusted_energy_per_token_j if adjusted else r.energy_per_token_j for r in results]
         reasons = [r.energy.unavailable_reason for r in results if r.energy.unavailable_reason]
         if adjusted and not reasons:
             reasons = [f"no idle-adjusted figure ({r.energy.baseline_unavailable_reason or 'no idle baseline'})"
-                       for r in results if r.avg_energy_per_token_adjusted_j is None]
+                       for r in results if r.adjusted_energy_per_token_j is None]
         out.append(Config(label, first.config.backend, describe([r.output_tokens_per_second for r in results]),
                           describe([v for v in energy if v is not None]), reasons[0] if reasons else None))
     shorts = short_labels(params)
@@ -252,7 +252,7 @@ def power_figure(e: Experiment, series_path: Path):
     fig = _figure(9.0, 5.0)
     ax = fig.add_subplot()
     total = r.windows.get("total")
-    end = total.duration_s if total else r.total_inference_time_sec
+    end = total.duration_s if total else r.inference_time_s
     ax.axvspan(0.0, end, color="C2", alpha=0.12, label=f"measurement window (total, 0–{end:.2f} s)")
     shaded = [f"measurement window 0–{end:.2f} s"]
     windowed = r.windows.get("windowed")

@@ -92,7 +92,7 @@ def _singles_section(singles: Sequence[Experiment]) -> str:
             rows.append([e.path.name, "?", "?", "failed: " + (e.failure or ""), "", "", ""])
             continue
         rows.append([e.experiment_id, short_model(r.config.model), r.config.backend, "done",
-                     format_value(Value(r.output_tokens_per_second)), format_value(Value(r.avg_energy_per_token_j)),
+                     format_value(Value(r.output_tokens_per_second)), format_value(Value(r.energy_per_token_j)),
                      format_value(Value(result_emissions_g(r)))])
     return _table(["experiment", "model", "backend", "status", METRIC_LABELS["tokens_per_second"],
                    METRIC_LABELS["energy_per_token_j"], METRIC_LABELS["emissions_g"]], rows, left=4)
@@ -112,7 +112,7 @@ def _environment(ok: Sequence[Experiment]) -> str:
 
 
 def _method(ok: Sequence[Experiment], carbon: CarbonConfig | None) -> str:
-    methods = sorted({f"{e.result.energy.sampler}: {e.result.energy.method}" for e in ok})  # type: ignore[union-attr]
+    methods = sorted({f"{e.result.energy.source}: {e.result.energy.method}" for e in ok})  # type: ignore[union-attr]
     windows = sorted({e.result.measurement_methodology for e in ok})  # type: ignore[union-attr]
     carbons = sorted({describe_carbon(e.result.config.carbon) for e in ok})  # type: ignore[union-attr]
     items = [

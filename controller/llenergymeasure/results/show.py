@@ -39,12 +39,12 @@ def _group(title: str) -> Table:
 def _energy(r: ExperimentResult) -> Table:
     e = r.energy
     t = _group("energy")
-    t.add_row("sampler", escape(f"{e.sampler}" + (f" ({e.selected_because})" if e.selected_because else "")))
+    t.add_row("source", escape(f"{e.source}" + (f" ({e.selected_because})" if e.selected_because else "")))
     t.add_row("method", escape(e.method))
     if r.total_energy_j is None:
         t.add_row("raw", f"null — {escape(e.unavailable_reason or 'no reason recorded')}")
     else:
-        t.add_row("raw", f"{_v(r.total_energy_j, 'J')} · {_v(r.avg_energy_per_token_j, 'J/token')}")
+        t.add_row("raw", f"{_v(r.total_energy_j, 'J')} · {_v(r.energy_per_token_j, 'J/token')}")
     if e.baseline is not None:
         b = e.baseline
         spread = f" ± {b.power_std_w:.3g} W" if b.power_std_w is not None else ""
@@ -61,8 +61,8 @@ def _energy(r: ExperimentResult) -> Table:
     else:
         t.add_row("emissions", f"{g:.4g} g CO2e · {_v(emissions_per_token_g(r), 'g/token')} "
                                f"({r.total_energy_j / J_PER_KWH:.4g} kWh × {escape(describe_carbon(r.config.carbon))})")
-    if e.per_device_j:
-        t.add_row("per device", ", ".join(f"{k}: {v:.4g} J" for k, v in e.per_device_j.items()))
+    if any(d.energy_j is not None for d in e.devices):
+        t.add_row("per device", ", ".join(f"{d.id}: {d.energy_j:.4g} J" for d in e.devices if d.energy_j is not None))
     if e.integrated_energy_j is not None:
         diff = f" ({e.counter_vs_integrated_rel_diff * 100:+.1f} % vs counter)" if e.counter_vs_integrated_rel_diff \
             is not None else ""
@@ -87,10 +87,9 @@ def adjusted_reason(r: ExperimentResult) -> str:
 
 
 def _adjusted(r: ExperimentResult) -> str:
-    e = r.energy
-    if e.adjusted_energy_j is None:
+    if r.adjusted_energy_j is None:
         return f"not measured ({escape(adjusted_reason(r))})"
-    return f"{_v(e.adjusted_energy_j, 'J')} · {_v(r.avg_energy_per_token_adjusted_j, 'J/token')}"
+    return f"{_v(r.adjusted_energy_j, 'J')} · {_v(r.adjusted_energy_per_token_j, 'J/token')}"
 
 
 def _windows(r: ExperimentResult) -> Table:
@@ -135,26 +134,22 @@ def _rest(r: ExperimentResult) -> Table:
         t.add_row("latency method", escape(r.latency_method))
     w = r.whole_run
     t.add_row("throughput", f"{r.output_tokens_per_second:.2f} output tok/s: {r.output_tokens} output tokens over "
-                            f"{r.total_inference_time_sec:.3f} s ({r.measurement_methodology} window)")
+                            f"{r.inference_time_s:.3f} s ({r.measurement_methodology} window)")
     t.add_row("whole run", f"{w.n_requests} requests, {w.input_tokens} in / {w.output_tokens} out tokens in "
                            f"{w.duration_s:.3f} s")
     if r.flops is not None:
         f = r.flops
-        head = f"{r.total_flops:.3e} in the {r.measurement_methodology} window · " if r.total_flops is not None else ""
+        head_flops = r.headline.flops if r.headline else None
+        head = f"{head_flops:.3e} in the {r.measurement_methodology} window · " if head_flops is not None else ""
         t.add_row("FLOPs", f"{head}whole run {f.total:.3e} (prefill {f.prefill:.3e} · decode {f.decode:.3e}) · "
                            f"{_v(f.per_output_token, 'per output token', '.3e')} · "
                            f"{_v(f.achieved_flops_per_s, 'FLOP/s', '.3e')}")
         t.add_row("FLOPs method", escape(f.method + (f"; parameters from {f.parameter_source}" if f.parameter_source
                                                      else "")))
-    elif r.total_flops is not None:
-        t.add_row("FLOPs", f"{r.total_flops:.3e} ({escape(r.flops_method or '')})")
-    if r.warmup is not None:
-        cv = f", final CV {r.warmup.final_cv:.3f}" if r.warmup.final_cv is not None else ""
-        t.add_row("warmup", f"{r.warmup.batches} batch(es), {r.warmup.mode}: {escape(r.warmup.stop_reason)}{cv}; "
-                            "excluded from every figure")
-    else:
-        t.add_row("warmup", f"{r.warmup_batches} batch(es), excluded")
-    t.add_row("model load", f"{r.model_load_sec:.2f} s (outside the window)")
+    cv = f", final CV {r.warmup.final_cv:.3f}" if r.warmup.final_cv is not None else ""
+    t.add_row("warmup", f"{r.warmup.batches} batch(es), {r.warmup.mode}: {escape(r.warmup.stop_reason)}{cv}; "
+                        "excluded from every figure")
+    t.add_row("model load", f"{r.model_load_s:.2f} s (outside the window)")
     return t
 
 

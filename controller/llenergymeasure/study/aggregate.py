@@ -28,9 +28,9 @@ METRICS: dict[str, Callable[[ExperimentResult], float | None]] = {
     "ttft_p50_ms": lambda r: r.ttft.p50_ms if r.ttft else None,
     "itl_p50_ms": lambda r: r.itl.p50_ms if r.itl else None,
     "energy_j": lambda r: r.total_energy_j,
-    "energy_per_token_j": lambda r: r.avg_energy_per_token_j,
-    "energy_per_token_adjusted_j": lambda r: r.avg_energy_per_token_adjusted_j,
-    "total_inference_time_sec": lambda r: r.total_inference_time_sec,
+    "energy_per_token_j": lambda r: r.energy_per_token_j,
+    "energy_per_token_adjusted_j": lambda r: r.adjusted_energy_per_token_j,
+    "total_inference_time_sec": lambda r: r.inference_time_s,
     "emissions_g": result_emissions_g,  # energy_j x PUE x grid intensity (null without carbon settings or energy)
 }
 #: Figures that only rescale another (their spread is that one's): no separate CV warning.

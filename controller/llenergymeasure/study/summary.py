@@ -41,10 +41,11 @@ def run_row(entry: ManifestEntry, backend: str, result: ExperimentResult | None)
             run_input_tokens=result.whole_run.input_tokens, run_output_tokens=result.whole_run.output_tokens,
             ttft_p50_ms=result.ttft.p50_ms if result.ttft else None,
             itl_p50_ms=result.itl.p50_ms if result.itl else None, energy_j=result.total_energy_j,
-            energy_per_token_j=result.avg_energy_per_token_j,
-            energy_per_token_adjusted_j=result.avg_energy_per_token_adjusted_j,
-            energy_unavailable_reason=result.energy.unavailable_reason, total_flops=result.total_flops,
-            model_load_sec=result.model_load_sec,
+            energy_per_token_j=result.energy_per_token_j,
+            energy_per_token_adjusted_j=result.adjusted_energy_per_token_j,
+            energy_unavailable_reason=result.energy.unavailable_reason,
+            total_flops=result.headline.flops if result.headline else None,
+            model_load_sec=result.model_load_s,
         )
     return row
 

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 import lem_runner.contract  # noqa: F401  first, so a folder imported directly finds the contract complete
 
 if TYPE_CHECKING:
-    from lem_runner.backends.base import GenerationRecord, InferenceBackend, LoadedModel
+    from lem_runner.backends.base import InferenceBackend
     from lem_runner.contract.config import ExperimentConfig
 
-_BASE_NAMES = ("GenerationRecord", "InferenceBackend", "LoadedModel")
+_BASE_NAMES = ("InferenceBackend",)
 
 
 def create_backend(config: ExperimentConfig, model_path: str) -> InferenceBackend:
@@ -27,7 +27,7 @@ def create_backend(config: ExperimentConfig, model_path: str) -> InferenceBacken
     return getattr(importlib.import_module(module_name), class_name)(config, model_path)
 
 
-def __getattr__(name: str) -> Any:  # the records, imported on first use (base imports the experiment model)
+def __getattr__(name: str) -> Any:  # the protocol, imported on first use (base imports the experiment model)
     if name in _BASE_NAMES:
         from lem_runner.backends import base
 
@@ -35,4 +35,4 @@ def __getattr__(name: str) -> Any:  # the records, imported on first use (base i
     raise AttributeError(f"module 'lem_runner.backends' has no attribute '{name}'")
 
 
-__all__ = ["GenerationRecord", "InferenceBackend", "LoadedModel", "create_backend"]
+__all__ = ["InferenceBackend", "create_backend"]

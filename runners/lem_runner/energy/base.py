@@ -1,4 +1,4 @@
-"""The EnergyBackend protocol and the reading it returns.
+"""The EnergySource protocol and the reading it returns.
 
 A source measures an idle baseline on request, then tracks one window (``start_tracking`` … ``stop_tracking``). The
 reading keeps the counter series, so the measurement loop can ask for the energy of any span of the window (a phase,
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from lem_runner.contract.result import DeviceIdleState, IdleBaseline
+from lem_runner.contract.energy import DeviceIdleState, IdleBaseline
 from lem_runner.energy.counter import CounterTrack
 from lem_runner.energy.sampler import SampleRow
 
@@ -21,7 +21,7 @@ class EnergyReading:
 
     ``tracks`` (per device) answer energy between any two instants of the window; ``samples`` is the timeseries."""
 
-    sampler: str
+    source: str  # the energy source's name (nvml_counter, rapl, ...)
     method: str
     duration_s: float
     total_j: float | None = None
@@ -71,7 +71,7 @@ class EnergyReading:
         if self.total_j is None:
             return self.unavailable_reason or "no energy measured"
         if self.tracks is None:
-            return (f"the {self.sampler} source reports window totals only, not a series to take a span's energy "
+            return (f"the {self.source} source reports window totals only, not a series to take a span's energy "
                     "from")
         if any(self._points(d, t) <= 2 for d, t in self.tracks.items()):
             return ("the energy series holds only the window's two boundary reads (energy.sample_hz: 0, or the "
@@ -81,7 +81,7 @@ class EnergyReading:
 
 
 @runtime_checkable
-class EnergyBackend(Protocol):
+class EnergySource(Protocol):
     """Measures energy between ``start_tracking`` and ``stop_tracking``."""
 
     name: str

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from lem_runner.contract.result import DeviceIdleState
+from lem_runner.contract.energy import DeviceIdleState
 
 #: NVML clock-event (throttle) reasons that mean the clocks were held down: software power cap, hardware slowdown,
 #: software/hardware thermal slowdown, power-brake. Idle, application-clock and display settings are not throttling.

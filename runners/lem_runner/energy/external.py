@@ -17,7 +17,7 @@ class _WindowTotals(WindowTotalsOnly):
     unavailable_reason: str | None = None
 
 
-class ZeusEnergyBackend(_WindowTotals):
+class ZeusEnergySource(_WindowTotals):
     """``zeus.monitor.ZeusMonitor`` over the run's GPUs (begin_window / end_window)."""
 
     name = "zeus"
@@ -55,7 +55,7 @@ class ZeusEnergyBackend(_WindowTotals):
                              per_device_j=per_device, t_start=self._t0, t_end=t1)
 
 
-class CodeCarbonEnergyBackend(_WindowTotals):
+class CodeCarbonEnergySource(_WindowTotals):
     """CodeCarbon's ``OfflineEmissionsTracker``: GPU + CPU + RAM energy as CodeCarbon estimates it."""
 
     name = "codecarbon"

@@ -7,7 +7,7 @@ import time
 from lem_runner.energy.base import EnergyReading, WindowTotalsOnly
 
 
-class NullEnergyBackend(WindowTotalsOnly):
+class NullEnergySource(WindowTotalsOnly):
     """Measures nothing and says why."""
 
     name = "none"
@@ -25,5 +25,5 @@ class NullEnergyBackend(WindowTotalsOnly):
     def stop_tracking(self) -> EnergyReading:
         t1 = time.perf_counter()
         t0 = self._t0 if self._t0 is not None else t1
-        return EnergyReading(sampler=self.name, method="not measured", duration_s=t1 - t0,
+        return EnergyReading(source=self.name, method="not measured", duration_s=t1 - t0,
                              unavailable_reason=self.reason, t_start=t0, t_end=t1)

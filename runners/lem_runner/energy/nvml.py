@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from lem_runner.contract.result import DeviceIdleState
+from lem_runner.contract.energy import DeviceIdleState
 from lem_runner.energy.device import DeviceSample
-from lem_runner.energy.tracker import CounterEnergyBackend
+from lem_runner.energy.tracker import CounterEnergySource
 
 METHOD = ("NVML total-energy counter (nvmlDeviceGetTotalEnergyConsumption) read at the window's start and end, "
           "summed over the devices the run uses")
@@ -123,7 +123,7 @@ class NvmlDevice:
         )
 
 
-class NvmlEnergyBackend(CounterEnergyBackend):
+class NvmlEnergySource(CounterEnergySource):
     """Reads the NVML energy counter of each device the run uses; ``is_available`` opens them and says why not."""
 
     def __init__(self, devices: list[int], sample_hz: float = 10.0) -> None:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from lem_runner.contract.result import DeviceIdleState
+from lem_runner.contract.energy import DeviceIdleState
 from lem_runner.energy.device import DeviceSample
-from lem_runner.energy.tracker import CounterEnergyBackend
+from lem_runner.energy.tracker import CounterEnergySource
 
 POWERCAP = Path("/sys/class/powercap")
 METHOD = "RAPL package energy counters (powercap energy_uj) read at the window's start and end, summed over packages"
@@ -59,6 +59,6 @@ def rapl_devices(root: Path = POWERCAP) -> tuple[list[RaplDevice], str | None]:
         return [], f"RAPL counters under {root} not readable: {exc}"
 
 
-class RaplEnergyBackend(CounterEnergyBackend):
+class RaplEnergySource(CounterEnergySource):
     def __init__(self, devices: list[RaplDevice], sample_hz: float = 10.0) -> None:
         super().__init__(devices, name="rapl", method=METHOD, sample_hz=sample_hz)

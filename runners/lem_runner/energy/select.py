@@ -5,48 +5,50 @@ from __future__ import annotations
 from pathlib import Path
 
 from lem_runner.contract.config import ExperimentConfig
-from lem_runner.energy.base import EnergyBackend
-from lem_runner.energy.external import CodeCarbonEnergyBackend, ZeusEnergyBackend
-from lem_runner.energy.null import NullEnergyBackend
-from lem_runner.energy.nvml import NvmlEnergyBackend
-from lem_runner.energy.rapl import POWERCAP, RaplEnergyBackend, rapl_devices
+from lem_runner.energy.base import EnergySource
+from lem_runner.energy.external import CodeCarbonEnergySource, ZeusEnergySource
+from lem_runner.energy.null import NullEnergySource
+from lem_runner.energy.nvml import NvmlEnergySource
+from lem_runner.energy.rapl import POWERCAP, RaplEnergySource, rapl_devices
 
 
 class EnergyUnavailable(RuntimeError):
-    """A sampler was asked for by name and cannot be had: the run fails rather than report null."""
+    """An energy source was asked for by name (energy.sampler) and cannot be had: the run fails rather than report
+    null."""
 
 
-def _chosen(backend, because: str):
-    backend.selected_because = because
-    return backend
+def _chosen(source, because: str):
+    source.selected_because = because
+    return source
 
 
-def select_energy_backend(config: ExperimentConfig, device_kind: str, powercap: Path = POWERCAP) -> EnergyBackend:
+def select_energy_source(config: ExperimentConfig, device_kind: str, powercap: Path = POWERCAP) -> EnergySource:
     """``auto``: the NVML counter for GPU runs, RAPL for CPU runs where readable, else a null source carrying the
-    reason. A sampler named explicitly is a requirement: without it the run fails instead of measuring nothing."""
+    reason. A source named explicitly (the config's ``energy.sampler``) is a requirement: without it the run fails
+    instead of measuring nothing."""
     sampler, hz = config.energy.sampler, config.energy.sample_hz
     if sampler == "none":
-        return NullEnergyBackend("energy measurement turned off in the config (energy.sampler: none)")
+        return NullEnergySource("energy measurement turned off in the config (energy.sampler: none)")
     if sampler == "auto":
         if device_kind == "cuda":
-            nvml = NvmlEnergyBackend(config.devices, hz)
+            nvml = NvmlEnergySource(config.devices, hz)
             if nvml.is_available():
                 return _chosen(nvml, "auto: the run is on NVIDIA GPUs and their NVML energy counters are readable")
-            return NullEnergyBackend(nvml.unavailable_reason or "NVML unavailable")
+            return NullEnergySource(nvml.unavailable_reason or "NVML unavailable")
         devices, reason = rapl_devices(powercap)
         if devices:
-            return _chosen(RaplEnergyBackend(devices, hz), "auto: the run is on CPU and RAPL package counters are readable")
-        return NullEnergyBackend(f"run is on CPU: NVML covers GPUs only, and {reason}")
+            return _chosen(RaplEnergySource(devices, hz), "auto: the run is on CPU and RAPL package counters are readable")
+        return NullEnergySource(f"run is on CPU: NVML covers GPUs only, and {reason}")
     if sampler in ("nvml", "zeus") and device_kind != "cuda":
         raise EnergyUnavailable(f"energy.sampler '{sampler}' needs a GPU run, but the model runs on {device_kind}")
     if sampler == "rapl":
         devices, reason = rapl_devices(powercap)
         if not devices:
             raise EnergyUnavailable(f"energy.sampler 'rapl': {reason}")
-        return _chosen(RaplEnergyBackend(devices, hz), "energy.sampler: rapl (CPU packages only)")
-    backend = {"nvml": lambda: NvmlEnergyBackend(config.devices, hz),
-               "zeus": lambda: ZeusEnergyBackend(config.devices),
-               "codecarbon": CodeCarbonEnergyBackend}[sampler]()
-    if not backend.is_available():
-        raise EnergyUnavailable(f"energy.sampler '{sampler}': {backend.unavailable_reason}")
-    return _chosen(backend, f"energy.sampler: {sampler}")
+        return _chosen(RaplEnergySource(devices, hz), "energy.sampler: rapl (CPU packages only)")
+    source = {"nvml": lambda: NvmlEnergySource(config.devices, hz),
+               "zeus": lambda: ZeusEnergySource(config.devices),
+               "codecarbon": CodeCarbonEnergySource}[sampler]()
+    if not source.is_available():
+        raise EnergyUnavailable(f"energy.sampler '{sampler}': {source.unavailable_reason}")
+    return _chosen(source, f"energy.sampler: {sampler}")

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from lem_runner.contract.result import DeviceIdleState, IdleBaseline
+from lem_runner.contract.energy import DeviceIdleState, IdleBaseline
 from lem_runner.energy.base import EnergyReading
 from lem_runner.energy.counter import CounterTrack, cumulative_integral, measure_update_period
 from lem_runner.energy.device import CounterDevice
@@ -18,7 +18,7 @@ from lem_runner.energy.sampler import PowerSampler, SampleRow
 _BASELINE_HZ = 10.0
 
 
-class CounterEnergyBackend:
+class CounterEnergySource:
     """Tracks energy over a window on ``devices``, each with a cumulative counter."""
 
     def __init__(self, devices: Sequence[CounterDevice], name: str, method: str, sample_hz: float = 10.0,
@@ -123,7 +123,7 @@ class CounterEnergyBackend:
         persistence_off = [d.id for d in self.devices if d.persistence_mode() is False]
         others = {d.id: procs for d in self.devices if (procs := d.other_processes())}
         return EnergyReading(
-            sampler=self.name,
+            source=self.name,
             method=self.method,
             duration_s=t1 - t0,
             total_j=sum(per_device.values()),

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from lem_runner.contract.config import BaselineConfig
-from lem_runner.contract.result import BaselineCacheCheck, DeviceIdleState, IdleBaseline
-from lem_runner.energy.base import EnergyBackend
+from lem_runner.contract.energy import BaselineCacheCheck, DeviceIdleState, IdleBaseline
+from lem_runner.energy.base import EnergySource
 
 
 def adjusted_energy(raw_j: float | None, baseline_w: float | None, duration_s: float) -> float | None:
@@ -84,7 +84,7 @@ def matching_cached(config: BaselineConfig, offered: Sequence[IdleBaseline], dev
     return None, "no cached baseline fits: " + "; ".join(reasons)
 
 
-def obtain_baseline(config: BaselineConfig, energy: EnergyBackend, offered: Sequence[IdleBaseline],
+def obtain_baseline(config: BaselineConfig, energy: EnergySource, offered: Sequence[IdleBaseline],
                     now: datetime) -> tuple[IdleBaseline | None, str | None]:
     """The baseline to subtract, or None and why there is none.
 

@@ -6,10 +6,9 @@ import os
 import platform
 import socket
 import sys
-from importlib import metadata
 
 from lem_runner import __version__
-from lem_runner.contract.result import EnvironmentInfo, GPUInfo, SchedulerAllocation
+from lem_runner.contract.environment import EnvironmentInfo, GPUInfo, SchedulerAllocation
 from lem_runner.energy.nvml import _visible_device_ids, or_none
 
 
@@ -22,17 +21,6 @@ def _cpu_model() -> str | None:
     except OSError:
         pass
     return platform.processor() or None
-
-
-def library_versions(names: list[str]) -> dict[str, str]:
-    """Installed versions of the named distributions; those not installed are left out."""
-    out = {}
-    for name in names:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
 
 
 def _gpus(devices: list[int], indices: list[int] | None = None) -> tuple[list[GPUInfo], str | None]:

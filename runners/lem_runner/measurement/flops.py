@@ -15,53 +15,8 @@ full. Counting every expert would overstate a Mixtral-8x7B's FLOPs about 3.6-fol
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
-
-@dataclass(frozen=True)
-class ParameterCounts:
-    """Parameters of a decoder, split the way the FLOPs estimate needs them."""
-
-    total: int
-    input_embedding: int
-    output_projection: int
-    tied_embeddings: bool
-    routed_expert: int = 0  # parameters of the routed experts, all of them (mixture-of-experts only)
-    n_experts: int | None = None  # routed experts per MoE layer
-    experts_per_token: int | None = None  # experts each token is routed to
-
-    @property
-    def non_embedding(self) -> int:
-        """Parameters other than the token embeddings (the output projection is excluded only when tied)."""
-        untied_head = 0 if self.tied_embeddings else self.output_projection
-        return self.total - self.input_embedding - untied_head
-
-    @property
-    def is_moe(self) -> bool:
-        return bool(self.routed_expert and self.n_experts and self.experts_per_token)
-
-    @property
-    def active_non_embedding(self) -> float:
-        """Non-embedding parameters one token's forward pass uses: routed experts scaled by experts_per_token /
-        n_experts (a dense model: all of them)."""
-        if not self.is_moe:
-            return float(self.non_embedding)
-        share = self.experts_per_token / self.n_experts  # type: ignore[operator]
-        return self.non_embedding - self.routed_expert + self.routed_expert * share
-
-    @property
-    def compute(self) -> int:
-        """Parameters that take part in each token's matrix multiplies: non-embedding plus the output projection."""
-        return self.non_embedding + self.output_projection
-
-
-@dataclass(frozen=True)
-class ModelShape:
-    """What the attention term needs: layers and attention width (query heads x head dim)."""
-
-    n_layers: int
-    attention_dim: int
-
+from lem_runner.records import ModelShape, ParameterCounts
 
 METHOD = ("prefill 2*N_body*L + 2*N_head + 2*n_layers*d_attn*L*(L+1); decode per step 2*(N_body+N_head) + "
           "4*n_layers*d_attn*position; N_body = non-embedding parameters, N_head = output projection; per request "

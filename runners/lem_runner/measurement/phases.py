@@ -19,10 +19,10 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 
-from lem_runner.backends.base import GenerationRecord
 from lem_runner.contract.result import PhaseFigures, PhaseSplit
 from lem_runner.energy.base import EnergyReading
 from lem_runner.measurement.intervals import Interval, length, subtract, union
+from lem_runner.records import GenerationRecord
 
 METHOD = ("prefill = union over requests of [prefill start, first token], prefill start being the engine's scheduling "
           "time where it gives one, else the end of the engine step before the one that produced the request's first "

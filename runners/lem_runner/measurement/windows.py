@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from lem_runner.backends.base import GenerationRecord
 from lem_runner.contract.result import WindowFigures
 from lem_runner.energy.base import EnergyReading
 from lem_runner.measurement.baseline import adjusted_energy
-from lem_runner.measurement.flops import ModelShape, ParameterCounts, request_flops
+from lem_runner.measurement.flops import request_flops
 from lem_runner.measurement.intervals import Interval, length, union
+from lem_runner.records import GenerationRecord, ModelShape, ParameterCounts
 
 STEADY_METHOD = ("spans where at least {saturation:.0%} of the peak number of requests were decoding (between a "
                  "request's first and last token); tokens counted by timestamp, the first token of each span "

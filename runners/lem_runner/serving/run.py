@@ -10,15 +10,17 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from lem_runner.assemble import energy_result
+from lem_runner.backends.base import library_versions
+from lem_runner.contract.environment import EnvironmentInfo
 from lem_runner.contract.fingerprint import measurement_config_hash
 from lem_runner.contract.protocol import ProgressEvent, RunRequest
-from lem_runner.contract.result import EnvironmentInfo, ExperimentResult, RunTotals
-from lem_runner.energy.base import EnergyBackend
+from lem_runner.contract.result import ExperimentResult, RunTotals, WarmupResult
+from lem_runner.energy.base import EnergySource
 from lem_runner.energy.timeseries import FILE_NAME as TIMESERIES_FILE
 from lem_runner.energy.timeseries import write_timeseries
 from lem_runner.energy.tracker import integrate_power
 from lem_runner.measurement.baseline import obtain_baseline
-from lem_runner.measurement.environment import library_versions
 from lem_runner.measurement.operating_point import observe
 from lem_runner.measurement.quality import counter_vs_integrated, quality_flags
 from lem_runner.measurement.windows import span_energy_per_device, window_figures
@@ -34,6 +36,7 @@ from lem_runner.serving.servers import SERVED_NAME, server_command
 Emit = Callable[[ProgressEvent], None]
 LATENCY_METHOD = ("client side, in lem's load generator: submission (just before the HTTP request is sent) to each "
                   "streamed chunk's arrival; TTFT includes queueing in the server")
+WARMUP_METHOD = "the plan's first requests, one at a time (one closed-loop client), before the load window"
 
 
 def device_kind(cfg) -> tuple[str, str | None]:
@@ -66,7 +69,7 @@ def _sampling(cfg) -> dict:
     return out
 
 
-def run_serving(request: RunRequest, energy_for: Callable[[str], EnergyBackend],
+def run_serving(request: RunRequest, energy_for: Callable[[str], EnergySource],
                 environment_for: Callable[[dict, str, str | None], EnvironmentInfo], emit: Emit, phase,
                 out_dir: Path, servers: list, gpu_indices: list[int] | None = None) -> ExperimentResult:
     """Measure one serving experiment. A server it starts is appended to ``servers`` so the caller stops it.
@@ -172,11 +175,10 @@ def run_serving(request: RunRequest, energy_for: Callable[[str], EnergyBackend],
     if cfg.energy.timeseries and reading.samples:
         write_timeseries(reading.samples, out_dir / TIMESERIES_FILE, lo)
         timeseries = TIMESERIES_FILE
-    from lem_runner.measure import _energy_result  # one EnergyResult shape for both scenarios
-
-    energy_result = _energy_result(reading, energy, baseline, baseline_reason, head, head_per_device, integrated,
-                                   rel_diff, sum(1 for r in reading.samples if lo <= r.t <= hi), timeseries,
-                                   (gpu_indices or cfg.devices) if kind == "cuda" else None)
+    energy_record = energy_result(reading, getattr(energy, "selected_because", None), baseline, baseline_reason, head,
+                                  head_per_device, integrated, rel_diff,
+                                  sum(1 for r in reading.samples if lo <= r.t <= hi), timeseries,
+                                  (gpu_indices or cfg.devices) if kind == "cuda" else None)
     warnings = list(reading.warnings) + [f.message for f in flags]
     if figures.n_errors or figures.n_timeouts:
         warnings.append(f"{figures.n_errors} request(s) failed and {figures.n_timeouts} timed out (counted in "
@@ -189,11 +191,14 @@ def run_serving(request: RunRequest, energy_for: Callable[[str], EnergyBackend],
         whole_run=RunTotals(n_requests=len(records), input_tokens=in_tokens, output_tokens=ok_out,
                             total_tokens=in_tokens + ok_out, duration_s=hi - lo),
         output_tokens=head.output_tokens,
-        total_inference_time_sec=head.duration_s, output_tokens_per_second=head.tokens_per_second,
-        total_energy_j=head.energy_j, avg_energy_per_token_j=head.energy_per_token_j,
-        avg_energy_per_token_adjusted_j=head.adjusted_energy_per_token_j, windows=windows,
-        ttft=figures.ttft, itl=figures.itl, latency_method=LATENCY_METHOD, energy=energy_result,
-        model_load_sec=start_s or 0.0, warmup_batches=s.warmup_requests,
+        inference_time_s=head.duration_s, output_tokens_per_second=head.tokens_per_second,
+        total_energy_j=head.energy_j, adjusted_energy_j=head.adjusted_energy_j,
+        energy_per_token_j=head.energy_per_token_j, adjusted_energy_per_token_j=head.adjusted_energy_per_token_j,
+        windows=windows,
+        ttft=figures.ttft, itl=figures.itl, latency_method=LATENCY_METHOD, energy=energy_record,
+        model_load_s=start_s or 0.0,
+        warmup=WarmupResult(mode="fixed", batches=s.warmup_requests, stop_reason=f"{s.warmup_requests} warmup "
+                            "request(s) (serving.warmup_requests)", method=WARMUP_METHOD),
         batch_size=server.command.batch_size if server else None,  # a user's endpoint: its batching is unknown
         batch_knob=cfg.spec.batch_knob,
         backend_details={"scenario": "serving", "server": figures.server, "device": kind, "dtype": cfg.dtype,

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import time
 
-from lem_runner.backends.base import GenerationRecord, LoadedModel, input_token_limit
-from lem_runner.backends.pytorch.spec import SPEC
+from lem_runner.backends.base import input_token_limit, library_versions
+from lem_runner.backends.checkpoint import is_routed_expert, model_shape, with_moe
 from lem_runner.backends.pytorch.check import pytorch_problems
 from lem_runner.backends.pytorch.settings import (
     compile_forward,
@@ -22,11 +22,10 @@ from lem_runner.backends.pytorch.settings import (
     read_back,
     watch_cache_class,
 )
+from lem_runner.backends.pytorch.spec import SPEC
 from lem_runner.contract.config import ExperimentConfig
 from lem_runner.contract.engine_args import EngineArgumentError
-from lem_runner.measurement.environment import library_versions
-from lem_runner.measurement.flops import ParameterCounts
-from lem_runner.measurement.parameters import is_routed_expert, model_shape, with_moe
+from lem_runner.records import GenerationRecord, LoadedModel, ParameterCounts
 
 #: how this backend timestamps tokens (recorded in every result)
 LATENCY_METHOD = (

@@ -56,13 +56,13 @@ import time
 from collections.abc import AsyncIterable, Callable
 from pathlib import Path
 
-from lem_runner.backends.base import GenerationRecord, LoadedModel, input_token_limit
-from lem_runner.backends.tensorrt.spec import SPEC
+from lem_runner.backends.base import input_token_limit, library_versions
+from lem_runner.backends.checkpoint import model_shape, parameter_counts
 from lem_runner.backends.tensorrt.check import tensorrt_problems
+from lem_runner.backends.tensorrt.spec import SPEC
 from lem_runner.contract.config import ExperimentConfig
 from lem_runner.contract.engine_args import EngineArgumentError, jsonable
-from lem_runner.measurement.environment import library_versions
-from lem_runner.measurement.parameters import model_shape, parameter_counts
+from lem_runner.records import GenerationRecord, LoadedModel
 
 #: how this backend timestamps tokens (recorded in every result)
 LATENCY_METHOD = (

@@ -9,7 +9,7 @@ import math
 import struct
 from pathlib import Path
 
-from lem_runner.measurement.flops import ModelShape, ParameterCounts
+from lem_runner.records import ModelShape, ParameterCounts
 
 _EMBEDDING_SUFFIXES = ("embed_tokens.weight", "wte.weight", "embed_in.weight", "word_embeddings.weight",
                        "tok_embeddings.weight")
