@@ -9,9 +9,9 @@ from lem_runner.contract import ExperimentConfig, ExperimentResult, RunRequest
 from pydantic import PrivateAttr
 
 from llenergymeasure.errors import ConfigError, Interrupted, RunFailed, SetupError
-from llenergymeasure.gpulock import gpu_locks, lock_ids
 from llenergymeasure.gpustate import operating_point
 from llenergymeasure.gpustate.apply import Opener
+from llenergymeasure.host.gpu_lock import gpu_locks, lock_ids
 from llenergymeasure.launchers import Launcher, LaunchOutcome, LaunchSpec, Timeouts
 from llenergymeasure.launchers.select import select_launcher
 from llenergymeasure.models import resolve_model

@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from llenergymeasure.display import make_console
-from llenergymeasure.dockerclient import docker_client
+from llenergymeasure.host.docker_engine import docker_client
 from llenergymeasure.images.build import build_image
 from llenergymeasure.images.catalog import BACKENDS, list_images
 

@@ -17,7 +17,7 @@ from llenergymeasure.config.loader import format_problems, read_config_file
 from llenergymeasure.display import RunDisplay, StudyDisplay, make_console, render_study, render_summary
 from llenergymeasure.errors import ConfigError
 from llenergymeasure.experiment import execute_experiment
-from llenergymeasure.gpulock import LockPolicy, use_policy
+from llenergymeasure.host.gpu_lock import LockPolicy, use_policy
 from llenergymeasure.launchers import Timeouts
 from llenergymeasure.launchers.select import select_launcher
 from llenergymeasure.safety import check_output_dir, preflight_containers

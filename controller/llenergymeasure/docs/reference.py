@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from llenergymeasure.study.config import StudyConfig
+from llenergymeasure.config.study import StudyConfig
 
 COMMAND = "lem config reference -o docs/config-reference.md"
 

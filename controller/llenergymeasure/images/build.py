@@ -23,6 +23,7 @@ from lem_runner.contract import contract_fingerprint
 
 from llenergymeasure import __version__
 from llenergymeasure.errors import ConfigError, SetupError
+from llenergymeasure.host.cache import cache_root
 from llenergymeasure.images.catalog import (
     BACKENDS,
     BASE_IMAGE_CPU,
@@ -36,7 +37,6 @@ from llenergymeasure.images.catalog import (
     bare_version,
     image_tag,
 )
-from llenergymeasure.paths import cache_root
 
 #: runner dependencies pinned to the host's versions, per backend. The pytorch image matches the host's stack, so
 #: an isolated run uses the same libraries as a local one; the vllm and tensorrt images keep their base image's own

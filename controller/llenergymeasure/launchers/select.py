@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lem_runner.contract import ExperimentConfig
 
-from llenergymeasure.hostinfo import backend_installed
+from llenergymeasure.host.inventory import backend_installed
 from llenergymeasure.launchers.base import Launcher
 
 

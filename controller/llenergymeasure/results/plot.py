@@ -86,7 +86,7 @@ def _figure(width: float = 8.0, height: float = 5.5):
 
 
 def _save(fig, ax, path: Path) -> PlotFile:
-    from lem_runner.atomic import atomic_write_bytes
+    from lem_runner.contract.atomic import atomic_write_bytes
 
     buf = io.BytesIO()
     fig.savefig(buf, format=path.suffix.lstrip(".") or "png")

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from lem_runner.atomic import atomic_write_text
+from lem_runner.contract.atomic import atomic_write_text
 from lem_runner.contract.config import CarbonConfig
 
 from llenergymeasure.errors import ConfigError

@@ -8,11 +8,11 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-from lem_runner.atomic import atomic_write_text
 from lem_runner.contract import ExperimentResult
+from lem_runner.contract.atomic import atomic_write_text
 
+from llenergymeasure.config.study import StudyConfig
 from llenergymeasure.study.aggregate import PointAggregate, aggregate_point, cv_warnings, to_csv
-from llenergymeasure.study.config import StudyConfig
 from llenergymeasure.study.manifest import MANIFEST_FILE, Manifest, ManifestEntry
 
 SUMMARY_FILE = "study_summary.json"

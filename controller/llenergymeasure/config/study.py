@@ -8,7 +8,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from lem_runner.contract import ExperimentConfig, measurement_config_hash
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -24,9 +24,12 @@ from llenergymeasure.config.loader import (
 )
 from llenergymeasure.errors import ConfigError
 from llenergymeasure.safety import check_sweep_size
-from llenergymeasure.study.order import Order
 
 _STUDY_KEYS = {"base", "sweep", "experiments"}
+
+#: the orders a study's runs can go in (study/order.py schedules them)
+Order = Literal["sequential", "interleave", "shuffle", "latin_square"]
+ORDERS: tuple[str, ...] = ("sequential", "interleave", "shuffle", "latin_square")
 
 class StudyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
