@@ -87,7 +87,7 @@ def _as_yaml(cfg) -> str:
 def schema(output: Path = typer.Option(Path("schemas"), "--output", "-o", help="Folder to write into.")) -> None:
     """Write JSON Schemas of the experiment and study configs (and one accepting either) for editor completion."""
     from llenergymeasure.docs.schema import write_schemas
-    from llenergymeasure.safety import resolve_output
+    from llenergymeasure.results.output_path import resolve_output
 
     for path in write_schemas(resolve_output(output)):
         typer.echo(f"wrote {path}")
@@ -131,7 +131,7 @@ def reference(
     if output is None:
         typer.echo(text, nl=False)
         return
-    from llenergymeasure.safety import resolve_output
+    from llenergymeasure.results.output_path import resolve_output
 
     output = resolve_output(output, folder=False)
     if not output.parent.is_dir():

@@ -80,7 +80,7 @@ def export(
 ) -> None:
     """One row per experiment (flat columns, units in the names); the power timeseries, where kept, beside it."""
     from llenergymeasure.results.export import export_results
-    from llenergymeasure.safety import resolve_output
+    from llenergymeasure.results.output_path import resolve_output
 
     for path in export_results(directory, fmt, resolve_output(output, folder=False) if output else None,
                                _carbon(grid_intensity, pue)):
@@ -95,8 +95,8 @@ def plot(
     fmt: str = typer.Option("png", "--format", "-f", help="png | svg | pdf (vector)"),
 ) -> None:
     """efficiency.png (J/token vs tok/s, Pareto front, CI error bars) and power-<run>.png per kept timeseries."""
+    from llenergymeasure.results.output_path import resolve_output
     from llenergymeasure.results.plot import plot_results
-    from llenergymeasure.safety import resolve_output
 
     for f in plot_results(directory, resolve_output(output) if output else None, adjusted, fmt):
         typer.echo(f"wrote {f.path}  ({f.xlabel} × {f.ylabel})")

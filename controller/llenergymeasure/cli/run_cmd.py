@@ -19,8 +19,8 @@ from llenergymeasure.errors import ConfigError
 from llenergymeasure.experiment import execute_experiment
 from llenergymeasure.host.gpu_lock import LockPolicy, use_policy
 from llenergymeasure.launchers import Timeouts
-from llenergymeasure.launchers.select import select_launcher
-from llenergymeasure.safety import check_output_dir, preflight_containers
+from llenergymeasure.launchers.select import preflight_containers, select_launcher
+from llenergymeasure.results.output_path import check_output_dir
 from llenergymeasure.study import (
     StudyInterrupted,
     StudyOptions,
