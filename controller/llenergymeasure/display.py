@@ -358,7 +358,7 @@ def render_study(console: Console, outcome, warnings=(), resume_hint: str | None
             m = a.metrics
             n_total = a.n_ok + a.n_failed
             ok = f"{a.n_ok}/{n_total}" if not a.n_failed else f"[red]{a.n_ok}/{n_total}[/]"
-            table.add_row(escape(a.label), escape(a.backend), _cell(m["tokens_per_second"], ".1f"),
+            table.add_row(escape(a.label), escape(a.backend), _cell(m["output_tokens_per_second"], ".1f"),
                           _cell(m["ttft_p50_ms"], ".1f"), _cell(m["itl_p50_ms"], ".2f"),
                           _cell(m["energy_per_token_j"], ".4g"), ok)
     else:

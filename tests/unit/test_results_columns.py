@@ -146,3 +146,17 @@ def test_export_has_a_column_per_swept_parameter_beside_the_point(tmp_path):
     assert cols[at + 1:at + 3] == ["sweep.pytorch.batch_size", "sweep.dtype"]
     assert list(frame["sweep.pytorch.batch_size"]) == ["1", "2"] and list(frame["sweep.dtype"]) == ["float32",
                                                                                                      "bfloat16"]
+
+
+def test_every_figure_of_the_catalogue_is_one_column_under_its_own_name():
+    """One name per figure: the catalogue (results/metrics.py) is what the export, the study aggregates and compare
+    read; each of its figures is exactly one column, described the same, and every study metric is one of them."""
+    from llenergymeasure.results.columns import COLUMNS
+    from llenergymeasure.results.metrics import METRICS, STUDY_METRICS
+
+    by_name = {c.name: c for c in COLUMNS}
+    assert len(by_name) == len(COLUMNS)
+    assert set(METRICS) <= set(by_name)
+    assert all(by_name[k].description == m.description and by_name[k].kind == m.kind for k, m in METRICS.items())
+    assert set(STUDY_METRICS) <= set(METRICS)
+    assert all(m.better in ("higher", "lower", None) for m in METRICS.values())

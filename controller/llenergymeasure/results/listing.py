@@ -12,10 +12,13 @@ from datetime import UTC, datetime, timedelta
 from llenergymeasure.errors import ConfigError
 from llenergymeasure.results.columns import flatten
 from llenergymeasure.results.discover import Experiment
+from llenergymeasure.results.metrics import METRICS
 
 HEADER = ("when (UTC)", "experiment", "status", "model", "backend", "settings", "tok/s", "J/token")
 MAX_LINE = 160
 SORTS = ("time", "name", "throughput", "energy")
+#: the figure each figure sort orders by (best first, as the catalogue's ``better`` says; runs without it last)
+_SORT_FIGURES = {"throughput": "output_tokens_per_second", "energy": "energy_per_token_j"}
 #: Widest a column may grow (longer text ends in "…"); the status column takes what is left of MAX_LINE.
 _MAX_WIDTH = {1: 40, 3: 20, 5: 24}
 _EPOCH = datetime.min.replace(tzinfo=UTC)
@@ -77,11 +80,13 @@ def select(experiments: Sequence[Experiment], sort: str = "time", backend: str |
         return sorted(out, key=lambda e: e.when or _EPOCH, reverse=True)
     if sort == "name":
         return sorted(out, key=lambda e: (e.study or "", e.path.name))
-    if sort == "throughput":
-        return sorted(out, key=lambda e: -(e.result.output_tokens_per_second if e.result else -1.0))
-    inf = float("inf")
-    return sorted(out, key=lambda e: e.result.avg_energy_per_token_j if e.result and
-                  e.result.avg_energy_per_token_j is not None else inf)
+    figure = METRICS[_SORT_FIGURES[sort]]
+    sign = -1.0 if figure.better == "higher" else 1.0
+
+    def key(e: Experiment) -> tuple[bool, float]:
+        value = None if e.result is None else figure.read(e.result)
+        return (value is None, 0.0 if value is None else sign * value)
+    return sorted(out, key=key)
 
 
 def list_lines(experiments: Sequence[Experiment]) -> list[str]:

@@ -18,6 +18,7 @@ from llenergymeasure.errors import ConfigError
 from llenergymeasure.results.discover import Experiment, find_experiments
 from llenergymeasure.results.frame import timeseries_path
 from llenergymeasure.results.listing import short_model
+from llenergymeasure.results.metrics import METRICS
 from llenergymeasure.results.pareto import pareto_front
 from llenergymeasure.results.points import label_params, short_labels
 from llenergymeasure.study.aggregate import MetricStats, describe
@@ -65,12 +66,12 @@ def configurations(experiments: Sequence[Experiment], adjusted: bool = False) ->
         label = f"{study}: {key}" if study else f"{short_model(first.config.model)} {first.experiment_id}"
         params.append({**({"study": study} if several_studies else {}), **label_params(key)} if study else
                       {"run": first.experiment_id, "backend": first.config.backend})
-        energy = [r.avg_energy_per_token_adjusted_j if adjusted else r.avg_energy_per_token_j for r in results]
+        energy = [METRICS["energy_per_token_adjusted_j" if adjusted else "energy_per_token_j"].read(r) for r in results]
         reasons = [r.energy.unavailable_reason for r in results if r.energy.unavailable_reason]
         if adjusted and not reasons:
             reasons = [f"no idle-adjusted figure ({r.energy.baseline_unavailable_reason or 'no idle baseline'})"
                        for r in results if r.avg_energy_per_token_adjusted_j is None]
-        out.append(Config(label, first.config.backend, describe([r.output_tokens_per_second for r in results]),
+        out.append(Config(label, first.config.backend, describe([METRICS["output_tokens_per_second"].read(r) for r in results]),
                           describe([v for v in energy if v is not None]), reasons[0] if reasons else None))
     shorts = short_labels(params)
     return [replace(c, short=s or c.label) for c, s in zip(out, shorts)]

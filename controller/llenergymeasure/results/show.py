@@ -233,7 +233,7 @@ def render_study(console: Console, study_dir: Path, carbon: CarbonConfig | None 
                   f"failed · {data.get('n_cycles', '?')} cycle(s), order {data.get('order', '?')}", highlight=False)
     console.print(f"[dim]{escape(str(study_dir))} · {MANIFEST_FILE} · config hash {data.get('config_hash')}[/]")
     entries = entries_for(study_dir, carbon)
-    metrics = [m for m in ("tokens_per_second", "energy_per_token_j", "emissions_g", "ttft_p50_ms")
+    metrics = [m for m in ("output_tokens_per_second", "energy_per_token_j", "emissions_g", "ttft_p50_ms")
                if any(m in e.values for e in entries)]
     table = Table(title="points (mean ± 95 % CI over cycles)", title_justify="left", title_style="bold")
     table.add_column("point", overflow="fold")
