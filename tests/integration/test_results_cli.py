@@ -18,9 +18,9 @@ from conftest import run_lem, write_yaml
 from lem_runner.contract import RunError
 from llenergymeasure import load_results
 from llenergymeasure.docs.schema import schemas
+from llenergymeasure.render.compare import METRIC_LABELS, format_relative, format_value
 from llenergymeasure.results.columns import COLUMN_NAMES
 from llenergymeasure.results.compare import Value
-from llenergymeasure.results.compare_view import METRIC_LABELS, format_relative, format_value
 from llenergymeasure.results.metrics import STUDY_METRICS
 
 REPO = Path(__file__).resolve().parents[2]

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from conftest import make_config, make_result
 from llenergymeasure.errors import ConfigError
+from llenergymeasure.render.listing import list_lines
 from llenergymeasure.results.columns import COLUMN_NAMES, flatten
 from llenergymeasure.results.discover import Experiment, find_experiments
 from llenergymeasure.results.export import export_results
 from llenergymeasure.results.frame import results_frame
-from llenergymeasure.results.listing import list_lines
 
 
 def _write(folder: Path, result) -> Path:

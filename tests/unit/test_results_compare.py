@@ -9,8 +9,8 @@ import pytest
 from conftest import make_result
 from lem_runner.contract.config import CarbonConfig
 from llenergymeasure.errors import ConfigError
+from llenergymeasure.render.compare import format_relative, format_value, render_comparison
 from llenergymeasure.results.compare import Value, collect, differences, entries_for, relative, significant
-from llenergymeasure.results.compare_view import format_relative, format_value, render_comparison
 from rich.console import Console
 
 

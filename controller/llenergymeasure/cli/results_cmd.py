@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from llenergymeasure.display import make_console
+from llenergymeasure.render.console import make_console
 
 app = typer.Typer(help="List, show, compare, export, plot and report results, and pick the best operating point.", no_args_is_help=True)
 
@@ -30,8 +30,9 @@ def list_(directory: Path = typer.Argument(Path("results"), metavar="[DIR]", hel
           since: str | None = typer.Option(None, "--since", help="Only runs started since: 2025-01-31, 2h, 3d.")
           ) -> None:
     """One line per experiment (study runs included): when, model, backend, settings, tok/s, J/token, status."""
+    from llenergymeasure.render.listing import list_lines
     from llenergymeasure.results.discover import find_experiments
-    from llenergymeasure.results.listing import list_lines, parse_since, select
+    from llenergymeasure.results.listing import parse_since, select
 
     after = parse_since(since) if since else None
     experiments = select(find_experiments(directory), sort, backend, model, after)
@@ -47,13 +48,14 @@ def show(path: Path = typer.Argument(..., help="Experiment folder, its result.js
          pue: float | None = typer.Option(None, "--pue", help=PUE_HELP)) -> None:
     """The full record, grouped: energy (method, baseline, warnings), windows, phases, latency, FLOPs, environment.
     A study folder: its status, one line per point (mean ± 95 % CI) and its warnings."""
+    from llenergymeasure.render.experiment import render_experiment
+    from llenergymeasure.render.study import render_study_folder
     from llenergymeasure.results.carbon import with_carbon
     from llenergymeasure.results.discover import experiment_from_arg, is_experiment_dir, is_study_dir
-    from llenergymeasure.results.show import render_experiment, render_study
 
     carbon = _carbon(grid_intensity, pue)
     if path.is_dir() and is_study_dir(path) and not is_experiment_dir(path):
-        render_study(make_console(), path, carbon)
+        render_study_folder(make_console(), path, carbon)
         return
     (experiment,) = with_carbon([experiment_from_arg(path)], carbon)
     render_experiment(make_console(), experiment)
@@ -64,8 +66,8 @@ def compare(paths: list[Path] = typer.Argument(..., help="Experiment folders, re
             grid_intensity: float | None = typer.Option(None, "--grid-intensity", help=GRID_HELP),
             pue: float | None = typer.Option(None, "--pue", help=PUE_HELP)) -> None:
     """Side by side with relative differences from the first; a study gives mean ± 95 % CI per point."""
+    from llenergymeasure.render.compare import render_comparison
     from llenergymeasure.results.compare import collect
-    from llenergymeasure.results.compare_view import render_comparison
 
     render_comparison(make_console(), collect(paths, _carbon(grid_intensity, pue)))
 

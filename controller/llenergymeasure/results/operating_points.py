@@ -15,8 +15,8 @@ from pathlib import Path
 from lem_runner.contract import ExperimentResult
 
 from llenergymeasure.errors import ConfigError, LemError
+from llenergymeasure.render.text import short_model
 from llenergymeasure.results.discover import Experiment, find_experiments
-from llenergymeasure.results.listing import short_model
 from llenergymeasure.results.metrics import METRICS
 from llenergymeasure.study.aggregate import MetricStats, describe
 

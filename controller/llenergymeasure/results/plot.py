@@ -15,9 +15,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from llenergymeasure.errors import ConfigError
+from llenergymeasure.render.text import short_model
 from llenergymeasure.results.discover import Experiment, find_experiments
 from llenergymeasure.results.frame import timeseries_path
-from llenergymeasure.results.listing import short_model
 from llenergymeasure.results.metrics import METRICS
 from llenergymeasure.results.pareto import pareto_front
 from llenergymeasure.results.points import label_params, short_labels

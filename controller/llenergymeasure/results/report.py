@@ -16,12 +16,12 @@ from lem_runner.contract.atomic import atomic_write_text
 from lem_runner.contract.config import CarbonConfig
 
 from llenergymeasure.errors import ConfigError
+from llenergymeasure.render.compare import METRIC_LABELS, format_value
+from llenergymeasure.render.text import short_model
 from llenergymeasure.results.carbon import describe_carbon, result_emissions_g, with_carbon
 from llenergymeasure.results.compare import Entry, Value, entries_for
-from llenergymeasure.results.compare_view import METRIC_LABELS, format_value
 from llenergymeasure.results.discover import SUMMARY_FILE, Experiment, find_experiments
 from llenergymeasure.results.frame import timeseries_path
-from llenergymeasure.results.listing import short_model
 from llenergymeasure.results.points import label_params
 
 MAX_POWER_FIGURES = 6
