@@ -130,6 +130,6 @@ def report(
 ) -> None:
     """One self-contained HTML file (no network): study tables, efficiency and power figures, environment, method
     notes and warnings."""
-    from llenergymeasure.results.report import write_report
+    from llenergymeasure.render.report import write_report
 
     typer.echo(f"wrote {write_report(directory, output, _carbon(grid_intensity, pue))}")

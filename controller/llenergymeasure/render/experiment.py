@@ -10,8 +10,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from llenergymeasure.render.energy import energy_rows, serving_rows
-from llenergymeasure.render.text import figure, latency, short_model
+from llenergymeasure.render.text import figure, latency
 from llenergymeasure.results.discover import Experiment
+from llenergymeasure.results.points import short_model
 
 
 def _group(title: str) -> Table:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from llenergymeasure.render.text import short_model
 from llenergymeasure.results.columns import flatten
 from llenergymeasure.results.discover import Experiment
+from llenergymeasure.results.points import short_model
 
 HEADER = ("when (UTC)", "experiment", "status", "model", "backend", "settings", "tok/s", "J/token")
 MAX_LINE = 160

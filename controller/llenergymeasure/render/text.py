@@ -1,4 +1,4 @@
-"""How a number, a latency distribution, a duration and a model name read on screen, the same in every view."""
+"""How a number, a latency distribution and a duration read on screen, the same in every view."""
 
 from __future__ import annotations
 
@@ -33,10 +33,3 @@ def clock(seconds: float) -> str:
     seconds = int(round(seconds))
     h, rest = divmod(seconds, 3600)
     return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
-
-
-def short_model(model: str | None) -> str:
-    """The model's last name: ``SmolLM2-135M`` for ``HuggingFaceTB/SmolLM2-135M``."""
-    if not model:
-        return "?"
-    return model.rstrip("/").split("/")[-1].split(":")[-1]

@@ -13,12 +13,11 @@ from lem_runner.contract import ERROR_FILE, RESULT_FILE, ExperimentResult
 from lem_runner.contract.config import CarbonConfig
 
 from llenergymeasure.errors import ConfigError
-from llenergymeasure.render.text import short_model
 from llenergymeasure.results.carbon import J_PER_KWH, with_carbon
 from llenergymeasure.results.columns import batch_size
 from llenergymeasure.results.discover import SUMMARY_FILE, experiment_from_arg, is_experiment_dir
 from llenergymeasure.results.metrics import LEGACY_NAMES, METRICS, STUDY_METRICS
-from llenergymeasure.results.points import label_params
+from llenergymeasure.results.points import label_params, short_model
 from llenergymeasure.study.aggregate import t_critical
 
 

@@ -15,9 +15,9 @@ from pathlib import Path
 from lem_runner.contract import ExperimentResult
 
 from llenergymeasure.errors import ConfigError, LemError
-from llenergymeasure.render.text import short_model
 from llenergymeasure.results.discover import Experiment, find_experiments
 from llenergymeasure.results.metrics import METRICS
+from llenergymeasure.results.points import short_model
 from llenergymeasure.study.aggregate import MetricStats, describe
 
 #: latency targets `lem results best` accepts: option name -> (what it reads from a result, its label)

@@ -15,12 +15,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from llenergymeasure.errors import ConfigError
-from llenergymeasure.render.text import short_model
 from llenergymeasure.results.discover import Experiment, find_experiments
 from llenergymeasure.results.frame import timeseries_path
 from llenergymeasure.results.metrics import METRICS
 from llenergymeasure.results.pareto import pareto_front
-from llenergymeasure.results.points import label_params, short_labels
+from llenergymeasure.results.points import label_params, short_labels, short_model
 from llenergymeasure.study.aggregate import MetricStats, describe
 
 THROUGHPUT_LABEL = "throughput (output tokens/s)"

@@ -17,12 +17,11 @@ from lem_runner.contract.config import CarbonConfig
 
 from llenergymeasure.errors import ConfigError
 from llenergymeasure.render.compare import METRIC_LABELS, format_value
-from llenergymeasure.render.text import short_model
 from llenergymeasure.results.carbon import describe_carbon, result_emissions_g, with_carbon
 from llenergymeasure.results.compare import Entry, Value, entries_for
 from llenergymeasure.results.discover import SUMMARY_FILE, Experiment, find_experiments
 from llenergymeasure.results.frame import timeseries_path
-from llenergymeasure.results.points import label_params
+from llenergymeasure.results.points import label_params, short_model
 
 MAX_POWER_FIGURES = 6
 _CSS = """
