@@ -109,7 +109,7 @@ def main() -> int:
             report["pytorch"] = compare("pytorch", lambda: lem_tps(cfg, LocalLauncher(), Path(tmp) / "r"),
                                         lambda: plain_pytorch_tps(model), args.reps)
         if "vllm" in args.backends:
-            from llenergymeasure.dockerclient import docker_client
+            from llenergymeasure.host.docker_engine import docker_client
             from llenergymeasure.images.build import build_image
 
             client = docker_client()

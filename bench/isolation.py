@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from lem_runner.contract import ExperimentConfig  # noqa: E402
-from llenergymeasure.dockerclient import docker_client  # noqa: E402
 from llenergymeasure.experiment import execute_experiment  # noqa: E402
+from llenergymeasure.host.docker_engine import docker_client  # noqa: E402
 from llenergymeasure.images.build import build_image  # noqa: E402
 from llenergymeasure.launchers.docker import DockerLauncher  # noqa: E402
 from llenergymeasure.launchers.local import LocalLauncher  # noqa: E402

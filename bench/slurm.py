@@ -33,8 +33,8 @@ N_POLLED = 500
 
 
 def _study(model: Path, python: str, n: int, tmp: Path):
+    from llenergymeasure.config.study import StudyConfig
     from llenergymeasure.study import StudyOptions, execute_study, expand_study
-    from llenergymeasure.study.config import StudyConfig
 
     study = StudyConfig.model_validate({
         "name": "slurmbench", "sweep": {"seed": list(range(n))}, "max_consecutive_failures": 0,

@@ -128,8 +128,8 @@ pytorch:
   batch_size: 3
 """)
 
-from llenergymeasure.dockerclient import docker_client  # noqa: E402
 from llenergymeasure.errors import SetupError  # noqa: E402
+from llenergymeasure.host.docker_engine import docker_client  # noqa: E402
 from llenergymeasure.images.catalog import LABEL_MANAGED  # noqa: E402
 
 # Docker fixtures: the real engine (`make docker-up` starts one) and the real CPU image, built once per session.

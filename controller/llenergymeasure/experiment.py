@@ -10,9 +10,9 @@ from lem_runner.contract.engine_args import CONFIG_PHASE
 from pydantic import PrivateAttr
 
 from llenergymeasure.errors import ConfigError, Interrupted, RunFailed, SetupError
-from llenergymeasure.gpulock import gpu_locks, lock_ids
 from llenergymeasure.gpustate import operating_point
 from llenergymeasure.gpustate.apply import Opener
+from llenergymeasure.host.gpu_lock import gpu_locks, lock_ids
 from llenergymeasure.launchers import Launcher, LaunchOutcome, LaunchSpec, Timeouts
 from llenergymeasure.launchers.select import select_launcher
 from llenergymeasure.models import resolve_model

@@ -16,7 +16,7 @@ import traceback
 from pathlib import Path
 
 from lem_runner import __version__
-from lem_runner.atomic import atomic_write_text
+from lem_runner.contract.atomic import atomic_write_text
 from lem_runner.contract.engine_args import CONFIG_PHASE, EngineArgumentError
 from lem_runner.contract.fingerprint import contract_fingerprint
 from lem_runner.contract.protocol import (

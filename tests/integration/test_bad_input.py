@@ -357,7 +357,7 @@ SEGMENT = st.from_regex(r"[a-z0-9_]{1,8}", fullmatch=True)
 @given(ups=st.integers(1, 6), tail=st.lists(SEGMENT, max_size=3), lead=st.lists(SEGMENT, max_size=2))
 def test_output_paths_that_go_up_are_resolved_not_refused(sandbox_root, ups, tail, lead):
     """`-o ../results` is a path people use: accepted (resolved), so the refusal is the missing model's, not the
-    output's, and still nothing is written anywhere. (A study checks the same path the same way, safety.py's
+    output's, and still nothing is written anywhere. (A study checks the same path the same way, results/output_path.py's
     resolve_output; its missing model would fail each run instead, so it is not the probe here.)"""
     out = "/".join([*lead, *[".."] * ups, *tail])
     line = refuse(sandbox_root, "output with ..", lambda b: [str(b.write("c.yaml", _dump(BASE, "yaml"))), "-o", out])

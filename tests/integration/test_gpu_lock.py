@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 from conftest import make_config, run_lem, write_yaml
-from llenergymeasure.gpulock import DeviceBusy, GpuLock, LockPolicy, gpu_locks, lock_ids
+from llenergymeasure.host.gpu_lock import DeviceBusy, GpuLock, LockPolicy, gpu_locks, lock_ids
 
 HOLDER = textwrap.dedent("""\
     import sys, time
-    from llenergymeasure.gpulock import GpuLock
+    from llenergymeasure.host.gpu_lock import GpuLock
     lock = GpuLock(sys.argv[1])
     lock.acquire()
     print("held", flush=True)

@@ -18,10 +18,10 @@ from conftest import run_lem, write_yaml
 from lem_runner.contract import RunError
 from llenergymeasure import load_results
 from llenergymeasure.docs.schema import schemas
+from llenergymeasure.render.compare import METRIC_LABELS, format_relative, format_value
 from llenergymeasure.results.columns import COLUMN_NAMES
 from llenergymeasure.results.compare import Value
-from llenergymeasure.results.compare_view import METRIC_LABELS, format_relative, format_value
-from llenergymeasure.study.aggregate import METRICS
+from llenergymeasure.results.metrics import STUDY_METRICS
 
 REPO = Path(__file__).resolve().parents[2]
 #: The export's columns for this results folder: the contract's, with the study's swept parameter beside its label.
@@ -191,11 +191,11 @@ def test_compare_study_shows_mean_and_ci_per_point(results):
     first, second = aggs
     lines = proc.stdout.splitlines()
     i = next(n for n, line in enumerate(lines) if line.startswith("throughput (tok/s)"))
-    m0, m1 = first["tokens_per_second"], second["tokens_per_second"]
+    m0, m1 = first["output_tokens_per_second"], second["output_tokens_per_second"]
     assert format_value(Value(m0["mean"], m0["ci95"])) in lines[i]
     assert format_value(Value(m1["mean"], m1["ci95"])) in lines[i]
     assert format_relative((m1["mean"] - m0["mean"]) / m0["mean"]) in lines[i + 1]
-    assert all(METRIC_LABELS[m] in proc.stdout for m in METRICS if m != "emissions_g")  # no carbon settings
+    assert all(METRIC_LABELS[m] in proc.stdout for m in STUDY_METRICS if m != "emissions_g")  # no carbon settings
     assert "#1 bs=1" in proc.stdout or ("#1" in proc.stdout and "bs=1" in proc.stdout)
     assert "#2  rs: pytorch.batch_size=2" in proc.stdout
 
@@ -221,7 +221,7 @@ def test_show_on_a_study_folder_shows_the_study(results):
     assert "study rs · complete · 4/4 runs finished, 0 failed" in proc.stdout
     for a in aggs:
         assert a["label"] in proc.stdout
-        assert format_value(Value(a["tokens_per_second"]["mean"], a["tokens_per_second"]["ci95"])) in proc.stdout
+        assert format_value(Value(a["output_tokens_per_second"]["mean"], a["output_tokens_per_second"]["ci95"])) in proc.stdout
     assert "energy null: run is on CPU" in proc.stdout
 
 

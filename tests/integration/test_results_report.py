@@ -10,7 +10,7 @@ from conftest import make_config, make_result
 from lem_runner.energy.device import DeviceSample
 from lem_runner.energy.sampler import SampleRow
 from lem_runner.energy.timeseries import write_timeseries
-from llenergymeasure.results.report import write_report
+from llenergymeasure.render.report import write_report
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -51,10 +51,10 @@ sweep:
     assert [a["label"] for a in aggs] == labels
     for a in aggs:
         assert a["backend"] == "pytorch" and a["n_ok"] == 2 and a["n_failed"] == 0
-        tps = a["tokens_per_second"]
+        tps = a["output_tokens_per_second"]
         assert tps["n"] == 2 and tps["mean"] > 0 and tps["ci95"] is not None and tps["ci95"] >= 0
         assert tps["std"] is not None and tps["cv"] is not None
-        runs_tps = [r["tokens_per_second"] for r in summary["experiments"] if r["label"] == a["label"]]
+        runs_tps = [r["output_tokens_per_second"] for r in summary["experiments"] if r["label"] == a["label"]]
         assert abs(tps["mean"] - sum(runs_tps) / 2) < 1e-9
         assert a["ttft_p50_ms"]["n"] == 2 and a["itl_p50_ms"]["n"] == 2
         # no GPU here: energy is null, never 0, with its reason
@@ -69,13 +69,13 @@ sweep:
         assert reader.fieldnames == csv_columns(["sweep.pytorch.batch_size", "sweep.max_input_tokens"])
     assert [(r["sweep.pytorch.batch_size"], r["sweep.max_input_tokens"]) for r in rows] == \
         [(b, m) for b in ("2", "4") for m in ("32", "64")]
-    for col in ("label", "backend", "n_ok", "n_failed", "tokens_per_second_mean", "tokens_per_second_ci95",
+    for col in ("label", "backend", "n_ok", "n_failed", "output_tokens_per_second_mean", "output_tokens_per_second_ci95",
                 "ttft_p50_ms_mean", "itl_p50_ms_mean", "energy_j_mean", "energy_per_token_j_mean",
-                "total_inference_time_sec_mean", "energy_unavailable_reason"):
+                "inference_time_s_mean", "energy_unavailable_reason"):
         assert col in reader.fieldnames
     assert len(rows) == 4
     for row in rows:
-        assert row["n_ok"] == "2" and float(row["tokens_per_second_mean"]) > 0 and row["tokens_per_second_ci95"]
+        assert row["n_ok"] == "2" and float(row["output_tokens_per_second_mean"]) > 0 and row["output_tokens_per_second_ci95"]
         assert row["energy_j_mean"] == "" and row["energy_per_token_j_mean"] == ""
     assert "±" in proc.stdout and "2/2" in proc.stdout and "study_summary.csv" in proc.stdout
     assert "[8/8]" in proc.stdout and "controller overhead" in proc.stdout

@@ -124,7 +124,7 @@ def test_sigkill_mid_study_then_resume_gives_exactly_8_results_and_a_summary(tmp
     assert summary["planned"] == 8 and summary["finished"] == 8 and summary["failed"] == 0
     assert len(summary["aggregates"]) == 4
     for agg in summary["aggregates"]:
-        tps = agg["tokens_per_second"]
+        tps = agg["output_tokens_per_second"]
         assert agg["n_ok"] == 2 and tps["n"] == 2 and tps["mean"] > 0
         assert tps["std"] is not None and tps["ci95"] is not None and tps["cv"] is not None
     assert "controller overhead" in resumed.stdout and "finished before" in resumed.stdout
@@ -245,7 +245,7 @@ def test_run_study_api_returns_the_study(tmp_path, tiny_model_path):
     assert isinstance(result, lem.StudyResult) and result.status == "complete" and result.failed == 0
     assert [e.status for e in result.entries] == ["done", "done"] and len(result.results) == 2
     (point,) = result.summaries
-    assert point.n_ok == 2 and point.metrics["tokens_per_second"].ci95 is not None
+    assert point.n_ok == 2 and point.metrics["output_tokens_per_second"].ci95 is not None
     assert (result.study_dir / "manifest.json").is_file() and result.controller_overhead_s_per_experiment >= 0
     with pytest.raises(ConfigError, match="n_cycles"):
         lem.run_study({"n_cycles": 0, "base": {}}, output=tmp_path / "r")

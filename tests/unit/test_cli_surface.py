@@ -16,7 +16,7 @@ from llenergymeasure.cli.app import main
 from llenergymeasure.doctor import cpu_energy
 from llenergymeasure.errors import ConfigError
 from llenergymeasure.images.catalog import bare_version
-from llenergymeasure.safety import resolve_output
+from llenergymeasure.results.output_path import resolve_output
 
 ROOT = Path(__file__).resolve().parents[2]
 

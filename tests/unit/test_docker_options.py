@@ -9,7 +9,7 @@ import pytest
 from conftest import make_config
 from lem_runner.contract import RunRequest
 from llenergymeasure.errors import SetupError
-from llenergymeasure.hostinfo import backend_installed
+from llenergymeasure.host.inventory import backend_installed
 from llenergymeasure.launchers import LaunchSpec
 from llenergymeasure.launchers.docker import DockerLauncher, container_options, wants_gpu
 from llenergymeasure.launchers.local import LocalLauncher

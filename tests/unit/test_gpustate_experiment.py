@@ -11,8 +11,8 @@ from fakes import FakeLauncher, fake_gpu_opener
 from lem_runner.contract import RunError
 from llenergymeasure.errors import RunFailed, SetupError
 from llenergymeasure.experiment import execute_experiment
-from llenergymeasure.gpulock import LockPolicy, use_policy
 from llenergymeasure.gpustate.journal import host_journals
+from llenergymeasure.host.gpu_lock import LockPolicy, use_policy
 
 
 @pytest.fixture
@@ -88,7 +88,7 @@ def test_auto_device_with_no_gpu_and_a_gpu_section_is_a_setup_error(tmp_path, lo
 
 
 def test_gpu_settings_are_sweep_axes(tmp_path):
-    from llenergymeasure.study.config import expand_study, load_study
+    from llenergymeasure.config.study import expand_study, load_study
 
     study = write_yaml(tmp_path / "s.yaml", f"""\
 name: dial

@@ -8,7 +8,7 @@ from importlib import resources
 
 import numpy
 import pytest
-from lem_runner.atomic import atomic_write_text
+from lem_runner.contract.atomic import atomic_write_text
 from lem_runner.contract.config import PromptConfig
 from lem_runner.measurement.flops import estimate_flops, request_flops
 from lem_runner.measurement.latency import RequestTiming, latency_stats, percentile, ttft_and_itl

@@ -10,10 +10,10 @@ from conftest import make_config, make_result
 from lem_runner.contract.config import CarbonConfig
 from lem_runner.contract.fingerprint import measurement_config_hash
 from llenergymeasure.errors import ConfigError
+from llenergymeasure.render.experiment import render_experiment
 from llenergymeasure.results.carbon import carbon_option, emissions_g, result_emissions_g, with_carbon
 from llenergymeasure.results.discover import find_experiments
 from llenergymeasure.results.frame import results_frame
-from llenergymeasure.results.show import render_experiment
 from rich.console import Console
 
 CARBON = {"grid_intensity_g_per_kwh": 400, "pue": 1.2}

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from conftest import make_config, make_result
 from llenergymeasure.errors import ConfigError
+from llenergymeasure.render.listing import list_lines
 from llenergymeasure.results.columns import COLUMN_NAMES, flatten
 from llenergymeasure.results.discover import Experiment, find_experiments
 from llenergymeasure.results.export import export_results
 from llenergymeasure.results.frame import results_frame
-from llenergymeasure.results.listing import list_lines
 
 
 def _write(folder: Path, result) -> Path:
@@ -169,3 +169,15 @@ def test_a_result_written_with_every_backends_section_still_reads_with_its_batch
     assert result.config.vllm is None and result.config.tensorrt is None and result.batch_size is None
     e = experiment_from_arg(run)
     assert (batch_size(e), batch_knob(e)) == (2, "pytorch.batch_size")
+def test_every_figure_of_the_catalogue_is_one_column_under_its_own_name():
+    """One name per figure: the catalogue (results/metrics.py) is what the export, the study aggregates and compare
+    read; each of its figures is exactly one column, described the same, and every study metric is one of them."""
+    from llenergymeasure.results.columns import COLUMNS
+    from llenergymeasure.results.metrics import METRICS, STUDY_METRICS
+
+    by_name = {c.name: c for c in COLUMNS}
+    assert len(by_name) == len(COLUMNS)
+    assert set(METRICS) <= set(by_name)
+    assert all(by_name[k].description == m.description and by_name[k].kind == m.kind for k, m in METRICS.items())
+    assert set(STUDY_METRICS) <= set(METRICS)
+    assert all(m.better in ("higher", "lower", None) for m in METRICS.values())

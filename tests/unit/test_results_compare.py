@@ -9,8 +9,8 @@ import pytest
 from conftest import make_result
 from lem_runner.contract.config import CarbonConfig
 from llenergymeasure.errors import ConfigError
+from llenergymeasure.render.compare import format_relative, format_value, render_comparison
 from llenergymeasure.results.compare import Value, collect, differences, entries_for, relative, significant
-from llenergymeasure.results.compare_view import format_relative, format_value, render_comparison
 from rich.console import Console
 
 
@@ -35,7 +35,7 @@ def test_experiments_compare_against_the_first(tmp_path):
     entries = collect([a, b / "result.json"])
     diffs = differences(entries)
     assert [e.title for e in entries] == ["a", "b"]
-    assert diffs["tokens_per_second"] == [pytest.approx(0.0), pytest.approx(0.25)]
+    assert diffs["output_tokens_per_second"] == [pytest.approx(0.0), pytest.approx(0.25)]
     assert diffs["energy_per_token_j"] == [None, None]  # the first has no energy: no difference, never 0
     assert entries[0].settings["batch"] == "1" and entries[0].settings["device"] == "auto"
     console = Console(width=200, record=True)
@@ -50,16 +50,34 @@ def test_study_folder_gives_mean_and_ci_per_point(tmp_path):
     study.mkdir()
     stats = {"mean": 10.0, "std": 1.0, "ci95": 8.985, "cv": 0.1, "n": 2}
     (study / "study_summary.json").write_text(json.dumps({"study": "st", "aggregates": [
-        {"label": "bs=1", "backend": "pytorch", "n_ok": 2, "tokens_per_second": stats,
+        {"label": "bs=1", "backend": "pytorch", "n_ok": 2, "output_tokens_per_second": stats,
          "energy_j": {"mean": None, "std": None, "ci95": None, "cv": None, "n": 0}},
-        {"label": "bs=4", "backend": "pytorch", "n_ok": 2, "tokens_per_second": {**stats, "mean": 15.0}},
+        {"label": "bs=4", "backend": "pytorch", "n_ok": 2, "output_tokens_per_second": {**stats, "mean": 15.0}},
     ]}))
     entries = entries_for(study)
     assert [e.title for e in entries] == ["st: bs=1", "st: bs=4"]
-    assert format_value(entries[0].values["tokens_per_second"]) == "10.0 ± 9.0"
+    assert format_value(entries[0].values["output_tokens_per_second"]) == "10.0 ± 9.0"
     assert entries[0].params == {"study": "st", "bs": "1"}
     assert format_value(entries[0].values["energy_j"]) == "null"
-    assert differences(entries)["tokens_per_second"][1] == pytest.approx(0.5)
+    assert differences(entries)["output_tokens_per_second"][1] == pytest.approx(0.5)
+
+
+def test_a_study_summary_written_by_lem_0_1_compares_under_todays_names(tmp_path):
+    """lem 0.1 named two study figures differently (tokens_per_second, total_inference_time_sec): its summaries
+    still compare, under the catalogue's names, with the same numbers."""
+    study = tmp_path / "old"
+    study.mkdir()
+    old = lambda mean: {"mean": mean, "std": 1.0, "ci95": 9.0, "cv": 0.1, "n": 2}  # noqa: E731
+    (study / "study_summary.json").write_text(json.dumps({"study": "old", "aggregates": [
+        {"label": "bs=1", "backend": "pytorch", "n_ok": 2, "tokens_per_second": old(10.0),
+         "total_inference_time_sec": old(2.0)},
+        {"label": "bs=4", "backend": "pytorch", "n_ok": 2, "tokens_per_second": old(30.0),
+         "total_inference_time_sec": old(1.0)}]}))
+    entries = entries_for(study)
+    assert entries[1].values["output_tokens_per_second"].mean == 30.0
+    assert entries[0].values["inference_time_s"].mean == 2.0
+    assert differences(entries)["output_tokens_per_second"][1] == pytest.approx(2.0)
+    assert "tokens_per_second" not in entries[0].values
 
 
 def test_folders_that_are_neither_are_refused(tmp_path):
@@ -101,7 +119,7 @@ def _study(folder: Path, labels: list[str], tps: list[float], std: float = 1.0, 
     aggs = []
     for label, t in zip(labels, tps):
         agg = {"label": label, "backend": "pytorch", "n_ok": 3,
-               "tokens_per_second": {"mean": t, "std": std, "ci95": 4.303 * std / 3 ** 0.5, "cv": std / t, "n": 3}}
+               "output_tokens_per_second": {"mean": t, "std": std, "ci95": 4.303 * std / 3 ** 0.5, "cv": std / t, "n": 3}}
         if energy is not None:
             agg["energy_j"] = {"mean": energy, "std": 0.1 * energy, "ci95": 0.2 * energy, "cv": 0.1, "n": 3}
         aggs.append(agg)

@@ -8,10 +8,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 from lem_runner.contract import ExperimentConfig
+from llenergymeasure.config.study import StudyConfig
 from llenergymeasure.docs.reference import COMMAND, reference_markdown, type_name
 from llenergymeasure.docs.schema import schemas
 from llenergymeasure.results.columns import COLUMNS, columns_markdown
-from llenergymeasure.study.config import StudyConfig
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 

@@ -15,10 +15,10 @@ from lem_runner.energy.device import DeviceSample
 from lem_runner.energy.sampler import SampleRow
 from lem_runner.energy.timeseries import write_timeseries
 from llenergymeasure.errors import ConfigError
+from llenergymeasure.render.report import write_report
 from llenergymeasure.results.discover import find_experiments
 from llenergymeasure.results.pareto import pareto_front
 from llenergymeasure.results.plot import configurations, efficiency_figure, plot_results
-from llenergymeasure.results.report import write_report
 from matplotlib.container import ErrorbarContainer
 from matplotlib.text import Text
 

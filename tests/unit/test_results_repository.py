@@ -9,8 +9,8 @@ from datetime import datetime, timedelta
 import pytest
 from conftest import make_config, make_result
 from fakes import FakeResultsRepository
-from lem_runner.atomic import atomic_write_text
 from lem_runner.contract import ExperimentConfig, RunError
+from lem_runner.contract.atomic import atomic_write_text
 from llenergymeasure.errors import ConfigError
 from llenergymeasure.results import FileResultsRepository, ResultsRepository
 from llenergymeasure.results.repository import CorruptResult

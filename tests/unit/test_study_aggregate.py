@@ -8,8 +8,8 @@ import math
 
 import pytest
 from conftest import make_result
+from llenergymeasure.results.metrics import STUDY_METRICS
 from llenergymeasure.study.aggregate import (
-    METRICS,
     aggregate_point,
     csv_columns,
     cv_warnings,
@@ -83,16 +83,16 @@ def test_aggregate_point_reads_every_metric_from_results():
     agg = aggregate_point("backend=vllm", "vllm", results, n_failed=1)
     assert (agg.n_ok, agg.n_failed) == (3, 1)
     m = agg.metrics
-    assert set(m) == set(METRICS)
-    assert m["tokens_per_second"].mean == 12 and m["tokens_per_second"].std == pytest.approx(2)
+    assert set(m) == set(STUDY_METRICS)
+    assert m["output_tokens_per_second"].mean == 12 and m["output_tokens_per_second"].std == pytest.approx(2)
     assert m["ttft_p50_ms"].mean == 50 and m["ttft_p50_ms"].std == pytest.approx(10)
     assert m["itl_p50_ms"].mean == 6 and m["itl_p50_ms"].ci95 == pytest.approx(4.303 / math.sqrt(3), rel=1e-4)
-    assert m["total_inference_time_sec"].mean == 2
+    assert m["inference_time_s"].mean == 2
     assert m["energy_j"].mean == 64 and m["energy_j"].std == pytest.approx(32)
     assert m["energy_per_token_j"].mean == 2 and m["energy_per_token_j"].std == pytest.approx(1)
     assert agg.energy_unavailable_reason is None
     d = agg.as_dict()
-    assert d["tokens_per_second"] == {"mean": 12, "std": pytest.approx(2), "ci95": pytest.approx(4.303 * 2 / 3 ** 0.5, rel=1e-4),
+    assert d["output_tokens_per_second"] == {"mean": 12, "std": pytest.approx(2), "ci95": pytest.approx(4.303 * 2 / 3 ** 0.5, rel=1e-4),
                                       "cv": pytest.approx(2 / 12), "n": 3}
 
 
@@ -103,7 +103,7 @@ def test_energy_null_in_every_cycle_stays_null_with_its_reason():
         s = agg.metrics[name]
         assert (s.n, s.mean, s.std, s.ci95, s.cv) == (0, None, None, None, None)
     assert agg.energy_unavailable_reason == "run is on CPU: NVML covers GPUs only"
-    assert agg.metrics["tokens_per_second"].std == 0 and agg.metrics["tokens_per_second"].cv == 0
+    assert agg.metrics["output_tokens_per_second"].std == 0 and agg.metrics["output_tokens_per_second"].cv == 0
 
 
 def test_a_metric_null_in_some_cycles_uses_the_others():
@@ -123,7 +123,7 @@ def test_cv_warning_above_10_percent_only():
     steady = aggregate_point("backend=pytorch", "pytorch",
                              [make_result(output_tokens_per_second=v) for v in (100.0, 101.0, 102.0)])
     assert cv_warnings([noisy, steady]) == [
-        "tokens_per_second varies 17 % across cycles of backend=vllm: more cycles or longer windows"
+        "output_tokens_per_second varies 17 % across cycles of backend=vllm: more cycles or longer windows"
     ]
     # exactly 10 % does not warn: 9, 10, 11 -> std 1, mean 10
     edge = aggregate_point("e", "pytorch", [make_result(output_tokens_per_second=v) for v in (9.0, 10.0, 11.0)])
@@ -133,8 +133,8 @@ def test_cv_warning_above_10_percent_only():
 def test_csv_has_stable_columns_and_empty_cells_for_null():
     cols = csv_columns()
     assert cols[:4] == ["label", "backend", "n_ok", "n_failed"]
-    for name in ("tokens_per_second", "ttft_p50_ms", "itl_p50_ms", "energy_j", "energy_per_token_j",
-                 "energy_per_token_adjusted_j", "total_inference_time_sec"):
+    for name in ("output_tokens_per_second", "ttft_p50_ms", "itl_p50_ms", "energy_j", "energy_per_token_j",
+                 "energy_per_token_adjusted_j", "inference_time_s"):
         for stat in ("mean", "std", "ci95", "cv", "n"):
             assert f"{name}_{stat}" in cols
     assert cols[-1] == "energy_unavailable_reason"
@@ -146,7 +146,7 @@ def test_csv_has_stable_columns_and_empty_cells_for_null():
     assert list(row) == csv_columns(["sweep.pytorch.batch_size"])  # one column per swept parameter, beside label
     assert list(row)[:3] == ["label", "sweep.pytorch.batch_size", "backend"] and row["sweep.pytorch.batch_size"] == "2"
     assert row["label"] == "pytorch.batch_size=2" and row["n_ok"] == "3" and row["n_failed"] == "1"
-    assert float(row["tokens_per_second_mean"]) == 12.0
-    assert float(row["tokens_per_second_ci95"]) == pytest.approx(4.303 * 2 / math.sqrt(3), rel=1e-4)
+    assert float(row["output_tokens_per_second_mean"]) == 12.0
+    assert float(row["output_tokens_per_second_ci95"]) == pytest.approx(4.303 * 2 / math.sqrt(3), rel=1e-4)
     assert row["energy_per_token_j_mean"] == "" and row["energy_j_ci95"] == "" and row["energy_j_n"] == "0"
     assert row["energy_unavailable_reason"] == "run is on CPU: NVML covers GPUs only"

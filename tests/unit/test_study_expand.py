@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from llenergymeasure.study.config import StudyConfig
+from llenergymeasure.config.study import StudyConfig
 from llenergymeasure.study.order import schedule
 from pydantic import ValidationError
 

@@ -6,7 +6,7 @@ from collections import Counter
 from itertools import pairwise
 
 import pytest
-from llenergymeasure.study.config import StudyConfig
+from llenergymeasure.config.study import StudyConfig
 from llenergymeasure.study.order import ORDERS, schedule, williams_rows
 
 

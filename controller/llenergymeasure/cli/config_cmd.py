@@ -47,8 +47,8 @@ def _device_note(cfg) -> str | None:
     """The gpu: section checked against this host's GPUs (as `lem run` would, before changing anything)."""
     if not cfg.gpu.requested:
         return None
-    from llenergymeasure.gpulock import lock_ids
     from llenergymeasure.gpustate.apply import check_config
+    from llenergymeasure.host.gpu_lock import lock_ids
 
     return check_config(cfg.gpu, lock_ids(cfg))
 
@@ -82,7 +82,7 @@ def _as_yaml(cfg) -> str:
 def schema(output: Path = typer.Option(Path("schemas"), "--output", "-o", help="Folder to write into.")) -> None:
     """Write JSON Schemas of the experiment and study configs (and one accepting either) for editor completion."""
     from llenergymeasure.docs.schema import write_schemas
-    from llenergymeasure.safety import resolve_output
+    from llenergymeasure.results.output_path import resolve_output
 
     for path in write_schemas(resolve_output(output)):
         typer.echo(f"wrote {path}")
@@ -96,7 +96,7 @@ def init(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
 ) -> None:
     """Write a commented starter config that validates as it is."""
-    from lem_runner.atomic import atomic_write_text
+    from lem_runner.contract.atomic import atomic_write_text
 
     from llenergymeasure.docs.starter import EXPERIMENT, SERVING, STUDY
 
@@ -117,7 +117,7 @@ def reference(
     columns: bool = typer.Option(False, "--columns", help="The exported results columns instead of config fields."),
 ) -> None:
     """The field reference generated from the models (docs/config-reference.md, docs/results-columns.md)."""
-    from lem_runner.atomic import atomic_write_text
+    from lem_runner.contract.atomic import atomic_write_text
 
     from llenergymeasure.docs.reference import reference_markdown
     from llenergymeasure.results.columns import columns_markdown
@@ -126,7 +126,7 @@ def reference(
     if output is None:
         typer.echo(text, nl=False)
         return
-    from llenergymeasure.safety import resolve_output
+    from llenergymeasure.results.output_path import resolve_output
 
     output = resolve_output(output, folder=False)
     if not output.parent.is_dir():

@@ -8,8 +8,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from llenergymeasure.display import make_console
 from llenergymeasure.doctor import run_checks
+from llenergymeasure.render.console import make_console
 
 
 def doctor(

@@ -8,10 +8,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from llenergymeasure.display import make_console
-from llenergymeasure.dockerclient import docker_client
+from llenergymeasure.host.docker_engine import docker_client
 from llenergymeasure.images.build import base_image_present, build_image, ensure_base_image
 from llenergymeasure.images.catalog import BACKENDS, BASE_IMAGE_CPU, CPU_VARIANTS, build_command, image_tag, list_images
+from llenergymeasure.render.console import make_console
 
 app = typer.Typer(help="Build and list runner images.", no_args_is_help=True)
 

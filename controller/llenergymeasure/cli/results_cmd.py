@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from lem_runner.contract import backend_names
 
-from llenergymeasure.display import make_console
+from llenergymeasure.render.console import make_console
 
 app = typer.Typer(help="List, show, compare, export, plot and report results, and pick the best operating point.", no_args_is_help=True)
 
@@ -31,8 +31,9 @@ def list_(directory: Path = typer.Argument(Path("results"), metavar="[DIR]", hel
           since: str | None = typer.Option(None, "--since", help="Only runs started since: 2025-01-31, 2h, 3d.")
           ) -> None:
     """One line per experiment (study runs included): when, model, backend, settings, tok/s, J/token, status."""
+    from llenergymeasure.render.listing import list_lines
     from llenergymeasure.results.discover import find_experiments
-    from llenergymeasure.results.listing import list_lines, parse_since, select
+    from llenergymeasure.results.listing import parse_since, select
 
     after = parse_since(since) if since else None
     experiments = select(find_experiments(directory), sort, backend, model, after)
@@ -48,13 +49,14 @@ def show(path: Path = typer.Argument(..., help="Experiment folder, its result.js
          pue: float | None = typer.Option(None, "--pue", help=PUE_HELP)) -> None:
     """The full record, grouped: energy (method, baseline, warnings), windows, phases, latency, FLOPs, environment.
     A study folder: its status, one line per point (mean ± 95 % CI) and its warnings."""
+    from llenergymeasure.render.experiment import render_experiment
+    from llenergymeasure.render.study import render_study_folder
     from llenergymeasure.results.carbon import with_carbon
     from llenergymeasure.results.discover import experiment_from_arg, is_experiment_dir, is_study_dir
-    from llenergymeasure.results.show import render_experiment, render_study
 
     carbon = _carbon(grid_intensity, pue)
     if path.is_dir() and is_study_dir(path) and not is_experiment_dir(path):
-        render_study(make_console(), path, carbon)
+        render_study_folder(make_console(), path, carbon)
         return
     (experiment,) = with_carbon([experiment_from_arg(path)], carbon)
     render_experiment(make_console(), experiment)
@@ -65,8 +67,8 @@ def compare(paths: list[Path] = typer.Argument(..., help="Experiment folders, re
             grid_intensity: float | None = typer.Option(None, "--grid-intensity", help=GRID_HELP),
             pue: float | None = typer.Option(None, "--pue", help=PUE_HELP)) -> None:
     """Side by side with relative differences from the first; a study gives mean ± 95 % CI per point."""
+    from llenergymeasure.render.compare import render_comparison
     from llenergymeasure.results.compare import collect
-    from llenergymeasure.results.compare_view import render_comparison
 
     render_comparison(make_console(), collect(paths, _carbon(grid_intensity, pue)))
 
@@ -81,7 +83,7 @@ def export(
 ) -> None:
     """One row per experiment (flat columns, units in the names); the power timeseries, where kept, beside it."""
     from llenergymeasure.results.export import export_results
-    from llenergymeasure.safety import resolve_output
+    from llenergymeasure.results.output_path import resolve_output
 
     for path in export_results(directory, fmt, resolve_output(output, folder=False) if output else None,
                                _carbon(grid_intensity, pue)):
@@ -96,8 +98,8 @@ def plot(
     fmt: str = typer.Option("png", "--format", "-f", help="png | svg | pdf (vector)"),
 ) -> None:
     """efficiency.png (J/token vs tok/s, Pareto front, CI error bars) and power-<run>.png per kept timeseries."""
+    from llenergymeasure.results.output_path import resolve_output
     from llenergymeasure.results.plot import plot_results
-    from llenergymeasure.safety import resolve_output
 
     for f in plot_results(directory, resolve_output(output) if output else None, adjusted, fmt):
         typer.echo(f"wrote {f.path}  ({f.xlabel} × {f.ylabel})")
@@ -129,6 +131,6 @@ def report(
 ) -> None:
     """One self-contained HTML file (no network): study tables, efficiency and power figures, environment, method
     notes and warnings."""
-    from llenergymeasure.results.report import write_report
+    from llenergymeasure.render.report import write_report
 
     typer.echo(f"wrote {write_report(directory, output, _carbon(grid_intensity, pue))}")

@@ -15,13 +15,16 @@ from rich.markup import escape
 from llenergymeasure.config import load_config
 from llenergymeasure.config.checks import BATCH_SIZE, FLAGS
 from llenergymeasure.config.loader import format_problems, read_config_file
-from llenergymeasure.display import RunDisplay, StudyDisplay, make_console, render_study, render_summary
 from llenergymeasure.errors import ConfigError
 from llenergymeasure.experiment import execute_experiment
-from llenergymeasure.gpulock import LockPolicy, use_policy
+from llenergymeasure.host.gpu_lock import LockPolicy, use_policy
 from llenergymeasure.launchers import Timeouts
-from llenergymeasure.launchers.select import select_launcher
-from llenergymeasure.safety import check_output_dir, preflight_containers
+from llenergymeasure.launchers.select import preflight_containers, select_launcher
+from llenergymeasure.render.console import make_console
+from llenergymeasure.render.progress import RunDisplay, StudyDisplay
+from llenergymeasure.render.study import render_study
+from llenergymeasure.render.summary import render_summary
+from llenergymeasure.results.output_path import check_output_dir
 from llenergymeasure.study import (
     StudyInterrupted,
     StudyOptions,

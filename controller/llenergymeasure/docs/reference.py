@@ -16,7 +16,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from llenergymeasure.config.checks import section_model
-from llenergymeasure.study.config import StudyConfig
+from llenergymeasure.config.study import StudyConfig
 
 COMMAND = "lem config reference -o docs/config-reference.md"
 

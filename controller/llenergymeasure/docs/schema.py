@@ -10,11 +10,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lem_runner.atomic import atomic_write_text
 from lem_runner.contract import ExperimentConfig
+from lem_runner.contract.atomic import atomic_write_text
 
+from llenergymeasure.config.study import StudyConfig
 from llenergymeasure.errors import ConfigError
-from llenergymeasure.study.config import StudyConfig
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 FILES = {"experiment": "experiment.schema.json", "study": "study.schema.json", "config": "lem-config.schema.json"}

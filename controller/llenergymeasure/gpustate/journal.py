@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from lem_runner.atomic import atomic_write_text
+from lem_runner.contract.atomic import atomic_write_text
 
-from llenergymeasure.gpulock import lock_dir
+from llenergymeasure.host.gpu_lock import lock_dir
 
 VERSION = 1
 

@@ -23,6 +23,7 @@ from lem_runner.contract import BackendSpec, backend_spec, contract_fingerprint
 
 from llenergymeasure import __version__
 from llenergymeasure.errors import ConfigError, SetupError
+from llenergymeasure.host.cache import cache_root
 from llenergymeasure.images.catalog import (
     BACKENDS,
     BASE_IMAGE_CPU,
@@ -36,7 +37,6 @@ from llenergymeasure.images.catalog import (
     bare_version,
     image_tag,
 )
-from llenergymeasure.paths import cache_root
 
 #: builds the CPU variants' base image when it is missing (debootstrap + docker import; no registry needed)
 BASE_IMAGE_SCRIPT = Path("docker") / "build-base-image.sh"

@@ -19,8 +19,8 @@ from pathlib import Path
 import docker.errors
 import docker.types
 import requests.exceptions
-from lem_runner.atomic import atomic_write_text, current_umask
 from lem_runner.contract import REQUEST_FILE
+from lem_runner.contract.atomic import atomic_write_text, current_umask
 
 from llenergymeasure import __version__
 from llenergymeasure.errors import SetupError
@@ -142,14 +142,14 @@ class DockerLauncher:
     @property
     def client(self):
         if self._client is None:
-            from llenergymeasure.dockerclient import docker_client
+            from llenergymeasure.host.docker_engine import docker_client
 
             self._client = docker_client()
         return self._client
 
     def _host_gpu_count(self) -> int:
         if self._host_gpus is None:
-            from llenergymeasure.hostinfo import gpu_count
+            from llenergymeasure.host.inventory import gpu_count
 
             self._host_gpus = gpu_count()
         return self._host_gpus
@@ -177,7 +177,7 @@ class DockerLauncher:
         update = {"model_path": model_path, "prompts_path": prompts_path, "image": info.id}
         gpus = None
         if use_gpu:  # the container sees only the requested GPUs, renumbered from 0 in PCI bus order
-            from llenergymeasure.hostinfo import gpu_uuid
+            from llenergymeasure.host.inventory import gpu_uuid
 
             gpus = container_gpus(cfg.devices, os.environ, gpu_uuid)
             update.update(local_devices=gpus.local_devices, device_uuids=gpus.uuids)

@@ -10,8 +10,8 @@ import signal
 import subprocess
 import sys
 
-from lem_runner.atomic import atomic_write_text
 from lem_runner.contract import REQUEST_FILE
+from lem_runner.contract.atomic import atomic_write_text
 
 from llenergymeasure.launchers.base import LOG_FILE, ErrorMemo, EventSink, LaunchOutcome, LaunchSpec
 from llenergymeasure.launchers.stream import pump, start_reader

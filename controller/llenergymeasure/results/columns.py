@@ -9,14 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from lem_runner.contract import ExperimentConfig, ExperimentResult, LatencyStats, WindowFigures
+from lem_runner.contract import ExperimentConfig, ExperimentResult
 
-from llenergymeasure.results.carbon import emissions_per_token_g, result_emissions_g
 from llenergymeasure.results.discover import Experiment
-
-Kind = Literal["str", "int", "float", "bool", "datetime"]
+from llenergymeasure.results.metrics import METRICS, Kind
 
 
 @dataclass(frozen=True)
@@ -68,28 +66,6 @@ def _resolved(key: str, fallback: Callable[[ExperimentConfig], Any]) -> Callable
     return read
 
 
-def _serving(attr: str) -> Callable[[Experiment], Any]:
-    return _r(lambda r: None if r.serving is None else getattr(r.serving, attr))
-
-
-def _latency(which: str, stat: str) -> Callable[[Experiment], Any]:
-    def read(r: ExperimentResult) -> Any:
-        stats: LatencyStats | None = getattr(r, which, None) or getattr(r.serving, which, None)
-        return None if stats is None else getattr(stats, f"{stat}_ms")
-    return _r(read)
-
-
-def _window(name: str, attr: str) -> Callable[[Experiment], Any]:
-    def read(r: ExperimentResult) -> Any:
-        w: WindowFigures | None = r.windows.get(name)
-        return None if w is None else getattr(w, attr)
-    return _r(read)
-
-
-def _phase(name: str, attr: str) -> Callable[[Experiment], Any]:
-    return _r(lambda r: None if r.phases is None else getattr(getattr(r.phases, name), attr))
-
-
 def _baseline(attr: str) -> Callable[[Experiment], Any]:
     return _r(lambda r: None if r.energy.baseline is None else getattr(r.energy.baseline, attr))
 
@@ -103,6 +79,11 @@ def _cache_check(attr: str) -> Callable[[Experiment], Any]:
 
 def _gpu(read: Callable[[Any], Any]) -> Callable[[Experiment], Any]:
     return _r(lambda r: read(r.environment.gpus[0]) if r.environment.gpus else None)
+
+
+def _fig(*keys: str) -> list[Column]:
+    """The catalogue's figures (results/metrics.py), as columns of the same names."""
+    return [Column(m.key, m.kind, m.description, _r(m.read)) for m in (METRICS[k] for k in keys)]
 
 
 COLUMNS: list[Column] = [
@@ -133,82 +114,30 @@ COLUMNS: list[Column] = [
            _r(lambda r: r.measurement_config_hash)),
     Column("measurement_methodology", "str", "which window the headline figures cover: total, steady_state, windowed",
            _r(lambda r: r.measurement_methodology)),
-    Column("run_n_requests", "int", "whole run: requests measured", _r(lambda r: r.whole_run.n_requests)),
-    Column("run_input_tokens", "int", "whole run: prompt tokens", _r(lambda r: r.whole_run.input_tokens)),
-    Column("run_output_tokens", "int", "whole run: generated tokens", _r(lambda r: r.whole_run.output_tokens)),
-    Column("run_total_tokens", "int", "whole run: input + output tokens", _r(lambda r: r.whole_run.total_tokens)),
-    Column("run_flops", "float", "whole run: estimated FLOPs", _r(lambda r: r.flops.total if r.flops else None)),
-    Column("output_tokens", "int", "headline window: output tokens with a timestamp inside it",
-           _r(lambda r: r.output_tokens)),
-    Column("inference_time_s", "float", "headline window: wall time", _r(lambda r: r.inference_time_s)),
-    Column("output_tokens_per_second", "float", "headline window: output tokens / wall time",
-           _r(lambda r: r.output_tokens_per_second)),
-    Column("energy_j", "float", "headline window: raw energy (null: not measured)", _r(lambda r: r.total_energy_j)),
-    Column("energy_adjusted_j", "float", "headline window: raw less idle baseline power x wall time; signed",
-           _r(lambda r: r.adjusted_energy_j)),
-    Column("energy_per_token_j", "float", "headline window: raw energy / output tokens",
-           _r(lambda r: r.energy_per_token_j)),
-    Column("energy_per_token_adjusted_j", "float", "headline window: idle-adjusted energy / output tokens; signed",
-           _r(lambda r: r.adjusted_energy_per_token_j)),
+    *_fig("run_n_requests", "run_input_tokens", "run_output_tokens", "run_total_tokens", "run_flops", "output_tokens",
+          "inference_time_s", "output_tokens_per_second", "energy_j", "energy_adjusted_j", "energy_per_token_j",
+          "energy_per_token_adjusted_j"),
     Column("energy_unavailable_reason", "str", "why energy is null, when it is", _r(lambda r: r.energy.unavailable_reason)),
     Column("grid_intensity_g_per_kwh", "float", "carbon input: grid intensity, gCO2e/kWh (null: no carbon settings)",
            _r(lambda r: r.config.carbon.grid_intensity_g_per_kwh if r.config.carbon else None)),
     Column("pue", "float", "carbon input: power usage effectiveness applied", _r(lambda r: r.config.carbon.pue
                                                                                   if r.config.carbon else None)),
-    Column("emissions_g", "float", "energy_j / 3.6e6 x pue x grid intensity, gCO2e (null: energy or inputs missing)",
-           _r(result_emissions_g)),
-    Column("emissions_per_token_g", "float", "emissions_g / output tokens", _r(emissions_per_token_g)),
+    *_fig("emissions_g", "emissions_per_token_g"),
     Column("energy_sampler", "str", "energy source, e.g. nvml_counter, rapl, none", _r(lambda r: r.energy.source)),
     Column("energy_method", "str", "how the energy was obtained, in words", _r(lambda r: r.energy.method)),
-    Column("integrated_energy_j", "float", "total window: sampled power integrated (cross-check)",
-           _r(lambda r: r.energy.integrated_energy_j)),
-    Column("counter_vs_integrated_rel_diff", "float", "(integrated - counter) / counter",
-           _r(lambda r: r.energy.counter_vs_integrated_rel_diff)),
-    Column("counter_update_period_ms", "float", "measured interval between energy-counter updates",
-           _r(lambda r: r.energy.counter_update_period_ms)),
-    Column("sample_hz", "float", "power sampling rate", _r(lambda r: r.energy.sample_hz)),
-    Column("energy_resolution_ms", "float", "shortest span the energy series resolves (power-sample or "
-           "counter-read interval)", _r(lambda r: r.energy.resolution_ms)),
-    Column("n_power_samples", "int", "total window: power samples, all devices", _r(lambda r: r.energy.n_power_samples)),
-    Column("mean_power_w", "float", "mean power over the headline window",
-           _r(lambda r: (w := r.windows.get(r.measurement_methodology)) and w.mean_power_w)),
-    Column("baseline_power_w", "float", "idle power, summed over devices", _baseline("power_w")),
-    Column("baseline_power_std_w", "float", "standard deviation of the sampled idle power", _baseline("power_std_w")),
-    Column("baseline_duration_s", "float", "how long idle power was measured", _baseline("duration_s")),
+    *_fig("integrated_energy_j", "counter_vs_integrated_rel_diff", "counter_update_period_ms", "sample_hz",
+          "energy_resolution_ms", "n_power_samples", "mean_power_w", "baseline_power_w", "baseline_power_std_w",
+          "baseline_duration_s"),
     Column("baseline_source", "str", "fresh or cached", _baseline("source")),
     Column("baseline_cache_check", "str", "cached baselines: reused (spot-check agreed), remeasured (it drifted) or "
            "measured (none fit these conditions)", _cache_check("outcome")),
-    Column("baseline_drift_rel_diff", "float", "spot-check vs cached baseline, (spot - cached) / cached",
-           _cache_check("drift_rel")),
-    *[Column(f"{w}_window_{a}", k, f"{w} window: {d}", _window(w, attr))
-      for w in ("total", "steady_state", "windowed")
-      for a, attr, k, d in (("duration_s", "duration_s", "float", "wall time"),
-                            ("tokens_per_second", "tokens_per_second", "float", "output tokens / s"),
-                            ("energy_j", "energy_j", "float", "raw energy"),
-                            ("energy_per_token_j", "energy_per_token_j", "float", "raw energy / output token"))],
-    *[Column(f"{p}_{a}", k, f"{p} phase: {d}", _phase(p, attr))
-      for p in ("prefill", "decode")
-      for a, attr, k, d in (("time_s", "time_s", "float", "wall time the phase ran"),
-                            ("energy_j", "energy_j", "float", "energy from counter reads at phase boundaries"),
-                            ("energy_share", "energy_share", "float", "share of prefill + decode energy"),
-                            ("tokens", "tokens", "int", "prompt (prefill) or generated (decode) tokens"),
-                            ("flops", "flops", "float", "estimated floating-point operations"))],
-    *[Column(f"{which}_{stat}_ms", "float", f"{label} {stat}", _latency(which, stat))
-      for which, label in (("ttft", "time to first token, from submission (queueing included)"),
-                           ("queue_time", "queue time, submission to the start of its prefill"),
-                           ("batch_ttft", "time to first token from the start of the engine call that carried it"),
-                           ("itl", "inter-token latency"))
-      for stat in ("mean", "p50", "p90", "p99")],
-    Column("total_flops", "float", "headline window: estimated FLOPs of its output tokens",
-           _r(lambda r: _headline_flops(r))),
-    Column("flops_per_output_token", "float", "headline window: total_flops / output_tokens",
-           _r(lambda r: _headline_flops(r) / r.output_tokens
-              if _headline_flops(r) is not None and r.output_tokens else None)),
-    Column("achieved_flops_per_s", "float", "headline window: total_flops / wall time",
-           _r(lambda r: _headline_flops(r) / r.inference_time_s
-              if _headline_flops(r) is not None and r.inference_time_s else None)),
-    Column("model_load_s", "float", "model load time (outside the window)", _r(lambda r: r.model_load_s)),
-    Column("warmup_batches", "int", "batches run before the window", _r(lambda r: r.warmup.batches)),
+    *_fig("baseline_drift_rel_diff"),
+    *_fig(*(f"{w}_window_{a}" for w in ("total", "steady_state", "windowed")
+            for a in ("duration_s", "tokens_per_second", "energy_j", "energy_per_token_j"))),
+    *_fig(*(f"{p}_{a}" for p in ("prefill", "decode") for a in ("time_s", "energy_j", "energy_share", "tokens", "flops"))),
+    *_fig(*(f"{which}_{stat}_ms" for which in ("ttft", "queue_time", "batch_ttft", "itl")
+            for stat in ("mean", "p50", "p90", "p99"))),
+    *_fig("total_flops", "flops_per_output_token", "achieved_flops_per_s", "model_load_s", "warmup_batches"),
     Column("warmup_stop_reason", "str", "why warmup stopped", _r(lambda r: r.warmup.stop_reason if r.warmup else None)),
     Column("quality_flags", "str", "measurement-quality codes, ';'-separated", _r(lambda r: ";".join(r.quality_flags))),
     Column("n_warnings", "int", "warnings the runner recorded", _r(lambda r: len(r.warnings))),
@@ -227,27 +156,10 @@ COLUMNS: list[Column] = [
            _r(lambda r: r.energy.timeseries_file)),
     # serving scenario (null for offline runs); definitions in docs/method.md, "Serving"
     Column("scenario", "str", "offline | serving", _c(lambda c: c.scenario)),
-    Column("arrival", "str", "serving: arrival process", _serving("arrival")),
-    Column("offered_rate_per_s", "float", "serving: requests/s asked for", _serving("offered_rate_rps")),
-    Column("achieved_rate_per_s", "float", "serving: requests/s sent", _serving("achieved_rate_rps")),
-    Column("concurrency_clients", "int", "serving: closed-loop clients", _serving("clients")),
-    Column("requests_ok", "int", "serving: requests that completed", _serving("n_ok")),
-    Column("requests_failed", "int", "serving: errors + timeouts",
-           _r(lambda r: None if r.serving is None else r.serving.n_errors + r.serving.n_timeouts)),
-    Column("inflight_mean_requests", "float", "serving: time-weighted mean of requests in flight", _serving("inflight_mean")),
-    Column("tpot_p50_ms", "float", "serving: time per output token after the first, median", _latency("tpot", "p50")),
-    Column("e2e_p50_ms", "float", "serving: end-to-end latency, median", _latency("e2e", "p50")),
-    Column("e2e_p99_ms", "float", "serving: end-to-end latency, 99th percentile", _latency("e2e", "p99")),
-    Column("goodput_per_s", "float", "serving: requests/s meeting every SLO bound", _serving("goodput_rps")),
-    Column("slo_share", "float", "serving: share of requests meeting the SLO", _serving("good_share")),
-    Column("energy_per_good_token_j", "float", "serving: window energy / output tokens of requests meeting the SLO",
-           _serving("energy_per_good_token_j")),
-    Column("energy_per_request_mean_j", "float", "serving: attributed energy per request, mean",
-           _r(lambda r: None if r.serving is None or r.serving.energy_per_request is None
-              else r.serving.energy_per_request.mean_j)),
-    Column("idle_energy_j", "float", "serving: energy while no request was in flight", _serving("idle_energy_j")),
-    Column("server_start_s", "float", "serving: server launch to healthy (outside the window)",
-           _serving("server_start_s")),
+    Column("arrival", "str", "serving: arrival process", _r(lambda r: None if r.serving is None else r.serving.arrival)),
+    *_fig("offered_rate_per_s", "achieved_rate_per_s", "concurrency_clients", "requests_ok", "requests_failed",
+          "inflight_mean_requests", "tpot_p50_ms", "e2e_p50_ms", "e2e_p99_ms", "goodput_per_s", "slo_share",
+          "energy_per_good_token_j", "energy_per_request_mean_j", "idle_energy_j", "server_start_s"),
 ]
 
 COLUMN_NAMES = [c.name for c in COLUMNS]

@@ -16,9 +16,9 @@ from llenergymeasure.errors import ConfigError
 from llenergymeasure.results.carbon import J_PER_KWH, with_carbon
 from llenergymeasure.results.columns import batch_size
 from llenergymeasure.results.discover import SUMMARY_FILE, experiment_from_arg, is_experiment_dir
-from llenergymeasure.results.listing import short_model
-from llenergymeasure.results.points import label_params
-from llenergymeasure.study.aggregate import METRICS, t_critical
+from llenergymeasure.results.metrics import LEGACY_NAMES, METRICS, STUDY_METRICS
+from llenergymeasure.results.points import label_params, short_model
+from llenergymeasure.study.aggregate import t_critical
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ def _experiment_entry(path: Path, carbon: CarbonConfig | None = None) -> Entry:
         settings["carbon"] = f"{c.carbon.grid_intensity_g_per_kwh:g} g/kWh × PUE {c.carbon.pue:g}"
     params = {"model": settings["model"], "backend": c.backend, "batch_size": settings["batch"],
               "dtype": settings["dtype"], "device": settings["device"]}
-    values = {m: Value(read(r)) for m, read in METRICS.items() if m != "emissions_g" or c.carbon is not None}
+    values = {m: Value(METRICS[m].read(r)) for m in STUDY_METRICS if m != "emissions_g" or c.carbon is not None}
     return Entry(e.experiment_id, str(e.path), settings, values, params)
 
 
@@ -104,7 +104,8 @@ def _study_entries(path: Path, carbon: CarbonConfig | None = None) -> list[Entry
         points = data["aggregates"]
         entries = []
         for p in points:
-            values = {m: Value(p[m]["mean"], p[m]["ci95"], p[m]["n"], p[m].get("std")) for m in METRICS
+            p = {LEGACY_NAMES.get(k, k): v for k, v in p.items()}  # a summary written by lem 0.1 reads the same
+            values = {m: Value(p[m]["mean"], p[m]["ci95"], p[m]["n"], p[m].get("std")) for m in STUDY_METRICS
                       if isinstance(p.get(m), dict)}
             settings = {"backend": p.get("backend", "?"), "cycles ok": str(p.get("n_ok"))}
             point_carbon = carbon or _first_run_carbon(path, data, p["label"])
@@ -144,4 +145,4 @@ def differences(entries: list[Entry]) -> dict[str, list[float | None]]:
     """Per metric, each entry's relative difference from the first entry's (mean) value."""
     base = entries[0]
     return {m: [relative(base.values.get(m, Value(None)).mean, e.values.get(m, Value(None)).mean) for e in entries]
-            for m in METRICS}
+            for m in STUDY_METRICS}

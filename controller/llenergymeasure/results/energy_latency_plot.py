@@ -19,7 +19,7 @@ def energy_latency_plot(pts: Sequence[Point], path: Path, adjusted: bool = False
     measured = [p for p in pts if p.jpt.mean is not None and p.latency["ttft_p50_ms"].mean is not None]
     if not measured or all(p.setting == "default clocks" for p in measured):
         return None
-    from lem_runner.atomic import atomic_write_bytes
+    from lem_runner.contract.atomic import atomic_write_bytes
 
     fig = _figure(11.0, 5.0)
     kind = "idle-adjusted energy" if adjusted else "energy"

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from lem_runner.atomic import atomic_write_bytes
+from lem_runner.contract.atomic import atomic_write_bytes
 from lem_runner.contract.config import CarbonConfig
 
 from llenergymeasure.errors import ConfigError

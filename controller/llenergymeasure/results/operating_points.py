@@ -16,16 +16,19 @@ from lem_runner.contract import ExperimentResult
 
 from llenergymeasure.errors import ConfigError, LemError
 from llenergymeasure.results.discover import Experiment, find_experiments
-from llenergymeasure.results.listing import short_model
+from llenergymeasure.results.metrics import METRICS
+from llenergymeasure.results.points import short_model
 from llenergymeasure.study.aggregate import MetricStats, describe
 
 #: latency targets `lem results best` accepts: option name -> (what it reads from a result, its label)
-LATENCY_FIGURES = {
-    "ttft_p50_ms": (lambda r: r.ttft.p50_ms if r.ttft else None, "TTFT p50"),
-    "ttft_p99_ms": (lambda r: r.ttft.p99_ms if r.ttft else None, "TTFT p99"),
-    "itl_p50_ms": (lambda r: r.itl.p50_ms if r.itl else None, "ITL (TPOT) p50"),
-    "itl_p99_ms": (lambda r: r.itl.p99_ms if r.itl else None, "ITL (TPOT) p99"),
-}
+#: the latency targets ``lem results best`` takes: the catalogue's figure (results/metrics.py) and its short name
+LATENCY_FIGURES = {key: (METRICS[key].read, short) for key, short in (
+    ("ttft_p50_ms", "TTFT p50"), ("ttft_p99_ms", "TTFT p99"), ("itl_p50_ms", "ITL (TPOT) p50"),
+    ("itl_p99_ms", "ITL (TPOT) p99"))}
+
+
+def _energy_per_token(adjusted: bool):
+    return METRICS["energy_per_token_adjusted_j" if adjusted else "energy_per_token_j"]
 
 
 class NoneMeetsTargets(LemError):
@@ -67,13 +70,13 @@ def points(experiments: Sequence[Experiment], adjusted: bool = False) -> list[Po
     for (study, key), results in groups.items():
         first = results[0]
         label = f"{study}: {key}" if study else f"{short_model(first.config.model)} {first.experiment_id}"
-        energy = [r.adjusted_energy_per_token_j if adjusted else r.energy_per_token_j for r in results]
+        energy = [_energy_per_token(adjusted).read(r) for r in results]
         latency = {name: describe([v for r in results if (v := read(r)) is not None])
                    for name, (read, _) in LATENCY_FIGURES.items()}
         flags = tuple(sorted({f for r in results for f in r.quality_flags if f == "clock_drift"}))
         out.append(Point(label, first.config.backend, setting_label(first),
                          describe([v for v in energy if v is not None]),
-                         describe([r.output_tokens_per_second for r in results]), latency, flags))
+                         describe([METRICS["output_tokens_per_second"].read(r) for r in results]), latency, flags))
     return out
 
 

@@ -19,9 +19,9 @@ from lem_runner.contract import backend_names
 from llenergymeasure.errors import ConfigError
 from llenergymeasure.results.discover import Experiment, find_experiments
 from llenergymeasure.results.frame import timeseries_path
-from llenergymeasure.results.listing import short_model
+from llenergymeasure.results.metrics import METRICS
 from llenergymeasure.results.pareto import pareto_front
-from llenergymeasure.results.points import label_params, short_labels
+from llenergymeasure.results.points import label_params, short_labels, short_model
 from llenergymeasure.study.aggregate import MetricStats, describe
 
 THROUGHPUT_LABEL = "throughput (output tokens/s)"
@@ -67,12 +67,12 @@ def configurations(experiments: Sequence[Experiment], adjusted: bool = False) ->
         label = f"{study}: {key}" if study else f"{short_model(first.config.model)} {first.experiment_id}"
         params.append({**({"study": study} if several_studies else {}), **label_params(key)} if study else
                       {"run": first.experiment_id, "backend": first.config.backend})
-        energy = [r.adjusted_energy_per_token_j if adjusted else r.energy_per_token_j for r in results]
+        energy = [METRICS["energy_per_token_adjusted_j" if adjusted else "energy_per_token_j"].read(r) for r in results]
         reasons = [r.energy.unavailable_reason for r in results if r.energy.unavailable_reason]
         if adjusted and not reasons:
             reasons = [f"no idle-adjusted figure ({r.energy.baseline_unavailable_reason or 'no idle baseline'})"
                        for r in results if r.adjusted_energy_per_token_j is None]
-        out.append(Config(label, first.config.backend, describe([r.output_tokens_per_second for r in results]),
+        out.append(Config(label, first.config.backend, describe([METRICS["output_tokens_per_second"].read(r) for r in results]),
                           describe([v for v in energy if v is not None]), reasons[0] if reasons else None))
     shorts = short_labels(params)
     return [replace(c, short=s or c.label) for c, s in zip(out, shorts)]
@@ -88,7 +88,7 @@ def _figure(width: float = 8.0, height: float = 5.5):
 
 
 def _save(fig, ax, path: Path) -> PlotFile:
-    from lem_runner.atomic import atomic_write_bytes
+    from lem_runner.contract.atomic import atomic_write_bytes
 
     buf = io.BytesIO()
     fig.savefig(buf, format=path.suffix.lstrip(".") or "png")

@@ -1,5 +1,5 @@
 """A study point's label (``pytorch.batch_size=2, dtype=float32``, as the study expansion writes it) read back as
-the parameters it sets, and made short for a table header or a plot (``bs=2 · fp32``)."""
+the parameters it sets, and made short for a table header or a plot (``bs=2 · fp32``), like a model's name."""
 
 from __future__ import annotations
 
@@ -49,3 +49,10 @@ def short_labels(params: Sequence[Mapping[str, str]]) -> list[str]:
 def sweep_columns(labels: Sequence[str | None]) -> list[str]:
     """The ``sweep.<parameter>`` column names for these point labels, in first-seen order."""
     return [SWEEP_PREFIX + k for k in dict.fromkeys(k for lb in labels for k in label_params(lb))]
+
+
+def short_model(model: str | None) -> str:
+    """The model's last name: ``SmolLM2-135M`` for ``HuggingFaceTB/SmolLM2-135M``."""
+    if not model:
+        return "?"
+    return model.rstrip("/").split("/")[-1].split(":")[-1]

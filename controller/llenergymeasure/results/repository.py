@@ -7,8 +7,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from lem_runner.atomic import atomic_write_text
 from lem_runner.contract import ERROR_FILE, RESULT_FILE, ExperimentConfig, ExperimentResult, RunError
+from lem_runner.contract.atomic import atomic_write_text
 from pydantic import ValidationError
 
 from llenergymeasure.errors import ConfigError

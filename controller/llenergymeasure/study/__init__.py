@@ -1,8 +1,8 @@
 """Studies: several experiments from one file (a base, sweep axes, explicit points), each run ``n_cycles`` times in
 a chosen order, tracked in a crash-safe manifest (resumable), with per-point statistics over the cycles."""
 
+from llenergymeasure.config.study import StudyConfig, expand_study, is_study, load_study, unused_flags
 from llenergymeasure.study.aggregate import PointAggregate, aggregate_point, cv_warnings, describe, to_csv
-from llenergymeasure.study.config import StudyConfig, expand_study, is_study, load_study, unused_flags
 from llenergymeasure.study.execute import (
     StudyInterrupted,
     StudyObserver,

@@ -12,29 +12,15 @@ import csv
 import functools
 import io
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from lem_runner.contract import ExperimentResult
 
-from llenergymeasure.results.carbon import result_emissions_g
+from llenergymeasure.results.metrics import METRICS, RESCALED, STUDY_METRICS
 from llenergymeasure.results.points import label_params, sweep_columns
 
 CV_WARN = 0.10
-
-#: Aggregated metrics: name (with its unit) -> how to read it from one result (None when not measured).
-METRICS: dict[str, Callable[[ExperimentResult], float | None]] = {
-    "tokens_per_second": lambda r: r.output_tokens_per_second,
-    "ttft_p50_ms": lambda r: r.ttft.p50_ms if r.ttft else None,
-    "itl_p50_ms": lambda r: r.itl.p50_ms if r.itl else None,
-    "energy_j": lambda r: r.total_energy_j,
-    "energy_per_token_j": lambda r: r.energy_per_token_j,
-    "energy_per_token_adjusted_j": lambda r: r.adjusted_energy_per_token_j,
-    "total_inference_time_sec": lambda r: r.inference_time_s,
-    "emissions_g": result_emissions_g,  # energy_j x PUE x grid intensity (null without carbon settings or energy)
-}
-#: Figures that only rescale another (their spread is that one's): no separate CV warning.
-_DERIVED = {"emissions_g"}
 STATS = ("mean", "std", "ci95", "cv", "n")
 
 
@@ -93,8 +79,8 @@ class PointAggregate:
 def aggregate_point(label: str, backend: str, results: Sequence[ExperimentResult], n_failed: int = 0) -> PointAggregate:
     """Statistics of one point over its successful cycles (``results``)."""
     metrics = {}
-    for name, read in METRICS.items():
-        metrics[name] = describe([v for v in (read(r) for r in results) if v is not None])
+    for name in STUDY_METRICS:  # figures named and read as the catalogue (results/metrics.py) says
+        metrics[name] = describe([v for v in (METRICS[name].read(r) for r in results) if v is not None])
     reasons = [r.energy.unavailable_reason for r in results if r.total_energy_j is None and r.energy.unavailable_reason]
     reason = reasons[0] if reasons and metrics["energy_j"].n == 0 else None
     return PointAggregate(label, backend, len(results), n_failed, metrics, reason)
@@ -105,7 +91,7 @@ def cv_warnings(aggregates: Sequence[PointAggregate], threshold: float = CV_WARN
     out = []
     for agg in aggregates:
         for name, stats in agg.metrics.items():
-            if name in _DERIVED:
+            if name in RESCALED:
                 continue
             if stats.cv is not None and stats.cv > threshold:
                 out.append(f"{name} varies {stats.cv * 100:.0f} % across cycles of {agg.label}: "
@@ -116,7 +102,7 @@ def cv_warnings(aggregates: Sequence[PointAggregate], threshold: float = CV_WARN
 def csv_columns(params: Sequence[str] = ()) -> list[str]:
     """``label``, then one ``sweep.<parameter>`` column per parameter the points set, then the statistics."""
     return ["label", *params, "backend", "n_ok", "n_failed",
-            *(f"{name}_{stat}" for name in METRICS for stat in STATS), "energy_unavailable_reason"]
+            *(f"{name}_{stat}" for name in STUDY_METRICS for stat in STATS), "energy_unavailable_reason"]
 
 
 def to_csv(aggregates: Sequence[PointAggregate]) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from lem_runner.contract import ExperimentResult, ProgressEvent
 
+from llenergymeasure.config.study import Expansion, StudyConfig, StudyPoint
 from llenergymeasure.errors import ConfigError, Interrupted, RunFailed, SetupError
 from llenergymeasure.experiment import execute_experiment
 from llenergymeasure.launchers import Launcher, LaunchOutcome, LaunchSpec, Timeouts
@@ -23,7 +24,6 @@ from llenergymeasure.launchers.select import select_launcher
 from llenergymeasure.results import FileResultsRepository
 from llenergymeasure.results.repository import CorruptResult
 from llenergymeasure.study.aggregate import PointAggregate
-from llenergymeasure.study.config import Expansion, StudyConfig, StudyPoint
 from llenergymeasure.study.manifest import (
     Manifest,
     ManifestEntry,

@@ -11,12 +11,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from lem_runner.atomic import atomic_write_text
 from lem_runner.contract import measurement_config_hash
+from lem_runner.contract.atomic import atomic_write_text
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from llenergymeasure.config.study import Expansion, StudyConfig
 from llenergymeasure.errors import ConfigError
-from llenergymeasure.study.config import Expansion, StudyConfig
 from llenergymeasure.study.order import schedule
 
 MANIFEST_FILE = "manifest.json"

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
-Order = Literal["sequential", "interleave", "shuffle", "latin_square"]
-ORDERS: tuple[str, ...] = ("sequential", "interleave", "shuffle", "latin_square")
+from llenergymeasure.config.study import ORDERS, Order
+
+__all__ = ["ORDERS", "Order", "schedule", "williams_rows"]
 
 
 def williams_rows(n: int) -> list[list[int]]:

@@ -85,7 +85,7 @@ def reap_container(experiment_id: str) -> None:
     """Remove a container a killed controller left running for this run (it outlives its controller, unlike a local
     runner, which the kernel kills with it). Best effort: no engine, nothing to reap."""
     try:
-        from llenergymeasure.dockerclient import docker_client
+        from llenergymeasure.host.docker_engine import docker_client
 
         client = docker_client()
         for container in client.containers.list(all=True, filters={"label": f"lem.experiment={experiment_id}"}):

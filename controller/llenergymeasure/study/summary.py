@@ -8,15 +8,20 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-from lem_runner.atomic import atomic_write_text
 from lem_runner.contract import ExperimentResult
+from lem_runner.contract.atomic import atomic_write_text
 
+from llenergymeasure.config.study import StudyConfig
+from llenergymeasure.results.metrics import METRICS
 from llenergymeasure.study.aggregate import PointAggregate, aggregate_point, cv_warnings, to_csv
-from llenergymeasure.study.config import StudyConfig
 from llenergymeasure.study.manifest import MANIFEST_FILE, Manifest, ManifestEntry
 
 SUMMARY_FILE = "study_summary.json"
 SUMMARY_CSV = "study_summary.csv"
+#: each finished run's figures in study_summary.json, named as the catalogue (results/metrics.py) names them
+RUN_FIGURES = ("output_tokens_per_second", "output_tokens", "run_input_tokens", "run_output_tokens", "ttft_p50_ms",
+               "itl_p50_ms", "energy_j", "energy_per_token_j", "energy_per_token_adjusted_j", "total_flops",
+               "model_load_s")
 
 
 def aggregates(manifest: Manifest, results: Mapping[int, ExperimentResult]) -> list[PointAggregate]:
@@ -36,17 +41,8 @@ def run_row(entry: ManifestEntry, backend: str, result: ExperimentResult | None)
            "status": entry.status, "error": entry.error, "reason": entry.reason, "experiment_id": entry.result_path,
            "duration_s": entry.duration_s, "runner_s": entry.runner_s}
     if result is not None:
-        row.update(
-            tokens_per_second=result.output_tokens_per_second, output_tokens=result.output_tokens,
-            run_input_tokens=result.whole_run.input_tokens, run_output_tokens=result.whole_run.output_tokens,
-            ttft_p50_ms=result.ttft.p50_ms if result.ttft else None,
-            itl_p50_ms=result.itl.p50_ms if result.itl else None, energy_j=result.total_energy_j,
-            energy_per_token_j=result.energy_per_token_j,
-            energy_per_token_adjusted_j=result.adjusted_energy_per_token_j,
-            energy_unavailable_reason=result.energy.unavailable_reason,
-            total_flops=result.headline.flops if result.headline else None,
-            model_load_sec=result.model_load_s,
-        )
+        row.update({k: METRICS[k].read(result) for k in RUN_FIGURES})
+        row["energy_unavailable_reason"] = result.energy.unavailable_reason
     return row
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lem_runner.atomic import atomic_write_bytes
+from lem_runner.contract.atomic import atomic_write_bytes
 from lem_runner.energy.sampler import SampleRow
 
 FILE_NAME = "timeseries.parquet"

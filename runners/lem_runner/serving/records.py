@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lem_runner.atomic import atomic_write_bytes
+from lem_runner.contract.atomic import atomic_write_bytes
 
 FILE_NAME = "requests.parquet"
 

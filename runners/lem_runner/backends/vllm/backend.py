@@ -47,8 +47,8 @@ from pathlib import Path
 from lem_runner.backends.base import input_token_limit, library_versions
 from lem_runner.backends.checkpoint import checkpoint_dtype, model_shape, parameter_counts
 from lem_runner.backends.engine_watch import EngineDied, EngineWatch
-from lem_runner.backends.vllm.spec import SPEC
 from lem_runner.backends.vllm.check import vllm_problems
+from lem_runner.backends.vllm.spec import SPEC
 from lem_runner.contract.config import ExperimentConfig
 from lem_runner.contract.engine_args import EngineArgumentError, jsonable
 from lem_runner.records import GenerationRecord, LoadedModel

@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from llenergymeasure.errors import SetupError
-from llenergymeasure.paths import cache_root
+from llenergymeasure.host.cache import cache_root
 
 
 class DeviceBusy(SetupError):
@@ -77,7 +77,7 @@ def lock_ids(config, host_gpus: int | None = None) -> list[str]:
         return []
     if config.device == "auto":
         if host_gpus is None:
-            from llenergymeasure.hostinfo import gpu_count
+            from llenergymeasure.host.inventory import gpu_count
 
             host_gpus = gpu_count()
         if host_gpus == 0:

@@ -6,9 +6,10 @@ in the order ``schedule`` gives."""
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from lem_runner.contract import ExperimentConfig, measurement_config_hash
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -30,10 +31,16 @@ from llenergymeasure.config.loader import (
     resolve_relative_paths,
 )
 from llenergymeasure.errors import ConfigError
-from llenergymeasure.safety import check_sweep_size
-from llenergymeasure.study.order import Order
 
 _STUDY_KEYS = {"base", "sweep", "experiments"}
+
+#: the orders a study's runs can go in (study/order.py schedules them)
+Order = Literal["sequential", "interleave", "shuffle", "latin_square"]
+ORDERS: tuple[str, ...] = ("sequential", "interleave", "shuffle", "latin_square")
+
+#: the most points (combinations of sweep values and explicit experiments) one study may expand to
+MAX_STUDY_POINTS = 10_000
+
 
 class StudyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -189,3 +196,11 @@ def expand_study(study: StudyConfig, source: str = "study") -> Expansion:
         raise ConfigError(f"{source}: no valid experiment in the study ({'; '.join(skipped) or 'nothing to run'})")
     return Expansion(points, skipped, invalid)
 
+
+def check_sweep_size(study, source: str) -> None:
+    """Refuse a study whose sweep would expand to more than MAX_STUDY_POINTS points (before expanding it)."""
+    n = max(1, len(study.experiments)) * math.prod(len(values) for values in study.sweep.values())
+    if n > MAX_STUDY_POINTS:
+        axes = " x ".join(str(len(v)) for v in study.sweep.values()) or "1"
+        raise ConfigError(f"{source}: sweep: {axes} values over {max(1, len(study.experiments))} experiment(s) make "
+                          f"{n:.3g} points; a study may have at most {MAX_STUDY_POINTS:,}")

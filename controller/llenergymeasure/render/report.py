@@ -12,17 +12,16 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from lem_runner.atomic import atomic_write_text
+from lem_runner.contract.atomic import atomic_write_text
 from lem_runner.contract.config import CarbonConfig
 
 from llenergymeasure.errors import ConfigError
+from llenergymeasure.render.compare import METRIC_LABELS, format_value
 from llenergymeasure.results.carbon import describe_carbon, result_emissions_g, with_carbon
 from llenergymeasure.results.compare import Entry, Value, entries_for
-from llenergymeasure.results.compare_view import METRIC_LABELS, format_value
 from llenergymeasure.results.discover import SUMMARY_FILE, Experiment, find_experiments
 from llenergymeasure.results.frame import timeseries_path
-from llenergymeasure.results.listing import short_model
-from llenergymeasure.results.points import label_params
+from llenergymeasure.results.points import label_params, short_model
 
 MAX_POWER_FIGURES = 6
 _CSS = """
@@ -36,7 +35,7 @@ th{background:#f4f4f4;white-space:normal}td.l,th.l{text-align:left}.muted{color:
 figure{margin:1em 0}figure svg{max-width:100%;height:auto}figcaption{color:#555;font-size:.9em}
 ul{padding-left:1.3em}code{background:#f4f4f4;padding:0 .2em}
 """
-_REPORT_METRICS = ("tokens_per_second", "energy_per_token_j", "energy_per_token_adjusted_j", "emissions_g",
+_REPORT_METRICS = ("output_tokens_per_second", "energy_per_token_j", "energy_per_token_adjusted_j", "emissions_g",
                    "ttft_p50_ms", "itl_p50_ms")
 
 
@@ -94,7 +93,7 @@ def _singles_section(singles: Sequence[Experiment]) -> str:
         rows.append([e.experiment_id, short_model(r.config.model), r.config.backend, "done",
                      format_value(Value(r.output_tokens_per_second)), format_value(Value(r.energy_per_token_j)),
                      format_value(Value(result_emissions_g(r)))])
-    return _table(["experiment", "model", "backend", "status", METRIC_LABELS["tokens_per_second"],
+    return _table(["experiment", "model", "backend", "status", METRIC_LABELS["output_tokens_per_second"],
                    METRIC_LABELS["energy_per_token_j"], METRIC_LABELS["emissions_g"]], rows, left=4)
 
 

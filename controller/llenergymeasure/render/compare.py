@@ -13,20 +13,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from llenergymeasure.results.compare import Entry, Value, differences, significant
+from llenergymeasure.results.metrics import METRICS, STUDY_METRICS
 from llenergymeasure.results.points import short_labels
-from llenergymeasure.study.aggregate import METRICS
 
-#: Row names, each with its unit.
-METRIC_LABELS = {
-    "tokens_per_second": "throughput (tok/s)",
-    "ttft_p50_ms": "TTFT p50 (ms)",
-    "itl_p50_ms": "ITL p50 (ms)",
-    "energy_j": "energy (J)",
-    "energy_per_token_j": "energy/token (J)",
-    "energy_per_token_adjusted_j": "idle-adj. J/token",
-    "total_inference_time_sec": "window (s)",
-    "emissions_g": "emissions (gCO2e)",
-}
+#: Row names, each with its unit (the catalogue's labels).
+METRIC_LABELS = {m: METRICS[m].title for m in STUDY_METRICS}
 NOT_SIGNIFICANT = "n.s."
 
 
@@ -92,7 +83,7 @@ def _width(text: str) -> int:
 
 def render_comparison(console: Console, entries: list[Entry]) -> None:
     diffs = differences(entries)
-    metrics = [m for m in METRICS if any(m in e.values for e in entries)]
+    metrics = [m for m in STUDY_METRICS if any(m in e.values for e in entries)]
     labels = column_labels(entries)
     keys = list(dict.fromkeys(k for e in entries for k in e.settings))
     varying = [k for k in keys if len({e.settings.get(k, "") for e in entries}) > 1]

@@ -1,6 +1,6 @@
-"""Checks made before anything runs or is written, each failing as one line with the flag or field it is about.
+"""Where lem may write what a command makes, named by the user's ``-o``.
 
-The output rule, the same for every command that writes (``lem run -o``, ``results export/plot -o``, ``config
+The rule, the same for every command that writes (``lem run -o``, ``results export/plot -o``, ``config
 schema/reference -o``): the path the user names is resolved (``..`` and symbolic links followed, as a shell would:
 ``-o ../results`` and a results folder that is a link to scratch space are both fine), and lem then writes only
 inside the folder it resolved to: one new folder per experiment or study, created exclusively, so nothing already
@@ -11,15 +11,10 @@ somewhere the user did not name), and a path that is a file where a folder is ne
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Iterable
 from pathlib import Path
 
 from llenergymeasure.errors import ConfigError
-
-#: the most points (combinations of sweep values and explicit experiments) one study may expand to
-MAX_STUDY_POINTS = 10_000
 
 
 def resolve_output(output: Path, flag: str = "--output", folder: bool = True) -> Path:
@@ -56,28 +51,3 @@ def resolve_output(output: Path, flag: str = "--output", folder: bool = True) ->
 def check_output_dir(output: Path) -> Path:
     """The results folder ``--output`` names, resolved (see the module's rule)."""
     return resolve_output(output, "--output")
-
-
-def check_sweep_size(study, source: str) -> None:
-    """Refuse a study whose sweep would expand to more than MAX_STUDY_POINTS points (before expanding it)."""
-    n = max(1, len(study.experiments)) * math.prod(len(values) for values in study.sweep.values())
-    if n > MAX_STUDY_POINTS:
-        axes = " x ".join(str(len(v)) for v in study.sweep.values()) or "1"
-        raise ConfigError(f"{source}: sweep: {axes} values over {max(1, len(study.experiments))} experiment(s) make "
-                          f"{n:.3g} points; a study may have at most {MAX_STUDY_POINTS:,}")
-
-
-def preflight_containers(configs: Iterable, isolated: bool) -> None:
-    """Before a study starts: if any run goes to a container, the engine must answer and each image must be present
-    and speak this controller's contract (SetupError, exit 3, naming the fix) — rather than every run failing."""
-    from llenergymeasure.launchers.select import select_launcher
-
-    checked: set[tuple] = set()
-    for config in configs:
-        launcher = select_launcher(config, isolated=isolated)
-        if launcher.name != "docker":
-            continue
-        key = (launcher.image, config.backend, config.device)
-        if key not in checked:
-            launcher.check(config)
-            checked.add(key)

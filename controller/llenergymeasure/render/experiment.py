@@ -1,0 +1,137 @@
+"""``lem results show`` of an experiment: its full record, grouped the way a reader checks it — energy first with
+its method, baseline and quality warnings (a number is only as good as those), then windows, phases, latency,
+throughput, FLOPs, warmup and environment."""
+
+from __future__ import annotations
+
+from lem_runner.contract import ExperimentResult
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from llenergymeasure.render.energy import energy_rows, serving_rows
+from llenergymeasure.render.text import figure, latency
+from llenergymeasure.results.discover import Experiment
+from llenergymeasure.results.points import short_model
+
+
+def _group(title: str) -> Table:
+    table = Table(title=title, show_header=False, title_justify="left", title_style="bold", min_width=60)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    return table
+
+
+def _energy(r: ExperimentResult) -> Table:
+    t = _group("energy")
+    for row in energy_rows(r, full=True):
+        t.add_row(*row)
+    return t
+
+
+def _windows(r: ExperimentResult) -> Table:
+    t = Table(title=f"windows (headline: {r.measurement_methodology})", title_justify="left", title_style="bold")
+    for col in ("window", "start s", "duration s", "out tokens", "tok/s", "energy J", "J/token", "adj. J/token",
+                "mean W"):
+        t.add_column(col, justify="left" if col == "window" else "right")
+    for name, w in r.windows.items():
+        t.add_row(name, f"{w.start_offset_s:.3f}", f"{w.duration_s:.3f}", str(w.output_tokens),
+                  f"{w.tokens_per_second:.1f}", figure(w.energy_j), figure(w.energy_per_token_j),
+                  figure(w.adjusted_energy_per_token_j), figure(w.mean_power_w))
+    return t
+
+
+def _phases(r: ExperimentResult) -> Table | None:
+    if r.phases is None:
+        return None
+    note = r.phases.method + (f"; energy null: {r.phases.energy_unavailable_reason}"
+                              if r.phases.energy_unavailable_reason else "")
+    t = Table(title="phases", title_justify="left", title_style="bold", caption=escape(note), caption_justify="left")
+    for col in ("phase", "time s", "tokens", "energy J", "share", "FLOPs"):
+        t.add_column(col, justify="left" if col == "phase" else "right")
+    for name in ("prefill", "decode"):
+        p = getattr(r.phases, name)
+        share = "null" if p.energy_share is None else f"{p.energy_share * 100:.1f} %"
+        t.add_row(name, f"{p.time_s:.3f}", str(p.tokens), figure(p.energy_j), share, figure(p.flops, spec=".3e"))
+    return t
+
+
+def _rest(r: ExperimentResult) -> Table:
+    t = _group("latency · throughput · FLOPs · warmup")
+    t.add_row("TTFT", latency(r.ttft, extremes=True))
+    t.add_row("ITL", latency(r.itl, extremes=True))
+    if r.latency_method:
+        t.add_row("latency method", escape(r.latency_method))
+    w = r.whole_run
+    t.add_row("throughput", f"{r.output_tokens_per_second:.2f} output tok/s: {r.output_tokens} output tokens over "
+                            f"{r.inference_time_s:.3f} s ({r.measurement_methodology} window)")
+    t.add_row("whole run", f"{w.n_requests} requests, {w.input_tokens} in / {w.output_tokens} out tokens in "
+                           f"{w.duration_s:.3f} s")
+    if r.flops is not None:
+        f = r.flops
+        head_flops = r.headline.flops if r.headline else None
+        head = f"{head_flops:.3e} in the {r.measurement_methodology} window · " if head_flops is not None else ""
+        t.add_row("FLOPs", f"{head}whole run {f.total:.3e} (prefill {f.prefill:.3e} · decode {f.decode:.3e}) · "
+                           f"{figure(f.per_output_token, 'per output token', '.3e')} · "
+                           f"{figure(f.achieved_flops_per_s, 'FLOP/s', '.3e')}")
+        t.add_row("FLOPs method", escape(f.method + (f"; parameters from {f.parameter_source}" if f.parameter_source
+                                                     else "")))
+    cv = f", final CV {r.warmup.final_cv:.3f}" if r.warmup.final_cv is not None else ""
+    t.add_row("warmup", f"{r.warmup.batches} batch(es), {r.warmup.mode}: {escape(r.warmup.stop_reason)}{cv}; "
+                        "excluded from every figure")
+    t.add_row("model load", f"{r.model_load_s:.2f} s (outside the window)")
+    return t
+
+
+def _environment(r: ExperimentResult) -> Table:
+    env = r.environment
+    t = _group("environment")
+    t.add_row("host", escape(f"{env.hostname} · {env.os or env.platform} · Python {env.python}"))
+    t.add_row("CPU", escape(f"{env.cpu_model or '?'} · {env.cpu_count or '?'} cores · "
+                            f"{figure(env.ram_total_gib, 'GiB RAM', '.1f')}"))
+    for g in env.gpus:
+        t.add_row(f"GPU {g.index}", escape(f"{g.name} · {figure(g.power_limit_w, 'W limit', '.0f')} · "
+                                           f"persistence {g.persistence_mode} · {g.memory_total_mib} MiB"))
+    if env.driver_version or env.cuda_version:
+        t.add_row("driver / CUDA", f"{env.driver_version} / {env.cuda_version}")
+    t.add_row("libraries", escape(", ".join(f"{k} {v}" for k, v in sorted(env.libraries.items()))))
+    t.add_row("runner", f"lem_runner {env.runner_version} · "
+                        + (f"container {escape(env.image)}" if env.image else "local process"))
+    t.add_row("backend", escape(", ".join(f"{k}={v}" for k, v in r.backend_details.items())))
+    return t
+
+
+def _serving(r: ExperimentResult) -> Table | None:
+    """The serving figures (same rows as the run summary), with the steady state and the definitions' sources."""
+    if r.serving is None:
+        return None
+    s = r.serving
+    t = _group("serving")
+    for row in serving_rows(r):
+        t.add_row(*row)
+    t.add_row("steady state", "none" if s.steady_state_duration_s is None else
+              f"{s.steady_state_duration_s:.2f} s from {s.steady_state_start_s:.2f} s · "
+              f"{s.steady_state_output_tokens} tokens · {figure(s.steady_state_energy_j, 'J')}")
+    t.add_row("schedule lag", f"p50 {figure(s.schedule_lag_p50_ms, 'ms')} · p99 {figure(s.schedule_lag_p99_ms, 'ms')}")
+    if s.energy_unavailable_reason:
+        t.add_row("energy", f"null — {escape(s.energy_unavailable_reason)}")
+    t.add_row("records", "requests.parquet" + (f" · {s.server_log}" if s.server_log else ""))
+    return t
+
+
+def render_experiment(console: Console, e: Experiment) -> None:
+    """The whole record, or for a failed run its error."""
+    if e.result is None:
+        console.print(f"[bold]{escape(e.experiment_id)}[/] · [red]{e.status}[/]: {escape(e.failure or '')}")
+        if e.error is not None and e.error.traceback:
+            console.print(f"[dim]traceback kept in {escape(str(e.path / 'error.json'))}[/]")
+        return
+    r = e.result
+    c = r.config
+    console.print(f"[bold]{escape(r.experiment_id)}[/] · {escape(short_model(c.model))} · {c.backend} · "
+                  f"{r.start_time:%Y-%m-%d %H:%M:%S} UTC · {(r.end_time - r.start_time).total_seconds():.1f} s")
+    console.print(f"[dim]{escape(str(e.path))} · config hash {r.measurement_config_hash} · schema "
+                  f"{r.schema_version}[/]")
+    for table in (_energy(r), _windows(r), _phases(r), _serving(r), _rest(r), _environment(r)):
+        if table is not None:
+            console.print(table)

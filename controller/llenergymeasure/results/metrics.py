@@ -1,0 +1,184 @@
+"""The catalogue of figures: every number lem reads out of a result, listed once, under the one name it has
+everywhere — the exported column, the study aggregate (``<key>_mean`` …), ``lem results compare`` rows, the HTML
+report and the plots.
+
+Each entry says where the figure lives in ``result.json`` (``path``, a dotted path; when the result schema renames a
+field, that one line changes), its unit, what it means and which direction is better. The order here is the order
+of the exported columns (results/columns.py adds the identity, config and environment columns around them)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from lem_runner.contract import ExperimentResult
+
+from llenergymeasure.results.carbon import emissions_per_token_g, result_emissions_g
+
+Kind = Literal["str", "int", "float", "bool", "datetime"]
+Better = Literal["higher", "lower"] | None
+
+
+def at(obj: Any, path: str) -> Any:
+    """``obj`` followed along a dotted path (attributes, or keys of a dict); None as soon as a step is missing."""
+    for part in path.split("."):
+        if obj is None:
+            return None
+        obj = obj.get(part) if isinstance(obj, dict) else getattr(obj, part, None)
+    return obj
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    #: where it is in the result: a dotted path, or several tried in turn (the first that is not null)
+    path: str | tuple[str, ...] | None
+    unit: str
+    description: str
+    better: Better = None
+    kind: Kind = "float"
+    #: the short row name in tables, with its unit (defaults to the key)
+    label: str | None = None
+    #: how to compute it when it is not a field of the result (``path`` is then None)
+    compute: Callable[[ExperimentResult], Any] | None = None
+
+    def read(self, result: ExperimentResult) -> Any:
+        """The figure in one result; None when it was not measured."""
+        if self.compute is not None:
+            return self.compute(result)
+        paths = (self.path,) if isinstance(self.path, str) else self.path or ()
+        for p in paths:
+            value = at(result, p)
+            if value is not None:
+                return value
+        return None
+
+    @property
+    def title(self) -> str:
+        return self.label or self.key
+
+
+def _headline(r: ExperimentResult, figure: str) -> Any:
+    """A figure of the headline window (the one the methodology names)."""
+    return at(r, f"windows.{r.measurement_methodology}.{figure}")
+
+
+def _per(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else a / b
+
+
+def _headline_power(r: ExperimentResult) -> float | None:
+    return _headline(r, "mean_power_w")
+
+
+def _requests_failed(r: ExperimentResult) -> int | None:
+    return None if r.serving is None else r.serving.n_errors + r.serving.n_timeouts
+
+
+_LATENCIES = (("ttft", "time to first token, from submission (queueing included)", "TTFT"),
+              ("queue_time", "queue time, submission to the start of its prefill", "queue"),
+              ("batch_ttft", "time to first token from the start of the engine call that carried it", "batch TTFT"),
+              ("itl", "inter-token latency", "ITL"))
+_WINDOW_FIGURES = (("duration_s", "s", "wall time", None),
+                   ("tokens_per_second", "tok/s", "output tokens / s", "higher"),
+                   ("energy_j", "J", "raw energy", "lower"),
+                   ("energy_per_token_j", "J", "raw energy / output token", "lower"))
+_PHASE_FIGURES = (("time_s", "s", "float", "wall time the phase ran"),
+                  ("energy_j", "J", "float", "energy from counter reads at phase boundaries"),
+                  ("energy_share", "", "float", "share of prefill + decode energy"),
+                  ("tokens", "", "int", "prompt (prefill) or generated (decode) tokens"),
+                  ("flops", "FLOP", "float", "estimated floating-point operations"))
+
+FIGURES: list[Metric] = [
+    Metric("run_n_requests", "whole_run.n_requests", "", "whole run: requests measured", kind="int"),
+    Metric("run_input_tokens", "whole_run.input_tokens", "", "whole run: prompt tokens", kind="int"),
+    Metric("run_output_tokens", "whole_run.output_tokens", "", "whole run: generated tokens", kind="int"),
+    Metric("run_total_tokens", "whole_run.total_tokens", "", "whole run: input + output tokens", kind="int"),
+    Metric("run_flops", "flops.total", "FLOP", "whole run: estimated FLOPs"),
+    Metric("output_tokens", "output_tokens", "", "headline window: output tokens with a timestamp inside it",
+           kind="int"),
+    Metric("inference_time_s", "inference_time_s", "s", "headline window: wall time", "lower",
+           label="window (s)"),
+    Metric("output_tokens_per_second", "output_tokens_per_second", "tok/s",
+           "headline window: output tokens / wall time", "higher", label="throughput (tok/s)"),
+    Metric("energy_j", "total_energy_j", "J", "headline window: raw energy (null: not measured)", "lower",
+           label="energy (J)"),
+    Metric("energy_adjusted_j", "adjusted_energy_j", "J",
+           "headline window: raw less idle baseline power x wall time; signed", "lower", label="idle-adj. energy (J)"),
+    Metric("energy_per_token_j", "energy_per_token_j", "J", "headline window: raw energy / output tokens",
+           "lower", label="energy/token (J)"),
+    Metric("energy_per_token_adjusted_j", "adjusted_energy_per_token_j", "J",
+           "headline window: idle-adjusted energy / output tokens; signed", "lower", label="idle-adj. J/token"),
+    Metric("emissions_g", None, "gCO2e",
+           "energy_j / 3.6e6 x pue x grid intensity, gCO2e (null: energy or inputs missing)", "lower",
+           label="emissions (gCO2e)", compute=result_emissions_g),
+    Metric("emissions_per_token_g", None, "gCO2e", "emissions_g / output tokens", "lower",
+           compute=emissions_per_token_g),
+    Metric("integrated_energy_j", "energy.integrated_energy_j", "J",
+           "total window: sampled power integrated (cross-check)"),
+    Metric("counter_vs_integrated_rel_diff", "energy.counter_vs_integrated_rel_diff", "",
+           "(integrated - counter) / counter"),
+    Metric("counter_update_period_ms", "energy.counter_update_period_ms", "ms",
+           "measured interval between energy-counter updates"),
+    Metric("sample_hz", "energy.sample_hz", "Hz", "power sampling rate"),
+    Metric("energy_resolution_ms", "energy.resolution_ms", "ms",
+           "shortest span the energy series resolves (power-sample or counter-read interval)"),
+    Metric("n_power_samples", "energy.n_power_samples", "", "total window: power samples, all devices", kind="int"),
+    Metric("mean_power_w", None, "W", "mean power over the headline window", compute=_headline_power),
+    Metric("baseline_power_w", "energy.baseline.power_w", "W", "idle power, summed over devices"),
+    Metric("baseline_power_std_w", "energy.baseline.power_std_w", "W", "standard deviation of the sampled idle power"),
+    Metric("baseline_duration_s", "energy.baseline.duration_s", "s", "how long idle power was measured"),
+    Metric("baseline_drift_rel_diff", "energy.baseline.cache_check.drift_rel", "",
+           "spot-check vs cached baseline, (spot - cached) / cached"),
+    *[Metric(f"{w}_window_{a}", f"windows.{w}.{a}", unit, f"{w} window: {d}", better)
+      for w in ("total", "steady_state", "windowed") for a, unit, d, better in _WINDOW_FIGURES],
+    *[Metric(f"{p}_{a}", f"phases.{p}.{a}", unit, f"{p} phase: {d}", kind=kind)
+      for p in ("prefill", "decode") for a, unit, kind, d in _PHASE_FIGURES],
+    *[Metric(f"{which}_{stat}_ms", (f"{which}.{stat}_ms", f"serving.{which}.{stat}_ms"), "ms", f"{d} {stat}", "lower",
+             label=f"{short} {stat} (ms)")
+      for which, d, short in _LATENCIES for stat in ("mean", "p50", "p90", "p99")],
+    Metric("total_flops", None, "FLOP", "headline window: estimated FLOPs of its output tokens",
+           compute=lambda r: _headline(r, "flops")),
+    Metric("flops_per_output_token", None, "FLOP", "headline window: total_flops / output_tokens",
+           compute=lambda r: _per(_headline(r, "flops"), r.output_tokens)),
+    Metric("achieved_flops_per_s", None, "FLOP/s", "headline window: total_flops / wall time",
+           compute=lambda r: _per(_headline(r, "flops"), r.inference_time_s)),
+    Metric("model_load_s", "model_load_s", "s", "model load time (outside the window)", "lower"),
+    Metric("warmup_batches", "warmup.batches", "", "batches run before the window", kind="int"),
+    # serving scenario (null for offline runs); definitions in docs/method.md, "Serving"
+    Metric("offered_rate_per_s", "serving.offered_rate_rps", "req/s", "serving: requests/s asked for"),
+    Metric("achieved_rate_per_s", "serving.achieved_rate_rps", "req/s", "serving: requests/s sent"),
+    Metric("concurrency_clients", "serving.clients", "", "serving: closed-loop clients", kind="int"),
+    Metric("requests_ok", "serving.n_ok", "", "serving: requests that completed", kind="int"),
+    Metric("requests_failed", None, "", "serving: errors + timeouts", "lower", kind="int", compute=_requests_failed),
+    Metric("inflight_mean_requests", "serving.inflight_mean", "", "serving: time-weighted mean of requests in flight"),
+    Metric("tpot_p50_ms", "serving.tpot.p50_ms", "ms", "serving: time per output token after the first, median",
+           "lower"),
+    Metric("e2e_p50_ms", "serving.e2e.p50_ms", "ms", "serving: end-to-end latency, median", "lower"),
+    Metric("e2e_p99_ms", "serving.e2e.p99_ms", "ms", "serving: end-to-end latency, 99th percentile", "lower"),
+    Metric("goodput_per_s", "serving.goodput_rps", "req/s", "serving: requests/s meeting every SLO bound", "higher"),
+    Metric("slo_share", "serving.good_share", "", "serving: share of requests meeting the SLO", "higher"),
+    Metric("energy_per_good_token_j", "serving.energy_per_good_token_j", "J",
+           "serving: window energy / output tokens of requests meeting the SLO", "lower"),
+    Metric("energy_per_request_mean_j", "serving.energy_per_request.mean_j", "J",
+           "serving: attributed energy per request, mean", "lower"),
+    Metric("idle_energy_j", "serving.idle_energy_j", "J", "serving: energy while no request was in flight"),
+    Metric("server_start_s", "serving.server_start_s", "s", "serving: server launch to healthy (outside the window)",
+           "lower"),
+]
+
+METRICS: dict[str, Metric] = {m.key: m for m in FIGURES}
+
+#: the figures a study aggregates per point over its cycles (mean, std, 95 % CI, CV, n), in table order
+STUDY_METRICS: tuple[str, ...] = ("output_tokens_per_second", "ttft_p50_ms", "itl_p50_ms", "energy_j",
+                                  "energy_per_token_j", "energy_per_token_adjusted_j", "inference_time_s",
+                                  "emissions_g")
+#: study figures that only rescale another (their spread is that one's): no CV warning of their own
+RESCALED = {"emissions_g"}
+#: names study summaries written by lem 0.1 used, read as today's
+LEGACY_NAMES = {"tokens_per_second": "output_tokens_per_second", "total_inference_time_sec": "inference_time_s"}
+
+
+def metric(key: str) -> Metric:
+    return METRICS[LEGACY_NAMES.get(key, key)]

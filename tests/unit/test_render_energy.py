@@ -1,0 +1,32 @@
+"""The energy block and the serving rows read the same after `lem run` and in `lem results show`, and a figure the
+result leaves null shows as null, never a crash or a blank."""
+
+from conftest import make_result
+from llenergymeasure.render.energy import energy_rows, serving_rows
+from llenergymeasure.render.experiment import render_experiment
+from llenergymeasure.results.discover import Experiment
+from rich.console import Console
+
+SERVING = {"arrival": "poisson", "offered_rate_rps": 4.0, "achieved_rate_rps": 4.0, "completed_rate_rps": 4.0,
+           "n_requests": 20, "n_ok": 20, "n_errors": 0, "n_timeouts": 0, "duration_s": 5.0,
+           "output_tokens_per_s": 40.0, "inflight_mean": 1.0, "inflight_median": 1.0, "inflight_max": 2,
+           "idle_time_s": 0.5, "slo": {"tpot_ms": 45.0}, "n_good": 10, "goodput_rps": None}
+
+
+def test_summary_rows_are_the_start_of_the_full_block():
+    """The run summary shows a subset of results show's energy block, in the same words and order."""
+    r = make_result()
+    short, full = energy_rows(r), energy_rows(r, full=True)
+    assert short == [row for row in full if row in short] and len(full) > len(short)
+    assert dict(short)["raw"] == "null — run is on CPU: NVML covers GPUs only"
+    assert dict(short)["idle-adjusted"] == "not measured (energy not measured)"
+
+
+def test_a_serving_result_with_an_slo_but_no_goodput_rate_shows_null(tmp_path):
+    """Before: TypeError formatting None in the SLO goodput row (lem run's summary and results show crashed)."""
+    r = make_result(serving=SERVING)
+    rows = dict(serving_rows(r))
+    assert rows["SLO goodput"].startswith("10/20 met {'tpot_ms': 45.0} · null ·")
+    console = Console(width=200, record=True)
+    render_experiment(console, Experiment(path=tmp_path, result=r, config=r.config))
+    assert "SLO goodput" in console.export_text()
