@@ -60,9 +60,10 @@ def check_output_dir(output: Path) -> Path:
 
 def check_sweep_size(study, source: str) -> None:
     """Refuse a study whose sweep would expand to more than MAX_STUDY_POINTS points (before expanding it)."""
-    n = max(1, len(study.experiments)) * math.prod(len(values) for values in study.sweep.values())
+    sizes = [len(values) for values in [*study.sweep.values(), *getattr(study, "groups", {}).values()]]
+    n = max(1, len(study.experiments)) * math.prod(sizes)
     if n > MAX_STUDY_POINTS:
-        axes = " x ".join(str(len(v)) for v in study.sweep.values()) or "1"
+        axes = " x ".join(str(size) for size in sizes) or "1"
         raise ConfigError(f"{source}: sweep: {axes} values over {max(1, len(study.experiments))} experiment(s) make "
                           f"{n:.3g} points; a study may have at most {MAX_STUDY_POINTS:,}")
 

@@ -72,11 +72,12 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """Return ``data`` with dotted-path overrides applied (``{"pytorch.batch_size": 8}``); None values are skipped."""
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any], keep_none: bool = False) -> dict[str, Any]:
+    """Return ``data`` with dotted-path overrides applied (``{"pytorch.batch_size": 8}``). None values are skipped
+    (a flag not given), unless ``keep_none``: a study's ``null`` sets the field to None."""
     merged = _deep_copy(data)
     for dotted, value in overrides.items():
-        if value is None:
+        if value is None and not keep_none:
             continue
         node = merged
         *parents, leaf = dotted.split(".")
