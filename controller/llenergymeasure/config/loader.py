@@ -108,8 +108,14 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     (a local model folder, a prompts file) are resolved against the config file's folder."""
     source = str(path) if path else "command line"
     data = read_config_file(Path(path)) if path else {}
-    if path:
-        data = resolve_relative_paths(data, Path(path).resolve().parent)
+    return config_from_data(data, source, Path(path).resolve().parent if path else None, overrides)
+
+
+def config_from_data(data: dict[str, Any], source: str, folder: Path | None,
+                     overrides: dict[str, Any] | None = None) -> ExperimentConfig:
+    """``load_config`` over a mapping already read from ``source`` (relative paths resolved against ``folder``)."""
+    if folder is not None:
+        data = resolve_relative_paths(data, folder)
     overrides = overrides or {}
     config = parse_config(apply_overrides(data, overrides), source)
     problems = unused_section_problems(data, overrides, config)

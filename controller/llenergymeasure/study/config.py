@@ -138,12 +138,17 @@ def is_study(data: dict[str, Any]) -> bool:
 def load_study(path: Path, overrides: dict[str, Any] | None = None) -> StudyConfig:
     """A study file, with relative paths in its base and points resolved against its folder and ``overrides``
     (dotted paths, as for an experiment) applied to its base."""
-    data = read_config_file(path)
+    return study_from_data(read_config_file(path), str(path), path.resolve().parent, overrides)
+
+
+def study_from_data(data: dict[str, Any], source: str, folder: Path,
+                    overrides: dict[str, Any] | None = None) -> StudyConfig:
+    """``load_study`` over a mapping already read from ``source`` (or given to the API: ``folder`` the cwd)."""
     try:
         study = StudyConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(str(path), exc, StudyConfig)) from None
-    return resolve_study_paths(study, path.resolve().parent, str(path), overrides)
+        raise ConfigError(format_validation_error(source, exc, StudyConfig)) from None
+    return resolve_study_paths(study, folder, source, overrides)
 
 
 def resolve_study_paths(study: StudyConfig, folder: Path, source: str,
