@@ -6,6 +6,7 @@ The public Python API::
     result = lem.run_experiment({"model": "/path/to/model", "n_prompts": 8})   # result.result_dir: its folder
     study = lem.run_study("study.yaml", progress=print)   # -> StudyResult: folder, manifest entries, summaries
     df = lem.load_results("results")             # -> pandas.DataFrame, one row per experiment
+    plan, estimates = lem.dry_run("study.yaml")  # expand, validate, estimate memory per point; nothing runs
 """
 
 from __future__ import annotations
@@ -136,16 +137,16 @@ def load_results(directory: str | _Path = "results") -> pd.DataFrame:
 
 
 def __getattr__(name: str):
-    """``RunOptions`` without importing the controller at ``import llenergymeasure``."""
-    if name == "RunOptions":
-        from llenergymeasure.plan import RunOptions
+    """``RunOptions`` and ``dry_run`` (llenergymeasure.plan) without importing the controller at import time."""
+    if name in ("RunOptions", "dry_run"):
+        from llenergymeasure import plan
 
-        return RunOptions
+        return getattr(plan, name)
     raise AttributeError(f"module 'llenergymeasure' has no attribute {name!r}")
 
 
-__all__ = ["RunOptions", "StudyProgress", "StudyResult", "__version__", "load_results", "run_experiment",
-           "run_study"]
+__all__ = ["RunOptions", "StudyProgress", "StudyResult", "__version__", "dry_run", "load_results",
+           "run_experiment", "run_study"]
 
 
 def __dir__() -> list[str]:

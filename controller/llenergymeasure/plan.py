@@ -32,7 +32,8 @@ class RunOptions:
     ``overrides``: dotted field -> value, laid over the file (None: not given). ``image`` implies ``isolated``;
     ``slurm`` sends every run to Slurm. Study only: ``resume`` (True: the newest unfinished study of this name; a
     path: that folder), ``retry_failed``, ``fail_fast``, ``no_gaps``, ``detach``, ``allow_skipped`` (run the valid
-    points when some are invalid), and ``n_cycles`` / ``order`` overriding the file's."""
+    points when some are invalid), and ``n_cycles`` / ``order`` overriding the file's. ``dry_run``: plan and
+    estimate only (:func:`dry_run`)."""
 
     output: Path = Path("results")
     overrides: Mapping[str, Any] = field(default_factory=dict)
@@ -49,6 +50,7 @@ class RunOptions:
     allow_skipped: bool = False
     n_cycles: int | None = None
     order: str | None = None
+    dry_run: bool = False  # plan and estimate only: no machine checks (Docker, images, Slurm), nothing run
 
     def study_options_used(self) -> list[str]:
         """The flags of study-only options that are set."""
@@ -67,6 +69,7 @@ class ExperimentPlan:
     def run(self, on_event=None) -> tuple[ExperimentResult, Path]:
         from llenergymeasure.experiment import execute_experiment
 
+        _refuse_dry_run(self.options)
         with use_policy(self.options.lock):
             return execute_experiment(self.config, output=self.options.output, launcher=self.launcher,
                                       on_event=on_event, timeouts=self.options.timeouts)
@@ -89,12 +92,28 @@ class StudyPlan:
         from llenergymeasure.study import StudyOptions, execute_study
 
         o = self.options
+        _refuse_dry_run(o)
         study_options = StudyOptions(isolated=o.isolated, no_gaps=o.no_gaps, fail_fast=o.fail_fast,
                                      retry_failed=o.retry_failed, resume=o.resume, timeouts=o.timeouts,
                                      study_file=self.source if self.source != "study" else None, detach=o.detach)
         with use_policy(o.lock):
             return execute_study(self.study, self.expansion, output=o.output, options=study_options,
                                  observer=observer, launcher_for=self.launcher_for)
+
+
+def _refuse_dry_run(options: RunOptions) -> None:
+    if options.dry_run:
+        raise ConfigError("--dry-run: this plan is for estimating only; plan it again without dry_run to run it")
+
+
+def dry_run(config: Any, options: RunOptions = RunOptions()) -> tuple[ExperimentPlan | StudyPlan, list]:
+    """Expand and validate ``config`` as a run would, and estimate each point's memory against its device
+    (llenergymeasure.memory): the plan and one MemoryEstimate per point (``fits`` False: it cannot fit). Nothing is
+    loaded, started or written."""
+    from llenergymeasure.memory import estimate_plan
+
+    planned = plan(config, replace(options, dry_run=True))
+    return planned, estimate_plan(planned)
 
 
 def _overrides(options: RunOptions) -> dict[str, Any]:
@@ -155,7 +174,7 @@ def _plan_experiment(data: Any, source: str, folder: Path | None, options: RunOp
         parse_config(data, source)  # raises: not a mapping
     cfg = config_from_data(data, source, folder, overrides)
     launcher = select_launcher(cfg, isolated=options.isolated, image=options.image)
-    if launcher.name in ("docker", "slurm"):  # engine/image or scheduler checked before a result folder exists
+    if launcher.name in ("docker", "slurm") and not options.dry_run:  # checked before a result folder exists
         launcher.check(cfg)
     return ExperimentPlan(cfg, launcher, options, source)
 
@@ -204,6 +223,8 @@ def _plan_study(data: Any, source: str, folder: Path | None, options: RunOptions
     if not options.allow_skipped:
         expansion.refuse_invalid(source)
     launchers = [select_launcher(p.config, isolated=options.isolated) for p in expansion.points]
+    if options.dry_run:
+        return StudyPlan(study, expansion, launchers, options, source)
     _preflight(expansion, launchers)
     if any(launcher.name == "slurm" for launcher in launchers):
         next(launcher for launcher in launchers if launcher.name == "slurm").check()  # exit 3 before a folder

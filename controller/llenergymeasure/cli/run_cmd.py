@@ -20,6 +20,7 @@ from llenergymeasure.errors import ConfigError
 from llenergymeasure.gpulock import LockPolicy
 from llenergymeasure.launchers import Timeouts
 from llenergymeasure.plan import RunOptions, StudyPlan, plan
+from llenergymeasure.plan import dry_run as plan_dry_run
 from llenergymeasure.study import StudyInterrupted, cv_warnings
 
 #: exit code of a bare `lem run` (no config, no --model): a usage error, nothing was asked to be measured
@@ -83,9 +84,9 @@ def run(
     if config is None and model is None and not dry_run:
         _show_plan(load_config(None, overrides), overrides)
         raise typer.Exit(EXIT_NOTHING_ASKED)
-    planned = plan(config, options)
     if dry_run:
-        raise typer.Exit(_dry_run(planned))
+        raise typer.Exit(_dry_run(config, options))
+    planned = plan(config, options)
     if isinstance(planned, StudyPlan):
         raise typer.Exit(_run_study(planned))
     console = make_console()
@@ -99,13 +100,12 @@ def _notify(line: str) -> None:
     Console(stderr=True, highlight=False).print(f"[yellow]waiting:[/] {escape(line)}", soft_wrap=True)
 
 
-def _dry_run(planned) -> int:
+def _dry_run(config: Path | None, options: RunOptions) -> int:
     """Print each point's memory estimate; exit 2 naming every point that cannot fit, else 0."""
-    from llenergymeasure.memory import estimate_plan, render_estimates
+    from llenergymeasure.memory import render_estimates
 
-    estimates = estimate_plan(planned)
-    console = make_console()
-    render_estimates(console, estimates)
+    planned, estimates = plan_dry_run(config, options)
+    render_estimates(make_console(), estimates)
     refused = [e for e in estimates if not e.fits]
     if refused:
         raise ConfigError(format_problems(planned.source, [e.refusal() for e in refused]))
