@@ -25,6 +25,8 @@ VLLM_DEFAULT_SEQS = 256
 VLLM_DEFAULT_SEQS_LARGE_GPU = 1024
 VLLM_CPU_SERVER_DEFAULT_SEQS = 128
 TENSORRT_DEFAULT_BATCH = 2048
+#: GPT-2-style config.json names for the sizes the estimate reads
+_ALIASES = {"num_hidden_layers": "n_layer", "num_attention_heads": "n_head", "hidden_size": "n_embd"}
 
 
 @dataclass(frozen=True)
@@ -68,8 +70,11 @@ class MemoryEstimate:
         return f"{self.label}: " + "; ".join(self.problems)
 
 
-def gib(value: float | None) -> str:
-    return "?" if value is None else f"{value / GIB:.2f}"
+def size(value: float | None) -> str:
+    """Bytes as GiB from 1 GiB up, else MiB (a tiny model's figures would read 0.00 GiB)."""
+    if value is None:
+        return "?"
+    return f"{value / GIB:.2f} GiB" if value >= GIB else f"{value / 2**20:.2f} MiB"
 
 
 def host_available_bytes() -> int | None:
@@ -166,22 +171,27 @@ def estimate(config: ExperimentConfig, model_dir: Path | None, label: str, devic
         return MemoryEstimate(**common, parameters=None, parameters_source=why, weights=None, kv_cache=None,
                               activations=None, budget=device.memory_bytes, budget_rule="not estimated")
     text = hf.get("text_config") if isinstance(hf.get("text_config"), dict) else hf
-    c = SimpleNamespace(**{k: v for k, v in text.items() if isinstance(k, str)})
+    text = {**{ours: text[theirs] for ours, theirs in _ALIASES.items() if theirs in text}, **text}
+    c = SimpleNamespace(**{k: v for k, v in text.items() if isinstance(k, str) and k.isidentifier()})
     shapes = None if "quantization_config" in hf else checkpoint_shapes(model_dir)
     try:
-        size = llama_like_size(c)
+        formula = llama_like_size(c)
     except (AttributeError, TypeError, ZeroDivisionError):
-        size = None
+        formula = None
     if shapes:
         params, source = stored_parameters(shapes), "safetensors headers"
-    elif size is not None:
-        params, source = size.total, "config.json, Llama-like formula"
+    elif formula is not None:
+        params, source = formula.total, "config.json, Llama-like formula"
     else:
         return MemoryEstimate(**common, parameters=None, parameters_source="config.json lacks the dimensions",
                               weights=None, kv_cache=None, activations=None, budget=device.memory_bytes,
                               budget_rule="not estimated")
     weights = params * _weight_bytes(config, hf)
-    layers, heads, hidden = c.num_hidden_layers, c.num_attention_heads, c.hidden_size
+    layers, heads, hidden = (getattr(c, k, None) for k in ("num_hidden_layers", "num_attention_heads", "hidden_size"))
+    if not all(isinstance(v, int) and v > 0 for v in (layers, heads, hidden, getattr(c, "vocab_size", None))):
+        return MemoryEstimate(**common, parameters=params, parameters_source=f"{source}; config.json lacks the "
+                              "layer/head/hidden/vocab sizes for the KV cache", weights=weights, kv_cache=None,
+                              activations=None, budget=device.memory_bytes, budget_rule="not estimated")
     kv_heads = getattr(c, "num_key_value_heads", None) or heads
     head_dim = getattr(c, "head_dim", None) or hidden // heads
     seq = config.max_input_tokens + config.max_output_tokens
@@ -200,14 +210,14 @@ def estimate(config: ExperimentConfig, model_dir: Path | None, label: str, devic
     if config.backend == "vllm" and device.kind == "cpu":
         space = config.vllm.cpu_kvcache_space_gib * GIB
         if kv_per_seq > space:
-            problems.append(f"one sequence of {seq} tokens needs {gib(kv_per_seq)} GiB of KV cache, more than "
+            problems.append(f"one sequence of {seq} tokens needs {size(kv_per_seq)} of KV cache, more than "
                             f"vllm.cpu_kvcache_space_gib {config.vllm.cpu_kvcache_space_gib} GiB")
         kv = space  # preallocated whatever the batch; vLLM runs fewer sequences at once when it is short
         rule = f"{device.name}; KV = vllm.cpu_kvcache_space_gib"
     total = weights + kv + activations
     if budget is not None and total > budget:
-        problems.insert(0, f"needs ~{gib(total)} GiB (weights {gib(weights)} GiB + KV cache {gib(kv)} GiB + "
-                           f"activations {gib(activations)} GiB) but {rule} offers {gib(budget)} GiB")
+        problems.insert(0, f"needs ~{size(total)} (weights {size(weights)} + KV cache {size(kv)} + activations "
+                           f"{size(activations)}) but {rule} offers {size(budget)}")
     return MemoryEstimate(**common, parameters=params, parameters_source=source, weights=weights, kv_cache=kv,
                           activations=activations, budget=budget, budget_rule=rule, problems=tuple(problems))
 
@@ -229,19 +239,19 @@ def estimate_plan(planned, device_of=device_for) -> list[MemoryEstimate]:
 
 
 def render_estimates(console, estimates: list[MemoryEstimate]) -> None:
-    """The points as a table, GiB, with the budget and whether each fits."""
+    """The points as a table, with the budget and whether each fits."""
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title="memory estimate (GiB; docs/method.md, Memory estimate)", title_justify="left")
+    table = Table(title="memory estimate (docs/method.md, Memory estimate)", title_justify="left")
     for name in ("point", "backend", "device", "params", "batch", "weights", "KV cache", "activations", "total",
                  "budget", "fits"):
         table.add_column(name, justify="right" if name not in ("point", "backend", "device") else "left")
     for e in estimates:
         verdict = "[red]no[/]" if not e.fits else "yes" if e.total is not None else "[yellow]unknown[/]"
         params = f"{e.parameters / 1e6:,.1f}M" if e.parameters is not None else "?"
-        table.add_row(escape(e.label), e.backend, escape(e.device.name), params, str(e.batch), gib(e.weights),
-                      gib(e.kv_cache), gib(e.activations), gib(e.total), gib(e.budget), verdict)
+        table.add_row(escape(e.label), e.backend, escape(e.device.name), params, str(e.batch), size(e.weights),
+                      size(e.kv_cache), size(e.activations), size(e.total), size(e.budget), verdict)
     console.print(table)
     for e in estimates:
         if e.total is None:
