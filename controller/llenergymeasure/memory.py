@@ -25,6 +25,8 @@ VLLM_DEFAULT_SEQS = 256
 VLLM_DEFAULT_SEQS_LARGE_GPU = 1024
 VLLM_CPU_SERVER_DEFAULT_SEQS = 128
 TENSORRT_DEFAULT_BATCH = 2048
+#: vLLM's LLM-class default max_num_batched_tokens on a GPU (its prefill step's token budget)
+VLLM_DEFAULT_BATCHED_TOKENS = 8192
 #: GPT-2-style config.json names for the sizes the estimate reads
 _ALIASES = {"num_hidden_layers": "n_layer", "num_attention_heads": "n_head", "hidden_size": "n_embd"}
 
@@ -55,6 +57,7 @@ class MemoryEstimate:
     budget: float | None
     budget_rule: str
     problems: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # said, not refused: vLLM will run fewer sequences at once than the batch asks
 
     @property
     def total(self) -> float | None:
@@ -199,10 +202,17 @@ def estimate(config: ExperimentConfig, model_dir: Path | None, label: str, devic
     kv = kv_per_seq * batch
     act_bytes = _dtype_bytes(config, hf)
     inter = getattr(c, "intermediate_size", None) or 4 * hidden
-    tokens = batch * config.max_input_tokens
-    activations = tokens * (4 * hidden + 2 * inter) * act_bytes + batch * c.vocab_size * 4
-    if config.backend == "pytorch":  # attention scores of one layer, when the kernel materialises them
-        activations += batch * heads * config.max_input_tokens ** 2 * act_bytes
+
+    def activations_for(b: int) -> int:
+        tokens = b * config.max_input_tokens
+        if config.backend == "vllm":  # vLLM prefills at most max_num_batched_tokens per step
+            tokens = min(tokens, config.vllm.max_num_batched_tokens or VLLM_DEFAULT_BATCHED_TOKENS)
+        out = tokens * (4 * hidden + 2 * inter) * act_bytes + b * c.vocab_size * 4
+        if config.backend == "pytorch":  # attention scores of one layer, when the kernel materialises them
+            out += b * heads * config.max_input_tokens ** 2 * act_bytes
+        return out
+
+    activations = activations_for(batch)
     budget, rule, problems = device.memory_bytes, f"{device.name}", []
     if config.backend == "vllm" and device.kind == "cuda" and budget is not None:
         budget = budget * config.vllm.gpu_memory_utilization
@@ -215,11 +225,22 @@ def estimate(config: ExperimentConfig, model_dir: Path | None, label: str, devic
         kv = space  # preallocated whatever the batch; vLLM runs fewer sequences at once when it is short
         rule = f"{device.name}; KV = vllm.cpu_kvcache_space_gib"
     total = weights + kv + activations
-    if budget is not None and total > budget:
+    notes = []
+    if config.backend == "vllm" and device.kind == "cuda" and budget is not None and total > budget:
+        # vLLM schedules fewer sequences when its KV space is short; it cannot start without room for one
+        floor = weights + activations_for(1) + kv_per_seq
+        if floor > budget:
+            problems.append(f"needs ~{size(floor)} for one sequence (weights {size(weights)} + KV cache "
+                            f"{size(kv_per_seq)} + activations {size(activations_for(1))}) but {rule} offers "
+                            f"{size(budget)}")
+        else:
+            notes.append(f"the batch of {batch} needs {size(kv)} of KV cache; vLLM will run fewer sequences at once")
+    elif budget is not None and total > budget:
         problems.insert(0, f"needs ~{size(total)} (weights {size(weights)} + KV cache {size(kv)} + activations "
                            f"{size(activations)}) but {rule} offers {size(budget)}")
     return MemoryEstimate(**common, parameters=params, parameters_source=source, weights=weights, kv_cache=kv,
-                          activations=activations, budget=budget, budget_rule=rule, problems=tuple(problems))
+                          activations=activations, budget=budget, budget_rule=rule, problems=tuple(problems),
+                          notes=tuple(notes))
 
 
 def _model_dir(config: ExperimentConfig) -> Path | None:
@@ -256,3 +277,5 @@ def render_estimates(console, estimates: list[MemoryEstimate]) -> None:
     for e in estimates:
         if e.total is None:
             console.print(f"[yellow]not estimated[/] {escape(e.label)}: {escape(e.parameters_source)}")
+        for note in e.notes:
+            console.print(f"[yellow]note[/] {escape(e.label)}: {escape(note)}")

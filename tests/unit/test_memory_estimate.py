@@ -112,3 +112,21 @@ def test_dry_run_of_one_experiment_and_through_the_api(tmp_path, tiny_model_path
     (e,) = estimates
     # ~405.85e9 parameters (the Llama-like formula over config.json) x 2 bytes (bfloat16)
     assert round(e.parameters / 1e9, 2) == 405.85 and e.weights == e.parameters * 2 and not e.fits
+
+
+def test_vllm_on_a_gpu_is_refused_only_without_room_for_one_sequence(tmp_path):
+    model = _model(tmp_path / "small", {**SMALL, "torch_dtype": "bfloat16"})
+    h100 = Device("cuda", 80 * GIB, "1x NVIDIA H100")
+
+    def at(n_prompts, memory):
+        config = ExperimentConfig(model=str(model), backend="vllm", n_prompts=n_prompts, max_input_tokens=1024,
+                                  max_output_tokens=1024)
+        return estimate(config, model, "p", Device("cuda", memory, h100.name))
+
+    # one 2048-token sequence: 2 x 2 x 2 x 16 x 2048 x 2 bytes = 512 KiB; weights 202048 x 2 bytes
+    big = at(1024, 80 * GIB)
+    assert big.fits and not big.notes and big.kv_cache == 1024 * 512 * 1024
+    short = at(1024, int(64 * 2**20 / 0.9))  # 64 MiB budget: the 512 MiB batch does not fit, one sequence does
+    assert short.fits and "vLLM will run fewer sequences at once" in short.notes[0]
+    tiny = at(1024, int(2**20 / 0.9))  # 1 MiB: not even the weights, activations and one sequence
+    assert not tiny.fits and "for one sequence" in tiny.refusal()
