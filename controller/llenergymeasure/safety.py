@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable
 from pathlib import Path
 
 from llenergymeasure.errors import ConfigError
@@ -66,19 +65,3 @@ def check_sweep_size(study, source: str) -> None:
         axes = " x ".join(str(size) for size in sizes) or "1"
         raise ConfigError(f"{source}: sweep: {axes} values over {max(1, len(study.experiments))} experiment(s) make "
                           f"{n:.3g} points; a study may have at most {MAX_STUDY_POINTS:,}")
-
-
-def preflight_containers(configs: Iterable, isolated: bool) -> None:
-    """Before a study starts: if any run goes to a container, the engine must answer and each image must be present
-    and speak this controller's contract (SetupError, exit 3, naming the fix) — rather than every run failing."""
-    from llenergymeasure.launchers.select import select_launcher
-
-    checked: set[tuple] = set()
-    for config in configs:
-        launcher = select_launcher(config, isolated=isolated)
-        if launcher.name != "docker":
-            continue
-        key = (launcher.image, config.backend, config.device)
-        if key not in checked:
-            launcher.check(config)
-            checked.add(key)
