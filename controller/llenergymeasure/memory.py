@@ -169,8 +169,8 @@ def estimate(config: ExperimentConfig, model_dir: Path | None, label: str, devic
     batch = _batch(config, device)
     common = dict(label=label, backend=config.backend, device=device, batch=batch)
     if hf is None:
-        why = "no config.json on this host (the runner downloads the model)" if model_dir is None else \
-            f"no readable config.json in {model_dir}"
+        why = "no config.json on this host yet (the runner downloads the model, or converts the embedded one, "\
+            "on its first run)" if model_dir is None else f"no readable config.json in {model_dir}"
         return MemoryEstimate(**common, parameters=None, parameters_source=why, weights=None, kv_cache=None,
                               activations=None, budget=device.memory_bytes, budget_rule="not estimated")
     text = hf.get("text_config") if isinstance(hf.get("text_config"), dict) else hf
@@ -244,8 +244,15 @@ def estimate(config: ExperimentConfig, model_dir: Path | None, label: str, devic
 
 
 def _model_dir(config: ExperimentConfig) -> Path | None:
-    from llenergymeasure.models import resolve_model
+    """The model's folder on this host, as a run resolves it; None for one the runner would download, or the
+    embedded model before its first run converts it (a dry run converts nothing)."""
+    from lem_runner.contract.config import EMBEDDED_DEFAULT_MODEL
 
+    from llenergymeasure.models import resolve_model
+    from llenergymeasure.models.embedded import converted_embedded_model
+
+    if config.model == EMBEDDED_DEFAULT_MODEL:
+        return converted_embedded_model()
     model = resolve_model(config)
     return Path(model.host_path) if model.mount_root is not None else None
 
