@@ -5,6 +5,7 @@ result folder exists; then the plan is run, or (a dry run) only its memory estim
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ class RunOptions:
     image: str | None = None
     slurm: bool = False
     timeouts: Timeouts = Timeouts()
-    lock: LockPolicy = LockPolicy()
+    lock: LockPolicy | None = None  # None: the policy in force (gpulock.use_policy), by default wait for the GPU
     resume: bool | Path | None = None
     retry_failed: bool = False
     fail_fast: bool = False
@@ -70,7 +71,7 @@ class ExperimentPlan:
         from llenergymeasure.experiment import execute_experiment
 
         _refuse_dry_run(self.options)
-        with use_policy(self.options.lock):
+        with _lock_policy(self.options.lock):
             return execute_experiment(self.config, output=self.options.output, launcher=self.launcher,
                                       on_event=on_event, timeouts=self.options.timeouts)
 
@@ -96,9 +97,13 @@ class StudyPlan:
         study_options = StudyOptions(isolated=o.isolated, no_gaps=o.no_gaps, fail_fast=o.fail_fast,
                                      retry_failed=o.retry_failed, resume=o.resume, timeouts=o.timeouts,
                                      study_file=self.source if self.source != "study" else None, detach=o.detach)
-        with use_policy(o.lock):
+        with _lock_policy(o.lock):
             return execute_study(self.study, self.expansion, output=o.output, options=study_options,
                                  observer=observer, launcher_for=self.launcher_for)
+
+
+def _lock_policy(policy: LockPolicy | None):
+    return use_policy(policy) if policy is not None else nullcontext()
 
 
 def _refuse_dry_run(options: RunOptions) -> None:
