@@ -78,7 +78,8 @@ class ExperimentPlan:
 
 @dataclass
 class StudyPlan:
-    """A study, expanded and validated, with one launcher per point (containers and Slurm already checked)."""
+    """A study, expanded and validated, with the launcher chosen for each point (containers and Slurm checked with
+    them before a study folder exists)."""
 
     study: StudyConfig
     expansion: Expansion
@@ -87,7 +88,9 @@ class StudyPlan:
     source: str
 
     def launcher_for(self, point: StudyPoint, isolated: bool = False) -> Launcher:
-        return self.launchers[next(i for i, p in enumerate(self.expansion.points) if p is point)]
+        """A fresh launcher of the kind planned for ``point`` (the same choice: ``select_launcher`` over the same
+        config and options), so each run opens its own engine connection and one restarted between runs is found."""
+        return select_launcher(point.config, isolated=self.options.isolated)
 
     def run(self, observer=None):
         from llenergymeasure.study import StudyOptions, execute_study
