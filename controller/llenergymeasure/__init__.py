@@ -6,6 +6,7 @@ The public Python API::
     result = lem.run_experiment({"model": "/path/to/model", "n_prompts": 8})   # result.result_dir: its folder
     study = lem.run_study("study.yaml", progress=print)   # -> StudyResult: folder, manifest entries, summaries
     df = lem.load_results("results")             # -> pandas.DataFrame, one row per experiment
+    plan, estimates = lem.dry_run("study.yaml")  # expand, validate, estimate memory per point; nothing runs
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ if _TYPE_CHECKING:
     import pandas as pd
     from lem_runner.contract import ExperimentConfig, ExperimentResult
 
+    from llenergymeasure.plan import RunOptions
     from llenergymeasure.study import ManifestEntry, PointAggregate, StudyConfig
 
 
@@ -30,22 +32,22 @@ def run_experiment(
     config: ExperimentConfig | dict[str, _Any] | str | _Path,
     output: str | _Path = "results",
     isolated: bool = False,
+    options: RunOptions | None = None,
+    on_event: _Callable[[_Any], None] | None = None,
 ) -> ExperimentResult:
     """Measure one experiment (a config object, a mapping, or a YAML/JSON file) and return its result.
 
     The result is also written to ``<output>/<experiment>/result.json``; ``result.result_dir`` is that folder.
-    Raises ConfigError (bad config) or RunFailed.
+    ``options`` (a :class:`RunOptions`: overrides, image, Slurm, timeouts, lock policy, ...) replaces ``output``
+    and ``isolated`` when given; ``on_event`` gets the runner's progress events. The same path as ``lem run``: the
+    config validated, the launcher chosen and checked (Docker engine and image, Slurm) before a result folder
+    exists. Raises ConfigError (bad config), SetupError (machine not ready) or RunFailed.
     """
-    from lem_runner.contract import ExperimentConfig
+    from llenergymeasure.experiment import with_result_dir
+    from llenergymeasure.plan import RunOptions, plan_experiment
 
-    from llenergymeasure.config import load_config, parse_config
-    from llenergymeasure.experiment import execute_experiment, with_result_dir
-
-    if isinstance(config, (str, _Path)):
-        config = load_config(config)
-    elif not isinstance(config, ExperimentConfig):
-        config = parse_config(config, "config")
-    result, exp_dir = execute_experiment(config, output=output, isolated=isolated)
+    options = options or RunOptions(output=_Path(output), isolated=isolated)
+    result, exp_dir = plan_experiment(config, options).run(on_event)
     return with_result_dir(result, exp_dir)
 
 
@@ -89,39 +91,27 @@ def run_study(
     retry_failed: bool = False,
     detach: bool = False,
     progress: _Callable[[StudyProgress], None] | None = None,
+    options: RunOptions | None = None,
 ) -> StudyResult:
-    """Run a study (a StudyConfig, a mapping with base/sweep/experiments, or a study file) and return what it left.
+    """Run a study (a StudyConfig, a mapping with base/sweep/groups/experiments, or a study file) and return what it
+    left.
 
     ``progress`` is called with a :class:`StudyProgress` after each run ends.
     ``resume=True`` finishes the newest unfinished study of that name in ``output``; a path finishes that folder.
-    Failed runs do not raise: see ``StudyResult.failed``. Raises ConfigError for a bad study, StudyInterrupted on
-    Ctrl-C (the study stays resumable). ``detach`` (runs on Slurm): submit every run and return with status
-    'detached'; ``resume=...`` later collects them.
+    ``options`` (a :class:`RunOptions`, as ``lem run`` builds it: overrides, cycles, order, timeouts, ...) replaces
+    the other keyword arguments when given. The same path as ``lem run``: the study validated and expanded (invalid
+    points refused unless ``allow_skipped``), containers and Slurm checked before a study folder exists.
+    Failed runs do not raise: see ``StudyResult.failed``. Raises ConfigError for a bad study, SetupError for a
+    machine not ready, StudyInterrupted on Ctrl-C (the study stays resumable). ``detach`` (runs on Slurm): submit
+    every run and return with status 'detached'; ``resume=...`` later collects them.
     """
-    from llenergymeasure.config.loader import format_validation_error, resolve_relative_paths
-    from llenergymeasure.errors import ConfigError
-    from llenergymeasure.study import StudyConfig, StudyObserver, StudyOptions, execute_study, expand_study, load_study
+    from llenergymeasure.plan import RunOptions, plan_study
+    from llenergymeasure.study import StudyObserver
 
-    source = "study"
-    if isinstance(config, (str, _Path)):
-        source = str(config)
-        study = load_study(_Path(config))
-    elif isinstance(config, StudyConfig):
-        study = config
-    else:
-        from pydantic import ValidationError
-
-        try:
-            study = StudyConfig.model_validate(config)
-        except ValidationError as exc:
-            raise ConfigError(format_validation_error(source, exc)) from None
-        cwd = _Path.cwd()
-        study = study.model_copy(update={"base": resolve_relative_paths(study.base, cwd),
-                                         "experiments": [resolve_relative_paths(e, cwd) for e in study.experiments]})
-    expansion = expand_study(study, source)
-    options = StudyOptions(isolated=isolated, no_gaps=no_gaps, fail_fast=fail_fast, retry_failed=retry_failed,
-                           resume=_Path(resume) if isinstance(resume, (str, _Path)) else resume,
-                           study_file=source if source != "study" else None, detach=detach)
+    if options is None:
+        options = RunOptions(output=_Path(output), isolated=isolated, no_gaps=no_gaps, fail_fast=fail_fast,
+                             retry_failed=retry_failed, detach=detach,
+                             resume=_Path(resume) if isinstance(resume, (str, _Path)) else resume or None)
 
     class _Progress(StudyObserver):
         def run_finished(self, entry, outcome) -> None:
@@ -129,7 +119,7 @@ def run_study(
                 entries = outcome.manifest.entries
                 progress(StudyProgress(sum(e.status in ("done", "failed") for e in entries), len(entries), entry))
 
-    outcome = execute_study(study, expansion, output=output, options=options, observer=_Progress())
+    outcome = plan_study(config, options).run(_Progress())
     return StudyResult(
         study_dir=outcome.study_dir, status=outcome.status, entries=list(outcome.manifest.entries),
         summaries=outcome.aggregates(), results=dict(outcome.results), skipped=list(outcome.manifest.skipped),
@@ -146,7 +136,17 @@ def load_results(directory: str | _Path = "results") -> pd.DataFrame:
     return _load(directory)
 
 
-__all__ = ["StudyProgress", "StudyResult", "__version__", "load_results", "run_experiment", "run_study"]
+def __getattr__(name: str):
+    """``RunOptions`` and ``dry_run`` (llenergymeasure.plan) without importing the controller at import time."""
+    if name in ("RunOptions", "dry_run"):
+        from llenergymeasure import plan
+
+        return getattr(plan, name)
+    raise AttributeError(f"module 'llenergymeasure' has no attribute {name!r}")
+
+
+__all__ = ["RunOptions", "StudyProgress", "StudyResult", "__version__", "dry_run", "load_results",
+           "run_experiment", "run_study"]
 
 
 def __dir__() -> list[str]:

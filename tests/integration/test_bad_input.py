@@ -193,6 +193,8 @@ def _wrong(ann) -> st.SearchStrategy:
         return CONTAINERS
     if typing.get_origin(ann) is list:
         return st.one_of(NOT_A_NUMBER, st.lists(NOT_A_NUMBER, min_size=1, max_size=2))
+    if typing.get_origin(ann) is dict:  # a pass-through mapping (engine_args): any mapping is the right type
+        return st.one_of(NOT_A_NUMBER, st.lists(st.integers(), min_size=1, max_size=3))
     return CONTAINERS
 
 
@@ -332,7 +334,7 @@ BROKEN_STUDIES = st.one_of(
     st.builds(lambda t: ({"base": STUDY_BASE, "experiment_timeout_s": t}, "experiment_timeout_s"), st.floats(max_value=0)),
     st.builds(lambda k: ({"base": STUDY_BASE, "experiments": [{}], k: 1}, "unknown field"),
               st.from_regex(r"[a-z]{3,12}", fullmatch=True).filter(
-                  lambda k: k not in {"base", "sweep", "experiments", "name", "n_cycles", "order", "seed",
+                  lambda k: k not in {"base", "sweep", "groups", "experiments", "name", "n_cycles", "order", "seed",
                                       "gap_seconds", "experiment_timeout_s", "max_consecutive_failures"})),
     st.builds(lambda n, v: ({"base": STUDY_BASE, "sweep": {f"energy.baseline.duration_s{i}": list(range(v))
                                                             for i in range(n)}}, "points"),

@@ -21,14 +21,11 @@ def validate(
 ) -> None:
     """Exit 0 if the config (or study file) is valid, as `lem run` would take it; otherwise one line naming every
     problem's field, exit 2."""
-    from llenergymeasure.config.loader import read_config_file
-    from llenergymeasure.study import expand_study, is_study, load_study
+    from llenergymeasure.plan import RunOptions, StudyPlan, plan
 
-    if is_study(read_config_file(path)):
-        study = load_study(path)
-        expansion = expand_study(study, str(path))
-        if not allow_skipped:
-            expansion.refuse_invalid(str(path))
+    planned = plan(path, RunOptions(allow_skipped=allow_skipped, dry_run=True))  # the path `lem run` takes
+    if isinstance(planned, StudyPlan):
+        study, expansion = planned.study, planned.expansion
         skipped = f"; {len(expansion.skipped)} skipped: {'; '.join(expansion.skipped)}" if expansion.skipped else ""
         notes = {_device_note(p.config) for p in expansion.points} - {None}
         typer.echo(f"{path}: valid study ({study.name}: {len(expansion.points)} point(s) x {study.n_cycles} "
@@ -36,7 +33,7 @@ def validate(
         for note in sorted(notes):
             typer.echo(f"note: {note}")
         return
-    cfg = load_config(path)
+    cfg = planned.config
     note = _device_note(cfg)
     typer.echo(f"{path}: valid ({cfg.experiment_name}, backend {cfg.backend}, model {cfg.model})")
     if note:

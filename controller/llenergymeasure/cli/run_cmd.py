@@ -1,5 +1,6 @@
 """`lem run`: measure one experiment, locally or in its backend's container (--isolated), or run a study file
-(resumable with --resume)."""
+(resumable with --resume). A thin shell over llenergymeasure.plan, the path the Python API takes too: this module
+turns flags into RunOptions and results into the display and an exit code."""
 
 from __future__ import annotations
 
@@ -14,29 +15,18 @@ from rich.markup import escape
 
 from llenergymeasure.config import load_config
 from llenergymeasure.config.checks import BATCH_SIZE, FLAGS
-from llenergymeasure.config.loader import format_problems, read_config_file
+from llenergymeasure.config.loader import format_problems
 from llenergymeasure.errors import ConfigError
-from llenergymeasure.experiment import execute_experiment
-from llenergymeasure.host.gpu_lock import LockPolicy, use_policy
+from llenergymeasure.host.gpu_lock import LockPolicy
 from llenergymeasure.launchers import Timeouts
-from llenergymeasure.launchers.select import preflight_containers, select_launcher
+from llenergymeasure.plan import RunOptions, StudyPlan, plan
+from llenergymeasure.plan import dry_run as plan_dry_run
 from llenergymeasure.render.console import make_console
 from llenergymeasure.render.progress import RunDisplay, StudyDisplay
 from llenergymeasure.render.study import render_study
 from llenergymeasure.render.summary import render_summary
-from llenergymeasure.results.output_path import check_output_dir
-from llenergymeasure.study import (
-    StudyInterrupted,
-    StudyOptions,
-    cv_warnings,
-    execute_study,
-    expand_study,
-    is_study,
-    load_study,
-    unused_flags,
-)
+from llenergymeasure.study import StudyInterrupted, cv_warnings
 
-_STUDY_ONLY = ("--resume", "--fail-fast", "--no-gaps", "--retry-failed", "--detach", "--allow-skipped")
 #: exit code of a bare `lem run` (no config, no --model): a usage error, nothing was asked to be measured
 EXIT_NOTHING_ASKED = 2
 
@@ -70,63 +60,61 @@ def run(
     allow_skipped: bool = typer.Option(
         False, "--allow-skipped", help="Study: run the valid points even if some are invalid (default: exit 2)."
     ),
+    cycles: int | None = typer.Option(None, "--cycles", help="Study: times each point runs (overrides n_cycles)."),
+    order: str | None = typer.Option(
+        None, "--order", help="Study: sequential | interleave | shuffle | latin_square (overrides order)."
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Expand and validate, estimate each point's memory against the device; run nothing."
+    ),
     no_lock: bool = typer.Option(False, "--no-lock", help="Measure even if another lem holds the GPU's lock."),
     lock_timeout: float | None = typer.Option(
         None, "--lock-timeout", min=0, help="Give up (exit 3) if a GPU is still busy after this many seconds."
     ),
 ) -> None:
     """Measure one experiment (or each experiment of a study file) and write results/<experiment>/result.json."""
-    output = check_output_dir(output)
-    policy = LockPolicy(enabled=not no_lock, timeout_s=lock_timeout, notify=_notify)
-    with use_policy(policy):
-        _run(config, study_dir, model, backend, batch_size, n_prompts, max_output_tokens, dtype, device, name,
-             output, isolated, image, timeout, silence_timeout, resume, retry_failed, fail_fast, no_gaps, slurm,
-             detach, allow_skipped)
+    if study_dir is not None and not resume:
+        raise ConfigError(f"'{study_dir}': a second argument is the study folder for --resume")
+    overrides = {
+        "model": model, "backend": backend, BATCH_SIZE: batch_size, "n_prompts": n_prompts,
+        "max_output_tokens": max_output_tokens, "dtype": dtype, "device": device, "name": name,
+    }
+    options = RunOptions(
+        output=output, overrides=overrides, isolated=isolated, image=image, slurm=slurm,
+        timeouts=Timeouts(timeout, silence_timeout),
+        lock=LockPolicy(enabled=not no_lock, timeout_s=lock_timeout, notify=_notify),
+        resume=(study_dir or True) if resume else None, retry_failed=retry_failed, fail_fast=fail_fast,
+        no_gaps=no_gaps, detach=detach, allow_skipped=allow_skipped, n_cycles=cycles, order=order,
+    )
+    if config is None and model is None and not dry_run:
+        _show_plan(load_config(None, overrides), overrides)
+        raise typer.Exit(EXIT_NOTHING_ASKED)
+    if dry_run:
+        raise typer.Exit(_dry_run(config, options))
+    planned = plan(config, options)
+    if isinstance(planned, StudyPlan):
+        raise typer.Exit(_run_study(planned))
+    console = make_console()
+    title = f"{planned.config.experiment_name} · {planned.config.backend} · {planned.launcher.name} runner"
+    with RunDisplay(console, title) as display:
+        result, exp_dir = planned.run(on_event=display)
+    render_summary(console, result, exp_dir)
 
 
 def _notify(line: str) -> None:
     Console(stderr=True, highlight=False).print(f"[yellow]waiting:[/] {escape(line)}", soft_wrap=True)
 
 
-def _run(config, study_dir, model, backend, batch_size, n_prompts, max_output_tokens, dtype, device, name, output,
-         isolated, image, timeout, silence_timeout, resume, retry_failed, fail_fast, no_gaps, slurm=False,
-         detach=False, allow_skipped=False) -> None:
-    if slurm and (isolated or image):
-        raise ConfigError("--slurm: not with --isolated/--image (pick a container with slurm.start and slurm.image)")
-    overrides = {
-        "model": model, "backend": backend, BATCH_SIZE: batch_size, "n_prompts": n_prompts,
-        "max_output_tokens": max_output_tokens, "dtype": dtype, "device": device, "name": name,
-        "runner": "slurm" if slurm else None,
-    }
-    timeouts = Timeouts(timeout, silence_timeout)
-    if config is not None and is_study(read_config_file(config)):
-        if study_dir is not None and not resume:
-            raise ConfigError(f"'{study_dir}': a second argument is the study folder for --resume")
-        if retry_failed and not resume:
-            raise ConfigError("--retry-failed: only with --resume")
-        options = StudyOptions(isolated=isolated, no_gaps=no_gaps, fail_fast=fail_fast, retry_failed=retry_failed,
-                               resume=(study_dir or True) if resume else None, timeouts=timeouts,
-                               study_file=str(config), detach=detach)
-        raise typer.Exit(_run_study(config, overrides, output, options, allow_skipped))
-    used = [flag for flag, on in zip(_STUDY_ONLY, (resume, fail_fast, no_gaps, retry_failed, detach, allow_skipped))
-            if on]
-    if used or study_dir is not None:
-        raise ConfigError(f"{used[0] if used else repr(str(study_dir))}: only for a study file "
-                          "(one with base:, sweep: or experiments:)")
-    cfg = load_config(config, overrides)
-    if config is None and model is None:
-        _show_plan(cfg, overrides)
-        raise typer.Exit(EXIT_NOTHING_ASKED)
-    launcher = select_launcher(cfg, isolated=isolated, image=image)
-    if launcher.name in ("docker", "slurm"):  # engine/image or scheduler checked before a result folder exists
-        launcher.check(cfg)
-    console = make_console()
-    title = f"{cfg.experiment_name} · {cfg.backend} · {launcher.name} runner"
-    with RunDisplay(console, title) as display:
-        result, exp_dir = execute_experiment(
-            cfg, output=output, launcher=launcher, on_event=display, timeouts=timeouts
-        )
-    render_summary(console, result, exp_dir)
+def _dry_run(config: Path | None, options: RunOptions) -> int:
+    """Print each point's memory estimate; exit 2 naming every point that cannot fit, else 0."""
+    from llenergymeasure.memory import render_estimates
+
+    planned, estimates = plan_dry_run(config, options)
+    render_estimates(make_console(), estimates)
+    refused = [e for e in estimates if not e.fits]
+    if refused:
+        raise ConfigError(format_problems(planned.source, [e.refusal() for e in refused]))
+    return 0
 
 
 def _show_plan(cfg, overrides: dict) -> None:
@@ -145,32 +133,17 @@ def _resume_command(study_dir: Path) -> str:
     return " ".join(shlex.quote(a) for a in ["lem", *args, "--resume", str(study_dir)])
 
 
-def _run_study(path: Path, overrides: dict, output: Path, options: StudyOptions, allow_skipped: bool = False) -> int:
-    """Run (or resume) a study file. Exit 0 when every run is done, 1 when some failed or the circuit breaker
-    stopped it, 130 on Ctrl-C; the last two leave it resumable. Exit 2 before anything runs for a flag with no
-    effect on the study, or invalid points without ``allow_skipped``."""
-    raw = load_study(path)
-    problems = unused_flags(raw, overrides)
-    if problems:
-        raise ConfigError(format_problems(str(path), problems))
-    study = load_study(path, overrides)
-    expansion = expand_study(study, str(path))
-    if not allow_skipped:
-        expansion.refuse_invalid(str(path))
-    preflight_containers([p.config for p in expansion.points], options.isolated)
-    if any(p.config.runner == "slurm" for p in expansion.points):
-        from llenergymeasure.launchers.slurm import SlurmLauncher
-
-        SlurmLauncher().check()  # no Slurm here: one line, exit 3, before a study folder exists
-    elif options.detach:
-        raise ConfigError("--detach: only for a study whose runs go to Slurm (runner: slurm or --slurm)")
+def _run_study(planned: StudyPlan) -> int:
+    """Run (or resume) a planned study. Exit 0 when every run is done, 1 when some failed or the circuit breaker
+    stopped it, 130 on Ctrl-C; the last two leave it resumable. (Flags with no effect on the study and invalid
+    points without ``--allow-skipped`` were refused, exit 2, when it was planned.)"""
     console = make_console()
-    for reason in expansion.skipped:
+    for reason in planned.expansion.skipped:
         console.print(f"[yellow]skipped[/] {escape(reason)}")
-    gap = 0.0 if options.no_gaps else study.gap_seconds
+    gap = 0.0 if planned.options.no_gaps else planned.study.gap_seconds
     try:
-        with StudyDisplay(console, study.n_cycles, gap) as display:
-            outcome = execute_study(study, expansion, output=output, options=options, observer=display)
+        with StudyDisplay(console, planned.study.n_cycles, gap) as display:
+            outcome = planned.run(observer=display)
     except StudyInterrupted as exc:
         render_study(console, exc.outcome)
         console.print(f"[bold red]interrupted[/]: resume with {escape(_resume_command(exc.outcome.study_dir))}")

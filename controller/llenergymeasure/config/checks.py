@@ -19,6 +19,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
+import typing
 from pathlib import Path
 from typing import Any, get_args
 
@@ -78,6 +79,38 @@ def suggestion(loc: tuple, root: type[BaseModel] | None = ExperimentConfig) -> s
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+def _section_model(annotation: Any) -> type[BaseModel] | None:
+    """The config model an annotation holds (``X``, ``X | None``), else None."""
+    for candidate in (annotation, *typing.get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def field_path_problem(dotted: str, root: type[BaseModel] = ExperimentConfig) -> str | None:
+    """Why ``dotted`` (``vllm.quantization``) names no field of the config, with "did you mean", or None. A path
+    into a field that is not a section (a mapping of the engine's own arguments) is not looked into."""
+    model: type[BaseModel] = root
+    parts = dotted.split(".")
+    for i, part in enumerate(parts):
+        fields = model.model_fields
+        if part not in fields:
+            close = difflib.get_close_matches(part, list(fields), n=1, cutoff=0.6)
+            where = ".".join(parts[:i]) or "the experiment config"
+            hint = f"; did you mean '{'.'.join([*parts[:i], close[0]])}'?" if close else ""
+            return f"'{dotted}' is not a config field ({where} has no '{part}'{hint})"
+        if i == len(parts) - 1:
+            return None
+        annotation = fields[part].annotation
+        section = _section_model(annotation)
+        if section is None:
+            if any(typing.get_origin(a) is dict or a is dict for a in (annotation, *typing.get_args(annotation))):
+                return None  # a mapping passed through to the engine: its keys are the engine's to check
+            return f"'{dotted}' is not a config field ('{'.'.join(parts[:i + 1])}' is a value, not a section)"
+        model = section
+    return None
+
+
 def validation_problems(exc: ValidationError, root: type[BaseModel] | None = ExperimentConfig) -> list[str]:
     """'field.path: message' for every error pydantic found."""
     by_field: dict[str, list[str]] = {}  # a value no member of a union accepts: one problem, every member's reason
@@ -130,8 +163,11 @@ def engine_setting_problems(config: ExperimentConfig) -> list[str]:
     where the host has the engine (pytorch's transformers); where it has not (vLLM, TensorRT-LLM live in their images)
     the runner's check reports it, as a config error with exit 2."""
     model = Path(config.model).expanduser()
-    return backend_spec(config.backend).engine_problems(config, str(model) if model.is_dir() else None,
-                                                        in_runner=False)
+    try:
+        folder = str(model) if model.is_dir() else None
+    except OSError:  # a name the file system refuses (too long): not a folder; the model check names it
+        folder = None
+    return backend_spec(config.backend).engine_problems(config, folder, in_runner=False)
 
 
 def batch_knob(backend: str) -> str:

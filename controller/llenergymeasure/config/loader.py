@@ -80,11 +80,12 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """Return ``data`` with dotted-path overrides applied (``{"pytorch.batch_size": 8}``); None values are skipped."""
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any], keep_none: bool = False) -> dict[str, Any]:
+    """Return ``data`` with dotted-path overrides applied (``{"pytorch.batch_size": 8}``). None values are skipped
+    (a flag not given), unless ``keep_none``: a study's ``null`` sets the field to None."""
     merged = _deep_copy(data)
     for dotted, value in overrides.items():
-        if value is None:
+        if value is None and not keep_none:
             continue
         node = merged
         *parents, leaf = dotted.split(".")
@@ -115,8 +116,14 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     (a local model folder, a prompts file) are resolved against the config file's folder."""
     source = str(path) if path else "command line"
     data = read_config_file(Path(path)) if path else {}
-    if path:
-        data = resolve_relative_paths(data, Path(path).resolve().parent)
+    return config_from_data(data, source, Path(path).resolve().parent if path else None, overrides)
+
+
+def config_from_data(data: dict[str, Any], source: str, folder: Path | None,
+                     overrides: dict[str, Any] | None = None) -> ExperimentConfig:
+    """``load_config`` over a mapping already read from ``source`` (relative paths resolved against ``folder``)."""
+    if folder is not None:
+        data = resolve_relative_paths(data, folder)
     overrides = resolve_batch_flag([experiment_backend(data, overrides or {})], overrides or {})
     merged, problems = split_backend_sections(apply_overrides(data, overrides), data, overrides)
     config = parse_config(merged, source, earlier=problems)

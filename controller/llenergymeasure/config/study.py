@@ -1,5 +1,7 @@
-"""The study file: ``base`` (experiment fields shared by all), ``sweep`` (axes over dotted paths whose cartesian
-product is taken) and ``experiments`` (explicit points merged over the base). Points that fail validation are
+"""The study file: ``base`` (experiment fields shared by all, inline or the path of an experiment file), ``sweep``
+(independent axes over dotted paths), ``groups`` (dependent axes: alternatives whose fields are applied together,
+such as a quantization method with its dtype) and ``experiments`` (explicit points merged over the base). The
+points are the cartesian product of every sweep axis and every group, for each explicit experiment. Points that fail validation are
 skipped with their reason; equivalent points (same measurement hash) run once. Each point runs ``n_cycles`` times,
 in the order ``schedule`` gives."""
 
@@ -18,12 +20,14 @@ from llenergymeasure.config.checks import (
     BACKEND_SECTIONS,
     DEFAULT_BACKEND,
     engine_setting_problems,
+    field_path_problem,
     prompts_file_problem,
     resolve_batch_flag,
     split_backend_sections,
 )
 from llenergymeasure.config.loader import (
     apply_overrides,
+    format_problems,
     format_validation_error,
     merge_mappings,
     parse_config,
@@ -32,7 +36,8 @@ from llenergymeasure.config.loader import (
 )
 from llenergymeasure.errors import ConfigError
 
-_STUDY_KEYS = {"base", "sweep", "experiments"}
+_STUDY_KEYS = {"base", "sweep", "groups", "experiments"}
+
 
 #: the orders a study's runs can go in (study/order.py schedules them)
 Order = Literal["sequential", "interleave", "shuffle", "latin_square"]
@@ -46,8 +51,13 @@ class StudyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field("study", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-    base: dict[str, Any] = Field(default_factory=dict)
+    base: dict[str, Any] | str = Field(
+        default_factory=dict, description="experiment fields every point shares, or the path of an experiment file "
+        "(relative to the study file)")
     sweep: dict[str, list[Any]] = Field(default_factory=dict, description="dotted path -> values")
+    groups: dict[str, list[dict[str, Any]]] = Field(
+        default_factory=dict, description="dependent axes: group name -> alternatives, each a mapping of dotted "
+        "paths set together (e.g. quantization with its dtype); crossed with every sweep axis and other group")
     experiments: list[dict[str, Any]] = Field(default_factory=list)
     n_cycles: int = Field(1, ge=1, le=1000, description="times each point runs")
     order: Order = Field(
@@ -70,6 +80,17 @@ class StudyConfig(BaseModel):
         for path, values in v.items():
             if not values:
                 raise ValueError(f"axis '{path}' has no values")
+        return v
+
+    @field_validator("groups")
+    @classmethod
+    def _non_empty_groups(cls, v: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+        for name, alternatives in v.items():
+            if not alternatives:
+                raise ValueError(f"group '{name}' has no alternatives")
+            for i, alternative in enumerate(alternatives):
+                if not alternative:
+                    raise ValueError(f"group '{name}' alternative {i + 1} sets nothing")
         return v
 
 
@@ -108,6 +129,9 @@ def unused_flags(study: StudyConfig, overrides: dict[str, Any]) -> list[str]:
             out.append(f"{flag}: a study's runs are named after the study ('name:' in the study file)")
         elif key in study.sweep:
             out.append(f"{flag}: no effect, the study sweeps {key}")
+        elif any(all(key in alt for alt in alts) for alts in study.groups.values()):
+            name = next(n for n, alts in study.groups.items() if all(key in alt for alt in alts))
+            out.append(f"{flag}: no effect, every alternative of the study's group '{name}' sets {key}")
         elif study.experiments and all(_sets(e, key) for e in study.experiments):
             out.append(f"{flag}: no effect, every entry of experiments: sets {key}")
     return out
@@ -127,7 +151,8 @@ def study_backends(study: StudyConfig, overrides: dict[str, Any] | None = None) 
     base = (overrides or {}).get("backend") or study.base.get("backend", DEFAULT_BACKEND)
     if "backend" in study.sweep:
         return list(study.sweep["backend"])
-    return [e.get("backend", base) for e in study.experiments] or [base]
+    grouped = [alt["backend"] for alts in study.groups.values() for alt in alts if "backend" in alt]
+    return [e.get("backend", base) for e in study.experiments] + grouped or [base]
 
 
 def is_study(data: dict[str, Any]) -> bool:
@@ -137,16 +162,72 @@ def is_study(data: dict[str, Any]) -> bool:
 def load_study(path: Path, overrides: dict[str, Any] | None = None) -> StudyConfig:
     """A study file, with relative paths in its base and points resolved against its folder and ``overrides``
     (dotted paths, as for an experiment) applied to its base."""
-    data = read_config_file(path)
+    return study_from_data(read_config_file(path), str(path), path.resolve().parent, overrides)
+
+
+def study_from_data(data: dict[str, Any], source: str, folder: Path,
+                    overrides: dict[str, Any] | None = None) -> StudyConfig:
+    """``load_study`` over a mapping already read from ``source`` (or given to the API: ``folder`` the cwd)."""
     try:
         study = StudyConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(str(path), exc, StudyConfig)) from None
-    folder = path.resolve().parent
-    overrides = resolve_batch_flag(study_backends(study, overrides), overrides or {})
-    base = apply_overrides(resolve_relative_paths(study.base, folder), overrides)
+        raise ConfigError(format_validation_error(source, exc, StudyConfig)) from None
+    return resolve_study_paths(study, folder, source, overrides)
+
+
+def resolve_study_paths(study: StudyConfig, folder: Path, source: str,
+                        overrides: dict[str, Any] | None = None) -> StudyConfig:
+    """The study with ``base:`` read when it names an experiment file, relative paths in it and in the points
+    resolved (against the file that holds them) and ``overrides`` applied to the base (``--batch-size`` on the
+    batch knob of each backend the points use)."""
+    base = study.base
+    if isinstance(base, str):
+        base = _read_base_file(folder / Path(base).expanduser(), base, source)
+    else:
+        base = resolve_relative_paths(base, folder)
+    overrides = resolve_batch_flag(study_backends(study.model_copy(update={"base": base}), overrides),
+                                   overrides or {})
+    base = apply_overrides(base, overrides)
     points = [resolve_relative_paths(e, folder) for e in study.experiments]
     return study.model_copy(update={"base": base, "experiments": points})
+
+
+def _read_base_file(path: Path, named: str, source: str) -> dict[str, Any]:
+    """The experiment file ``base:`` names, its relative paths resolved against its own folder."""
+    try:
+        data = read_config_file(path)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: base: '{named}' cannot be used as the base ({exc})") from None
+    if is_study(data):
+        raise ConfigError(f"{source}: base: '{named}' is a study file (it has "
+                          f"{', '.join(sorted(_STUDY_KEYS & data.keys()))}:); base names an experiment file")
+    return resolve_relative_paths(data, path.resolve().parent)
+
+
+def check_groups(study: StudyConfig, source: str) -> None:
+    """Refuse a group that sets a field the config does not have, or one a sweep axis or another group also sets
+    (which value would win is not obvious, so the study says it once)."""
+    owner: dict[str, str] = {path: f"sweep axis '{path}'" for path in study.sweep}
+    problems = []
+    for name, alternatives in study.groups.items():
+        for i, alternative in enumerate(alternatives, 1):
+            for path in alternative:
+                problem = field_path_problem(path)
+                if problem:
+                    problems.append(f"groups.{name}[{i}]: {problem}")
+        for path in dict.fromkeys(p for alternative in alternatives for p in alternative):
+            clash = next((who for other, who in owner.items() if _overlaps(path, other)), None)
+            if clash is not None:
+                problems.append(f"groups.{name}: sets '{path}', which the {clash} also sets (set it in one place)")
+        for path in dict.fromkeys(p for alternative in alternatives for p in alternative):
+            owner.setdefault(path, f"group '{name}'")
+    if problems:
+        raise ConfigError(format_problems(source, problems))
+
+
+def _overlaps(a: str, b: str) -> bool:
+    """One dotted path is the other or inside it (``vllm`` and ``vllm.quantization``)."""
+    return a == b or a.startswith(b + ".") or b.startswith(a + ".")
 
 
 def _label(overrides: dict[str, Any]) -> str:
@@ -155,18 +236,23 @@ def _label(overrides: dict[str, Any]) -> str:
 
 def expand_study(study: StudyConfig, source: str = "study") -> Expansion:
     check_sweep_size(study, source)  # before itertools.product builds a huge sweep
+    check_groups(study, source)
+    if isinstance(study.base, str):
+        raise ConfigError(f"{source}: base: '{study.base}' was not read (load the study with load_study)")
     starts = [dict(e) for e in study.experiments] or [{}]
-    axes = list(study.sweep.items())
+    # every axis is a list of alternatives, each a mapping applied together: one field for a sweep axis
+    axes = [[{path: value} for value in values] for path, values in study.sweep.items()]
+    axes += list(study.groups.values())
     points: list[StudyPoint] = []
     skipped: list[str] = []
     invalid: list[str] = []
     seen: dict[str, str] = {}
     used: list[Any] = []
     for start in starts:
-        for combo in itertools.product(*(values for _, values in axes)):
-            swept = {path: value for (path, _), value in zip(axes, combo)}
+        for combo in itertools.product(*axes):
+            swept = {path: value for alternative in combo for path, value in alternative.items()}
             overrides = {**{k: v for k, v in start.items() if not isinstance(v, dict)}, **swept}
-            data = apply_overrides(merge_mappings(study.base, start), swept)
+            data = apply_overrides(merge_mappings(study.base, start), swept, keep_none=True)
             used.append(data.get("backend", DEFAULT_BACKEND))
             data, _ = split_backend_sections(data, {}, {})  # the base may hold a section per swept backend
             label = _label(overrides)
@@ -199,8 +285,9 @@ def expand_study(study: StudyConfig, source: str = "study") -> Expansion:
 
 def check_sweep_size(study, source: str) -> None:
     """Refuse a study whose sweep would expand to more than MAX_STUDY_POINTS points (before expanding it)."""
-    n = max(1, len(study.experiments)) * math.prod(len(values) for values in study.sweep.values())
+    sizes = [len(values) for values in [*study.sweep.values(), *study.groups.values()]]
+    n = max(1, len(study.experiments)) * math.prod(sizes)
     if n > MAX_STUDY_POINTS:
-        axes = " x ".join(str(len(v)) for v in study.sweep.values()) or "1"
+        axes = " x ".join(str(size) for size in sizes) or "1"
         raise ConfigError(f"{source}: sweep: {axes} values over {max(1, len(study.experiments))} experiment(s) make "
                           f"{n:.3g} points; a study may have at most {MAX_STUDY_POINTS:,}")

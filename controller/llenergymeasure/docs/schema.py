@@ -26,12 +26,15 @@ def _defs() -> dict[str, Any]:
     study = StudyConfig.model_json_schema(ref_template="#/$defs/{model}")
     defs = {**exp.pop("$defs", {}), **study.pop("$defs", {})}
     ref = {"$ref": "#/$defs/ExperimentConfig"}
-    study["properties"]["base"] = {**ref, "description": "experiment fields shared by every point"}
+    study["properties"]["base"] = {"anyOf": [ref, {"type": "string"}], "description": "experiment fields shared by "
+                                   "every point, or the path of an experiment file (relative to the study file)"}
     study["properties"]["experiments"] = {"type": "array", "items": ref,
                                           "description": "explicit points, each merged over base"}
     study["properties"]["sweep"]["propertyNames"] = {"pattern": r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"}
+    study["properties"]["groups"]["additionalProperties"]["items"]["propertyNames"] = \
+        study["properties"]["sweep"]["propertyNames"]
     study["required"] = []
-    study["anyOf"] = [{"required": [k]} for k in ("base", "sweep", "experiments")]  # what makes a file a study
+    study["anyOf"] = [{"required": [k]} for k in ("base", "sweep", "groups", "experiments")]  # what makes a study
     defs["ExperimentConfig"] = exp
     defs["StudyConfig"] = study
     return defs

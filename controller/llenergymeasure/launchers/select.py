@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from lem_runner.contract import ExperimentConfig
 
 from llenergymeasure.host.inventory import backend_installed
@@ -29,17 +27,3 @@ def select_launcher(config: ExperimentConfig, isolated: bool = False, image: str
     if runner.startswith("docker:"):
         return DockerLauncher(image=image or runner.removeprefix("docker:"))
     return DockerLauncher(image=image)
-
-
-def preflight_containers(configs: Iterable, isolated: bool) -> None:
-    """Before a study starts: if any run goes to a container, the engine must answer and each image must be present
-    and speak this controller's contract (SetupError, exit 3, naming the fix) — rather than every run failing."""
-    checked: set[tuple] = set()
-    for config in configs:
-        launcher = select_launcher(config, isolated=isolated)
-        if launcher.name != "docker":
-            continue
-        key = (launcher.image, config.backend, config.device)
-        if key not in checked:
-            launcher.check(config)
-            checked.add(key)

@@ -56,6 +56,12 @@ def _convert(gguf: Path, target: Path) -> None:
     tok.save_pretrained(target)
 
 
+def converted_embedded_model() -> Path | None:
+    """The converted model folder if the embedded model was converted already, else None (nothing converted)."""
+    target = cache_root() / "models" / "SmolLM2-135M-Instruct"
+    return target if (target / _DONE_MARKER).is_file() else None
+
+
 def ensure_embedded_model() -> Path:
     """The converted model folder, converting it on first use (into a temp folder renamed into place)."""
     target = cache_root() / "models" / "SmolLM2-135M-Instruct"

@@ -6,32 +6,20 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import struct
 from pathlib import Path
 
+from lem_runner.contract.checkpoint import checkpoint_shapes, llama_like_size, moe_routing
 from lem_runner.records import ModelShape, ParameterCounts
 
 _EMBEDDING_SUFFIXES = ("embed_tokens.weight", "wte.weight", "embed_in.weight", "word_embeddings.weight",
                        "tok_embeddings.weight")
 _HEAD_SUFFIXES = ("lm_head.weight", "embed_out.weight")
-#: config keys for the routed experts per MoE layer (Mixtral / Qwen-MoE / DeepSeek) and for experts per token
-_N_EXPERTS_KEYS = ("num_local_experts", "num_experts", "n_routed_experts")
-_TOP_K_KEYS = ("num_experts_per_tok", "moe_topk")
 
 
 def is_routed_expert(name: str) -> bool:
     """A routed expert's weight, by name: ``...mlp.experts.gate_up_proj`` (fused), ``...block_sparse_moe.experts.3.w1
     .weight`` (per expert). Shared experts (``shared_expert(s)``) and the router (``gate``) do not match."""
     return ".experts." in name or name.startswith("experts.")
-
-
-def moe_routing(hf_config) -> tuple[int, int] | None:
-    """(routed experts per layer, experts per token) from an HF config, or None for a dense model."""
-    get_text = getattr(hf_config, "get_text_config", None)
-    c = get_text() if callable(get_text) else hf_config
-    n = next((v for key in _N_EXPERTS_KEYS if isinstance(v := getattr(c, key, None), int) and v > 1), None)
-    k = next((v for key in _TOP_K_KEYS if isinstance(v := getattr(c, key, None), int) and v > 0), None)
-    return (n, k) if n is not None and k is not None and k <= n else None
 
 
 def with_moe(counts: ParameterCounts, hf_config, routed_expert: int) -> ParameterCounts:
@@ -42,29 +30,14 @@ def with_moe(counts: ParameterCounts, hf_config, routed_expert: int) -> Paramete
     return dataclasses.replace(counts, routed_expert=routed_expert, n_experts=routing[0], experts_per_token=routing[1])
 
 
-def _safetensors_shapes(path: Path) -> dict[str, list[int]]:
-    """Tensor shapes from a safetensors file's header (8-byte little-endian length, then JSON); no weights read."""
-    with path.open("rb") as fh:
-        (length,) = struct.unpack("<Q", fh.read(8))
-        header = json.loads(fh.read(length))
-    return {name: meta["shape"] for name, meta in header.items() if name != "__metadata__"}
-
-
 def checkpoint_parameter_counts(model_dir: Path, tie_word_embeddings: bool) -> ParameterCounts | None:
     """Parameter counts from the shapes in a safetensors checkpoint (single file or sharded with an index), or None
     when the folder has no safetensors checkpoint or its embedding tensors cannot be told apart by name.
 
     A tied checkpoint usually stores no output projection; one that does is not counted twice, as in the model."""
-    index = model_dir / "model.safetensors.index.json"
-    if index.is_file():
-        files = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
-    elif (model_dir / "model.safetensors").is_file():
-        files = ["model.safetensors"]
-    else:
+    shapes = checkpoint_shapes(model_dir)
+    if shapes is None:
         return None
-    shapes: dict[str, list[int]] = {}
-    for name in files:
-        shapes.update(_safetensors_shapes(model_dir / name))
     embeds = [n for n in shapes if n.endswith(_EMBEDDING_SUFFIXES)]
     heads = [n for n in shapes if n.endswith(_HEAD_SUFFIXES)]
     if len(embeds) != 1 or len(heads) > 1 or (not heads and not tie_word_embeddings):
@@ -79,33 +52,17 @@ def checkpoint_parameter_counts(model_dir: Path, tie_word_embeddings: bool) -> P
 
 
 def llama_like_parameter_counts(hf_config) -> ParameterCounts:
-    """Parameter counts of a Llama-like decoder from its HF config (any object with those attributes).
+    """Parameter counts of a Llama-like decoder from its HF config (the formula: contract.checkpoint.llama_like_size).
 
     embedding V*H; per layer: q and o H*(n_heads*head_dim) each, k and v H*(n_kv*head_dim) each (+ biases with
     ``attention_bias``), MLP gate/up/down 3*H*I (+ biases with ``mlp_bias``), two RMSNorm weights 2*H; a final norm
     H; the output projection V*H, shared with the embedding when ``tie_word_embeddings``. A Mixtral-like MoE (E
     routed experts, every layer): the MLP is E experts of 3*H*I (I = ``moe_intermediate_size`` if given) and a
     router H*E. Not valid for shared experts, dense-first layers or architectures with other blocks."""
-    c = hf_config
-    v, h, inter, layers = c.vocab_size, c.hidden_size, c.intermediate_size, c.num_hidden_layers
-    heads = c.num_attention_heads
-    kv = getattr(c, "num_key_value_heads", None) or heads
-    head_dim = getattr(c, "head_dim", None) or h // heads
-    q, k = heads * head_dim, kv * head_dim
-    attention = 2 * h * q + 2 * h * k + ((q + 2 * k + h) if getattr(c, "attention_bias", False) else 0)
-    mlp = 3 * h * inter + ((2 * inter + h) if getattr(c, "mlp_bias", False) else 0)
-    routing = moe_routing(c)
-    experts = 0
-    if routing is not None:
-        expert_inter = getattr(c, "moe_intermediate_size", None) or inter
-        experts = routing[0] * 3 * h * expert_inter
-        mlp = experts + h * routing[0]
-    per_layer = attention + mlp + 2 * h
-    tied = bool(getattr(c, "tie_word_embeddings", False))
-    embed = v * h
-    total = embed + layers * per_layer + h + (0 if tied else embed)
-    counts = ParameterCounts(total=total, input_embedding=embed, output_projection=embed, tied_embeddings=tied)
-    return with_moe(counts, c, layers * experts)
+    size = llama_like_size(hf_config)
+    counts = ParameterCounts(total=size.total, input_embedding=size.input_embedding,
+                             output_projection=size.input_embedding, tied_embeddings=size.tied_embeddings)
+    return with_moe(counts, hf_config, size.routed_expert)
 
 
 def checkpoint_dtype(model_dir: Path) -> str | None:

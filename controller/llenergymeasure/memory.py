@@ -1,0 +1,288 @@
+"""`lem run --dry-run`: how much memory each point needs, from the checkpoint's config.json and safetensors headers
+(nothing loaded), against what the device it runs on has. The formula and its known error are in docs/method.md
+("Memory estimate"); the numbers are an estimate to refuse what cannot fit, not a measurement."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+from lem_runner.contract import ExperimentConfig
+from lem_runner.contract.checkpoint import checkpoint_shapes, llama_like_size, read_hf_config, stored_parameters
+
+GIB = 2**30
+#: bytes per element of each compute dtype
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+#: bytes per weight of each quantization method (4-bit: 0.5; 8-bit: 1); scales and zero points left out
+QUANT_BYTES = {"awq": 0.5, "gptq": 0.5, "fp8": 1, "compressed-tensors": 0.5, "int4_awq": 0.5, "w4a8_awq": 0.5,
+               "int8_sq": 1, "nvfp4": 0.5}
+#: the engines' batch when their knob is unset: vLLM's LLM class (offline) on CPU and on a GPU under 70 GiB,
+#: 1024 on a larger GPU other than an A100 (vLLM's EngineArgs.get_batch_defaults); the OpenAI server on CPU 128;
+#: TensorRT-LLM's build default max_batch_size
+VLLM_DEFAULT_SEQS = 256
+VLLM_DEFAULT_SEQS_LARGE_GPU = 1024
+VLLM_CPU_SERVER_DEFAULT_SEQS = 128
+TENSORRT_DEFAULT_BATCH = 2048
+#: vLLM's LLM-class default max_num_batched_tokens on a GPU (its prefill step's token budget)
+VLLM_DEFAULT_BATCHED_TOKENS = 8192
+#: GPT-2-style config.json names for the sizes the estimate reads
+_ALIASES = {"num_hidden_layers": "n_layer", "num_attention_heads": "n_head", "hidden_size": "n_embd"}
+
+
+@dataclass(frozen=True)
+class Device:
+    """What a point runs on: ``kind`` 'cuda' (total memory of the GPUs it uses, from NVML) or 'cpu' (the host's
+    available RAM), with a name for the table."""
+
+    kind: str
+    memory_bytes: int | None
+    name: str
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """One point's estimate, in bytes: weights + KV cache + activations against the budget of its device."""
+
+    label: str
+    backend: str
+    device: Device
+    parameters: int | None
+    parameters_source: str
+    batch: int
+    weights: float | None
+    kv_cache: float | None
+    activations: float | None
+    budget: float | None
+    budget_rule: str
+    problems: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # said, not refused: vLLM will run fewer sequences at once than the batch asks
+
+    @property
+    def total(self) -> float | None:
+        parts = (self.weights, self.kv_cache, self.activations)
+        return None if any(p is None for p in parts) else sum(parts)  # type: ignore[arg-type]
+
+    @property
+    def fits(self) -> bool:
+        """False only when the estimate shows it cannot fit; an estimate that could not be made does not refuse."""
+        return not self.problems
+
+    def refusal(self) -> str:
+        return f"{self.label}: " + "; ".join(self.problems)
+
+
+def size(value: float | None) -> str:
+    """Bytes as GiB from 1 GiB up, else MiB (a tiny model's figures would read 0.00 GiB)."""
+    if value is None:
+        return "?"
+    return f"{value / GIB:.2f} GiB" if value >= GIB else f"{value / 2**20:.2f} MiB"
+
+
+def host_available_bytes() -> int | None:
+    """MemAvailable from /proc/meminfo (Linux), else free pages x page size."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def gpu_memory(indices: list[int]) -> tuple[int, str] | None:
+    """(total memory of the GPUs at ``indices`` together, the first one's name) from NVML, or None without one."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            if pynvml.nvmlDeviceGetCount() == 0:
+                return None
+            handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in indices]
+            total = sum(int(pynvml.nvmlDeviceGetMemoryInfo(h).total) for h in handles)
+            name = pynvml.nvmlDeviceGetName(handles[0])
+            return total, name.decode() if isinstance(name, bytes) else str(name)
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # no driver, no library, an index not there: no GPU to measure against
+        return None
+
+
+def device_for(config: ExperimentConfig, gpus=gpu_memory, host=host_available_bytes) -> Device:
+    """The device a run of ``config`` uses: CUDA when asked for or (device auto) when NVML sees a GPU."""
+    if config.device != "cpu":
+        found = gpus(list(config.devices))
+        if found is not None:
+            return Device("cuda", found[0], f"{len(config.devices)}x {found[1]}")
+        if config.device == "cuda":
+            return Device("cuda", None, "cuda (no GPU visible here)")
+    return Device("cpu", host(), "host RAM (available)")
+
+
+def _batch(config: ExperimentConfig, device: Device) -> int:
+    """Sequences in flight at once: the backend's batch knob (or its default), never more than the prompts."""
+    if config.backend == "vllm":
+        knob = config.vllm.max_num_seqs
+        if knob is None:
+            large = device.kind == "cuda" and (device.memory_bytes or 0) >= 70 * GIB * len(config.devices) \
+                and "a100" not in device.name.lower()
+            server_cpu = device.kind == "cpu" and config.scenario == "serving"
+            knob = VLLM_DEFAULT_SEQS_LARGE_GPU if large else VLLM_CPU_SERVER_DEFAULT_SEQS if server_cpu \
+                else VLLM_DEFAULT_SEQS
+    elif config.backend == "tensorrt":
+        knob = config.tensorrt.max_batch_size or TENSORRT_DEFAULT_BATCH
+    else:
+        knob = config.pytorch.batch_size
+    return min(knob, config.n_prompts) if config.scenario == "offline" else knob
+
+
+def _weight_bytes(config: ExperimentConfig, hf: dict) -> float:
+    section = getattr(config, config.backend, None)
+    method = getattr(section, "quantization", None)
+    if method in QUANT_BYTES:
+        return QUANT_BYTES[method]
+    return _dtype_bytes(config, hf)
+
+
+def _dtype_bytes(config: ExperimentConfig, hf: dict) -> int:
+    dtype = config.dtype
+    if dtype == "auto":
+        dtype = hf.get("dtype") or hf.get("torch_dtype") or "float32"
+    return DTYPE_BYTES.get(dtype, 4)
+
+
+def _kv_bytes(config: ExperimentConfig, hf: dict) -> float:
+    section = getattr(config, config.backend, None)
+    if str(getattr(section, "kv_cache_dtype", "auto")).startswith("fp8"):
+        return 1
+    return _dtype_bytes(config, hf)
+
+
+def estimate(config: ExperimentConfig, model_dir: Path | None, label: str, device: Device) -> MemoryEstimate:
+    """One point's estimate (see docs/method.md, "Memory estimate")."""
+    hf = read_hf_config(model_dir) if model_dir is not None else None
+    batch = _batch(config, device)
+    common = dict(label=label, backend=config.backend, device=device, batch=batch)
+    if hf is None:
+        why = "no config.json on this host yet (the runner downloads the model, or converts the embedded one, "\
+            "on its first run)" if model_dir is None else f"no readable config.json in {model_dir}"
+        return MemoryEstimate(**common, parameters=None, parameters_source=why, weights=None, kv_cache=None,
+                              activations=None, budget=device.memory_bytes, budget_rule="not estimated")
+    text = hf.get("text_config") if isinstance(hf.get("text_config"), dict) else hf
+    text = {**{ours: text[theirs] for ours, theirs in _ALIASES.items() if theirs in text}, **text}
+    c = SimpleNamespace(**{k: v for k, v in text.items() if isinstance(k, str) and k.isidentifier()})
+    shapes = None if "quantization_config" in hf else checkpoint_shapes(model_dir)
+    try:
+        formula = llama_like_size(c)
+    except (AttributeError, TypeError, ZeroDivisionError):
+        formula = None
+    if shapes:
+        params, source = stored_parameters(shapes), "safetensors headers"
+    elif formula is not None:
+        params, source = formula.total, "config.json, Llama-like formula"
+    else:
+        return MemoryEstimate(**common, parameters=None, parameters_source="config.json lacks the dimensions",
+                              weights=None, kv_cache=None, activations=None, budget=device.memory_bytes,
+                              budget_rule="not estimated")
+    weights = params * _weight_bytes(config, hf)
+    layers, heads, hidden = (getattr(c, k, None) for k in ("num_hidden_layers", "num_attention_heads", "hidden_size"))
+    if not all(isinstance(v, int) and v > 0 for v in (layers, heads, hidden, getattr(c, "vocab_size", None))):
+        return MemoryEstimate(**common, parameters=params, parameters_source=f"{source}; config.json lacks the "
+                              "layer/head/hidden/vocab sizes for the KV cache", weights=weights, kv_cache=None,
+                              activations=None, budget=device.memory_bytes, budget_rule="not estimated")
+    kv_heads = getattr(c, "num_key_value_heads", None) or heads
+    head_dim = getattr(c, "head_dim", None) or hidden // heads
+    seq = config.max_input_tokens + config.max_output_tokens
+    kv_per_seq = 2 * layers * kv_heads * head_dim * seq * _kv_bytes(config, hf)
+    kv = kv_per_seq * batch
+    act_bytes = _dtype_bytes(config, hf)
+    inter = getattr(c, "intermediate_size", None) or 4 * hidden
+
+    def activations_for(b: int) -> int:
+        tokens = b * config.max_input_tokens
+        if config.backend == "vllm":  # vLLM prefills at most max_num_batched_tokens per step
+            tokens = min(tokens, config.vllm.max_num_batched_tokens or VLLM_DEFAULT_BATCHED_TOKENS)
+        out = tokens * (4 * hidden + 2 * inter) * act_bytes + b * c.vocab_size * 4
+        if config.backend == "pytorch":  # attention scores of one layer, when the kernel materialises them
+            out += b * heads * config.max_input_tokens ** 2 * act_bytes
+        return out
+
+    activations = activations_for(batch)
+    budget, rule, problems = device.memory_bytes, f"{device.name}", []
+    if config.backend == "vllm" and device.kind == "cuda" and budget is not None:
+        budget = budget * config.vllm.gpu_memory_utilization
+        rule = f"{config.vllm.gpu_memory_utilization:g} x {device.name} (vLLM preallocates it)"
+    if config.backend == "vllm" and device.kind == "cpu":
+        space = config.vllm.cpu_kvcache_space_gib * GIB
+        if kv_per_seq > space:
+            problems.append(f"one sequence of {seq} tokens needs {size(kv_per_seq)} of KV cache, more than "
+                            f"vllm.cpu_kvcache_space_gib {config.vllm.cpu_kvcache_space_gib} GiB")
+        kv = space  # preallocated whatever the batch; vLLM runs fewer sequences at once when it is short
+        rule = f"{device.name}; KV = vllm.cpu_kvcache_space_gib"
+    total = weights + kv + activations
+    notes = []
+    if config.backend == "vllm" and device.kind == "cuda" and budget is not None and total > budget:
+        # vLLM schedules fewer sequences when its KV space is short; it cannot start without room for one
+        floor = weights + activations_for(1) + kv_per_seq
+        if floor > budget:
+            problems.append(f"needs ~{size(floor)} for one sequence (weights {size(weights)} + KV cache "
+                            f"{size(kv_per_seq)} + activations {size(activations_for(1))}) but {rule} offers "
+                            f"{size(budget)}")
+        else:
+            notes.append(f"the batch of {batch} needs {size(kv)} of KV cache; vLLM will run fewer sequences at once")
+    elif budget is not None and total > budget:
+        problems.insert(0, f"needs ~{size(total)} (weights {size(weights)} + KV cache {size(kv)} + activations "
+                           f"{size(activations)}) but {rule} offers {size(budget)}")
+    return MemoryEstimate(**common, parameters=params, parameters_source=source, weights=weights, kv_cache=kv,
+                          activations=activations, budget=budget, budget_rule=rule, problems=tuple(problems),
+                          notes=tuple(notes))
+
+
+def _model_dir(config: ExperimentConfig) -> Path | None:
+    """The model's folder on this host, as a run resolves it; None for one the runner would download, or the
+    embedded model before its first run converts it (a dry run converts nothing)."""
+    from lem_runner.contract.config import EMBEDDED_DEFAULT_MODEL
+
+    from llenergymeasure.models import resolve_model
+    from llenergymeasure.models.embedded import converted_embedded_model
+
+    if config.model == EMBEDDED_DEFAULT_MODEL:
+        return converted_embedded_model()
+    model = resolve_model(config)
+    return Path(model.host_path) if model.mount_root is not None else None
+
+
+def estimate_plan(planned, device_of=device_for) -> list[MemoryEstimate]:
+    """Every point of a plan (one for an experiment), each against the device it would run on."""
+    from llenergymeasure.plan import StudyPlan
+
+    points = ([(p.label, p.config) for p in planned.expansion.points] if isinstance(planned, StudyPlan)
+              else [(planned.config.experiment_name, planned.config)])
+    return [estimate(config, _model_dir(config), label, device_of(config)) for label, config in points]
+
+
+def render_estimates(console, estimates: list[MemoryEstimate]) -> None:
+    """The points as a table, with the budget and whether each fits."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="memory estimate (docs/method.md, Memory estimate)", title_justify="left")
+    for name in ("point", "backend", "device", "params", "batch", "weights", "KV cache", "activations", "total",
+                 "budget", "fits"):
+        table.add_column(name, justify="right" if name not in ("point", "backend", "device") else "left")
+    for e in estimates:
+        verdict = "[red]no[/]" if not e.fits else "yes" if e.total is not None else "[yellow]unknown[/]"
+        params = f"{e.parameters / 1e6:,.1f}M" if e.parameters is not None else "?"
+        table.add_row(escape(e.label), e.backend, escape(e.device.name), params, str(e.batch), size(e.weights),
+                      size(e.kv_cache), size(e.activations), size(e.total), size(e.budget), verdict)
+    console.print(table)
+    for e in estimates:
+        if e.total is None:
+            console.print(f"[yellow]not estimated[/] {escape(e.label)}: {escape(e.parameters_source)}")
+        for note in e.notes:
+            console.print(f"[yellow]note[/] {escape(e.label)}: {escape(note)}")
