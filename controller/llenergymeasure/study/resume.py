@@ -101,6 +101,7 @@ def reset_entry(entry: ManifestEntry) -> None:
     entry.started = entry.finished = None
     entry.duration_s = entry.runner_s = None
     entry.slurm_job_id = entry.slurm_state = entry.slurm_exit_code = None
+    entry.engine_session = None
 
 
 def recover(study_dir: Path, manifest: Manifest, retry_failed: bool = False) -> list[str]:

@@ -18,21 +18,25 @@ from lem_runner.contract.config import (
     WarmupConfig,
     WindowConfig,
 )
+from lem_runner.contract.engine import engine_identity, engine_settings, reuse_refusal
 from lem_runner.contract.fingerprint import contract_fingerprint, measurement_config_hash
 from lem_runner.contract.operating_point import GpuSetting, OperatingPoint
 from lem_runner.contract.protocol import (
     ERROR_FILE,
     REQUEST_FILE,
     RESULT_FILE,
+    SESSION_END_FILE,
     ProgressEvent,
     RunError,
     RunRequest,
     parse_event,
+    session_request_file,
 )
 from lem_runner.contract.result import (
     BaselineCacheCheck,
     DeviceIdleState,
     EnergyResult,
+    EngineUse,
     EnvironmentInfo,
     ExperimentResult,
     FlopsResult,
@@ -62,6 +66,12 @@ __all__ = [
     "DecodingConfig",
     "EnergyConfig",
     "EnergyResult",
+    "EngineUse",
+    "SESSION_END_FILE",
+    "engine_identity",
+    "engine_settings",
+    "reuse_refusal",
+    "session_request_file",
     "EnvironmentInfo",
     "ERROR_FILE",
     "ExperimentConfig",

@@ -313,6 +313,21 @@ class ServingFigures(_Record):
     server_log: str | None = Field(None, description="the server's output beside result.json")
 
 
+class EngineUse(_Record):
+    """The engine a run was measured on: loaded for it (fresh) or kept from earlier runs of its engine session."""
+
+    fresh: bool = Field(..., description="true: this run's runner loaded the engine for it (model_load_sec is that "
+                        "load); false: the engine was kept loaded from an earlier run of the same engine session")
+    runs_served: int = Field(..., ge=0, description="runs the engine had measured before this one (0 when fresh)")
+    identity: str = Field(..., description="the engine identity (16 hex over the engine-defining config fields, "
+                          "lem_runner.contract.engine); runs sharing an engine share it")
+    load_sec: float = Field(..., ge=0, description="how long the engine took to load, when it was loaded (by the "
+                            "session's first run); outside every window")
+    session: str | None = Field(None, description="the engine session's id (None: a runner started for this run "
+                                "alone)")
+    pid: int = Field(..., description="the runner process's id (inside a container: the container's pid space)")
+
+
 class ExperimentResult(_Record):
     """The result of one experiment run: written by the runner as ``result.json``."""
 
@@ -361,7 +376,9 @@ class ExperimentResult(_Record):
     itl: LatencyStats | None = Field(None, description="inter-token latency, per token gap")
     latency_method: str = Field("", description="how token timestamps were taken for TTFT and ITL")
     energy: EnergyResult
-    model_load_sec: float = Field(..., ge=0, description="outside the measurement window")
+    model_load_sec: float = Field(..., ge=0, description="outside the measurement window; 0 for a run on a reused "
+                                  "engine (engine.load_sec is the engine's own load)")
+    engine: EngineUse | None = Field(None, description="fresh or reused engine, and how many runs it had served")
     warmup_batches: int = Field(..., ge=0, description="batches run before the window; excluded from every figure")
     warmup: WarmupResult | None = None
     backend_details: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
