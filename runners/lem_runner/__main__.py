@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         print(contract_fingerprint())
         return EXIT_OK
     if not args.session and (not args.config or not args.out):
-        parser.error("--config and --out (or --session) are required")
+        parser.error("--config and --out are required (or --session)")
 
     _adopt_umask()
     stream = _protocol_stream()

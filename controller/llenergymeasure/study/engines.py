@@ -40,22 +40,23 @@ class EngineSessions:
             return None
         return engine_identity(config), entry.cycle
 
-    def for_run(self, entry: ManifestEntry, following: ManifestEntry | None) -> EngineSession | None:
-        """The session ``entry`` runs in (None: a runner of its own)."""
+    def for_run(self, entry: ManifestEntry, following: ManifestEntry | None):
+        """``(session, launcher)`` for ``entry``: the engine session it runs in (None: a runner of its own) and the
+        launcher already made for it while deciding (None: make one)."""
         key = self._key(entry)
         current = self.current
         if current is not None and current.alive and key == (current.identity, current.cycle):
-            return current
+            return current, None
         self.close()
         if key is None or following is None or self._key(following) != key:
-            return None
+            return None, None
         launcher = self.launcher_for(self.outcome.points[entry.point], self.isolated)
         if not hasattr(launcher, "start_session"):
-            return None
+            return None, launcher
         self.opened += 1
         session_dir = Path(self.outcome.study_dir) / SESSIONS_DIR / f"{entry.run:04d}-{key[0]}"
         self.current = EngineSession(launcher, session_dir, key[0], key[1])
-        return self.current
+        return self.current, None
 
     def close(self) -> None:
         import time

@@ -242,10 +242,11 @@ def _run_pending(study: StudyConfig, outcome: StudyOutcome, session: Session, op
                 t = time.monotonic()
                 sleep(gap)
                 session.gap_s += time.monotonic() - t
-            engine = engines.for_run(entry, pending[k + 1] if k + 1 < len(pending) else None)
+            engine, made = engines.for_run(entry, pending[k + 1] if k + 1 < len(pending) else None)
             entry.engine_session = engine.session_dir.name if engine is not None else None
+            run_launcher = (SessionLauncher(engine) if engine is not None else made)
             _run_one(study, outcome, entry, session, options.isolated, timeouts, observer,
-                     launcher_for if engine is None else (lambda _p, _i, s=engine: SessionLauncher(s)), gpu_control)
+                     launcher_for if run_launcher is None else (lambda _p, _i, la=run_launcher: la), gpu_control)
             consecutive = consecutive + 1 if entry.status == "failed" else 0
             if limit and consecutive >= limit:
                 manifest.status = "stopped"
