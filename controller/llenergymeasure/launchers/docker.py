@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -236,15 +237,30 @@ class DockerLauncher:
             except (docker.errors.DockerException, requests.exceptions.RequestException):
                 return None
 
+        stderr_seen: list[str] = []  # what the container logged, fetched before it is removed
+
         def finish() -> None:
-            _quietly(lambda: log.write(container.logs(stdout=False, stderr=True).decode("utf-8", "replace")))
+            try:
+                stderr_seen.append(container.logs(stdout=False, stderr=True).decode("utf-8", "replace"))
+                log.write(stderr_seen[-1])
+            except Exception:
+                pass
             log.close()
             _quietly(container.remove, force=True)
+
+        def log_since(mark: object) -> str:
+            if stderr_seen:  # removed: what it logged from the mark's second on
+                return stderr_seen[-1]
+            try:
+                return container.logs(stdout=False, stderr=True, since=mark).decode("utf-8", "replace")
+            except Exception:
+                return ""
 
         return RunnerProcess(lines=start_reader(_lines(stream)), stop=lambda: _quietly(container.stop,
                              timeout=STOP_GRACE_S), kill=lambda: _quietly(container.kill), wait=wait, finish=finish,
                              where=f"container {container.short_id} ({ref})", log_file=log_path,
-                             log_line=lambda line: log.write(f"[stdout] {line}\n"))
+                             log_line=lambda line: log.write(f"[stdout] {line}\n"),
+                             log_mark=lambda: int(time.time()), log_since=log_since)
 
     def launch(self, spec: LaunchSpec, on_event: EventSink) -> LaunchOutcome:
         on_event = memo = ErrorMemo(on_event)

@@ -64,10 +64,23 @@ class LocalLauncher:
                 proc.wait()
             log.close()
 
+        def log_mark() -> int:
+            if not log.closed:
+                log.flush()
+            return log_path.stat().st_size
+
+        def log_since(mark: object) -> str:
+            if not log.closed:
+                log.flush()
+            with open(log_path, "rb") as fh:
+                fh.seek(int(mark))  # type: ignore[call-overload]
+                return fh.read().decode("utf-8", "replace")
+
         return RunnerProcess(lines=start_reader(proc.stdout), stop=lambda: _signal(proc, signal.SIGINT),
                              kill=lambda: _signal(proc, signal.SIGKILL), wait=wait, finish=finish,
                              where=f"pid {proc.pid}", log_file=log_path,
-                             log_line=lambda line: log.write(f"[stdout] {line}\n"))
+                             log_line=lambda line: log.write(f"[stdout] {line}\n"),
+                             log_mark=log_mark, log_since=log_since)
 
     def launch(self, spec: LaunchSpec, on_event: EventSink) -> LaunchOutcome:
         on_event = memo = ErrorMemo(on_event)

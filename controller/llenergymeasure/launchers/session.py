@@ -9,7 +9,9 @@ session for the runs left. Local and Docker launchers start the runner; this cla
 
 from __future__ import annotations
 
+import contextlib
 import queue
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +38,8 @@ class RunnerProcess:
     where: str
     log_file: Path
     log_line: Callable[[str], None]  # a stray stdout line, kept in the log
+    log_mark: Callable[[], object]  # where the runner's log stands now
+    log_since: Callable[[object], str]  # what it logged since a mark (a run's share of the session's log)
 
 
 class EngineSession:
@@ -67,6 +71,7 @@ class EngineSession:
             self.session_dir.mkdir(parents=True, exist_ok=True)
             self._proc = self.launcher.start_session(self, spec)
         proc = self._proc
+        mark = proc.log_mark()
         request: RunRequest = self.launcher.session_request(self, spec)
         atomic_write_text(self.session_dir / session_request_file(n), request.model_dump_json(indent=2))
         ended: list[ProgressEvent] = []
@@ -77,22 +82,35 @@ class EngineSession:
                 return True
             return False
 
-        timed_out = pump(proc.lines, memo, on_other_line=proc.log_line, timeouts=spec.timeouts, stop=proc.stop,
-                         kill=proc.kill, until=until)
+        log_file = spec.exchange_dir / LOG_FILE
+        try:
+            timed_out = pump(proc.lines, memo, on_other_line=proc.log_line, timeouts=spec.timeouts, stop=proc.stop,
+                             kill=proc.kill, until=until)
+        except BaseException:  # Ctrl-C: the runner writes this run's error.json and exits
+            self._end(proc, log_file, mark)
+            raise
+        where = f"{proc.where}, engine session {self.session_dir.name} run {n}"
         if ended and ended[0].event == "done" and timed_out is None:
-            return LaunchOutcome(exit_code=0, log_file=proc.log_file, where=f"{proc.where}, session run {n}",
-                                 last_error=memo.message)
-        code = self._end(proc)  # a failed, stopped or vanished run ends the session
-        return LaunchOutcome(exit_code=code, log_file=proc.log_file, timed_out=timed_out, last_error=memo.message,
-                             where=f"{proc.where}, session run {n}")
+            _keep_log(log_file, proc.log_since(mark))
+            return LaunchOutcome(exit_code=0, log_file=log_file, where=where, last_error=memo.message)
+        code = self._end(proc, log_file, mark)  # a failed, stopped or vanished run ends the session
+        return LaunchOutcome(exit_code=code, log_file=log_file, timed_out=timed_out, last_error=memo.message,
+                             where=where)
 
-    def _end(self, proc: RunnerProcess) -> int:
+    def _end(self, proc: RunnerProcess, log_file: Path | None = None, mark: object = None) -> int:
+        """Wait for the runner to exit (kill it after a grace period), give the run in progress its share of the
+        log, and remove the session folder (its requests were copies; each run's folder holds its own)."""
         code = proc.wait(CLOSE_GRACE_S)
         if code is None:
             proc.kill()
             code = proc.wait(CLOSE_GRACE_S)
         self._exit = code if code is not None else -9
         proc.finish()
+        if log_file is not None:
+            _keep_log(log_file, proc.log_since(mark))
+        shutil.rmtree(self.session_dir, ignore_errors=True)
+        with contextlib.suppress(OSError):  # the study's .sessions folder, once no session is left in it
+            self.session_dir.parent.rmdir()
         return self._exit
 
     def close(self) -> None:
@@ -119,4 +137,10 @@ class SessionLauncher:
 
 
 def session_log(session_dir: Path) -> Path:
+    """The session runner's own log (stderr and stray stdout of all its runs)."""
     return session_dir / LOG_FILE
+
+
+def _keep_log(log_file: Path, text: str) -> None:
+    with contextlib.suppress(OSError):
+        log_file.write_text(text, encoding="utf-8")

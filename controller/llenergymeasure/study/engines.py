@@ -15,8 +15,7 @@ from lem_runner.contract import engine_identity, reuse_refusal
 
 from llenergymeasure.launchers.session import EngineSession
 from llenergymeasure.study.manifest import ManifestEntry
-
-SESSIONS_DIR = ".sessions"
+from llenergymeasure.study.resume import SESSIONS_DIR
 
 
 class EngineSessions:
