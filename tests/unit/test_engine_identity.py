@@ -104,3 +104,30 @@ def test_group_by_engine_keeps_order_within_groups_and_cycles():
     # sequential: a cycle's runs are never adjacent, nothing moves
     seq = schedule(points, 3, "sequential")
     assert group_by_engine(seq, engines) == seq
+
+
+def _manifest_order(tmp_path, reuse: bool) -> list[tuple[str, int]]:
+    from llenergymeasure.study import StudyConfig, expand_study
+    from llenergymeasure.study.manifest import new_manifest
+
+    (tmp_path / "m").mkdir(exist_ok=True)
+    (tmp_path / "m" / "config.json").write_text("{}")
+    study = StudyConfig.model_validate({
+        "name": "g", "n_cycles": 2, "order": "interleave", "engine_reuse": reuse,
+        "base": {"model": str(tmp_path / "m")},
+        "sweep": {"max_output_tokens": [3, 4], "dtype": ["float32", "float16"]}})
+    manifest = new_manifest(study, expand_study(study))
+    return [(e.label, e.cycle) for e in manifest.entries], manifest
+
+
+def test_engine_reuse_groups_each_cycle_by_engine_in_the_manifest(tmp_path):
+    plain, m_off = _manifest_order(tmp_path, False)
+    grouped, m_on = _manifest_order(tmp_path, True)
+    # interleave alternates dtypes (two engines); reuse puts each engine's runs together, cycle by cycle
+    assert [label for label, _ in plain[:4]] == ["max_output_tokens=3, dtype=float32", "max_output_tokens=3, dtype=float16",
+                                                "max_output_tokens=4, dtype=float32", "max_output_tokens=4, dtype=float16"]
+    assert [label for label, _ in grouped[:4]] == ["max_output_tokens=3, dtype=float32", "max_output_tokens=4, dtype=float32",
+                                                  "max_output_tokens=3, dtype=float16", "max_output_tokens=4, dtype=float16"]
+    assert [c for _, c in grouped] == [1, 1, 1, 1, 2, 2, 2, 2] and sorted(grouped) == sorted(plain)
+    assert m_on.engine_reuse and not m_off.engine_reuse and m_on.config_hash != m_off.config_hash
+    assert len({p.engine for p in m_on.points}) == 2

@@ -58,6 +58,10 @@ class EngineSession:
 
     @property
     def alive(self) -> bool:
+        """Whether the runner can take another run: not ended, and (once started) still running; one that exited
+        between runs (idle limit, a crash while waiting) ends the session, so the next run opens a new one."""
+        if self._exit is None and self._proc is not None and self._proc.wait(0.05) is not None:
+            self._end(self._proc)
         return self._exit is None
 
     def run(self, spec: LaunchSpec, on_event: EventSink) -> LaunchOutcome:
