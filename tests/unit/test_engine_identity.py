@@ -131,3 +131,16 @@ def test_engine_reuse_groups_each_cycle_by_engine_in_the_manifest(tmp_path):
     assert [c for _, c in grouped] == [1, 1, 1, 1, 2, 2, 2, 2] and sorted(grouped) == sorted(plain)
     assert m_on.engine_reuse and not m_off.engine_reuse and m_on.config_hash != m_off.config_hash
     assert len({p.engine for p in m_on.points}) == 2
+
+
+def test_runs_that_cannot_share_an_engine_keep_their_place(tmp_path):
+    from llenergymeasure.study import StudyConfig, expand_study
+    from llenergymeasure.study.manifest import new_manifest
+
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text("{}")
+    study = StudyConfig.model_validate({
+        "name": "s", "order": "interleave", "base": {"model": str(tmp_path / "m"), "runner": "slurm"},
+        "sweep": {"dtype": ["float32", "float16"], "max_output_tokens": [3, 4]}})
+    entries = new_manifest(study, expand_study(study)).entries
+    assert [e.point for e in entries] == [0, 1, 2, 3]  # Slurm runs one job per run: nothing regrouped

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 from lem_runner.atomic import atomic_write_text
-from lem_runner.contract import engine_identity, measurement_config_hash
+from lem_runner.contract import engine_identity, measurement_config_hash, reuse_refusal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llenergymeasure.errors import ConfigError
@@ -151,8 +151,10 @@ def new_manifest(study: StudyConfig, expansion: Expansion, study_file: str | Non
                             engine=engine_identity(p.config))
               for i, p in enumerate(expansion.points)]
     runs = schedule(expansion.points, study.n_cycles, study.order, study.seed)
-    if study.engine_reuse:
-        runs = group_by_engine(runs, [p.engine or "" for p in points])
+    if study.engine_reuse:  # a point that must have an engine of its own (serving, Slurm, ...) is not moved
+        keys = [p.engine if reuse_refusal(c.config) is None else f"own:{p.index}"
+                for p, c in zip(points, expansion.points)]
+        runs = group_by_engine(runs, keys)
     entries = [ManifestEntry(run=n, point=i, cycle=c, label=points[i].label,
                              name=f"{points[i].experiment_name}-c{c}")
                for n, (i, c) in enumerate(runs, 1)]
