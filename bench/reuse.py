@@ -51,19 +51,38 @@ def run_side(study: StudyConfig, out: Path) -> dict:
     outcome = execute_study(study, expand_study(study), output=out, options=StudyOptions())
     wall = time.perf_counter() - t0
     assert outcome.status == "complete" and not outcome.failed, f"{study.name}: {outcome.manifest.stop_reason}"
+    return collect(outcome.study_dir, wall)
+
+
+def collect(study_dir: Path, wall: float | None = None) -> dict:
+    """The figures of one side from its study folder. ``wall`` None: the manifest's; for a side stopped before it
+    finished (``--collect`` of a cut-short run), the wall time of its finished runs, and that per run times the
+    planned runs as ``wall_s_extrapolated``."""
+    from llenergymeasure.results import FileResultsRepository
+    from llenergymeasure.study.manifest import load_manifest
+
+    manifest = load_manifest(study_dir)
+    repo = FileResultsRepository(study_dir)
+    done = [e for e in manifest.entries if e.status == "done"]
+    complete = len(done) == len(manifest.entries)
+    if wall is None:
+        finished = [s for s in manifest.sessions if s.ended is not None]
+        wall = sum(s.wall_s for s in finished) if complete and finished else sum(e.duration_s or 0 for e in done)
     runs = []
-    for entry in outcome.manifest.entries:
-        r = outcome.results[entry.run]
+    for entry in done:
+        r = repo.load_result(study_dir / entry.result_path)
         warm = sum(r.warmup.latencies_s) if r.warmup else 0.0
         runs.append({"point": entry.point, "cycle": entry.cycle, "fresh": r.engine.fresh,
                      "runs_served": r.engine.runs_served, "pid": r.engine.pid, "engine_load_s": r.engine.load_sec,
                      "window_s": r.whole_run.duration_s, "warmup_s": warm, "runner_s": entry.runner_s,
-                     **{k: f(r) for k, f in METRICS.items()}})
+                     "duration_s": entry.duration_s, **{k: f(r) for k, f in METRICS.items()}})
     loads = sum(r["engine_load_s"] for r in runs if r["fresh"])
-    gaps = sum(s.gap_s for s in outcome.manifest.sessions)
+    gaps = sum(s.gap_s for s in manifest.sessions)
     floor = loads + sum(r["window_s"] + r["warmup_s"] for r in runs) + gaps
-    return {"wall_s": wall, "engine_loads": sum(r["fresh"] for r in runs), "engine_load_s": loads,
-            "floor_s": floor, "wall_over_floor": wall / floor, "runs": runs}
+    return {"wall_s": wall, "complete": complete, "runs_done": len(done), "runs_planned": len(manifest.entries),
+            "wall_s_extrapolated": wall / len(done) * len(manifest.entries) if done else None,
+            "engine_loads": sum(r["fresh"] for r in runs), "engine_load_s": loads,
+            "floor_s": floor, "wall_over_floor": wall / floor if floor else None, "runs": runs}
 
 
 def agreement(on: dict, off: dict) -> dict:
@@ -90,6 +109,9 @@ def main() -> int:
     parser.add_argument("--points", type=int, default=4, choices=range(1, 5))
     parser.add_argument("--cycles", type=int, default=3)
     parser.add_argument("--reps", type=int, default=1, help="alternating on/off pairs")
+    parser.add_argument("--collect", nargs=2, metavar=("ON_DIR", "OFF_DIR"), type=Path,
+                        help="report from two study folders already run (on, off) instead of running them; a side "
+                        "cut short is reported as such, its wall time extrapolated from its finished runs")
     parser.add_argument("--image-tag", help="build the vLLM CPU image under this tag instead of the standard one "
                         "(a branch's contract beside the shared image)")
     args = parser.parse_args()
@@ -100,11 +122,19 @@ def main() -> int:
 
     from tiny_model import build_tiny_llama
 
-    image = build_image(docker_client(), "vllm", cpu=True)
     pairs = []
+    if args.collect:
+        on = collect(args.collect[0])
+        off = collect(args.collect[1])
+        pairs.append({"on": on, "off": off})
+        args.points = len({r["point"] for r in on["runs"]})
+        args.cycles = max(r["cycle"] for r in on["runs"])
+        image = None
+    else:
+        image = build_image(docker_client(), "vllm", cpu=True)
     with tempfile.TemporaryDirectory() as tmp:
         model = build_tiny_llama(Path(tmp) / "tiny")
-        for i in range(args.reps):
+        for i in range(0 if args.collect else args.reps):
             sides = ("on", "off") if i % 2 == 0 else ("off", "on")
             pair = {}
             for side in sides:
@@ -114,7 +144,10 @@ def main() -> int:
                       f"{pair[side]['engine_loads']} engine loads", flush=True)
             pairs.append(pair)
 
-    ratios = [p["on"]["wall_s"] / p["off"]["wall_s"] for p in pairs]
+    def off_wall(side: dict) -> float:  # a cut-short side: its finished runs' wall, per run, times the planned runs
+        return side["wall_s"] if side["complete"] else side["wall_s_extrapolated"]
+
+    ratios = [p["on"]["wall_s"] / off_wall(p["off"]) for p in pairs]
     ratio = statistics.median(ratios)
     over_floor = statistics.median(p["on"]["wall_over_floor"] for p in pairs)
     agree = agreement(pairs[-1]["on"], pairs[-1]["off"])
@@ -123,7 +156,8 @@ def main() -> int:
         "benchmark": "engine_reuse",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "python": platform.python_version()},
-        "image": {"tag": image.tag},
+        "image": {"tag": image.tag if image else None},
+        "complete": all(p["on"]["complete"] and p["off"]["complete"] for p in pairs),
         "points": args.points, "cycles": args.cycles, "reps": args.reps,
         "paired_ratios_on_to_off_wall": ratios,
         "ratio_on_to_off_wall": ratio,
@@ -142,8 +176,10 @@ def main() -> int:
     print(f"engine reuse ({args.points} points x {args.cycles} cycles, vLLM CPU image, {args.reps} pair(s)):")
     for side in ("on", "off"):
         s = last[side]
+        cut = "" if s["complete"] else (f" [cut short: {s['runs_done']} of {s['runs_planned']} runs; "
+                                        f"{s['wall_s_extrapolated']:.1f} s extrapolated]")
         print(f"  {side:3s} wall {s['wall_s']:.1f} s · {s['engine_loads']} engine loads ({s['engine_load_s']:.1f} s) "
-              f"· floor {s['floor_s']:.1f} s · wall/floor {s['wall_over_floor']:.2f}")
+              f"· floor {s['floor_s']:.1f} s · wall/floor {s['wall_over_floor']:.2f}{cut}")
     print(f"  on/off wall ratio {ratio:.3f} ({'meets' if ratio <= TARGET_RATIO else 'falls short of'} target "
           f"<= {TARGET_RATIO})")
     print(f"  on-case wall / (loads + windows + warmups + gaps) {over_floor:.2f} "
