@@ -21,11 +21,11 @@ from llenergymeasure.experiment import execute_experiment
 from llenergymeasure.launchers import Launcher, LaunchOutcome, LaunchSpec, Timeouts
 from llenergymeasure.launchers.select import select_launcher
 from llenergymeasure.launchers.session import SessionLauncher
-from llenergymeasure.study.engines import EngineSessions
 from llenergymeasure.results import FileResultsRepository
 from llenergymeasure.results.repository import CorruptResult
 from llenergymeasure.study.aggregate import PointAggregate
 from llenergymeasure.study.config import Expansion, StudyConfig, StudyPoint
+from llenergymeasure.study.engines import EngineSessions
 from llenergymeasure.study.manifest import (
     Manifest,
     ManifestEntry,
