@@ -109,6 +109,8 @@ def main() -> int:
     parser.add_argument("--points", type=int, default=4, choices=range(1, 5))
     parser.add_argument("--cycles", type=int, default=3)
     parser.add_argument("--reps", type=int, default=1, help="alternating on/off pairs")
+    parser.add_argument("--start-with", choices=("on", "off"), default="on",
+                        help="the side the first pair runs first (pairs then alternate)")
     parser.add_argument("--collect", nargs=2, metavar=("ON_DIR", "OFF_DIR"), type=Path,
                         help="report from two study folders already run (on, off) instead of running them; a side "
                         "cut short is reported as such, its wall time extrapolated from its finished runs")
@@ -135,7 +137,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         model = build_tiny_llama(Path(tmp) / "tiny")
         for i in range(0 if args.collect else args.reps):
-            sides = ("on", "off") if i % 2 == 0 else ("off", "on")
+            first = ("on", "off") if args.start_with == "on" else ("off", "on")
+            sides = first if i % 2 == 0 else first[::-1]
             pair = {}
             for side in sides:
                 study = study_config(model, image.tag, side == "on", args.points, args.cycles)
