@@ -28,7 +28,7 @@ help:
 	@echo "make slurm-up       a single-node Slurm cluster (munge, MariaDB, slurmdbd, slurmctld, slurmd, 2 fake GPUs); needs root"
 	@echo "make slurm-down     stop what slurm-up started"
 	@echo "make images         build the CPU PyTorch runner image"
-	@echo "make bench          benchmarks, side by side: isolation overhead, fidelity against plain loops, controller overhead, Slurm, GPU (when present)"
+	@echo "make bench          benchmarks, side by side: isolation overhead, fidelity against plain loops, controller overhead, engine reuse, Slurm, GPU (when present)"
 
 venv: $(VENV)/.installed
 
@@ -64,6 +64,7 @@ bench: venv docker-up base-image slurm-up
 	$(BIN)/python bench/isolation.py
 	$(BIN)/python bench/fidelity.py
 	$(BIN)/python bench/controller.py
+	$(BIN)/python bench/reuse.py
 	$(BIN)/python bench/slurm.py
 	$(BIN)/python bench/gpu.py
 	$(BIN)/python bench/serving.py

@@ -55,6 +55,23 @@ def main() -> None:
                      f"{c['controller_overhead_s_per_experiment']:.3f} s per experiment ({c['experiments']} trivial "
                      f"experiments in one study: wall minus runner time) | ≤ 0.5 s | "
                      f"{_verdict(c['controller_overhead_s_per_experiment'] <= 0.5)} | `{path.relative_to(ROOT)}` |")
+    reuse = _latest("reuse")
+    if reuse:
+        path, r = reuse
+        on, off = r["pairs"][-1]["on"], r["pairs"][-1]["off"]
+        shape = f"{r['points']} points × {r['cycles']} cycles, vLLM CPU image"
+        lines.append(f"| engine reuse: wall time | `python bench/reuse.py` | reuse on/off {r['ratio_on_to_off_wall']:.3f} "
+                     f"({shape}; {on['wall_s']:.0f} s vs {off['wall_s']:.0f} s, {on['engine_loads']} vs "
+                     f"{off['engine_loads']} engine loads) | ≤ 0.35 | {_verdict(r['meets_ratio'])} | "
+                     f"`{path.relative_to(ROOT)}` |")
+        lines.append(f"| engine reuse: on-case vs its floor | `python bench/reuse.py` | wall ÷ (engine loads + windows + "
+                     f"warmups + gaps) {r['on_wall_over_floor']:.2f} | ≤ 1.25 | {_verdict(r['meets_floor'])} | "
+                     f"`{path.relative_to(ROOT)}` |")
+        n = sum(len(m) for m in r["agreement"].values())
+        ok = sum(v["agree"] for m in r["agreement"].values() for v in m.values())
+        lines.append(f"| engine reuse: reused vs cold figures | `python bench/reuse.py` | tok/s, TTFT p50, ITL p50 of "
+                     f"runs on a reused engine vs cold runs: {ok} of {n} 95 % CIs overlap | all | "
+                     f"{_verdict(r['all_agree'])} | `{path.relative_to(ROOT)}` |")
     slurm = _latest("slurm")
     if slurm:
         path, r = slurm

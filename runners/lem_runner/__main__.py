@@ -1,4 +1,5 @@
-"""Runner entry point: ``python -m lem_runner --config request.json --out DIR``.
+"""Runner entry point: ``python -m lem_runner --config request.json --out DIR`` (one run), or ``--session SDIR``
+(an engine session: several runs on one loaded engine, requested one by one; see contract/protocol.py).
 
 stdout carries progress events only (one JSON object per line); anything a library prints goes to stderr. The run
 ends with exactly one of ``DIR/result.json`` (exit 0) or ``DIR/error.json`` (exit 1; 2 for an unreadable request or
@@ -84,14 +85,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lem_runner", description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="run request JSON written by the controller")
     parser.add_argument("--out", help="exchange directory for result.json / error.json")
+    parser.add_argument("--session", help="engine session folder: measure request-0001.json, ... as they appear")
+    parser.add_argument("--idle-exit-s", type=float, default=None,
+                        help="engine session: end after this long without a request or end marker")
     parser.add_argument("--fingerprint", action="store_true", help="print the contract fingerprint and exit")
     parser.add_argument("--version", action="version", version=f"lem_runner {__version__}")
     args = parser.parse_args(argv)
     if args.fingerprint:
         print(contract_fingerprint())
         return EXIT_OK
-    if not args.config or not args.out:
-        parser.error("--config and --out are required")
+    if not args.session and (not args.config or not args.out):
+        parser.error("--config and --out are required (or --session)")
 
     _adopt_umask()
     stream = _protocol_stream()
@@ -103,21 +107,47 @@ def main(argv: list[str] | None = None) -> int:
             progress.update(done=event.done, total=event.total)
         stream.write(event.to_line() + "\n")
 
-    out_dir = Path(args.out)
-    try:
-        request = RunRequest.model_validate_json(Path(args.config).read_bytes())
-    except (OSError, ValueError) as exc:
-        message = f"{args.config}: {exc.strerror if isinstance(exc, OSError) else exc}"
-        emit(ProgressEvent(event="error", message=message.splitlines()[0]))
-        _write_error(out_dir, RunError(error_type=type(exc).__name__, message=message, phase="request"))
-        return EXIT_BAD_REQUEST
-
     def _on_term(signum, frame):
         raise _Terminated(signal.Signals(signum).name)
 
     for sig in _STOP_SIGNALS:
         signal.signal(sig, _on_term)
-    emit(ProgressEvent(event="started", message=request.experiment_id, data={"contract": contract_fingerprint()}))
+
+    from lem_runner.session import HeldEngine, serve_session
+
+    if args.session:
+        def measure(path: Path, n: int, held: HeldEngine) -> int:
+            progress.clear()
+            return _run_request(path, None, emit, progress, held, n)
+
+        try:
+            return serve_session(Path(args.session), measure, emit, args.idle_exit_s)
+        except (KeyboardInterrupt, _Terminated) as exc:  # between runs: nothing was being measured
+            return 130 if isinstance(exc, KeyboardInterrupt) else 143
+    held = HeldEngine()
+    try:
+        return _run_request(Path(args.config), Path(args.out), emit, progress, held, None)
+    finally:
+        held.close()
+
+
+def _run_request(config_path: Path, out: Path | None, emit, progress: dict, held, number: int | None) -> int:
+    """Measure one request on ``held``'s engine (loading it when it holds none) and leave result.json or error.json
+    in its folder (``out``, else the request's ``out_dir``). Returns the exit code this run means. ``number``: its
+    place in an engine session (carried by its events as ``data.request``)."""
+    tag = {"request": number} if number is not None else {}
+    out_dir = out or config_path.parent
+    try:
+        request = RunRequest.model_validate_json(config_path.read_bytes())
+        out_dir = out or (Path(request.out_dir) if request.out_dir else config_path.parent)
+    except (OSError, ValueError) as exc:
+        message = f"{config_path}: {exc.strerror if isinstance(exc, OSError) else exc}"
+        emit(ProgressEvent(event="error", message=message.splitlines()[0], data=tag))
+        _write_error(out_dir, RunError(error_type=type(exc).__name__, message=message, phase="request"))
+        return EXIT_BAD_REQUEST
+
+    emit(ProgressEvent(event="started", message=request.experiment_id,
+                       data={"contract": contract_fingerprint(), **tag}))
 
     from lem_runner.backends import create_backend
     from lem_runner.devices import DeviceError, NvmlLookup, bind_devices, check_cuda_sees, torch_cuda_uuids
@@ -126,18 +156,23 @@ def main(argv: list[str] | None = None) -> int:
     from lem_runner.measurement.environment import collect_environment
 
     phase = Phase()
-    backend = None
     servers: list = []  # serving: the server this runner started, stopped in finally
     run_config = request.config
+    fresh = held.backend is None
+    failed = True
     try:
         # Before anything touches CUDA: the engine sees exactly the measured GPUs (found by UUID) as cuda:0..n-1; the
-        # backend and NVML then address them so, and the result keeps the config as written.
-        binding = None
-        lookup = NvmlLookup.open() if run_config.device != "cpu" else None
-        if lookup is not None or run_config.device == "cuda":  # 'auto' without NVML: no GPU to bind or measure
-            binding = bind_devices(request.local_devices or run_config.devices, os.environ, lookup,
-                                   request.device_uuids)
-            os.environ.update(binding.environment)
+        # backend and NVML then address them so, and the result keeps the config as written. A session binds once:
+        # its runs share the engine, hence the devices.
+        binding = held.binding if held.bound else None
+        if not held.bound:
+            lookup = NvmlLookup.open() if run_config.device != "cpu" else None
+            if lookup is not None or run_config.device == "cuda":  # 'auto' without NVML: no GPU to bind or measure
+                binding = bind_devices(request.local_devices or run_config.devices, os.environ, lookup,
+                                       request.device_uuids)
+                os.environ.update(binding.environment)
+            held.binding, held.bound = binding, True
+        if binding is not None:
             run_config = run_config.model_copy(update={"devices": binding.local_devices})
 
         def energy_for(device_kind: str):
@@ -165,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             result = result.model_copy(update={"config": request.config})
         else:
-            backend = create_backend(run_config, request.model_path)
+            backend = held.engine_for(run_config, lambda: create_backend(run_config, request.model_path))
             result = run_measurement(
                 request,
                 backend,
@@ -183,12 +218,15 @@ def main(argv: list[str] | None = None) -> int:
                 prompts_path=request.prompts_path,
                 out_dir=out_dir,
             )
+            result = result.model_copy(update={"engine": held.use(fresh)})
+            held.served()
         phase.name = "write"
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out_dir / RESULT_FILE, result.model_dump_json(indent=2))
+        failed = False
     except (KeyboardInterrupt, _Terminated) as exc:
         signame, message, done = _interrupted(exc, phase.name, progress)
-        emit(ProgressEvent(event="error", message=f"{signame}: {message}", data={"status": "interrupted"}))
+        emit(ProgressEvent(event="error", message=f"{signame}: {message}", data={"status": "interrupted", **tag}))
         _write_error(out_dir, RunError(experiment_id=request.experiment_id, error_type=signame,
                                        message=message, phase=phase.name, status="interrupted", requests_done=done))
         return 130 if isinstance(exc, KeyboardInterrupt) else 143
@@ -203,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         message = f"{type(exc).__name__}: {exc}".strip()
         if phase.name == "load" and not isinstance(exc, DeviceError) and not servers:
             message = f"could not load the model from {request.model_path}: {message}"
-        emit(ProgressEvent(event="error", message=f"during {phase.name}: {message.splitlines()[0][:500]}"))
+        emit(ProgressEvent(event="error", message=f"during {phase.name}: {message.splitlines()[0][:500]}", data=tag))
         with contextlib.suppress(OSError):  # stderr is runner.log: on a full disk it cannot take the traceback
             traceback.print_exc(file=sys.stderr)  # the launcher keeps stderr as runner.log, beside error.json
         _write_error(
@@ -213,11 +251,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         return EXIT_FAILED
     finally:
-        if backend is not None:
-            backend.close()
+        if failed:  # an engine a run failed on is in an unknown state: never measured on again
+            held.close()
         for server in servers:
             server.stop()
-    emit(ProgressEvent(event="done", message=str(out_dir / RESULT_FILE)))
+    emit(ProgressEvent(event="done", message=str(out_dir / RESULT_FILE), data=tag))
     return EXIT_OK
 
 

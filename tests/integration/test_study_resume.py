@@ -152,10 +152,12 @@ base:
     (study_dir,) = out.iterdir()
     m = json.loads((study_dir / "manifest.json").read_text())
     assert m["status"] == "complete"
+    # engine reuse (the default) puts the two runs on the tiny model together: they share one engine
+    assert [e["point"] for e in m["entries"]] == [0, 3, 1, 2]
     assert [(e["status"], e["reason"]) for e in m["entries"]] == [
-        ("done", None), ("failed", "runner_error"), ("failed", "config"), ("done", None)]
-    assert "during load" in m["entries"][1]["error"] and "does not exist" in m["entries"][2]["error"]
-    assert (study_dir / m["entries"][1]["result_path"] / "error.json").is_file()
+        ("done", None), ("done", None), ("failed", "runner_error"), ("failed", "config")]
+    assert "during load" in m["entries"][2]["error"] and "does not exist" in m["entries"][3]["error"]
+    assert (study_dir / m["entries"][2]["result_path"] / "error.json").is_file()
     assert len(_result_dirs(study_dir)) == 2
     summary = json.loads((study_dir / "study_summary.json").read_text())
     assert summary["failed"] == 2 and summary["finished"] == 4

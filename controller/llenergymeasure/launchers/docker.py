@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from pathlib import Path
 import docker.errors
 import docker.types
 import requests.exceptions
-from lem_runner.contract import REQUEST_FILE
+from lem_runner.contract import REQUEST_FILE, RunRequest
 from lem_runner.contract.atomic import atomic_write_text, current_umask
 
 from llenergymeasure import __version__
@@ -34,6 +35,8 @@ TOKEN_MOUNT = "/run/secrets/hf_token"
 PROMPTS_NAME = "prompts.jsonl"
 
 STOP_GRACE_S = 15
+#: the study folder an engine session's container works in (a resumed study removes what a killed controller left)
+LABEL_STUDY = "lem.study"
 
 
 def wants_gpu(config, host_gpus: int) -> bool:
@@ -134,6 +137,9 @@ class DockerLauncher:
 
     name = "docker"
 
+    #: an engine session's container ends itself after this long without a request (its controller is gone)
+    session_idle_exit_s = 3600.0
+
     def __init__(self, image: str | None = None, client=None, host_gpus: int | None = None) -> None:
         self.image = image
         self._client = client
@@ -160,28 +166,110 @@ class DockerLauncher:
         require_image(self.client, self.image or image_tag(config.backend, cpu=not use_gpu), config.backend,
                       cpu=not use_gpu)
 
+    def _container_request(self, spec: LaunchSpec, image_id: str, use_gpu: bool, root: Path,
+                           exchange: str) -> RunRequest:
+        """The request with the container's paths: ``root`` (the mounted folder) is ``exchange`` inside; the prompts
+        file is copied into the run's folder."""
+        cfg = spec.request.config
+        rel = spec.exchange_dir.resolve().relative_to(root.resolve())
+        run_dir = exchange if str(rel) == "." else f"{exchange}/{rel}"
+        prompts_path = None
+        if spec.prompts_file is not None:
+            shutil.copyfile(spec.prompts_file, spec.exchange_dir / PROMPTS_NAME)
+            prompts_path = f"{run_dir}/{PROMPTS_NAME}"
+        model_path = (
+            f"{MODEL_MOUNT}/{spec.model.relative}".rstrip("/") if spec.model.mount_root is not None else spec.model.host_path
+        )
+        update = {"model_path": model_path, "prompts_path": prompts_path, "image": image_id}
+        gpus = self._gpus(cfg, use_gpu)
+        if gpus is not None:
+            update.update(local_devices=gpus.local_devices, device_uuids=gpus.uuids)
+        return spec.request.model_copy(update=update)
+
+    def _gpus(self, cfg, use_gpu: bool) -> ContainerGpus | None:
+        """The GPUs the container gets: only the requested ones, renumbered from 0 in PCI bus order."""
+        if not use_gpu:
+            return None
+        from llenergymeasure.host.inventory import gpu_uuid
+
+        return container_gpus(cfg.devices, os.environ, gpu_uuid)
+
+    def session_request(self, session, spec: LaunchSpec) -> RunRequest:
+        """A run of an engine session: container paths, its own folder (under the mounted study folder) as out_dir."""
+        image_id, use_gpu, root = session.docker
+        request = self._container_request(spec, image_id, use_gpu, root, EXCHANGE_MOUNT)
+        out = spec.exchange_dir.resolve().relative_to(root.resolve())
+        return request.model_copy(update={"out_dir": f"{EXCHANGE_MOUNT}/{out}"})
+
+    def start_session(self, session, first: LaunchSpec):
+        """One container for the session: the study folder (its runs' folders and the session folder) is its one
+        writable mount; it ends itself if no request comes for ``session_idle_exit_s`` (a killed controller)."""
+        from dataclasses import replace
+
+        from llenergymeasure.launchers.session import RunnerProcess, session_log
+
+        cfg = first.request.config
+        use_gpu = wants_gpu(cfg, self._host_gpu_count())
+        ref = self.image or image_tag(cfg.backend, cpu=not use_gpu)
+        info = require_image(self.client, ref, cfg.backend, cpu=not use_gpu)
+        root = session.session_dir.parent.parent  # <study>/.sessions/<id>
+        session.docker = (info.id, use_gpu, root)
+        options = container_options(replace(first, exchange_dir=root), ref, use_gpu, None, self._gpus(cfg, use_gpu))
+        rel = session.session_dir.resolve().relative_to(root.resolve())
+        options["command"] = ["--session", f"{EXCHANGE_MOUNT}/{rel}",
+                              "--idle-exit-s", f"{self.session_idle_exit_s:g}"]
+        options["labels"] = {**options["labels"], "lem.experiment": session.session_dir.name,
+                             LABEL_STUDY: str(root.resolve())}
+        log_path = session_log(session.session_dir)
+        log = open(log_path, "w", encoding="utf-8")
+        try:
+            container = self.client.containers.create(**options)
+            container.start()
+            stream = container.logs(stream=True, follow=True, stdout=True, stderr=False)
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            log.close()
+            raise SetupError(f"the Docker engine could not start the engine session ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0][:200]})") from None
+
+        def wait(timeout: float) -> int | None:
+            try:
+                return int(container.wait(timeout=timeout).get("StatusCode", -1))
+            except (docker.errors.DockerException, requests.exceptions.RequestException):
+                return None
+
+        stderr_seen: list[str] = []  # what the container logged, fetched before it is removed
+
+        def finish() -> None:
+            try:
+                stderr_seen.append(container.logs(stdout=False, stderr=True).decode("utf-8", "replace"))
+                log.write(stderr_seen[-1])
+            except Exception:
+                pass
+            log.close()
+            _quietly(container.remove, force=True)
+
+        def log_since(mark: object) -> str:
+            if stderr_seen:  # removed: what it logged from the mark's second on
+                return stderr_seen[-1]
+            try:
+                return container.logs(stdout=False, stderr=True, since=mark).decode("utf-8", "replace")
+            except Exception:
+                return ""
+
+        return RunnerProcess(lines=start_reader(_lines(stream)), stop=lambda: _quietly(container.stop,
+                             timeout=STOP_GRACE_S), kill=lambda: _quietly(container.kill), wait=wait, finish=finish,
+                             where=f"container {container.short_id} ({ref})", log_file=log_path,
+                             log_line=lambda line: log.write(f"[stdout] {line}\n"),
+                             log_mark=lambda: int(time.time()), log_since=log_since)
+
     def launch(self, spec: LaunchSpec, on_event: EventSink) -> LaunchOutcome:
         on_event = memo = ErrorMemo(on_event)
         cfg = spec.request.config
         use_gpu = wants_gpu(cfg, self._host_gpu_count())
         ref = self.image or image_tag(cfg.backend, cpu=not use_gpu)
         info = require_image(self.client, ref, cfg.backend, cpu=not use_gpu)
-
-        prompts_path = None
-        if spec.prompts_file is not None:
-            shutil.copyfile(spec.prompts_file, spec.exchange_dir / PROMPTS_NAME)
-            prompts_path = f"{EXCHANGE_MOUNT}/{PROMPTS_NAME}"
-        model_path = (
-            f"{MODEL_MOUNT}/{spec.model.relative}".rstrip("/") if spec.model.mount_root is not None else spec.model.host_path
-        )
-        update = {"model_path": model_path, "prompts_path": prompts_path, "image": info.id}
-        gpus = None
-        if use_gpu:  # the container sees only the requested GPUs, renumbered from 0 in PCI bus order
-            from llenergymeasure.host.inventory import gpu_uuid
-
-            gpus = container_gpus(cfg.devices, os.environ, gpu_uuid)
-            update.update(local_devices=gpus.local_devices, device_uuids=gpus.uuids)
-        request = spec.request.model_copy(update=update)
+        gpus = self._gpus(cfg, use_gpu)
+        request = self._container_request(spec, info.id, use_gpu, spec.exchange_dir, EXCHANGE_MOUNT)
         atomic_write_text(spec.exchange_dir / REQUEST_FILE, request.model_dump_json(indent=2))
 
         token_dir = None

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-from lem_runner.contract import parse_event
+from lem_runner.contract import ProgressEvent, parse_event
 
 from llenergymeasure.errors import Interrupted
 from llenergymeasure.launchers.base import EventSink, Timeouts
@@ -43,15 +43,17 @@ def pump(
     timeouts: Timeouts,
     stop: Callable[[], None],
     kill: Callable[[], None],
+    until: Callable[[ProgressEvent], bool] | None = None,
 ) -> str | None:
-    """Consume the queue until EOF. Returns 'wall'/'silence' if a timeout fired (after ``kill``), else None.
+    """Consume the queue until EOF (or, with ``until``, the first event it accepts: an engine session's run ends
+    while its runner goes on). Returns 'wall'/'silence' if a timeout fired (after ``kill``), else None.
 
     The first Ctrl-C calls ``stop`` (the runner then writes error.json and exits); a second calls ``kill``. Either
     way :class:`Interrupted` is raised once the stream has ended.
     """
     presses = _CtrlC()
     with presses:
-        timed_out = _pump(q, on_event, on_other_line, timeouts, stop, kill, presses)
+        timed_out = _pump(q, on_event, on_other_line, timeouts, stop, kill, presses, until)
     if presses.count:
         raise Interrupted(f"interrupted by {presses.cause}")
     return timed_out
@@ -87,7 +89,7 @@ class _CtrlC:
             signal.signal(sig, old)
 
 
-def _pump(q, on_event, on_other_line, timeouts, stop, kill, presses: _CtrlC) -> str | None:
+def _pump(q, on_event, on_other_line, timeouts, stop, kill, presses: _CtrlC, until=None) -> str | None:
     start = last = time.monotonic()
     handled = 0
     broken = False
@@ -118,5 +120,7 @@ def _pump(q, on_event, on_other_line, timeouts, stop, kill, presses: _CtrlC) -> 
                 if not broken:
                     broken = True
                     presses.press("SIGPIPE (stdout closed)")
+            if until is not None and until(event):
+                return None
         elif text.strip():
             on_other_line(text.rstrip("\n"))

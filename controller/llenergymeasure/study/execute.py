@@ -21,9 +21,11 @@ from llenergymeasure.errors import ConfigError, Interrupted, RunFailed, SetupErr
 from llenergymeasure.experiment import execute_experiment
 from llenergymeasure.launchers import Launcher, LaunchOutcome, LaunchSpec, Timeouts
 from llenergymeasure.launchers.select import select_launcher
+from llenergymeasure.launchers.session import SessionLauncher
 from llenergymeasure.results import FileResultsRepository
 from llenergymeasure.results.repository import CorruptResult
 from llenergymeasure.study.aggregate import PointAggregate
+from llenergymeasure.study.engines import EngineSessions
 from llenergymeasure.study.manifest import (
     Manifest,
     ManifestEntry,
@@ -231,20 +233,29 @@ def _run_pending(study: StudyConfig, outcome: StudyOutcome, session: Session, op
         raise ConfigError("--detach: only for a study whose runs go to Slurm (runner: slurm or --slurm)")
     _drop_left_jobs(outcome)
     consecutive = 0
-    for entry in [e for e in manifest.entries if e.status == "pending"]:
-        if session.runs and gap > 0:
-            observer.waiting(gap)
-            t = time.monotonic()
-            sleep(gap)
-            session.gap_s += time.monotonic() - t
-        _run_one(study, outcome, entry, session, options.isolated, timeouts, observer, launcher_for, gpu_control)
-        consecutive = consecutive + 1 if entry.status == "failed" else 0
-        if limit and consecutive >= limit:
-            manifest.status = "stopped"
-            manifest.stop_reason = ("--fail-fast: a run failed" if options.fail_fast else
-                                    f"circuit breaker: {consecutive} runs failed in a row "
-                                    f"(max_consecutive_failures: {limit})")
-            return
+    engines = EngineSessions(study, outcome, options.isolated, launcher_for, session)
+    try:
+        pending = [e for e in manifest.entries if e.status == "pending"]
+        for k, entry in enumerate(pending):
+            if session.runs and gap > 0:
+                observer.waiting(gap)
+                t = time.monotonic()
+                sleep(gap)
+                session.gap_s += time.monotonic() - t
+            engine, made = engines.for_run(entry, pending[k + 1] if k + 1 < len(pending) else None)
+            entry.engine_session = engine.session_dir.name if engine is not None else None
+            run_launcher = (SessionLauncher(engine) if engine is not None else made)
+            _run_one(study, outcome, entry, session, options.isolated, timeouts, observer,
+                     launcher_for if run_launcher is None else (lambda _p, _i, la=run_launcher: la), gpu_control)
+            consecutive = consecutive + 1 if entry.status == "failed" else 0
+            if limit and consecutive >= limit:
+                manifest.status = "stopped"
+                manifest.stop_reason = ("--fail-fast: a run failed" if options.fail_fast else
+                                        f"circuit breaker: {consecutive} runs failed in a row "
+                                        f"(max_consecutive_failures: {limit})")
+                return
+    finally:
+        engines.close()
     manifest.status = "complete" if not manifest.unfinished else "stopped"
 
 

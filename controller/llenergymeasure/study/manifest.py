@@ -11,13 +11,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from lem_runner.contract import measurement_config_hash
+from lem_runner.contract import engine_identity, measurement_config_hash, reuse_refusal
 from lem_runner.contract.atomic import atomic_write_text
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llenergymeasure.config.study import Expansion, StudyConfig
 from llenergymeasure.errors import ConfigError
-from llenergymeasure.study.order import schedule
+from llenergymeasure.study.order import group_by_engine, schedule
 
 MANIFEST_FILE = "manifest.json"
 SCHEMA_VERSION = 1
@@ -43,6 +43,7 @@ class ManifestPoint(_Model):
     backend: str
     experiment_name: str
     measurement_config_hash: str
+    engine: str | None = Field(None, description="the point's engine identity (points sharing it can share an engine)")
 
 
 class Attempt(_Model):
@@ -71,6 +72,8 @@ class ManifestEntry(_Model):
     duration_s: float | None = Field(None, description="controller's wall time for the run")
     runner_s: float | None = Field(None, description="the runner process's own wall time (launch to exit)")
     earlier: list[Attempt] = Field(default_factory=list)
+    engine_session: str | None = Field(None, description="the engine session it ran in (its folder under "
+                                       ".sessions/); None: a runner of its own")
     slurm_job_id: str | None = Field(None, description="the run's Slurm job, once submitted")
     slurm_state: str | None = Field(None, description="its last Slurm state seen (PENDING, RUNNING, COMPLETED, "
                                     "FAILED, TIMEOUT, CANCELLED, OUT_OF_MEMORY, NODE_FAIL, PREEMPTED, ...)")
@@ -107,6 +110,7 @@ class Manifest(_Model):
     n_cycles: int
     order: str
     seed: int
+    engine_reuse: bool = False
     points: list[ManifestPoint]
     skipped: list[str] = Field(default_factory=list)
     entries: list[ManifestEntry]
@@ -129,25 +133,35 @@ class Manifest(_Model):
 
 
 def study_config_hash(study: StudyConfig, expansion: Expansion) -> str:
-    """16 hex of SHA-256 over what the study measures: its name, cycles, order, seed and every point's full config.
-    Execution knobs (gaps, timeout, circuit breaker) are left out: changing them does not change a result."""
+    """16 hex of SHA-256 over what the study measures: its name, cycles, order, seed, engine reuse (it changes the
+    order and whether engines are fresh) and every point's full config. Execution knobs (gaps, timeout, circuit
+    breaker) are left out: changing them does not change a result."""
     payload = {"name": study.name, "n_cycles": study.n_cycles, "order": study.order, "seed": study.seed,
                "points": [{"label": p.label, "config": p.config.model_dump(mode="json")} for p in expansion.points]}
+    if study.engine_reuse:
+        payload["engine_reuse"] = True
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def new_manifest(study: StudyConfig, expansion: Expansion, study_file: str | None = None) -> Manifest:
-    """Every run of the schedule, pending."""
+    """Every run of the schedule, pending; with ``engine_reuse``, grouped by engine within each cycle."""
     points = [ManifestPoint(index=i, label=p.label, backend=p.config.backend, experiment_name=p.config.experiment_name,
-                            measurement_config_hash=measurement_config_hash(p.config))
+                            measurement_config_hash=measurement_config_hash(p.config),
+                            engine=engine_identity(p.config))
               for i, p in enumerate(expansion.points)]
+    runs = schedule(expansion.points, study.n_cycles, study.order, study.seed)
+    if study.engine_reuse:  # a point that must have an engine of its own (serving, Slurm, ...) is not moved
+        keys = [p.engine if reuse_refusal(c.config) is None else f"own:{p.index}"
+                for p, c in zip(points, expansion.points)]
+        runs = group_by_engine(runs, keys)
     entries = [ManifestEntry(run=n, point=i, cycle=c, label=points[i].label,
                              name=f"{points[i].experiment_name}-c{c}")
-               for n, (i, c) in enumerate(schedule(expansion.points, study.n_cycles, study.order, study.seed), 1)]
+               for n, (i, c) in enumerate(runs, 1)]
     stamp = now()
     return Manifest(study=study.name, config_hash=study_config_hash(study, expansion), study_file=study_file,
                     created=stamp, updated=stamp, n_cycles=study.n_cycles, order=study.order, seed=study.seed,
+                    engine_reuse=study.engine_reuse,
                     points=points, skipped=list(expansion.skipped), entries=entries)
 
 

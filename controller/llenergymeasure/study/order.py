@@ -63,3 +63,23 @@ def schedule(points: Sequence[Any], n_cycles: int, order: Order, seed: int = 0) 
         rows = williams_rows(len(indices))
         return [(i, c) for c in cycles for i in rows[(c - 1) % len(rows)]] if rows else []
     raise ValueError(f"unknown order {order!r}")
+
+
+def group_by_engine(runs: Sequence[tuple[int, int]], engines: Sequence[str]) -> list[tuple[int, int]]:
+    """``runs`` (from :func:`schedule`) with each stretch of one cycle regrouped so runs of the same engine
+    (``engines[point]``) are adjacent: groups in the order their engine first appears, runs within a group in their
+    scheduled order. Stretches are split where the cycle changes, so a cycle's runs never mix with another's; a
+    ``sequential`` order (each stretch one run) is left as it is."""
+    out: list[tuple[int, int]] = []
+    k = 0
+    while k < len(runs):
+        end = k
+        while end < len(runs) and runs[end][1] == runs[k][1]:
+            end += 1
+        groups: dict[str, list[tuple[int, int]]] = {}
+        for run in runs[k:end]:
+            groups.setdefault(engines[run[0]], []).append(run)
+        for group in groups.values():
+            out.extend(group)
+        k = end
+    return out

@@ -14,6 +14,8 @@ from llenergymeasure.errors import ConfigError
 from llenergymeasure.study.manifest import MANIFEST_FILE, Attempt, Manifest, ManifestEntry, load_manifest
 
 LOCK_FILE = ".lock"
+#: where engine sessions keep their requests while they run (study/engines.py); gone once each session ends
+SESSIONS_DIR = ".sessions"
 
 
 def find_unfinished(output: Path, name: str) -> Path:
@@ -94,6 +96,19 @@ def reap_container(experiment_id: str) -> None:
         pass
 
 
+def reap_study_containers(study_dir: Path) -> None:
+    """Remove engine-session containers a killed controller left working in this study folder (best effort)."""
+    try:
+        from llenergymeasure.host.docker_engine import docker_client
+
+        client = docker_client()
+        label = f"lem.study={study_dir.resolve()}"
+        for container in client.containers.list(all=True, filters={"label": label}):
+            container.remove(force=True)
+    except Exception:
+        pass
+
+
 def reset_entry(entry: ManifestEntry) -> None:
     """Back to pending, as if never started (its attempt count stays)."""
     entry.status = "pending"
@@ -101,6 +116,7 @@ def reset_entry(entry: ManifestEntry) -> None:
     entry.started = entry.finished = None
     entry.duration_s = entry.runner_s = None
     entry.slurm_job_id = entry.slurm_state = entry.slurm_exit_code = None
+    entry.engine_session = None
 
 
 def recover(study_dir: Path, manifest: Manifest, retry_failed: bool = False) -> list[str]:
@@ -108,6 +124,9 @@ def recover(study_dir: Path, manifest: Manifest, retry_failed: bool = False) -> 
     folders are deleted; with ``retry_failed``, failed runs go back to pending too (their folders are kept and listed
     under ``earlier``). Returns one note per change, for the user."""
     notes = []
+    if any(e.status == "running" and e.runner == "docker" and e.engine_session for e in manifest.entries):
+        reap_study_containers(study_dir)
+    shutil.rmtree(study_dir / SESSIONS_DIR, ignore_errors=True)  # a killed controller's engine sessions' requests
     for entry in manifest.entries:
         if entry.status == "running" and entry.runner == "slurm":
             continue  # its job may still run: the concurrent path re-attaches to it (study/concurrent.py)

@@ -23,6 +23,7 @@ from lem_runner.contract.config import (
     WindowConfig,
 )
 from lem_runner.contract.energy import BaselineCacheCheck, DeviceIdleState, EnergyResult, IdleBaseline
+from lem_runner.contract.engine import engine_identity, engine_settings, reuse_refusal
 from lem_runner.contract.environment import EnvironmentInfo, GPUInfo
 from lem_runner.contract.fingerprint import contract_fingerprint, measurement_config_hash
 from lem_runner.contract.operating_point import GpuSetting, OperatingPoint
@@ -30,12 +31,15 @@ from lem_runner.contract.protocol import (
     ERROR_FILE,
     REQUEST_FILE,
     RESULT_FILE,
+    SESSION_END_FILE,
     ProgressEvent,
     RunError,
     RunRequest,
     parse_event,
+    session_request_file,
 )
 from lem_runner.contract.result import (
+    EngineUse,
     ExperimentResult,
     FlopsResult,
     LatencyStats,
@@ -67,6 +71,12 @@ __all__ = [
     "DecodingConfig",
     "EnergyConfig",
     "EnergyResult",
+    "EngineUse",
+    "SESSION_END_FILE",
+    "engine_identity",
+    "engine_settings",
+    "reuse_refusal",
+    "session_request_file",
     "EnvironmentInfo",
     "ERROR_FILE",
     "ExperimentConfig",

@@ -26,8 +26,6 @@ from lem_runner.contract.section import Section
 
 ENTRY_POINT_GROUP = "lem.backends"
 ENV_VAR = "LEM_BACKENDS"
-#: experiment-level fields that define a loaded engine whatever the backend
-ENGINE_EXPERIMENT_FIELDS = ("model", "dtype", "device", "devices", "synthetic_weights")
 #: device kinds a backend can run on
 DEVICE_KINDS = ("cuda", "cpu")
 
@@ -82,7 +80,7 @@ class BackendSpec:
     batch_field: str | None
     #: what one unit of that batch is, in words (goes into docs and the result's batch description)
     batch_meaning: str
-    #: section fields that define the loaded engine (changing one needs a new engine); see engine_fields
+    #: section fields that define the loaded engine (changing one needs a new engine); the experiment-level ones are in contract/engine.py
     engine_section_fields: tuple[str, ...]
     device_kinds: tuple[str, ...] = DEVICE_KINDS
     #: GPUs the section uses; ``devices`` must list exactly that many (None: any number, e.g. pytorch's device_map)
@@ -116,12 +114,6 @@ class BackendSpec:
     def batch_knob(self) -> str | None:
         """The dotted field the batch comes from, e.g. ``vllm.max_num_seqs``."""
         return f"{self.name}.{self.batch_field}" if self.batch_field else None
-
-    @property
-    def engine_fields(self) -> tuple[str, ...]:
-        """Dotted fields (from the experiment's root) that define the loaded engine: the experiment-level ones every
-        engine depends on, then this backend's section fields (``vllm.max_model_len``)."""
-        return ENGINE_EXPERIMENT_FIELDS + tuple(f"{self.name}.{f}" for f in self.engine_section_fields)
 
     def engine_problems(self, config: Any, model_path: str | None = None, in_runner: bool = False) -> list[str]:
         """What the engine installed in this process would refuse in ``config`` (see ``engine_check``)."""

@@ -3,6 +3,14 @@
 The controller writes ``request.json`` into an exchange directory and starts ``python -m lem_runner --config
 request.json --out DIR`` (as a subprocess or in a container with DIR mounted). The runner prints one JSON object
 per line on stdout (progress events) and leaves exactly one of ``result.json`` or ``error.json`` in DIR.
+
+An engine session (``python -m lem_runner --session SDIR``) measures several runs on one loaded engine. The controller
+writes ``SDIR/request-0001.json``, waits for that run's ``done`` or ``error`` event (``data.request`` = 1), records it,
+then writes ``request-0002.json``, and so on; each request's ``out_dir`` is that run's own folder, where the runner
+leaves its ``result.json`` or ``error.json`` exactly as for a single run. The file ``SDIR/end`` closes the session
+(the runner unloads and exits 0). The first failed run ends the session (its engine's state is unknown): the runner
+exits with that run's exit code and the controller starts a new session for the rest. Files only, so it works in a
+container without network and on shared storage.
 """
 
 from __future__ import annotations
@@ -20,6 +28,12 @@ from lem_runner.contract.workload import WorkloadItem
 REQUEST_FILE = "request.json"
 RESULT_FILE = "result.json"
 ERROR_FILE = "error.json"
+SESSION_END_FILE = "end"
+
+
+def session_request_file(n: int) -> str:
+    """The name of an engine session's ``n``-th request (from 1)."""
+    return f"request-{n:04d}.json"
 
 #: Exit codes of the runner process.
 EXIT_OK, EXIT_FAILED, EXIT_BAD_REQUEST = 0, 1, 2
@@ -51,6 +65,9 @@ class RunRequest(BaseModel):
     serving_workload: list[WorkloadItem] | None = Field(
         None, description="scenario serving: the trace or dataset the controller read (the runner opens no host file)"
     )
+    out_dir: str | None = Field(
+        None, description="engine session: this run's folder as this process sees it (result.json / error.json go "
+        "there); a single run writes to --out")
 
 
 EventKind = Literal["started", "model_loaded", "baseline", "warmup", "progress", "measured", "done", "error"]

@@ -174,6 +174,21 @@ class ServingFigures(_Record):
     server_log: str | None = Field(None, description="the server's output beside result.json")
 
 
+class EngineUse(_Record):
+    """The engine a run was measured on: loaded for it (fresh) or kept from earlier runs of its engine session."""
+
+    fresh: bool = Field(..., description="true: this run's runner loaded the engine for it (model_load_s is that "
+                        "load); false: the engine was kept loaded from an earlier run of the same engine session")
+    runs_served: int = Field(..., ge=0, description="runs the engine had measured before this one (0 when fresh)")
+    identity: str = Field(..., description="the engine identity (16 hex over the engine-defining config fields, "
+                          "lem_runner.contract.engine); runs sharing an engine share it")
+    load_s: float = Field(..., ge=0, description="how long the engine took to load, when it was loaded (by the "
+                            "session's first run); outside every window")
+    session: str | None = Field(None, description="the engine session's id (None: a runner started for this run "
+                                "alone)")
+    pid: int = Field(..., description="the runner process's id (inside a container: the container's pid space)")
+
+
 class ExperimentResult(_Record):
     """The result of one experiment run: written by the runner as ``result.json``."""
 
@@ -232,7 +247,9 @@ class ExperimentResult(_Record):
         None, description="the config field batch_size comes from (e.g. 'vllm.max_num_seqs'); null for a backend "
         "without one")
     model_load_s: float = Field(..., ge=0, description="model load (serving: server start) wall time, outside the "
-                                                       "measurement window")
+                                "measurement window; 0 for a run on a reused engine (engine.load_s is the engine's "
+                                "own load)")
+    engine: EngineUse | None = Field(None, description="fresh or reused engine, and how many runs it had served")
     warmup: WarmupResult = Field(..., description="what ran before the window; excluded from every figure")
     backend_details: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
     engine_settings: dict[str, Any] = Field(

@@ -187,6 +187,15 @@ class PyTorchBackend:
             records.append(GenerationRecord(int(n_in), n_out, start, clock.times[:n_out], scheduled=start))
         return records
 
+    def adopt(self, config: ExperimentConfig) -> None:
+        """Serve a later run of an engine session on the model already loaded: its batch size, lengths, decoding
+        and seed (re-seeded, as load() seeds the first run). Nothing else carries over: generate keeps no cache."""
+        import transformers
+
+        self.config = config
+        self.batch_size = config.pytorch.batch_size
+        transformers.set_seed(config.seed)
+
     def close(self) -> None:
         self._model = None
         self._tokenizer = None

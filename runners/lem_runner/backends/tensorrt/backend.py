@@ -316,6 +316,11 @@ class TensorRTBackend:
         start, times = asyncio.run(self._run(token_ids, params))
         return [GenerationRecord(len(ids), len(t), start, t) for ids, t in zip(token_ids, times)]
 
+    def adopt(self, config: ExperimentConfig) -> None:
+        """Serve a later run of an engine session: its sampling and lengths. (A config with KV block reuse on gets an
+        engine of its own: lem_runner.contract.engine.reuse_refusal.)"""
+        self.config = config
+
     def close(self) -> None:
         llm, self._llm, self._tokenizer = self._llm, None, None
         if llm is not None:
