@@ -74,15 +74,17 @@ def _chunks(prompts: list[str], size: int | None) -> list[list[str]]:
 
 
 def _measured_run(cfg, backend: InferenceBackend, batches, energy: EnergyBackend, clock: Clock,
-                  emit: Emit) -> tuple[list[GenerationRecord], int, float, float, EnergyReading]:
+                  emit: Emit) -> tuple[list[GenerationRecord], int, float, float, EnergyReading, float]:
     """Every batch once (windowed: batches cycled until the span has passed) between start and stop of tracking.
     Each record's ``submitted`` is the start of its pass over the prompt set: the offline scenario hands the engine
-    every prompt at once, so a later batch's wait for the earlier ones is queueing (see measurement.latency)."""
+    every prompt at once, so a later batch's wait for the earlier ones is queueing (see measurement.latency). The last
+    value is the process's CPU time over the window (time.process_time, every thread)."""
     span = cfg.window.duration_s if cfg.window.mode == "windowed" else None
     total = sum(map(len, batches)) if span is None else None
     records: list[GenerationRecord] = []
     energy.start_tracking()
     w0 = clock()
+    cpu0 = time.process_time()
     i = 0
     submitted = w0
     while (i < len(batches)) if span is None else (clock() - w0 < span):
@@ -92,7 +94,8 @@ def _measured_run(cfg, backend: InferenceBackend, batches, energy: EnergyBackend
         i += 1
         emit(ProgressEvent(event="progress", done=len(records), total=total))
     w1 = clock()
-    return records, i, w0, w1, energy.stop_tracking()
+    cpu_s = time.process_time() - cpu0
+    return records, i, w0, w1, energy.stop_tracking(), cpu_s
 
 
 def _windows(cfg, records: list[GenerationRecord], reading: EnergyReading, baseline_w: float | None, w0: float,
@@ -210,7 +213,7 @@ def run_measurement(
     warmup = run_warmup(cfg.warmup, warm_batch)
 
     phase.name = "measure"
-    records, n_calls, w0, w1, reading = _measured_run(cfg, backend, batches, energy, clock, emit)
+    records, n_calls, w0, w1, reading, cpu_s = _measured_run(cfg, backend, batches, energy, clock, emit)
     end_time = datetime.now(UTC)
 
     phase.name = "analyse"
@@ -267,7 +270,8 @@ def run_measurement(
         avg_energy_per_token_adjusted_j=head.adjusted_energy_per_token_j,
         total_flops=head.flops,
         whole_run=RunTotals(n_requests=len(records), input_tokens=input_tokens, output_tokens=output_tokens,
-                            total_tokens=input_tokens + output_tokens, duration_s=window_s, flops=total_flops),
+                            total_tokens=input_tokens + output_tokens, duration_s=window_s, flops=total_flops,
+                            process_cpu_s=cpu_s if loaded.engine_in_process else None),
         flops_method=flops_method(loaded.parameters, loaded.shape),
         flops=FlopsResult(
             total=total_flops, prefill=pre_flops, decode=dec_flops,

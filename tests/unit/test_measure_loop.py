@@ -329,3 +329,19 @@ def test_convergence_warmup_of_a_cold_engine_with_unequal_batches_waits_for_warm
                          warmup={"mode": "convergence", "window": 3, "max_batches": 12, "cv_threshold": 0.05})
     result, _, _ = _run(config, _content_timed(config, [0.97, 1.09, 1.19, 1.09], [2.0, 1.5]), FakeEnergyBackend())
     assert result.warmup.batches == 5 and result.warmup.final_cv == pytest.approx(0.0, abs=1e-9)
+
+
+def test_process_cpu_time_covers_the_measured_calls_and_not_warmup():
+    """The fake spins a known amount of CPU per call (its own thread_time, the truth); sleeping would add wall time
+    but no CPU. Warmup's two calls spin too but lie outside the window."""
+    backend = FakeInferenceBackend(batch_size=2, burn_cpu_s=0.05)
+    result, _, _ = _run(make_config(n_prompts=6, warmup={"n_batches": 2}), backend, FakeEnergyBackend())
+    measured = sum(backend.burned_cpu_s[2:])
+    assert len(backend.burned_cpu_s) == 5 and measured >= 0.15
+    assert measured <= result.whole_run.process_cpu_s < measured + 0.04  # < the burn of one warmup call (0.05 s)
+
+
+def test_process_cpu_time_is_null_for_an_engine_in_child_processes():
+    backend = FakeInferenceBackend(batch_size=2, burn_cpu_s=0.01, engine_in_process=False)
+    result, _, _ = _run(make_config(n_prompts=4), backend, FakeEnergyBackend())
+    assert result.whole_run.process_cpu_s is None

@@ -40,6 +40,9 @@ class LoadedModel:
     shape: ModelShape | None = None  # layers and attention width, for the FLOPs attention term
     parameter_source: str = "the loaded model's parameters"  # where ``parameters`` came from
     details: dict[str, str | int | float | bool | None] = field(default_factory=dict)
+    #: the engine computes in the runner process itself (PyTorch), so the process's CPU time covers it; False where
+    #: it runs in child processes (vLLM's engine core, TensorRT-LLM's executor): whole_run.process_cpu_s is then null
+    engine_in_process: bool = True
 
 
 @runtime_checkable
