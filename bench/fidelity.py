@@ -91,11 +91,15 @@ def lem_side(config: ExperimentConfig, launcher, out: Path, n_tokens: int) -> di
 
 
 def plain_pytorch_side(model_dir: Path, prompts_file: Path, n_tokens: int) -> dict:
-    """bench/plain_pytorch.py in a fresh process, as lem's runner is one."""
+    """bench/plain_pytorch.py in a fresh process started as LocalLauncher starts lem's runner: its own session, the
+    same environment, no stdin. The session matters on Linux with sched_autogroup: each session is scheduled as one
+    group, so a process left in the benchmark's session would share that group's CPU with whatever else runs there
+    while the runner has a group of its own."""
     proc = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "plain_pytorch.py"), "--model", str(model_dir), "--prompts",
          str(prompts_file), "--batch-size", str(BATCH), "--max-tokens", str(MAX_TOKENS)],
-        capture_output=True, text=True, check=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+        capture_output=True, text=True, check=True, stdin=subprocess.DEVNULL, start_new_session=True,
+        env=dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1"))
     r = json.loads(proc.stdout.strip().splitlines()[-1])
     assert r["tokens"] == n_tokens, (r["tokens"], n_tokens)
     return {"tokens_per_second": r["tokens_per_second"], "seconds": r["seconds"], "cpu_s": r["cpu_s"],
