@@ -169,7 +169,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=20, help="alternating lem/plain pairs per backend")
     parser.add_argument("--n-prompts", type=int, default=32)
-    parser.add_argument("--backends", default="pytorch", help="comma-separated: pytorch, vllm (needs Docker)")
+    parser.add_argument("--backends", default="pytorch,vllm", help="comma-separated: pytorch, vllm (needs Docker)")
     parser.add_argument("--threads", type=int, default=1,
                         help="OMP_NUM_THREADS for both sides (0: torch's default, one thread per core)")
     parser.add_argument("--note", default="", help="free text kept in the result file (e.g. what the runner had)")
