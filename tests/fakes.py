@@ -6,6 +6,7 @@ a fake produces is a plain float the test can predict exactly (use dyadic steps 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,6 +54,8 @@ class FakeInferenceBackend:
     ``start + ttft_s + k * step_s`` (k = 0..output_tokens-1), and the clock moves to the last of them.
     ``fail_on_generate_call`` (1-based) makes that call raise, to test where a failure is attributed.
     ``on_step`` is called at each token time with the clock there (e.g. a sampler's ``tick``).
+    ``burn_cpu_s`` makes each call spin for that much real CPU time (its thread's, summed into ``burned_cpu_s``), as an
+    engine computing in the runner's process does; ``engine_in_process=False`` reports an engine in child processes.
 
     ``slots`` makes it a continuous-batching engine given the whole call at once (as vLLM is): at most ``slots``
     requests run together, the rest wait in its queue, and a wave starts when the one before it has finished; every
@@ -77,8 +80,13 @@ class FakeInferenceBackend:
         slots: int | None = None,
         reports_scheduled: bool = False,
         device_kind: str = "cpu",
+        burn_cpu_s: float = 0.0,
+        engine_in_process: bool = True,
     ) -> None:
         self.device_kind = device_kind
+        self.burn_cpu_s = burn_cpu_s
+        self.burned_cpu_s: list[float] = []  # CPU time each generate call spun, in call order
+        self.engine_in_process = engine_in_process
         self.slots = slots
         self.reports_scheduled = reports_scheduled
         self.batch_size = batch_size
@@ -100,7 +108,7 @@ class FakeInferenceBackend:
         self.load_calls += 1
         self.journal.append("load")
         return LoadedModel(device_kind=self.device_kind, parameters=self.parameters, libraries={"fake-engine": "1.0"},
-                           details={"engine": "fake"})
+                           details={"engine": "fake"}, engine_in_process=self.engine_in_process)
 
     def generate(self, prompts: list[str]) -> list[GenerationRecord]:
         if self.load_calls == 0:
@@ -109,6 +117,11 @@ class FakeInferenceBackend:
         self.journal.append("generate")
         if self.fail_on_generate_call == len(self.generate_calls):
             raise RuntimeError(f"fake failure on generate call {len(self.generate_calls)}")
+        if self.burn_cpu_s:
+            c0 = time.thread_time()
+            while time.thread_time() - c0 < self.burn_cpu_s:
+                pass
+            self.burned_cpu_s.append(time.thread_time() - c0)
         start = self.clock.now
         slots = self.slots or len(prompts)
         wave_s = self.ttft_s + max(0, self.output_tokens - 1) * self.step_s

@@ -165,7 +165,8 @@ def assemble_result(request: RunRequest, obs: Observation, environment: Environm
         energy_per_token_j=head.energy_per_token_j,
         adjusted_energy_per_token_j=head.adjusted_energy_per_token_j,
         whole_run=RunTotals(n_requests=len(records), input_tokens=input_tokens, output_tokens=output_tokens,
-                            total_tokens=input_tokens + output_tokens, duration_s=window_s),
+                            total_tokens=input_tokens + output_tokens, duration_s=window_s,
+                            process_cpu_s=obs.process_cpu_s),
         flops=FlopsResult(
             total=total_flops, prefill=pre_flops, decode=dec_flops,
             per_output_token=total_flops / output_tokens if output_tokens else None,

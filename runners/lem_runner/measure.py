@@ -45,15 +45,17 @@ def _chunks(prompts: list[str], size: int | None) -> list[list[str]]:
 
 
 def _measured_run(cfg, backend: InferenceBackend, batches, energy: EnergySource, clock: Clock,
-                  emit: Emit) -> tuple[list[GenerationRecord], int, float, float, EnergyReading]:
+                  emit: Emit) -> tuple[list[GenerationRecord], int, float, float, EnergyReading, float]:
     """Every batch once (windowed: batches cycled until the span has passed) between start and stop of tracking.
     Each record's ``submitted`` is the start of its pass over the prompt set: the offline scenario hands the engine
-    every prompt at once, so a later batch's wait for the earlier ones is queueing (see measurement.latency)."""
+    every prompt at once, so a later batch's wait for the earlier ones is queueing (see measurement.latency). The last
+    value is the process's CPU time over the window (time.process_time, every thread)."""
     span = cfg.window.duration_s if cfg.window.mode == "windowed" else None
     total = sum(map(len, batches)) if span is None else None
     records: list[GenerationRecord] = []
     energy.start_tracking()
     w0 = clock()
+    cpu0 = time.process_time()
     i = 0
     submitted = w0
     while (i < len(batches)) if span is None else (clock() - w0 < span):
@@ -63,7 +65,8 @@ def _measured_run(cfg, backend: InferenceBackend, batches, energy: EnergySource,
         i += 1
         emit(ProgressEvent(event="progress", done=len(records), total=total))
     w1 = clock()
-    return records, i, w0, w1, energy.stop_tracking()
+    cpu_s = time.process_time() - cpu0
+    return records, i, w0, w1, energy.stop_tracking(), cpu_s
 
 
 def measure(
@@ -112,14 +115,14 @@ def measure(
     warmup = run_warmup(cfg.warmup, warm_batch)
 
     phase.name = "measure"
-    records, n_calls, w0, w1, reading = _measured_run(cfg, backend, batches, energy, clock, emit)
+    records, n_calls, w0, w1, reading, cpu_s = _measured_run(cfg, backend, batches, energy, clock, emit)
     end_time = datetime.now(UTC)
 
     return Observation(
         loaded=loaded, load_s=load_s, n_batches=len(batches), baseline=baseline, baseline_reason=baseline_reason,
         warmup=warmup, records=records, n_calls=n_calls, w0=w0, w1=w1, reading=reading,
         selected_because=getattr(energy, "selected_because", None), start_time=start_time, end_time=end_time,
-        prompt_warnings=prompt_warnings,
+        prompt_warnings=prompt_warnings, process_cpu_s=cpu_s if loaded.engine_in_process else None,
     )
 
 

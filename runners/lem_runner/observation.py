@@ -36,3 +36,4 @@ class Observation:
     start_time: datetime
     end_time: datetime
     prompt_warnings: list[str] = field(default_factory=list)
+    process_cpu_s: float | None = None  # the runner process's CPU time over the window (time.process_time)

@@ -90,3 +90,6 @@ class LoadedModel:
     #: what the engine uses, JSON values: the arguments it was given and what it reports back (the result's
     #: engine_settings); a backend may complete it in its first generate call (what the engine chose at run time)
     engine_settings: dict[str, Any] = field(default_factory=dict)
+    #: the engine computes in the runner process itself (PyTorch), so the process's CPU time covers it; False where
+    #: it runs in child processes (vLLM's engine core, TensorRT-LLM's executor): whole_run.process_cpu_s is then null
+    engine_in_process: bool = True

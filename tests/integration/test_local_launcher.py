@@ -39,6 +39,10 @@ def test_local_launcher_runs_the_runner_and_leaves_result_json(tmp_path, tiny_mo
     result = ExperimentResult.model_validate_json((exchange / "result.json").read_bytes())
     assert result.experiment_id == "exp-1"
     assert result.whole_run.n_requests == 2
+    # the engine computes in the runner's process: its CPU over the window is there, and no thread count can make it
+    # exceed the window's wall time times the threads torch ran (plus the sampler's and lem's own thread)
+    cpu, threads = result.whole_run.process_cpu_s, result.backend_details["torch_threads"]
+    assert 0 < cpu <= result.whole_run.duration_s * (threads + 1)
     assert not (exchange / "error.json").exists()
     sent = RunRequest.model_validate_json((exchange / "request.json").read_bytes())
     assert sent.model_path == str(tiny_model_path)

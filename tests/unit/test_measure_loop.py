@@ -355,3 +355,17 @@ def test_measuring_and_assembling_meet_only_in_the_observation():
 def _clock(backend) -> dict:
     clock = getattr(backend, "clock", None)
     return {"clock": clock} if clock is not None else {}
+def test_process_cpu_time_covers_the_measured_calls_and_not_warmup():
+    """The fake spins a known amount of CPU per call (its own thread_time, the truth); sleeping would add wall time
+    but no CPU. Warmup's two calls spin too but lie outside the window."""
+    backend = FakeInferenceBackend(batch_size=2, burn_cpu_s=0.05)
+    result, _, _ = _run(make_config(n_prompts=6, warmup={"n_batches": 2}), backend, FakeEnergySource())
+    measured = sum(backend.burned_cpu_s[2:])
+    assert len(backend.burned_cpu_s) == 5 and measured >= 0.15
+    assert measured <= result.whole_run.process_cpu_s < measured + 0.04  # < the burn of one warmup call (0.05 s)
+
+
+def test_process_cpu_time_is_null_for_an_engine_in_child_processes():
+    backend = FakeInferenceBackend(batch_size=2, burn_cpu_s=0.01, engine_in_process=False)
+    result, _, _ = _run(make_config(n_prompts=4), backend, FakeEnergySource())
+    assert result.whole_run.process_cpu_s is None

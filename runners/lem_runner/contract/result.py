@@ -106,6 +106,12 @@ class RunTotals(_Record):
     output_tokens: int = Field(..., ge=0, description="tokens they generated")
     total_tokens: int = Field(..., ge=0, description="input_tokens + output_tokens")
     duration_s: float = Field(..., ge=0, description="wall time of the total window")
+    process_cpu_s: float | None = Field(
+        None, ge=0, description="CPU time (user + system, every thread) the runner process used over the total window: "
+        "time.process_time() at its end minus at its start. Covers the engine's threads, the sampler thread and lem's "
+        "own per-batch work; not engine child processes (vLLM's engine core, a TensorRT-LLM executor), so null for "
+        "backends that run one. Divided by output_tokens it is the host CPU cost per token (see method.md, Runner "
+        "overhead)")
 
 
 class EnergyPerRequest(_Record):

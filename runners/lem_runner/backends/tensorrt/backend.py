@@ -264,6 +264,7 @@ class TensorRTBackend:
             parameters=counts,
             parameter_source=source,
             shape=model_shape(hf_config),
+            engine_in_process=False,
             libraries=library_versions(LIBRARIES),
             cuda_version=torch.version.cuda,
             details={

@@ -263,6 +263,7 @@ class VLLMBackend:
             parameters=counts,
             parameter_source=source,
             shape=model_shape(model_config.hf_config),
+            engine_in_process=False,
             libraries=library_versions(LIBRARIES),
             cuda_version=torch.version.cuda if use_cuda else None,
             details={
