@@ -406,6 +406,9 @@ class ExperimentConfig(_Section):
             raise ValueError("serving: only used with scenario: serving")
         if self.scenario == "serving" and self.serving.arrival in ("constant", "poisson") and self.serving.rate is None:
             raise ValueError(f"serving.rate: arrival '{self.serving.arrival}' needs rate (requests per second)")
+        if self.scenario == "serving" and self.serving.endpoint is not None and self.runner.startswith("docker"):
+            raise ValueError(f"serving.endpoint: lem reaches your server over this host's loopback, but runner "
+                             f"'{self.runner}' runs in a container without a network; use runner: local (or auto)")
         if self.scenario == "serving" and self.backend == "tensorrt" and self.serving.endpoint is None \
                 and self.tensorrt.llm_backend != "pytorch":
             raise ValueError("scenario serving with tensorrt runs trtllm-serve on the PyTorch workflow: "
