@@ -57,6 +57,28 @@ def test_an_endpoint_run_needs_neither_a_local_model_nor_the_backend_installed(t
     assert all(r["input_tokens"] >= 1 and r["output_tokens"] == 3 for r in table)  # the stub's usage
 
 
+def test_a_hung_request_and_a_malformed_stream_are_counted_and_the_run_completes(tmp_path):
+    # the stub hangs on the prompt "hang" and breaks its stream on "malformed": a whole lem run counts both, keeps
+    # them in requests.parquet, and the others' figures stand
+    lines = [{"prompt": p} for p in ("fine", "hang", "fine", "malformed", "fine", "fine")]
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    with StubServer() as stub:
+        cfg = write_yaml(tmp_path / "s.yaml", "name: s\nmodel: nobody/none\nscenario: serving\ndevice: cpu\n"
+                         f"max_output_tokens: 3\nserving:\n  endpoint: {stub.base_url}\n  rate: 20\n"
+                         "  n_requests: 6\n  warmup_requests: 0\n  request_timeout_s: 1\n"
+                         "  dataset: {path: p.jsonl, format: prompts}\n")
+        proc = run_lem("run", str(cfg), "-o", str(tmp_path / "out"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    (run_dir,) = (tmp_path / "out").iterdir()
+    s = json.loads((run_dir / "result.json").read_text())["serving"]
+    assert (s["n_requests"], s["n_ok"], s["n_timeouts"], s["n_errors"]) == (6, 4, 1, 1)
+    rows = {r["request"]: r for r in pq.read_table(run_dir / "requests.parquet").to_pylist()}
+    assert rows[1]["status"] == "timeout" and 1.0 <= rows[1]["end_s"] - rows[1]["submit_s"] < 3.0
+    assert rows[3]["status"] == "error" and "not JSON" in rows[3]["error"]
+    assert s["ttft"]["n"] == 4 and "1 request(s) failed and 1 timed out" in " ".join(
+        json.loads((run_dir / "result.json").read_text())["warnings"])
+
+
 def test_a_server_that_is_not_ready_in_time_fails_the_load_phase(tmp_path, tiny_model_path):
     cfg = _cfg(tmp_path, tiny_model_path, "  rate: 1\n  server_start_timeout_s: 0.5\n")
     proc = run_lem("run", str(cfg), "-o", str(tmp_path / "out"))
