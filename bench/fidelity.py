@@ -39,8 +39,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from lem_runner.atomic import atomic_write_text  # noqa: E402
 from lem_runner.contract import ExperimentConfig  # noqa: E402
+from lem_runner.contract.atomic import atomic_write_text  # noqa: E402
 from lem_runner.contract.config import PromptConfig  # noqa: E402
 from lem_runner.prompts import load_prompts  # noqa: E402
 from llenergymeasure.experiment import execute_experiment  # noqa: E402
@@ -85,7 +85,7 @@ def lem_side(config: ExperimentConfig, launcher, out: Path, n_tokens: int) -> di
     result, _ = execute_experiment(config, output=out, launcher=launcher)
     assert result.output_tokens == n_tokens, (result.output_tokens, n_tokens)
     cpu = result.whole_run.process_cpu_s
-    return {"tokens_per_second": result.output_tokens_per_second, "seconds": result.total_inference_time_sec,
+    return {"tokens_per_second": result.output_tokens_per_second, "seconds": result.inference_time_s,
             "cpu_s": cpu, "cpu_s_per_token": cpu / result.output_tokens if cpu is not None else None,
             "torch_threads": result.backend_details.get("torch_threads")}
 

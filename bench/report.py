@@ -30,6 +30,74 @@ def _verdict(ok: bool) -> str:
 def _target(target: list) -> str:
     lo, hi = target
     return f"{lo}–{hi}" if lo is not None and hi is not None else f"≥ {lo}" if lo is not None else f"≤ {hi}"
+def _serving_rows() -> list[str]:
+    """Load-generator accuracy (every bench/serving.py run, newest last: the lag depends on the machine's load at
+    that moment, so all runs are shown with it) and the agreement with `vllm bench serve`."""
+    rows = []
+    runs = sorted(RESULTS.glob("serving-2*.json"))
+    for path in runs[-5:]:
+        r = json.loads(path.read_text())
+        if "machine_cpu_busy" not in r:  # a run of the generator before its lag fixes: no load context
+            continue
+        cmd = f"`python bench/serving.py --rate {r['rate']:g} --n {r['n']}`"
+        context = (f"machine CPU busy {r['machine_cpu_busy']:.0%}, load {r['loadavg_before'][0]:.1f} on "
+                   f"{r['cpus']} cores, bare-sleep floor p99 {r['floor_lag_p99_ms']:.2f} ms")
+        rows.append(f"| serving load generator: inter-arrival fit, Poisson {r['rate']:g} req/s | {cmd} | KS p "
+                    f"{r['ks_pvalue']:.3g} at the server ({r['ks_pvalue_client']:.3g} at the client), {r['n']} "
+                    f"arrivals | p > 0.01 | {_verdict(r['ks_pvalue'] > 0.01)} | `{path.relative_to(ROOT)}` |")
+        rows.append(f"| serving load generator: achieved rate | {cmd} | {r['achieved_vs_scheduled']:.4f} of the "
+                    f"schedule's rate ({r['achieved_rate_rps']:.1f} req/s) | within 2 % | "
+                    f"{_verdict(abs(r['achieved_vs_scheduled'] - 1) <= 0.02)} | `{path.relative_to(ROOT)}` |")
+        rows.append(f"| serving load generator: scheduling lag | {cmd} | p50 {r['lag_p50_ms']:.2f} ms, p99 "
+                    f"{r['lag_p99_ms']:.2f} ms ({context}) | p99 ≤ 1 ms | {_verdict(r['lag_p99_ms'] <= 1.0)} | "
+                    f"`{path.relative_to(ROOT)}` |")
+    agree = _latest("serving-agreement")
+    if agree:
+        path, a = agree
+        w = a["workload"]
+        names = {"output_tok_s": "output tok/s", "ttft_p50_ms": "TTFT p50", "itl_p50_ms": "ITL p50",
+                 "tpot_p50_ms": "TPOT p50"}
+        how = (f"median of {w['rounds']} back-to-back pairs' ratios" if "paired_ratios" in a else
+               f"ratio of the medians of {w['rounds']} interleaved rounds")
+        loads = [r["loadavg"][0] for r in a["rounds"]]
+        how += f", load {min(loads):.0f}–{max(loads):.0f} on {a.get('cpus', '?')} cores"
+        for key, ratio in a["ratios_lem_over_vllm"].items():
+            lem, peer = a["medians"]["lem"][key], a["medians"]["vllm"][key]
+            spread = (f", pairs {min(a['paired_ratios'][key]):.2f}–{max(a['paired_ratios'][key]):.2f}, ratio of the "
+                      f"medians {lem / peer:.3f}" if "paired_ratios" in a else "")
+            pairs = a.get("paired_ratios", {}).get(key, [])
+            noisy = bool(pairs) and max(pairs) / min(pairs) > 1.25  # the pairs disagree more than the target resolves
+            verdict = ("meets" if abs(ratio - 1) <= 0.05 else
+                       "inconclusive (pairs' spread ≫ 5 %)" if noisy else "falls short")
+            rows.append(f"| serving: lem vs `vllm bench serve`, {names[key]} | `python bench/serving_agreement.py` | "
+                        f"{ratio:.3f} ({how}{spread}; medians lem {lem:.4g}, vLLM {peer:.4g}; "
+                        f"{w['n']} requests {w['input_len']}→{w['output_len']} tokens, {w['concurrency']} clients) | "
+                        f"within 5 % | {verdict} | `{path.relative_to(ROOT)}` |")
+        rows.append(f"| serving: vLLM CPU server start-up | `python bench/serving_agreement.py` | "
+                    f"{a['server_start_s']:.1f} s launch to a healthy /health (vLLM {a['vllm_version']}, tiny model) | "
+                    f"(measured) | — | `{path.relative_to(ROOT)}` |")
+    return rows
+
+
+def _clock_sweep_rows(gpu) -> list[str]:
+    """bench/gpu.py's SM clock sweep: its own file (--clock-sweep-only) or the full run's, whichever is newer."""
+    found = [x for x in (_latest("gpu-clocks"), gpu) if x and x[1].get("clock_sweep")]
+    if not found:
+        return []
+    path, g = max(found, key=lambda x: x[0].name.replace("gpu-clocks-", "gpu-"))
+    sweep = g["clock_sweep"]
+    rows = []
+    for row in sweep.get("rows", []):
+        observed = row.get("observed") or {}
+        seen = ", ".join(f"{o.get('sm_median_mhz')} MHz" for o in observed.values()) if observed else "not observed"
+        rows.append(f"| GPU: SM clock locked at {row['sm_clock_mhz']} MHz | `python bench/gpu.py --clock-sweep-only` | "
+                    f"{row['j_per_token']:.4f} J/token, {row['tokens_per_second']:.0f} tok/s (SM clock seen in the "
+                    f"window: {seen}; flags {', '.join(row['quality_flags']) or 'none'}) | (measured) | — | "
+                    f"`{path.relative_to(ROOT)}` |")
+    if sweep.get("error"):
+        rows.append(f"| GPU: SM clock sweep | `python bench/gpu.py --clock-sweep-only` | not run: {sweep['error']} | — | "
+                    f"— | `{path.relative_to(ROOT)}` |")
+    return rows
 
 
 def main() -> None:
@@ -119,6 +187,7 @@ def main() -> None:
                      f"{p['scheduler_calls_per_poll']} scheduler call per poll, {p['poll_s_median'] * 1000:.0f} ms "
                      f"median ({p['poll_s_max'] * 1000:.0f} ms max) | 1 call | "
                      f"{_verdict(p['scheduler_calls_per_poll'] == 1)} | `{path.relative_to(ROOT)}` |")
+    lines += _serving_rows()
     gpu = _latest("gpu", "-2*.json")
     if gpu:
         path, g = gpu
@@ -152,6 +221,7 @@ def main() -> None:
         lines.append(f"| GPU: kernel stream with vs without sampling | `python bench/gpu.py --kernel-only` | "
                      f"{ratio:.4f} ({len(k['kernel_pairs'])} pairs of 400 bf16 8192² matmuls) | ≥ 0.99 | "
                      f"{_verdict(ratio >= 0.99)} | `{path.relative_to(ROOT)}` |")
+    lines += _clock_sweep_rows(gpu)
     machine = (iso or fid or (None, {}))[1].get("machine", {})
     lines += [
         "",

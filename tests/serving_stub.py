@@ -21,6 +21,7 @@ class StubServer:
     def __init__(self, ttft_s: float = 0.0, token_delay_s: float = 0.0) -> None:
         self.ttft_s, self.token_delay_s = ttft_s, token_delay_s
         self.arrivals: list[float] = []  # loop.time() of each request's arrival at the server
+        self.peers: dict[str, list[int]] = {"models": [], "completions": []}  # client port of each request, by route
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -29,6 +30,7 @@ class StubServer:
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
         self.arrivals.append(asyncio.get_running_loop().time())
+        self.peers["completions"].append(request.transport.get_extra_info("peername")[1])
         body = await request.json()
         prompt, n = body.get("prompt"), int(body.get("max_tokens", 16))
         if prompt == "hang":
@@ -55,6 +57,10 @@ class StubServer:
         await resp.write(b"data: [DONE]\n\n")
         return resp
 
+    async def _models(self, request: web.Request) -> web.Response:
+        self.peers["models"].append(request.transport.get_extra_info("peername")[1])
+        return web.json_response({"object": "list", "data": [{"id": "stub", "object": "model"}]})
+
     async def _health(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")
 
@@ -71,6 +77,7 @@ class StubServer:
             app = web.Application()
             app.router.add_post("/v1/completions", self._completions)
             app.router.add_get("/health", self._health)
+            app.router.add_get("/v1/models", self._models)
             app.router.add_get("/arrivals", self._arrivals)
             self._runner = web.AppRunner(app, access_log=None)
             self._loop.run_until_complete(self._runner.setup())

@@ -29,6 +29,16 @@ def test_streamed_requests_are_recorded_chunk_by_chunk():
         assert 0 <= r.submit - r.scheduled < 0.05 and abs(r.scheduled - t0 - plan[r.index].arrival_s) < 1e-9
 
 
+def test_open_loop_requests_go_out_on_connections_opened_before_the_load():
+    # the generator opens its pool first (GET /v1/models), so no arrival waits for a TCP connect
+    with StubServer(ttft_s=0.05) as stub:
+        plan = [PlannedRequest(i, 0.001 * i, [5], 2) for i in range(6)]
+        records, _ = run_load(_spec(stub.base_url), plan)
+        warmed, used = stub.peers["models"], stub.peers["completions"]
+    assert [r.status for r in records] == ["ok"] * 6
+    assert len(set(warmed)) == 6 and set(used) <= set(warmed)
+
+
 def test_timeouts_malformed_chunks_and_http_errors_are_counted_not_dropped():
     with StubServer() as stub:
         plan = [PlannedRequest(0, 0.0, "hang", 4), PlannedRequest(1, 0.0, "malformed", 4),

@@ -40,6 +40,45 @@ def test_a_users_endpoint_is_driven_and_nothing_is_started(tmp_path, tiny_model_
     assert shown.returncode == 0 and "J per good output token null" in shown.stdout and "steady state" in shown.stdout
 
 
+def test_an_endpoint_run_needs_neither_a_local_model_nor_the_backend_installed(tmp_path):
+    # vLLM is not installed here and the model is nowhere on this host: the user's server holds both, and its usage
+    # gives every token count, so the run is local and reads no model
+    model = "lem-tests-nobody/never-cached-model-7f3a9c"
+    with StubServer(ttft_s=0.01) as stub:
+        cfg = write_yaml(tmp_path / "s.yaml", f"name: s\nmodel: {model}\nbackend: vllm\nscenario: serving\n"
+                         f"device: cpu\nmax_output_tokens: 3\nserving:\n  endpoint: {stub.base_url}\n"
+                         "  rate: 10\n  n_requests: 5\n  warmup_requests: 0\n")
+        proc = run_lem("run", str(cfg), "-o", str(tmp_path / "out"))
+        assert proc.returncode == 0, proc.stderr
+    (run_dir,) = (tmp_path / "out").iterdir()
+    result = json.loads((run_dir / "result.json").read_text())
+    table = pq.read_table(run_dir / "requests.parquet").to_pylist()
+    assert result["serving"]["n_ok"] == 5 and result["output_tokens"] == 15
+    assert all(r["input_tokens"] >= 1 and r["output_tokens"] == 3 for r in table)  # the stub's usage
+
+
+def test_a_hung_request_and_a_malformed_stream_are_counted_and_the_run_completes(tmp_path):
+    # the stub hangs on the prompt "hang" and breaks its stream on "malformed": a whole lem run counts both, keeps
+    # them in requests.parquet, and the others' figures stand
+    lines = [{"prompt": p} for p in ("fine", "hang", "fine", "malformed", "fine", "fine")]
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    with StubServer() as stub:
+        cfg = write_yaml(tmp_path / "s.yaml", "name: s\nmodel: nobody/none\nscenario: serving\ndevice: cpu\n"
+                         f"max_output_tokens: 3\nserving:\n  endpoint: {stub.base_url}\n  rate: 20\n"
+                         "  n_requests: 6\n  warmup_requests: 0\n  request_timeout_s: 1\n"
+                         "  dataset: {path: p.jsonl, format: prompts}\n")
+        proc = run_lem("run", str(cfg), "-o", str(tmp_path / "out"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    (run_dir,) = (tmp_path / "out").iterdir()
+    s = json.loads((run_dir / "result.json").read_text())["serving"]
+    assert (s["n_requests"], s["n_ok"], s["n_timeouts"], s["n_errors"]) == (6, 4, 1, 1)
+    rows = {r["request"]: r for r in pq.read_table(run_dir / "requests.parquet").to_pylist()}
+    assert rows[1]["status"] == "timeout" and 1.0 <= rows[1]["end_s"] - rows[1]["submit_s"] < 3.0
+    assert rows[3]["status"] == "error" and "not JSON" in rows[3]["error"]
+    assert s["ttft"]["n"] == 4 and "1 request(s) failed and 1 timed out" in " ".join(
+        json.loads((run_dir / "result.json").read_text())["warnings"])
+
+
 def test_a_server_that_is_not_ready_in_time_fails_the_load_phase(tmp_path, tiny_model_path):
     cfg = _cfg(tmp_path, tiny_model_path, "  rate: 1\n  server_start_timeout_s: 0.5\n")
     proc = run_lem("run", str(cfg), "-o", str(tmp_path / "out"))

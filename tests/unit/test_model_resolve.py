@@ -162,3 +162,16 @@ def test_a_cache_whose_main_ref_names_a_missing_snapshot_counts_as_not_cached(hu
 def test_another_repo_in_the_cache_does_not_match(hub_cache):
     _cache_repo(hub_cache, "org/other", {"config.json": "{}"})
     assert "not in the Hugging Face cache" in _resolve_in_fresh_process("org/name")["error"]
+
+
+def test_an_endpoint_run_needs_no_local_model_unless_it_sends_exact_input_lengths():
+    # the user's server holds the model and its usage gives the token counts
+    serving = {"endpoint": "http://127.0.0.1:8000/v1", "rate": 2}
+    resolved = resolve_model(make_config(model=UNCACHED, scenario="serving", serving=serving))
+    assert resolved == ResolvedModel(UNCACHED) and resolved.host_path == UNCACHED
+    # exact input lengths are token ids from the vocabulary in config.json: that needs the model's folder
+    message = _config_error(model=UNCACHED, scenario="serving",
+                            serving={**serving, "input_tokens": {"dist": "fixed", "value": 16}})
+    assert message.startswith("serving.input_tokens: ") and UNCACHED in message
+    # without an endpoint the rules stay: an uncached hub id without download permission is refused
+    assert _config_error(model=UNCACHED, scenario="serving", serving={"rate": 2}).startswith("model: ")

@@ -95,3 +95,16 @@ def test_a_serving_request_survives_the_trip_through_request_json(serving):
 def test_open_loop_serving_needs_a_rate():
     with pytest.raises(ValidationError, match="serving.rate: arrival 'poisson' needs rate"):
         ExperimentConfig(scenario="serving")
+
+
+def test_an_endpoint_cannot_be_reached_from_a_container():
+    with pytest.raises(ValidationError, match="serving.endpoint: lem reaches your server over this host's loopback"):
+        ExperimentConfig(scenario="serving", runner="docker", serving={"rate": 3, "endpoint": "http://127.0.0.1:1/v1"})
+    from llenergymeasure.errors import ConfigError
+    from llenergymeasure.launchers.local import LocalLauncher
+    from llenergymeasure.launchers.select import select_launcher
+
+    cfg = ExperimentConfig(scenario="serving", backend="vllm", serving={"rate": 3, "endpoint": "http://127.0.0.1:1/v1"})
+    assert isinstance(select_launcher(cfg), LocalLauncher)  # vLLM is not installed here: still local, no image
+    with pytest.raises(ConfigError, match="an isolated run has no network"):
+        select_launcher(cfg, isolated=True)

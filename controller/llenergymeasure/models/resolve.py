@@ -1,5 +1,7 @@
 """Resolve a config's ``model`` to a host folder (to load from, or mount read-only into a container) or a hub id
-the runner may download. Checked before any runner starts, so a missing model is a config error (exit 2)."""
+the runner may download. Checked before any runner starts, so a missing model is a config error (exit 2). A serving
+run against a user's endpoint needs no local model (the server holds it; counts come from its ``usage``), except for
+exact input lengths (``serving.input_tokens``), which are token ids drawn from the model's vocabulary."""
 
 from __future__ import annotations
 
@@ -69,6 +71,18 @@ def _resolve(config: ExperimentConfig) -> ResolvedModel:
 
     path = Path(ref).expanduser()
     looks_like_path = ref.startswith(("/", ".", "~")) or path.exists()
+    endpoint = config.scenario == "serving" and config.serving.endpoint is not None
+    local = looks_like_path and (path / "config.json").is_file()
+    if endpoint and not local and not (not looks_like_path and _HUB_ID.match(ref) and _hub_cache_snapshot(ref)):
+        # the user's server holds the model: lem needs its config.json only for exact token-id input lengths
+        s = config.serving
+        if s.arrival == "trace" or (s.input_tokens is not None and s.dataset is None):
+            field = "serving.trace" if s.arrival == "trace" else "serving.input_tokens"
+            raise ConfigError(f"{field}: exact input lengths are sent as token ids drawn from the model's "
+                              f"vocabulary, read from its config.json, and model '{ref}' is not a local folder or "
+                              "in the Hugging Face cache; give model as a local folder (or drop input_tokens: the "
+                              "server's usage still counts every prompt token)")
+        return ResolvedModel(ref)
     if looks_like_path:
         if not path.is_dir():
             raise ConfigError(f"model: folder '{ref}' does not exist")

@@ -2,7 +2,8 @@
 throughput for every configuration (a study point's mean with 95 % CI error bars over its cycles; a single run as a
 dot) and marks the Pareto front. A power plot per run that kept a timeseries shows power over time with the
 measurement window shaded. Nothing is drawn that the result does not hold: with no energy measured (CPU runs) the
-efficiency plot shows throughput only and says why; prefill spans are shaded where the result recorded them (older
+efficiency plot shows throughput only and says why; serving runs get serving.png (results/serving_plot.py: J/token
+and J/good-token against the offered load, the latency–energy front); prefill spans are shaded where the result recorded them (older
 results hold phase totals only, stated in a box)."""
 
 from __future__ import annotations
@@ -315,6 +316,10 @@ def plot_results(directory: Path, out_dir: Path | None = None, adjusted: bool = 
 
     dial = energy_latency_plot(points(ok, adjusted), out_dir / f"energy_latency.{fmt}", adjusted)
     written += [dial] if dial is not None else []
+    from llenergymeasure.results.serving_plot import serving_plot, serving_points
+
+    serving = serving_plot(serving_points(ok, adjusted), out_dir / f"serving.{fmt}", adjusted)
+    written += [serving] if serving is not None else []
     for e in ok:
         series = timeseries_path(e)
         if series is not None:

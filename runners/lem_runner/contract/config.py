@@ -386,6 +386,9 @@ class _Experiment(_Section):
             raise ValueError("serving: only used with scenario: serving")
         if self.scenario == "serving" and self.serving.arrival in ("constant", "poisson") and self.serving.rate is None:
             raise ValueError(f"serving.rate: arrival '{self.serving.arrival}' needs rate (requests per second)")
+        if self.scenario == "serving" and self.serving.endpoint is not None and self.runner.startswith("docker"):
+            raise ValueError(f"serving.endpoint: lem reaches your server over this host's loopback, but runner "
+                             f"'{self.runner}' runs in a container without a network; use runner: local (or auto)")
         if self.device == "cpu" and self.energy.sampler in ("nvml", "zeus"):
             raise ValueError(f"energy.sampler '{self.energy.sampler}' needs a GPU run, but device is 'cpu'")
         if self.window.mode != "total" and self.energy.sampler in TOTALS_ONLY_SAMPLERS:

@@ -147,8 +147,10 @@ class ServingFigures(_Record):
     inflight_max: int = Field(..., ge=0)
     inflight_timeline: list[tuple[float, int]] | None = Field(
         None, description="(seconds from the window's start, requests in flight from then on); None over 4000 changes")
-    schedule_lag_p50_ms: float | None = Field(None, description="submission - scheduled time (open loop)")
-    schedule_lag_p99_ms: float | None = None
+    schedule_lag_p50_ms: float | None = Field(
+        None, description="open loop: submission (clock read just before the request is handed to the HTTP client) - "
+        "scheduled time, median; the load generator's timing error (docs/method.md, Scheduling lag)")
+    schedule_lag_p99_ms: float | None = Field(None, description="the same lag's 99th percentile")
     ttft: LatencyStats | None = Field(None, description="submission to first token, queueing included")
     tpot: LatencyStats | None = Field(None, description="(last token - first token) / (output tokens - 1), per request")
     itl: LatencyStats | None = Field(None, description="gap between consecutive streamed chunks, per gap")

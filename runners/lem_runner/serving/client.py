@@ -5,11 +5,19 @@ aiohttp does the HTTP and the chunked transfer; server-sent events are split on 
 come from the server's ``usage`` (``stream_options: include_usage``, plus vLLM's ``continuous_usage_stats`` for a
 count per chunk); a chunk without usage counts one token, and the final usage corrects the total. A request is
 ``ok``, ``error`` (connection refused or reset, HTTP status, malformed chunk) or ``timeout`` — never dropped.
+
+Open-loop timing (docs/method.md, "Scheduling lag"): a request's ``submit`` is the clock read just before its
+pre-serialised body is handed to ``session.post`` — the same point ``vllm bench serve`` starts its clock — and its
+scheduling lag is ``submit - scheduled``. To keep the lag small the connection pool is opened before the load's start,
+the next body is serialised while waiting for its arrival, the scheduler sleeps until ``SPIN_S`` before the arrival
+(the event loop's timers wake up to 1 ms late: epoll's millisecond timeout) and then yields to the loop until the
+arrival, and the garbage collector's objects from before the load are frozen (no full collection walks them).
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import time
 from collections.abc import Callable
@@ -19,6 +27,11 @@ from lem_runner.serving.records import RequestRecord
 from lem_runner.serving.schedule import PlannedRequest
 
 Clock = Callable[[], float]
+
+#: the scheduler stops sleeping this long before an arrival and yields to the event loop until it
+SPIN_S = 0.0015
+#: connections opened before an open-loop load's start (at most one per request)
+WARM_CONNECTIONS = 32
 
 
 @dataclass(frozen=True)
@@ -36,13 +49,13 @@ class _Malformed(Exception):
     pass
 
 
-def _body(spec: LoadSpec, req: PlannedRequest) -> dict:
+def _body(spec: LoadSpec, req: PlannedRequest) -> bytes:
     body = {"model": spec.model, "prompt": req.prompt, "max_tokens": req.max_tokens, "stream": True,
             "stream_options": {"include_usage": True, "continuous_usage_stats": True}, **spec.sampling}
     if spec.ignore_eos:
         body["ignore_eos"] = True
         body["min_tokens"] = req.max_tokens
-    return body
+    return json.dumps(body).encode()
 
 
 def _take_chunk(rec: RequestRecord, payload: dict, now: float) -> None:
@@ -78,12 +91,16 @@ def _take_chunk(rec: RequestRecord, payload: dict, now: float) -> None:
     rec.output_tokens = sum(rec.chunk_tokens)
 
 
-async def _one(session, spec: LoadSpec, req: PlannedRequest, rec: RequestRecord, clock: Clock) -> None:
+_JSON = {"Content-Type": "application/json"}
+
+
+async def _one(session, spec: LoadSpec, body: bytes, rec: RequestRecord, clock: Clock) -> None:
     import aiohttp
 
     try:
         async with asyncio.timeout(spec.timeout_s):
-            async with session.post(f"{spec.base_url}/completions", json=_body(spec, req)) as resp:
+            rec.submit = clock()
+            async with session.post(f"{spec.base_url}/completions", data=body, headers=_JSON) as resp:
                 if resp.status != 200:
                     text = (await resp.text())[:200]
                     raise _Malformed(f"HTTP {resp.status}: {text}")
@@ -114,6 +131,34 @@ async def _one(session, spec: LoadSpec, req: PlannedRequest, rec: RequestRecord,
         rec.end, rec.status, rec.error = clock(), "error", f"{type(exc).__name__}: {exc}"[:300]
 
 
+async def _warm(session, spec: LoadSpec, n: int) -> None:
+    """Open ``n`` keep-alive connections (concurrent GET /v1/models; any answer will do) so the load's first requests
+    do not pay for a TCP connect."""
+    import aiohttp
+
+    async def one() -> None:
+        try:
+            async with session.get(f"{spec.base_url}/models") as resp:
+                await resp.read()
+        except (aiohttp.ClientError, OSError):
+            pass
+
+    try:
+        async with asyncio.timeout(min(spec.timeout_s, 10)):
+            await asyncio.gather(*(one() for _ in range(n)))
+    except TimeoutError:
+        pass
+
+
+async def _at(target: float, clock: Clock) -> None:
+    """Return at ``target`` on ``clock``: sleep until SPIN_S before it, then yield to the loop until it."""
+    delay = target - clock() - SPIN_S
+    if delay > 0:
+        await asyncio.sleep(delay)
+    while clock() < target:
+        await asyncio.sleep(0)
+
+
 async def _drive(spec: LoadSpec, plan: list[PlannedRequest], clock: Clock, alive: Callable[[], bool],
                  on_done: Callable[[RequestRecord], None]) -> tuple[list[RequestRecord], float]:
     import aiohttp
@@ -122,36 +167,42 @@ async def _drive(spec: LoadSpec, plan: list[PlannedRequest], clock: Clock, alive
     connector = aiohttp.TCPConnector(limit=0, force_close=False)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(spec.timeout_s, 30))
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        t0 = clock()
-        stop_at = t0 + spec.duration_s if spec.duration_s is not None else None
+        await _warm(session, spec, spec.closed_loop_clients or min(len(plan), WARM_CONNECTIONS))
+        gc.collect()
+        gc.freeze()  # what exists now (the runner, the engine's libraries) is left out of every later collection
+        try:
+            t0 = clock()
+            stop_at = t0 + spec.duration_s if spec.duration_s is not None else None
 
-        async def send(req: PlannedRequest, scheduled: float | None) -> None:
-            rec = RequestRecord(req.index, scheduled, clock())
-            records.append(rec)
-            await _one(session, spec, req, rec, clock)
-            on_done(rec)
+            async def send(req: PlannedRequest, scheduled: float | None, body: bytes) -> None:
+                rec = RequestRecord(req.index, scheduled, clock())
+                records.append(rec)
+                await _one(session, spec, body, rec, clock)
+                on_done(rec)
 
-        if spec.closed_loop_clients is None:
-            tasks = []
-            for req in plan:
-                target = t0 + (req.arrival_s or 0.0)
-                delay = target - clock()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                if not alive():
-                    break
-                tasks.append(asyncio.create_task(send(req, target)))
-            await asyncio.gather(*tasks)
-        else:
-            queue = iter(plan)
+            if spec.closed_loop_clients is None:
+                tasks = []
+                for req in plan:
+                    body = _body(spec, req)  # serialised while waiting for its arrival
+                    target = t0 + (req.arrival_s or 0.0)
+                    await _at(target, clock)
+                    if not alive():
+                        break
+                    tasks.append(asyncio.create_task(send(req, target, body)))
+                    await asyncio.sleep(0)  # the request starts now, not after the next body is built
+                await asyncio.gather(*tasks)
+            else:
+                queue = iter(plan)
 
-            async def client() -> None:
-                for req in queue:
-                    if (stop_at is not None and clock() >= stop_at) or not alive():
-                        return
-                    await send(req, None)
+                async def client() -> None:
+                    for req in queue:
+                        if (stop_at is not None and clock() >= stop_at) or not alive():
+                            return
+                        await send(req, None, _body(spec, req))
 
-            await asyncio.gather(*(client() for _ in range(spec.closed_loop_clients)))
+                await asyncio.gather(*(client() for _ in range(spec.closed_loop_clients)))
+        finally:
+            gc.unfreeze()
     return sorted(records, key=lambda r: r.index), t0
 
 
