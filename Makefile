@@ -16,7 +16,7 @@ export TESTCONTAINERS_RYUK_DISABLED := true
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 QUIET_PIP := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 
-.PHONY: help venv demo demo-isolated demo-stacks test test-local test-gpu bench docker-up docker-down slurm-up slurm-down base-image images chromium lint clean
+.PHONY: help venv demo demo-isolated demo-stacks test test-local test-gpu test-slow bench docker-up docker-down slurm-up slurm-down base-image images chromium lint clean
 
 help:
 	@echo "make demo           measure the embedded default model (SmolLM2-135M) with lem run"
@@ -25,6 +25,7 @@ help:
 	@echo "make test           all tests, Docker and Slurm ones included (starts an engine and a cluster if none answers)"
 	@echo "make test-local     tests that need no Docker engine"
 	@echo "make test-gpu       GPU-marked tests (on a machine with an NVIDIA GPU)"
+	@echo "make test-slow      tests that take many minutes here (torch.compile for real); not part of make test"
 	@echo "make slurm-up       a single-node Slurm cluster (munge, MariaDB, slurmdbd, slurmctld, slurmd, 2 fake GPUs); needs root"
 	@echo "make slurm-down     stop what slurm-up started"
 	@echo "make images         build the CPU PyTorch runner image"
@@ -59,6 +60,9 @@ test-local: venv
 
 test-gpu: venv
 	$(BIN)/pytest -m gpu
+
+test-slow: venv
+	$(BIN)/pytest -m slow
 
 bench: venv docker-up base-image slurm-up
 	$(BIN)/python bench/isolation.py
