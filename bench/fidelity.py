@@ -46,7 +46,7 @@ from lem_runner.prompts import load_prompts  # noqa: E402
 from llenergymeasure.experiment import execute_experiment  # noqa: E402
 from llenergymeasure.launchers.docker import DockerLauncher  # noqa: E402
 from llenergymeasure.launchers.local import LocalLauncher  # noqa: E402
-from llenergymeasure.study.aggregate import t_critical  # noqa: E402
+from llenergymeasure.results.statistics import t_critical  # noqa: E402
 
 BATCH, MAX_TOKENS = 8, 32
 #: targets: (lowest, highest) acceptable ratio; None is unbounded on that side (DESIGN.md: PyTorch within 3 %;

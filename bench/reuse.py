@@ -24,8 +24,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from llenergymeasure.host.docker_engine import docker_client  # noqa: E402
 from llenergymeasure.images.build import build_image  # noqa: E402
+from llenergymeasure.results.statistics import describe  # noqa: E402
 from llenergymeasure.study import StudyConfig, StudyOptions, execute_study, expand_study  # noqa: E402
-from llenergymeasure.study.aggregate import describe  # noqa: E402
 
 TARGET_RATIO = 0.35
 TARGET_FLOOR = 1.25

@@ -257,12 +257,8 @@ def _model_dir(config: ExperimentConfig) -> Path | None:
     return Path(model.host_path) if model.mount_root is not None else None
 
 
-def estimate_plan(planned, device_of=device_for) -> list[MemoryEstimate]:
-    """Every point of a plan (one for an experiment), each against the device it would run on."""
-    from llenergymeasure.plan import StudyPlan
-
-    points = ([(p.label, p.config) for p in planned.expansion.points] if isinstance(planned, StudyPlan)
-              else [(planned.config.experiment_name, planned.config)])
+def estimate_points(points: list[tuple[str, ExperimentConfig]], device_of=device_for) -> list[MemoryEstimate]:
+    """Every (label, config) point of a plan, each against the device it would run on."""
     return [estimate(config, _model_dir(config), label, device_of(config)) for label, config in points]
 
 

@@ -118,10 +118,12 @@ def dry_run(config: Any, options: RunOptions = RunOptions()) -> tuple[Experiment
     """Expand and validate ``config`` as a run would, and estimate each point's memory against its device
     (llenergymeasure.memory): the plan and one MemoryEstimate per point (``fits`` False: it cannot fit). Nothing is
     loaded, started or written."""
-    from llenergymeasure.memory import estimate_plan
+    from llenergymeasure.memory import estimate_points
 
     planned = plan(config, replace(options, dry_run=True))
-    return planned, estimate_plan(planned)
+    points = ([(p.label, p.config) for p in planned.expansion.points] if isinstance(planned, StudyPlan)
+              else [(planned.config.experiment_name, planned.config)])
+    return planned, estimate_points(points)
 
 
 def _overrides(options: RunOptions) -> dict[str, Any]:

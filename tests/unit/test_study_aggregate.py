@@ -9,14 +9,8 @@ import math
 import pytest
 from conftest import make_result
 from llenergymeasure.results.metrics import STUDY_METRICS
-from llenergymeasure.study.aggregate import (
-    aggregate_point,
-    csv_columns,
-    cv_warnings,
-    describe,
-    t_critical,
-    to_csv,
-)
+from llenergymeasure.results.statistics import describe, t_critical
+from llenergymeasure.study.aggregate import aggregate_point, csv_columns, cv_warnings, to_csv
 
 
 def _lat(p50: float) -> dict:

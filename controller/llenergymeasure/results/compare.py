@@ -18,7 +18,7 @@ from llenergymeasure.results.columns import batch_size
 from llenergymeasure.results.discover import SUMMARY_FILE, experiment_from_arg, is_experiment_dir
 from llenergymeasure.results.metrics import LEGACY_NAMES, METRICS, STUDY_METRICS
 from llenergymeasure.results.points import label_params, short_model
-from llenergymeasure.study.aggregate import t_critical
+from llenergymeasure.results.statistics import t_critical
 
 
 @dataclass(frozen=True)

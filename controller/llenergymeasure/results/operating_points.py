@@ -18,7 +18,7 @@ from llenergymeasure.errors import ConfigError, LemError
 from llenergymeasure.results.discover import Experiment, find_experiments
 from llenergymeasure.results.metrics import METRICS
 from llenergymeasure.results.points import short_model
-from llenergymeasure.study.aggregate import MetricStats, describe
+from llenergymeasure.results.statistics import MetricStats, describe
 
 #: latency targets `lem results best` accepts: option name -> (what it reads from a result, its label)
 #: the latency targets ``lem results best`` takes: the catalogue's figure (results/metrics.py) and its short name

@@ -23,7 +23,7 @@ from llenergymeasure.results.frame import timeseries_path
 from llenergymeasure.results.metrics import METRICS
 from llenergymeasure.results.pareto import pareto_front
 from llenergymeasure.results.points import label_params, short_labels, short_model
-from llenergymeasure.study.aggregate import MetricStats, describe
+from llenergymeasure.results.statistics import MetricStats, describe
 
 THROUGHPUT_LABEL = "throughput (output tokens/s)"
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from llenergymeasure.results.discover import Experiment
 from llenergymeasure.results.metrics import METRICS
 from llenergymeasure.results.pareto import pareto_front
-from llenergymeasure.study.aggregate import MetricStats, describe
+from llenergymeasure.results.statistics import MetricStats, describe
 
 LOAD_LABELS = {"rate": "offered request rate (requests/s)", "clients": "closed-loop clients (concurrency)"}
 PER_USER_LABEL = "tok/s per user (1000 / TPOT p50 ms)"

@@ -2,7 +2,7 @@
 a chosen order, tracked in a crash-safe manifest (resumable), with per-point statistics over the cycles."""
 
 from llenergymeasure.config.study import StudyConfig, expand_study, is_study, load_study, unused_flags
-from llenergymeasure.study.aggregate import PointAggregate, aggregate_point, cv_warnings, describe, to_csv
+from llenergymeasure.study.aggregate import PointAggregate, aggregate_point, cv_warnings, to_csv
 from llenergymeasure.study.execute import (
     StudyInterrupted,
     StudyObserver,
@@ -14,5 +14,5 @@ from llenergymeasure.study.manifest import Manifest, ManifestEntry
 from llenergymeasure.study.order import schedule, williams_rows
 
 __all__ = ["Manifest", "ManifestEntry", "PointAggregate", "StudyConfig", "StudyInterrupted", "StudyObserver",
-           "StudyOptions", "StudyOutcome", "aggregate_point", "cv_warnings", "describe", "expand_study",
+           "StudyOptions", "StudyOutcome", "aggregate_point", "cv_warnings", "expand_study",
            "execute_study", "is_study", "load_study", "schedule", "to_csv", "unused_flags", "williams_rows"]

@@ -1,17 +1,12 @@
-"""Statistics over a study point's cycles: n, mean, sample standard deviation, 95 % confidence interval and CV.
-
-The CI half-width is ``t * std / sqrt(n)`` with ``t`` the two-sided 95 % critical value of Student's t distribution
-for ``n - 1`` degrees of freedom, exact for every df (scipy.special.stdtrit, the inverse CDF; no normal approximation beyond 30).
-Null-aware: a cycle whose metric is null (energy not measured, no latency) is left out of that metric; a metric null
+"""A study point's figures over its cycles: each catalogue metric described by results/statistics.py (n, mean, sample
+standard deviation, 95 % confidence interval with the exact t quantile, CV). Null-aware: a cycle whose metric is null (energy not measured, no latency) is left out of that metric; a metric null
 in every cycle stays null (never 0). With n = 1 there is no spread: std, ci95 and cv are null.
 """
 
 from __future__ import annotations
 
 import csv
-import functools
 import io
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -19,46 +14,10 @@ from lem_runner.contract import ExperimentResult
 
 from llenergymeasure.results.metrics import METRICS, RESCALED, STUDY_METRICS
 from llenergymeasure.results.points import label_params, sweep_columns
+from llenergymeasure.results.statistics import MetricStats, describe
 
 CV_WARN = 0.10
 STATS = ("mean", "std", "ci95", "cv", "n")
-
-
-@functools.cache
-def t_critical(df: int) -> float:
-    """Two-sided 95 % t critical value for ``df`` degrees of freedom: the 0.975 quantile of Student's t, exact for
-    any df (1.96, the normal value, would make the interval too narrow: t is 2.040 at df 31, 2.000 at df 60)."""
-    if df < 1:
-        raise ValueError("degrees of freedom must be >= 1")
-    from scipy.special import stdtrit  # imported here: ~0.7 s, paid only when a study aggregates
-
-    return float(stdtrit(df, 0.975))
-
-
-@dataclass(frozen=True)
-class MetricStats:
-    n: int
-    mean: float | None = None
-    std: float | None = None
-    ci95: float | None = None
-    cv: float | None = None
-
-    def as_dict(self) -> dict[str, float | int | None]:
-        return {"mean": self.mean, "std": self.std, "ci95": self.ci95, "cv": self.cv, "n": self.n}
-
-
-def describe(values: Sequence[float]) -> MetricStats:
-    """n, mean, sample std (n - 1), 95 % CI half-width and CV (std / mean; null when the mean is 0)."""
-    n = len(values)
-    if n == 0:
-        return MetricStats(0)
-    mean = math.fsum(values) / n
-    if n == 1:
-        return MetricStats(1, mean)
-    std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
-    ci95 = t_critical(n - 1) * std / math.sqrt(n)
-    cv = std / abs(mean) if mean else None
-    return MetricStats(n, mean, std, ci95, cv)
 
 
 @dataclass(frozen=True)
