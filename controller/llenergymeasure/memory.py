@@ -5,28 +5,19 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
 
 from lem_runner.contract import ExperimentConfig
+from lem_runner.contract.backends import GIB, MemoryTraits
 from lem_runner.contract.checkpoint import checkpoint_shapes, llama_like_size, read_hf_config, stored_parameters
 
-GIB = 2**30
 #: bytes per element of each compute dtype
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 #: bytes per weight of each quantization method (4-bit: 0.5; 8-bit: 1); scales and zero points left out
 QUANT_BYTES = {"awq": 0.5, "gptq": 0.5, "fp8": 1, "compressed-tensors": 0.5, "int4_awq": 0.5, "w4a8_awq": 0.5,
                "int8_sq": 1, "nvfp4": 0.5}
-#: the engines' batch when their knob is unset: vLLM's LLM class (offline) on CPU and on a GPU under 70 GiB,
-#: 1024 on a larger GPU other than an A100 (vLLM's EngineArgs.get_batch_defaults); the OpenAI server on CPU 128;
-#: TensorRT-LLM's build default max_batch_size
-VLLM_DEFAULT_SEQS = 256
-VLLM_DEFAULT_SEQS_LARGE_GPU = 1024
-VLLM_CPU_SERVER_DEFAULT_SEQS = 128
-TENSORRT_DEFAULT_BATCH = 2048
-#: vLLM's LLM-class default max_num_batched_tokens on a GPU (its prefill step's token budget)
-VLLM_DEFAULT_BATCHED_TOKENS = 8192
 #: GPT-2-style config.json names for the sizes the estimate reads
 _ALIASES = {"num_hidden_layers": "n_layer", "num_attention_heads": "n_head", "hidden_size": "n_embd"}
 
@@ -124,21 +115,10 @@ def device_for(config: ExperimentConfig, gpus=gpu_memory, host=host_available_by
     return Device("cpu", host(), "host RAM (available)")
 
 
-def _batch(config: ExperimentConfig, device: Device) -> int:
-    """Sequences in flight at once: the backend's batch knob (or its default), never more than the prompts."""
-    if config.backend == "vllm":
-        knob = config.vllm.max_num_seqs
-        if knob is None:
-            large = device.kind == "cuda" and (device.memory_bytes or 0) >= 70 * GIB * len(config.devices) \
-                and "a100" not in device.name.lower()
-            server_cpu = device.kind == "cpu" and config.scenario == "serving"
-            knob = VLLM_DEFAULT_SEQS_LARGE_GPU if large else VLLM_CPU_SERVER_DEFAULT_SEQS if server_cpu \
-                else VLLM_DEFAULT_SEQS
-    elif config.backend == "tensorrt":
-        knob = config.tensorrt.max_batch_size or TENSORRT_DEFAULT_BATCH
-    else:
-        knob = config.pytorch.batch_size
-    return min(knob, config.n_prompts) if config.scenario == "offline" else knob
+def _traits(config: ExperimentConfig, device: Device) -> MemoryTraits:
+    """The backend's memory traits (its spec), with the batch never more than the prompts of an offline run."""
+    t = config.spec.memory_traits(config, device.kind, device.memory_bytes, device.name)
+    return replace(t, batch=min(t.batch, config.n_prompts)) if config.scenario == "offline" else t
 
 
 def _weight_bytes(config: ExperimentConfig, hf: dict) -> float:
@@ -166,7 +146,8 @@ def _kv_bytes(config: ExperimentConfig, hf: dict) -> float:
 def estimate(config: ExperimentConfig, model_dir: Path | None, label: str, device: Device) -> MemoryEstimate:
     """One point's estimate (see docs/method.md, "Memory estimate")."""
     hf = read_hf_config(model_dir) if model_dir is not None else None
-    batch = _batch(config, device)
+    traits = _traits(config, device)
+    batch = traits.batch
     common = dict(label=label, backend=config.backend, device=device, batch=batch)
     if hf is None:
         why = "no config.json on this host yet (the runner downloads the model, or converts the embedded one, "\
@@ -205,36 +186,37 @@ def estimate(config: ExperimentConfig, model_dir: Path | None, label: str, devic
 
     def activations_for(b: int) -> int:
         tokens = b * config.max_input_tokens
-        if config.backend == "vllm":  # vLLM prefills at most max_num_batched_tokens per step
-            tokens = min(tokens, config.vllm.max_num_batched_tokens or VLLM_DEFAULT_BATCHED_TOKENS)
+        if traits.prefill_tokens_cap is not None:  # the engine prefills at most this many tokens per step
+            tokens = min(tokens, traits.prefill_tokens_cap)
         out = tokens * (4 * hidden + 2 * inter) * act_bytes + b * c.vocab_size * 4
-        if config.backend == "pytorch":  # attention scores of one layer, when the kernel materialises them
+        if traits.materialises_attention:  # attention scores of one layer, when the kernel materialises them
             out += b * heads * config.max_input_tokens ** 2 * act_bytes
         return out
 
     activations = activations_for(batch)
     budget, rule, problems = device.memory_bytes, f"{device.name}", []
-    if config.backend == "vllm" and device.kind == "cuda" and budget is not None:
-        budget = budget * config.vllm.gpu_memory_utilization
-        rule = f"{config.vllm.gpu_memory_utilization:g} x {device.name} (vLLM preallocates it)"
-    if config.backend == "vllm" and device.kind == "cpu":
-        space = config.vllm.cpu_kvcache_space_gib * GIB
+    if traits.gpu_budget_fraction is not None and device.kind == "cuda" and budget is not None:
+        budget = budget * traits.gpu_budget_fraction
+        rule = f"{traits.gpu_budget_fraction:g} x {device.name} ({config.backend} preallocates it)"
+    if traits.cpu_kv_bytes is not None and device.kind == "cpu":
+        space = traits.cpu_kv_bytes
         if kv_per_seq > space:
             problems.append(f"one sequence of {seq} tokens needs {size(kv_per_seq)} of KV cache, more than "
-                            f"vllm.cpu_kvcache_space_gib {config.vllm.cpu_kvcache_space_gib} GiB")
-        kv = space  # preallocated whatever the batch; vLLM runs fewer sequences at once when it is short
-        rule = f"{device.name}; KV = vllm.cpu_kvcache_space_gib"
+                            f"{traits.cpu_kv_field} {size(space)}")
+        kv = space  # preallocated whatever the batch; the engine runs fewer sequences at once when it is short
+        rule = f"{device.name}; KV = {traits.cpu_kv_field}"
     total = weights + kv + activations
     notes = []
-    if config.backend == "vllm" and device.kind == "cuda" and budget is not None and total > budget:
-        # vLLM schedules fewer sequences when its KV space is short; it cannot start without room for one
+    if traits.schedules_fewer and device.kind == "cuda" and budget is not None and total > budget:
+        # the engine schedules fewer sequences when its KV space is short; it cannot start without room for one
         floor = weights + activations_for(1) + kv_per_seq
         if floor > budget:
             problems.append(f"needs ~{size(floor)} for one sequence (weights {size(weights)} + KV cache "
                             f"{size(kv_per_seq)} + activations {size(activations_for(1))}) but {rule} offers "
                             f"{size(budget)}")
         else:
-            notes.append(f"the batch of {batch} needs {size(kv)} of KV cache; vLLM will run fewer sequences at once")
+            notes.append(f"the batch of {batch} needs {size(kv)} of KV cache; {config.backend} will run fewer sequences "
+                         "at once")
     elif budget is not None and total > budget:
         problems.insert(0, f"needs ~{size(total)} (weights {size(weights)} + KV cache {size(kv)} + activations "
                            f"{size(activations)}) but {rule} offers {size(budget)}")

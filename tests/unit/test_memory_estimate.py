@@ -81,7 +81,7 @@ def test_vllm_on_cpu_counts_its_kv_space_and_refuses_a_sequence_it_cannot_hold(t
     e = estimate(config, model, "p", Device("cpu", 4096 * GIB, "big host"))
     assert e.kv_cache == 1 * GIB  # vllm.cpu_kvcache_space_gib, preallocated whatever the batch
     # one 16384-token sequence: 2 x 126 x 8 x 128 x 16384 x 2 bytes = 7.875 GiB > 1 GiB
-    assert not e.fits and "7.88 GiB of KV cache, more than vllm.cpu_kvcache_space_gib 1 GiB" in e.refusal()
+    assert not e.fits and "7.88 GiB of KV cache, more than vllm.cpu_kvcache_space_gib 1.00 GiB" in e.refusal()
 
 
 def test_dry_run_of_a_study_prints_every_point_and_refuses_the_one_that_cannot_fit(tmp_path, tiny_model_path):
@@ -127,6 +127,6 @@ def test_vllm_on_a_gpu_is_refused_only_without_room_for_one_sequence(tmp_path):
     big = at(1024, 80 * GIB)
     assert big.fits and not big.notes and big.kv_cache == 1024 * 512 * 1024
     short = at(1024, int(64 * 2**20 / 0.9))  # 64 MiB budget: the 512 MiB batch does not fit, one sequence does
-    assert short.fits and "vLLM will run fewer sequences at once" in short.notes[0]
+    assert short.fits and "vllm will run fewer sequences at once" in short.notes[0]
     tiny = at(1024, int(2**20 / 0.9))  # 1 MiB: not even the weights, activations and one sequence
     assert not tiny.fits and "for one sequence" in tiny.refusal()

@@ -61,6 +61,38 @@ class ImageSpec:
         return "cpu" in self.extras
 
 
+GIB = 2**30
+
+
+@dataclass(frozen=True)
+class MemoryTraits:
+    """How a backend's engine holds memory, for ``lem run --dry-run``'s estimate (docs/method.md, Memory estimate):
+    what the controller cannot know without the engine's own defaults."""
+
+    #: sequences in flight at once: the batch knob, or the engine's default when it is unset
+    batch: int
+    #: most prompt tokens one engine step prefills (None: the whole batch's prompts at once)
+    prefill_tokens_cap: int | None = None
+    #: the attention kernel holds one layer's full score matrix (batch x heads x prompt^2)
+    materialises_attention: bool = False
+    #: share of the GPUs' memory the engine preallocates and works within (None: it takes what it needs)
+    gpu_budget_fraction: float | None = None
+    #: KV space the engine preallocates on CPU whatever the batch (None: the batch's own KV cache)
+    cpu_kv_bytes: int | None = None
+    #: the field that sets that CPU KV space, for the message
+    cpu_kv_field: str = ""
+    #: short of KV space the engine runs fewer sequences at once rather than failing (refused only when one
+    #: sequence cannot fit)
+    schedules_fewer: bool = False
+
+
+def batch_knob_traits(config: Any, device_kind: str, device_memory_bytes: int | None, device_name: str) -> MemoryTraits:
+    """A backend without memory traits of its own: its batch knob's value (1 without one)."""
+    spec = config.spec
+    value = getattr(config.section, spec.batch_field) if spec.batch_field else None
+    return MemoryTraits(batch=value or 1)
+
+
 @dataclass(frozen=True)
 class BackendSpec:
     """What lem needs to know about a backend without importing it."""
@@ -96,6 +128,9 @@ class BackendSpec:
     #: ``module:function`` building the serving scenario's server command, ``f(cfg, model_path, port, on_cpu)``
     server_command: str | None = None
     batch_refusal: str = ""
+    #: the engine's memory traits for the dry-run estimate, ``f(experiment, device_kind, device_memory_bytes,
+    #: device_name) -> MemoryTraits``
+    memory_traits: Callable[[Any, str, int | None, str], MemoryTraits] = batch_knob_traits
     #: ``module:function`` checking the engine's own settings against the installed engine's definitions,
     #: ``f(experiment, model_path, in_runner) -> list of problems`` (empty where the engine is not installed); the
     #: runner calls it before loading, the controller's checks too (contract/engine_args.py)

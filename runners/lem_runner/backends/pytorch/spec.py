@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from lem_runner.backends.pytorch.config import PyTorchConfig
-from lem_runner.contract.backends import BackendSpec, ImageSpec
+from lem_runner.contract.backends import BackendSpec, ImageSpec, MemoryTraits
 
 
 def _gpus(section: PyTorchConfig) -> int | None:
     """One GPU, or with device_map as many as devices lists (None: any number)."""
     return None if section.device_map is not None else 1
+
+
+def _memory(cfg: Any, device_kind: str, device_memory_bytes: int | None, device_name: str) -> MemoryTraits:
+    """A static batch of batch_size prompts; the eager/sdpa kernels may hold a layer's attention scores."""
+    return MemoryTraits(batch=cfg.pytorch.batch_size, materialises_attention=True)
 
 
 SPEC = BackendSpec(
@@ -31,6 +38,7 @@ SPEC = BackendSpec(
     gpu_count=_gpus,
     gpu_count_rule="runs on one GPU; list exactly one index, or set pytorch.device_map to spread the model",
     shm_size="1g",
+    memory_traits=_memory,
     engine_check="lem_runner.backends.pytorch.check:pytorch_problems",
     server_command="lem_runner.serving.servers:pytorch_command",
 )

@@ -5,7 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from lem_runner.backends.tensorrt.config import TensorRTConfig
-from lem_runner.contract.backends import BackendSpec, ImageSpec, tp_times_pp
+from lem_runner.contract.backends import BackendSpec, ImageSpec, MemoryTraits, tp_times_pp
+
+#: TensorRT-LLM's max_batch_size when unset (its build default; not checked against a running engine here)
+DEFAULT_BATCH = 2048
 
 
 def _sequence_fits(cfg: Any, section: TensorRTConfig) -> None:
@@ -21,6 +24,11 @@ def _workflow_fits(cfg: Any, section: TensorRTConfig) -> None:
     if cfg.scenario == "serving" and cfg.serving.endpoint is None and section.llm_backend != "pytorch":
         raise ValueError("scenario serving with tensorrt runs trtllm-serve on the PyTorch workflow: "
                          "tensorrt.llm_backend must be 'pytorch'")
+
+
+def _memory(cfg: Any, device_kind: str, device_memory_bytes: int | None, device_name: str) -> MemoryTraits:
+    section: TensorRTConfig = cfg.tensorrt
+    return MemoryTraits(batch=section.max_batch_size or DEFAULT_BATCH, prefill_tokens_cap=section.max_num_tokens)
 
 
 SPEC = BackendSpec(
@@ -40,6 +48,7 @@ SPEC = BackendSpec(
     gpu_count_rule="uses tensor_parallel_size x pipeline_parallel_size = {n} GPU(s)",
     shm_size="8g",  # MPI ranks exchange tensors through shared memory
     checks=(_sequence_fits, _workflow_fits),
+    memory_traits=_memory,
     engine_check="lem_runner.backends.tensorrt.check:tensorrt_problems",
     server_command="lem_runner.serving.servers:tensorrt_command",
 )

@@ -5,7 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from lem_runner.backends.vllm.config import VLLMConfig
-from lem_runner.contract.backends import BackendSpec, ImageSpec, tp_times_pp
+from lem_runner.contract.backends import GIB, BackendSpec, ImageSpec, MemoryTraits, tp_times_pp
+
+#: vLLM's batch when max_num_seqs is unset (its EngineArgs.get_batch_defaults): the LLM class on CPU and on a GPU
+#: under 70 GiB 256, on a larger GPU other than an A100 1024; the OpenAI server on CPU 128
+DEFAULT_SEQS, DEFAULT_SEQS_LARGE_GPU, CPU_SERVER_DEFAULT_SEQS = 256, 1024, 128
+#: the LLM class's default max_num_batched_tokens on a GPU: the prefill step's token budget
+DEFAULT_BATCHED_TOKENS = 8192
 
 
 def _context_fits(cfg: Any, section: VLLMConfig) -> None:
@@ -13,6 +19,20 @@ def _context_fits(cfg: Any, section: VLLMConfig) -> None:
     if section.max_model_len and budget > section.max_model_len:
         raise ValueError(f"vllm.max_model_len {section.max_model_len} is shorter than max_input_tokens + "
                          f"max_output_tokens = {budget}")
+
+
+def _memory(cfg: Any, device_kind: str, device_memory_bytes: int | None, device_name: str) -> MemoryTraits:
+    section: VLLMConfig = cfg.vllm
+    seqs = section.max_num_seqs
+    if seqs is None:
+        large = device_kind == "cuda" and (device_memory_bytes or 0) >= 70 * GIB * len(cfg.devices) \
+            and "a100" not in device_name.lower()
+        seqs = DEFAULT_SEQS_LARGE_GPU if large else CPU_SERVER_DEFAULT_SEQS \
+            if device_kind == "cpu" and cfg.scenario == "serving" else DEFAULT_SEQS
+    return MemoryTraits(batch=seqs, prefill_tokens_cap=section.max_num_batched_tokens or DEFAULT_BATCHED_TOKENS,
+                        gpu_budget_fraction=section.gpu_memory_utilization,
+                        cpu_kv_bytes=section.cpu_kvcache_space_gib * GIB, cpu_kv_field="vllm.cpu_kvcache_space_gib",
+                        schedules_fewer=True)
 
 
 SPEC = BackendSpec(
@@ -37,6 +57,7 @@ SPEC = BackendSpec(
     gpu_count_rule="uses tensor_parallel_size x pipeline_parallel_size = {n} GPU(s)",
     shm_size="8g",  # worker processes exchange tensors through shared memory
     checks=(_context_fits,),
+    memory_traits=_memory,
     engine_check="lem_runner.backends.vllm.check:vllm_problems",
     server_command="lem_runner.serving.servers:vllm_command",
 )
