@@ -98,7 +98,10 @@ class ReusedEngine:
         self.name, self.batch_size = backend.name, backend.batch_size
 
     def load(self) -> LoadedModel:
-        return self._loaded
+        """The first load's record; a backend whose runs set some of it themselves (``loaded_for_run``: pytorch's
+        batch size and generate arguments) updates it for this run."""
+        for_run = getattr(self._backend, "loaded_for_run", None)
+        return for_run(self._loaded) if for_run is not None else self._loaded
 
     def generate(self, prompts: list[str]) -> list[GenerationRecord]:
         return self._backend.generate(prompts)

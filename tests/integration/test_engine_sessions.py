@@ -79,6 +79,9 @@ def test_a_session_writes_each_result_as_it_finishes_on_one_engine(tmp_path, tin
     assert by_run[1]["engine"]["load_s"] == by_run[0]["engine"]["load_s"]
     # each run's own settings reached the held engine
     assert by_run[1]["backend_details"]["n_batches"] == 1 and by_run[0]["backend_details"]["n_batches"] == 2
+    # and the result says what the run used, not what the engine's first run did
+    assert [r["batch_size"] for r in by_run] == [1, 2, 1]
+    assert [r["engine_settings"]["generate"]["max_new_tokens"] for r in by_run] == [3, 3, 5]
     assert by_run[2]["whole_run"]["output_tokens"] == 2 * 5
     # each result landed (and was recorded) before the next run started: not all at the session's end
     for earlier, later in zip(m["entries"], m["entries"][1:]):

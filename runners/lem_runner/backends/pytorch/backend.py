@@ -122,6 +122,7 @@ class PyTorchBackend:
         if tok.eos_token_id is not None:
             self._eos.add(tok.eos_token_id)
         self._model, self._tokenizer = model, tok
+        self._load_kwargs = kwargs
         self._settings = read_back(model, kwargs, self._generate_kwargs(), cfg)
         watch_cache_class(model, self._settings)
 
@@ -195,6 +196,16 @@ class PyTorchBackend:
         self.config = config
         self.batch_size = config.pytorch.batch_size
         transformers.set_seed(config.seed)
+
+    def loaded_for_run(self, loaded: LoadedModel) -> LoadedModel:
+        """The first load's record, with what this run sets itself (adopted): its batch size and the generate
+        arguments in its engine settings, so a reused engine's result says what this run used."""
+        import dataclasses
+
+        self._settings = read_back(self._model, self._load_kwargs, self._generate_kwargs(), self.config)
+        watch_cache_class(self._model, self._settings)
+        return dataclasses.replace(loaded, details={**loaded.details, "batch_size": self.batch_size},
+                                   engine_settings=self._settings)
 
     def close(self) -> None:
         self._model = None
