@@ -77,6 +77,12 @@ class DecodingConfig(_Section):
             raise ValueError("temperature/top_p/top_k/min_p need do_sample: true (greedy decoding ignores them)")
         return self
 
+    def penalties(self) -> dict[str, float]:
+        """The penalties set away from their neutral value (repetition 1, presence 0, frequency 0), by name: they
+        reshape the logits, so they apply under greedy decoding too; neutral ones are passed to no engine."""
+        neutral = {"repetition_penalty": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0}
+        return {k: getattr(self, k) for k, v in neutral.items() if getattr(self, k) != v}
+
 
 class WarmupConfig(_Section):
     """Batches run before the measurement window opens; never counted in any figure. ``fixed`` runs ``n_batches``

@@ -99,6 +99,16 @@ def json_value_problems(path: str, given: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def checked_pass_through(path: str, given: dict[str, Any], owned: Mapping[str, str]) -> dict[str, Any]:
+    """A section's pass-through mapping, as its field validator returns it: ValueError naming each key that
+    duplicates a declared field or holds a non-JSON value (the message relative to ``path``, as pydantic prefixes
+    the field's location)."""
+    problems = owned_key_problems(path, given, owned) + json_value_problems(path, given)
+    if problems:
+        raise ValueError("; ".join(p.removeprefix(f"{path}.") for p in problems))
+    return given
+
+
 def unknown_keys(path: str, given: Iterable[str], known: Iterable[str], what: str) -> list[str]:
     """'PATH.KEY: not an argument of WHAT; did you mean ...' for every key the engine does not define."""
     known = sorted(set(known))

@@ -55,10 +55,8 @@ def device_kind(cfg) -> tuple[str, str | None]:
 
 def _sampling(cfg) -> dict:
     d = cfg.decoding
-    # penalties apply under greedy too (OpenAI's presence/frequency_penalty; repetition_penalty is vLLM's and
-    # trtllm-serve's extra request parameter); neutral ones are left out of the body
-    penalties = {k: getattr(d, k) for k, neutral in (("repetition_penalty", 1.0), ("presence_penalty", 0.0),
-                                                     ("frequency_penalty", 0.0)) if getattr(d, k) != neutral}
+    # OpenAI's presence/frequency_penalty; repetition_penalty is vLLM's and trtllm-serve's extra request parameter
+    penalties = d.penalties()
     if not d.do_sample:
         return {"temperature": 0.0, **penalties}
     out = {"temperature": d.temperature, "top_p": d.top_p, "seed": cfg.seed, **penalties}

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from lem_runner.contract.engine_args import OWNED_GENERATE, OWNED_MODEL, json_value_problems, owned_key_problems
+from lem_runner.contract.engine_args import OWNED_GENERATE, OWNED_MODEL, checked_pass_through
 from lem_runner.contract.section import Section
 
 #: ``pytorch.quantization`` -> (the library it needs, how transformers is told)
@@ -56,20 +56,12 @@ class PyTorchConfig(Section):
     @field_validator("generate_kwargs")
     @classmethod
     def _generate_kwargs_own(cls, v: dict[str, Any]) -> dict[str, Any]:
-        problems = owned_key_problems("pytorch.generate_kwargs", v, OWNED_GENERATE) + json_value_problems(
-            "pytorch.generate_kwargs", v)
-        if problems:
-            raise ValueError("; ".join(p.removeprefix("pytorch.generate_kwargs.") for p in problems))
-        return v
+        return checked_pass_through("pytorch.generate_kwargs", v, OWNED_GENERATE)
 
     @field_validator("model_kwargs")
     @classmethod
     def _model_kwargs_own(cls, v: dict[str, Any]) -> dict[str, Any]:
-        problems = owned_key_problems("pytorch.model_kwargs", v, OWNED_MODEL) + json_value_problems(
-            "pytorch.model_kwargs", v)
-        if problems:
-            raise ValueError("; ".join(p.removeprefix("pytorch.model_kwargs.") for p in problems))
-        return v
+        return checked_pass_through("pytorch.model_kwargs", v, OWNED_MODEL)
 
     @property
     def compile_mode(self) -> str | None:

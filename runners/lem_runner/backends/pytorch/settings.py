@@ -67,8 +67,7 @@ def generate_kwargs(config: Any, pad_token_id: int | None) -> dict[str, Any]:
         kw.update(temperature=d.temperature, top_p=d.top_p, top_k=d.top_k)
         if d.min_p:
             kw["min_p"] = d.min_p
-    if d.repetition_penalty != 1.0:
-        kw["repetition_penalty"] = d.repetition_penalty
+    kw.update(d.penalties())  # presence/frequency are refused for pytorch before this (transformers has neither)
     if config.force_output_length:
         kw["min_new_tokens"] = config.max_output_tokens
     if p.cache_implementation:

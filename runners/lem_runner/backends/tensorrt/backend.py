@@ -151,10 +151,7 @@ def sampling_args(config: ExperimentConfig) -> dict:
         kw.update(temperature=d.temperature, top_p=d.top_p, top_k=d.top_k, seed=cfg.seed)
         if d.min_p:
             kw["min_p"] = d.min_p
-    # penalties are logit processors, applied under greedy decoding too; neutral ones are omitted
-    for knob, neutral in (("repetition_penalty", 1.0), ("presence_penalty", 0.0), ("frequency_penalty", 0.0)):
-        if getattr(d, knob) != neutral:
-            kw[knob] = getattr(d, knob)
+    kw.update(d.penalties())  # under greedy decoding too
     if cfg.force_output_length:
         kw.update(ignore_eos=True, min_tokens=cfg.max_output_tokens)
     return kw

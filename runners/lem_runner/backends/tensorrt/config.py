@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from lem_runner.contract.engine_args import OWNED_TENSORRT, json_value_problems, owned_key_problems
+from lem_runner.contract.engine_args import OWNED_TENSORRT, checked_pass_through
 from lem_runner.contract.section import Section
 
 
@@ -43,8 +43,4 @@ class TensorRTConfig(Section):
     @field_validator("engine_args")
     @classmethod
     def _engine_args_own(cls, v: dict[str, Any]) -> dict[str, Any]:
-        problems = owned_key_problems("tensorrt.engine_args", v, OWNED_TENSORRT) + json_value_problems(
-            "tensorrt.engine_args", v)
-        if problems:
-            raise ValueError("; ".join(p.removeprefix("tensorrt.engine_args.") for p in problems))
-        return v
+        return checked_pass_through("tensorrt.engine_args", v, OWNED_TENSORRT)

@@ -123,10 +123,7 @@ def sampling_args(config: ExperimentConfig) -> dict:
             kw["min_p"] = d.min_p
     else:
         kw["temperature"] = 0.0
-    # penalties reshape the logits greedy takes the maximum of, so they apply in both modes; neutral ones are omitted
-    for knob, neutral in (("repetition_penalty", 1.0), ("presence_penalty", 0.0), ("frequency_penalty", 0.0)):
-        if getattr(d, knob) != neutral:
-            kw[knob] = getattr(d, knob)
+    kw.update(d.penalties())  # under greedy decoding too
     if cfg.force_output_length:
         kw.update(ignore_eos=True, min_tokens=cfg.max_output_tokens)
     return kw

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from lem_runner.contract.engine_args import OWNED_VLLM, json_value_problems, owned_key_problems
+from lem_runner.contract.engine_args import OWNED_VLLM, checked_pass_through
 from lem_runner.contract.section import Section
 
 
@@ -73,10 +73,7 @@ class VLLMConfig(Section):
     @field_validator("engine_args")
     @classmethod
     def _engine_args_own(cls, v: dict[str, Any]) -> dict[str, Any]:
-        problems = owned_key_problems("vllm.engine_args", v, OWNED_VLLM) + json_value_problems("vllm.engine_args", v)
-        if problems:
-            raise ValueError("; ".join(p.removeprefix("vllm.engine_args.") for p in problems))
-        return v
+        return checked_pass_through("vllm.engine_args", v, OWNED_VLLM)
 
     @model_validator(mode="after")
     def _batched_tokens_cover_a_sequence(self) -> VLLMConfig:
