@@ -90,6 +90,50 @@ warmup: {{n_batches: 0}}
     assert stat.S_IMODE(folder.stat().st_mode) == 0o750
 
 
+def test_an_engine_session_container_gets_the_token_as_a_file_and_leaves_no_secret(tmp_path, tiny_model_path, engine,
+                                                                                   cpu_image, no_leftover_containers):
+    """A study's engine session (two runs, one container) that allows a download gets the token as a single run
+    does: a read-only 0600 file, never argv or environment; removed when the session ends. (Before: no token at all,
+    so a gated model could not be fetched in a session.)"""
+    from llenergymeasure.launchers.docker import LABEL_STUDY
+
+    study = write_yaml(tmp_path / "s.yaml", f"""name: sesstoken
+base:
+  model: {tiny_model_path}
+  allow_model_download: true
+  n_prompts: 1
+  force_output_length: true
+  warmup: {{n_batches: 0}}
+  energy: {{baseline: {{mode: "off"}}}}
+sweep:
+  max_output_tokens: [2, 3]
+""")
+    out = tmp_path / "r"
+    secrets_before = _secret_dirs()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llenergymeasure", "run", str(study), "-o", str(out), "--isolated"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+        env={**os.environ, "HF_TOKEN": SECRET, "COLUMNS": "200"})
+    attrs = None
+    deadline = time.monotonic() + 120
+    while attrs is None and time.monotonic() < deadline and proc.poll() is None:
+        for c in engine.containers.list(filters={"label": [LABEL_MANAGED, LABEL_STUDY]}):
+            if "--session" in (c.attrs["Args"] or []) and "sesstoken" in c.labels.get(LABEL_STUDY, ""):
+                attrs = c.attrs
+                token = next(m["Source"] for m in attrs["Mounts"] if m["Destination"] == "/run/secrets/hf_token")
+                token_mode = stat.S_IMODE(os.stat(token).st_mode)
+        time.sleep(0.1)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stdout + stderr
+    assert attrs is not None, "never saw the session container running"
+    assert token_mode == 0o600 and "HF_TOKEN_PATH=/run/secrets/hf_token" in attrs["Config"]["Env"]
+    assert SECRET not in repr(attrs) and SECRET not in stdout + stderr
+    assert not Path(token).exists() and _secret_dirs() <= secrets_before
+    (study_dir,) = out.iterdir()
+    results = [p / "result.json" for p in study_dir.iterdir() if (p / "result.json").is_file()]
+    assert len(results) == 2 and all(SECRET.encode() not in p.read_bytes() for p in results)
+
+
 def test_a_study_whose_image_is_missing_stops_before_it_starts(tmp_path, tiny_model_path, engine):
     study = write_yaml(tmp_path / "s.yaml", f"""\
 name: noimage

@@ -214,7 +214,9 @@ class DockerLauncher:
         info = require_image(self.client, ref, cfg.backend, cpu=not use_gpu)
         root = session.session_dir.parent.parent  # <study>/.sessions/<id>
         session.docker = (info.id, use_gpu, root)
-        options = container_options(replace(first, exchange_dir=root), ref, use_gpu, None, self._gpus(cfg, use_gpu))
+        token_file = _token_file(cfg)  # the session's runs share allow_model_download (it is in the engine identity)
+        options = container_options(replace(first, exchange_dir=root), ref, use_gpu, token_file,
+                                    self._gpus(cfg, use_gpu))
         rel = session.session_dir.resolve().relative_to(root.resolve())
         options["command"] = ["--session", f"{EXCHANGE_MOUNT}/{rel}",
                               "--idle-exit-s", f"{self.session_idle_exit_s:g}"]
@@ -228,6 +230,7 @@ class DockerLauncher:
             stream = container.logs(stream=True, follow=True, stdout=True, stderr=False)
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             log.close()
+            _remove_token(token_file)
             raise SetupError(f"the Docker engine could not start the engine session ({type(exc).__name__}: "
                              f"{str(exc).splitlines()[0][:200]})") from None
 
@@ -247,6 +250,7 @@ class DockerLauncher:
                 pass
             log.close()
             _quietly(container.remove, force=True)
+            _remove_token(token_file)
 
         def log_since(mark: object) -> str:
             if stderr_seen:  # removed: what it logged from the mark's second on
@@ -272,16 +276,7 @@ class DockerLauncher:
         request = self._container_request(spec, info.id, use_gpu, spec.exchange_dir, EXCHANGE_MOUNT)
         atomic_write_text(spec.exchange_dir / REQUEST_FILE, request.model_dump_json(indent=2))
 
-        token_dir = None
-        token_file = None
-        token = _hf_token() if cfg.allow_model_download else None
-        if token:
-            token_dir = Path(tempfile.mkdtemp(prefix="lem-secret-"))
-            token_file = token_dir / "hf_token"
-            fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(token)
-
+        token_file = _token_file(cfg)
         log_path = spec.exchange_dir / LOG_FILE
         container = None
         try:
@@ -308,8 +303,25 @@ class DockerLauncher:
         finally:
             if container is not None:
                 _quietly(container.remove, force=True)
-            if token_dir is not None:
-                shutil.rmtree(token_dir, ignore_errors=True)
+            _remove_token(token_file)
+
+
+def _token_file(cfg) -> Path | None:
+    """The Hugging Face token, when a download may need one, in a fresh 0600 file of its own folder (removed by the
+    caller when the container is gone): mounted read-only, never in argv or the environment."""
+    token = _hf_token() if cfg.allow_model_download else None
+    if not token:
+        return None
+    token_file = Path(tempfile.mkdtemp(prefix="lem-secret-")) / "hf_token"
+    fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token)
+    return token_file
+
+
+def _remove_token(token_file: Path | None) -> None:
+    if token_file is not None:
+        shutil.rmtree(token_file.parent, ignore_errors=True)
 
 
 def _quietly(fn, **kwargs) -> None:
