@@ -138,6 +138,17 @@ COLUMNS: list[Column] = [
     *_fig(*(f"{which}_{stat}_ms" for which in ("ttft", "queue_time", "batch_ttft", "itl")
             for stat in ("mean", "p50", "p90", "p99"))),
     *_fig("total_flops", "flops_per_output_token", "achieved_flops_per_s", "model_load_s", "warmup_batches"),
+    # the engine a run measured on (engine sessions; docs/method.md "Engine sessions"); null for results before them
+    Column("engine_fresh", "bool", "true: the engine (or server) was loaded for this run; false: kept from an earlier "
+           "run of its engine session", _r(lambda r: r.engine.fresh if r.engine else None)),
+    Column("engine_runs_served", "int", "runs the engine had measured before this one (0 when fresh)",
+           _r(lambda r: r.engine.runs_served if r.engine else None)),
+    Column("engine_load_s", "float", "the engine's own load (serving: server start-up), by its session's first run",
+           _r(lambda r: r.engine.load_s if r.engine else None)),
+    Column("engine_session", "str", "the engine session's id (null: a runner for this run alone)",
+           _r(lambda r: r.engine.session if r.engine else None)),
+    Column("process_cpu_s", "float", "CPU time (user + system) of the runner process over the total window (null: "
+           "the engine runs in child processes, e.g. vLLM's engine core)", _r(lambda r: r.whole_run.process_cpu_s)),
     Column("warmup_stop_reason", "str", "why warmup stopped", _r(lambda r: r.warmup.stop_reason if r.warmup else None)),
     Column("quality_flags", "str", "measurement-quality codes, ';'-separated", _r(lambda r: ";".join(r.quality_flags))),
     Column("n_warnings", "int", "warnings the runner recorded", _r(lambda r: len(r.warnings))),
