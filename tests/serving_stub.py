@@ -5,6 +5,10 @@ sockets. It is a fake at a protocol seam — the OpenAI streaming protocol — a
 It streams ``max_tokens`` chunks, one token each, ``token_delay_s`` apart after ``ttft_s``, then a usage-only chunk
 (include_usage), like vLLM with continuous_usage_stats. Special prompts misbehave on purpose: ``"hang"`` never
 answers, ``"malformed"`` sends a chunk that is not JSON, ``"http500"`` answers with an error status.
+
+``/metrics`` gives vLLM's two load gauges (Prometheus text, with vLLM's labels): requests being answered as
+``vllm:num_requests_running``, and ``vllm:num_requests_waiting`` 0; ``POST /reset_prefix_cache`` counts its calls in
+``resets`` and answers ``reset_status`` with vLLM's body, ``{"success": reset_success}``.
 """
 
 from __future__ import annotations
@@ -27,8 +31,32 @@ class StubServer:
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._runner: web.AppRunner | None = None
+        self.in_flight = 0
+        self.resets = 0
+        self.reset_status = 200
+        self.reset_success = True
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
+        self.in_flight += 1
+        try:
+            return await self._answer(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        labels = '{engine="0",model_name="stub"}'
+        return web.Response(text=f"# HELP vllm:num_requests_running Number of requests in model execution batches.\n"
+                                 f"# TYPE vllm:num_requests_running gauge\n"
+                                 f"vllm:num_requests_running{labels} {float(self.in_flight)}\n"
+                                 f"# TYPE vllm:num_requests_waiting gauge\n"
+                                 f"vllm:num_requests_waiting{labels} 0.0\n"
+                                 f"vllm:prompt_tokens_total{labels} 123.0\n")
+
+    async def _reset(self, request: web.Request) -> web.Response:
+        self.resets += 1
+        return web.json_response({"success": self.reset_success}, status=self.reset_status)
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         self.arrivals.append(asyncio.get_running_loop().time())
         self.peers["completions"].append(request.transport.get_extra_info("peername")[1])
         body = await request.json()
@@ -79,6 +107,8 @@ class StubServer:
             app.router.add_get("/health", self._health)
             app.router.add_get("/v1/models", self._models)
             app.router.add_get("/arrivals", self._arrivals)
+            app.router.add_get("/metrics", self._metrics)
+            app.router.add_post("/reset_prefix_cache", self._reset)
             self._runner = web.AppRunner(app, access_log=None)
             self._loop.run_until_complete(self._runner.setup())
             self._loop.run_until_complete(web.SockSite(self._runner, sock).start())

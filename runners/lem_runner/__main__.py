@@ -156,9 +156,8 @@ def _run_request(config_path: Path, out: Path | None, emit, progress: dict, held
     from lem_runner.measurement.environment import collect_environment
 
     phase = Phase()
-    servers: list = []  # serving: the server this runner started, stopped in finally
     run_config = request.config
-    fresh = held.backend is None
+    fresh = held.backend is None  # offline: the backend engine_for hands over was loaded before
     failed = True
     try:
         # Before anything touches CUDA: the engine sees exactly the measured GPUs (found by UUID) as cuda:0..n-1; the
@@ -196,9 +195,10 @@ def _run_request(config_path: Path, out: Path | None, emit, progress: dict, held
                 energy_for=lambda kind: select_energy_source(run_config, kind),
                 environment_for=lambda libraries, kind, cuda: collect_environment(
                     libraries, run_config.devices, kind == "cuda", cuda, request.image, request.config.devices),
-                emit=emit, phase=phase, out_dir=out_dir, servers=servers, gpu_indices=request.config.devices,
+                emit=emit, phase=phase, out_dir=out_dir, held=held, gpu_indices=request.config.devices,
             )
             result = result.model_copy(update={"config": request.config})
+            held.served()
         else:
             backend = held.engine_for(run_config, lambda: create_backend(run_config, request.model_path))
             result = run_measurement(
@@ -239,7 +239,7 @@ def _run_request(config_path: Path, out: Path | None, emit, progress: dict, held
         return EXIT_BAD_REQUEST
     except Exception as exc:
         message = f"{type(exc).__name__}: {exc}".strip()
-        if phase.name == "load" and not isinstance(exc, DeviceError) and not servers:
+        if phase.name == "load" and not isinstance(exc, DeviceError) and run_config.scenario != "serving":
             message = f"could not load the model from {request.model_path}: {message}"
         emit(ProgressEvent(event="error", message=f"during {phase.name}: {message.splitlines()[0][:500]}", data=tag))
         with contextlib.suppress(OSError):  # stderr is runner.log: on a full disk it cannot take the traceback
@@ -251,10 +251,8 @@ def _run_request(config_path: Path, out: Path | None, emit, progress: dict, held
         )
         return EXIT_FAILED
     finally:
-        if failed:  # an engine a run failed on is in an unknown state: never measured on again
+        if failed:  # an engine (or server) a run failed on is in an unknown state: never measured on again
             held.close()
-        for server in servers:
-            server.stop()
     emit(ProgressEvent(event="done", message=str(out_dir / RESULT_FILE), data=tag))
     return EXIT_OK
 

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pyarrow.parquet as pq
 from conftest import run_lem, write_yaml
@@ -107,3 +108,40 @@ def test_ctrl_c_while_the_server_starts_stops_it(tmp_path, tiny_model_path):
     assert proc.returncode == 130
     time.sleep(0.5)
     assert _server_pids(str(tiny_model_path)) == []
+
+
+def test_a_kept_server_is_busy_while_a_request_runs_idle_after_and_reset_on_its_route():
+    """ManagedServer's hand-over checks against the stub (a seam fake of vLLM's /metrics gauges and reset route;
+    the real vLLM server answers them in tests/docker/test_serving_vllm.py, lem's own server in
+    test_serving_sessions.py): the gauges summed, an unreadable server never called idle, a refused reset an error."""
+    import threading
+    import urllib.request
+
+    import pytest
+    from lem_runner.serving.lifecycle import ManagedServer, ServerError
+    from lem_runner.serving.servers import ServerCommand
+
+    with StubServer(ttft_s=1.5) as stub:
+        cmd = ServerCommand("stub", ["stub"], busy_metrics=("vllm:num_requests_running", "vllm:num_requests_waiting"),
+                            reset_routes=("/reset_prefix_cache",))
+        server = ManagedServer(cmd, stub.port, Path("/nonexistent/server.log"))
+        assert server.busy() == 0 and server.wait_idle(1)
+        body = json.dumps({"model": "stub", "prompt": "a b", "max_tokens": 2, "stream": True}).encode()
+        req = urllib.request.Request(f"{stub.base_url}/completions", data=body,
+                                     headers={"Content-Type": "application/json"})
+        t = threading.Thread(target=lambda: urllib.request.urlopen(req, timeout=30).read())
+        t.start()
+        time.sleep(0.5)
+        assert server.busy() == 1 and not server.wait_idle(0.2)  # the request is still being answered
+        assert server.wait_idle(10)  # ...until it ends
+        t.join(10)
+        assert server.reset() == ["POST /reset_prefix_cache"] and stub.resets == 1
+        stub.reset_success = False  # vLLM answers 200 with success false while blocks are held
+        with pytest.raises(ServerError, match="success false"):
+            server.reset()
+        stub.reset_status = 500
+        with pytest.raises(ServerError, match="HTTP 500"):
+            server.reset()
+        # a server without gauges cannot say it is idle: it is not handed to another run
+        mute = ManagedServer(ServerCommand("stub", ["stub"]), stub.port, Path("/nonexistent/server.log"))
+        assert mute.busy() is None and not mute.wait_idle(1)

@@ -89,11 +89,86 @@ def test_a_built_tensorrt_engine_fixes_its_input_length():
     assert engine_identity(_cfg("tensorrt", max_input_tokens=100)) == engine_identity(_cfg("tensorrt"))
 
 
-def test_leaky_or_serving_engines_are_refused():
+def test_leaky_engines_and_servers_lem_does_not_own_are_refused():
     assert reuse_refusal(_cfg("vllm")) is None
     assert reuse_refusal(_cfg("vllm", vllm={"enable_prefix_caching": True})) is None  # reset before each run
     assert "block_reuse" in reuse_refusal(_cfg("tensorrt", tensorrt={"kv_cache_enable_block_reuse": True}))
-    assert "serving" in reuse_refusal(_cfg("pytorch", scenario="serving", serving={"arrival": "constant", "rate": 2}))
+    load = {"arrival": "constant", "rate": 2}
+    assert reuse_refusal(_cfg("pytorch", scenario="serving", serving=load)) is None  # one server across rates
+    assert reuse_refusal(_cfg("vllm", scenario="serving", serving=load)) is None
+    assert "trtllm-serve" in reuse_refusal(_cfg("tensorrt", scenario="serving", serving=load))
+    assert "endpoint" in reuse_refusal(_cfg("pytorch", scenario="serving",
+                                            serving={**load, "endpoint": "http://127.0.0.1:9/v1"}))
+
+
+def _leaves(node, prefix=()):
+    """Every scalar in a config dump, by path."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _leaves(v, (*prefix, k))
+    else:
+        yield prefix, node
+
+
+def _perturbed(value):
+    """Other values of a scalar's type, to try in its place (the config decides which are valid)."""
+    if isinstance(value, bool):
+        return [not value]
+    if isinstance(value, int):
+        return [value + 1, value * 2 + 3]
+    if isinstance(value, float):
+        return [value * 0.5, value + 1.0]
+    if value is None:
+        return [1, 8, True, 0.5]
+    return []
+
+
+def _with(dump: dict, path: tuple, value) -> dict:
+    import copy
+
+    out = copy.deepcopy(dump)
+    node = out
+    for k in path[:-1]:
+        node = node[k]
+    node[path[-1]] = value
+    return out
+
+
+@pytest.mark.parametrize("backend", ["pytorch", "vllm"])
+def test_serving_runs_share_an_engine_only_when_they_would_start_the_same_server(backend):
+    """The truth is the server command itself: change any scalar of a serving config (one at a time, every value
+    the config accepts); whenever the command it would start differs (port aside), the identity must differ too.
+    And the run-level values do change the command for pytorch (its batch cap and default max_tokens), so the
+    identity is not merely the offline one."""
+    from lem_runner.serving.servers import server_command
+
+    base = _cfg(backend, scenario="serving", device="cpu", serving={"arrival": "poisson", "rate": 4})
+    dump = base.model_dump(mode="json", exclude_unset=False)
+
+    def command(cfg):
+        c = server_command(cfg, "/models/m", 8000, cfg.device == "cpu")
+        return (c.argv, sorted(c.env.items()), c.reset_routes)
+
+    ref_cmd, ref_id = command(base), engine_identity(base)
+    tried = differs = 0
+    for path, value in _leaves(dump):
+        for other in _perturbed(value):
+            try:
+                cfg = ExperimentConfig.model_validate(_with(dump, path, other))
+            except ValueError:
+                continue
+            tried += 1
+            if command(cfg) != ref_cmd:
+                differs += 1
+                assert engine_identity(cfg) != ref_id, f"{'.'.join(path)}={other!r} changes the server, not the identity"
+    assert tried > 30 and differs > 3
+    if backend == "pytorch":
+        assert engine_identity(base.model_copy(update={"max_output_tokens": 9})) != ref_id
+        batch = base.model_copy(update={"pytorch": base.pytorch.model_copy(update={"batch_size": 4})})
+        assert engine_identity(ExperimentConfig.model_validate(batch.model_dump())) != ref_id
+    # the load itself never changes it: rate points share one server
+    faster = ExperimentConfig.model_validate(_with(dump, ("serving", "rate"), 16.0))
+    assert engine_identity(faster) == ref_id
 
 
 def test_group_by_engine_keeps_order_within_groups_and_cycles():

@@ -69,8 +69,8 @@ class StudyConfig(BaseModel):
     engine_reuse: bool = Field(
         True, description="true: within a cycle, runs whose points share an engine (lem_runner.contract.engine: same "
         "model, backend, dtype, devices, engine arguments, image) go together, in the order's sequence, and share one "
-        "loaded engine (an engine session); each cycle loads its engines afresh. false: every run starts a cold runner "
-        "that loads its own engine")
+        "loaded engine (an engine session; serving runs: one server across rates); each cycle loads its engines afresh. "
+        "false: every run starts a cold runner that loads its own engine")
     gap_seconds: float = Field(0, ge=0, le=3600, description="pause between runs (thermal settling)")
     experiment_timeout_s: float | None = Field(
         None, gt=0, description="wall-clock limit of one run; the runner is killed and the run marked failed"

@@ -127,6 +127,14 @@ class BackendSpec:
     checks: tuple[Check, ...] = ()
     #: ``module:function`` building the serving scenario's server command, ``f(cfg, model_path, port, on_cpu)``
     server_command: str | None = None
+    #: ``module:function`` naming the run-level values the server is started with, ``f(cfg) -> dict`` (they join a
+    #: serving run's engine identity: two runs share a server only if they would start the same one)
+    server_settings: str | None = None
+    #: why a serving run on this backend cannot be handed a server kept from another run (None: it can)
+    server_reuse_refusal: str | None = None
+    #: section values a serving run takes where the user set none (written into the config, so every reader and the
+    #: runner, after the request's JSON round trip, see the same value)
+    serving_defaults: Mapping[str, Any] = field(default_factory=dict)
     batch_refusal: str = ""
     #: the engine's memory traits for the dry-run estimate, ``f(experiment, device_kind, device_memory_bytes,
     #: device_name) -> MemoryTraits``
@@ -149,6 +157,13 @@ class BackendSpec:
     def batch_knob(self) -> str | None:
         """The dotted field the batch comes from, e.g. ``vllm.max_num_seqs``."""
         return f"{self.name}.{self.batch_field}" if self.batch_field else None
+
+    def server_values(self, config: Any) -> dict[str, Any]:
+        """The run-level values ``config``'s server would be started with (see ``server_settings``)."""
+        if not self.server_settings:
+            return {}
+        module_name, _, function = self.server_settings.partition(":")
+        return dict(getattr(importlib.import_module(module_name), function)(config))
 
     def engine_problems(self, config: Any, model_path: str | None = None, in_runner: bool = False) -> list[str]:
         """What the engine installed in this process would refuse in ``config`` (see ``engine_check``)."""

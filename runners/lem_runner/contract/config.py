@@ -9,9 +9,10 @@ starts on a config that cannot succeed.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import Field, ValidationInfo, create_model, field_validator, model_serializer, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, create_model, field_validator, model_serializer, model_validator
 
 from lem_runner.contract.backends import BackendSpec, backend_spec, foreign_section_message, registry
 from lem_runner.contract.section import Section
@@ -329,6 +330,8 @@ class _Experiment(_Section):
             backend = data.get("backend", "pytorch")
             if isinstance(backend, str) and backend in registry() and data.get(backend) is None:
                 data = {**data, backend: {}}
+            if data.get("scenario") == "serving" and isinstance(backend, str) and backend in registry():
+                data = {**data, backend: _with_defaults(data[backend], registry()[backend].serving_defaults)}
         return data
 
     @field_validator("*", mode="before")
@@ -446,6 +449,18 @@ class _Experiment(_Section):
             return self.name
         base = self.model.rstrip("/").split("/")[-1].split(":")[-1]
         return re.sub(r"[^A-Za-z0-9._-]", "-", f"{base}-{self.backend}")[:100]
+
+
+def _with_defaults(section: Any, defaults: Mapping[str, Any]) -> Any:
+    """``section`` (a mapping or a section model) with ``defaults`` for the fields it does not set."""
+    if not defaults:
+        return section
+    if isinstance(section, BaseModel):
+        missing = {k: v for k, v in defaults.items() if k not in section.model_fields_set}
+        return section.model_validate({**section.model_dump(exclude_unset=True), **missing}) if missing else section
+    if isinstance(section, Mapping):
+        return {**defaults, **section}
+    return section
 
 
 def _section_fields() -> dict[str, Any]:

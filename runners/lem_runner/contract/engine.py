@@ -58,7 +58,10 @@ def engine_settings(config: ExperimentConfig) -> dict[str, Any]:
     if config.backend == "tensorrt" and config.tensorrt.llm_backend == "tensorrt":
         # a built TensorRT engine has a maximum input length: the prompt limit the run tokenises to
         names += ["max_input_tokens", "prompts.input_tokens"]
-    return {name: _get(config, name) for name in names}
+    settings = {name: _get(config, name) for name in names}
+    if config.scenario == "serving":  # the run-level values the server is started with (its batch cap, ...)
+        settings.update({f"server.{k}": v for k, v in config.spec.server_values(config).items()})
+    return settings
 
 
 def engine_identity(config: ExperimentConfig) -> str:
@@ -70,9 +73,13 @@ def engine_identity(config: ExperimentConfig) -> str:
 def reuse_refusal(config: ExperimentConfig) -> str | None:
     """Why a run on ``config`` must have an engine of its own (None: it may share one). An engine whose state could
     leak into the next run is refused unless it can be reset: vLLM's prefix cache is reset before each run
-    (``reset_prefix_cache()``), TensorRT-LLM's reused KV blocks cannot be."""
-    if config.scenario == "serving":
-        return "scenario serving starts its own server per run"
+    (``reset_prefix_cache()`` offline, ``POST /reset_prefix_cache`` on its server), TensorRT-LLM's reused KV blocks
+    cannot be. A serving run's engine is its server: runs at different rates share one (ML.ENERGY and ``vllm bench
+    sweep`` do the same), each with its own baseline and warmup."""
+    if config.scenario == "serving" and config.serving.endpoint is not None:
+        return "serving.endpoint: the server is the user's own; lem starts none, so there is no engine to keep"
+    if config.scenario == "serving" and config.spec.server_reuse_refusal:
+        return config.spec.server_reuse_refusal
     if config.runner == "slurm":
         return "runner slurm runs one job per run"
     if config.backend == "tensorrt" and config.tensorrt.kv_cache_enable_block_reuse:

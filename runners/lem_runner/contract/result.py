@@ -195,6 +195,12 @@ class EngineUse(_Record):
     session: str | None = Field(None, description="the engine session's id (None: a runner started for this run "
                                 "alone)")
     pid: int = Field(..., description="the runner process's id (inside a container: the container's pid space)")
+    server_pid: int | None = Field(None, description="serving: the server process's id (the runner's child; runs "
+                                   "that shared a server share it); null offline")
+    reset: list[str] = Field(default_factory=list, description="what was emptied before this run on a kept engine, "
+                             "so that nothing of the last run could serve it (vLLM: the prefix cache, 'POST "
+                             "/reset_prefix_cache' for a server; 'reset_prefix_cache()' offline); empty when fresh or "
+                             "when the engine keeps nothing between requests")
 
 
 class ExperimentResult(_Record):

@@ -1,9 +1,14 @@
-"""A server process the runner owns: started in its own session with its output in server.log, ready when its
-health route answers 200, and stopped on every path (SIGTERM to its process group, SIGKILL after a grace)."""
+"""A server process the runner owns: started in its own session with its output in a log file, ready when its
+health route answers 200, and stopped on every path (SIGTERM to its process group, SIGKILL after a grace).
+
+An engine session keeps one server for several serving runs (lem_runner.session.HeldEngine): before a later run it
+must be idle (no request of the last run still running or queued, by its own metrics) and have emptied what a run
+leaves behind (vLLM's prefix cache); each run's folder gets the server's log from that run's start to its end."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -51,6 +56,10 @@ class ManagedServer:
         self.proc: subprocess.Popen | None = None
 
     @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
@@ -84,6 +93,81 @@ class ManagedServer:
                 raise ServerError(f"server not ready after {timeout_s:g} s (serving.server_start_timeout_s; "
                                   f"{self.log_path.name}: {_tail(self.log_path)})")
             time.sleep(poll_s)
+
+    def _url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def busy(self) -> int | None:
+        """Requests the server reports running or waiting (the sum of its ``busy_metrics`` gauges on /metrics);
+        None when it has no such gauges or they cannot be read."""
+        names = self.command.busy_metrics
+        if not names:
+            return None
+        try:
+            with urllib.request.urlopen(self._url("/metrics"), timeout=5) as resp:
+                text = resp.read().decode("utf-8", errors="replace")
+        except (urllib.error.URLError, OSError, ValueError):
+            return None
+        total, seen = 0.0, False
+        for line in text.splitlines():
+            name = line.split("{", 1)[0].split(" ", 1)[0]
+            if name in names:
+                with contextlib.suppress(ValueError, IndexError):
+                    total += float(line.rsplit(" ", 1)[1])
+                    seen = True
+        return round(total) if seen else None
+
+    def wait_idle(self, timeout_s: float, poll_s: float = 0.1) -> bool:
+        """Whether the server reported nothing running or queued within ``timeout_s`` (False also when it cannot
+        say: a server that cannot tell it is idle is not handed to another run)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            n = self.busy()
+            if n == 0:
+                return True
+            if n is None or time.monotonic() > deadline:
+                return False
+            time.sleep(poll_s)
+
+    def reset(self) -> list[str]:
+        """POST each of the command's ``reset_routes`` (state one run would leave for the next, e.g. vLLM's prefix
+        cache); what was reset, in words. ServerError when a route does not answer 200, or answers a JSON body with
+        ``"success": false`` (vLLM's reset while blocks are still held)."""
+        done = []
+        for path in self.command.reset_routes:
+            req = urllib.request.Request(self._url(path), data=b"", method="POST")
+            body = b""
+            try:
+                with urllib.request.urlopen(req, timeout=30) as resp:
+                    status, body = resp.status, resp.read()
+            except urllib.error.HTTPError as exc:
+                status = exc.code
+            except (urllib.error.URLError, OSError) as exc:
+                raise ServerError(f"could not reset the server for the next run (POST {path}: {exc})") from None
+            if status != 200:
+                raise ServerError(f"the server refused to reset for the next run (POST {path}: HTTP {status})")
+            with contextlib.suppress(ValueError):
+                answer = json.loads(body) if body.strip() else {}
+                if isinstance(answer, dict) and answer.get("success") is False:
+                    raise ServerError(f"the server could not reset for the next run (POST {path}: success false)")
+            done.append(f"POST {path}")
+        return done
+
+    def log_mark(self) -> int:
+        """Where the server's log stands now (its size), for :meth:`log_since`."""
+        try:
+            return self.log_path.stat().st_size
+        except OSError:
+            return 0
+
+    def log_since(self, mark: int) -> bytes:
+        """What the server logged since ``mark``."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(mark)
+                return f.read()
+        except OSError:
+            return b""
 
     def died(self) -> str | None:
         """Why the server is gone, or None while it runs."""

@@ -1,10 +1,12 @@
-"""One serving experiment: start the backend's server (or use the user's endpoint), wait for its health route, take
-the idle baseline, send warmup requests, then the load inside the energy window; derive every figure and write
-requests.parquet beside result.json. The server's start-up is outside the window and reported; it is stopped on
-every path (the caller's ``finally``, Ctrl-C and SIGTERM included)."""
+"""One serving experiment: start the backend's server (or take the one an engine session kept from its last run, or
+use the user's endpoint), wait for its health route, take the idle baseline, send warmup requests, then the load
+inside the energy window; derive every figure and write requests.parquet beside result.json. The server's start-up
+is outside the window and reported; the server is stopped on every path (by its holder: after a failed run, at the
+end of the session or single run, on Ctrl-C and SIGTERM)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -15,7 +17,7 @@ from lem_runner.backends.base import library_versions
 from lem_runner.contract.environment import EnvironmentInfo
 from lem_runner.contract.fingerprint import measurement_config_hash
 from lem_runner.contract.protocol import ProgressEvent, RunRequest
-from lem_runner.contract.result import ExperimentResult, RunTotals, WarmupResult
+from lem_runner.contract.result import EngineUse, ExperimentResult, RunTotals, WarmupResult
 from lem_runner.energy.base import EnergySource
 from lem_runner.energy.timeseries import FILE_NAME as TIMESERIES_FILE
 from lem_runner.energy.timeseries import write_timeseries
@@ -32,6 +34,7 @@ from lem_runner.serving.records import FILE_NAME as REQUESTS_FILE
 from lem_runner.serving.records import write_requests
 from lem_runner.serving.schedule import plan_requests, vocab_size
 from lem_runner.serving.servers import SERVED_NAME, server_command
+from lem_runner.session import HeldEngine
 
 Emit = Callable[[ProgressEvent], None]
 LATENCY_METHOD = ("client side, in lem's load generator: submission (just before the HTTP request is sent) to each "
@@ -69,23 +72,52 @@ def _sampling(cfg) -> dict:
 
 def run_serving(request: RunRequest, energy_for: Callable[[str], EnergySource],
                 environment_for: Callable[[dict, str, str | None], EnvironmentInfo], emit: Emit, phase,
-                out_dir: Path, servers: list, gpu_indices: list[int] | None = None) -> ExperimentResult:
-    """Measure one serving experiment. A server it starts is appended to ``servers`` so the caller stops it.
-    ``gpu_indices``: the config's device indices as written, recorded beside each device's energy."""
+                out_dir: Path, held: HeldEngine, gpu_indices: list[int] | None = None) -> ExperimentResult:
+    """Measure one serving experiment on ``held``'s server (kept from an earlier run of the engine session, or
+    started now and kept there: ``held.close()`` stops it). ``gpu_indices``: the config's device indices as written,
+    recorded beside each device's energy. The run's folder gets the server's log from this run's start to its end."""
     cfg, s = request.config, request.config.serving
     start_time = datetime.now(UTC)
-    kind, cuda_version = device_kind(cfg)
+    kind = device_kind(cfg)[0]
     phase.name = "load"
-    server = None
-    start_s = None
-    if s.endpoint is None:
+    if s.endpoint is not None:
+        return _measure(request, energy_for, environment_for, emit, phase, out_dir, start_time, None, None, None,
+                        gpu_indices)
+    log_path = (held.scratch or out_dir) / LOG_FILE
+
+    def start() -> ManagedServer:
         port = free_port()
-        server = ManagedServer(server_command(cfg, request.model_path, port, kind == "cpu"), port, out_dir / LOG_FILE)
-        servers.append(server)
-        server.start()
-        start_s = server.wait_ready(s.server_start_timeout_s)
-        emit(ProgressEvent(event="model_loaded", message=f"server ready in {start_s:.1f} s",
-                           data={"seconds": start_s}))
+        return ManagedServer(server_command(cfg, request.model_path, port, kind == "cpu"), port, log_path)
+
+    mark = held.server.log_mark() if held.server is not None else 0  # before the hand-over: its reset is logged
+    server, fresh = held.server_for(cfg, start)
+    mark = 0 if fresh else mark
+    start_s = None
+    try:
+        if fresh:
+            server.start()
+            start_s = server.wait_ready(s.server_start_timeout_s)
+            held.started(start_s)
+            emit(ProgressEvent(event="model_loaded", message=f"server ready in {start_s:.1f} s",
+                               data={"seconds": start_s}))
+        else:
+            emit(ProgressEvent(event="model_loaded", message=f"server kept from the session's last run (pid "
+                               f"{server.pid}, {held.runs_served} run(s) served)", data={"seconds": 0.0}))
+        return _measure(request, energy_for, environment_for, emit, phase, out_dir, start_time, server, start_s,
+                        held.use(fresh), gpu_indices)
+    finally:
+        if held.scratch is not None:  # a kept server logs to the session folder: this run's share goes beside it
+            with contextlib.suppress(OSError):
+                out_dir.mkdir(parents=True, exist_ok=True)
+                (out_dir / LOG_FILE).write_bytes(server.log_since(mark))
+
+
+def _measure(request: RunRequest, energy_for, environment_for, emit: Emit, phase, out_dir: Path,
+             start_time: datetime, server: ManagedServer | None, start_s: float | None, engine: EngineUse | None,
+             gpu_indices: list[int] | None) -> ExperimentResult:
+    """The run itself, on a ready server (None: the user's endpoint): baseline, warmup, the load in the window."""
+    cfg, s = request.config, request.config.serving
+    kind, cuda_version = device_kind(cfg)
     base_url = server.base_url if server else s.endpoint
     alive = server.alive if server else (lambda: True)
 
@@ -194,7 +226,7 @@ def run_serving(request: RunRequest, energy_for: Callable[[str], EnergySource],
         energy_per_token_j=head.energy_per_token_j, adjusted_energy_per_token_j=head.adjusted_energy_per_token_j,
         windows=windows,
         ttft=figures.ttft, itl=figures.itl, latency_method=LATENCY_METHOD, energy=energy_record,
-        model_load_s=start_s or 0.0,
+        model_load_s=start_s or 0.0, engine=engine,
         warmup=WarmupResult(mode="fixed", batches=s.warmup_requests, stop_reason=f"{s.warmup_requests} warmup "
                             "request(s) (serving.warmup_requests)", method=WARMUP_METHOD),
         batch_size=server.command.batch_size if server else None,  # a user's endpoint: its batching is unknown

@@ -4,7 +4,8 @@
   ``vllm`` console script does not), engine arguments from the ``vllm:`` section as its CLI flags;
   ``--enforce-eager`` on CPU (inductor needs a C++ compiler the images lack);
 - pytorch: lem's transformers continuous-batching server (transformers_server.py); ``pytorch.batch_size`` caps the
-  requests batched together (32 when not set: the offline default of 1 would serialise a server);
+  requests batched together (32 when not set: the spec's ``serving_defaults``, written into the config so the value
+  survives the request's JSON round trip, where every field reads as set);
 - tensorrt: ``trtllm-serve serve MODEL`` on the PyTorch workflow (its documented CLI: --host, --port, --backend,
   --max_batch_size, --max_num_tokens, --max_seq_len, --tp_size, --pp_size, --kv_cache_free_gpu_memory_fraction).
 """
@@ -28,6 +29,11 @@ class ServerCommand:
     env: dict[str, str] = field(default_factory=dict)
     health_path: str = "/health"
     batch_size: int | None = None  # the batch cap the server was started with (None: the server's own default)
+    #: gauges on GET /metrics that count requests running or queued (all 0: the server is idle); none: it cannot say,
+    #: and an engine session does not hand it to another run
+    busy_metrics: tuple[str, ...] = ()
+    #: POST routes that empty what one run leaves for the next (answered 200), called before a later run on the server
+    reset_routes: tuple[str, ...] = ()
 
 
 def _flag(key: str) -> str:
@@ -53,17 +59,30 @@ def vllm_command(cfg: ExperimentConfig, model_path: str, port: int, on_cpu: bool
         argv.append("--enforce-eager")
     argv.append("--enable-prefix-caching" if cfg.vllm.enable_prefix_caching else "--no-enable-prefix-caching")
     env = {"VLLM_CPU_KVCACHE_SPACE": str(cfg.vllm.cpu_kvcache_space_gib)} if on_cpu else {}
-    return ServerCommand("vllm.entrypoints.openai.api_server", argv, env, batch_size=args.get("max_num_seqs"))
+    reset: tuple[str, ...] = ()
+    if cfg.vllm.enable_prefix_caching:  # a cached prefix would serve the next run's prompts: empty it between runs
+        env["VLLM_SERVER_DEV_MODE"] = "1"  # the route /reset_prefix_cache exists only in vLLM's dev mode
+        reset = ("/reset_prefix_cache",)
+    return ServerCommand("vllm.entrypoints.openai.api_server", argv, env, batch_size=args.get("max_num_seqs"),
+                         busy_metrics=("vllm:num_requests_running", "vllm:num_requests_waiting"),
+                         reset_routes=reset)
+
+
+def pytorch_server_settings(cfg: ExperimentConfig) -> dict:
+    """The run-level values lem's transformers server is started with (so they join a serving run's engine
+    identity): its batch cap (``pytorch.batch_size``; a serving config without one takes the spec's serving default,
+    32) and its default ``max_tokens``."""
+    return {"max_batch": cfg.pytorch.batch_size, "max_tokens": cfg.max_output_tokens}
 
 
 def pytorch_command(cfg: ExperimentConfig, model_path: str, port: int, on_cpu: bool = False) -> ServerCommand:
-    max_batch = cfg.pytorch.batch_size if "batch_size" in cfg.pytorch.model_fields_set else 32
+    settings = pytorch_server_settings(cfg)
     argv = [sys.executable, "-m", "lem_runner.serving.transformers_server", "--model", model_path, "--port", str(port),
             "--served-model-name", SERVED_NAME, "--dtype", cfg.dtype, "--device", cfg.device,
-            "--max-batch", str(max_batch), "--max-tokens", str(cfg.max_output_tokens),
+            "--max-batch", str(settings["max_batch"]), "--max-tokens", str(settings["max_tokens"]),
             "--seed", str(cfg.seed)]
     return ServerCommand("lem_runner.serving.transformers_server (transformers continuous batching)", argv,
-                         batch_size=max_batch)
+                         batch_size=settings["max_batch"], busy_metrics=("lem:num_requests_running",))
 
 
 def tensorrt_command(cfg: ExperimentConfig, model_path: str, port: int, on_cpu: bool = False) -> ServerCommand:

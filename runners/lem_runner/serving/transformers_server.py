@@ -6,6 +6,9 @@ and it is a chat-first CLI whose engine options lem cannot set one by one; the b
 continuous-batching code either way. This module is started as its own process (``python -m
 lem_runner.serving.transformers_server``), so it is launched, health-checked, logged and killed like vLLM's server.
 
+``GET /metrics`` gives ``lem:num_requests_running`` (requests added and not yet finished or cancelled), in
+Prometheus' text format as vLLM's gauges are, so an engine session can tell the server is idle before its next run.
+
 Streaming: each engine step's new tokens for a request become one chunk, with ``usage`` (prompt and cumulative
 completion tokens) on every chunk and a usage-only chunk at the end, as vLLM does with ``continuous_usage_stats``.
 """
@@ -55,6 +58,14 @@ def _chunk(rid: str, text: str, finish: str | None, n_in: int, n_out: int, model
 def build_app(tok, manager, served_name: str, default_max_tokens: int):
     from aiohttp import web
 
+    running = [0]  # requests handed to the manager and not yet finished or cancelled
+
+    async def metrics(request):
+        text = ("# HELP lem:num_requests_running Requests in the batching engine (running or queued).\n"
+                "# TYPE lem:num_requests_running gauge\n"
+                f"lem:num_requests_running {running[0]}\n")
+        return web.Response(text=text, content_type="text/plain")
+
     async def health(request):
         return web.Response(text="ok") if manager.is_running() else web.Response(status=503, text="engine stopped")
 
@@ -81,20 +92,20 @@ def build_app(tok, manager, served_name: str, default_max_tokens: int):
         queue: asyncio.Queue = asyncio.Queue()
         manager.register_result_handler(rid, queue.put_nowait)
         eos = -1 if body.get("ignore_eos") else None
+        running[0] += 1
         manager.add_request(ids, request_id=rid, max_new_tokens=max_tokens, streaming=True, eos_token_id=eos)
-        stream = bool(body.get("stream"))
-        resp = None
-        if stream:
-            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-            await resp.prepare(request)
         sent = 0
         tokens: list[int] = []
+        resp = None
         try:
+            if body.get("stream"):
+                resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+                await resp.prepare(request)
             while True:
                 out = await queue.get()
                 tokens = list(out.generated_tokens)
                 done = out.is_finished()
-                if stream and len(tokens) > sent:
+                if resp is not None and len(tokens) > sent:
                     finish = ("length" if len(tokens) >= max_tokens else "stop") if done else None
                     await resp.write(_chunk(rid, tok.decode(tokens[sent:]), finish, len(ids), len(tokens),
                                             served_name))
@@ -104,7 +115,9 @@ def build_app(tok, manager, served_name: str, default_max_tokens: int):
         except (ConnectionResetError, asyncio.CancelledError):
             manager.cancel_request(rid)
             raise
-        if not stream:
+        finally:
+            running[0] -= 1
+        if resp is None:
             return web.json_response({"id": rid, "object": "text_completion", "model": served_name,
                                       "choices": [{"index": 0, "text": tok.decode(tokens), "finish_reason": "length"}],
                                       "usage": {"prompt_tokens": len(ids), "completion_tokens": len(tokens),
@@ -118,6 +131,7 @@ def build_app(tok, manager, served_name: str, default_max_tokens: int):
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_get("/health", health)
     app.router.add_get("/v1/models", models)
+    app.router.add_get("/metrics", metrics)
     app.router.add_post("/v1/completions", completions)
     return app
 

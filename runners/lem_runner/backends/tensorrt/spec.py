@@ -51,4 +51,6 @@ SPEC = BackendSpec(
     memory_traits=_memory,
     engine_check="lem_runner.backends.tensorrt.check:tensorrt_problems",
     server_command="lem_runner.serving.servers:tensorrt_command",
+    server_reuse_refusal=("trtllm-serve keeps KV blocks for reuse and has no route to empty them, so a kept server "
+                          "would serve one run's prompts from the last run's cache"),
 )

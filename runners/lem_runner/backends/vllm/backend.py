@@ -329,13 +329,16 @@ class VLLMBackend:
         return [GenerationRecord(len(tok), len(times[rid]), start, times[rid], scheduled=scheduled.get(rid))
                 for rid, tok in zip(ids, token_ids)]
 
-    def adopt(self, config: ExperimentConfig) -> None:
+    def adopt(self, config: ExperimentConfig) -> list[str]:
         """Serve a later run of an engine session: its sampling and lengths on the engine already loaded. The prefix
         cache, when on, is emptied (a reset refused is an error, never a run measured on a warm cache); with it off,
-        nothing outlives a request (its KV blocks are freed when it finishes)."""
+        nothing outlives a request (its KV blocks are freed when it finishes). Returns what was reset."""
         self.config = config
-        if self._prefix_caching and self._llm is not None and self._llm.reset_prefix_cache() is False:
+        if not (self._prefix_caching and self._llm is not None):
+            return []
+        if self._llm.reset_prefix_cache() is False:
             raise RuntimeError("vLLM refused to reset its prefix cache for the next run of the engine session")
+        return ["reset_prefix_cache()"]
 
     @contextlib.contextmanager
     def _engine_errors(self):
