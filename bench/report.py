@@ -160,7 +160,7 @@ def main() -> None:
                      f"{c['controller_overhead_s_per_experiment']:.3f} s per experiment ({c['experiments']} trivial "
                      f"experiments in one study: wall minus runner time) | ≤ 0.5 s | "
                      f"{_verdict(c['controller_overhead_s_per_experiment'] <= 0.5)} | `{path.relative_to(ROOT)}` |")
-    reuse = _latest("reuse")
+    reuse = _latest("reuse", "-2*.json")  # not reuse-serving-*
     if reuse:
         path, r = reuse
         on, off = r["pairs"][-1]["on"], r["pairs"][-1]["off"]
@@ -177,6 +177,18 @@ def main() -> None:
         lines.append(f"| engine reuse: reused vs cold figures | `python bench/reuse.py` | tok/s, TTFT p50, ITL p50 of "
                      f"runs on a reused engine vs cold runs: {ok} of {n} 95 % CIs overlap | all | "
                      f"{_verdict(r['all_agree'])} | `{path.relative_to(ROOT)}` |")
+    served = _latest("reuse-serving")
+    if served:
+        path, r = served
+        on, off = r["pairs"][-1]["on"], r["pairs"][-1]["off"]
+        n = sum(len(m) for m in r["agreement"].values())
+        ok = sum(v["agree"] for m in r["agreement"].values() for v in m.values())
+        lines.append(f"| engine reuse, serving: wall time | `python bench/reuse.py --scenario serving` | reuse on/off "
+                     f"{r['ratio_on_to_off_wall']:.3f} ({r['points']} Poisson rates × {r['cycles']} cycles, lem's "
+                     f"transformers server; {on['wall_s']:.0f} s vs {off['wall_s']:.0f} s, {on['engine_loads']} vs "
+                     f"{off['engine_loads']} server starts); reused vs cold tok/s, TTFT p50, ITL p50: {ok} of {n} "
+                     f"95 % CIs overlap | none (the ≤ 0.35 target is the offline study's) | reported | "
+                     f"`{path.relative_to(ROOT)}` |")
     slurm = _latest("slurm")
     if slurm:
         path, r = slurm
