@@ -189,7 +189,7 @@ def main() -> int:
         "paired_ratios_on_to_off_wall": ratios,
         "ratio_on_to_off_wall": ratio,
         "target_ratio": f"<= {TARGET_RATIO}",
-        "meets_ratio": ratio <= TARGET_RATIO,
+        "meets_ratio": ratio <= TARGET_RATIO if args.scenario == "offline" else None,
         "on_wall_over_floor": over_floor,
         "target_floor": f"<= {TARGET_FLOOR}",
         "meets_floor": over_floor <= TARGET_FLOOR if args.scenario == "offline" else None,
@@ -209,8 +209,8 @@ def main() -> int:
                                         f"{s['wall_s_extrapolated']:.1f} s extrapolated]")
         print(f"  {side:3s} wall {s['wall_s']:.1f} s · {s['engine_loads']} engine loads ({s['engine_load_s']:.1f} s) "
               f"· floor {s['floor_s']:.1f} s · wall/floor {s['wall_over_floor']:.2f}{cut}")
-    print(f"  on/off wall ratio {ratio:.3f} ({'meets' if ratio <= TARGET_RATIO else 'falls short of'} target "
-          f"<= {TARGET_RATIO})")
+    print(f"  on/off wall ratio {ratio:.3f} " + (f"({'meets' if ratio <= TARGET_RATIO else 'falls short of'} target "
+          f"<= {TARGET_RATIO})" if args.scenario == "offline" else "(no target: the <= 0.35 is the offline study's)"))
     verdict = (f"({'meets' if over_floor <= TARGET_FLOOR else 'falls short of'} target <= {TARGET_FLOOR})"
                if args.scenario == "offline" else "(no target: warmups and baselines are outside this floor)")
     print(f"  on-case wall / (loads + windows + warmups + gaps) {over_floor:.2f} {verdict}")
