@@ -27,14 +27,14 @@ FAST = """\
 """
 
 
-def _study_2x2(tmp_path: Path, model: Path, name: str = "kill") -> Path:
+def _study_2x2(tmp_path: Path, model: Path, name: str = "kill", extra: str = "") -> Path:
     return write_yaml(tmp_path / f"{name}.yaml", f"""\
 name: {name}
 n_cycles: 2
 order: latin_square
 base:
   model: {model}
-{FAST}sweep:
+{FAST}{extra}sweep:
   pytorch.batch_size: [1, 2]
   max_input_tokens: [32, 64]
 """)
@@ -89,7 +89,9 @@ def _result_dirs(study_dir: Path) -> list[Path]:
 
 
 def test_sigkill_mid_study_then_resume_gives_exactly_8_results_and_a_summary(tmp_path, tiny_model_path):
-    study = _study_2x2(tmp_path, tiny_model_path)
+    # each run lasts 3 s (a windowed run), so the kill, ~0.6 s after a run is seen starting, lands inside it: a run
+    # of 2 prompts x 3 tokens on a reused engine ends in well under 0.5 s, and a kill between runs cuts none
+    study = _study_2x2(tmp_path, tiny_model_path, extra="  window: {mode: windowed, duration_s: 3}\n")
     out = tmp_path / "r"
     proc = _start_lem("run", str(study), "-o", str(out), log=tmp_path / "first.log")
     # at least one run done and the next one's runner at work: the kill lands mid-run
