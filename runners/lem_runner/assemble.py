@@ -64,7 +64,8 @@ def _windows(cfg, records: list[GenerationRecord], reading: EnergyReading, basel
     if cfg.window.mode == "windowed":
         sub_window("windowed", [(w0, w0 + cfg.window.duration_s)],
                    f"the first {cfg.window.duration_s:g} s of the run, prompts repeated to fill it; tokens counted "
-                   "by timestamp")
+                   "by timestamp; energy from the counter series over the span, apportioned between counter updates "
+                   "by sampled power held out to the series' first and last counter points")
     methodology = cfg.window.mode if cfg.window.mode in windows else "total"
     return windows, spans, methodology
 

@@ -283,3 +283,45 @@ def test_a_schema_1_1_result_reads_as_the_same_result(tmp_path):
     assert loaded.ok, loaded.failure
     assert loaded.result.schema_version == "1.1"
     assert loaded.result == result.model_copy(update={"schema_version": "1.1"})
+
+
+# --- issue 24 item 1: the power shape reaches the window's edges ----------------------------------------------------
+
+
+def test_power_shape_is_held_to_the_first_and_last_counter_points_so_edge_sub_spans_are_exact():
+    # 336 W constant, a counter updating every 100 ms, the sampler on at 10 Hz ticking at the window's opening read
+    # and every 100 ms after, as its thread does (reading the counter every fifth tick): the window's first and last
+    # 0.3 s hold 336 x 0.3 = 100.8 J each. A shape covering only first-to-last power sample gave the half period
+    # between the first counter point (half a period before the opening read) and the first sample no energy, so
+    # it was pushed into the window's start (+17 % here), and pulled the energy after the last sample before it.
+    clock = FakeClock(10.03)
+    dev = FakeCounterDevice(clock, lambda t: 336.0 * t, update_period_s=0.1)
+    tracker = _tracker(clock, [dev], 10.0)
+    tracker.update_period_s = 0.1
+    tracker.start_tracking()
+    for k in range(25):
+        clock.now = 10.03 + 0.1 * k
+        tracker.tick()
+    clock.now = 12.53
+    reading = tracker.stop_tracking()
+    assert reading.energy_between(10.03, 10.33) == pytest.approx(336.0 * 0.3, rel=0.01)
+    assert reading.energy_between(12.23, 12.53) == pytest.approx(336.0 * 0.3, rel=0.01)
+    assert reading.energy_between(10.03, 12.53) == pytest.approx(336.0 * 2.5, rel=0.01)
+
+
+def test_windowed_headline_at_constant_power_with_the_sampler_on_is_the_power_times_the_span():
+    # 336 W throughout, counter updating every 100 ms, the sampler ticking at the window's opening read and every
+    # 100 ms after (as the sampler thread does): a 2.5 s windowed headline holds 336 x 2.5 = 840 J (the shape starting
+    # at the first sample put the energy between the first counter point, half a period before the opening read, and
+    # that sample into the window: 857 J)
+    backend = FakeInferenceBackend(batch_size=2, output_tokens=10, step_s=0.1, ttft_s=0.0)
+    backend.clock.now = 5.03
+    dev = FakeCounterDevice(backend.clock, lambda t: 336.0 * t, update_period_s=0.1)
+    tracker = _tracker(backend.clock, [dev], 10.0)
+    tracker.update_period_s = 0.1
+    backend.on_step = tracker.tick
+    config = make_config(n_prompts=2, warmup={"n_batches": 0}, energy={"baseline": {"mode": "off"}},
+                         window={"mode": "windowed", "duration_s": 2.5})
+    result = _measure(config, backend, tracker)
+    assert result.inference_time_s == pytest.approx(2.5)
+    assert result.total_energy_j == pytest.approx(336.0 * 2.5, rel=0.005)

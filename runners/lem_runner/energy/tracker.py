@@ -118,7 +118,7 @@ class CounterEnergySource:
         for dev_id, track in self._tracks.items():
             pts = [(r.t, r.sample.power_w) for r in rows if r.device == dev_id and r.sample.power_w is not None]
             if len(pts) >= 2:
-                track.shape = cumulative_integral([t for t, _ in pts], [w for _, w in pts])
+                track.shape = power_shape(track, pts)
         per_device = {dev_id: track.total_j for dev_id, track in self._tracks.items()}  # last read - first read
         persistence_off = [d.id for d in self.devices if d.persistence_mode() is False]
         others = {d.id: procs for d in self.devices if (procs := d.other_processes())}
@@ -141,6 +141,20 @@ class CounterEnergySource:
             other_processes=others,
             uuids={d.id: d.uuid for d in self.devices},
         )
+
+
+def power_shape(track: CounterTrack, pts: list[tuple[float, float]]) -> Callable[[float], float]:
+    """The cumulative sampled-power integral that apportions ``track``'s energy between its counter points, with the
+    first sample's power held back to the first counter point and the last sample's out to the last read: a shape
+    that began at the first sample gave the stretch before it no energy (pushing that stretch's joules into the
+    window's opening sub-span), and one that ended at the last sample pulled the energy after it before it. At
+    constant power every sub-span then gets power x time, to within the counter points' own placement (each within
+    half an update period of the update it marks)."""
+    if track.times and track.times[0] < pts[0][0]:
+        pts = [(track.times[0], pts[0][1]), *pts]
+    if track.last_read_t is not None and track.last_read_t > pts[-1][0]:
+        pts = [*pts, (track.last_read_t, pts[-1][1])]
+    return cumulative_integral([t for t, _ in pts], [w for _, w in pts])
 
 
 def _total_power_series(rows: list[SampleRow], n_devices: int) -> list[float]:

@@ -28,7 +28,8 @@ METHOD = ("prefill = union over requests of [prefill start, first token], prefil
           "time where it gives one, else the end of the engine step before the one that produced the request's first "
           "token (queueing is in neither phase); decode = union of [first token, last token] minus prefill; energy = "
           "the counter series (read at the window's bounds and by the sampler), apportioned between counter updates by "
-          "sampled power, evaluated at those instants")
+          "sampled power (the first sample's power held back to the first counter point, the last's out to the closing "
+          "read), evaluated at those instants")
 
 
 def prefill_starts(records: Sequence[GenerationRecord]) -> list[float | None]:

@@ -15,7 +15,8 @@ from lem_runner.records import GenerationRecord, ModelShape, ParameterCounts
 
 STEADY_METHOD = ("spans where at least {saturation:.0%} of the peak number of requests were decoding (between a "
                  "request's first and last token); tokens counted by timestamp, the first token of each span "
-                 "marking its start; energy from the counter series over the same spans")
+                 "marking its start; energy from the counter series over the same spans (apportioned between counter "
+                 "updates by sampled power, held out to the series' first and last counter points)")
 
 
 def decoding_concurrency(records: Sequence[GenerationRecord]) -> list[tuple[float, float, int]]:
