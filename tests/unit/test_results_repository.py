@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timedelta
+import subprocess
+import sys
 
 import pytest
 from conftest import make_config, make_result
@@ -15,14 +16,8 @@ from llenergymeasure.errors import ConfigError
 from llenergymeasure.results import FileResultsRepository, ResultsRepository
 from llenergymeasure.results.repository import CorruptResult
 
-STAMP = re.compile(r"^exp-\d{8}-\d{6}$")
+STAMP = re.compile(r"^exp-\d{8}-\d{6}-\d{3}$")
 ERROR = RunError(experiment_id="exp", error_type="RuntimeError", message="CUDA out of memory", phase="measure")
-
-
-def _stamps_around_now(seconds: int = 5) -> list[str]:
-    """Timestamp stems for every second from a little before now to a little after."""
-    now = datetime.now()
-    return [f"exp-{(now + timedelta(seconds=s)).strftime('%Y%m%d-%H%M%S')}" for s in range(-1, seconds)]
 
 
 # --- new_experiment_dir -----------------------------------------------------------------------------------------
@@ -36,28 +31,48 @@ def test_a_new_experiment_dir_is_named_after_the_experiment_and_the_time(tmp_pat
     assert exp_dir.is_dir() and list(exp_dir.iterdir()) == []
 
 
-def test_a_taken_name_in_the_same_second_gets_a_suffix_and_is_never_reused(tmp_path):
-    taken = _stamps_around_now()
-    for stem in taken:  # every second the call could land in is already taken...
-        (tmp_path / stem).mkdir()
-        (tmp_path / stem / "result.json").write_text("earlier run")
+def _new_dir_in_a_process(root, at: float) -> str:
+    """The folder name a fresh lem process makes under ``root`` when its clock reads ``at``."""
+    code = ("import sys; from llenergymeasure.results import FileResultsRepository; "
+            "print(FileResultsRepository(sys.argv[1], now=lambda: float(sys.argv[2])).new_experiment_dir('exp').name)")
+    proc = subprocess.run([sys.executable, "-c", code, str(root), repr(at)], capture_output=True, text=True,
+                          timeout=60, check=True)
+    return proc.stdout.strip()
+
+
+def test_a_name_another_process_took_gets_a_suffix_and_is_never_reused(tmp_path):
+    frozen = 1_800_000_000.25  # two processes on the same clock tick
+    first = _new_dir_in_a_process(tmp_path, frozen)
+    (tmp_path / first / "result.json").write_text("earlier run")
+    second = _new_dir_in_a_process(tmp_path, frozen)
+    assert STAMP.match(first) and second == f"{first}-2"
+    assert list((tmp_path / second).iterdir()) == []
+    assert (tmp_path / first / "result.json").read_text() == "earlier run"
+
+
+def test_a_folder_name_is_never_handed_out_twice_even_after_its_folder_was_deleted(tmp_path):
+    # a resume deletes a lost attempt's folder and makes the new attempt's, often within the same second (a Slurm
+    # resume test saw both attempts' result_path equal): the two attempts must not share a name (their result_path,
+    # container label and job name would be the same). The frozen clock puts both calls in the same millisecond.
+    import shutil
+
+    frozen = 1_800_000_000.25
+    lost = FileResultsRepository(tmp_path, now=lambda: frozen).new_experiment_dir("exp")
+    shutil.rmtree(lost)
+    again = FileResultsRepository(tmp_path, now=lambda: frozen).new_experiment_dir("exp")
+    assert again.name != lost.name and STAMP.match(again.name)
+    assert [p.name for p in tmp_path.iterdir()] == [again.name]
+    # on the real clock too
+    lost = FileResultsRepository(tmp_path / "real").new_experiment_dir("exp")
+    shutil.rmtree(lost)
+    assert FileResultsRepository(tmp_path / "real").new_experiment_dir("exp").name != lost.name
+
+
+def test_two_calls_in_the_same_second_get_different_stamps(tmp_path):
     repo = FileResultsRepository(tmp_path)
-    second = repo.new_experiment_dir("exp")
-    third = repo.new_experiment_dir("exp")
-    assert re.fullmatch(r"exp-\d{8}-\d{6}-2", second.name)  # ...so the call gets -2, not the existing folder
-    assert list(second.iterdir()) == []
-    assert third != second and re.fullmatch(r"exp-\d{8}-\d{6}-[23]", third.name)
-    assert all((tmp_path / stem / "result.json").read_text() == "earlier run" for stem in taken)
-
-
-def test_two_calls_in_the_same_second_get_the_stem_and_then_stem_2(tmp_path):
-    for attempt in range(5):  # retried only if the two calls straddle a second boundary
-        repo = FileResultsRepository(tmp_path / str(attempt))
-        first, second = repo.new_experiment_dir("exp"), repo.new_experiment_dir("exp")
-        if second.name.startswith(first.name):
-            break
-    assert STAMP.match(first.name)
-    assert second.name == f"{first.name}-2"
+    first, second = repo.new_experiment_dir("exp"), repo.new_experiment_dir("exp")
+    assert STAMP.match(first.name) and STAMP.match(second.name)
+    assert second.name > first.name  # later, and in name order
     assert first.is_dir() and second.is_dir()
 
 

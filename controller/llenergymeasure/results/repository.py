@@ -3,6 +3,9 @@ of result.json / error.json. Folders are created exclusively, so nothing already
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -31,19 +34,38 @@ class ResultsRepository(Protocol):
     def load_error(self, exp_dir: Path) -> RunError | None: ...
 
 
+#: the last folder stamp this process handed out, in milliseconds since the epoch (stamps only move forward)
+_last_stamp_ms = 0
+_stamp_lock = threading.Lock()
+
+
+def folder_stamp(now: Callable[[], float] = time.time) -> str:
+    """``YYYYmmdd-HHMMSS-mmm`` (local time, to the millisecond), later than every stamp this process handed out
+    before: two attempts of a run made in the same second (a resume discards the lost attempt's folder and makes
+    the new one) get different names even though the first folder is gone, which a name to the second and an
+    existence check cannot guarantee."""
+    global _last_stamp_ms
+    with _stamp_lock:
+        ms = max(int(now() * 1000), _last_stamp_ms + 1)
+        _last_stamp_ms = ms
+    return f"{datetime.fromtimestamp(ms / 1000).strftime('%Y%m%d-%H%M%S')}-{ms % 1000:03d}"
+
+
 class FileResultsRepository:
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, now: Callable[[], float] = time.time) -> None:
         self.root = Path(root)
+        self.now = now
 
     def new_experiment_dir(self, name: str) -> Path:
-        """``<root>/<name>-<YYYYmmdd-HHMMSS>``, with -2, -3… when that exists."""
+        """``<root>/<name>-<YYYYmmdd-HHMMSS-mmm>`` (``folder_stamp``), with -2, -3… when another process made that
+        folder first."""
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError):
             raise ConfigError(f"output: '{self.root}' exists and is not a directory") from None
         except PermissionError:
             raise ConfigError(f"output: cannot create '{self.root}' (permission denied)") from None
-        stem = f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+        stem = f"{name}-{folder_stamp(self.now)}"
         for n in range(1, 1000):
             path = self.root / (stem if n == 1 else f"{stem}-{n}")
             try:

@@ -62,8 +62,9 @@ class StudyLock:
 
 
 def _run_dir_pattern(entry: ManifestEntry) -> re.Pattern[str]:
-    """A run folder of this entry as FileResultsRepository names it: <name>-<YYYYmmdd-HHMMSS>[-n]."""
-    return re.compile(rf"^{re.escape(entry.name)}-\d{{8}}-\d{{6}}(-\d+)?$")
+    """A run folder of this entry as FileResultsRepository names it: <name>-<YYYYmmdd-HHMMSS>[-mmm][-n] (older
+    versions named it to the second)."""
+    return re.compile(rf"^{re.escape(entry.name)}-\d{{8}}-\d{{6}}(-\d{{3}})?(-\d+)?$")
 
 
 def discard_partial(study_dir: Path, manifest: Manifest, entry: ManifestEntry) -> list[Path]:
