@@ -18,7 +18,7 @@ def _result(name, watts, sm, jpt, ttft, itl, jitter):
     return make_result(config=make_config(device="cuda", gpu=gpu), experiment_id=name,
                        energy_per_token_j=jpt * jitter, total_energy_j=jpt * jitter * 32,
                        energy={"source": "nvml_counter", "method": "NVML"},
-                       ttft=lat(ttft * jitter), itl=lat(itl * jitter),
+                       ttft=lat(ttft * jitter), itl=lat(itl * jitter), tpot=lat(itl * jitter),  # 1 token a step
                        quality_flags=["clock_drift"] if sm == 1000 else [])
 
 

@@ -54,6 +54,8 @@ class FakeInferenceBackend:
     ``start + ttft_s + k * step_s`` (k = 0..output_tokens-1), and the clock moves to the last of them.
     ``fail_on_generate_call`` (1-based) makes that call raise, to test where a failure is attributed.
     ``on_step`` is called at each token time with the clock there (e.g. a sampler's ``tick``).
+    ``tokens_per_step`` > 1 makes every step after the first emit that many tokens at one instant, as speculative
+    decoding does (token k > 0 at ``start + ttft_s + ceil(k / tokens_per_step) * step_s``).
     ``burn_cpu_s`` makes each call spin for that much real CPU time (its thread's, summed into ``burned_cpu_s``), as an
     engine computing in the runner's process does; ``engine_in_process=False`` reports an engine in child processes.
 
@@ -82,7 +84,9 @@ class FakeInferenceBackend:
         device_kind: str = "cpu",
         burn_cpu_s: float = 0.0,
         engine_in_process: bool = True,
+        tokens_per_step: int = 1,
     ) -> None:
+        self.tokens_per_step = tokens_per_step
         self.device_kind = device_kind
         self.burn_cpu_s = burn_cpu_s
         self.burned_cpu_s: list[float] = []  # CPU time each generate call spun, in call order
@@ -124,11 +128,12 @@ class FakeInferenceBackend:
             self.burned_cpu_s.append(time.thread_time() - c0)
         start = self.clock.now
         slots = self.slots or len(prompts)
-        wave_s = self.ttft_s + max(0, self.output_tokens - 1) * self.step_s
+        tps = self.tokens_per_step
+        wave_s = self.ttft_s + -(-max(0, self.output_tokens - 1) // tps) * self.step_s
         records = []
         for i in range(len(prompts)):
             begins = start + (i // slots) * wave_s
-            times = [begins + self.ttft_s + k * self.step_s for k in range(self.output_tokens)]
+            times = [begins + self.ttft_s + -(-k // tps) * self.step_s for k in range(self.output_tokens)]
             records.append(GenerationRecord(self.input_tokens, self.output_tokens, start, times,
                                             scheduled=begins if self.reports_scheduled else None))
         for t in sorted({t for r in records for t in r.token_times}):

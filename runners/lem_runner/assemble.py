@@ -20,7 +20,15 @@ from lem_runner.energy.timeseries import write_timeseries
 from lem_runner.energy.tracker import integrate_power
 from lem_runner.measurement.flops import estimate_flops, flops_method
 from lem_runner.measurement.intervals import Interval
-from lem_runner.measurement.latency import RequestTiming, batch_ttft, queue_time, ttft_and_itl
+from lem_runner.measurement.latency import (
+    ITL_DEFINITION,
+    TPOT_DEFINITION,
+    RequestTiming,
+    batch_ttft,
+    queue_time,
+    tpot,
+    ttft_and_itl,
+)
 from lem_runner.measurement.operating_point import observe
 from lem_runner.measurement.phases import phase_spans, prefill_starts, split_phases
 from lem_runner.measurement.quality import counter_vs_integrated, quality_flags
@@ -180,6 +188,8 @@ def assemble_result(request: RunRequest, obs: Observation, environment: Environm
         phases=phases,
         ttft=ttft,
         itl=itl,
+        tpot=tpot(timings),
+        latency_definitions={"itl": ITL_DEFINITION, "tpot": TPOT_DEFINITION},
         queue_time=queue_time(timings),
         queue_time_method=QUEUE_EXACT if exact else QUEUE_ESTIMATED,
         batch_ttft=batch_ttft(timings),

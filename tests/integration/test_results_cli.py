@@ -151,7 +151,7 @@ def test_load_results_dataframe_matches_the_json(results):
         assert row["output_tokens"] == d["output_tokens"] and row["run_input_tokens"] == d["whole_run"]["input_tokens"]
         assert row["ttft_p50_ms"] == pytest.approx(d["ttft"]["p50_ms"])
         assert row["itl_p99_ms"] == pytest.approx(d["itl"]["p99_ms"])
-        assert row["total_flops"] == pytest.approx(d["windows"][d["measurement_methodology"]]["flops"])
+        assert row["headline_flops"] == pytest.approx(d["windows"][d["measurement_methodology"]]["flops"])
         assert row["prefill_time_s"] == pytest.approx(d["phases"]["prefill"]["time_s"])
         assert row["batch_size"] == d["config"]["pytorch"]["batch_size"]
         assert row["start_time"] == pd.Timestamp(d["start_time"])

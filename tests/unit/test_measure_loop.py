@@ -114,6 +114,27 @@ def test_latency_statistics_are_the_fakes_synthetic_timings():
     assert (itl.mean_ms, itl.p50_ms, itl.p90_ms, itl.p99_ms, itl.min_ms, itl.max_ms) == (250.0,) * 6
 
 
+def test_itl_is_the_gap_between_steps_when_a_step_emits_several_tokens_and_tpot_is_per_token():
+    # speculative decoding: a 100 ms prefill, then steps 20 ms apart, each emitting 3 tokens at one instant; 31
+    # tokens = the first + 10 steps. As vllm bench serve measures it: ITL 20 ms per step (chunk), TPOT per request
+    # (last token - first token) / (output tokens - 1) = 200 ms / 30 = 6.67 ms. Per token gaps read ITL p50 0 ms.
+    backend = FakeInferenceBackend(batch_size=2, output_tokens=31, step_s=0.02, ttft_s=0.1, tokens_per_step=3)
+    result, _, _ = _run(make_config(n_prompts=4), backend, FakeEnergySource())
+    itl = result.itl
+    assert (itl.min_ms, itl.p50_ms, itl.max_ms) == pytest.approx((20.0, 20.0, 20.0))
+    assert itl.n == 4 * 10
+    tpot = result.tpot
+    assert tpot.n == 4
+    assert (tpot.min_ms, tpot.p50_ms, tpot.max_ms) == pytest.approx((200.0 / 30,) * 3)
+    assert "distinct" in result.latency_definitions["itl"] and "output tokens - 1" in result.latency_definitions["tpot"]
+
+
+def test_tpot_with_one_token_per_step_is_the_step():
+    backend = FakeInferenceBackend(batch_size=2, output_tokens=4, step_s=0.25, ttft_s=0.125)
+    result, _, _ = _run(make_config(n_prompts=5), backend, FakeEnergySource())
+    assert result.tpot.n == 5 and (result.tpot.min_ms, result.tpot.max_ms) == pytest.approx((250.0, 250.0))
+
+
 def test_no_output_tokens_gives_no_latency_and_no_per_token_energy():
     backend = FakeInferenceBackend(output_tokens=0)
     result, _, _ = _run(make_config(), backend, FakeEnergySource(joules=5.0))

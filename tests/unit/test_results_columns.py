@@ -181,3 +181,32 @@ def test_every_figure_of_the_catalogue_is_one_column_under_its_own_name():
     assert all(by_name[k].description == m.description and by_name[k].kind == m.kind for k, m in METRICS.items())
     assert set(STUDY_METRICS) <= set(METRICS)
     assert all(m.better in ("higher", "lower", None) for m in METRICS.values())
+
+
+def test_each_flops_name_covers_one_span_in_result_json_and_the_export(tmp_path):
+    # steady-state headline over 4 requests of 10 prompt tokens and 5 output tokens (the fake: 1e6 parameters, 50k
+    # input embedding, 50k untied head, no model shape). By hand: N_body 900k, N_head 50k; a request's prefill
+    # 2 x 900k x 10 + 2 x 50k = 18.1e6, each later token 2 x 950k = 1.9e6, so the whole run is
+    # 4 x (18.1e6 + 4 x 1.9e6) = 102.8e6 over 20 output tokens (5.14e6 a token). The steady spans hold tokens 2..5 of
+    # each request, 16 tokens at 1.9e6 each: 30.4e6, 1.9e6 a token. The export once called the headline's
+    # 1.9e6 "flops_per_output_token", the name result.json gives the whole run's 5.14e6.
+    from conftest import make_environment
+    from fakes import FakeEnergySource, FakeInferenceBackend
+    from lem_runner.contract import RunRequest
+    from lem_runner.measure import run_measurement
+
+    backend = FakeInferenceBackend(batch_size=2, output_tokens=5, step_s=0.25, ttft_s=0.5)
+    request = RunRequest(experiment_id="exp-1", config=make_config(n_prompts=4, window={"mode": "steady_state"}),
+                         model_path="/m")
+    result = run_measurement(request, backend, lambda _l: FakeEnergySource(), lambda _l: make_environment(),
+                             lambda _e: None, clock=backend.clock)
+    assert result.flops.total == pytest.approx(102.8e6) and result.flops.per_output_token == pytest.approx(5.14e6)
+    row = flatten(Experiment(tmp_path, result, config=result.config))
+    assert row["run_flops"] == pytest.approx(102.8e6)
+    assert row["run_flops_per_output_token"] == pytest.approx(5.14e6)
+    assert row["run_achieved_flops_per_s"] == pytest.approx(102.8e6 / result.whole_run.duration_s)
+    assert row["headline_flops"] == pytest.approx(30.4e6)
+    assert row["headline_flops_per_output_token"] == pytest.approx(1.9e6)
+    assert row["headline_achieved_flops_per_s"] == pytest.approx(30.4e6 / result.inference_time_s)
+    # no export column shares a name with a result.json flops field of another span
+    assert not {"total_flops", "flops_per_output_token", "achieved_flops_per_s"} & set(COLUMN_NAMES)

@@ -110,14 +110,19 @@ def best(
     directory: Path = typer.Argument(..., help="Study folder or results directory."),
     ttft_p50_ms: float | None = typer.Option(None, "--ttft-p50-ms", help="Target: TTFT p50 at most this (ms)."),
     ttft_p99_ms: float | None = typer.Option(None, "--ttft-p99-ms", help="Target: TTFT p99 at most this (ms)."),
-    itl_p50_ms: float | None = typer.Option(None, "--itl-p50-ms", help="Target: inter-token latency (TPOT) p50 (ms)."),
-    itl_p99_ms: float | None = typer.Option(None, "--itl-p99-ms", help="Target: inter-token latency (TPOT) p99 (ms)."),
+    tpot_p50_ms: float | None = typer.Option(None, "--tpot-p50-ms",
+                                             help="Target: time per output token after the first (TPOT) p50 (ms)."),
+    tpot_p99_ms: float | None = typer.Option(None, "--tpot-p99-ms", help="Target: TPOT p99 at most this (ms)."),
+    itl_p50_ms: float | None = typer.Option(None, "--itl-p50-ms",
+                                            help="Target: inter-token latency (gap between steps/chunks) p50 (ms)."),
+    itl_p99_ms: float | None = typer.Option(None, "--itl-p99-ms", help="Target: inter-token latency p99 (ms)."),
     adjusted: bool = typer.Option(False, "--adjusted", help="Rank by idle-adjusted J/token instead of raw."),
 ) -> None:
     """The lowest-energy configuration (e.g. GPU power limit / clock) whose latency meets the targets; exit 1 if none."""
     from llenergymeasure.results.operating_points import best_in, describe_best
 
     targets = {k: v for k, v in (("ttft_p50_ms", ttft_p50_ms), ("ttft_p99_ms", ttft_p99_ms),
+                                 ("tpot_p50_ms", tpot_p50_ms), ("tpot_p99_ms", tpot_p99_ms),
                                  ("itl_p50_ms", itl_p50_ms), ("itl_p99_ms", itl_p99_ms)) if v is not None}
     for line in describe_best(best_in(directory, targets, adjusted), targets, adjusted):
         typer.echo(line)

@@ -114,7 +114,8 @@ COLUMNS: list[Column] = [
            _r(lambda r: r.measurement_config_hash)),
     Column("measurement_methodology", "str", "which window the headline figures cover: total, steady_state, windowed",
            _r(lambda r: r.measurement_methodology)),
-    *_fig("run_n_requests", "run_input_tokens", "run_output_tokens", "run_total_tokens", "run_flops", "output_tokens",
+    *_fig("run_n_requests", "run_input_tokens", "run_output_tokens", "run_total_tokens", "run_flops",
+          "run_flops_per_output_token", "run_achieved_flops_per_s", "output_tokens",
           "inference_time_s", "output_tokens_per_second", "energy_j", "energy_adjusted_j", "energy_per_token_j",
           "energy_per_token_adjusted_j"),
     Column("energy_unavailable_reason", "str", "why energy is null, when it is", _r(lambda r: r.energy.unavailable_reason)),
@@ -135,9 +136,10 @@ COLUMNS: list[Column] = [
     *_fig(*(f"{w}_window_{a}" for w in ("total", "steady_state", "windowed")
             for a in ("duration_s", "tokens_per_second", "energy_j", "energy_per_token_j"))),
     *_fig(*(f"{p}_{a}" for p in ("prefill", "decode") for a in ("time_s", "energy_j", "energy_share", "tokens", "flops"))),
-    *_fig(*(f"{which}_{stat}_ms" for which in ("ttft", "queue_time", "batch_ttft", "itl")
+    *_fig(*(f"{which}_{stat}_ms" for which in ("ttft", "queue_time", "batch_ttft", "itl", "tpot")
             for stat in ("mean", "p50", "p90", "p99"))),
-    *_fig("total_flops", "flops_per_output_token", "achieved_flops_per_s", "model_load_s", "warmup_batches"),
+    *_fig("headline_flops", "headline_flops_per_output_token", "headline_achieved_flops_per_s", "model_load_s",
+          "warmup_batches"),
     # the engine a run measured on (engine sessions; docs/method.md "Engine sessions"); null for results before them
     Column("engine_fresh", "bool", "true: the engine (or server) was loaded for this run; false: kept from an earlier "
            "run of its engine session", _r(lambda r: r.engine.fresh if r.engine else None)),
@@ -169,7 +171,7 @@ COLUMNS: list[Column] = [
     Column("scenario", "str", "offline | serving", _c(lambda c: c.scenario)),
     Column("arrival", "str", "serving: arrival process", _r(lambda r: None if r.serving is None else r.serving.arrival)),
     *_fig("offered_rate_per_s", "achieved_rate_per_s", "concurrency_clients", "requests_ok", "requests_failed",
-          "inflight_mean_requests", "tpot_p50_ms", "e2e_p50_ms", "e2e_p99_ms", "goodput_per_s", "slo_share",
+          "inflight_mean_requests", "e2e_p50_ms", "e2e_p99_ms", "goodput_per_s", "slo_share",
           "energy_per_good_token_j", "energy_per_request_mean_j", "idle_energy_j", "server_start_s"),
 ]
 

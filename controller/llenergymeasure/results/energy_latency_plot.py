@@ -1,4 +1,4 @@
-"""energy_latency.png: energy per output token against latency (TTFT p50, and ITL p50 — the time per output token)
+"""energy_latency.png: energy per output token against latency (TTFT p50, and TPOT p50 — the time per output token)
 for every configuration, labelled with its GPU operating point, with the Pareto front (no other configuration is
 both faster and cheaper). Drawn when at least one configuration ran at a GPU operating point (a ``gpu:`` section)
 and energy and latency were measured."""
@@ -25,7 +25,7 @@ def energy_latency_plot(pts: Sequence[Point], path: Path, adjusted: bool = False
     kind = "idle-adjusted energy" if adjusted else "energy"
     axes = []
     for col, (name, xlabel) in enumerate((("ttft_p50_ms", "TTFT p50 (ms)"),
-                                          ("itl_p50_ms", "inter-token latency p50, TPOT (ms)"))):
+                                          ("tpot_p50_ms", "time per output token p50, TPOT (ms)"))):
         ax = fig.add_subplot(1, 2, col + 1)
         pts_ = [p for p in measured if p.latency[name].mean is not None]
         for b in sorted({p.backend for p in pts_}):

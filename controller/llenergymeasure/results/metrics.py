@@ -79,13 +79,17 @@ def _requests_failed(r: ExperimentResult) -> int | None:
 _LATENCIES = (("ttft", "time to first token, from submission (queueing included)", "TTFT"),
               ("queue_time", "queue time, submission to the start of its prefill", "queue"),
               ("batch_ttft", "time to first token from the start of the engine call that carried it", "batch TTFT"),
-              ("itl", "inter-token latency", "ITL"))
+              ("itl", "inter-token latency, the gap between a request's steps (offline) or streamed chunks (serving)",
+               "ITL"),
+              ("tpot", "time per output token after the first, per request: (last - first token) / (tokens - 1)",
+               "TPOT"))
 _WINDOW_FIGURES = (("duration_s", "s", "wall time", None),
                    ("tokens_per_second", "tok/s", "output tokens / s", "higher"),
                    ("energy_j", "J", "raw energy", "lower"),
                    ("energy_per_token_j", "J", "raw energy / output token", "lower"))
 _PHASE_FIGURES = (("time_s", "s", "float", "wall time the phase ran"),
-                  ("energy_j", "J", "float", "energy from counter reads at phase boundaries"),
+                  ("energy_j", "J", "float", "energy over the phase's spans from the counter series (counter reads "
+                   "apportioned by sampled power; null without interior reads)"),
                   ("energy_share", "", "float", "share of prefill + decode energy"),
                   ("tokens", "", "int", "prompt (prefill) or generated (decode) tokens"),
                   ("flops", "FLOP", "float", "estimated floating-point operations"))
@@ -95,7 +99,11 @@ FIGURES: list[Metric] = [
     Metric("run_input_tokens", "whole_run.input_tokens", "", "whole run: prompt tokens", kind="int"),
     Metric("run_output_tokens", "whole_run.output_tokens", "", "whole run: generated tokens", kind="int"),
     Metric("run_total_tokens", "whole_run.total_tokens", "", "whole run: input + output tokens", kind="int"),
-    Metric("run_flops", "flops.total", "FLOP", "whole run: estimated FLOPs"),
+    Metric("run_flops", "flops.total", "FLOP", "whole run: estimated FLOPs (result.json flops.total)"),
+    Metric("run_flops_per_output_token", "flops.per_output_token", "FLOP",
+           "whole run: run_flops / whole-run output tokens (result.json flops.per_output_token)"),
+    Metric("run_achieved_flops_per_s", "flops.achieved_flops_per_s", "FLOP/s",
+           "whole run: run_flops / total window wall time (result.json flops.achieved_flops_per_s)"),
     Metric("output_tokens", "output_tokens", "", "headline window: output tokens with a timestamp inside it",
            kind="int"),
     Metric("inference_time_s", "inference_time_s", "s", "headline window: wall time", "lower",
@@ -138,11 +146,12 @@ FIGURES: list[Metric] = [
     *[Metric(f"{which}_{stat}_ms", (f"{which}.{stat}_ms", f"serving.{which}.{stat}_ms"), "ms", f"{d} {stat}", "lower",
              label=f"{short} {stat} (ms)")
       for which, d, short in _LATENCIES for stat in ("mean", "p50", "p90", "p99")],
-    Metric("total_flops", None, "FLOP", "headline window: estimated FLOPs of its output tokens",
+    Metric("headline_flops", None, "FLOP",
+           "headline window: estimated FLOPs of its output tokens (result.json windows[measurement_methodology].flops)",
            compute=lambda r: _headline(r, "flops")),
-    Metric("flops_per_output_token", None, "FLOP", "headline window: total_flops / output_tokens",
+    Metric("headline_flops_per_output_token", None, "FLOP", "headline window: headline_flops / output_tokens",
            compute=lambda r: _per(_headline(r, "flops"), r.output_tokens)),
-    Metric("achieved_flops_per_s", None, "FLOP/s", "headline window: total_flops / wall time",
+    Metric("headline_achieved_flops_per_s", None, "FLOP/s", "headline window: headline_flops / wall time",
            compute=lambda r: _per(_headline(r, "flops"), r.inference_time_s)),
     Metric("model_load_s", "model_load_s", "s", "model load time (outside the window)", "lower"),
     Metric("warmup_batches", "warmup.batches", "", "batches run before the window", kind="int"),
@@ -153,8 +162,6 @@ FIGURES: list[Metric] = [
     Metric("requests_ok", "serving.n_ok", "", "serving: requests that completed", kind="int"),
     Metric("requests_failed", None, "", "serving: errors + timeouts", "lower", kind="int", compute=_requests_failed),
     Metric("inflight_mean_requests", "serving.inflight_mean", "", "serving: time-weighted mean of requests in flight"),
-    Metric("tpot_p50_ms", "serving.tpot.p50_ms", "ms", "serving: time per output token after the first, median",
-           "lower"),
     Metric("e2e_p50_ms", "serving.e2e.p50_ms", "ms", "serving: end-to-end latency, median", "lower"),
     Metric("e2e_p99_ms", "serving.e2e.p99_ms", "ms", "serving: end-to-end latency, 99th percentile", "lower"),
     Metric("goodput_per_s", "serving.goodput_rps", "req/s", "serving: requests/s meeting every SLO bound", "higher"),
@@ -177,7 +184,10 @@ STUDY_METRICS: tuple[str, ...] = ("output_tokens_per_second", "ttft_p50_ms", "it
 #: study figures that only rescale another (their spread is that one's): no CV warning of their own
 RESCALED = {"emissions_g"}
 #: names study summaries written by lem 0.1 used, read as today's
-LEGACY_NAMES = {"tokens_per_second": "output_tokens_per_second", "total_inference_time_sec": "inference_time_s"}
+LEGACY_NAMES = {"tokens_per_second": "output_tokens_per_second", "total_inference_time_sec": "inference_time_s",
+                # before issue 24 the headline window's FLOPs had names that result.json uses for the whole run's
+                "total_flops": "headline_flops", "flops_per_output_token": "headline_flops_per_output_token",
+                "achieved_flops_per_s": "headline_achieved_flops_per_s"}
 
 
 def metric(key: str) -> Metric:

@@ -20,11 +20,12 @@ from llenergymeasure.results.metrics import METRICS
 from llenergymeasure.results.points import short_model
 from llenergymeasure.results.statistics import MetricStats, describe
 
-#: latency targets `lem results best` accepts: option name -> (what it reads from a result, its label)
-#: the latency targets ``lem results best`` takes: the catalogue's figure (results/metrics.py) and its short name
+#: the latency targets ``lem results best`` takes: the catalogue's figure (results/metrics.py) and its short name.
+#: "Time per token" is TPOT (per request, (last - first token) / (tokens - 1)); ITL is the gap between steps, which a
+#: step emitting several tokens (speculative decoding) makes longer than the time per token
 LATENCY_FIGURES = {key: (METRICS[key].read, short) for key, short in (
-    ("ttft_p50_ms", "TTFT p50"), ("ttft_p99_ms", "TTFT p99"), ("itl_p50_ms", "ITL (TPOT) p50"),
-    ("itl_p99_ms", "ITL (TPOT) p99"))}
+    ("ttft_p50_ms", "TTFT p50"), ("ttft_p99_ms", "TTFT p99"), ("tpot_p50_ms", "TPOT p50"),
+    ("tpot_p99_ms", "TPOT p99"), ("itl_p50_ms", "ITL p50"), ("itl_p99_ms", "ITL p99"))}
 
 
 def _energy_per_token(adjusted: bool):

@@ -20,7 +20,7 @@ SUMMARY_FILE = "study_summary.json"
 SUMMARY_CSV = "study_summary.csv"
 #: each finished run's figures in study_summary.json, named as the catalogue (results/metrics.py) names them
 RUN_FIGURES = ("output_tokens_per_second", "output_tokens", "run_input_tokens", "run_output_tokens", "ttft_p50_ms",
-               "itl_p50_ms", "energy_j", "energy_per_token_j", "energy_per_token_adjusted_j", "total_flops",
+               "itl_p50_ms", "energy_j", "energy_per_token_j", "energy_per_token_adjusted_j", "headline_flops",
                "model_load_s")
 
 

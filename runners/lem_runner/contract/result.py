@@ -231,16 +231,19 @@ class ExperimentResult(_Record):
         None, description="headline window: adjusted_energy_j / output_tokens; signed")
     whole_run: RunTotals = Field(..., description="counts over the whole measured run, whatever the headline window")
     flops: FlopsResult | None = Field(
-        None, description="FLOPs of the whole run; the headline window's are windows[measurement_methodology].flops")
+        None, description="FLOPs of the whole run (exported as run_flops, run_flops_per_output_token, "
+                          "run_achieved_flops_per_s); the headline window's are windows[measurement_methodology].flops "
+                          "(exported as headline_flops, headline_flops_per_output_token, headline_achieved_flops_per_s)")
     windows: dict[str, WindowFigures] = Field(
         default_factory=dict, description="every span computed; the headline figures are measurement_methodology's"
     )
     phases: PhaseSplit | None = None
 
     ttft: LatencyStats | None = Field(
-        None, description="time to first token per request, from its submission (the start of the measured pass over "
-                          "the prompt set, which submits every prompt at once) to its first token: queueing included, "
-                          "the same definition for every backend, as vllm bench serve measures it")
+        None, description="time to first token per request, from its submission to its first token: queueing "
+                          "included, the same definition for every backend, as vllm bench serve measures it. Offline, "
+                          "submission is the start of the measured pass over the prompt set (every prompt submitted "
+                          "at once); serving, the load generator's send of that request (= serving.ttft)")
     queue_time: LatencyStats | None = Field(
         None, description="per request, submission to the start of its prefill (queue_time_method says how known)")
     queue_time_method: str = Field("", description="where the prefill starts behind queue_time came from")
@@ -248,7 +251,15 @@ class ExperimentResult(_Record):
         None, description="per request, first token - start of the generate call that carried it: for PyTorch its own "
                           "batch's start (the batch's prefill latency, earlier batches excluded); for engines given the "
                           "whole set in one call (vLLM, TensorRT-LLM) it equals ttft up to tokenisation")
-    itl: LatencyStats | None = Field(None, description="inter-token latency, per token gap")
+    itl: LatencyStats | None = Field(
+        None, description="inter-token latency: the gap between consecutive distinct token timestamps of a request (an "
+                          "engine step; tokens one step emits together, as in speculative decoding, count once), per "
+                          "gap; the serving definition (per streamed chunk), as vllm bench serve measures it")
+    tpot: LatencyStats | None = Field(
+        None, description="time per output token after the first, per request: (last token - first token) / (output "
+                          "tokens - 1), requests with two or more tokens; as serving.tpot and vllm bench serve")
+    latency_definitions: dict[str, str] = Field(
+        default_factory=dict, description="the definition each latency figure was computed by (itl, tpot)")
     latency_method: str = Field("", description="how token timestamps were taken for TTFT and ITL")
     energy: EnergyResult
     batch_size: int | None = Field(

@@ -6,6 +6,11 @@ prompt set is submitted when the measured pass over it starts, so a request the 
 later PyTorch batch, a request waiting for a free vLLM slot) carries its wait in its TTFT. The queue time, submission
 to the start of its prefill, is reported beside it; ``batch_ttft`` keeps the time from the start of the ``generate``
 call that carried the request (PyTorch: its own batch's start), which is the per-batch prefill latency.
+
+ITL and TPOT have one definition offline and in serving, ``vllm bench serve``'s: ITL is the gap between consecutive
+distinct token timestamps of a request (an engine step offline, a streamed chunk in serving), so a step that emits
+several tokens at once (speculative decoding) is one gap, not one real gap and several of 0 ms; TPOT is per request,
+(last token - first token) / (output tokens - 1), the time per output token after the first.
 """
 
 from __future__ import annotations
@@ -57,11 +62,28 @@ def latency_stats(values_s: Sequence[float]) -> LatencyStats | None:
     )
 
 
+ITL_DEFINITION = ("gap between consecutive distinct token timestamps of a request (one engine step or streamed "
+                  "chunk: tokens a step emits together count once), per gap")
+TPOT_DEFINITION = "per request: (last token - first token) / (output tokens - 1), requests with two or more tokens"
+
+
+def itl_gaps(token_times: Sequence[float]) -> list[float]:
+    """Gaps between a request's consecutive distinct token timestamps (its steps or chunks)."""
+    steps = [t for i, t in enumerate(token_times) if i == 0 or t != token_times[i - 1]]
+    return [b - a for a, b in zip(steps, steps[1:])]
+
+
 def ttft_and_itl(requests: Sequence[RequestTiming]) -> tuple[LatencyStats | None, LatencyStats | None]:
-    """TTFT per request (first token − submission) and ITL per gap between consecutive tokens of a request."""
+    """TTFT per request (first token − submission) and ITL per gap between a request's steps (``itl_gaps``)."""
     ttfts = [r.token_times[0] - r.submitted_at for r in requests if r.token_times]
-    gaps = [b - a for r in requests for a, b in zip(r.token_times, r.token_times[1:])]
+    gaps = [g for r in requests for g in itl_gaps(r.token_times)]
     return latency_stats(ttfts), latency_stats(gaps)
+
+
+def tpot(requests: Sequence[RequestTiming]) -> LatencyStats | None:
+    """Time per output token after the first, per request with two or more tokens (``TPOT_DEFINITION``)."""
+    return latency_stats([(r.token_times[-1] - r.token_times[0]) / (len(r.token_times) - 1)
+                          for r in requests if len(r.token_times) >= 2])
 
 
 def batch_ttft(requests: Sequence[RequestTiming]) -> LatencyStats | None:
