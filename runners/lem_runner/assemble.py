@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lem_runner.contract.energy import EnergyResult, IdleBaseline, MeasuredDevice
+from lem_runner.contract.energy import EnergyResult, IdleBaseline, MeasuredDevice, energy_scope
 from lem_runner.contract.environment import EnvironmentInfo
 from lem_runner.contract.fingerprint import measurement_config_hash
 from lem_runner.contract.protocol import RunRequest
@@ -97,6 +97,7 @@ def energy_result(reading: EnergyReading, selected_because: str | None, baseline
     return EnergyResult(
         source=reading.source,
         method=reading.method,
+        scope=energy_scope(reading.source),
         selected_because=selected_because,
         devices=measured_devices(reading, per_device, gpu_indices),
         unavailable_reason=reading.unavailable_reason if reading.total_j is None else

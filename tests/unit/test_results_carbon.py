@@ -84,3 +84,33 @@ def test_show_reads_emissions_and_missing_figures_in_words(tmp_path):
     assert "null · null" not in text
     assert "not measured (energy not measured)" in text
     assert "not measured (energy is null: run is on CPU: NVML covers GPUs only)" in text
+
+
+def test_emissions_say_what_energy_they_cover_gpu_only_or_the_cpu_package(tmp_path):
+    # a RAPL run measured by the runner records its scope in result.json; an NVML result from before the field gets
+    # it from its source. Either way the export carries it beside emissions_g, and neither claims host DRAM or the
+    # rest of the server.
+    from conftest import make_environment
+    from fakes import FakeCounterDevice, FakeInferenceBackend
+    from lem_runner.contract import RunRequest
+    from lem_runner.energy.rapl import RaplEnergySource
+    from lem_runner.measure import run_measurement
+    from llenergymeasure.results.columns import flatten
+    from llenergymeasure.results.discover import Experiment
+
+    backend = FakeInferenceBackend(batch_size=2, output_tokens=4, step_s=0.25)
+    package = FakeCounterDevice(backend.clock, lambda t: 50.0 * t, dev_id="cpu:package-0", uuid=None,
+                                update_period_s=0.001, reports_power=False)
+    rapl = RaplEnergySource([package], sample_hz=0.0)
+    request = RunRequest(experiment_id="cpu", config=make_config(carbon=CARBON, energy={"sample_hz": 0}),
+                         model_path="/m")
+    cpu = run_measurement(request, backend, lambda _l: rapl, lambda _l: make_environment(), lambda _e: None,
+                          clock=backend.clock)
+    assert cpu.energy.source == "rapl" and cpu.energy.scope.startswith("CPU package(s) only")
+    assert "not host DRAM" in cpu.energy.scope
+    gpu = _gpu()
+    assert gpu.energy.scope is None  # written before the field
+    rows = {r.energy.source: flatten(Experiment(tmp_path, r, config=r.config)) for r in (cpu, gpu)}
+    assert rows["rapl"]["energy_scope"] == cpu.energy.scope and rows["rapl"]["emissions_g"] is not None
+    assert rows["nvml_counter"]["energy_scope"].startswith("GPU only")
+    assert "host DRAM" in rows["nvml_counter"]["energy_scope"] and rows["nvml_counter"]["emissions_g"] == pytest.approx(480)

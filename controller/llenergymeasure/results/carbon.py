@@ -3,7 +3,10 @@ energy (J) / 3.6e6 (J per kWh) x PUE x grid intensity (gCO2e/kWh).
 
 The inputs come from the experiment's ``carbon:`` section (recorded in its result's config) or, when reading results,
 from ``--grid-intensity`` / ``--pue`` (which replace the recorded ones, so the figure always names the inputs it
-used). Energy that was not measured gives null emissions with the reason; nothing is ever estimated from TDP."""
+used). Energy that was not measured gives null emissions with the reason; nothing is ever estimated from TDP.
+
+Emissions cover exactly what the energy covers (``energy_scope``): the GPUs alone for NVML, the CPU package for RAPL
+— never host DRAM or the rest of the server; PUE scales that energy for the facility, it does not add the server."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from dataclasses import replace
 
 from lem_runner.contract import ExperimentResult
 from lem_runner.contract.config import CarbonConfig
+from lem_runner.contract.energy import energy_scope as source_scope
 from pydantic import ValidationError
 
 from llenergymeasure.errors import ConfigError
@@ -30,6 +34,12 @@ def emissions_g(energy_j: float | None, carbon: CarbonConfig | None) -> float | 
 def result_emissions_g(r: ExperimentResult) -> float | None:
     """The run's emissions over its measurement window (raw energy, idle power included: the grid supplied it)."""
     return emissions_g(r.total_energy_j, r.config.carbon)
+
+
+def energy_scope(r: ExperimentResult) -> str | None:
+    """What the run's energy, and so its emissions, cover: as the result recorded it, else (a result from before
+    the field) from its energy source."""
+    return r.energy.scope or source_scope(r.energy.source)
 
 
 def emissions_per_token_g(r: ExperimentResult) -> float | None:

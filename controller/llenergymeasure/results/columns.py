@@ -13,6 +13,7 @@ from typing import Any
 
 from lem_runner.contract import ExperimentConfig, ExperimentResult
 
+from llenergymeasure.results.carbon import energy_scope
 from llenergymeasure.results.discover import Experiment
 from llenergymeasure.results.metrics import METRICS, Kind
 
@@ -124,6 +125,8 @@ COLUMNS: list[Column] = [
     Column("pue", "float", "carbon input: power usage effectiveness applied", _r(lambda r: r.config.carbon.pue
                                                                                   if r.config.carbon else None)),
     *_fig("emissions_g", "emissions_per_token_g"),
+    Column("energy_scope", "str", "what energy_j, and so emissions_g, cover: GPU only (NVML), the CPU package (RAPL); "
+           "never host DRAM or the rest of the server (null: no energy source)", _r(energy_scope)),
     Column("energy_sampler", "str", "energy source, e.g. nvml_counter, rapl, none", _r(lambda r: r.energy.source)),
     Column("energy_method", "str", "how the energy was obtained, in words", _r(lambda r: r.energy.method)),
     *_fig("integrated_energy_j", "counter_vs_integrated_rel_diff", "counter_update_period_ms", "sample_hz",

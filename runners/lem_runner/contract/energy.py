@@ -67,12 +67,31 @@ class MeasuredDevice(_Record):
                                                      "window's energy is")
 
 
+#: what each energy source's joules cover, and what they leave out (emissions computed from them cover the same)
+ENERGY_SCOPES = {
+    "nvml_counter": "GPU only: the measured GPUs' own energy (NVML board counter); not the host CPU, host DRAM, disks, "
+                    "fans, power-supply losses or the rest of the server",
+    "zeus": "GPU only: the run's GPUs as Zeus measures them; not the host CPU, host DRAM or the rest of the server",
+    "rapl": "CPU package(s) only: the RAPL package domain (cores and uncore); not host DRAM (RAPL's dram domain is not "
+            "read), GPUs or the rest of the server",
+    "codecarbon": "GPU + CPU + RAM as CodeCarbon estimates them (CPU from RAPL or a TDP model, RAM from a model, not "
+                  "measured); not disks, fans, power-supply losses or the rest of the server",
+}
+
+
+def energy_scope(source: str) -> str | None:
+    """What ``source``'s energy covers, in words; None for 'none' or a source lem does not know."""
+    return ENERGY_SCOPES.get(source)
+
+
 class EnergyResult(_Record):
     """Energy over the measurement window, how it was obtained, and how far it can be trusted."""
 
     source: str = Field(..., description="the energy source that measured, e.g. 'nvml_counter', 'rapl', 'none' "
                                          "(chosen by the config's energy.sampler)")
     method: str = Field(..., description="how the figure was obtained, in words")
+    scope: str | None = Field(None, description="what the energy covers and leaves out (GPU only, or the CPU "
+                              "package, never host DRAM or the rest of the server); emissions cover the same")
     selected_because: str | None = Field(None, description="why this source was used (energy.sampler: auto says)")
     devices: list[MeasuredDevice] = Field(
         default_factory=list, description="each measured device with its UUID beside its raw energy over the headline "
