@@ -19,6 +19,7 @@ from lem_runner.energy.timeseries import FILE_NAME as TIMESERIES_FILE
 from lem_runner.energy.timeseries import write_timeseries
 from lem_runner.energy.tracker import integrate_power
 from lem_runner.measurement.flops import estimate_flops, flops_method
+from lem_runner.measurement.host_load import contention_message
 from lem_runner.measurement.intervals import Interval
 from lem_runner.measurement.latency import (
     ITL_DEFINITION,
@@ -31,7 +32,7 @@ from lem_runner.measurement.latency import (
 )
 from lem_runner.measurement.operating_point import observe
 from lem_runner.measurement.phases import phase_spans, prefill_starts, split_phases
-from lem_runner.measurement.quality import counter_vs_integrated, quality_flags
+from lem_runner.measurement.quality import Flag, counter_vs_integrated, quality_flags
 from lem_runner.measurement.windows import (
     STEADY_METHOD,
     saturated_spans,
@@ -148,6 +149,8 @@ def assemble_result(request: RunRequest, obs: Observation, environment: Environm
     flags = quality_flags(reading, window_s, rel_diff, *phase_spans(records), headline=head)
     operating_point, drift = observe(reading.samples, reading.t_start, reading.t_end, request.gpu_settings)
     flags += drift
+    if obs.host_load is not None and obs.host_load.contended:
+        flags.append(Flag("cpu_contention", contention_message(obs.host_load)))
     warnings = obs.prompt_warnings + list(reading.warnings) + [f.message for f in flags]
     if output_tokens == 0:
         warnings.append("no output tokens were generated")
@@ -211,6 +214,7 @@ def assemble_result(request: RunRequest, obs: Observation, environment: Environm
         },
         engine_settings=loaded.engine_settings,
         warnings=warnings,
+        host_load=obs.host_load,
         quality_flags=[f.code for f in flags],
         environment=environment,
         operating_point=operating_point,

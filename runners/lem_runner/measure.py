@@ -17,10 +17,13 @@ from pathlib import Path
 from lem_runner.assemble import assemble_result
 from lem_runner.backends.base import InferenceBackend
 from lem_runner.contract.environment import EnvironmentInfo
+from lem_runner.contract.host_load import HostLoad
 from lem_runner.contract.protocol import ProgressEvent, RunRequest
 from lem_runner.contract.result import ExperimentResult
 from lem_runner.energy.base import EnergyReading, EnergySource
 from lem_runner.measurement.baseline import obtain_baseline
+from lem_runner.measurement.host_load import host_load
+from lem_runner.measurement.host_load import snapshot as load_snapshot
 from lem_runner.measurement.warmup import run_warmup, warmup_batch
 from lem_runner.observation import Observation
 from lem_runner.prompts import load_prompts
@@ -45,14 +48,16 @@ def _chunks(prompts: list[str], size: int | None) -> list[list[str]]:
 
 
 def _measured_run(cfg, backend: InferenceBackend, batches, energy: EnergySource, clock: Clock,
-                  emit: Emit) -> tuple[list[GenerationRecord], int, float, float, EnergyReading, float]:
+                  emit: Emit) -> tuple[list[GenerationRecord], int, float, float, EnergyReading, float, HostLoad | None]:
     """Every batch once (windowed: batches cycled until the span has passed) between start and stop of tracking.
     Each record's ``submitted`` is the start of its pass over the prompt set: the offline scenario hands the engine
     every prompt at once, so a later batch's wait for the earlier ones is queueing (see measurement.latency). The last
-    value is the process's CPU time over the window (time.process_time, every thread)."""
+    value but one is the process's CPU time over the window (time.process_time, every thread), the last the host's
+    CPU load over it (measurement.host_load)."""
     span = cfg.window.duration_s if cfg.window.mode == "windowed" else None
     total = sum(map(len, batches)) if span is None else None
     records: list[GenerationRecord] = []
+    load0 = load_snapshot()
     energy.start_tracking()
     w0 = clock()
     cpu0 = time.process_time()
@@ -66,7 +71,8 @@ def _measured_run(cfg, backend: InferenceBackend, batches, energy: EnergySource,
         emit(ProgressEvent(event="progress", done=len(records), total=total))
     w1 = clock()
     cpu_s = time.process_time() - cpu0
-    return records, i, w0, w1, energy.stop_tracking(), cpu_s
+    reading = energy.stop_tracking()
+    return records, i, w0, w1, reading, cpu_s, host_load(load0, load_snapshot())
 
 
 def measure(
@@ -115,7 +121,7 @@ def measure(
     warmup = run_warmup(cfg.warmup, warm_batch)
 
     phase.name = "measure"
-    records, n_calls, w0, w1, reading, cpu_s = _measured_run(cfg, backend, batches, energy, clock, emit)
+    records, n_calls, w0, w1, reading, cpu_s, load = _measured_run(cfg, backend, batches, energy, clock, emit)
     end_time = datetime.now(UTC)
 
     return Observation(
@@ -123,6 +129,7 @@ def measure(
         warmup=warmup, records=records, n_calls=n_calls, w0=w0, w1=w1, reading=reading,
         selected_because=getattr(energy, "selected_because", None), start_time=start_time, end_time=end_time,
         prompt_warnings=prompt_warnings, process_cpu_s=cpu_s if loaded.engine_in_process else None,
+        host_load=load,
     )
 
 

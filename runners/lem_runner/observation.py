@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from lem_runner.contract.energy import IdleBaseline
+from lem_runner.contract.host_load import HostLoad
 from lem_runner.contract.result import WarmupResult
 from lem_runner.energy.base import EnergyReading
 from lem_runner.records import GenerationRecord, LoadedModel
@@ -37,3 +38,4 @@ class Observation:
     end_time: datetime
     prompt_warnings: list[str] = field(default_factory=list)
     process_cpu_s: float | None = None  # the runner process's CPU time over the window (time.process_time)
+    host_load: HostLoad | None = None  # the host's CPU load over the window (measurement.host_load)

@@ -156,6 +156,15 @@ COLUMNS: list[Column] = [
            "the engine runs in child processes, e.g. vLLM's engine core)", _r(lambda r: r.whole_run.process_cpu_s)),
     Column("warmup_stop_reason", "str", "why warmup stopped", _r(lambda r: r.warmup.stop_reason if r.warmup else None)),
     Column("quality_flags", "str", "measurement-quality codes, ';'-separated", _r(lambda r: ";".join(r.quality_flags))),
+    # the host's CPU load over the window (docs/method.md "Host load"); null for results before it or without /proc
+    Column("host_other_cpu_share", "float", "share of the run's CPUs other processes used over the window (>= 0.25: "
+           "flagged cpu_contention)", _r(lambda r: r.host_load.other_cpu_share if r.host_load else None)),
+    Column("host_steal_share", "float", "share of the run's CPUs' time the hypervisor stole over the window (>= 0.05: "
+           "flagged cpu_contention)", _r(lambda r: r.host_load.steal_share if r.host_load else None)),
+    Column("host_load_avg_1m_count", "float", "1-minute load average (runnable + waiting tasks) when the window closed",
+           _r(lambda r: r.host_load.load_avg_1m_end if r.host_load else None)),
+    Column("host_cpus", "int", "CPUs the run could use (its affinity)", _r(lambda r: r.host_load.cpus if r.host_load
+                                                                            else None)),
     Column("n_warnings", "int", "warnings the runner recorded", _r(lambda r: len(r.warnings))),
     Column("gpu_name", "str", "first GPU's name", _gpu(lambda g: g.name)),
     Column("gpu_count", "int", "GPUs the environment lists", _r(lambda r: len(r.environment.gpus))),

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from lem_runner.contract.config import SCHEMA_VERSION, ExperimentConfig
 from lem_runner.contract.energy import EnergyResult
 from lem_runner.contract.environment import EnvironmentInfo
+from lem_runner.contract.host_load import HostLoad
 from lem_runner.contract.legacy import OLDER_VERSIONS, upgrade_result
 from lem_runner.contract.operating_point import OperatingPoint
 
@@ -283,6 +284,9 @@ class ExperimentResult(_Record):
         "transformers: the loaded model, the KV-cache class of the first generate, compiled graphs)")
     warnings: list[str] = Field(default_factory=list)
     quality_flags: list[str] = Field(default_factory=list, description="codes of the measurement-quality warnings")
+    host_load: HostLoad | None = Field(None, description="the host's CPU load over the window (other processes' CPU, "
+                                       "steal, load average); contended runs are flagged cpu_contention. Null where "
+                                       "/proc is not readable")
     serving: ServingFigures | None = Field(None, description="scenario serving: load, latencies, energy per request, "
                                                              "SLO goodput (requests.parquet holds each request)")
     environment: EnvironmentInfo
