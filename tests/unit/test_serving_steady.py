@@ -7,6 +7,7 @@ import pytest
 from lem_runner.contract.serving import SLOConfig
 from lem_runner.measurement.intervals import length, union
 from lem_runner.serving.figures import serving_figures
+from lem_runner.serving.window import serving_flags
 from serving_scenarios import reading_of, slot_server
 
 
@@ -52,3 +53,14 @@ def test_the_steady_state_keeps_only_spans_at_the_level_and_no_idle_gap():
     assert f.steady_state_energy_j == pytest.approx(sum(50 * (b - a) + 5 * (b * b - a * a) for a, b in truth),
                                                     rel=1e-6)
     assert f.steady_state_output_tokens == sum(r.output_tokens for r in records[:4])
+
+
+def test_an_unsteady_load_raises_its_quality_flag():
+    overloaded = _figures(slot_server([k / 11 for k in range(110)], slots=6, service_s=1.0))
+    changing = _figures(slot_server([0.5 * k for k in range(12)] + [6.0 + 0.2 * k for k in range(20)], slots=10,
+                                    service_s=1.0))
+    steady = _figures(slot_server([0.25 * k for k in range(80)], slots=10, service_s=1.0))
+    assert [f.code for f in serving_flags(overloaded, {}, [])] == ["overloaded"]
+    assert "TTFT median" in serving_flags(overloaded, {}, [])[0].message
+    assert [f.code for f in serving_flags(changing, {}, [])] == ["not_steady"]
+    assert serving_flags(steady, {}, []) == []

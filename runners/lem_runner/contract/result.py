@@ -166,7 +166,8 @@ class ServingFigures(_Record):
     tpot: LatencyStats | None = Field(None, description="(last token - first token) / (output tokens - 1), per request")
     itl: LatencyStats | None = Field(None, description="gap between consecutive streamed chunks, per gap")
     e2e: LatencyStats | None = Field(None, description="submission to the response's end, per request")
-    steady_state_definition: str = ""
+    steady_state_definition: str = Field("", description="what the steady state is and how its stationarity is "
+                                         "judged (docs/method.md, Serving)")
     steady_state_start_s: float | None = Field(None, description="the first steady span's start, from the window's "
                                                "start")
     steady_state_duration_s: float | None = Field(None, description="the steady spans' summed length (idle gaps and "
@@ -197,7 +198,9 @@ class ServingFigures(_Record):
     idle_adjusted_energy_j: float | None = Field(
         None, description="idle_energy_j - baseline power x idle_time_s; signed. With the requests' adjusted energy "
                           "(requests.parquet) it adds up to the window's adjusted energy")
-    energy_attribution_method: str = ""
+    energy_attribution_method: str = Field(
+        "", description="how energy per request was attributed: the pieces, the work each request did in them, the "
+                        "token-cost assumption and where its prefill interval came from")
     energy_per_request: EnergyPerRequest | None = None
     energy_per_completed_request_j: float | None = Field(
         None, description="raw energy of the whole load window / requests that completed ok (idle and failed "

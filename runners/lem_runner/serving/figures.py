@@ -165,6 +165,17 @@ def _rate(times: list[float]) -> float | None:
     return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else None
 
 
+def steady_spans(records: list[RequestRecord]) -> list[tuple[float, float]]:
+    """The steady state's spans (absolute times), all of them however many (the result lists at most
+    MAX_LISTED_SPANS)."""
+    if not records:
+        return []
+    lo = min(r.submit for r in records)
+    hi = max(_span(r)[1] for r in records)
+    steady = steady_state(records, inflight_segments(records, lo, hi))
+    return steady.spans if steady is not None else []
+
+
 def serving_figures(records: list[RequestRecord], *, arrival: str, offered_rate: float | None, clients: int | None,
                     slo: SLOConfig, energy_between: EnergyBetween | None, energy_reason: str | None,
                     baseline_w: float | None, step_s: float = 0.1) -> ServingFigures:

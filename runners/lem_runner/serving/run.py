@@ -28,7 +28,7 @@ from lem_runner.measurement.quality import counter_vs_integrated, quality_flags
 from lem_runner.measurement.windows import span_energy_per_device, window_figures
 from lem_runner.prompts import load_prompts
 from lem_runner.serving.client import LoadSpec, run_load
-from lem_runner.serving.figures import STEADY_DEFINITION, serving_figures
+from lem_runner.serving.figures import STEADY_DEFINITION, serving_figures, steady_spans
 from lem_runner.serving.lifecycle import LOG_FILE, ManagedServer, ServerError, free_port
 from lem_runner.serving.records import FILE_NAME as REQUESTS_FILE
 from lem_runner.serving.records import write_requests
@@ -198,10 +198,9 @@ def _measure(request: RunRequest, energy_for, environment_for, emit: Emit, phase
     lo, hi = origin, origin + figures.duration_s
     ok_out = sum(r.output_tokens for r in records if r.ok)
     windows = {"total": total_window(reading, between, lo, hi, ok_out, baseline_w)}
-    steady_spans = ([(lo + a, lo + b) for a, b in figures.steady_state_spans_s]
-                    if figures.steady_state_spans_s is not None else None)
-    if steady_spans:
-        windows["steady_state"] = window_figures(steady_spans, figures.steady_state_output_tokens or 0,
+    steady = steady_spans(records)
+    if steady:
+        windows["steady_state"] = window_figures(steady, figures.steady_state_output_tokens or 0,
                                                  figures.steady_state_energy_j, baseline_w, lo, STEADY_DEFINITION,
                                                  energy_reason=None if between else reason)
     methodology = "steady_state" if cfg.window.mode == "steady_state" and "steady_state" in windows else "total"
@@ -211,7 +210,7 @@ def _measure(request: RunRequest, energy_for, environment_for, emit: Emit, phase
                   for d in (reading.per_device_j or {})]
     integrated = sum(per_device) if per_device and None not in per_device else None  # type: ignore[arg-type]
     rel_diff = counter_vs_integrated(reading.total_j, integrated)
-    head_per_device = (span_energy_per_device(reading, [(lo, hi)] if methodology == "total" else steady_spans)
+    head_per_device = (span_energy_per_device(reading, [(lo, hi)] if methodology == "total" else steady)
                        if between else None)
     flags = quality_flags(reading, hi - lo, rel_diff, headline=head)
     flags += serving_flags(figures, windows, flags)
