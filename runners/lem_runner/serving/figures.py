@@ -17,7 +17,6 @@ Definitions (docs/method.md, "Serving"):
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -118,14 +117,22 @@ def attribute_energy(records: Sequence[RequestRecord], energy_between: EnergyBet
     for a, b in zip(cuts, cuts[1:]):
         n = max(1, int((b - a) / step_s + 0.999999))
         pieces += [(a + (b - a) * k / n, a + (b - a) * (k + 1) / n) for k in range(n)]
-    starts = sorted((r.submit, i) for i, r in enumerate(records))
+    starts = sorted(range(len(records)), key=lambda i: records[i].submit)
+    ends = sorted(range(len(records)), key=lambda i: _span(records[i])[1])
     curves = [work_curve(r) for r in records]
-    for a, b in pieces:
+    in_flight: set[int] = set()
+    si = ei = 0
+    for a, b in pieces:  # in time order: the in-flight set is swept, not searched
         energy = energy_between(a, b) or 0.0
         adjusted = energy - baseline_w * (b - a) if baseline_w is not None else 0.0
         mid = (a + b) / 2
-        upto = bisect.bisect_right(starts, (mid, len(records)))
-        live = [i for _, i in starts[:upto] if _span(records[i])[1] > mid]
+        while si < len(starts) and records[starts[si]].submit <= mid:
+            in_flight.add(starts[si])
+            si += 1
+        while ei < len(ends) and _span(records[ends[ei]])[1] <= mid:
+            in_flight.discard(ends[ei])
+            ei += 1
+        live = sorted(in_flight)
         if not live:
             idle += energy
             idle_adj += adjusted
