@@ -9,8 +9,10 @@ import random
 
 import pytest
 from lem_runner.contract.serving import SLOConfig
-from lem_runner.serving.figures import serving_figures
+from lem_runner.measurement.windows import window_figures
+from lem_runner.serving.figures import serving_figures, steady_spans
 from lem_runner.serving.records import RequestRecord
+from lem_runner.serving.window import serving_flags
 from serving_scenarios import chunked_prefill_engine, piecewise_power, reading_of
 
 
@@ -140,3 +142,20 @@ def test_the_schedules_own_rate_is_reported_beside_offered_and_achieved():
     assert f.schedule_rate_rps == pytest.approx(realised, rel=1e-9)
     assert f.achieved_rate_rps == pytest.approx(realised, rel=1e-9) and f.achieved_rate_rps != pytest.approx(10.0)
     assert f.schedule_lag_p99_ms == pytest.approx(0.0, abs=1e-6)
+
+
+def test_a_negative_adjusted_steady_state_is_flagged_though_the_total_is_positive():
+    # busy 0-2 s and 4-6 s at 100 W, the idle gap between at 200 W, baseline 120 W: the total's adjusted energy is
+    # +80 J, the steady state's (the busy seconds) negative; baseline_exceeds_raw must not wait for the headline
+    records = [RequestRecord(k, None, t0, first_token=t0 + 0.1, end=t0 + 2.0,
+                             chunk_times=[t0 + 0.1 * (j + 1) for j in range(20)], chunk_tokens=[1] * 20,
+                             input_tokens=8, output_tokens=20, status="ok") for k, t0 in enumerate([0.0, 0.5, 4.0])]
+    reading = reading_of(piecewise_power([0.0, 2.5, 4.0, 7.0], [100.0, 200.0, 100.0]), 7.0)
+    f = _figures(records, reading, baseline_w=120.0)
+    total = window_figures([(0.0, f.duration_s)], 60, reading.energy_between(0.0, f.duration_s), 120.0, 0.0, "t")
+    steady = window_figures(steady_spans(records), f.steady_state_output_tokens, f.steady_state_energy_j, 120.0,
+                            0.0, "s")
+    assert total.adjusted_energy_j > 0 > steady.adjusted_energy_j
+    assert steady.adjusted_energy_j == pytest.approx(f.steady_state_adjusted_energy_j)
+    flags = serving_flags(f, {"total": total, "steady_state": steady}, [])
+    assert [x.code for x in flags] == ["baseline_exceeds_raw"] and "steady_state" in flags[0].message

@@ -40,9 +40,10 @@ def total_window(reading: EnergyReading, between: Callable[[float, float], float
     if between is not None or reading.total_j is None:
         return window_figures([(lo, hi)], output_tokens, between(lo, hi) if between else None, baseline_w, lo,
                               LOAD_WINDOW, energy_reason=None if between else reading.unavailable_reason)
-    extra = (reading.t_end - reading.t_start - (hi - lo)) * 1000
-    return window_figures([(reading.t_start, reading.t_end)], output_tokens, reading.total_j, baseline_w, lo,
-                          READING_SPAN.format(extra=extra))
+    span = ((reading.t_start, reading.t_end) if reading.t_end > reading.t_start
+            else (lo, lo + reading.duration_s))  # a source that kept no instants: its duration from the load's start
+    extra = (span[1] - span[0] - (hi - lo)) * 1000
+    return window_figures([span], output_tokens, reading.total_j, baseline_w, lo, READING_SPAN.format(extra=extra))
 
 
 def serving_flags(figures: ServingFigures, windows: dict[str, WindowFigures], raised: list[Flag]) -> list[Flag]:
