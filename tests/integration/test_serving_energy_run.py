@@ -94,7 +94,7 @@ def test_total_energy_without_a_power_series_covers_the_span_it_reports(tmp_path
     assert total.energy_j == pytest.approx(j1 - j0, rel=1e-9)
     assert total.duration_s == pytest.approx(t1 - t0, abs=1e-4)
     assert total.mean_power_w == pytest.approx((j1 - j0) / (t1 - t0), rel=1e-3)
-    assert 0 <= total.duration_s - result.serving.duration_s < 0.02  # tracked tight around the load window
+    assert 0 <= total.duration_s - result.serving.duration_s < 0.05  # tight around the load (it was +212 ms)
     assert "reading's own span" in total.method
 
 
