@@ -30,10 +30,12 @@ def _req(i: int, submit: float, end: float, token_times: list[float], tokens_eac
 
 
 def _ticks(a: float, b: float) -> list[float]:
-    return [round(a + 0.05 + 0.1 * k, 6) for k in range(round((b - a) / 0.1))]
+    """A token at the end of every 0.1 s from ``a`` (an engine step's end): each chunk's work lies in the 0.1 s
+    before it, as the attribution spreads it."""
+    return [round(a + 0.1 * (k + 1), 6) for k in range(round((b - a) / 0.1))]
 
 
-# A in flight 1-3 s, one token per 0.1 s; B in flight 2-3 s, three tokens per 0.1 s; nothing 3-4 s; C alone 4-5 s.
+# A in flight 1-3 s, one token per 0.1 s (each at the end of its 0.1 s); B in flight 2-3 s, three tokens per 0.1 s; nothing 3-4 s; C alone 4-5 s.
 # At a constant 100 W: 1-2 s is A's (100 J); 2-3 s splits 1:3 by tokens (A 25 J, B 75 J); 3-4 s is idle (100 J);
 # 4-5 s is C's (100 J). Total 400 J.
 def _scenario() -> list[RequestRecord]:
@@ -43,7 +45,8 @@ def _scenario() -> list[RequestRecord]:
 
 def test_energy_is_attributed_by_work_and_idle_energy_is_apart():
     reading = _reading(100.0, 6.0)
-    per, idle = attribute_energy(_scenario(), reading.energy_between, 1.0, 5.0)
+    shares = attribute_energy(_scenario(), reading.energy_between, 1.0, 5.0)
+    per, idle = shares.raw, shares.idle
     assert per == pytest.approx([125.0, 75.0, 100.0], rel=1e-6)
     assert idle == pytest.approx(100.0, rel=1e-6)
     assert sum(per) + idle == pytest.approx(reading.energy_between(1.0, 5.0), rel=1e-9)
@@ -52,7 +55,8 @@ def test_energy_is_attributed_by_work_and_idle_energy_is_apart():
 def test_requests_that_only_wait_share_by_time_in_flight():
     queued = [RequestRecord(0, None, 0.0, first_token=None, end=1.0, status="timeout"),
               RequestRecord(1, None, 0.5, first_token=None, end=1.0, status="timeout")]
-    per, idle = attribute_energy(queued, _reading(40.0, 2.0).energy_between, 0.0, 1.0)
+    shares = attribute_energy(queued, _reading(40.0, 2.0).energy_between, 0.0, 1.0)
+    per, idle = shares.raw, shares.idle
     assert per == pytest.approx([30.0, 10.0], rel=1e-6) and idle == pytest.approx(0.0, abs=1e-9)
 
 
@@ -65,7 +69,7 @@ def test_serving_figures_latencies_goodput_and_energy_per_good_token():
     assert (f.n_requests, f.n_ok, f.n_good) == (3, 3, 2)
     assert f.duration_s == pytest.approx(4.0) and f.idle_time_s == pytest.approx(1.0)
     assert f.idle_energy_j == pytest.approx(100.0, rel=1e-6)
-    assert f.ttft.p50_ms == pytest.approx(50.0) and f.e2e.max_ms == pytest.approx(2000.0)
+    assert f.ttft.p50_ms == pytest.approx(100.0) and f.e2e.max_ms == pytest.approx(2000.0)
     assert f.tpot.mean_ms == pytest.approx((1900 / 19 + 900 / 29 + 900 / 9) / 3)  # (last - first) / (tokens - 1)
     assert f.itl.p50_ms == pytest.approx(100.0)
     assert f.inflight_max == 2 and f.inflight_mean == pytest.approx((1 + 2 + 0 + 1) / 4)
@@ -78,7 +82,8 @@ def test_serving_figures_latencies_goodput_and_energy_per_good_token():
     assert f.energy_per_request.mean_j == pytest.approx(100.0, rel=1e-6)
     assert f.energy_per_request.mean_adjusted_j == pytest.approx((400 - 100 - 20 * 3) / 3, rel=1e-6)
     assert [r.energy_j for r in records] == pytest.approx([125.0, 75.0, 100.0], rel=1e-6)
-    assert f.steady_state_start_s == pytest.approx(0.0) and f.steady_state_duration_s == pytest.approx(4.0)
+    # in flight 1, 2, 0, 1 over the four seconds: median 1; the load phase ends at the last submission (4 s)
+    assert f.steady_state_start_s == pytest.approx(0.0) and f.steady_state_duration_s == pytest.approx(2.0)
 
 
 def test_without_energy_every_energy_figure_is_null_with_the_reason():

@@ -182,9 +182,10 @@ COLUMNS: list[Column] = [
     # serving scenario (null for offline runs); definitions in docs/method.md, "Serving"
     Column("scenario", "str", "offline | serving", _c(lambda c: c.scenario)),
     Column("arrival", "str", "serving: arrival process", _r(lambda r: None if r.serving is None else r.serving.arrival)),
-    *_fig("offered_rate_per_s", "achieved_rate_per_s", "concurrency_clients", "requests_ok", "requests_failed",
-          "inflight_mean_requests", "e2e_p50_ms", "e2e_p99_ms", "goodput_per_s", "slo_share",
-          "energy_per_good_token_j", "energy_per_request_mean_j", "idle_energy_j", "server_start_s"),
+    *_fig("offered_rate_per_s", "schedule_rate_per_s", "achieved_rate_per_s", "concurrency_clients", "requests_ok",
+          "requests_failed", "inflight_mean_requests", "e2e_p50_ms", "e2e_p99_ms", "goodput_per_s",
+          "slo_share", "energy_per_good_token_j", "energy_per_request_mean_j", "energy_per_completed_request_j",
+          "idle_energy_j", "server_start_s"),
 ]
 
 COLUMN_NAMES = [c.name for c in COLUMNS]

@@ -157,6 +157,8 @@ FIGURES: list[Metric] = [
     Metric("warmup_batches", "warmup.batches", "", "batches run before the window", kind="int"),
     # serving scenario (null for offline runs); definitions in docs/method.md, "Serving"
     Metric("offered_rate_per_s", "serving.offered_rate_rps", "req/s", "serving: requests/s asked for"),
+    Metric("schedule_rate_per_s", "serving.schedule_rate_rps", "req/s",
+           "serving: the schedule's own realised rate, (sent - 1) / (last scheduled - first)"),
     Metric("achieved_rate_per_s", "serving.achieved_rate_rps", "req/s", "serving: requests/s sent"),
     Metric("concurrency_clients", "serving.clients", "", "serving: closed-loop clients", kind="int"),
     Metric("requests_ok", "serving.n_ok", "", "serving: requests that completed", kind="int"),
@@ -170,6 +172,8 @@ FIGURES: list[Metric] = [
            "serving: window energy / output tokens of requests meeting the SLO", "lower"),
     Metric("energy_per_request_mean_j", "serving.energy_per_request.mean_j", "J",
            "serving: attributed energy per request, mean", "lower"),
+    Metric("energy_per_completed_request_j", "serving.energy_per_completed_request_j", "J",
+           "serving: window energy / requests completed ok", "lower"),
     Metric("idle_energy_j", "serving.idle_energy_j", "J", "serving: energy while no request was in flight"),
     Metric("server_start_s", "serving.server_start_s", "s", "serving: server launch to healthy (outside the window)",
            "lower"),

@@ -116,13 +116,18 @@ class RunTotals(_Record):
 
 
 class EnergyPerRequest(_Record):
-    """Energy attributed to each request (see ServingFigures.energy_attribution_method), over requests."""
+    """Energy attributed to each request (see ServingFigures.energy_attribution_method), over the requests that
+    completed (status ok); what failed requests drew while in flight is ``failed_j``, apart."""
 
-    n: int = Field(..., ge=1)
+    n: int = Field(..., ge=1, description="ok requests the statistics are over")
     mean_j: float
     p50_j: float
     p90_j: float
-    mean_adjusted_j: float | None = Field(None, description="the same attribution of idle-adjusted energy")
+    mean_adjusted_j: float | None = Field(
+        None, description="mean of the same attribution of idle-adjusted energy over ok requests; signed (negative: "
+                          "the baseline exceeds the raw energy, flagged baseline_exceeds_raw)")
+    failed_j: float = Field(0.0, ge=0, description="raw energy attributed to requests that failed or timed out "
+                                                   "(in flight, so attributed; left out of the statistics)")
 
 
 class ServingFigures(_Record):
@@ -133,7 +138,13 @@ class ServingFigures(_Record):
     arrival: str
     offered_rate_rps: float | None = Field(None, description="rate asked for (open loop), or a trace's requests / "
                                                              "its span; None in a closed loop")
-    achieved_rate_rps: float | None = Field(None, description="(requests sent - 1) / (last submission - first)")
+    schedule_rate_rps: float | None = Field(
+        None, description="open loop: the schedule's own realised rate, (requests sent - 1) / (last scheduled time - "
+                          "first): what this draw of the arrival process offered (a Poisson schedule of 50 requests "
+                          "strays from rate by its sampling noise)")
+    achieved_rate_rps: float | None = Field(
+        None, description="(requests sent - 1) / (last submission - first); compare it with schedule_rate_rps, not "
+                          "offered_rate_rps: the generator's own accuracy is its lag (schedule_lag_*)")
     completed_rate_rps: float = Field(..., ge=0, description="requests that completed ok / load window")
     clients: int | None = Field(None, description="closed-loop clients (arrival: concurrency)")
     n_requests: int = Field(..., ge=0, description="requests sent")
@@ -156,17 +167,47 @@ class ServingFigures(_Record):
     tpot: LatencyStats | None = Field(None, description="(last token - first token) / (output tokens - 1), per request")
     itl: LatencyStats | None = Field(None, description="gap between consecutive streamed chunks, per gap")
     e2e: LatencyStats | None = Field(None, description="submission to the response's end, per request")
-    steady_state_definition: str = ""
-    steady_state_start_s: float | None = Field(None, description="from the window's start")
-    steady_state_duration_s: float | None = None
-    steady_state_output_tokens: int | None = None
-    steady_state_energy_j: float | None = None
-    steady_state_adjusted_energy_j: float | None = None
+    steady_state_definition: str = Field("", description="what the steady state is and how its stationarity is "
+                                         "judged (docs/method.md, Serving)")
+    steady_state_start_s: float | None = Field(None, description="the first steady span's start, from the window's "
+                                               "start")
+    steady_state_duration_s: float | None = Field(None, description="the steady spans' summed length (idle gaps and "
+                                                  "dips below the level excluded)")
+    steady_state_spans_s: list[tuple[float, float]] | None = Field(
+        None, description="the steady spans (start, end) from the window's start; None over 1000 spans")
+    steady_state_envelope_s: tuple[float, float] | None = Field(
+        None, description="first steady span's start to the last one's end, from the window's start: the span the "
+                          "stationarity test covers")
+    steady_state_quality: Literal["steady", "overloaded", "not_steady"] | None = Field(
+        None, description="the stationarity test over the envelope (steady_state_definition); overloaded and "
+                          "not_steady are also quality flags")
+    steady_state_arrival_rate_rps: float | None = Field(None, description="submissions in the envelope / its length")
+    steady_state_completion_rate_rps: float | None = Field(
+        None, description="request ends (any status) in the envelope / its length")
+    steady_state_inflight_by_quarter: list[float] | None = Field(
+        None, description="time-weighted mean in flight in each quarter of the envelope")
+    steady_state_ttft_p50_by_quarter_ms: list[float | None] | None = Field(
+        None, description="TTFT median of the ok requests submitted in each quarter of the envelope")
+    steady_state_output_tokens: int | None = Field(None, description="ok requests' output tokens whose chunk "
+                                                   "timestamps fall inside the steady spans")
+    steady_state_energy_j: float | None = Field(None, description="raw energy over the steady spans")
+    steady_state_adjusted_energy_j: float | None = Field(
+        None, description="steady_state_energy_j - baseline power x steady_state_duration_s; signed")
     steady_state_energy_per_token_j: float | None = None
     idle_time_s: float = Field(..., ge=0, description="time inside the window with no request in flight")
     idle_energy_j: float | None = Field(None, description="raw energy while no request was in flight")
-    energy_attribution_method: str = ""
+    idle_adjusted_energy_j: float | None = Field(
+        None, description="idle_energy_j - baseline power x idle_time_s; signed. With the requests' adjusted energy "
+                          "(requests.parquet) it adds up to the window's adjusted energy")
+    energy_attribution_method: str = Field(
+        "", description="how energy per request was attributed: the pieces, the work each request did in them, the "
+                        "token-cost assumption and where its prefill interval came from")
     energy_per_request: EnergyPerRequest | None = None
+    energy_per_completed_request_j: float | None = Field(
+        None, description="raw energy of the whole load window / requests that completed ok (idle and failed "
+                          "requests' energy included; no attribution)")
+    energy_per_completed_request_adjusted_j: float | None = Field(
+        None, description="(window energy - baseline power x window) / ok requests; signed")
     slo: dict[str, float] | None = Field(None, description="the bounds (ms) requests were held to")
     n_good: int | None = Field(None, description="ok requests meeting every SLO bound")
     good_share: float | None = Field(None, description="n_good / requests sent")
@@ -174,7 +215,9 @@ class ServingFigures(_Record):
     good_output_tokens: int | None = None
     energy_per_good_token_j: float | None = Field(
         None, description="raw energy of the whole load window / output tokens of requests that met the SLO")
-    energy_per_good_token_adjusted_j: float | None = None
+    energy_per_good_token_adjusted_j: float | None = Field(
+        None, description="(window energy - baseline power x window) / output tokens of requests that met the SLO; "
+                          "signed")
     good_requests_energy_per_token_j: float | None = Field(
         None, description="energy attributed to the requests that met the SLO / their output tokens")
     energy_unavailable_reason: str | None = None

@@ -160,7 +160,8 @@ async def _at(target: float, clock: Clock) -> None:
 
 
 async def _drive(spec: LoadSpec, plan: list[PlannedRequest], clock: Clock, alive: Callable[[], bool],
-                 on_done: Callable[[RequestRecord], None]) -> tuple[list[RequestRecord], float]:
+                 on_done: Callable[[RequestRecord], None], on_start: Callable[[], None],
+                 on_end: Callable[[], None]) -> tuple[list[RequestRecord], float]:
     import aiohttp
 
     records: list[RequestRecord] = []
@@ -171,6 +172,7 @@ async def _drive(spec: LoadSpec, plan: list[PlannedRequest], clock: Clock, alive
         gc.collect()
         gc.freeze()  # what exists now (the runner, the engine's libraries) is left out of every later collection
         try:
+            on_start()  # the energy window opens here, after the connections are warm: tight around the load
             t0 = clock()
             stop_at = t0 + spec.duration_s if spec.duration_s is not None else None
 
@@ -201,6 +203,7 @@ async def _drive(spec: LoadSpec, plan: list[PlannedRequest], clock: Clock, alive
                         await send(req, None, _body(spec, req))
 
                 await asyncio.gather(*(client() for _ in range(spec.closed_loop_clients)))
+            on_end()  # the last response has ended: the window closes before the session is torn down
         finally:
             gc.unfreeze()
     return sorted(records, key=lambda r: r.index), t0
@@ -208,7 +211,9 @@ async def _drive(spec: LoadSpec, plan: list[PlannedRequest], clock: Clock, alive
 
 def run_load(spec: LoadSpec, plan: list[PlannedRequest], clock: Clock = time.perf_counter,
              alive: Callable[[], bool] = lambda: True,
-             on_done: Callable[[RequestRecord], None] = lambda r: None) -> tuple[list[RequestRecord], float]:
+             on_done: Callable[[RequestRecord], None] = lambda r: None, on_start: Callable[[], None] = lambda: None,
+             on_end: Callable[[], None] = lambda: None) -> tuple[list[RequestRecord], float]:
     """Send ``plan``; return every request's record (in plan order) and the load's start on ``clock``. Stops issuing
-    new requests once ``alive()`` says the server is gone."""
-    return asyncio.run(_drive(spec, plan, clock, alive, on_done))
+    new requests once ``alive()`` says the server is gone. ``on_start`` runs just before the load's start (after the
+    connection pool is opened), ``on_end`` just after the last response ends (the energy window's edges)."""
+    return asyncio.run(_drive(spec, plan, clock, alive, on_done, on_start, on_end))

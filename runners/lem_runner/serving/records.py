@@ -18,6 +18,7 @@ class RequestRecord:
     scheduled: float | None  # when the schedule wanted it sent (open loop), None in a closed loop
     submit: float
     first_token: float | None = None
+    prefill_start: float | None = None  # server-side start of its prefill, where the engine exposes it
     end: float | None = None
     chunk_times: list[float] = field(default_factory=list)
     chunk_tokens: list[int] = field(default_factory=list)
@@ -26,6 +27,7 @@ class RequestRecord:
     status: str = "pending"  # ok | error | timeout
     error: str | None = None
     energy_j: float | None = None  # attributed after the run (see figures)
+    adjusted_energy_j: float | None = None  # the same attribution of idle-adjusted energy (signed)
 
     @property
     def ok(self) -> bool:
@@ -45,20 +47,23 @@ def write_requests(records: list[RequestRecord], path: Path, origin: float) -> P
         "scheduled_s": [rel(r.scheduled) for r in records],
         "submit_s": [rel(r.submit) for r in records],
         "first_token_s": [rel(r.first_token) for r in records],
+        "prefill_start_s": [rel(r.prefill_start) for r in records],
         "end_s": [rel(r.end) for r in records],
         "input_tokens": [r.input_tokens for r in records],
         "output_tokens": [r.output_tokens for r in records],
         "status": [r.status for r in records],
         "error": [r.error for r in records],
         "energy_j": [r.energy_j for r in records],
+        "adjusted_energy_j": [r.adjusted_energy_j for r in records],
         "chunk_times_s": [[t - origin for t in r.chunk_times] for r in records],
         "chunk_tokens": [list(r.chunk_tokens) for r in records],
     }
     schema = pa.schema([("request", pa.int64()), ("scheduled_s", pa.float64()), ("submit_s", pa.float64()),
-                        ("first_token_s", pa.float64()), ("end_s", pa.float64()), ("input_tokens", pa.int64()),
+                        ("first_token_s", pa.float64()), ("prefill_start_s", pa.float64()),
+                        ("end_s", pa.float64()), ("input_tokens", pa.int64()),
                         ("output_tokens", pa.int64()), ("status", pa.string()), ("error", pa.string()),
-                        ("energy_j", pa.float64()), ("chunk_times_s", pa.list_(pa.float64())),
-                        ("chunk_tokens", pa.list_(pa.int64()))])
+                        ("energy_j", pa.float64()), ("adjusted_energy_j", pa.float64()),
+                        ("chunk_times_s", pa.list_(pa.float64())), ("chunk_tokens", pa.list_(pa.int64()))])
     sink = pa.BufferOutputStream()
     pq.write_table(pa.table(columns, schema=schema), sink)
     return atomic_write_bytes(path, sink.getvalue().to_pybytes())

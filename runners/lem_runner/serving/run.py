@@ -28,12 +28,13 @@ from lem_runner.measurement.quality import counter_vs_integrated, quality_flags
 from lem_runner.measurement.windows import span_energy_per_device, window_figures
 from lem_runner.prompts import load_prompts
 from lem_runner.serving.client import LoadSpec, run_load
-from lem_runner.serving.figures import STEADY_DEFINITION, serving_figures
+from lem_runner.serving.figures import STEADY_DEFINITION, serving_figures, steady_spans
 from lem_runner.serving.lifecycle import LOG_FILE, ManagedServer, ServerError, free_port
 from lem_runner.serving.records import FILE_NAME as REQUESTS_FILE
 from lem_runner.serving.records import write_requests
 from lem_runner.serving.schedule import plan_requests, vocab_size
 from lem_runner.serving.servers import SERVED_NAME, server_command
+from lem_runner.serving.window import piece_length, serving_flags, total_window
 from lem_runner.session import HeldEngine
 
 Emit = Callable[[ProgressEvent], None]
@@ -150,9 +151,23 @@ def _measure(request: RunRequest, energy_for, environment_for, emit: Emit, phase
         if done[0] % 10 == 0:
             emit(ProgressEvent(event="progress", done=done[0], total=len(plan) if s.duration_s is None else None))
 
-    energy.start_tracking()
-    records, t0 = run_load(spec, plan, alive=alive, on_done=on_done)
-    reading = energy.stop_tracking()
+    window: list = []  # the energy window, opened and closed by the load generator tight around the load
+
+    def open_window() -> None:
+        energy.start_tracking()
+        window.append(None)
+
+    def close_window() -> None:
+        window[-1] = energy.stop_tracking()
+
+    try:
+        records, t0 = run_load(spec, plan, alive=alive, on_done=on_done, on_start=open_window, on_end=close_window)
+    except BaseException:
+        if window and window[-1] is None:
+            with contextlib.suppress(Exception):
+                energy.stop_tracking()
+        raise
+    reading = window[-1] if window[-1] is not None else energy.stop_tracking()
     end_time = datetime.now(UTC)
 
     phase.name = "analyse"
@@ -168,7 +183,8 @@ def _measure(request: RunRequest, energy_for, environment_for, emit: Emit, phase
     if s.arrival == "trace" and len(plan) > 1 and plan[-1].arrival_s:
         offered = (len(plan) - 1) / plan[-1].arrival_s
     figures = serving_figures(records, arrival=s.arrival, offered_rate=offered, clients=clients, slo=s.slo,
-                              energy_between=between, energy_reason=reason, baseline_w=baseline_w)
+                              energy_between=between, energy_reason=reason, baseline_w=baseline_w,
+                              step_s=piece_length(reading, records))
     figures.server = figures.server or (server.command.name if server else f"endpoint {s.endpoint}")
     figures.server_start_s = start_s
     figures.server_log = LOG_FILE if server else None
@@ -181,12 +197,10 @@ def _measure(request: RunRequest, energy_for, environment_for, emit: Emit, phase
 
     lo, hi = origin, origin + figures.duration_s
     ok_out = sum(r.output_tokens for r in records if r.ok)
-    total_j = between(lo, hi) if between else reading.total_j
-    windows = {"total": window_figures([(lo, hi)], ok_out, total_j, baseline_w, lo,
-                                       "the load window: first submission to the last response's end")}
-    if figures.steady_state_start_s is not None:
-        span = (lo + figures.steady_state_start_s, lo + figures.steady_state_start_s + figures.steady_state_duration_s)
-        windows["steady_state"] = window_figures([span], figures.steady_state_output_tokens or 0,
+    windows = {"total": total_window(reading, between, lo, hi, ok_out, baseline_w)}
+    steady = steady_spans(records)
+    if steady:
+        windows["steady_state"] = window_figures(steady, figures.steady_state_output_tokens or 0,
                                                  figures.steady_state_energy_j, baseline_w, lo, STEADY_DEFINITION,
                                                  energy_reason=None if between else reason)
     methodology = "steady_state" if cfg.window.mode == "steady_state" and "steady_state" in windows else "total"
@@ -196,9 +210,10 @@ def _measure(request: RunRequest, energy_for, environment_for, emit: Emit, phase
                   for d in (reading.per_device_j or {})]
     integrated = sum(per_device) if per_device and None not in per_device else None  # type: ignore[arg-type]
     rel_diff = counter_vs_integrated(reading.total_j, integrated)
-    head_per_device = (span_energy_per_device(reading, [(lo, hi)] if methodology == "total" else [span])
+    head_per_device = (span_energy_per_device(reading, [(lo, hi)] if methodology == "total" else steady)
                        if between else None)
     flags = quality_flags(reading, hi - lo, rel_diff, headline=head)
+    flags += serving_flags(figures, windows, flags)
     operating_point, drift = observe(reading.samples, reading.t_start, reading.t_end, request.gpu_settings)
     flags += drift
     timeseries = None
