@@ -8,6 +8,7 @@ leaves behind (vLLM's prefix cache); each run's folder gets the server's log fro
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -18,10 +19,18 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from lem_runner.serving.client import LoadSpec, outside_plan, run_load
+from lem_runner.serving.schedule import PlannedRequest
 from lem_runner.serving.servers import ServerCommand
 
 LOG_FILE = "server.log"
 STOP_GRACE_S = 10.0
+#: how long a server may take to report idle after warmup before its reset is tried anyway
+WARMUP_IDLE_S = 30.0
+WARMUP_METHOD = ("requests shaped like the plan's first ones (lengths, max_tokens) on prompts outside the plan (text "
+                 "prefixed, token ids with their first id changed, so no prefix matches a measured prompt), one at a "
+                 "time (one closed-loop client), before the load window; a server lem started has its reset routes "
+                 "(vLLM's prefix cache) called after them")
 
 
 class ServerError(RuntimeError):
@@ -191,3 +200,27 @@ class ManagedServer:
             os.killpg(pgid, signal.SIGKILL)  # children that outlived their parent too
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(5)
+
+
+def warm_up(spec: LoadSpec, plan: list[PlannedRequest], n: int, server: ManagedServer | None,
+            alive=lambda: True) -> list[str]:
+    """Send ``n`` warmup requests outside the plan (client.outside_plan), one at a time, then empty what they left
+    on a server lem started (its reset routes: vLLM's prefix cache) so the first measured requests are not cache
+    hits; the result's warnings (a reset that failed). ServerError when a warmup request fails."""
+    if n <= 0 or not plan:
+        return []
+    records, _ = run_load(dataclasses.replace(spec, closed_loop_clients=1, duration_s=None), outside_plan(plan, n),
+                          alive=alive)
+    bad = [r for r in records if not r.ok]
+    if bad:
+        raise ServerError(server.died() if server and server.died() else
+                          f"warmup request failed: {bad[0].status}: {bad[0].error}")
+    if server is None or not server.command.reset_routes:
+        return []
+    if server.command.busy_metrics:
+        server.wait_idle(WARMUP_IDLE_S)
+    try:
+        server.reset()
+    except ServerError as exc:
+        return [f"after warmup: {exc}; the warmup prompts were outside the plan, so no measured prompt is cached"]
+    return []
