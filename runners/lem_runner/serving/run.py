@@ -28,7 +28,15 @@ from lem_runner.measurement.windows import span_energy_per_device, window_figure
 from lem_runner.prompts import load_prompts
 from lem_runner.serving.client import LoadSpec, repeated_prompts, run_load
 from lem_runner.serving.figures import STEADY_DEFINITION, serving_figures
-from lem_runner.serving.lifecycle import LOG_FILE, WARMUP_METHOD, ManagedServer, ServerError, free_port, warm_up
+from lem_runner.serving.lifecycle import (
+    LOG_FILE,
+    WARMUP_METHOD,
+    ManagedServer,
+    ServerError,
+    free_port,
+    served_settings,
+    warm_up,
+)
 from lem_runner.serving.records import FILE_NAME as REQUESTS_FILE
 from lem_runner.serving.records import write_requests
 from lem_runner.serving.schedule import plan_requests, vocab_size
@@ -207,6 +215,7 @@ def _measure(request: RunRequest, energy_for, environment_for, emit: Emit, phase
                         "serving, kept in requests.parquet, left out of the latencies)")
     in_tokens = sum(r.input_tokens or 0 for r in records if r.ok)
     libraries = library_versions([*cfg.spec.libraries, "aiohttp"])
+    settings = served_settings(base_url, server)  # what the server ran, read back from it
     return ExperimentResult(
         experiment_id=request.experiment_id, measurement_config_hash=measurement_config_hash(cfg), config=cfg,
         model_path=request.model_path, measurement_methodology=methodology,
@@ -223,8 +232,9 @@ def _measure(request: RunRequest, energy_for, environment_for, emit: Emit, phase
                             "request(s) (serving.warmup_requests)", method=WARMUP_METHOD),
         batch_size=server.command.batch_size if server else None,  # a user's endpoint: its batching is unknown
         batch_knob=cfg.spec.batch_knob,
-        backend_details={"scenario": "serving", "server": figures.server, "device": kind, "dtype": cfg.dtype,
-                         "requests_file": REQUESTS_FILE},
+        backend_details={"scenario": "serving", "server": figures.server, "device": kind,
+                         "dtype": settings["resolved"].get("dtype", cfg.dtype), "requests_file": REQUESTS_FILE},
+        engine_settings=settings,
         serving=figures, operating_point=operating_point, warnings=warnings, quality_flags=[f.code for f in flags],
         environment=environment_for(libraries, kind, cuda_version), start_time=start_time, end_time=end_time)
 
