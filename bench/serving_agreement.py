@@ -292,12 +292,14 @@ def host(args) -> int:
         print(proc.stdout[-3000:], proc.stderr[-5000:], sep="\n", file=sys.stderr)
         return 1
     data = json.loads(line.removeprefix("AGREEMENT "))
-    medians = {side: {f: statistics.median(r[side][f] for r in data["rounds"]) for f in FIGURES}
-               for side in ("lem", "vllm")}
-    # each round's lem / vLLM ratio (the two ran back to back, so a slow drift of this machine's load cancels), and
-    # their median: the figure compared with the target
-    paired = {f: [r["lem"][f] / r["vllm"][f] for r in data["rounds"]] for f in FIGURES}
-    ratios = {f: statistics.median(v) for f, v in paired.items()}
+    medians = paired = ratios = None  # --rounds 0: the open loop only
+    if data["rounds"]:
+        medians = {side: {f: statistics.median(r[side][f] for r in data["rounds"]) for f in FIGURES}
+                   for side in ("lem", "vllm")}
+        # each round's lem / vLLM ratio (the two ran back to back, so a slow drift of this machine's load cancels),
+        # and their median: the figure compared with the target
+        paired = {f: [r["lem"][f] / r["vllm"][f] for r in data["rounds"]] for f in FIGURES}
+        ratios = {f: statistics.median(v) for f, v in paired.items()}
     open_loop = None
     if data.get("open_rounds"):
         rs = data["open_rounds"]
@@ -318,7 +320,7 @@ def host(args) -> int:
                      "concurrency": args.concurrency, "rounds": args.rounds, "seed": args.seed,
                      "ignore_eos": True, "temperature": 0},
         **data, "medians": medians, "paired_ratios": paired, "ratios_lem_over_vllm": ratios, "target": "each ratio within 0.95..1.05",
-        "meets": all(abs(r - 1) <= 0.05 for r in ratios.values()),
+        "meets": all(abs(r - 1) <= 0.05 for r in ratios.values()) if ratios else None,
         "loadavg_before": load_before, "loadavg_after": os.getloadavg(), "cpus": os.cpu_count(),
         "open_loop": open_loop,
     }
