@@ -14,11 +14,13 @@ s / sqrt(n), t the exact Student quantile for n - 1 df, exponentiated):
   PyTorch only (vLLM's engine core runs in a child process, outside the runner's process time).
 A target is met only when the whole interval lies inside it; an interval across a bound is inconclusive.
 
-``--threads N`` (default 1) sets OMP_NUM_THREADS=N for both sides' processes (0: torch's default, one per core). On a
-shared 2-core machine, torch's default of 2 OpenMP threads stalls at every barrier whenever another tenant holds a
-core, and the waiting thread spins, so both wall and CPU time then measure the neighbours more than the code (seen:
-5-10 tok/s and 26-37 ms of CPU per token, against ~2 ms single-threaded). One thread per side removes the barrier:
-the comparison stays like for like, and CPU per token measures the work done.
+``--threads`` lists the thread settings to run, one row each (default ``default,1``): ``default`` leaves
+OMP_NUM_THREADS unset, as lem's runner is run (torch's default: one thread per core) — the row the targets judge;
+``1`` sets OMP_NUM_THREADS=1 for both sides' processes, the second row. On a shared 2-core machine torch's default of
+2 OpenMP threads stalls at every barrier whenever another tenant holds a core, and the waiting thread spins, so the
+default row measures the neighbours as much as the code (seen: 5-10 tok/s and 26-37 ms of CPU per token, against
+~2 ms single-threaded): it needs a quiet machine. The single-threaded row removes the barrier and shows what lem's
+own work costs beside the engine's.
 """
 
 from __future__ import annotations
@@ -165,61 +167,100 @@ def _target(target) -> str:
     return f"[{lo}, {hi}]" if lo is not None and hi is not None else f"≥ {lo}" if lo is not None else f"≤ {hi}"
 
 
-def main() -> int:
+def thread_settings(text: str) -> list[int | None]:
+    """``--threads``: comma-separated ``default`` (OMP_NUM_THREADS unset: the runner's own default) or counts."""
+    out: list[int | None] = []
+    for part in text.split(","):
+        part = part.strip()
+        if part in ("default", "0"):
+            out.append(None)
+        elif part.isdigit() and int(part) > 0:
+            out.append(int(part))
+        else:
+            raise argparse.ArgumentTypeError(f"--threads: '{part}' is neither 'default' nor a thread count")
+    return out
+
+
+def set_threads(n: int | None) -> None:
+    """OMP_NUM_THREADS for the processes started next (lem's runner inherits it through LocalLauncher, the plain
+    process through its environment); None: unset, as lem is run."""
+    if n is None:
+        os.environ.pop("OMP_NUM_THREADS", None)
+    else:
+        os.environ["OMP_NUM_THREADS"] = str(n)
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=20, help="alternating lem/plain pairs per backend")
     parser.add_argument("--n-prompts", type=int, default=32)
     parser.add_argument("--backends", default="pytorch,vllm", help="comma-separated: pytorch, vllm (needs Docker)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="OMP_NUM_THREADS for both sides (0: torch's default, one thread per core)")
+    parser.add_argument("--threads", type=thread_settings, default=[None, 1],
+                        help="thread settings, one row each: 'default' (OMP_NUM_THREADS unset, as lem runs) and/or "
+                             "counts for OMP_NUM_THREADS (default: default,1)")
     parser.add_argument("--note", default="", help="free text kept in the result file (e.g. what the runner had)")
+    return parser
+
+
+def main() -> int:
+    parser = build_parser()
     args = parser.parse_args()
     from tiny_model import build_tiny_llama
 
     n_tokens = args.n_prompts * MAX_TOKENS
-    if args.threads:  # inherited by lem's runner (LocalLauncher passes the environment on) and by the plain process
-        os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    inherited = os.environ.get("OMP_NUM_THREADS")
     report = {"benchmark": "fidelity", "date": datetime.now().isoformat(timespec="seconds"), "note": args.note,
               "workload": {"n_prompts": args.n_prompts, "batch_size": BATCH, "max_output_tokens": MAX_TOKENS,
-                           "dtype": "float32", "device": "cpu",
-                           "omp_num_threads": args.threads or None},
+                           "dtype": "float32", "device": "cpu"},
               "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                          "cpus": os.cpu_count(), "load_average_start": list(os.getloadavg())}}
-    print(f"fidelity ({args.pairs} alternating pairs; {args.n_prompts} prompts x {MAX_TOKENS} tokens, batch {BATCH}; "
-          f"OMP_NUM_THREADS {args.threads or 'default'}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs):", flush=True)
+                          "cpus": os.cpu_count(), "load_average_start": list(os.getloadavg())},
+              "rows": []}
+    names = ", ".join("default threads" if n is None else f"OMP_NUM_THREADS={n}" for n in args.threads)
+    print(f"fidelity ({args.pairs} alternating pairs per row; {args.n_prompts} prompts x {MAX_TOKENS} tokens, batch "
+          f"{BATCH}; rows: {names}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs):", flush=True)
     t0 = time.monotonic()
     out = ROOT / "bench" / "results" / f"fidelity-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
 
-    def save(backend: str):
+    def save(row: dict, backend: str):
         def write(figures: dict) -> None:
-            report[backend] = figures
+            row[backend] = figures
             report["machine"]["load_average_end"] = list(os.getloadavg())
             report["wall_s"] = time.monotonic() - t0
             atomic_write_text(out, json.dumps(report, indent=2))
         return write
 
-    with tempfile.TemporaryDirectory() as tmp:
-        model = build_tiny_llama(Path(tmp) / "tiny")
-        base = {"model": str(model), "n_prompts": args.n_prompts, "max_output_tokens": MAX_TOKENS,
-                "force_output_length": True, "device": "cpu", "dtype": "float32"}
-        if "pytorch" in args.backends:
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            model = build_tiny_llama(Path(tmp) / "tiny")
+            base = {"model": str(model), "n_prompts": args.n_prompts, "max_output_tokens": MAX_TOKENS,
+                    "force_output_length": True, "device": "cpu", "dtype": "float32"}
             prompts_file = Path(tmp) / "prompts.json"
             prompts_file.write_text(json.dumps(load_prompts(PromptConfig(), args.n_prompts, seed=42)))
-            cfg = ExperimentConfig(**base, pytorch={"batch_size": BATCH})
-            report["pytorch"] = compare("pytorch", lambda: lem_side(cfg, LocalLauncher(), Path(tmp) / "r", n_tokens),
-                                        lambda: plain_pytorch_side(model, prompts_file, n_tokens), args.pairs,
-                                        save("pytorch"))
-        if "vllm" in args.backends:
-            from llenergymeasure.host.docker_engine import docker_client
-            from llenergymeasure.images.build import build_image
+            for threads in args.threads:
+                set_threads(threads)
+                row: dict = {"omp_num_threads": threads}
+                report["rows"].append(row)
+                label = "default threads (OMP_NUM_THREADS unset)" if threads is None else f"OMP_NUM_THREADS={threads}"
+                print(f" row: {label}", flush=True)
+                if "pytorch" in args.backends:
+                    cfg = ExperimentConfig(**base, pytorch={"batch_size": BATCH})
+                    row["pytorch"] = compare(
+                        "pytorch", lambda cfg=cfg: lem_side(cfg, LocalLauncher(), Path(tmp) / "r", n_tokens),
+                        lambda: plain_pytorch_side(model, prompts_file, n_tokens), args.pairs, save(row, "pytorch"))
+                if "vllm" in args.backends:
+                    from llenergymeasure.host.docker_engine import docker_client
+                    from llenergymeasure.images.build import build_image
 
-            client = docker_client()
-            image = build_image(client, "vllm", cpu=True).tag
-            cfg = ExperimentConfig(**base, backend="vllm", vllm={"max_model_len": 1024, "enforce_eager": True})
-            report["vllm"] = compare("vllm", lambda: lem_side(cfg, DockerLauncher(image=image), Path(tmp) / "r",
-                                                              n_tokens),
-                                     lambda: plain_vllm_side(client, image, model, args.n_prompts), args.pairs,
-                                     save("vllm"))
+                    client = docker_client()
+                    image = build_image(client, "vllm", cpu=True).tag
+                    cfg = ExperimentConfig(**base, backend="vllm", vllm={"max_model_len": 1024, "enforce_eager": True})
+                    row["vllm"] = compare(
+                        "vllm", lambda cfg=cfg, image=image: lem_side(cfg, DockerLauncher(image=image), Path(tmp) / "r",
+                                                                     n_tokens),
+                        lambda client=client, image=image: plain_vllm_side(client, image, model, args.n_prompts),
+                        args.pairs, save(row, "vllm"))
+    finally:
+        set_threads(None if inherited is None else int(inherited))
     print(f"  written to {out.relative_to(ROOT)}")
     return 0
 

@@ -12,7 +12,9 @@ Poisson arrivals at ``--rate`` (default 160 req/s: 20x the highest rate the CI t
 - the context the lag depends on: the load average and the whole machine's CPU busy share over the window
   (/proc/stat), this process's involuntary context switches (the kernel took the CPU from it), and the floor — the
   same schedule kept by a bare asyncio sleep loop with no HTTP at all, run just before (what the OS allows now).
-Writes bench/results/serving-<time>.json.
+A run passes when all three hold in it (the rule as first written, with the fit at the server's clock:
+``meets_as_written``); ``meets_revised`` judges the fit on the generator's submit times instead (BENCHMARKS.md says
+why the rule changed and reports every run against both). Writes bench/results/serving-<time>.json; every run is kept.
 """
 
 from __future__ import annotations
@@ -122,9 +124,13 @@ def main() -> int:
         "machine_cpu_busy": (busy1 - busy0) / (total1 - total0) if total1 > total0 else None,
         "client_cpu_s": (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime),
         "client_involuntary_switches_per_s": (ru1.ru_nivcsw - ru0.ru_nivcsw) / window if window > 0 else None,
-        # the fit is judged on the generator's own submit times (what it achieved); the stub's clock, under
-        # SCHED_BATCH so it does not preempt the generator, stamps arrivals late in bursts and is kept as context
-        "meets": bool(ks_client.pvalue > 0.01 and abs(achieved / scheduled - 1) <= 0.02 and percentile(lags, 99) <= 1.0),
+        # the rule as first written (2bdbc22): the fit of the times the server saw; the revised rule (03fda12, after
+        # the runs were in): the fit of the generator's own submit times, since the stub's clock under SCHED_BATCH
+        # stamps arrivals late in bursts. Both are kept; BENCHMARKS.md reports each run against the first
+        "meets_as_written": bool(ks.pvalue > 0.01 and abs(achieved / scheduled - 1) <= 0.02
+                                 and percentile(lags, 99) <= 1.0),
+        "meets_revised": bool(ks_client.pvalue > 0.01 and abs(achieved / scheduled - 1) <= 0.02
+                              and percentile(lags, 99) <= 1.0),
         "machine": {"platform": platform.platform(), "python": platform.python_version()},
     }
     out = ROOT / "bench" / "results" / f"serving-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"

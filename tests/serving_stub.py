@@ -8,7 +8,8 @@ answers, ``"malformed"`` sends a chunk that is not JSON, ``"http500"`` answers w
 
 ``/metrics`` gives vLLM's two load gauges (Prometheus text, with vLLM's labels): requests being answered as
 ``vllm:num_requests_running``, and ``vllm:num_requests_waiting`` 0; ``POST /reset_prefix_cache`` counts its calls in
-``resets`` and answers ``reset_status`` with vLLM's body, ``{"success": reset_success}``.
+``resets`` and answers ``reset_status`` with vLLM's body, ``{"success": reset_success}``. ``events`` records resets
+and completion requests (with their prompts) in the order they arrived.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class StubServer:
         self._runner: web.AppRunner | None = None
         self.in_flight = 0
         self.resets = 0
+        self.events: list[tuple[str, object]] = []  # ("reset", None) and ("completion", prompt), in arrival order
         self.reset_status = 200
         self.reset_success = True
 
@@ -54,6 +56,7 @@ class StubServer:
 
     async def _reset(self, request: web.Request) -> web.Response:
         self.resets += 1
+        self.events.append(("reset", None))
         return web.json_response({"success": self.reset_success}, status=self.reset_status)
 
     async def _answer(self, request: web.Request) -> web.StreamResponse:
@@ -61,6 +64,7 @@ class StubServer:
         self.peers["completions"].append(request.transport.get_extra_info("peername")[1])
         body = await request.json()
         prompt, n = body.get("prompt"), int(body.get("max_tokens", 16))
+        self.events.append(("completion", prompt))
         if prompt == "hang":
             await asyncio.sleep(3600)
         if prompt == "http500":

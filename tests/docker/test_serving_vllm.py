@@ -65,6 +65,10 @@ sweep:
         assert s.itl.n == sum(len(row["chunk_times_s"]) - 1 for row in table)
         assert s.n_good == 6 and s.goodput_rps > 0 and s.achieved_rate_rps > 0
         assert s.server.startswith("vllm")
+        # what the server ran, read back from it: its engine-config log line and its /v1/models card
+        resolved = r.engine_settings["resolved"]
+        assert r.backend_details["dtype"] == resolved["dtype"] == "float32" and resolved["max_model_len"] == 256
+        assert resolved["enable_prefix_caching"] is True and resolved["enforce_eager"] is True
         assert r.total_energy_j is None and s.energy_unavailable_reason
     assert set(rates) == {2.0, 8.0}
     fresh, kept = engines
@@ -76,4 +80,6 @@ sweep:
     assert starts[0] == 0 and starts[1] > 0  # one start-up, in the first run; the kept server's run started none
     # vLLM's start-up is in the first run's log only; the second run's share has the server's own word on the reset
     assert "Starting vLLM server on" in logs[0] and "Starting vLLM server on" not in logs[1]
-    assert "Resetting prefix cache" in logs[1] and "Resetting prefix cache" not in logs[0]
+    # each run empties the cache after its warmup (its warmup prompts are outside the plan too); the kept server's
+    # run also before it, at the hand-over
+    assert logs[0].count("Resetting prefix cache") == 1 and logs[1].count("Resetting prefix cache") == 2

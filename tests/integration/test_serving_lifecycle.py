@@ -145,3 +145,51 @@ def test_a_kept_server_is_busy_while_a_request_runs_idle_after_and_reset_on_its_
         # a server without gauges cannot say it is idle: it is not handed to another run
         mute = ManagedServer(ServerCommand("stub", ["stub"]), stub.port, Path("/nonexistent/server.log"))
         assert mute.busy() is None and not mute.wait_idle(1)
+
+
+def test_warmup_sends_prompts_outside_the_plan_and_cycled_prompts_are_warned(tmp_path, tiny_model_path):
+    # 6 requests over 3 prompts: each prompt is sent twice (a prefix-cache hit on vLLM) and the result says so; the
+    # 2 warmup requests must not be any measured prompt (else the first measured requests hit the cache they filled)
+    with StubServer() as stub:
+        cfg = write_yaml(tmp_path / "s.yaml", f"name: s\nmodel: {tiny_model_path}\nscenario: serving\ndevice: cpu\n"
+                         f"max_output_tokens: 2\nrunner: local\nn_prompts: 3\nserving:\n  endpoint: {stub.base_url}\n"
+                         "  rate: 50\n  n_requests: 6\n  warmup_requests: 2\n")
+        proc = run_lem("run", str(cfg), "-o", str(tmp_path / "out"))
+        assert proc.returncode == 0, proc.stderr
+        prompts = [p for kind, p in stub.events if kind == "completion"]
+    warm, measured = prompts[:2], prompts[2:]
+    assert len(measured) == 6 and len(set(measured)) == 3
+    assert not set(warm) & set(measured)
+    (run_dir,) = (tmp_path / "out").iterdir()
+    warnings = json.loads((run_dir / "result.json").read_text())["warnings"]
+    assert any("6 requests share 3 distinct prompt(s)" in w for w in warnings), warnings
+
+
+def test_warmup_then_reset_then_load_on_a_server_with_a_prefix_cache():
+    """The order a server sees (the stub's event log, over real sockets): warmup requests on prompts outside the plan,
+    then its reset route (vLLM's /reset_prefix_cache), then the measured requests; token-id prompts too."""
+    from lem_runner.serving.client import LoadSpec, run_load
+    from lem_runner.serving.lifecycle import ManagedServer, warm_up
+    from lem_runner.serving.schedule import PlannedRequest
+    from lem_runner.serving.servers import ServerCommand
+
+    plan = [PlannedRequest(0, 0.0, [12, 40, 41, 42], 2), PlannedRequest(1, 0.01, [13, 50, 51], 2),
+            PlannedRequest(2, 0.02, "a text prompt", 2)]
+    with StubServer() as stub:
+        cmd = ServerCommand("stub", ["stub"], busy_metrics=("vllm:num_requests_running", "vllm:num_requests_waiting"),
+                            reset_routes=("/reset_prefix_cache",))
+        server = ManagedServer(cmd, stub.port, Path("/nonexistent/server.log"))
+        spec = LoadSpec(stub.base_url, "stub", None, None, 30, False, {"temperature": 0.0})
+        assert warm_up(spec, plan, 3, server) == []
+        records, _ = run_load(spec, plan)
+        assert all(r.ok for r in records)
+        events = list(stub.events)
+    kinds = [k for k, _ in events]
+    assert kinds == ["completion"] * 3 + ["reset"] + ["completion"] * 3
+    warm = [p for _, p in events[:3]]
+    measured = [p for _, p in events[4:]]
+    assert sorted(map(str, measured)) == sorted(str(p.prompt) for p in plan)
+    for w, p in zip(warm, plan, strict=True):  # same length, no shared first token/prefix with any measured prompt
+        assert all(w[: len(m) // 2 + 1] != m[: len(m) // 2 + 1] for m in measured if type(m) is type(w))
+        if isinstance(w, list):
+            assert len(w) == len(p.prompt) and w[1:] == p.prompt[1:] and w[0] != p.prompt[0]

@@ -111,3 +111,22 @@ def test_the_server_killed_mid_run_fails_the_run_and_keeps_the_records(tmp_path,
     assert len(records) >= 2 and any(r["status"] == "error" for r in records)  # the partial record is kept
     assert not (run_dir / "result.json").exists()
     assert _server_pids(str(tiny_model_path)) == []
+
+
+def test_a_serving_run_records_the_dtype_and_settings_the_server_ran(tmp_path, tiny_model_path):
+    # dtype auto: the server loads the checkpoint's own dtype; the result records that (read back from the server's
+    # /v1/models card), not "auto", and engine_settings holds the command and the server's batching settings
+    import llenergymeasure as lem
+
+    stored = json.loads((Path(tiny_model_path) / "config.json").read_text())
+    truth = stored.get("dtype") or stored.get("torch_dtype")
+    cfg = _config(tmp_path, tiny_model_path, "  arrival: poisson\n  rate: 8\n  n_requests: 2\n  warmup_requests: 0\n")
+    cfg.write_text(cfg.read_text().replace("dtype: float32", "dtype: auto"))
+    result = lem.run_experiment(str(cfg), output=tmp_path / "out")
+    settings = result.engine_settings
+    assert result.backend_details["dtype"] == truth != "auto"
+    assert settings["resolved"]["dtype"] == truth and settings["resolved"]["max_requests_per_batch"] == 8
+    assert settings["sources"] == ["GET /v1/models"]
+    args = settings["arguments"]
+    assert args[args.index("--max-batch") + 1] == "8" and args[args.index("--dtype") + 1] == "auto"
+    assert "--port" not in args

@@ -50,3 +50,24 @@ def test_a_single_pair_has_no_interval(fidelity):
 ])
 def test_a_target_is_met_only_when_the_whole_interval_lies_inside_it(fidelity, ci, target, expected):
     assert fidelity.verdict(ci, target) == expected
+
+
+def test_the_default_row_runs_with_the_runners_own_thread_setting_and_one_thread_is_the_second_row(fidelity):
+    # lem's runner sets no thread count (torch's default: one per core); the bench's default row must not either
+    import os
+    import subprocess
+
+    assert fidelity.build_parser().parse_args([]).threads == [None, 1]  # default threads first, then one thread
+    assert fidelity.thread_settings("default,1") == [None, 1]
+    child = [sys.executable, "-c", "import os; print(os.environ.get('OMP_NUM_THREADS', 'unset'))"]
+    before = os.environ.get("OMP_NUM_THREADS")
+    try:
+        os.environ["OMP_NUM_THREADS"] = "3"  # whatever the caller's shell had
+        fidelity.set_threads(None)
+        assert subprocess.run(child, capture_output=True, text=True).stdout.strip() == "unset"
+        fidelity.set_threads(1)
+        assert subprocess.run(child, capture_output=True, text=True).stdout.strip() == "1"
+    finally:
+        fidelity.set_threads(None if before is None else int(before))
+    with pytest.raises(Exception, match="neither 'default' nor a thread count"):
+        fidelity.thread_settings("default,many")

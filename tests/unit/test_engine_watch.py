@@ -3,6 +3,7 @@ with the error it printed on the inherited stderr; a pause (an engine shut down 
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import subprocess
 import sys
@@ -98,3 +99,37 @@ def test_short_lived_helpers_are_not_mistaken_for_the_engine():
 ])
 def test_the_root_cause_is_the_first_exception_that_is_not_a_wrapper(lines, cause):
     assert root_cause(lines) == cause
+
+
+def test_the_watch_reads_only_its_own_process_tree_and_finds_what_a_full_scan_finds():
+    # a child that starts a grandchild, and a zombie child (exited, not reaped): the subtree read (children files)
+    # must give the same live children and grandchildren as the full /proc scan, without the zombie
+    import os
+
+    from lem_runner.backends.engine_watch import _children
+
+    me = os.getpid()
+    child = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; "
+                              "g = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)']); "
+                              "print(g.pid, flush=True); time.sleep(30)"], stdout=subprocess.PIPE, text=True)
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        grandchild = int(child.stdout.readline())
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # the zombie: exited, not yet waited for
+            with open(f"/proc/{zombie.pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    break
+            time.sleep(0.05)
+        scan = _children()
+        tree = _children(me)
+        assert set(tree) <= {me} | set(scan.get(me, set()))  # only this process's subtree is in it
+        assert child.pid in tree[me] and zombie.pid not in tree[me]
+        assert grandchild in tree[child.pid]
+        assert tree[me] == scan[me] and tree[child.pid] == scan[child.pid]
+    finally:
+        child.kill()
+        child.wait()
+        zombie.wait()
+        with contextlib.suppress(OSError):
+            os.kill(grandchild, 9)

@@ -23,10 +23,11 @@ BAD = [
     ("rate: 2\n  input_tokens: {dist: normal, mean: 8}", "dist 'normal' needs std"),
     ("arrival: concurrency\n  concurrency: 2\n  rate: 3", "rate is only used with arrival"),
     ("rate: 2\n  dataset: {path: missing.jsonl}", "serving.dataset.path: cannot read"),
+    ("rate: 2\nwindow: {mode: windowed, duration_s: 5}", "window.mode: 'windowed' repeats the prompts"),
 ]
 
 
-_ALSO_RUN = {BAD[0][1], BAD[3][1], BAD[5][1]}  # `lem run` refuses the same way (a few, each costs a process)
+_ALSO_RUN = {BAD[0][1], BAD[3][1], BAD[5][1], BAD[12][1]}  # `lem run` refuses the same way (a few, each costs a process)
 
 
 @pytest.mark.parametrize("body,message", BAD, ids=[m for _, m in BAD])

@@ -42,8 +42,41 @@ class EngineDied(RuntimeError):
     """An engine process this runner started is gone; the message says which, and why (from its log)."""
 
 
-def _children() -> dict[int, set[int]]:
-    """ppid -> pids, from /proc."""
+def _alive_pid(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2 :][:1] != "Z"
+
+
+def _children(root: int | None = None, depth: int = 2) -> dict[int, set[int]]:
+    """ppid -> pids, zombies left out. With ``root``: its children and theirs down to ``depth`` levels, read from
+    each process's ``/proc/<pid>/task/<tid>/children`` — a few small files per poll instead of the whole process
+    table (the full scan cost ~5 ms of CPU per poll with 136 processes here, ~1 % of a core at 2 Hz, taken beside
+    the engine, and grows with the host's process count). Without ``root``, or where the kernel has no children
+    files, the whole table."""
+    if root is not None and Path(f"/proc/{root}/task/{root}/children").exists():
+        tree: dict[int, set[int]] = collections.defaultdict(set)
+        level = [root]
+        for _ in range(depth):
+            nxt = []
+            for pid in level:
+                try:
+                    tasks = list(os.scandir(f"/proc/{pid}/task"))
+                except OSError:
+                    continue
+                for task in tasks:
+                    try:
+                        kids = Path(task.path, "children").read_text().split()
+                    except OSError:
+                        continue
+                    for kid in map(int, kids):
+                        if _alive_pid(kid):
+                            tree[pid].add(kid)
+                            nxt.append(kid)
+            level = nxt
+        return tree
     out: dict[int, set[int]] = collections.defaultdict(set)
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -148,7 +181,7 @@ class EngineWatch:
             if not self._active.is_set():
                 seen.clear()
                 continue
-            tree = _children()
+            tree = _children(me)
             alive = set(tree.get(me, set()))
             alive |= {g for c in list(alive) for g in tree.get(c, set())}
             for pid in alive:

@@ -136,8 +136,9 @@ class EnergyConfig(_Section):
 
 class WindowConfig(_Section):
     """Which span the headline figures cover. ``total``: every measured prompt; ``steady_state``: only while at least
-    ``saturation`` of the peak number of requests are decoding (no ramp-up, no tail); ``windowed``: the prompts are
-    repeated until ``duration_s`` has passed and exactly that span is counted."""
+    ``saturation`` of the peak number of requests are decoding (no ramp-up, no tail); ``windowed`` (offline only: a
+    serving load's span is ``serving.duration_s``): the prompts are repeated until ``duration_s`` has passed and
+    exactly that span is counted."""
 
     mode: Literal["total", "steady_state", "windowed"] = "total"
     duration_s: float | None = Field(None, gt=0, le=86400, description="span of the window (mode: windowed)")
@@ -395,6 +396,10 @@ class _Experiment(_Section):
             raise ValueError("serving: only used with scenario: serving")
         if self.scenario == "serving" and self.serving.arrival in ("constant", "poisson") and self.serving.rate is None:
             raise ValueError(f"serving.rate: arrival '{self.serving.arrival}' needs rate (requests per second)")
+        if self.scenario == "serving" and self.window.mode == "windowed":  # a load's span is the serving section's
+            raise ValueError("window.mode: 'windowed' repeats the prompts for a fixed span, an offline idea; a serving "
+                             "load runs for serving.duration_s (or serving.n_requests) and its headline is the load "
+                             "window (total) or its steady state; use window.mode: total or steady_state")
         if self.scenario == "serving" and self.serving.endpoint is not None and self.runner.startswith("docker"):
             raise ValueError(f"serving.endpoint: lem reaches your server over this host's loopback, but runner "
                              f"'{self.runner}' runs in a container without a network; use runner: local (or auto)")

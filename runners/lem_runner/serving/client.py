@@ -209,6 +209,37 @@ async def _drive(spec: LoadSpec, plan: list[PlannedRequest], clock: Clock, alive
     return sorted(records, key=lambda r: r.index), t0
 
 
+#: what a warmup prompt is prefixed with (text), so no block of it matches the start of a measured prompt
+WARMUP_PREFIX = "Warmup request, not measured."
+
+
+def outside_plan(plan: list[PlannedRequest], n: int) -> list[PlannedRequest]:
+    """``n`` warmup requests shaped like the plan's first ones (lengths, max_tokens) whose prompts share no prefix with
+    any measured prompt: text gets :data:`WARMUP_PREFIX` in front, token ids their first id changed. A prefix cache
+    (vLLM's hashes each block with everything before it) then holds nothing a measured request can hit."""
+    out = []
+    for i in range(n):
+        p = plan[i % len(plan)]
+        if isinstance(p.prompt, list):
+            first = p.prompt[0] if p.prompt else 10
+            prompt: str | list[int] = [first + 1 if first % 2 == 0 else first - 1, *p.prompt[1:]] if p.prompt else [11]
+        else:
+            prompt = f"{WARMUP_PREFIX} {p.prompt}"
+        out.append(PlannedRequest(i, None, prompt, p.max_tokens))
+    return out
+
+
+def repeated_prompts(plan: list[PlannedRequest]) -> str | None:
+    """A warning when the plan sends the same prompt more than once (``n_requests`` above the prompts available, or
+    a length-only prompt without a vocabulary): with a prefix cache a repeat is a cache hit, not a fresh prefill."""
+    distinct = {tuple(p.prompt) if isinstance(p.prompt, list) else p.prompt for p in plan}
+    if len(distinct) >= len(plan):
+        return None
+    return (f"{len(plan)} requests share {len(distinct)} distinct prompt(s): prompts are cycled (n_requests is above "
+            "the prompts available; raise n_prompts or give a dataset with more); on a server with a prefix cache "
+            "(vLLM's enable_prefix_caching) a repeated prompt's prefill is a cache hit")
+
+
 def run_load(spec: LoadSpec, plan: list[PlannedRequest], clock: Clock = time.perf_counter,
              alive: Callable[[], bool] = lambda: True,
              on_done: Callable[[RequestRecord], None] = lambda r: None, on_start: Callable[[], None] = lambda: None,

@@ -8,8 +8,10 @@ leaves behind (vLLM's prefix cache); each run's folder gets the server's log fro
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -18,10 +20,18 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from lem_runner.serving.client import LoadSpec, outside_plan, run_load
+from lem_runner.serving.schedule import PlannedRequest
 from lem_runner.serving.servers import ServerCommand
 
 LOG_FILE = "server.log"
 STOP_GRACE_S = 10.0
+#: how long a server may take to report idle after warmup before its reset is tried anyway
+WARMUP_IDLE_S = 30.0
+WARMUP_METHOD = ("requests shaped like the plan's first ones (lengths, max_tokens) on prompts outside the plan (text "
+                 "prefixed, token ids with their first id changed, so no prefix matches a measured prompt), one at a "
+                 "time (one closed-loop client), before the load window; a server lem started has its reset routes "
+                 "(vLLM's prefix cache) called after them")
 
 
 class ServerError(RuntimeError):
@@ -191,3 +201,99 @@ class ManagedServer:
             os.killpg(pgid, signal.SIGKILL)  # children that outlived their parent too
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(5)
+
+
+def warm_up(spec: LoadSpec, plan: list[PlannedRequest], n: int, server: ManagedServer | None,
+            alive=lambda: True) -> list[str]:
+    """Send ``n`` warmup requests outside the plan (client.outside_plan), one at a time, then empty what they left
+    on a server lem started (its reset routes: vLLM's prefix cache) so the first measured requests are not cache
+    hits; the result's warnings (a reset that failed). ServerError when a warmup request fails."""
+    if n <= 0 or not plan:
+        return []
+    records, _ = run_load(dataclasses.replace(spec, closed_loop_clients=1, duration_s=None), outside_plan(plan, n),
+                          alive=alive)
+    bad = [r for r in records if not r.ok]
+    if bad:
+        raise ServerError(server.died() if server and server.died() else
+                          f"warmup request failed: {bad[0].status}: {bad[0].error}")
+    if server is None or not server.command.reset_routes:
+        return []
+    if server.command.busy_metrics:
+        server.wait_idle(WARMUP_IDLE_S)
+    try:
+        server.reset()
+    except ServerError as exc:
+        return [f"after warmup: {exc}; the warmup prompts were outside the plan, so no measured prompt is cached"]
+    return []
+
+
+#: scalar settings vLLM's engine core logs once at start ("Initializing a V1 LLM engine (v…) with config: …")
+VLLM_LOGGED = ("dtype", "max_seq_len", "quantization", "enforce_eager", "kv_cache_dtype", "tensor_parallel_size",
+               "pipeline_parallel_size", "data_parallel_size", "device_config", "seed", "enable_prefix_caching",
+               "enable_chunked_prefill", "load_format", "served_model_name")
+_MODEL_CARD_KEYS = ("root", "max_model_len", "lem_settings")
+
+
+def _scalar(text: str):
+    text = text.strip().strip("'\"")
+    if text in ("True", "False"):
+        return text == "True"
+    if text == "None":
+        return None
+    with contextlib.suppress(ValueError):
+        return int(text)
+    return text.removeprefix("torch.")
+
+
+def logged_engine_config(log: str) -> dict:
+    """The :data:`VLLM_LOGGED` values of the last engine-config line in a vLLM server's log ({} when there is none)."""
+    lines = [ln for ln in log.splitlines() if "with config: " in ln]
+    if not lines:
+        return {}
+    body = lines[-1].split("with config: ", 1)[1]
+    out = {}
+    for key in VLLM_LOGGED:
+        m = re.search(rf"(?:^|, ){key}=(.*?)(?=, [A-Za-z_]+=|$)", body)
+        if m:
+            out[key] = _scalar(m.group(1))
+    return out
+
+
+def _model_card(base_url: str) -> dict:
+    try:
+        with urllib.request.urlopen(f"{base_url}/models", timeout=5) as resp:
+            card = json.loads(resp.read())["data"][0]
+    except (urllib.error.URLError, OSError, ValueError, KeyError, IndexError, TypeError):
+        return {}
+    return card if isinstance(card, dict) else {}
+
+
+def served_settings(base_url: str, server: ManagedServer | None) -> dict:
+    """What the server ran, read back from it, for the result's ``engine_settings``: ``arguments`` (the command lem
+    started it with, host and port left out; none for a user's endpoint), ``resolved`` (its ``GET /v1/models`` card:
+    vLLM's ``root`` and ``max_model_len``, lem's own server's ``lem_settings``; and the settings vLLM's engine logged at
+    start) and ``sources`` (where each came from). A value the server does not report is absent, never guessed."""
+    resolved: dict = {}
+    sources = []
+    card = _model_card(base_url)
+    if card:
+        sources.append("GET /v1/models")
+        resolved.update({k: card[k] for k in _MODEL_CARD_KEYS if k in card and k != "lem_settings"})
+        resolved.update(card.get("lem_settings") or {})
+    arguments = None
+    if server is not None:
+        argv, arguments = server.command.argv, []
+        skip = False
+        for a in argv[1:]:
+            if skip:
+                skip = False
+                continue
+            if a in ("--host", "--port"):
+                skip = True
+                continue
+            arguments.append(a)
+        logged = logged_engine_config(server.log_since(0).decode("utf-8", errors="replace"))
+        if logged:
+            sources.append(f"{server.log_path.name}: the engine's config line")
+            resolved.update(logged)
+    return {"sources": sources, "arguments": arguments, "resolved": resolved}

@@ -7,7 +7,6 @@ end of the session or single run, on Ctrl-C and SIGTERM)."""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,9 +26,17 @@ from lem_runner.measurement.operating_point import observe
 from lem_runner.measurement.quality import counter_vs_integrated, quality_flags
 from lem_runner.measurement.windows import span_energy_per_device, window_figures
 from lem_runner.prompts import load_prompts
-from lem_runner.serving.client import LoadSpec, run_load
+from lem_runner.serving.client import LoadSpec, repeated_prompts, run_load
 from lem_runner.serving.figures import STEADY_DEFINITION, serving_figures, steady_spans
-from lem_runner.serving.lifecycle import LOG_FILE, ManagedServer, ServerError, free_port
+from lem_runner.serving.lifecycle import (
+    LOG_FILE,
+    WARMUP_METHOD,
+    ManagedServer,
+    ServerError,
+    free_port,
+    served_settings,
+    warm_up,
+)
 from lem_runner.serving.records import FILE_NAME as REQUESTS_FILE
 from lem_runner.serving.records import write_requests
 from lem_runner.serving.schedule import plan_requests, vocab_size
@@ -40,7 +47,6 @@ from lem_runner.session import HeldEngine
 Emit = Callable[[ProgressEvent], None]
 LATENCY_METHOD = ("client side, in lem's load generator: submission (just before the HTTP request is sent) to each "
                   "streamed chunk's arrival; TTFT includes queueing in the server")
-WARMUP_METHOD = "the plan's first requests, one at a time (one closed-loop client), before the load window"
 
 
 def device_kind(cfg) -> tuple[str, str | None]:
@@ -134,14 +140,8 @@ def _measure(request: RunRequest, energy_for, environment_for, emit: Emit, phase
     baseline, baseline_reason = obtain_baseline(cfg.energy.baseline, energy, request.cached_baselines,
                                                 datetime.now(UTC))
     phase.name = "warmup"
-    if s.warmup_requests:
-        warm = [dataclasses.replace(p, index=i, arrival_s=None) for i, p in enumerate(plan[: s.warmup_requests])]
-        warm_records, _ = run_load(dataclasses.replace(spec, closed_loop_clients=1, duration_s=None), warm,
-                                   alive=alive)
-        bad = [r for r in warm_records if not r.ok]
-        if bad:
-            raise ServerError(server.died() if server and server.died() else
-                              f"warmup request failed: {bad[0].status}: {bad[0].error}")
+    plan_warnings = [w for w in [repeated_prompts(plan)] if w]
+    plan_warnings += warm_up(spec, plan, s.warmup_requests, server, alive)
 
     phase.name = "measure"
     done = [0]
@@ -224,12 +224,13 @@ def _measure(request: RunRequest, energy_for, environment_for, emit: Emit, phase
                                   head_per_device, integrated, rel_diff,
                                   sum(1 for r in reading.samples if lo <= r.t <= hi), timeseries,
                                   (gpu_indices or cfg.devices) if kind == "cuda" else None)
-    warnings = list(reading.warnings) + [f.message for f in flags]
+    warnings = list(reading.warnings) + [f.message for f in flags] + plan_warnings
     if figures.n_errors or figures.n_timeouts:
         warnings.append(f"{figures.n_errors} request(s) failed and {figures.n_timeouts} timed out (counted in "
                         "serving, kept in requests.parquet, left out of the latencies)")
     in_tokens = sum(r.input_tokens or 0 for r in records if r.ok)
     libraries = library_versions([*cfg.spec.libraries, "aiohttp"])
+    settings = served_settings(base_url, server)  # what the server ran, read back from it
     return ExperimentResult(
         experiment_id=request.experiment_id, measurement_config_hash=measurement_config_hash(cfg), config=cfg,
         model_path=request.model_path, measurement_methodology=methodology,
@@ -246,8 +247,9 @@ def _measure(request: RunRequest, energy_for, environment_for, emit: Emit, phase
                             "request(s) (serving.warmup_requests)", method=WARMUP_METHOD),
         batch_size=server.command.batch_size if server else None,  # a user's endpoint: its batching is unknown
         batch_knob=cfg.spec.batch_knob,
-        backend_details={"scenario": "serving", "server": figures.server, "device": kind, "dtype": cfg.dtype,
-                         "requests_file": REQUESTS_FILE},
+        backend_details={"scenario": "serving", "server": figures.server, "device": kind,
+                         "dtype": settings["resolved"].get("dtype", cfg.dtype), "requests_file": REQUESTS_FILE},
+        engine_settings=settings,
         serving=figures, operating_point=operating_point, warnings=warnings, quality_flags=[f.code for f in flags],
         environment=environment_for(libraries, kind, cuda_version), start_time=start_time, end_time=end_time)
 

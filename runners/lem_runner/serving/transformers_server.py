@@ -8,6 +8,7 @@ lem_runner.serving.transformers_server``), so it is launched, health-checked, lo
 
 ``GET /metrics`` gives ``lem:num_requests_running`` (requests added and not yet finished or cancelled), in
 Prometheus' text format as vLLM's gauges are, so an engine session can tell the server is idle before its next run.
+``GET /v1/models`` carries ``lem_settings`` (the loaded dtype, device, batching settings) for the result.
 
 Streaming: each engine step's new tokens for a request become one chunk, with ``usage`` (prompt and cumulative
 completion tokens) on every chunk and a usage-only chunk at the end, as vLLM does with ``continuous_usage_stats``.
@@ -45,7 +46,10 @@ def _load(args):
     manager = model.init_continuous_batching(generation_config=gen,
                                              continuous_batching_config=ContinuousBatchingConfig(**cb_kwargs))
     manager.start()
-    return tok, manager
+    settings = {"dtype": str(model.dtype).removeprefix("torch."), "device": device, "do_sample": False,
+                "attn_implementation": getattr(model.config, "_attn_implementation", None),
+                "torch_threads": torch.get_num_threads(), **cb_kwargs, "max_tokens": args.max_tokens}
+    return tok, manager, settings
 
 
 def _chunk(rid: str, text: str, finish: str | None, n_in: int, n_out: int, model: str) -> bytes:
@@ -55,7 +59,7 @@ def _chunk(rid: str, text: str, finish: str | None, n_in: int, n_out: int, model
     return f"data: {json.dumps(body)}\n\n".encode()
 
 
-def build_app(tok, manager, served_name: str, default_max_tokens: int):
+def build_app(tok, manager, served_name: str, default_max_tokens: int, settings: dict | None = None):
     from aiohttp import web
 
     running = [0]  # requests handed to the manager and not yet finished or cancelled
@@ -70,7 +74,8 @@ def build_app(tok, manager, served_name: str, default_max_tokens: int):
         return web.Response(text="ok") if manager.is_running() else web.Response(status=503, text="engine stopped")
 
     async def models(request):
-        return web.json_response({"object": "list", "data": [{"id": served_name, "object": "model"}]})
+        card = {"id": served_name, "object": "model", **({"lem_settings": settings} if settings else {})}
+        return web.json_response({"object": "list", "data": [card]})
 
     async def completions(request):
         try:
@@ -152,11 +157,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from aiohttp import web
 
-    tok, manager = _load(args)
+    tok, manager, settings = _load(args)
     print(f"transformers continuous batching ready on {args.host}:{args.port}", file=sys.stderr, flush=True)
     try:
-        web.run_app(build_app(tok, manager, args.served_model_name, args.max_tokens), host=args.host, port=args.port,
-                    access_log=None, print=None, shutdown_timeout=2)
+        web.run_app(build_app(tok, manager, args.served_model_name, args.max_tokens, settings), host=args.host,
+                    port=args.port, access_log=None, print=None, shutdown_timeout=2)
     finally:
         manager.stop(block=True, timeout=10)
     return 0
