@@ -192,9 +192,30 @@ def test_single_runs_get_no_stub_error_bars(tmp_path):
     _write(root / "a", _gpu_result("a", 10.0, 1.0), series=False)
     _write(root / "b", _gpu_result("b", 20.0, 0.5), series=False)
     fig, ax = efficiency_figure(configurations(find_experiments(root)))
-    (bars,) = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
-    assert not bars.has_xerr and not bars.has_yerr
+    assert not [c for c in ax.containers if isinstance(c, ErrorbarContainer)]  # markers only: no zero-length ticks
+    (dots,) = [line for line in ax.get_lines() if line.get_label() == "pytorch"]
+    assert sorted(dots.get_xdata()) == [10.0, 20.0]
     assert "single runs: no error bars" in ax.get_title()
+
+
+def test_a_single_run_beside_a_study_of_its_backend_gets_no_error_tick(gpu_results):
+    """The study's points have 95 % CIs; the single pytorch run beside them is a marker, not a bar of length 0 (the
+    old figure drew it through one errorbar call per backend, with a 0 half-width: a cap tick on the dot)."""
+    _write(gpu_results / "single-p", _gpu_result("single-p", 50.0, 0.25), series=False)
+    fig, ax = efficiency_figure(configurations(find_experiments(gpu_results)))
+    (bars,) = [c for c in ax.containers if isinstance(c, ErrorbarContainer) and c.get_label() == "pytorch"]
+    assert 50.0 not in list(bars.lines[0].get_xdata())  # the single run is not among the points with bars
+    assert any(50.0 in list(line.get_xdata()) for line in ax.get_lines() if line.get_marker() == "o")
+    # and no bar reaches below zero (asymmetric, clipped at 0)
+    for segments in bars.lines[2]:
+        assert min(y for seg in segments.get_segments() for _, y in seg) >= 0
+        assert min(x for seg in segments.get_segments() for x, _ in seg) >= 0
+
+
+def test_the_key_names_the_backend_once(gpu_results):
+    fig, ax = efficiency_figure(configurations(find_experiments(gpu_results)))
+    key = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert all(k.count("vllm") + k.count("pytorch") == 1 for k in key), key
 
 
 @pytest.mark.parametrize("fmt,magic", [("svg", b"<?xml"), ("pdf", b"%PDF")])
