@@ -39,7 +39,9 @@ def list_(directory: Path = typer.Argument(Path("results"), metavar="[DIR]", hel
     experiments = select(find_experiments(directory), sort, backend, model, after)
     if not experiments:
         typer.echo(f"{directory}: no experiment matches the filters", err=True)
-    for line in list_lines(experiments):
+    import shutil
+
+    for line in list_lines(experiments, shutil.get_terminal_size((160, 24)).columns):
         typer.echo(line)
 
 

@@ -111,7 +111,7 @@ def _serving(r: ExperimentResult) -> Table | None:
         t.add_row(*row)
     t.add_row("steady state", "none" if s.steady_state_duration_s is None else
               f"{s.steady_state_duration_s:.2f} s from {s.steady_state_start_s:.2f} s · "
-              f"{s.steady_state_output_tokens} tokens · {figure(s.steady_state_energy_j, 'J')}")
+              f"{s.steady_state_output_tokens} tokens · energy {figure(s.steady_state_energy_j, 'J')}")
     t.add_row("schedule lag", f"p50 {figure(s.schedule_lag_p50_ms, 'ms')} · p99 {figure(s.schedule_lag_p99_ms, 'ms')}")
     if s.energy_unavailable_reason:
         t.add_row("energy", f"null — {escape(s.energy_unavailable_reason)}")
