@@ -256,6 +256,7 @@ def render_estimates(console, estimates: list[MemoryEstimate]) -> None:
     from rich.markup import escape
 
     from llenergymeasure.render.fit import Column, print_keyed
+    from llenergymeasure.render.text import fewer_prompts
 
     def col(name: str, cells: list[str], right: bool = True) -> Column:
         return Column(name, cells, right)
@@ -278,8 +279,8 @@ def render_estimates(console, estimates: list[MemoryEstimate]) -> None:
     for e in estimates:
         if e.total is None:
             console.print(f"[yellow]not estimated[/] {escape(e.label)}: {escape(e.parameters_source)}")
-        if e.batch < e.batch_size:
-            console.print(f"[dim]note[/] {escape(e.label)}: batch {e.batch_size} ({escape(e.batch_knob)}); "
-                          f"{e.batch} prompt(s), so memory for {e.batch} sequence(s) at once")
+        if e.batch < e.batch_size:  # the summary's words (render/summary.py batch_text)
+            console.print(f"[dim]note[/] {escape(e.label)}: batch {e.batch_size} ({escape(e.batch_knob)}"
+                          f"{fewer_prompts(e.batch_size, e.batch, 'offline')}): the estimate holds {e.batch}")
         for note in e.notes:
             console.print(f"[yellow]note[/] {escape(e.label)}: {escape(note)}")

@@ -21,6 +21,14 @@ def slo_text(slo: dict[str, float] | None) -> str:
     return ", ".join(f"{_SLO_NAMES.get(k, k.removesuffix('_ms'))} ≤ {v:g} ms" for k, v in slo.items())
 
 
+def fewer_prompts(batch: int | None, n_prompts: int, scenario: str) -> str:
+    """``; 4 prompts, so at most 4 at once`` when an offline run's prompts do not fill its batch (the batch is the
+    knob's value everywhere: dry run, summary, list, export), else ``""``."""
+    if batch is None or scenario != "offline" or n_prompts >= batch:
+        return ""
+    return f"; {n_prompts} prompt(s), so at most {n_prompts} at once"
+
+
 def latency(stats: LatencyStats | None, extremes: bool = False) -> str:
     """``mean … · p50 … · p90 … · p99 … ms (n=…)``, with min and max when ``extremes``."""
     if stats is None:
