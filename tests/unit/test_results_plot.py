@@ -124,6 +124,27 @@ def test_cpu_results_plot_throughput_only_and_say_energy_is_null(tmp_path):
     assert "Energy not measured" in eff.title and "run is on CPU" in eff.title
 
 
+def test_throughput_only_bars_give_a_single_run_no_error_tick(tmp_path):
+    """CPU runs: a study's bars carry their 95 % CI, clipped at 0; the single run's bar has no whisker of length 0."""
+    root = tmp_path / "results"
+    study = root / "cs-20250101-120000"
+    entries = []
+    for cycle, tps in ((1, 10.0), (2, 30.0)):
+        name = f"cs-001-c{cycle}"
+        _write(study / name, make_result(experiment_id=name, output_tokens_per_second=tps), series=False)
+        entries.append({"label": "pytorch.batch_size=1", "cycle": cycle, "result_path": name})
+    (study / "manifest.json").write_text(json.dumps({"study": "cs", "entries": entries}))
+    _write(root / "cpu-single", make_result(experiment_id="cpu-single", output_tokens_per_second=5.0), series=False)
+    configs = configurations(find_experiments(root))
+    fig, ax = efficiency_figure(configs)
+    (bars,) = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    single_y = next(i for i, c in enumerate(configs) if c.tps.ci95 is None)
+    segments = [seg for coll in bars.lines[2] for seg in coll.get_segments()]
+    assert len(segments) == 1 and all(y != single_y for seg in segments for _, y in seg)
+    # mean 20, CI 12.71 x 14.14 / sqrt(2) = 127: the whisker starts at 0, not at -107
+    assert min(x for seg in segments for x, _ in seg) == 0.0
+
+
 def test_mixed_results_leave_out_null_energy_and_say_how_many(gpu_results, tmp_path):
     _write(gpu_results / "cpu-a", make_result(experiment_id="cpu-a"), series=False)
     eff = plot_results(gpu_results, tmp_path / "plots")[0]

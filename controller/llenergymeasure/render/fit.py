@@ -15,7 +15,8 @@ from rich.text import Text
 
 #: a label longer than this is shown as #n in a table too wide for the terminal, and listed whole below it
 LABEL_KEEP = 16
-#: what one column costs beside its text: padding on both sides and a separator
+#: what one column costs beside its text in a SIMPLE_HEAD table without edges: padding on both sides and the
+#: (blank) separator; the first column has none before it
 COLUMN_COST = 3
 
 
@@ -56,7 +57,7 @@ def fitted_tables(width: int, keys: Sequence[Column], figures: Sequence[Column],
     """The key columns and as many figure columns as fit ``width``, then the same keys with the next figures, and so
     on (a single figure wider than the terminal still gets its own table: it is never cut)."""
     widths = [column_width(c) for c in figures]
-    used0 = sum(column_width(c) + COLUMN_COST for c in keys)
+    used0 = sum(column_width(c) + COLUMN_COST for c in keys) - COLUMN_COST  # no separator before the first
     chunks: list[list[int]] = [[]]
     used = used0
     for i, w in enumerate(widths):
@@ -97,3 +98,16 @@ def print_keyed(console: Console, title: str, labels: Sequence[str], keys: list[
     if numbered_key:
         for n, label in zip(numbered(labels), labels):
             console.print(f"  {n}  {escape(label)}", highlight=False, overflow="fold")
+
+
+class Fitted:
+    """A renderable that lays ``fitted_tables`` out at the width it is printed at (for views built before the
+    console is known), with an optional caption line under the last table."""
+
+    def __init__(self, title: str, keys: Sequence[Column], figures: Sequence[Column], caption: str = "") -> None:
+        self.title, self.keys, self.figures, self.caption = title, keys, figures, caption
+
+    def __rich_console__(self, console, options):
+        yield from fitted_tables(options.max_width, self.keys, self.figures, self.title)
+        if self.caption:
+            yield Text.from_markup(self.caption)

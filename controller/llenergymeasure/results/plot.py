@@ -244,8 +244,11 @@ def _throughput_only(ax, configs: Sequence[Config], adjusted: bool = False) -> N
     """No energy anywhere (CPU runs): throughput per configuration, and the reason energy is null. Bars are
     numbered (the key under the axes names them), so long labels never squeeze the bars."""
     ys = list(range(len(configs)))
-    ax.barh(ys, [c.tps.mean for c in configs], xerr=clipped_errs([c.tps for c in configs]), capsize=3,
-            color=[backend_colour(c.backend) for c in configs])
+    ax.barh(ys, [c.tps.mean for c in configs], color=[backend_colour(c.backend) for c in configs])
+    spread = [(y, c) for y, c in zip(ys, configs) if c.tps.ci95]  # single runs: a bar, no zero-length tick
+    if spread:
+        ax.errorbar([c.tps.mean for _, c in spread], [y for y, _ in spread],
+                    xerr=clipped_errs([c.tps for _, c in spread]), fmt="none", ecolor="black", capsize=3)
     ax.set_yticks(ys, [str(i) for i in range(1, len(configs) + 1)], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel(THROUGHPUT_LABEL)
