@@ -261,3 +261,42 @@ def test_report_is_one_self_contained_file_with_figures_emissions_and_notes(gpu_
     # single-a: 0.5 J/token x 32 tokens = 16 J -> 16 / 3.6e6 kWh x 1.2 x 400 g = 0.00213 g (3 significant digits)
     assert "0.00213" in page
 
+
+
+def test_the_report_gives_serving_runs_their_own_section_figures_and_columns(tmp_path):
+    """A serving study (J/good token by hand: E/N_good per point, 95 % CI t(1) = 12.706 over cycles at 0.9x and
+    1.1x), an offline single run and a failed run: the serving study's table sits under Serving with goodput, TPOT,
+    achieved rate and J per good token, serving.png is drawn there, the efficiency figure holds the offline run only,
+    and the failed run shows the model and backend of the config.json in its folder (it showed `?`)."""
+    from llenergymeasure.study.aggregate import aggregate_point
+    from test_serving_plot import POINTS, _study
+
+    root = _study(tmp_path)  # results/rates-…: 4 rates x 2 cycles, energy measured
+    by_label: dict[str, list] = {}
+    for e in find_experiments(root):
+        by_label.setdefault(e.label, []).append(e.result)
+    summary = {"study": "rates", "status": "complete", "finished": 8, "planned": 8, "failed": 0, "n_cycles": 2,
+               "order": "interleave", "aggregates": [aggregate_point(k, "vllm", v).as_dict() for k, v in by_label.items()]}
+    (root / "study_summary.json").write_text(json.dumps(summary))
+    results = root.parent
+    _write(results / "offline-a", _gpu_result("offline-a", 20.0, 0.5), series=False)
+    failed = results / "broken-20250101-000000"
+    failed.mkdir()
+    (failed / "config.json").write_text(make_config(backend="vllm", model="org/Some-Model").model_dump_json())
+    (failed / "error.json").write_text(json.dumps({"error_type": "OSError", "message": "gone", "phase": "load"}))
+    page = write_report(results, tmp_path / "report.html").read_text(encoding="utf-8")
+    serving = page[page.index("<h2>Serving</h2>"):page.index("<h2>Environment</h2>")]
+    for header in ("goodput (req/s)", "TPOT p50 (ms)", "achieved rate (req/s)", "J/good token"):
+        assert f">{header}<" in serving, header
+    from llenergymeasure.render.compare import format_value
+    from llenergymeasure.results.compare import Value
+
+    for _, energy, _, good, _ in POINTS:
+        x = energy / good
+        assert format_value(Value(x, 12.7062047 * 0.2 * x / 2)).replace(" ± ", " ±&nbsp;") in serving
+    assert serving.count("<svg") == 1 and "against the offered load" in serving  # serving.png, inline
+    results_part = page[:page.index("<h2>Serving</h2>")]
+    assert "rates" not in results_part.split("<h2>Efficiency</h2>")[0]  # not among the offline results
+    assert page.count("<svg") == 2  # efficiency (offline-a only) + serving
+    (row,) = [r.split("</tr>")[0] for r in page.split("<tr>") if "broken-20250101-000000" in r.split("</tr>")[0]]
+    assert ">Some-Model<" in row and ">vllm<" in row and ">?<" not in row

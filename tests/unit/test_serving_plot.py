@@ -30,7 +30,7 @@ def _result(name: str, rate: float, energy: float | None, tokens: int, good: int
                "n_requests": 20, "n_ok": 20, "n_errors": 0, "n_timeouts": 0, "duration_s": 10.0,
                "output_tokens_per_s": tokens / 10, "inflight_mean": 1.0, "inflight_median": 1.0, "inflight_max": 2,
                "tpot": _lat(tpot), "ttft": _lat(100.0), "idle_time_s": 0.0, "slo": {"tpot_ms": 45.0},
-               "n_good": 10, "good_output_tokens": good,
+               "n_good": 10, "good_output_tokens": good, "goodput_rps": 1.0,
                "energy_per_good_token_j": energy / good if energy else None,
                "energy_unavailable_reason": None if energy else "run is on CPU: NVML covers GPUs only"}
     fields = {"config": cfg, "experiment_id": name, "output_tokens": tokens, "output_tokens_per_second": tokens / 10,
