@@ -107,7 +107,7 @@ def _study_section(study_dir: Path, carbon: CarbonConfig | None, serving: bool =
         f"<p class=muted>null at every point: {_e(', '.join(METRIC_LABELS[m] for m in null_everywhere))}"
         + (f" (energy null: {_e('; '.join(reasons))})" if reasons else "") + "</p>")
     n_id = max(1, len(params))
-    body = (f"<h3>study {_e(name)}</h3><p class=muted>{_e(status)} · <code>{_e(study_dir)}</code></p>"
+    body = (f"<h3>study {_e(name)}</h3><p class=muted>{_e(status)}<br><code>{_e(study_dir)}</code></p>"
             + _table(head, rows, left=n_id + by_point, ident=n_id + by_point) + nulls)
     return body, notes
 
