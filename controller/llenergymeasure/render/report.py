@@ -35,7 +35,7 @@ td.l{white-space:normal}.scroll{overflow-x:auto}
 th{background:#f4f4f4;white-space:normal}td.l,th.l{text-align:left}.muted{color:#666}.warn{color:#8a5300}
 figure{margin:1em 0}figure svg{max-width:100%;height:auto}figcaption{color:#555;font-size:.9em}
 ul{padding-left:1.3em}code{background:#f4f4f4;padding:0 .2em;overflow-wrap:anywhere}
-td.id,th.id{white-space:nowrap}
+td.id,th.id,span.nw{white-space:nowrap}
 @media (max-width:1000px){body{font-size:13px}th,td{padding:.2em .35em;white-space:normal}td.id{white-space:nowrap}}
 """
 _REPORT_METRICS = ("output_tokens_per_second", "energy_per_token_j", "energy_per_token_adjusted_j", "emissions_g",
@@ -58,9 +58,19 @@ def _svg(fig) -> str:
     return text[text.index("<svg"):]
 
 
-def _table(head: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1, ident: int = 1) -> str:
+def _cell(text: str, listed: bool) -> str:
+    """A cell's HTML: a CI kept with its sign; a list of identifiers (``torch 2.13.0, nvidia-ml-py 13.6``) broken
+    only between its items, never at a hyphen inside one."""
+    if listed:
+        return ", ".join(f'<span class="nw">{_e(item)}</span>' for item in text.split(", "))
+    return _e(text).replace(" ± ", " ±&nbsp;")
+
+
+def _table(head: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1, ident: int = 1,
+           lists: Sequence[int] = ()) -> str:
     """An HTML table; the first ``left`` columns left-aligned, the first ``ident`` of them identifiers (run names,
-    parameter values) that never wrap, while the other cells may wrap between words on a narrow page."""
+    parameter values) that never wrap, while the other cells may wrap between words on a narrow page (the ``lists``
+    columns between their items only)."""
     def cls(i: int) -> str:
         names = " ".join(n for n, on in (("l", i < left), ("id", i < ident)) if on)
         return f' class="{names}"' if names else ""
@@ -70,7 +80,7 @@ def _table(head: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1, id
         # spans the columns it lacks (a failed run's reason across the figures it has none of)
         span = len(head) - len(row) + 1
         out += ["<tr>", *(f"<td{cls(i)}{f' colspan={span}' if span > 1 and i == len(row) - 1 else ''}>"
-                          f"{_e(c).replace(' ± ', ' ±&nbsp;')}</td>" for i, c in enumerate(row)), "</tr>"]
+                          f"{_cell(c, i in lists)}</td>" for i, c in enumerate(row)), "</tr>"]
     return '<div class="scroll">' + "".join(out + ["</tbody></table>"]) + "</div>"
 
 
@@ -156,7 +166,8 @@ def _environment(ok: Sequence[Experiment]) -> str:
                env.image or "local process")
         envs[key] = envs.get(key, 0) + 1
     rows = [[*k, str(n)] for k, n in envs.items()]
-    return _table(["host", "CPU", "GPUs", "driver", "CUDA", "libraries", "runner", "image", "runs"], rows, left=8)
+    return _table(["host", "CPU", "GPUs", "driver", "CUDA", "libraries", "runner", "image", "runs"], rows, left=8,
+                  lists=(5,))
 
 
 def _method(ok: Sequence[Experiment], carbon: CarbonConfig | None) -> str:
@@ -226,8 +237,9 @@ def build_report(directory: Path, carbon: CarbonConfig | None = None, title: str
         spoints = serving_points(ok)
         if spoints:
             sfig, _ = serving_figure(spoints)
-            parts.append(f"<figure>{_svg(sfig)}<figcaption>{_e(sfig.get_suptitle().replace(chr(10), ' '))}"
-                         "</figcaption></figure>")
+            parts.append(f"<figure>{_svg(sfig)}<figcaption>The serving runs against the load they were offered "
+                         "(serving.png of lem results plot); the figure's title says what is drawn.</figcaption>"
+                         "</figure>")
     with_series = [(e, p) for e in ok if (p := timeseries_path(e)) is not None]
     if with_series:
         parts.append("<h2>Power</h2>")
