@@ -41,7 +41,7 @@ class MemoryEstimate:
     device: Device
     parameters: int | None
     parameters_source: str
-    batch: int
+    batch: int  # sequences in flight at once: the batch, or fewer when fewer prompts fill it (the estimate's)
     weights: float | None
     kv_cache: float | None
     activations: float | None
@@ -49,6 +49,9 @@ class MemoryEstimate:
     budget_rule: str
     problems: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()  # said, not refused: vLLM will run fewer sequences at once than the batch asks
+    #: the batch knob's value (configured, or the engine's default), the one definition lem results shows
+    batch_size: int = 0
+    batch_knob: str = ""
 
     @property
     def total(self) -> float | None:
@@ -115,10 +118,11 @@ def device_for(config: ExperimentConfig, gpus=gpu_memory, host=host_available_by
     return Device("cpu", host(), "host RAM (available)")
 
 
-def _traits(config: ExperimentConfig, device: Device) -> MemoryTraits:
-    """The backend's memory traits (its spec), with the batch never more than the prompts of an offline run."""
+def _traits(config: ExperimentConfig, device: Device) -> tuple[MemoryTraits, int]:
+    """The backend's memory traits (its spec), with the batch never more than the prompts of an offline run; and
+    the batch knob's own value (what the result reports as batch_size)."""
     t = config.spec.memory_traits(config, device.kind, device.memory_bytes, device.name)
-    return replace(t, batch=min(t.batch, config.n_prompts)) if config.scenario == "offline" else t
+    return (replace(t, batch=min(t.batch, config.n_prompts)) if config.scenario == "offline" else t), t.batch
 
 
 def _weight_bytes(config: ExperimentConfig, hf: dict) -> float:
@@ -146,9 +150,10 @@ def _kv_bytes(config: ExperimentConfig, hf: dict) -> float:
 def estimate(config: ExperimentConfig, model_dir: Path | None, label: str, device: Device) -> MemoryEstimate:
     """One point's estimate (see docs/method.md, "Memory estimate")."""
     hf = read_hf_config(model_dir) if model_dir is not None else None
-    traits = _traits(config, device)
+    traits, knob_value = _traits(config, device)
     batch = traits.batch
-    common = dict(label=label, backend=config.backend, device=device, batch=batch)
+    common = dict(label=label, backend=config.backend, device=device, batch=batch, batch_size=knob_value,
+                  batch_knob=config.spec.batch_knob or "no batch knob")
     if hf is None:
         why = "no config.json on this host yet (the runner downloads the model, or converts the embedded one, "\
             "on its first run)" if model_dir is None else f"no readable config.json in {model_dir}"
@@ -245,22 +250,37 @@ def estimate_points(points: list[tuple[str, ExperimentConfig]], device_of=device
 
 
 def render_estimates(console, estimates: list[MemoryEstimate]) -> None:
-    """The points as a table, with the budget and whether each fits."""
+    """The points as a table fitted to the terminal (labels whole), with the budget and whether each fits. The batch
+    is the batch knob's value, as ``lem results`` shows it; when fewer prompts than that run at once, a note says
+    how many the estimate holds."""
     from rich.markup import escape
-    from rich.table import Table
 
-    table = Table(title="memory estimate (docs/method.md, Memory estimate)", title_justify="left")
-    for name in ("point", "backend", "device", "params", "batch", "weights", "KV cache", "activations", "total",
-                 "budget", "fits"):
-        table.add_column(name, justify="right" if name not in ("point", "backend", "device") else "left")
-    for e in estimates:
-        verdict = "[red]no[/]" if not e.fits else "yes" if e.total is not None else "[yellow]unknown[/]"
-        params = f"{e.parameters / 1e6:,.1f}M" if e.parameters is not None else "?"
-        table.add_row(escape(e.label), e.backend, escape(e.device.name), params, str(e.batch), size(e.weights),
-                      size(e.kv_cache), size(e.activations), size(e.total), size(e.budget), verdict)
-    console.print(table)
+    from llenergymeasure.render.fit import Column, print_keyed
+    from llenergymeasure.render.text import fewer_prompts
+
+    def col(name: str, cells: list[str], right: bool = True) -> Column:
+        return Column(name, cells, right)
+
+    backends = list(dict.fromkeys(e.backend for e in estimates))
+    devices = list(dict.fromkeys(e.device.name for e in estimates))
+    figures = [] if len(backends) == 1 else [col("backend", [e.backend for e in estimates], right=False)]
+    figures += [] if len(devices) == 1 else [col("device", [escape(e.device.name) for e in estimates], right=False)]
+    figures += [
+        col("params", [f"{e.parameters / 1e6:,.1f}M" if e.parameters is not None else "?" for e in estimates]),
+        col("batch", [str(e.batch_size) for e in estimates]),
+        col("weights", [size(e.weights) for e in estimates]), col("KV cache", [size(e.kv_cache) for e in estimates]),
+        col("activations", [size(e.activations) for e in estimates]),
+        col("total", [size(e.total) for e in estimates]), col("budget", [size(e.budget) for e in estimates]),
+        col("fits", ["[red]no[/]" if not e.fits else "yes" if e.total is not None else "[yellow]unknown[/]"
+                     for e in estimates])]
+    title = "memory estimate (docs/method.md, Memory estimate)" + "".join(
+        f" · {escape(v[0])}" for v in (backends, devices) if len(v) == 1)
+    print_keyed(console, title, [e.label for e in estimates], [], figures)
     for e in estimates:
         if e.total is None:
             console.print(f"[yellow]not estimated[/] {escape(e.label)}: {escape(e.parameters_source)}")
+        if e.batch < e.batch_size:  # the summary's words (render/summary.py batch_text)
+            console.print(f"[dim]note[/] {escape(e.label)}: batch {e.batch_size} ({escape(e.batch_knob)}"
+                          f"{fewer_prompts(e.batch_size, e.batch, 'offline')}): the estimate holds {e.batch}")
         for note in e.notes:
             console.print(f"[yellow]note[/] {escape(e.label)}: {escape(note)}")

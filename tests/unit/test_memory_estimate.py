@@ -130,3 +130,29 @@ def test_vllm_on_a_gpu_is_refused_only_without_room_for_one_sequence(tmp_path):
     assert short.fits and "vllm will run fewer sequences at once" in short.notes[0]
     tiny = at(1024, int(2**20 / 0.9))  # 1 MiB: not even the weights, activations and one sequence
     assert not tiny.fits and "for one sequence" in tiny.refusal()
+
+
+def test_the_dry_run_shows_the_batch_as_the_result_and_the_list_do(tmp_path):
+    """One batch figure everywhere (docs/method.md, "Batch size"): the batch knob's value. Four prompts with
+    pytorch.batch_size 8 ran as one call of 4: the dry run says batch 8 (as the summary's `batch 8` and the list's
+    `bs=8` do) and adds that at most 4 run at once; vLLM with max_num_seqs unset shows its default, 256, as the result
+    reads it back (the old dry run showed 4 and 16, the prompts, against the result's 8 and 256)."""
+    from conftest import make_config, make_result
+    from llenergymeasure.render.summary import batch_text
+    from llenergymeasure.results.columns import batch_size
+    from llenergymeasure.results.discover import Experiment
+
+    model = _model(tmp_path / "small", SMALL)
+    write_yaml(tmp_path / "b.yaml", f"model: {model}\nn_prompts: 4\ndevice: cpu\npytorch: {{batch_size: 8}}\n")
+    code, out = _lem("run", str(tmp_path / "b.yaml"), "--dry-run")
+    assert code == 0, out
+    (row,) = [line for line in out.splitlines() if line.startswith("small-pytorch ")]
+    assert row.split()[2] == "8", out  # point, params, batch
+    assert "batch 8 (pytorch.batch_size; 4 prompt(s), so at most 4 at once)" in " ".join(out.split())
+    result = make_result(config=make_config(n_prompts=4, pytorch={"batch_size": 8}), batch_size=8,
+                         batch_knob="pytorch.batch_size")
+    assert batch_text(result) == "batch 8 (pytorch.batch_size; 4 prompt(s), so at most 4 at once)"
+    assert batch_size(Experiment(tmp_path, result)) == 8
+    cpu = Device("cpu", 64 * GIB, "host RAM")
+    vllm = estimate(ExperimentConfig(model=str(model), backend="vllm", n_prompts=16), model, "v", cpu)
+    assert (vllm.batch_size, vllm.batch) == (256, 16)  # the knob's default; the estimate holds the 16 prompts

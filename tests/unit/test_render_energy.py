@@ -26,7 +26,18 @@ def test_a_serving_result_with_an_slo_but_no_goodput_rate_shows_null(tmp_path):
     """Before: TypeError formatting None in the SLO goodput row (lem run's summary and results show crashed)."""
     r = make_result(serving=SERVING)
     rows = dict(serving_rows(r))
-    assert rows["SLO goodput"].startswith("10/20 met {'tpot_ms': 45.0} · null ·")
+    # the bounds in words (it printed the Python dict "{'tpot_ms': 45.0}")
+    assert rows["SLO goodput"].startswith("10/20 met TPOT ≤ 45 ms · null ·") and "{" not in rows["SLO goodput"]
     console = Console(width=200, record=True)
     render_experiment(console, Experiment(path=tmp_path, result=r, config=r.config))
     assert "SLO goodput" in console.export_text()
+
+
+def test_the_steady_state_line_labels_its_null_energy(tmp_path):
+    """The steady-state row ended in a bare `null` after the token count; it names the figure it nulls."""
+    r = make_result(serving={**SERVING, "steady_state_start_s": 0.5, "steady_state_duration_s": 4.0,
+                             "steady_state_output_tokens": 160, "steady_state_energy_j": None})
+    console = Console(width=200, record=True)
+    render_experiment(console, Experiment(path=tmp_path, result=r, config=r.config))
+    (line,) = [ln for ln in console.export_text().splitlines() if "steady state" in ln]
+    assert "4.00 s from 0.50 s · 160 tokens · energy null" in line

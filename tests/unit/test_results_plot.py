@@ -124,6 +124,27 @@ def test_cpu_results_plot_throughput_only_and_say_energy_is_null(tmp_path):
     assert "Energy not measured" in eff.title and "run is on CPU" in eff.title
 
 
+def test_throughput_only_bars_give_a_single_run_no_error_tick(tmp_path):
+    """CPU runs: a study's bars carry their 95 % CI, clipped at 0; the single run's bar has no whisker of length 0."""
+    root = tmp_path / "results"
+    study = root / "cs-20250101-120000"
+    entries = []
+    for cycle, tps in ((1, 10.0), (2, 30.0)):
+        name = f"cs-001-c{cycle}"
+        _write(study / name, make_result(experiment_id=name, output_tokens_per_second=tps), series=False)
+        entries.append({"label": "pytorch.batch_size=1", "cycle": cycle, "result_path": name})
+    (study / "manifest.json").write_text(json.dumps({"study": "cs", "entries": entries}))
+    _write(root / "cpu-single", make_result(experiment_id="cpu-single", output_tokens_per_second=5.0), series=False)
+    configs = configurations(find_experiments(root))
+    fig, ax = efficiency_figure(configs)
+    (bars,) = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    single_y = next(i for i, c in enumerate(configs) if c.tps.ci95 is None)
+    segments = [seg for coll in bars.lines[2] for seg in coll.get_segments()]
+    assert len(segments) == 1 and all(y != single_y for seg in segments for _, y in seg)
+    # mean 20, CI 12.71 x 14.14 / sqrt(2) = 127: the whisker starts at 0, not at -107
+    assert min(x for seg in segments for x, _ in seg) == 0.0
+
+
 def test_mixed_results_leave_out_null_energy_and_say_how_many(gpu_results, tmp_path):
     _write(gpu_results / "cpu-a", make_result(experiment_id="cpu-a"), series=False)
     eff = plot_results(gpu_results, tmp_path / "plots")[0]
@@ -192,9 +213,30 @@ def test_single_runs_get_no_stub_error_bars(tmp_path):
     _write(root / "a", _gpu_result("a", 10.0, 1.0), series=False)
     _write(root / "b", _gpu_result("b", 20.0, 0.5), series=False)
     fig, ax = efficiency_figure(configurations(find_experiments(root)))
-    (bars,) = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
-    assert not bars.has_xerr and not bars.has_yerr
+    assert not [c for c in ax.containers if isinstance(c, ErrorbarContainer)]  # markers only: no zero-length ticks
+    (dots,) = [line for line in ax.get_lines() if line.get_label() == "pytorch"]
+    assert sorted(dots.get_xdata()) == [10.0, 20.0]
     assert "single runs: no error bars" in ax.get_title()
+
+
+def test_a_single_run_beside_a_study_of_its_backend_gets_no_error_tick(gpu_results):
+    """The study's points have 95 % CIs; the single pytorch run beside them is a marker, not a bar of length 0 (the
+    old figure drew it through one errorbar call per backend, with a 0 half-width: a cap tick on the dot)."""
+    _write(gpu_results / "single-p", _gpu_result("single-p", 50.0, 0.25), series=False)
+    fig, ax = efficiency_figure(configurations(find_experiments(gpu_results)))
+    (bars,) = [c for c in ax.containers if isinstance(c, ErrorbarContainer) and c.get_label() == "pytorch"]
+    assert 50.0 not in list(bars.lines[0].get_xdata())  # the single run is not among the points with bars
+    assert any(50.0 in list(line.get_xdata()) for line in ax.get_lines() if line.get_marker() == "o")
+    # and no bar reaches below zero (asymmetric, clipped at 0)
+    for segments in bars.lines[2]:
+        assert min(y for seg in segments.get_segments() for _, y in seg) >= 0
+        assert min(x for seg in segments.get_segments() for x, _ in seg) >= 0
+
+
+def test_the_key_names_the_backend_once(gpu_results):
+    fig, ax = efficiency_figure(configurations(find_experiments(gpu_results)))
+    key = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert all(k.count("vllm") + k.count("pytorch") == 1 for k in key), key
 
 
 @pytest.mark.parametrize("fmt,magic", [("svg", b"<?xml"), ("pdf", b"%PDF")])
@@ -219,3 +261,42 @@ def test_report_is_one_self_contained_file_with_figures_emissions_and_notes(gpu_
     # single-a: 0.5 J/token x 32 tokens = 16 J -> 16 / 3.6e6 kWh x 1.2 x 400 g = 0.00213 g (3 significant digits)
     assert "0.00213" in page
 
+
+
+def test_the_report_gives_serving_runs_their_own_section_figures_and_columns(tmp_path):
+    """A serving study (J/good token by hand: E/N_good per point, 95 % CI t(1) = 12.706 over cycles at 0.9x and
+    1.1x), an offline single run and a failed run: the serving study's table sits under Serving with goodput, TPOT,
+    achieved rate and J per good token, serving.png is drawn there, the efficiency figure holds the offline run only,
+    and the failed run shows the model and backend of the config.json in its folder (it showed `?`)."""
+    from llenergymeasure.study.aggregate import aggregate_point
+    from test_serving_plot import POINTS, _study
+
+    root = _study(tmp_path)  # results/rates-…: 4 rates x 2 cycles, energy measured
+    by_label: dict[str, list] = {}
+    for e in find_experiments(root):
+        by_label.setdefault(e.label, []).append(e.result)
+    summary = {"study": "rates", "status": "complete", "finished": 8, "planned": 8, "failed": 0, "n_cycles": 2,
+               "order": "interleave", "aggregates": [aggregate_point(k, "vllm", v).as_dict() for k, v in by_label.items()]}
+    (root / "study_summary.json").write_text(json.dumps(summary))
+    results = root.parent
+    _write(results / "offline-a", _gpu_result("offline-a", 20.0, 0.5), series=False)
+    failed = results / "broken-20250101-000000"
+    failed.mkdir()
+    (failed / "config.json").write_text(make_config(backend="vllm", model="org/Some-Model").model_dump_json())
+    (failed / "error.json").write_text(json.dumps({"error_type": "OSError", "message": "gone", "phase": "load"}))
+    page = write_report(results, tmp_path / "report.html").read_text(encoding="utf-8")
+    serving = page[page.index("<h2>Serving</h2>"):page.index("<h2>Environment</h2>")]
+    for header in ("goodput (req/s)", "TPOT p50 (ms)", "achieved rate (req/s)", "J/good token"):
+        assert f">{header}<" in serving, header
+    from llenergymeasure.render.compare import format_value
+    from llenergymeasure.results.compare import Value
+
+    for _, energy, _, good, _ in POINTS:
+        x = energy / good
+        assert format_value(Value(x, 12.7062047 * 0.2 * x / 2)).replace(" ± ", " ±&nbsp;") in serving
+    assert serving.count("<svg") == 1 and "against the offered load" in serving  # serving.png, inline
+    results_part = page[:page.index("<h2>Serving</h2>")]
+    assert "rates" not in results_part.split("<h2>Efficiency</h2>")[0]  # not among the offline results
+    assert page.count("<svg") == 2  # efficiency (offline-a only) + serving
+    (row,) = [r.split("</tr>")[0] for r in page.split("<tr>") if "broken-20250101-000000" in r.split("</tr>")[0]]
+    assert ">Some-Model<" in row and ">vllm<" in row and ">?<" not in row

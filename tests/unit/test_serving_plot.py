@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from conftest import make_config, make_result
 from llenergymeasure.results.discover import find_experiments
 from llenergymeasure.results.plot import plot_results
@@ -29,7 +30,7 @@ def _result(name: str, rate: float, energy: float | None, tokens: int, good: int
                "n_requests": 20, "n_ok": 20, "n_errors": 0, "n_timeouts": 0, "duration_s": 10.0,
                "output_tokens_per_s": tokens / 10, "inflight_mean": 1.0, "inflight_median": 1.0, "inflight_max": 2,
                "tpot": _lat(tpot), "ttft": _lat(100.0), "idle_time_s": 0.0, "slo": {"tpot_ms": 45.0},
-               "n_good": 10, "good_output_tokens": good,
+               "n_good": 10, "good_output_tokens": good, "goodput_rps": 1.0,
                "energy_per_good_token_j": energy / good if energy else None,
                "energy_unavailable_reason": None if energy else "run is on CPU: NVML covers GPUs only"}
     fields = {"config": cfg, "experiment_id": name, "output_tokens": tokens, "output_tokens_per_second": tokens / 10,
@@ -104,3 +105,53 @@ def _approx(values):
     import pytest
 
     return pytest.approx(values, rel=1e-9)
+
+
+def _rates_study(tmp_path: Path, rates=(1, 4, 16)) -> Path:
+    """Two cycles per rate whose energy differs 1:3, so the 95 % CI (t = 12.7 at n = 2) is far wider than the mean:
+    a symmetric bar would reach below zero."""
+    root = tmp_path / "results" / "sweep-20250101-120000"
+    entries = []
+    for i, rate in enumerate(rates):
+        for cycle, energy in ((1, 20.0), (2, 60.0)):
+            name = f"sweep-00{i + 1}-c{cycle}"
+            (root / name).mkdir(parents=True)
+            r = _result(name, rate, energy, 100, 80, 20.0 * cycle)
+            (root / name / "result.json").write_text(r.model_dump_json())
+            entries.append({"label": f"serving.rate={rate}", "cycle": cycle, "result_path": name})
+    (root / "manifest.json").write_text(json.dumps({"study": "sweep", "entries": entries}))
+    return root
+
+
+def _bar_extent(ax) -> tuple[float, float]:
+    """The lowest y and x any error bar reaches."""
+    segs = [seg for c in ax.containers for coll in c.lines[2] for seg in coll.get_segments()]
+    return min(y for seg in segs for _, y in seg), min(x for seg in segs for x, _ in seg)
+
+
+def test_error_bars_stop_at_zero(tmp_path):
+    fig, (left, right) = serving_figure(serving_points(find_experiments(_rates_study(tmp_path))))
+    # by hand: mean 0.4 J/token, CI half-width 12.71 x std(0.2, 0.6)/sqrt(2) = 2.54: the lower bar would be -2.1
+    low_left, _ = _bar_extent(left)
+    low_y, low_x = _bar_extent(right)
+    assert low_left == pytest.approx(0.0, abs=1e-12) and low_y >= 0 and low_x >= 0
+
+
+def test_geometric_rates_are_on_a_log_axis_ticked_at_the_rates(tmp_path):
+    fig, (left, _) = serving_figure(serving_points(find_experiments(_rates_study(tmp_path))))
+    assert left.get_xscale() == "log"
+    assert [t.get_text() for t in left.get_xticklabels()] == ["1", "4", "16"]
+
+
+def test_a_single_run_sits_inside_its_axes_with_its_value_written(tmp_path):
+    root = tmp_path / "one"
+    (root / "r").mkdir(parents=True)
+    (root / "r" / "result.json").write_text(_result("r", 4, 60.0, 200, 150, 25.0).model_dump_json())
+    fig, (left, right) = serving_figure(serving_points(find_experiments(root)))
+    lo, hi = left.get_xlim()
+    assert lo < 4 < hi and hi / 4 == pytest.approx(4 / lo)  # centred on a log axis, not at an edge of 0..4
+    assert left.get_ylim()[1] > 0.3 * 1.4  # 0.3 J/token well below the top
+    texts = [t.get_text() for t in left.texts]
+    assert "0.3 J/token" in texts and "0.4 J/good-token" in texts  # 60 J / 200 tokens, 60 J / 150 good tokens
+    rlo, rhi = right.get_xlim()
+    assert rlo == 0 and rhi == pytest.approx(2 * 1000 / 25.0)  # the per-user speed (40 tok/s) mid-axis

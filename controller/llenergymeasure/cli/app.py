@@ -21,7 +21,8 @@ from llenergymeasure.errors import LemError
 
 def _flags_without_a_type() -> None:
     """typer's rich help prints '<bool>' after every flag (its plain help does not): a flag takes no value, so show
-    none. Only the help text changes."""
+    none; and a number range's bounds go into the option's description, not the type column. Only the help text
+    changes."""
     from typer.core import TyperOption
 
     shown = TyperOption.display_type_rich
@@ -29,10 +30,16 @@ def _flags_without_a_type() -> None:
         return
 
     def display_type_rich(self, ctx):
-        return None if self.is_flag else shown(self, ctx)
+        if self.is_flag:
+            return None
+        shown_type = shown(self, ctx)
+        return shown_type.replace(" range", "") if isinstance(shown_type, str) else shown_type
 
     display_type_rich._lem = True  # type: ignore[attr-defined]
     TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+    # a range ('<float range> [x>=0]') widens the type column for every option, squeezing each description to a
+    # few words at 80 columns: the option's help states its range in words instead
+    TyperOption._get_number_range_help_str = lambda self: ""  # type: ignore[method-assign]
 
 
 _flags_without_a_type()

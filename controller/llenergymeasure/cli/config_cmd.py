@@ -70,9 +70,18 @@ def show(path: Path = typer.Argument(..., help="Config or study file.")) -> None
 
 
 def _as_yaml(cfg) -> str:
-    """The resolved config (it holds its own backend's section only)."""
+    """The resolved config (it holds its own backend's section only); the ``slurm:`` and ``serving:`` sections
+    only where the experiment uses them (runner slurm, scenario serving), else a comment saying they are left out."""
     data = cfg.model_dump(mode="json")
-    return yaml.safe_dump(data, sort_keys=False).rstrip()
+    unused = [name for name, used in (("slurm", cfg.runner == "slurm"), ("serving", cfg.scenario == "serving"))
+              if not used and name in data]
+    for name in unused:
+        del data[name]
+    text = yaml.safe_dump(data, sort_keys=False).rstrip()
+    if unused:
+        text += (f"\n# not shown, unused here (runner {cfg.runner}, scenario {cfg.scenario}): "
+                 + ", ".join(f"{n}:" for n in unused))
+    return text
 
 
 @app.command("schema")

@@ -29,7 +29,24 @@ def doctor(
         if failed:
             raise SetupError(failed[-1])
         return
-    table = Table("check", "", "detail", "fix")
-    for c in run_checks():
-        table.add_row(escape(c.name), "[green]ok[/]" if c.ok else "[red]missing[/]", escape(c.detail), escape(c.fix))
-    make_console().print(table)
+    from llenergymeasure.render.fit import Column, natural_width
+
+    checks = run_checks()
+    console = make_console()
+    columns = [Column("check", [escape(c.name) for c in checks]), Column("", ["missing"]),
+               Column("detail", [escape(c.detail) for c in checks]), Column("fix", [escape(c.fix) for c in checks])]
+    if natural_width(columns) + 1 <= console.width:  # wide enough for one line per check
+        table = Table("check", "", "detail", "fix")
+        for c in checks:
+            table.add_row(escape(c.name), "[green]ok[/]" if c.ok else "[red]missing[/]", escape(c.detail),
+                          escape(c.fix))
+        console.print(table)
+        return
+    # narrow: a status column and the check's text, wrapped between words (image names, commands stay whole)
+    table = Table.grid(padding=(0, 2))
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")
+    for c in checks:
+        text = f"[bold]{escape(c.name)}[/]: {escape(c.detail)}" + (f"\n[dim]fix:[/] {escape(c.fix)}" if c.fix else "")
+        table.add_row("[green]ok[/]" if c.ok else "[red]missing[/]", text)
+    console.print(table)

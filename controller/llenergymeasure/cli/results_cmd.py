@@ -3,6 +3,7 @@ folder, a file that is not a result) is one line and exit 2, like a bad config."
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import typer
@@ -39,7 +40,7 @@ def list_(directory: Path = typer.Argument(Path("results"), metavar="[DIR]", hel
     experiments = select(find_experiments(directory), sort, backend, model, after)
     if not experiments:
         typer.echo(f"{directory}: no experiment matches the filters", err=True)
-    for line in list_lines(experiments):
+    for line in list_lines(experiments, shutil.get_terminal_size((160, 24)).columns):
         typer.echo(line)
 
 
@@ -102,7 +103,10 @@ def plot(
     from llenergymeasure.results.plot import plot_results
 
     for f in plot_results(directory, resolve_output(output) if output else None, adjusted, fmt):
-        typer.echo(f"wrote {f.path}  ({f.xlabel} × {f.ylabel})")
+        line = f"wrote {f.path}  ({f.xlabel} × {f.ylabel})"
+        width = shutil.get_terminal_size((160, 24)).columns
+        # the path whole on its line; the axes under it when both do not fit the terminal
+        typer.echo(line if len(line) <= width else f"wrote {f.path}\n  axes: {f.xlabel} × {f.ylabel}")
 
 
 @app.command("best")

@@ -69,7 +69,7 @@ def run(
     ),
     no_lock: bool = typer.Option(False, "--no-lock", help="Measure even if another lem holds the GPU's lock."),
     lock_timeout: float | None = typer.Option(
-        None, "--lock-timeout", min=0, help="Give up (exit 3) if a GPU is still busy after this many seconds."
+        None, "--lock-timeout", min=0, help="Give up (exit 3) if a GPU is still busy after this many seconds (0 or more)."
     ),
 ) -> None:
     """Measure one experiment (or each experiment of a study file) and write results/<experiment>/result.json."""

@@ -96,7 +96,7 @@ def reference_markdown() -> str:
         f"Generated from the pydantic models by `{COMMAND}`; do not edit by hand (a test fails when it is stale).",
         "", "A config file is YAML or JSON. An *experiment* file holds the fields below; a *study* file holds `base`, "
         "`sweep` and/or `experiments` (see the last section), whose points are experiment configs. Unknown fields are "
-        "rejected, and `lem config validate FILE` reports the first problem with its field path. For editor "
+        "rejected, and `lem config validate FILE` reports every problem, each with its field path. For editor "
         "completion, `lem config schema -o schemas` writes JSON Schemas; `lem config init` writes a commented "
         "starter file.", "",
     ]

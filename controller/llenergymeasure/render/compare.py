@@ -6,6 +6,7 @@ Columns never wrap mid-word: when they do not fit the terminal, the table contin
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 
 from rich import box
 from rich.console import Console
@@ -13,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from llenergymeasure.results.compare import Entry, Value, differences, significant
-from llenergymeasure.results.metrics import METRICS, STUDY_METRICS
+from llenergymeasure.results.metrics import METRICS, SERVING_STUDY_METRICS, STUDY_METRICS
 from llenergymeasure.results.points import short_labels
 
 #: Row names, each with its unit (the catalogue's labels).
@@ -42,6 +43,13 @@ def format_value(v: Value | None) -> str:
         d = _decimals(v.ci95, 2)
         return f"{_fixed(v.mean, d)} ± {_fixed(v.ci95, d)}"
     return "0" if v.mean == 0 else _fixed(v.mean, _decimals(v.mean, 3))
+
+
+def shown_metrics(candidates: Sequence[str], values: Sequence[Mapping[str, Value]]) -> list[str]:
+    """The figures a table gets a row or column for: those some entry has; a serving figure only where some entry
+    measured it (offline runs hold it as null, which would say nothing but "not a serving run")."""
+    return [m for m in candidates if any(m in v for v in values)
+            and (m not in SERVING_STUDY_METRICS or any(v.get(m) is not None and v[m].mean is not None for v in values))]
 
 
 def format_relative(d: float | None) -> str:
@@ -83,7 +91,7 @@ def _width(text: str) -> int:
 
 def render_comparison(console: Console, entries: list[Entry]) -> None:
     diffs = differences(entries)
-    metrics = [m for m in STUDY_METRICS if any(m in e.values for e in entries)]
+    metrics = shown_metrics(STUDY_METRICS, [e.values for e in entries])
     labels = column_labels(entries)
     keys = list(dict.fromkeys(k for e in entries for k in e.settings))
     varying = [k for k in keys if len({e.settings.get(k, "") for e in entries}) > 1]

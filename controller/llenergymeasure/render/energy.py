@@ -7,7 +7,7 @@ from __future__ import annotations
 from lem_runner.contract import ExperimentResult
 from rich.markup import escape
 
-from llenergymeasure.render.text import figure, latency
+from llenergymeasure.render.text import figure, latency, slo_text
 from llenergymeasure.results.carbon import (
     J_PER_KWH,
     describe_carbon,
@@ -99,7 +99,7 @@ def serving_rows(result: ExperimentResult) -> list[tuple[str, str]]:
             ("requests ok", f"{s.n_ok} of {s.n_requests} · {s.n_errors} error(s) · {s.n_timeouts} timeout(s)"),
             ("TPOT", latency(s.tpot)), ("E2E", latency(s.e2e))]
     if s.n_good is not None:
-        rows.append(("SLO goodput", f"{s.n_good}/{s.n_requests} met {escape(str(s.slo))} · "
+        rows.append(("SLO goodput", f"{s.n_good}/{s.n_requests} met {escape(slo_text(s.slo))} · "
                                     f"{figure(s.goodput_rps, 'req/s', '.2f')}"
                                     f" · J per good output token {figure(s.energy_per_good_token_j, 'J')}"))
     if s.energy_per_request is not None:

@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from llenergymeasure.render.energy import energy_rows, serving_rows
+from llenergymeasure.render.fit import Column, Fitted
 from llenergymeasure.render.text import figure, latency
 from llenergymeasure.results.discover import Experiment
 from llenergymeasure.results.points import short_model
@@ -29,31 +30,33 @@ def _energy(r: ExperimentResult) -> Table:
     return t
 
 
-def _windows(r: ExperimentResult) -> Table:
-    t = Table(title=f"windows (headline: {r.measurement_methodology})", title_justify="left", title_style="bold")
-    for col in ("window", "start s", "duration s", "out tokens", "tok/s", "energy J", "J/token", "adj. J/token",
-                "mean W"):
-        t.add_column(col, justify="left" if col == "window" else "right")
-    for name, w in r.windows.items():
-        t.add_row(name, f"{w.start_offset_s:.3f}", f"{w.duration_s:.3f}", str(w.output_tokens),
-                  f"{w.tokens_per_second:.1f}", figure(w.energy_j), figure(w.energy_per_token_j),
-                  figure(w.adjusted_energy_per_token_j), figure(w.mean_power_w))
-    return t
+def _windows(r: ExperimentResult) -> Fitted:
+    """One row per window, fitted to the terminal (window names whole; figures continue below when narrow)."""
+    rows = list(r.windows.items())
+    figures = [Column(name, cells, right=True) for name, cells in (
+        ("start s", [f"{w.start_offset_s:.3f}" for _, w in rows]),
+        ("duration s", [f"{w.duration_s:.3f}" for _, w in rows]),
+        ("out tokens", [str(w.output_tokens) for _, w in rows]),
+        ("tok/s", [f"{w.tokens_per_second:.1f}" for _, w in rows]),
+        ("energy J", [figure(w.energy_j) for _, w in rows]), ("J/token", [figure(w.energy_per_token_j) for _, w in rows]),
+        ("adj. J/token", [figure(w.adjusted_energy_per_token_j) for _, w in rows]),
+        ("mean W", [figure(w.mean_power_w) for _, w in rows]))]
+    return Fitted(f"windows (headline: {r.measurement_methodology})", [Column("window", [n for n, _ in rows])],
+                  figures)
 
 
-def _phases(r: ExperimentResult) -> Table | None:
+def _phases(r: ExperimentResult) -> Fitted | None:
     if r.phases is None:
         return None
     note = r.phases.method + (f"; energy null: {r.phases.energy_unavailable_reason}"
                               if r.phases.energy_unavailable_reason else "")
-    t = Table(title="phases", title_justify="left", title_style="bold", caption=escape(note), caption_justify="left")
-    for col in ("phase", "time s", "tokens", "energy J", "share", "FLOPs"):
-        t.add_column(col, justify="left" if col == "phase" else "right")
-    for name in ("prefill", "decode"):
-        p = getattr(r.phases, name)
-        share = "null" if p.energy_share is None else f"{p.energy_share * 100:.1f} %"
-        t.add_row(name, f"{p.time_s:.3f}", str(p.tokens), figure(p.energy_j), share, figure(p.flops, spec=".3e"))
-    return t
+    ps = [(name, getattr(r.phases, name)) for name in ("prefill", "decode")]
+    figures = [Column(name, cells, right=True) for name, cells in (
+        ("time s", [f"{p.time_s:.3f}" for _, p in ps]), ("tokens", [str(p.tokens) for _, p in ps]),
+        ("energy J", [figure(p.energy_j) for _, p in ps]),
+        ("share", ["null" if p.energy_share is None else f"{p.energy_share * 100:.1f} %" for _, p in ps]),
+        ("FLOPs", [figure(p.flops, spec=".3e") for _, p in ps]))]
+    return Fitted("phases", [Column("phase", [n for n, _ in ps])], figures, caption=f"[dim]{escape(note)}[/]")
 
 
 def _rest(r: ExperimentResult) -> Table:
@@ -111,7 +114,7 @@ def _serving(r: ExperimentResult) -> Table | None:
         t.add_row(*row)
     t.add_row("steady state", "none" if s.steady_state_duration_s is None else
               f"{s.steady_state_duration_s:.2f} s from {s.steady_state_start_s:.2f} s · "
-              f"{s.steady_state_output_tokens} tokens · {figure(s.steady_state_energy_j, 'J')}")
+              f"{s.steady_state_output_tokens} tokens · energy {figure(s.steady_state_energy_j, 'J')}")
     t.add_row("schedule lag", f"p50 {figure(s.schedule_lag_p50_ms, 'ms')} · p99 {figure(s.schedule_lag_p99_ms, 'ms')}")
     if s.energy_unavailable_reason:
         t.add_row("energy", f"null — {escape(s.energy_unavailable_reason)}")

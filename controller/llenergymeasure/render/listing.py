@@ -1,9 +1,13 @@
-"""``lem results list`` on screen: one plain, aligned line per experiment (greppable, never wrapped, at most 160
-characters), failed runs included, null energy shown as ``null`` rather than a blank that could read as zero."""
+"""``lem results list`` on screen: one plain, aligned line per experiment (greppable, at most the terminal's width
+and never more than 160 characters), failed runs included, null energy shown as ``null`` rather than a blank that
+could read as zero. Run names and failure reasons are never cut (a user copies them): on a narrow terminal the
+settings, model, backend and time columns are dropped first, and a reason that still does not fit continues on
+indented lines below its run."""
 
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Sequence
 
 from llenergymeasure.results.columns import flatten
@@ -37,13 +41,36 @@ def list_row(e: Experiment) -> tuple[str, ...]:
             _num(row["energy_per_token_j"], ".4g") if e.ok else "-")
 
 
-def list_lines(experiments: Sequence[Experiment]) -> list[str]:
-    """A header and one line per experiment, columns padded to align (the failure reason goes last, cut so that no
-    line is longer than MAX_LINE)."""
+#: the columns given up, in this order, when the line does not fit (name, figures and status always stay)
+_DROP_ORDER = (5, 3, 4, 0)
+_INDENT = "    "
+
+
+def _line(r: tuple[str, ...], cols: Sequence[int], widths: dict[int, int]) -> str:
+    return "  ".join(r[i].rjust(widths[i]) if i in (6, 7) else r[i].ljust(widths[i]) for i in cols).rstrip()
+
+
+def list_lines(experiments: Sequence[Experiment], width: int = MAX_LINE) -> list[str]:
+    """A header and one line per experiment, columns padded to align, no line longer than ``width`` (at most
+    MAX_LINE): the status goes last; a failure reason too long for the line continues on indented lines."""
+    width = min(width, MAX_LINE)
     rows = [HEADER, *(list_row(e) for e in experiments)]
-    rows = [tuple(_clip(v, _MAX_WIDTH.get(i, len(v))) for i, v in enumerate(r)) for r in rows]
-    order = (0, 1, 3, 4, 5, 6, 7, 2)  # status last: a failure's reason can be long
-    widths = {i: max(len(r[i]) for r in rows) for i in order}
-    right = {6, 7}
-    return [_clip("  ".join(r[i].rjust(widths[i]) if i in right else r[i].ljust(widths[i]) for i in order).rstrip(),
-                  MAX_LINE) for r in rows]
+    rows = [tuple(v if i in (1, 2) else _clip(v, _MAX_WIDTH.get(i, len(v))) for i, v in enumerate(r)) for r in rows]
+    cols = [0, 1, 3, 4, 5, 6, 7, 2]  # status last: a failure's reason can be long
+    widths = {i: max(len(r[i]) for r in rows) for i in cols}
+    status_word = max(len(r[2].split(":", 1)[0]) for r in rows)
+    for drop in _DROP_ORDER:  # drop columns until every line fits with at least the status word ("failed")
+        if sum(widths[i] + 2 for i in cols if i != 2) + status_word <= width:
+            break
+        cols.remove(drop)
+    out = []
+    for r in rows:
+        line = _line(r, cols, widths)
+        if len(line) <= width:
+            out.append(line)
+            continue
+        head, _, reason = r[2].partition(": ")
+        out.append(_line((*r[:2], head + ":", *r[3:]), cols, widths))
+        out += textwrap.wrap(reason, width, initial_indent=_INDENT, subsequent_indent=_INDENT,
+                             break_on_hyphens=False)  # a word is split only when no line could hold it
+    return out

@@ -11,16 +11,18 @@ from pathlib import Path
 from lem_runner.contract.config import CarbonConfig
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from llenergymeasure.errors import ConfigError
-from llenergymeasure.render.compare import format_value
+from llenergymeasure.render.compare import format_value, shown_metrics
+from llenergymeasure.render.fit import Column, print_keyed
 from llenergymeasure.render.text import figure
 from llenergymeasure.results.compare import Value
 from llenergymeasure.results.metrics import METRICS
 
-#: the figures of the points table, in order (emissions only where a point has them)
-POINT_METRICS = ("output_tokens_per_second", "ttft_p50_ms", "itl_p50_ms", "energy_per_token_j", "emissions_g")
+#: the figures of the points table, in order (emissions only where a point has them; the serving figures only where
+#: a point is a serving run)
+POINT_METRICS = ("output_tokens_per_second", "ttft_p50_ms", "itl_p50_ms", "tpot_p50_ms", "achieved_rate_per_s",
+                 "goodput_per_s", "energy_per_token_j", "energy_per_good_token_j", "emissions_g")
 
 
 def runs_ok(n_ok: int | None, n_failed: int | None) -> str:
@@ -31,39 +33,46 @@ def runs_ok(n_ok: int | None, n_failed: int | None) -> str:
     return f"{n_ok}/{total}" if not n_failed else f"[red]{n_ok}/{total}[/]"
 
 
-def points_table(title: str, rows: Sequence[tuple[str, str, str, dict[str, Value]]]) -> Table:
-    """(point, backend, runs ok, figures) rows as one table; a figure no point has gets no column."""
-    metrics = [m for m in POINT_METRICS if any(m in values for *_, values in rows)]
-    table = Table(title=title, title_justify="left", title_style="bold")
-    table.add_column("point", overflow="fold")
-    table.add_column("backend")
-    table.add_column("runs ok", justify="right")
-    for m in metrics:
-        table.add_column(METRICS[m].title, justify="right")
-    for label, backend, ok, values in rows:
-        table.add_row(escape(label), escape(backend), ok, *(format_value(values.get(m)) for m in metrics))
-    return table
+def print_points(console: Console, title: str, rows: Sequence[tuple[str, str, str, dict[str, Value]]]) -> None:
+    """(point, backend, runs ok, figures) rows as one table; a figure no point has gets no column, nor a serving
+    figure no point measured; one backend for every point goes into the title rather than a column."""
+    metrics = shown_metrics(POINT_METRICS, [values for *_, values in rows])
+    backends = list(dict.fromkeys(backend for _, backend, _, _ in rows))
+    keys = [] if len(backends) == 1 else [Column("backend", [escape(b) for _, b, _, _ in rows])]
+    keys.append(Column("runs ok", [ok for _, _, ok, _ in rows], right=True))
+    figures = [Column(METRICS[m].title, [format_value(values.get(m)) for *_, values in rows], right=True)
+               for m in metrics]
+    title += f" · backend {escape(backends[0])}" if len(backends) == 1 else ""
+    print_keyed(console, title, [label for label, *_ in rows], keys, figures)
 
 
-def _runs_table(outcome) -> Table:
-    """A single-cycle study: one row per run."""
+def _runs_table(console: Console, outcome) -> None:
+    """A single-cycle study: one row per run (a failure's reason on its own line below the table)."""
     manifest, study_dir = outcome.manifest, outcome.study_dir
-    table = Table(title=f"Study · {study_dir.name}", title_justify="left")
-    for col in ("experiment", "backend", "runner", "tok/s", "TTFT p50", "ITL p50", "J/token", "FLOPs", "status"):
-        table.add_column(col, justify="right" if col in ("tok/s", "TTFT p50", "ITL p50", "FLOPs") else "left")
     backend = {p.index: p.backend for p in manifest.points}
-    for e in manifest.entries:
+    shown = [e for e in manifest.entries if e.status == "failed" or outcome.results.get(e.run) is not None]
+    cols: dict[str, list[str]] = {c: [] for c in ("tok/s", "TTFT p50", "ITL p50", "J/token", "FLOPs", "status")}
+    for e in shown:
         r = outcome.results.get(e.run)
-        if e.status == "failed":
-            table.add_row(escape(e.label), backend[e.point], e.runner or "", "", "", "", "", "",
-                          f"[red]failed[/] ({e.reason})")
-        elif r is not None:
-            table.add_row(
-                escape(e.label), backend[e.point], e.runner or "", f"{r.output_tokens_per_second:.1f}",
-                f"{r.ttft.p50_ms:.1f} ms" if r.ttft else "—", f"{r.itl.p50_ms:.2f} ms" if r.itl else "—",
-                figure(r.energy_per_token_j), f"{r.headline.flops:.3g}" if r.headline and r.headline.flops else "—", "[green]done[/]",
-            )
-    return table
+        if e.status == "failed" or r is None:
+            for c in ("tok/s", "TTFT p50", "ITL p50", "J/token", "FLOPs"):
+                cols[c].append("")
+            cols["status"].append("[red]failed[/]")
+            continue
+        cols["tok/s"].append(f"{r.output_tokens_per_second:.1f}")
+        cols["TTFT p50"].append(f"{r.ttft.p50_ms:.1f} ms" if r.ttft else "—")
+        cols["ITL p50"].append(f"{r.itl.p50_ms:.2f} ms" if r.itl else "—")
+        cols["J/token"].append(figure(r.energy_per_token_j))
+        cols["FLOPs"].append(f"{r.headline.flops:.3g}" if r.headline and r.headline.flops else "—")
+        cols["status"].append("[green]done[/]")
+    backends = list(dict.fromkeys(backend[e.point] for e in shown))
+    runners = list(dict.fromkeys(e.runner or "" for e in shown))
+    keys = [] if len(backends) == 1 else [Column("backend", [escape(backend[e.point]) for e in shown])]
+    keys += [] if len(runners) == 1 else [Column("runner", [escape(e.runner or "") for e in shown])]
+    figures = [Column(name, cells, right=name != "status") for name, cells in cols.items()]
+    title = f"Study · {study_dir.name}" + "".join(f" · {what} {escape(v[0])}" for what, v in
+                                                (("backend", backends), ("runner", runners)) if len(v) == 1 and v[0])
+    print_keyed(console, title, [e.label for e in shown], keys, figures, key_name="experiment")
 
 
 def render_study(console: Console, outcome, warnings=(), resume_hint: str | None = None) -> None:
@@ -75,10 +84,9 @@ def render_study(console: Console, outcome, warnings=(), resume_hint: str | None
     if manifest.n_cycles > 1:
         rows = [(a.label, a.backend, runs_ok(a.n_ok, a.n_failed),
                  {m: Value(s.mean, s.ci95, s.n, s.std) for m, s in a.metrics.items()}) for a in aggs]
-        table = points_table(f"Study · {study_dir.name} · {manifest.n_cycles} cycles (mean ± 95 % CI)", rows)
+        print_points(console, f"Study · {study_dir.name} · {manifest.n_cycles} cycles (mean ± 95 % CI)", rows)
     else:
-        table = _runs_table(outcome)
-    console.print(table)
+        _runs_table(console, outcome)
     for e in manifest.entries:
         if e.status == "failed":
             first = (e.error or "").splitlines()[0] if e.error else ""
@@ -124,7 +132,7 @@ def render_study_folder(console: Console, study_dir: Path, carbon: CarbonConfig 
     for e in entries_for(study_dir, carbon):
         label = e.title.split(": ", 1)[-1]
         rows.append((label, e.settings.get("backend", "?"), runs_ok(e.n_ok, failed.get(label)), e.values))
-    console.print(points_table("points (mean ± 95 % CI over cycles)", rows))
+    print_points(console, "points (mean ± 95 % CI over cycles)", rows)
     reasons = {a.get("energy_unavailable_reason") for a in data.get("aggregates", [])} - {None}
     for reason in sorted(reasons):
         console.print(f"energy null: {escape(reason)}", highlight=False)

@@ -11,19 +11,22 @@ from rich.markup import escape
 from rich.table import Table
 
 from llenergymeasure.render.energy import energy_rows, phase_row, serving_rows
-from llenergymeasure.render.text import latency
+from llenergymeasure.render.text import fewer_prompts, latency
 
 #: what the headline window covers, in words
 SPANS = {"total": "the whole measured run", "steady_state": "the steady-state spans", "windowed": "the fixed window"}
 
 
 def batch_text(result: ExperimentResult) -> str:
-    """'batch 8 (vllm.max_num_seqs)'; 'batch: the engine's default (...)' when the engine did not report it."""
+    """'batch 8 (vllm.max_num_seqs)', with '; 4 prompt(s), so at most 4 at once' when the prompts do not fill it;
+    'batch: the engine's default (...)' when the engine did not report it."""
     knob = result.batch_knob or result.config.spec.batch_knob
     if knob is None:
         return "no batch knob"
     size = result.batch_size if result.batch_size is not None else result.backend_details.get("batch_size")
-    return f"batch {size} ({knob})" if size is not None else f"batch: the engine's default ({knob} unset, not reported)"
+    if size is None:
+        return f"batch: the engine's default ({knob} unset, not reported)"
+    return f"batch {size} ({knob}{fewer_prompts(size, result.config.n_prompts, result.config.scenario)})"
 
 
 def render_summary(console: Console, result: ExperimentResult, exp_dir: Path) -> None:

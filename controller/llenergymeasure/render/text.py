@@ -10,6 +10,25 @@ def figure(value: float | None, unit: str = "", spec: str = ".4g") -> str:
     return "null" if value is None else f"{format(value, spec)}{(' ' + unit) if unit else ''}"
 
 
+#: an SLO bound's key in result.serving.slo, as a reader names it
+_SLO_NAMES = {"ttft_ms": "TTFT", "tpot_ms": "TPOT", "e2e_ms": "E2E", "itl_ms": "ITL"}
+
+
+def slo_text(slo: dict[str, float] | None) -> str:
+    """``TTFT ≤ 500 ms, TPOT ≤ 50 ms``: the bounds a request had to meet; ``no SLO`` when none was set."""
+    if not slo:
+        return "no SLO"
+    return ", ".join(f"{_SLO_NAMES.get(k, k.removesuffix('_ms'))} ≤ {v:g} ms" for k, v in slo.items())
+
+
+def fewer_prompts(batch: int | None, n_prompts: int, scenario: str) -> str:
+    """``; 4 prompts, so at most 4 at once`` when an offline run's prompts do not fill its batch (the batch is the
+    knob's value everywhere: dry run, summary, list, export), else ``""``."""
+    if batch is None or scenario != "offline" or n_prompts >= batch:
+        return ""
+    return f"; {n_prompts} prompt(s), so at most {n_prompts} at once"
+
+
 def latency(stats: LatencyStats | None, extremes: bool = False) -> str:
     """``mean … · p50 … · p90 … · p99 … ms (n=…)``, with min and max when ``extremes``."""
     if stats is None:

@@ -14,7 +14,7 @@ from llenergymeasure.results.pareto import pareto_front
 
 def energy_latency_plot(pts: Sequence[Point], path: Path, adjusted: bool = False):
     """The two-panel figure (PNG, SVG or PDF by the path's suffix), or None when no configuration set an operating point or has energy and latency."""
-    from llenergymeasure.results.plot import PlotFile, _errs, _figure
+    from llenergymeasure.results.plot import PlotFile, _figure, clipped_errs
 
     measured = [p for p in pts if p.jpt.mean is not None and p.latency["ttft_p50_ms"].mean is not None]
     if not measured or all(p.setting == "default clocks" for p in measured):
@@ -31,7 +31,7 @@ def energy_latency_plot(pts: Sequence[Point], path: Path, adjusted: bool = False
         for b in sorted({p.backend for p in pts_}):
             sub = [p for p in pts_ if p.backend == b]
             ax.errorbar([p.latency[name].mean for p in sub], [p.jpt.mean for p in sub],
-                        xerr=_errs([p.latency[name] for p in sub]), yerr=_errs([p.jpt for p in sub]),
+                        xerr=clipped_errs([p.latency[name] for p in sub]), yerr=clipped_errs([p.jpt for p in sub]),
                         fmt="o", capsize=3, label=b, markersize=6)
         for i, p in enumerate(pts_):
             ax.annotate(p.setting + (" (clock drift)" if p.flags else ""), (p.latency[name].mean, p.jpt.mean),

@@ -159,17 +159,20 @@ FIGURES: list[Metric] = [
     Metric("offered_rate_per_s", "serving.offered_rate_rps", "req/s", "serving: requests/s asked for"),
     Metric("schedule_rate_per_s", "serving.schedule_rate_rps", "req/s",
            "serving: the schedule's own realised rate, (sent - 1) / (last scheduled - first)"),
-    Metric("achieved_rate_per_s", "serving.achieved_rate_rps", "req/s", "serving: requests/s sent"),
+    Metric("achieved_rate_per_s", "serving.achieved_rate_rps", "req/s", "serving: requests/s sent",
+           label="achieved rate (req/s)"),
     Metric("concurrency_clients", "serving.clients", "", "serving: closed-loop clients", kind="int"),
     Metric("requests_ok", "serving.n_ok", "", "serving: requests that completed", kind="int"),
     Metric("requests_failed", None, "", "serving: errors + timeouts", "lower", kind="int", compute=_requests_failed),
     Metric("inflight_mean_requests", "serving.inflight_mean", "", "serving: time-weighted mean of requests in flight"),
     Metric("e2e_p50_ms", "serving.e2e.p50_ms", "ms", "serving: end-to-end latency, median", "lower"),
     Metric("e2e_p99_ms", "serving.e2e.p99_ms", "ms", "serving: end-to-end latency, 99th percentile", "lower"),
-    Metric("goodput_per_s", "serving.goodput_rps", "req/s", "serving: requests/s meeting every SLO bound", "higher"),
+    Metric("goodput_per_s", "serving.goodput_rps", "req/s", "serving: requests/s meeting every SLO bound", "higher",
+           label="goodput (req/s)"),
     Metric("slo_share", "serving.good_share", "", "serving: share of requests meeting the SLO", "higher"),
     Metric("energy_per_good_token_j", "serving.energy_per_good_token_j", "J",
-           "serving: window energy / output tokens of requests meeting the SLO", "lower"),
+           "serving: window energy / output tokens of requests meeting the SLO", "lower",
+           label="J/good token"),
     Metric("energy_per_request_mean_j", "serving.energy_per_request.mean_j", "J",
            "serving: attributed energy per request, mean", "lower"),
     Metric("energy_per_completed_request_j", "serving.energy_per_completed_request_j", "J",
@@ -184,7 +187,11 @@ METRICS: dict[str, Metric] = {m.key: m for m in FIGURES}
 #: the figures a study aggregates per point over its cycles (mean, std, 95 % CI, CV, n), in table order
 STUDY_METRICS: tuple[str, ...] = ("output_tokens_per_second", "ttft_p50_ms", "itl_p50_ms", "energy_j",
                                   "energy_per_token_j", "energy_per_token_adjusted_j", "inference_time_s",
-                                  "emissions_g")
+                                  "emissions_g", "achieved_rate_per_s", "goodput_per_s", "tpot_p50_ms",
+                                  "energy_per_good_token_j")
+#: the serving run's figures among them: null for offline runs, so a table shows them only where a run has them
+SERVING_STUDY_METRICS: tuple[str, ...] = ("achieved_rate_per_s", "goodput_per_s", "tpot_p50_ms",
+                                          "energy_per_good_token_j")
 #: study figures that only rescale another (their spread is that one's): no CV warning of their own
 RESCALED = {"emissions_g"}
 #: names study summaries written by lem 0.1 used, read as today's

@@ -67,7 +67,7 @@ def configurations(experiments: Sequence[Experiment], adjusted: bool = False) ->
         first = results[0]
         label = f"{study}: {key}" if study else f"{short_model(first.config.model)} {first.experiment_id}"
         params.append({**({"study": study} if several_studies else {}), **label_params(key)} if study else
-                      {"run": first.experiment_id, "backend": first.config.backend})
+                      {"run": first.experiment_id})  # the key adds "(backend)" to every entry
         energy = [METRICS["energy_per_token_adjusted_j" if adjusted else "energy_per_token_j"].read(r) for r in results]
         reasons = [r.energy.unavailable_reason for r in results if r.energy.unavailable_reason]
         if adjusted and not reasons:
@@ -77,6 +77,12 @@ def configurations(experiments: Sequence[Experiment], adjusted: bool = False) ->
                           describe([v for v in energy if v is not None]), reasons[0] if reasons else None))
     shorts = short_labels(params)
     return [replace(c, short=s or c.label) for c, s in zip(out, shorts)]
+
+
+def offline_runs(experiments: Sequence[Experiment]) -> list[Experiment]:
+    """The runs with a result that are not serving runs: the efficiency figure's (a serving run's throughput is set
+    by the load it was offered, so it is drawn against that load in serving.png instead)."""
+    return [e for e in experiments if e.result is not None and e.result.serving is None]
 
 
 def _figure(width: float = 8.0, height: float = 5.5):
@@ -100,6 +106,14 @@ def _save(fig, ax, path: Path) -> PlotFile:
 def _errs(stats: Sequence[MetricStats]) -> list[float] | None:
     """CI half-widths, or None when no configuration has one (single runs get no stub error bars)."""
     return [s.ci95 or 0.0 for s in stats] if any(s.ci95 for s in stats) else None
+
+
+def clipped_errs(stats: Sequence[MetricStats]) -> list[list[float]] | None:
+    """Asymmetric error bars (below, above) of the 95 % CI, the lower one stopping at zero: these figures (tok/s,
+    J/token, rates) cannot be negative, and a CI reaching below zero says "few cycles", not a negative value."""
+    if not any(s.ci95 for s in stats):
+        return None
+    return [[min(s.ci95 or 0.0, max(s.mean or 0.0, 0.0)) for s in stats], [s.ci95 or 0.0 for s in stats]]
 
 
 def _key(fig, configs: Sequence[Config]) -> None:
@@ -185,8 +199,15 @@ def efficiency_figure(configs: Sequence[Config], adjusted: bool = False):
         markers = dict(zip(backends, "osD^v<>"))
         for b in backends:
             pts = [c for c in measured if c.backend == b]
-            ax.errorbar([c.tps.mean for c in pts], [c.jpt.mean for c in pts], xerr=_errs([c.tps for c in pts]),
-                        yerr=_errs([c.jpt for c in pts]), fmt=markers[b], capsize=3, label=b, markersize=6)
+            spread = [c for c in pts if c.tps.ci95 or c.jpt.ci95]  # single runs: a marker, no zero-length tick
+            if spread:
+                ax.errorbar([c.tps.mean for c in spread], [c.jpt.mean for c in spread],
+                            xerr=clipped_errs([c.tps for c in spread]), yerr=clipped_errs([c.jpt for c in spread]),
+                            fmt=markers[b], capsize=3, label=b, markersize=6, color=backend_colour(b))
+            single = [c for c in pts if c not in spread]
+            if single:
+                ax.plot([c.tps.mean for c in single], [c.jpt.mean for c in single], markers[b], markersize=6,
+                        color=backend_colour(b), label=None if spread else b)
         front = pareto_front([(c.tps.mean, c.jpt.mean) for c in measured])
         ax.plot([measured[i].tps.mean for i in front], [measured[i].jpt.mean for i in front], "--", color="0.3",
                 lw=1, marker="o", mfc="none", ms=14, label="Pareto front")
@@ -223,8 +244,11 @@ def _throughput_only(ax, configs: Sequence[Config], adjusted: bool = False) -> N
     """No energy anywhere (CPU runs): throughput per configuration, and the reason energy is null. Bars are
     numbered (the key under the axes names them), so long labels never squeeze the bars."""
     ys = list(range(len(configs)))
-    ax.barh(ys, [c.tps.mean for c in configs], xerr=_errs([c.tps for c in configs]), capsize=3,
-            color=[backend_colour(c.backend) for c in configs])
+    ax.barh(ys, [c.tps.mean for c in configs], color=[backend_colour(c.backend) for c in configs])
+    spread = [(y, c) for y, c in zip(ys, configs) if c.tps.ci95]  # single runs: a bar, no zero-length tick
+    if spread:
+        ax.errorbar([c.tps.mean for _, c in spread], [y for y, _ in spread],
+                    xerr=clipped_errs([c.tps for _, c in spread]), fmt="none", ecolor="black", capsize=3)
     ax.set_yticks(ys, [str(i) for i in range(1, len(configs) + 1)], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel(THROUGHPUT_LABEL)
@@ -310,7 +334,9 @@ def plot_results(directory: Path, out_dir: Path | None = None, adjusted: bool = 
         out_dir.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
         raise ConfigError(f"-o: '{out_dir}' exists and is not a directory") from None
-    written = [efficiency_plot(configurations(ok, adjusted), out_dir / f"efficiency.{fmt}", adjusted)]
+    offline = offline_runs(ok)  # serving runs have their own figure (serving.<fmt>), against the offered load
+    written = [efficiency_plot(configurations(offline, adjusted), out_dir / f"efficiency.{fmt}", adjusted)] \
+        if offline else []
     from llenergymeasure.results.energy_latency_plot import energy_latency_plot
     from llenergymeasure.results.operating_points import points
 

@@ -15,7 +15,7 @@ _SHORT_KEYS = {"batch_size": "bs", "max_num_seqs": "bs", "max_batch_size": "bs",
                "pipeline_parallel_size": "pp", "input_tokens": "in"}
 #: Values that read on their own (the key is obvious from them).
 _BARE = {"dtype": {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16", "auto": "dtype auto"},
-         "backend": {}, "device": {}}
+         "backend": {}, "device": {}, "run": {}}  # a single run's id reads on its own
 
 
 def label_params(label: str | None) -> dict[str, str]:

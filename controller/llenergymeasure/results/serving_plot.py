@@ -75,8 +75,38 @@ def serving_points(experiments: Sequence[Experiment], adjusted: bool = False) ->
     return sorted(out, key=lambda p: (p.load_kind, p.backend, p.load))
 
 
-def _bars(stats: Sequence[MetricStats]) -> list[float] | None:
-    return [s.ci95 or 0.0 for s in stats] if any(s.ci95 for s in stats) else None
+def _bars(stats: Sequence[MetricStats]):
+    from llenergymeasure.results.plot import clipped_errs
+
+    return clipped_errs(stats)
+
+
+def _load_axis(ax, loads: Sequence[float]) -> None:
+    """Offered loads are usually geometric (1, 4, 16 req/s): a log axis when they span 4x or more, ticked at the
+    loads themselves; a single load sits in the middle of a range around it rather than at an edge."""
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    distinct = sorted({x for x in loads if x > 0})
+    if not distinct:
+        return
+    lo, hi = distinct[0], distinct[-1]
+    if len(distinct) == 1 or hi / lo >= 4:
+        ax.set_xscale("log")
+        ax.set_xlim(lo / 2, hi * 2) if len(distinct) == 1 else ax.set_xlim(lo / 1.5, hi * 1.5)
+        ax.xaxis.set_major_locator(FixedLocator(distinct))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xticklabels([f"{x:g}" for x in distinct])
+    else:
+        pad = (hi - lo) * 0.1
+        ax.set_xlim(max(0.0, lo - pad), hi + pad)
+
+
+def _value_labels(ax, xs: Sequence[float], ys: Sequence[float], unit: str) -> None:
+    """Each point's value beside it when there are only a few (one or two points say little on their own)."""
+    if len(xs) > 2:
+        return
+    for x, y in zip(xs, ys):
+        ax.annotate(f"{y:.3g} {unit}", (x, y), textcoords="offset points", xytext=(8, -4), fontsize=8)
 
 
 def serving_figure(points: Sequence[ServingPoint], adjusted: bool = False):
@@ -99,9 +129,12 @@ def serving_figure(points: Sequence[ServingPoint], adjusted: bool = False):
             sub = [p for p in shown if p.backend == b]
             left.errorbar([p.load for p in sub], [p.tps.mean for p in sub], yerr=_bars([p.tps for p in sub]),
                           fmt=markers[b] + "-", capsize=3, label=b)
+            _value_labels(left, [p.load for p in sub], [p.tps.mean for p in sub], "tok/s")
             sub = [p for p in sub if p.per_user.mean is not None]
             right.errorbar([p.load for p in sub], [p.per_user.mean for p in sub],
                            yerr=_bars([p.per_user for p in sub]), fmt=markers[b] + "-", capsize=3, label=b)
+            _value_labels(right, [p.load for p in sub], [p.per_user.mean for p in sub], "tok/s")
+        _load_axis(right, [p.load for p in shown])
         left.set_ylabel("output tokens/s")
         right.set_ylabel(PER_USER_LABEL)
         right.set_xlabel(LOAD_LABELS[kind])
@@ -118,6 +151,8 @@ def serving_figure(points: Sequence[ServingPoint], adjusted: bool = False):
                 left.errorbar([p.load for p in good], [p.jgood.mean for p in good],
                               yerr=_bars([p.jgood for p in good]), fmt=markers[b] + "--", mfc="none", capsize=3,
                               label=f"J/good-token ({b})")
+                _value_labels(left, [p.load for p in good], [p.jgood.mean for p in good], "J/good-token")
+            _value_labels(left, [p.load for p in sub], [p.jpt.mean for p in sub], "J/token")
         front_pts = [p for p in measured if p.per_user.mean is not None]
         for b in backends:
             sub = [p for p in front_pts if p.backend == b]
@@ -142,14 +177,18 @@ def serving_figure(points: Sequence[ServingPoint], adjusted: bool = False):
         bars = "error bars: 95 % CI over cycles" if any(p.jpt.ci95 for p in measured) else "single runs: no error bars"
         fig.suptitle(textwrap.fill(f"Serving: {what} per token against the load, and the latency–energy front "
                                    f"({bars}){no_good}{left_out}{note}", 130), fontsize=9)
-        right.set_xlim(left=0)
-        for ax in (left, right):
-            ax.set_ylim(bottom=0)
+        xs = [p.per_user.mean for p in front_pts]
+        if xs:  # from zero, the lone point (or the points and their CIs) well inside the axes
+            reach = max(p.per_user.mean + (p.per_user.ci95 or 0.0) for p in front_pts)
+            right.set_xlim(0, max(xs) * 2.0 if len(set(xs)) == 1 else reach * 1.1)
+    for ax in (left, right):
+        top = max((y for line in ax.get_lines() for y in line.get_ydata()), default=0.0)
+        ax.set_ylim(bottom=0, top=top * (1.6 if len({p.load for p in shown}) == 1 else 1.25) or None)
+    _load_axis(left, [p.load for p in shown])
     left.set_xlabel(LOAD_LABELS[kind])
     left.set_title("against the offered load", fontsize=9)
     right.set_title("latency–energy front" if measured else "tok/s per user against the load", fontsize=9)
     for ax in (left, right):
-        ax.set_xlim(left=0)
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
