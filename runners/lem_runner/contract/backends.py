@@ -61,6 +61,19 @@ class ImageSpec:
         return "cpu" in self.extras
 
 
+@dataclass(frozen=True)
+class EngineMarkers:
+    """How the engine watch (backends/engine_watch.py) knows this backend's engine processes and their last words."""
+
+    #: process-name prefixes the engine gives its child processes (besides plain multiprocessing children)
+    titles: tuple[str, ...] = ()
+    #: substrings of lines the engine logs when it has failed for good, even if its process lingers: the engine's
+    #: own messages only (a generic phrase such as "died unexpectedly" also matches Python's harmless warnings)
+    fatal: tuple[str, ...] = ()
+    #: exception texts the engine wraps around a root cause: not the line to report
+    wrappers: tuple[str, ...] = ()
+
+
 GIB = 2**30
 
 
@@ -143,6 +156,8 @@ class BackendSpec:
     #: ``f(experiment, model_path, in_runner) -> list of problems`` (empty where the engine is not installed); the
     #: runner calls it before loading, the controller's checks too (contract/engine_args.py)
     engine_check: str | None = None
+    #: what the engine watch looks for in this backend's engine processes (its implementation starts the watch)
+    engine_markers: EngineMarkers = field(default_factory=EngineMarkers)
 
     def __post_init__(self) -> None:
         unknown = [d for d in self.device_kinds if d not in DEVICE_KINDS]
