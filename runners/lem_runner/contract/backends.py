@@ -99,6 +99,14 @@ class MemoryTraits:
     schedules_fewer: bool = False
 
 
+def no_fields(_config: Any) -> tuple[str, ...]:
+    return ()
+
+
+def no_refusal(_config: Any) -> str | None:
+    return None
+
+
 def batch_knob_traits(config: Any, device_kind: str, device_memory_bytes: int | None, device_name: str) -> MemoryTraits:
     """A backend without memory traits of its own: its batch knob's value (1 without one)."""
     spec = config.spec
@@ -156,6 +164,15 @@ class BackendSpec:
     #: ``f(experiment, model_path, in_runner) -> list of problems`` (empty where the engine is not installed); the
     #: runner calls it before loading, the controller's checks too (contract/engine_args.py)
     engine_check: str | None = None
+    #: experiment-level dotted fields that also define this backend's engine for ``config`` (beyond
+    #: contract/engine.py's own and ``engine_section_fields``), e.g. an engine built for a maximum input length
+    engine_fields_of: Callable[[Any], tuple[str, ...]] = no_fields
+    #: why a run on ``config`` must have an engine of its own on this backend, in one line naming the field (None:
+    #: it may share one); e.g. state the engine keeps between runs and cannot reset
+    reuse_refusal_of: Callable[[Any], str | None] = no_refusal
+    #: section fields as a table header or plot label shows them, e.g. {"tensor_parallel_size": "tp"} (the batch
+    #: field always reads "bs")
+    short_names: Mapping[str, str] = field(default_factory=dict)
     #: what the engine watch looks for in this backend's engine processes (its implementation starts the watch)
     engine_markers: EngineMarkers = field(default_factory=EngineMarkers)
 

@@ -67,11 +67,12 @@ SPEC = BackendSpec(
                   "sequences finish)",
     engine_section_fields=tuple(VLLMConfig.model_fields),  # every field is an engine argument
     gpu_count=tp_times_pp,
+    short_names={"tensor_parallel_size": "tp", "pipeline_parallel_size": "pp"},
     gpu_count_rule="uses tensor_parallel_size x pipeline_parallel_size = {n} GPU(s)",
     shm_size="8g",  # worker processes exchange tensors through shared memory
     checks=(_context_fits,),
     memory_traits=_memory,
     engine_check="lem_runner.backends.vllm.check:vllm_problems",
-    server_command="lem_runner.serving.servers:vllm_command",
+    server_command="lem_runner.backends.vllm.server:vllm_command",
     engine_markers=MARKERS,
 )

@@ -4,7 +4,8 @@ one scheduler thread) behind a small OpenAI-compatible ``/v1/completions`` route
 Why not ``transformers serve``: it needs the serving extras (FastAPI, uvicorn, the openai package) in every image,
 and it is a chat-first CLI whose engine options lem cannot set one by one; the batching engine is the same
 continuous-batching code either way. This module is started as its own process (``python -m
-lem_runner.serving.transformers_server``), so it is launched, health-checked, logged and killed like vLLM's server.
+lem_runner.backends.pytorch.transformers_server``, the command from server.py beside it), so it is launched,
+health-checked, logged and killed like vLLM's server.
 
 ``GET /metrics`` gives ``lem:num_requests_running`` (requests added and not yet finished or cancelled), in
 Prometheus' text format as vLLM's gauges are, so an engine session can tell the server is idle before its next run.
@@ -137,7 +138,8 @@ def build_app(tok, manager, served_name: str, default_max_tokens: int):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lem_runner.serving.transformers_server", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="lem_runner.backends.pytorch.transformers_server",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
