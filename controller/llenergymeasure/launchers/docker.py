@@ -23,11 +23,11 @@ import requests.exceptions
 from lem_runner.contract import REQUEST_FILE, RunRequest
 from lem_runner.contract.atomic import atomic_write_text, current_umask
 
-from llenergymeasure import __version__
 from llenergymeasure.errors import SetupError
 from llenergymeasure.images.catalog import LABEL_MANAGED, image_tag, require_image
 from llenergymeasure.launchers.base import LOG_FILE, ErrorMemo, EventSink, LaunchOutcome, LaunchSpec
 from llenergymeasure.launchers.stream import pump, start_reader
+from llenergymeasure.version import __version__
 
 EXCHANGE_MOUNT = "/lem/exchange"
 MODEL_MOUNT = "/lem/model"

@@ -136,6 +136,8 @@ class BackendSpec:
     #: section fields that define the loaded engine (changing one needs a new engine); the experiment-level ones are in contract/engine.py
     engine_section_fields: tuple[str, ...]
     device_kinds: tuple[str, ...] = DEVICE_KINDS
+    #: where the backend sorts in lists and messages; the first in the registry is the default backend
+    order: int = 100
     #: GPUs the section uses; ``devices`` must list exactly that many (None: any number, e.g. pytorch's device_map)
     gpu_count: Callable[[Any], int | None] = one_gpu
     #: the GPU-count rule in words, for the error message ({n}: the count)
@@ -232,9 +234,11 @@ def _spec_of(module_name: str) -> BackendSpec:
 
 
 def _in_tree() -> list[str]:
-    import lem_runner.backends as pkg
-
-    folders = sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if m.ispkg)
+    """The spec modules of the folders under lem_runner/backends, found by listing the folder (the package is not
+    imported here: the contract sits below the backends, which import it)."""
+    found = importlib.util.find_spec("lem_runner.backends")
+    paths = list(found.submodule_search_locations or []) if found else []
+    folders = sorted(m.name for m in pkgutil.iter_modules(paths) if m.ispkg)
     return [f"lem_runner.backends.{n}.spec" for n in folders
             if importlib.util.find_spec(f"lem_runner.backends.{n}.spec") is not None]
 
@@ -249,7 +253,7 @@ def _third_party() -> list[str]:
 
 
 def registry() -> dict[str, BackendSpec]:
-    """Every known backend by name: the in-tree folders (pytorch first, the default), then registered ones."""
+    """Every known backend by name, by their specs' ``order`` (the first is the default backend), then by name."""
     global _REGISTRY
     if _REGISTRY is None:
         found: dict[str, BackendSpec] = {}
@@ -258,8 +262,7 @@ def registry() -> dict[str, BackendSpec]:
             if spec.name in found and found[spec.name] is not spec:
                 raise ImportError(f"backend '{spec.name}' is registered twice ({module_name})")
             found[spec.name] = spec
-        first = ("pytorch", "vllm", "tensorrt")
-        order = sorted(found, key=lambda n: (first.index(n) if n in first else len(first), n))
+        order = sorted(found, key=lambda n: (found[n].order, n))
         _REGISTRY = {n: found[n] for n in order}
     return _REGISTRY
 
@@ -272,6 +275,11 @@ def foreign_section_message(section: str, backend: str) -> str:
 
 def backend_names() -> tuple[str, ...]:
     return tuple(registry())
+
+
+def default_backend() -> str:
+    """The backend a config without ``backend:`` runs on: the registry's first (lowest spec ``order``)."""
+    return next(iter(registry()))
 
 
 def backend_spec(name: str) -> BackendSpec:

@@ -20,6 +20,7 @@ def _memory(cfg: Any, device_kind: str, device_memory_bytes: int | None, device_
 
 SPEC = BackendSpec(
     name="pytorch",
+    order=0,  # the default backend
     config=PyTorchConfig,
     implementation="lem_runner.backends.pytorch.backend:PyTorchBackend",
     summary="transformers generate() on PyTorch, static batches",

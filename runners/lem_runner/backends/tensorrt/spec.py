@@ -45,6 +45,7 @@ def _memory(cfg: Any, device_kind: str, device_memory_bytes: int | None, device_
 
 SPEC = BackendSpec(
     name="tensorrt",
+    order=20,
     config=TensorRTConfig,
     implementation="lem_runner.backends.tensorrt.backend:TensorRTBackend",
     summary="TensorRT-LLM LLM API (PyTorch workflow or a built engine), NVIDIA GPUs only",

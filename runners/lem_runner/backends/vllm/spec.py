@@ -50,6 +50,7 @@ def _memory(cfg: Any, device_kind: str, device_memory_bytes: int | None, device_
 
 SPEC = BackendSpec(
     name="vllm",
+    order=10,
     config=VLLMConfig,
     implementation="lem_runner.backends.vllm.backend:VLLMBackend",
     summary="vLLM offline engine (continuous batching)",
