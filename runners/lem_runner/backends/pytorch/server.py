@@ -16,8 +16,13 @@ SERVER_MODULE = "lem_runner.backends.pytorch.transformers_server"
 def pytorch_server_settings(cfg: ExperimentConfig) -> dict:
     """The run-level values lem's transformers server is started with (so they join a serving run's engine
     identity): its batch cap (``pytorch.batch_size``; a serving config without one takes the spec's serving default,
-    32) and its default ``max_tokens``."""
-    return {"max_batch": cfg.pytorch.batch_size, "max_tokens": cfg.max_output_tokens}
+    32), its default ``max_tokens``, and its decoding: transformers' continuous batching samples with one generation
+    config for every request, so the server applies the config's ``decoding`` from its start and refuses a request
+    asking for other decoding (the recorded config is what ran). The knobs it cannot apply at all (repetition
+    penalty, min_p, presence/frequency penalties) are refused before the run (check.py)."""
+    d = cfg.decoding
+    return {"max_batch": cfg.pytorch.batch_size, "max_tokens": cfg.max_output_tokens, "do_sample": d.do_sample,
+            "temperature": d.temperature, "top_p": d.top_p, "top_k": d.top_k}
 
 
 def pytorch_command(cfg: ExperimentConfig, model_path: str, port: int, on_cpu: bool = False) -> ServerCommand:
@@ -26,5 +31,8 @@ def pytorch_command(cfg: ExperimentConfig, model_path: str, port: int, on_cpu: b
             "--served-model-name", SERVED_NAME, "--dtype", cfg.dtype, "--device", cfg.device,
             "--max-batch", str(settings["max_batch"]), "--max-tokens", str(settings["max_tokens"]),
             "--seed", str(cfg.seed)]
+    if settings["do_sample"]:
+        argv += ["--do-sample", "--temperature", str(settings["temperature"]), "--top-p", str(settings["top_p"]),
+                 "--top-k", str(settings["top_k"])]
     return ServerCommand(f"{SERVER_MODULE} (transformers continuous batching)", argv,
                          batch_size=settings["max_batch"], busy_metrics=("lem:num_requests_running",))
