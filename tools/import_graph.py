@@ -1,8 +1,13 @@
 """Which module imports which, over runners/ and controller/, read with ``ast`` (nothing is imported).
 
-Prints the package-level arrows (lem_runner.backends -> lem_runner.measurement ...), every pair of packages that
-import each other (an arrow running back up), the rule breaks (the runner importing the controller, the controller
-importing the runner outside its contract) and the largest modules. ``--modules`` prints every module's imports.
+Prints the package-level arrows (lem_runner.backends -> lem_runner.measurement ...), every circle of packages (two
+or more that reach each other: an arrow running back up, at any distance), every circle of modules, the rule breaks
+(the runner importing the controller, the controller importing the runner outside its contract, the contract
+importing any other part of the runner: it is the bottom layer) and the largest modules. ``--modules`` prints every
+module's imports. Exits 1 when there is a circle of packages or a rule break, so ``make lint``/CI can hold the line.
+
+Imports are read statically, function-level ones included; a module named in a string and loaded with importlib
+(the backend registry loading ``backends/<name>/spec.py``, a spec's ``module:function``) is a plug-in, not an arrow.
 
     python tools/import_graph.py [--modules] [--top N]
 """
@@ -16,12 +21,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TREES = {"lem_runner": ROOT / "runners" / "lem_runner", "llenergymeasure": ROOT / "controller" / "llenergymeasure"}
+#: the runner's bottom layer: it may import only itself
+CONTRACT = "lem_runner.contract"
 
 
-def modules() -> dict[str, Path]:
+def modules(trees: dict[str, Path] | None = None) -> dict[str, Path]:
     """Dotted module name -> file, for both trees."""
     out = {}
-    for top, base in TREES.items():
+    for top, base in (trees or TREES).items():
         for path in sorted(base.rglob("*.py")):
             parts = [top, *path.relative_to(base).with_suffix("").parts]
             if parts[-1] == "__init__":
@@ -59,13 +66,83 @@ def package_of(module: str) -> str:
     return ".".join(module.split(".")[:2])
 
 
-def main() -> None:
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected parts of ``graph`` with more than one node (each a circle of imports), sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:  # Tarjan's algorithm; the graphs are small enough for recursion
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            part = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                part.append(w)
+                if w == v:
+                    break
+            if len(part) > 1:
+                out.append(sorted(part))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return sorted(out)
+
+
+def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    rooms: dict[str, set[str]] = defaultdict(set)
+    for m, targets in graph.items():
+        rooms[package_of(m)]
+        for t in targets:
+            if package_of(t) != package_of(m):
+                rooms[package_of(m)].add(package_of(t))
+    return rooms
+
+
+def rule_breaks(graph: dict[str, set[str]]) -> list[str]:
+    """Imports the layering forbids: runner -> controller; controller -> runner outside the contract; the contract ->
+    any other part of the runner (backends, measurement, ...: it sits below them all)."""
+    return sorted(f"{m} -> {t}" for m, ts in graph.items() for t in ts
+                  if (m.startswith("lem_runner") and t.startswith("llenergymeasure"))
+                  or (m.startswith("llenergymeasure") and t.startswith("lem_runner") and not _in(t, CONTRACT))
+                  or (_in(m, CONTRACT) and t.startswith("lem_runner") and not _in(t, CONTRACT)))
+
+
+def _in(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+def problems(graph: dict[str, set[str]]) -> list[str]:
+    """Every circle of packages and every rule break, one line each; [] when the layering holds. (Circles of modules
+    inside one package are printed, not failed: a package is one room, free to arrange itself.)"""
+    out = [f"package circle: {' <-> '.join(c)}" for c in circles(package_graph(graph))]
+    return out + [f"rule break: {b}" for b in rule_breaks(graph)]
+
+
+def import_graph(trees: dict[str, Path] | None = None) -> dict[str, set[str]]:
+    mods = modules(trees)
+    return {m: imports(m, p, set(mods)) for m, p in mods.items()}
+
+
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--modules", action="store_true", help="print every module's imports")
     ap.add_argument("--top", type=int, default=10, help="largest modules to list")
     args = ap.parse_args()
     mods = modules()
-    graph = {m: imports(m, p, set(mods)) for m, p in mods.items()}
+    graph = import_graph()
 
     if args.modules:
         print("## module -> imported modules")
@@ -73,37 +150,34 @@ def main() -> None:
             print(f"{m} -> {', '.join(sorted(graph[m])) or '-'}")
         print()
 
-    rooms: dict[str, set[str]] = defaultdict(set)
-    for m, targets in graph.items():
-        for t in targets:
-            if package_of(t) != package_of(m):
-                rooms[package_of(m)].add(package_of(t))
+    rooms = package_graph(graph)
     print("## package -> packages it imports")
     for p in sorted({package_of(m) for m in mods}):
         print(f"{p} -> {', '.join(sorted(rooms[p])) or '-'}")
 
-    print("\n## packages importing each other (an arrow back up), with the modules behind each arrow")
-    cycles = sorted({tuple(sorted((a, b))) for a in rooms for b in rooms[a] if a in rooms.get(b, set())})
-    for a, b in cycles:
-        for src, dst in ((a, b), (b, a)):
+    print("\n## circles of packages (an arrow back up), with the modules behind each arrow")
+    for circle in circles(rooms):
+        print(" <-> ".join(circle))
+        for src in circle:
             via = sorted(f"{m} -> {t}" for m, ts in graph.items() for t in ts
-                         if package_of(m) == src and package_of(t) == dst)
-            print(f"{src} -> {dst}: {'; '.join(via)}")
-    if not cycles:
+                         if package_of(m) == src and package_of(t) in circle and package_of(t) != src)
+            print(f"  {src}: {'; '.join(via)}")
+    if not circles(rooms):
         print("none")
 
-    print("\n## rule breaks: runner -> controller, controller -> runner outside lem_runner.contract")
-    breaks = sorted(f"{m} -> {t}" for m, ts in graph.items() for t in ts
-                    if (m.startswith("lem_runner") and t.startswith("llenergymeasure"))
-                    or (m.startswith("llenergymeasure") and t.startswith("lem_runner")
-                        and not t.startswith("lem_runner.contract")))
-    print("\n".join(breaks) or "none")
+    print("\n## circles of modules (inside one package; printed, not failed)")
+    print("\n".join(" <-> ".join(c) for c in circles(graph)) or "none")
+
+    print(f"\n## rule breaks: runner -> controller, controller -> runner outside {CONTRACT}, {CONTRACT} -> the rest "
+          "of the runner")
+    print("\n".join(rule_breaks(graph)) or "none")
 
     print(f"\n## largest modules (lines), top {args.top}")
     sizes = sorted(((len(p.read_text(encoding='utf-8').splitlines()), m) for m, p in mods.items()), reverse=True)
     for n, m in sizes[: args.top]:
         print(f"{n:5d}  {m}")
+    return 1 if problems(graph) else 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

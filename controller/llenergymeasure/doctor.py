@@ -8,9 +8,9 @@ from pathlib import Path
 
 from lem_runner.contract import backend_names, contract_fingerprint
 
-from llenergymeasure import __version__
 from llenergymeasure.errors import SetupError
 from llenergymeasure.host.inventory import backend_installed, backend_modules
+from llenergymeasure.version import __version__
 
 
 @dataclass(frozen=True)

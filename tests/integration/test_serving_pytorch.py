@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from conftest import write_yaml
 
-SERVER_MODULE = "lem_runner.serving.transformers_server"
+SERVER_MODULE = "lem_runner.backends.pytorch.transformers_server"
 
 
 def _server_pids(marker: str) -> list[int]:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import pytest
 from conftest import make_config
 from lem_runner.backends.pytorch.check import from_pretrained_keys, generation_config_keys, pytorch_problems
-from lem_runner.backends.pytorch.config import QUANTIZATION_METHODS, PyTorchConfig
+from lem_runner.backends.pytorch.config import OWNED_GENERATE, OWNED_MODEL, QUANTIZATION_METHODS, PyTorchConfig
 from lem_runner.backends.pytorch.settings import generate_kwargs, load_kwargs
-from lem_runner.contract.engine_args import OWNED_GENERATE, OWNED_MODEL, OWNED_VLLM, jsonable, unknown_keys
+from lem_runner.backends.vllm.config import OWNED_VLLM
+from lem_runner.contract.engine_args import jsonable, unknown_keys
 from pydantic import ValidationError
 
 

@@ -11,6 +11,7 @@ import time
 
 import pytest
 from lem_runner.backends.engine_watch import EngineDied, EngineWatch, root_cause
+from lem_runner.backends.vllm.spec import MARKERS as VLLM_MARKERS  # the vLLM backend's own (its spec)
 
 DIES = ("import sys, time; time.sleep(1.5); "
         "print('(EngineCore_DP0 pid=7) Traceback (most recent call last):', file=sys.stderr); "
@@ -29,7 +30,7 @@ def _engine_child(code: str):
 
 
 def test_a_child_that_dies_interrupts_a_blocked_main_thread_with_its_error():
-    watch = EngineWatch("test engine", period_s=0.2).start()
+    watch = EngineWatch("test engine", period_s=0.2, markers=VLLM_MARKERS).start()
     child = _engine_child(DIES)
     try:
         t0 = time.monotonic()
@@ -53,7 +54,7 @@ def test_an_engine_that_logs_its_failure_but_lingers_is_dead_too():
                "print('(Worker pid=9) ERROR [x.py:1] torch._inductor.exc.InductorError: InvalidCxxCompiler: none', "
                "file=sys.stderr); print(\"(EngineCore pid=8) ERROR RuntimeError: Worker failed with error "
                "'InvalidCxxCompiler: none'\", file=sys.stderr); sys.stderr.flush(); time.sleep(120)")
-    watch = EngineWatch("test engine", period_s=0.2).start()
+    watch = EngineWatch("test engine", period_s=0.2, markers=VLLM_MARKERS).start()
     child = _engine_child(lingers)
     try:
         with pytest.raises(EngineDied, match="^test engine failed: torch._inductor.exc.InductorError: InvalidCxx"):
@@ -66,7 +67,7 @@ def test_an_engine_that_logs_its_failure_but_lingers_is_dead_too():
 
 
 def test_a_paused_watch_lets_the_engine_shut_down():
-    watch = EngineWatch("test engine", period_s=0.2).start()
+    watch = EngineWatch("test engine", period_s=0.2, markers=VLLM_MARKERS).start()
     child = _engine_child("import time; time.sleep(1.5)")
     try:
         time.sleep(1.0)  # seen alive on a few polls
@@ -79,7 +80,7 @@ def test_a_paused_watch_lets_the_engine_shut_down():
 
 
 def test_short_lived_helpers_are_not_mistaken_for_the_engine():
-    watch = EngineWatch("test engine", period_s=0.2).start()
+    watch = EngineWatch("test engine", period_s=0.2, markers=VLLM_MARKERS).start()
     try:
         # plain subprocesses, however long they live (vLLM inspects model classes in one; lscpu; a compiler)
         subprocess.run([sys.executable, "-c", "import time; time.sleep(1.5)"], check=True)
@@ -98,7 +99,43 @@ def test_short_lived_helpers_are_not_mistaken_for_the_engine():
     (["INFO all fine"], None),
 ])
 def test_the_root_cause_is_the_first_exception_that_is_not_a_wrapper(lines, cause):
-    assert root_cause(lines) == cause
+    assert root_cause(lines, VLLM_MARKERS.wrappers) == cause
+
+
+RESOURCE_TRACKER_WARNING = ("/usr/lib/python3.11/multiprocessing/resource_tracker.py:123: UserWarning: "
+                            "resource_tracker: process died unexpectedly, relaunching.  Some resources might leak.")
+
+
+def test_pythons_resource_tracker_warning_does_not_fail_a_healthy_engine():
+    """Python's multiprocessing prints this when it relaunches its resource tracker: harmless, and not the engine's
+    own message, though it too says 'died unexpectedly'."""
+    warns = (f"import sys, time; time.sleep(0.5); print({RESOURCE_TRACKER_WARNING!r}, file=sys.stderr); "
+             "sys.stderr.flush(); time.sleep(3.0)")
+    watch = EngineWatch("test engine", period_s=0.2, markers=VLLM_MARKERS).start()
+    child = _engine_child(warns)
+    try:
+        time.sleep(2.5)  # the warning is on stderr, the child healthy
+        assert any("resource_tracker" in ln for ln in watch.lines), list(watch.lines)
+        assert watch.died is None and watch.fatal_line is None, watch.died
+        watch.pause()
+        child.join()
+    finally:
+        watch.stop()
+
+
+def test_vllms_own_engine_core_death_message_still_marks_the_engine_dead():
+    lingers = ("import sys, time; time.sleep(1.0); print('ERROR 12-01 23:08:02 [core_client.py:564] Engine core proc "
+               "EngineCore_DP0 died unexpectedly, shutting down client.', file=sys.stderr); sys.stderr.flush(); "
+               "time.sleep(120)")
+    watch = EngineWatch("test engine", period_s=0.2, markers=VLLM_MARKERS).start()
+    child = _engine_child(lingers)
+    try:
+        with pytest.raises(EngineDied, match="^test engine failed"):
+            time.sleep(60)
+        watch.kill_engine()
+        child.join(timeout=10)
+    finally:
+        watch.stop()
 
 
 def test_the_watch_reads_only_its_own_process_tree_and_finds_what_a_full_scan_finds():

@@ -14,9 +14,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from llenergymeasure import __version__
 from llenergymeasure.cli import config_cmd, doctor_cmd, images_cmd, results_cmd, run_cmd
 from llenergymeasure.errors import LemError
+from llenergymeasure.version import __version__
 
 
 def _flags_without_a_type() -> None:

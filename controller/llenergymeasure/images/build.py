@@ -21,7 +21,6 @@ from pathlib import Path
 
 from lem_runner.contract import BackendSpec, backend_spec, contract_fingerprint
 
-from llenergymeasure import __version__
 from llenergymeasure.errors import ConfigError, SetupError
 from llenergymeasure.host.cache import cache_root
 from llenergymeasure.images.catalog import (
@@ -37,6 +36,7 @@ from llenergymeasure.images.catalog import (
     bare_version,
     image_tag,
 )
+from llenergymeasure.version import __version__
 
 #: builds the CPU variants' base image when it is missing (debootstrap + docker import; no registry needed)
 BASE_IMAGE_SCRIPT = Path("docker") / "build-base-image.sh"

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from lem_runner.contract import contract_fingerprint, registry
 
-from llenergymeasure import __version__
 from llenergymeasure.errors import SetupError
+from llenergymeasure.version import __version__
 
 #: every backend the registry knows (the in-tree folders and any registered; see lem_runner.contract.backends)
 BACKENDS = tuple(registry())

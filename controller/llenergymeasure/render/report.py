@@ -190,9 +190,9 @@ def _method(ok: Sequence[Experiment], carbon: CarbonConfig | None) -> str:
 
 def build_report(directory: Path, carbon: CarbonConfig | None = None, title: str | None = None) -> str:
     """The report's HTML for every experiment under ``directory``."""
-    from llenergymeasure import __version__
     from llenergymeasure.results.plot import configurations, efficiency_figure, offline_runs, power_figure
     from llenergymeasure.results.serving_plot import serving_figure, serving_points
+    from llenergymeasure.version import __version__
 
     experiments = with_carbon(find_experiments(directory), carbon)
     ok = [e for e in experiments if e.result is not None]

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from functools import cache
+
+from lem_runner.contract import registry
 
 _SPLIT = re.compile(r", (?=[A-Za-z_][\w.]*=)")  # a new "key=" after ", " (a list value's commas stay inside it)
 SWEEP_PREFIX = "sweep."
 
-#: Parameter names as a table header shows them.
-_SHORT_KEYS = {"batch_size": "bs", "max_num_seqs": "bs", "max_batch_size": "bs", "max_input_tokens": "in",
-               "max_output_tokens": "out", "n_prompts": "n", "tensor_parallel_size": "tp",
-               "pipeline_parallel_size": "pp", "input_tokens": "in"}
+#: Experiment-level parameter names as a table header shows them (a backend's own come from its spec).
+_SHORT_KEYS = {"max_input_tokens": "in", "max_output_tokens": "out", "n_prompts": "n", "input_tokens": "in"}
 #: Values that read on their own (the key is obvious from them).
 _BARE = {"dtype": {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16", "auto": "dtype auto"},
          "backend": {}, "device": {}, "run": {}}  # a single run's id reads on its own
@@ -31,11 +32,21 @@ def label_params(label: str | None) -> dict[str, str]:
     return out
 
 
+@cache
+def _short_keys() -> dict[str, str]:
+    """Every short name: the experiment's, then each backend's batch knob ("bs") and its spec's ``short_names``."""
+    out = dict(_SHORT_KEYS)
+    for spec in registry().values():
+        out.update({spec.batch_field: "bs"} if spec.batch_field else {})
+        out.update(spec.short_names)
+    return out
+
+
 def short_param(key: str, value: str) -> str:
     leaf = key.split(".")[-1]
     if leaf in _BARE:
         return _BARE[leaf].get(value, value)
-    return f"{_SHORT_KEYS.get(leaf, leaf)}={value}"
+    return f"{_short_keys().get(leaf, leaf)}={value}"
 
 
 def short_labels(params: Sequence[Mapping[str, str]]) -> list[str]:

@@ -7,8 +7,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-import lem_runner.contract  # noqa: F401  first, so a folder imported directly finds the contract complete
-
 if TYPE_CHECKING:
     from lem_runner.backends.base import InferenceBackend
     from lem_runner.contract.config import ExperimentConfig

@@ -9,9 +9,11 @@ can wait forever, and the run would only end at the controller's silence timeout
 - it tees this process's stderr (fd 2, which the children inherit) through a pipe, passing every byte on and
   keeping the last lines, so the children's own error messages are at hand;
 - it polls ``/proc`` every ``period_s`` for this process's children and grandchildren (vLLM's engine core and its
-  workers, Python processes only; deeper processes such as compiler pools, and helper tools, are not watched). One
+  workers, Python processes only, or processes titled as the backend's spec says, ``engine_markers.titles``; deeper processes such as compiler pools, and helper tools, are not watched). One
   that was seen alive on ``min_polls`` polls and is then gone means the engine is dead: the main thread gets :class:`EngineDied`, whose message names the process and
   the first exception line the children logged (the root cause, before any wrapper's "initialization failed").
+  A line matching one of the spec's ``engine_markers.fatal`` (the engine's own failure messages, never a generic
+  phrase: Python's harmless ``resource_tracker: process died unexpectedly`` must not fail a run) counts as a death.
 
 The main thread is reached with a signal (SIGUSR1) whose handler raises, so a wait in a blocking call is interrupted
 too. Linux only (``/proc``); elsewhere the watch does nothing.
@@ -28,14 +30,11 @@ import threading
 import time
 from pathlib import Path
 
+from lem_runner.contract.backends import EngineMarkers
+
 _EXCEPTION_LINE = re.compile(r"(?:^|\s)((?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Exception|Exit|Interrupt)(?::.*)?)$")
-#: lines an engine process logs when it has failed for good, even if its process lingers (seen on vLLM 0.32 CPU: the
-#: worker reports InvalidCxxCompiler and stays alive, the engine core logs "Worker failed with error" and hangs)
-FATAL_MARKERS = ("EngineCore failed to start", "Engine core initialization failed", "Worker failed with error",
-                 "WorkerProc failed to start", "died unexpectedly", "EngineDeadError")
-#: wrappers vLLM puts around the root cause: not the line to report
-_WRAPPERS = ("Engine core initialization failed", "Worker failed with error", "Executor failed",
-             "EngineDeadError", "EngineGenerateError", "WorkerProc failed to start", "died unexpectedly")
+#: no engine-specific knowledge: multiprocessing children are watched, no log line marks a failure
+NO_MARKERS = EngineMarkers()
 
 
 class EngineDied(RuntimeError):
@@ -105,28 +104,31 @@ def _cmdline(pid: int | str) -> bytes:
         return b""
 
 
-def _is_engine_process(pid: int) -> bool:
+def _is_engine_process(pid: int, titles: tuple[str, ...] = ()) -> bool:
     """A multiprocessing child: forked (the same command line as this process), spawned (multiprocessing's own
-    command line), or titled by vLLM (VLLM::EngineCore, VLLM::Worker). Not a helper vLLM runs as a plain subprocess
-    (its model-class inspection, lscpu, a compiler), which comes and goes by design."""
+    command line), or titled as the backend's spec says its engine titles its processes (``engine_markers.titles``,
+    e.g. VLLM::EngineCore). Not a helper the engine runs as a plain subprocess (a model-class inspection, lscpu, a
+    compiler), which comes and goes by design."""
     cmdline = _cmdline(pid)
     return bool(cmdline) and (cmdline == _cmdline("self") or b"multiprocessing" in cmdline
-                              or _name(pid).startswith("VLLM"))
+                              or (bool(titles) and _name(pid).startswith(titles)))
 
 
-def root_cause(lines: list[str]) -> str | None:
-    """The first exception line in ``lines`` that is not one of vLLM's wrappers, else the first at all."""
+def root_cause(lines: list[str], wrappers: tuple[str, ...] = ()) -> str | None:
+    """The first exception line in ``lines`` that is not one of the engine's wrappers, else the first at all."""
     found = [m.group(1).strip() for ln in lines if (m := _EXCEPTION_LINE.search(ln.rstrip()))]
     found = [f for f in found if not f.startswith(("Traceback", "KeyboardInterrupt"))]
-    plain = [f for f in found if not any(w in f for w in _WRAPPERS)]
+    plain = [f for f in found if not any(w in f for w in wrappers)]
     return (plain or found or [None])[0]
 
 
 class EngineWatch:
     """A context manager around engine load and generation; ``pause()`` it while the engine is closed on purpose."""
 
-    def __init__(self, what: str = "engine", period_s: float = 0.5, keep_lines: int = 400, min_polls: int = 3) -> None:
+    def __init__(self, what: str = "engine", period_s: float = 0.5, keep_lines: int = 400, min_polls: int = 3,
+                 markers: EngineMarkers = NO_MARKERS) -> None:
         self.what = what
+        self.markers = markers  # the engine's own process titles and log lines (its backend's spec)
         self.period_s = period_s
         self.min_polls = min_polls  # polls a process must be seen alive on before its exit counts
         self.lines: collections.deque[str] = collections.deque(maxlen=keep_lines)
@@ -164,7 +166,7 @@ class EngineWatch:
                 for c in complete:
                     line = c.decode("utf-8", "replace")
                     self.lines.append(line)
-                    if self.fatal_line is None and any(m in line for m in FATAL_MARKERS):
+                    if self.fatal_line is None and any(m in line for m in self.markers.fatal):
                         self.fatal_line = line
             os.close(read_fd)
 
@@ -186,14 +188,14 @@ class EngineWatch:
             alive |= {g for c in list(alive) for g in tree.get(c, set())}
             for pid in alive:
                 if pid not in names:
-                    names[pid] = _name(pid) if _is_engine_process(pid) else ""
+                    names[pid] = _name(pid) if _is_engine_process(pid, self.markers.titles) else ""
                 if names[pid]:
                     seen[pid] = seen.get(pid, 0) + 1
             self._pids |= set(seen)
             gone = [pid for pid, n in seen.items() if n >= self.min_polls and pid not in alive]
             if (gone or self.fatal_line) and self._active.is_set():
                 time.sleep(min(1.0, 2 * self.period_s))  # let its last words reach the log
-                cause = root_cause(list(self.lines))
+                cause = root_cause(list(self.lines), self.markers.wrappers)
                 if gone:
                     what = f"{self.what} process {names.get(gone[0], '?')} (pid {gone[0]}) exited"
                 else:

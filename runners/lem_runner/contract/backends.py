@@ -61,6 +61,19 @@ class ImageSpec:
         return "cpu" in self.extras
 
 
+@dataclass(frozen=True)
+class EngineMarkers:
+    """How the engine watch (backends/engine_watch.py) knows this backend's engine processes and their last words."""
+
+    #: process-name prefixes the engine gives its child processes (besides plain multiprocessing children)
+    titles: tuple[str, ...] = ()
+    #: substrings of lines the engine logs when it has failed for good, even if its process lingers: the engine's
+    #: own messages only (a generic phrase such as "died unexpectedly" also matches Python's harmless warnings)
+    fatal: tuple[str, ...] = ()
+    #: exception texts the engine wraps around a root cause: not the line to report
+    wrappers: tuple[str, ...] = ()
+
+
 GIB = 2**30
 
 
@@ -84,6 +97,14 @@ class MemoryTraits:
     #: short of KV space the engine runs fewer sequences at once rather than failing (refused only when one
     #: sequence cannot fit)
     schedules_fewer: bool = False
+
+
+def no_fields(_config: Any) -> tuple[str, ...]:
+    return ()
+
+
+def no_refusal(_config: Any) -> str | None:
+    return None
 
 
 def batch_knob_traits(config: Any, device_kind: str, device_memory_bytes: int | None, device_name: str) -> MemoryTraits:
@@ -115,6 +136,8 @@ class BackendSpec:
     #: section fields that define the loaded engine (changing one needs a new engine); the experiment-level ones are in contract/engine.py
     engine_section_fields: tuple[str, ...]
     device_kinds: tuple[str, ...] = DEVICE_KINDS
+    #: where the backend sorts in lists and messages; the first in the registry is the default backend
+    order: int = 100
     #: GPUs the section uses; ``devices`` must list exactly that many (None: any number, e.g. pytorch's device_map)
     gpu_count: Callable[[Any], int | None] = one_gpu
     #: the GPU-count rule in words, for the error message ({n}: the count)
@@ -143,6 +166,17 @@ class BackendSpec:
     #: ``f(experiment, model_path, in_runner) -> list of problems`` (empty where the engine is not installed); the
     #: runner calls it before loading, the controller's checks too (contract/engine_args.py)
     engine_check: str | None = None
+    #: experiment-level dotted fields that also define this backend's engine for ``config`` (beyond
+    #: contract/engine.py's own and ``engine_section_fields``), e.g. an engine built for a maximum input length
+    engine_fields_of: Callable[[Any], tuple[str, ...]] = no_fields
+    #: why a run on ``config`` must have an engine of its own on this backend, in one line naming the field (None:
+    #: it may share one); e.g. state the engine keeps between runs and cannot reset
+    reuse_refusal_of: Callable[[Any], str | None] = no_refusal
+    #: section fields as a table header or plot label shows them, e.g. {"tensor_parallel_size": "tp"} (the batch
+    #: field always reads "bs")
+    short_names: Mapping[str, str] = field(default_factory=dict)
+    #: what the engine watch looks for in this backend's engine processes (its implementation starts the watch)
+    engine_markers: EngineMarkers = field(default_factory=EngineMarkers)
 
     def __post_init__(self) -> None:
         unknown = [d for d in self.device_kinds if d not in DEVICE_KINDS]
@@ -200,9 +234,11 @@ def _spec_of(module_name: str) -> BackendSpec:
 
 
 def _in_tree() -> list[str]:
-    import lem_runner.backends as pkg
-
-    folders = sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if m.ispkg)
+    """The spec modules of the folders under lem_runner/backends, found by listing the folder (the package is not
+    imported here: the contract sits below the backends, which import it)."""
+    found = importlib.util.find_spec("lem_runner.backends")
+    paths = list(found.submodule_search_locations or []) if found else []
+    folders = sorted(m.name for m in pkgutil.iter_modules(paths) if m.ispkg)
     return [f"lem_runner.backends.{n}.spec" for n in folders
             if importlib.util.find_spec(f"lem_runner.backends.{n}.spec") is not None]
 
@@ -217,7 +253,7 @@ def _third_party() -> list[str]:
 
 
 def registry() -> dict[str, BackendSpec]:
-    """Every known backend by name: the in-tree folders (pytorch first, the default), then registered ones."""
+    """Every known backend by name, by their specs' ``order`` (the first is the default backend), then by name."""
     global _REGISTRY
     if _REGISTRY is None:
         found: dict[str, BackendSpec] = {}
@@ -226,8 +262,7 @@ def registry() -> dict[str, BackendSpec]:
             if spec.name in found and found[spec.name] is not spec:
                 raise ImportError(f"backend '{spec.name}' is registered twice ({module_name})")
             found[spec.name] = spec
-        first = ("pytorch", "vllm", "tensorrt")
-        order = sorted(found, key=lambda n: (first.index(n) if n in first else len(first), n))
+        order = sorted(found, key=lambda n: (found[n].order, n))
         _REGISTRY = {n: found[n] for n in order}
     return _REGISTRY
 
@@ -240,6 +275,11 @@ def foreign_section_message(section: str, backend: str) -> str:
 
 def backend_names() -> tuple[str, ...]:
     return tuple(registry())
+
+
+def default_backend() -> str:
+    """The backend a config without ``backend:`` runs on: the registry's first (lowest spec ``order``)."""
+    return next(iter(registry()))
 
 
 def backend_spec(name: str) -> BackendSpec:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationInfo, create_model, field_validator, model_serializer, model_validator
 
-from lem_runner.contract.backends import BackendSpec, backend_spec, foreign_section_message, registry
+from lem_runner.contract.backends import BackendSpec, backend_spec, default_backend, foreign_section_message, registry
 from lem_runner.contract.section import Section
 from lem_runner.contract.serving import ServingConfig
 
@@ -285,7 +285,7 @@ class _Experiment(_Section):
 
     name: str | None = Field(None, description="experiment name; used in the result directory's name")
     model: str = Field(EMBEDDED_DEFAULT_MODEL, min_length=1, description="hub id, local folder, or the embedded default")
-    backend: str = Field("pytorch", description="the inference backend, one the registry knows (lem_runner.contract."
+    backend: str = Field(default_backend(), description="the inference backend, one the registry knows (lem_runner.contract."
                          "backends; in this install: " + ", ".join(registry()) + "); its section is the field of the "
                          "same name", json_schema_extra={"enum": list(registry())})
     scenario: Literal["offline", "serving"] = Field(
@@ -328,7 +328,7 @@ class _Experiment(_Section):
     def _own_section(cls, data: Any) -> Any:
         """The experiment's backend gets its section (defaults when absent)."""
         if isinstance(data, dict):
-            backend = data.get("backend", "pytorch")
+            backend = data.get("backend", default_backend())
             if isinstance(backend, str) and backend in registry() and data.get(backend) is None:
                 data = {**data, backend: {}}
             if data.get("scenario") == "serving" and isinstance(backend, str) and backend in registry():

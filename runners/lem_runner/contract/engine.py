@@ -7,7 +7,8 @@ runner applies them per run to an engine it already holds). ``tests/unit/test_en
 is added without being classified.
 
 A backend section's engine-defining fields are named by its spec (``engine_section_fields`` in
-backends/<name>/spec.py); its other fields belong to the run.
+backends/<name>/spec.py); its other fields belong to the run. A backend whose engine also depends on experiment-level
+fields for some configs names them in ``engine_fields_of`` (a built TensorRT engine: its maximum input length).
 """
 
 from __future__ import annotations
@@ -55,9 +56,7 @@ def _get(config: ExperimentConfig, dotted: str) -> Any:
 def engine_settings(config: ExperimentConfig) -> dict[str, Any]:
     """The engine-defining values of ``config``, by dotted name (the identity's readable form)."""
     names = [*ENGINE_TOP_FIELDS, *(f"{config.backend}.{f}" for f in engine_section_fields(config.backend))]
-    if config.backend == "tensorrt" and config.tensorrt.llm_backend == "tensorrt":
-        # a built TensorRT engine has a maximum input length: the prompt limit the run tokenises to
-        names += ["max_input_tokens", "prompts.input_tokens"]
+    names += [n for n in config.spec.engine_fields_of(config) if n not in names]  # the backend's own rule
     settings = {name: _get(config, name) for name in names}
     if config.scenario == "serving":  # the run-level values the server is started with (its batch cap, ...)
         settings.update({f"server.{k}": v for k, v in config.spec.server_values(config).items()})
@@ -74,7 +73,7 @@ def reuse_refusal(config: ExperimentConfig) -> str | None:
     """Why a run on ``config`` must have an engine of its own (None: it may share one). An engine whose state could
     leak into the next run is refused unless it can be reset: vLLM's prefix cache is reset before each run
     (``reset_prefix_cache()`` offline, ``POST /reset_prefix_cache`` on its server), TensorRT-LLM's reused KV blocks
-    cannot be. A serving run's engine is its server: runs at different rates share one (ML.ENERGY and ``vllm bench
+    cannot be (each backend says so in its spec's ``reuse_refusal_of``). A serving run's engine is its server: runs at different rates share one (ML.ENERGY and ``vllm bench
     sweep`` do the same), each with its own baseline and warmup."""
     if config.scenario == "serving" and config.serving.endpoint is not None:
         return "serving.endpoint: the server is the user's own; lem starts none, so there is no engine to keep"
@@ -82,7 +81,4 @@ def reuse_refusal(config: ExperimentConfig) -> str | None:
         return config.spec.server_reuse_refusal
     if config.runner == "slurm":
         return "runner slurm runs one job per run"
-    if config.backend == "tensorrt" and config.tensorrt.kv_cache_enable_block_reuse:
-        return ("tensorrt.kv_cache_enable_block_reuse: reused KV blocks would carry one run's prompts into the next, "
-                "and TensorRT-LLM's LLM API has no reset")
-    return None
+    return config.spec.reuse_refusal_of(config)  # the backend's own rule (e.g. engine state it cannot reset)

@@ -1,8 +1,9 @@
-"""Pass-through engine arguments (``vllm.engine_args``, ``tensorrt.engine_args``, ``pytorch.generate_kwargs``,
-``pytorch.model_kwargs``): the rules every side applies the same way.
+"""Pass-through engine arguments (a backend section's mapping of extra engine arguments, e.g. ``vllm.engine_args``):
+the rules every side applies the same way.
 
 Two checks, one message shape. A key that lem declares as its own field is refused by the config model itself (one
-name per concept: ``OWNED_*`` below map each such engine argument to the lem field that sets it). A key the engine
+name per concept: each backend's config.py holds its ``OWNED_*`` tables, mapping each such engine argument to the
+lem field that sets it, and hands them to :func:`checked_pass_through`). A key the engine
 does not know is refused against the engine's own argument definitions, read where the engine is installed (the
 runner, before the model loads; ``lem config validate`` too, where the host has that engine): ``unknown_keys``
 turns the names found there into one line per key, and the runner raises ``EngineArgumentError``, which it reports
@@ -27,53 +28,6 @@ CONFIG_PHASE = "config"
 
 class EngineArgumentError(ValueError):
     """A setting the engine refused (unknown pass-through key, missing library) before anything loaded."""
-
-
-#: vLLM ``EngineArgs`` fields lem sets from its own fields -> that field
-OWNED_VLLM = {
-    "model": "model", "tokenizer": "model", "dtype": "dtype", "seed": "seed", "load_format": "synthetic_weights",
-    "max_model_len": "vllm.max_model_len", "gpu_memory_utilization": "vllm.gpu_memory_utilization",
-    "max_num_seqs": "vllm.max_num_seqs", "max_num_batched_tokens": "vllm.max_num_batched_tokens",
-    "tensor_parallel_size": "vllm.tensor_parallel_size", "pipeline_parallel_size": "vllm.pipeline_parallel_size",
-    "enforce_eager": "vllm.enforce_eager", "quantization": "vllm.quantization",
-    "kv_cache_dtype": "vllm.kv_cache_dtype", "enable_prefix_caching": "vllm.enable_prefix_caching",
-    "block_size": "vllm.block_size", "enable_chunked_prefill": "vllm.enable_chunked_prefill",
-    "speculative_config": "vllm.speculative_config", "cpu_offload_gb": "vllm.cpu_offload_gb",
-    "async_scheduling": "vllm.async_scheduling",
-}
-
-#: TensorRT-LLM ``LLM(...)`` arguments lem sets from its own fields -> that field
-OWNED_TENSORRT = {
-    "model": "model", "tokenizer": "model", "dtype": "dtype", "backend": "tensorrt.llm_backend",
-    "load_format": "synthetic_weights", "max_batch_size": "tensorrt.max_batch_size",
-    "max_num_tokens": "tensorrt.max_num_tokens", "max_seq_len": "tensorrt.max_seq_len",
-    "max_input_len": "max_input_tokens", "tensor_parallel_size": "tensorrt.tensor_parallel_size",
-    "pipeline_parallel_size": "tensorrt.pipeline_parallel_size", "quant_config": "tensorrt.quantization",
-    "kv_cache_config": "tensorrt.kv_cache_dtype / kv_cache_free_gpu_memory_fraction / kv_cache_enable_block_reuse",
-}
-
-#: ``generate`` arguments lem sets from its own fields (or itself) -> that field
-OWNED_GENERATE = {
-    "max_new_tokens": "max_output_tokens", "max_length": "max_output_tokens",
-    "min_new_tokens": "force_output_length", "min_length": "force_output_length",
-    "do_sample": "decoding.do_sample", "temperature": "decoding.temperature", "top_p": "decoding.top_p",
-    "top_k": "decoding.top_k", "min_p": "decoding.min_p", "repetition_penalty": "decoding.repetition_penalty",
-    "use_cache": "pytorch.use_cache", "cache_implementation": "pytorch.cache_implementation",
-    "compile_config": "pytorch.torch_compile", "disable_compile": "pytorch.torch_compile",
-    "pad_token_id": "(lem: the tokenizer's pad token)",
-    "eos_token_id": "(lem: the model's end-of-sequence tokens, which output tokens are counted to)",
-    "num_return_sequences": "(lem: one sequence per prompt, which every figure counts)",
-    "return_dict_in_generate": "(lem: reads the generated token ids)",
-}
-
-#: ``from_pretrained`` arguments lem sets from its own fields -> that field
-OWNED_MODEL = {
-    "dtype": "dtype", "torch_dtype": "dtype", "attn_implementation": "pytorch.attn_implementation",
-    "device_map": "pytorch.device_map", "max_memory": "pytorch.device_map",
-    "quantization_config": "pytorch.quantization", "revision": "model", "cache_dir": "model", "token": "model",
-    "local_files_only": "allow_model_download", "force_download": "model", "proxies": "allow_model_download",
-    "subfolder": "model", "gguf_file": "model", "config": "model", "state_dict": "model",
-}
 
 
 def owned_key_problems(path: str, given: Mapping[str, Any], owned: Mapping[str, str]) -> list[str]:

@@ -6,8 +6,31 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from lem_runner.contract.engine_args import OWNED_GENERATE, OWNED_MODEL, checked_pass_through
+from lem_runner.contract.engine_args import checked_pass_through
 from lem_runner.contract.section import Section
+
+#: ``generate`` arguments lem sets from its own fields (or itself) -> that field
+OWNED_GENERATE = {
+    "max_new_tokens": "max_output_tokens", "max_length": "max_output_tokens",
+    "min_new_tokens": "force_output_length", "min_length": "force_output_length",
+    "do_sample": "decoding.do_sample", "temperature": "decoding.temperature", "top_p": "decoding.top_p",
+    "top_k": "decoding.top_k", "min_p": "decoding.min_p", "repetition_penalty": "decoding.repetition_penalty",
+    "use_cache": "pytorch.use_cache", "cache_implementation": "pytorch.cache_implementation",
+    "compile_config": "pytorch.torch_compile", "disable_compile": "pytorch.torch_compile",
+    "pad_token_id": "(lem: the tokenizer's pad token)",
+    "eos_token_id": "(lem: the model's end-of-sequence tokens, which output tokens are counted to)",
+    "num_return_sequences": "(lem: one sequence per prompt, which every figure counts)",
+    "return_dict_in_generate": "(lem: reads the generated token ids)",
+}
+
+#: ``from_pretrained`` arguments lem sets from its own fields -> that field
+OWNED_MODEL = {
+    "dtype": "dtype", "torch_dtype": "dtype", "attn_implementation": "pytorch.attn_implementation",
+    "device_map": "pytorch.device_map", "max_memory": "pytorch.device_map",
+    "quantization_config": "pytorch.quantization", "revision": "model", "cache_dir": "model", "token": "model",
+    "local_files_only": "allow_model_download", "force_download": "model", "proxies": "allow_model_download",
+    "subfolder": "model", "gguf_file": "model", "config": "model", "state_dict": "model",
+}
 
 #: ``pytorch.quantization`` -> (the library it needs, how transformers is told)
 QUANTIZATION_METHODS = {

@@ -20,6 +20,7 @@ def _memory(cfg: Any, device_kind: str, device_memory_bytes: int | None, device_
 
 SPEC = BackendSpec(
     name="pytorch",
+    order=0,  # the default backend
     config=PyTorchConfig,
     implementation="lem_runner.backends.pytorch.backend:PyTorchBackend",
     summary="transformers generate() on PyTorch, static batches",
@@ -40,8 +41,8 @@ SPEC = BackendSpec(
     shm_size="1g",
     memory_traits=_memory,
     engine_check="lem_runner.backends.pytorch.check:pytorch_problems",
-    server_command="lem_runner.serving.servers:pytorch_command",
-    server_settings="lem_runner.serving.servers:pytorch_server_settings",
+    server_command="lem_runner.backends.pytorch.server:pytorch_command",
+    server_settings="lem_runner.backends.pytorch.server:pytorch_server_settings",
     # the offline default of 1 would serialise a server: its continuous batching takes up to 32 requests at once
     serving_defaults={"batch_size": 32},
 )

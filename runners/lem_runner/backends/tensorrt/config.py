@@ -6,8 +6,18 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from lem_runner.contract.engine_args import OWNED_TENSORRT, checked_pass_through
+from lem_runner.contract.engine_args import checked_pass_through
 from lem_runner.contract.section import Section
+
+#: TensorRT-LLM ``LLM(...)`` arguments lem sets from its own fields -> that field
+OWNED_TENSORRT = {
+    "model": "model", "tokenizer": "model", "dtype": "dtype", "backend": "tensorrt.llm_backend",
+    "load_format": "synthetic_weights", "max_batch_size": "tensorrt.max_batch_size",
+    "max_num_tokens": "tensorrt.max_num_tokens", "max_seq_len": "tensorrt.max_seq_len",
+    "max_input_len": "max_input_tokens", "tensor_parallel_size": "tensorrt.tensor_parallel_size",
+    "pipeline_parallel_size": "tensorrt.pipeline_parallel_size", "quant_config": "tensorrt.quantization",
+    "kv_cache_config": "tensorrt.kv_cache_dtype / kv_cache_free_gpu_memory_fraction / kv_cache_enable_block_reuse",
+}
 
 
 class TensorRTConfig(Section):

@@ -26,6 +26,18 @@ def _workflow_fits(cfg: Any, section: TensorRTConfig) -> None:
                          "tensorrt.llm_backend must be 'pytorch'")
 
 
+def _engine_fields(cfg: Any) -> tuple[str, ...]:
+    """A built TensorRT engine has a maximum input length: the prompt limit the run tokenises to defines it."""
+    return ("max_input_tokens", "prompts.input_tokens") if cfg.tensorrt.llm_backend == "tensorrt" else ()
+
+
+def _reuse_refusal(cfg: Any) -> str | None:
+    if cfg.tensorrt.kv_cache_enable_block_reuse:
+        return ("tensorrt.kv_cache_enable_block_reuse: reused KV blocks would carry one run's prompts into the next, "
+                "and TensorRT-LLM's LLM API has no reset")
+    return None
+
+
 def _memory(cfg: Any, device_kind: str, device_memory_bytes: int | None, device_name: str) -> MemoryTraits:
     section: TensorRTConfig = cfg.tensorrt
     return MemoryTraits(batch=section.max_batch_size or DEFAULT_BATCH, prefill_tokens_cap=section.max_num_tokens)
@@ -33,6 +45,7 @@ def _memory(cfg: Any, device_kind: str, device_memory_bytes: int | None, device_
 
 SPEC = BackendSpec(
     name="tensorrt",
+    order=20,
     config=TensorRTConfig,
     implementation="lem_runner.backends.tensorrt.backend:TensorRTBackend",
     summary="TensorRT-LLM LLM API (PyTorch workflow or a built engine), NVIDIA GPUs only",
@@ -45,12 +58,15 @@ SPEC = BackendSpec(
     engine_section_fields=tuple(TensorRTConfig.model_fields),  # every field is an LLM(...) argument
     device_kinds=("cuda",),
     gpu_count=tp_times_pp,
+    short_names={"tensor_parallel_size": "tp", "pipeline_parallel_size": "pp"},
     gpu_count_rule="uses tensor_parallel_size x pipeline_parallel_size = {n} GPU(s)",
     shm_size="8g",  # MPI ranks exchange tensors through shared memory
     checks=(_sequence_fits, _workflow_fits),
     memory_traits=_memory,
     engine_check="lem_runner.backends.tensorrt.check:tensorrt_problems",
-    server_command="lem_runner.serving.servers:tensorrt_command",
+    server_command="lem_runner.backends.tensorrt.server:tensorrt_command",
+    engine_fields_of=_engine_fields,
+    reuse_refusal_of=_reuse_refusal,
     server_reuse_refusal=("trtllm-serve keeps KV blocks for reuse and has no route to empty them, so a kept server "
                           "would serve one run's prompts from the last run's cache"),
 )

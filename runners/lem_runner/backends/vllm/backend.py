@@ -238,7 +238,7 @@ class VLLMBackend:
         args = engine_args(cfg, self.model_path, on_cuda=use_cuda)
         if args["dtype"] == "auto":  # lem's 'auto' is the checkpoint's dtype; vLLM's would pick bf16 on CPU
             args["dtype"] = checkpoint_dtype(Path(self.model_path)) or "auto"
-        self._watch = EngineWatch("vLLM engine").start()
+        self._watch = EngineWatch("vLLM engine", markers=self.config.spec.engine_markers).start()
         with self._engine_errors():
             llm = LLM(**args)
         self._llm = llm

@@ -6,8 +6,21 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from lem_runner.contract.engine_args import OWNED_VLLM, checked_pass_through
+from lem_runner.contract.engine_args import checked_pass_through
 from lem_runner.contract.section import Section
+
+#: vLLM ``EngineArgs`` fields lem sets from its own fields -> that field
+OWNED_VLLM = {
+    "model": "model", "tokenizer": "model", "dtype": "dtype", "seed": "seed", "load_format": "synthetic_weights",
+    "max_model_len": "vllm.max_model_len", "gpu_memory_utilization": "vllm.gpu_memory_utilization",
+    "max_num_seqs": "vllm.max_num_seqs", "max_num_batched_tokens": "vllm.max_num_batched_tokens",
+    "tensor_parallel_size": "vllm.tensor_parallel_size", "pipeline_parallel_size": "vllm.pipeline_parallel_size",
+    "enforce_eager": "vllm.enforce_eager", "quantization": "vllm.quantization",
+    "kv_cache_dtype": "vllm.kv_cache_dtype", "enable_prefix_caching": "vllm.enable_prefix_caching",
+    "block_size": "vllm.block_size", "enable_chunked_prefill": "vllm.enable_chunked_prefill",
+    "speculative_config": "vllm.speculative_config", "cpu_offload_gb": "vllm.cpu_offload_gb",
+    "async_scheduling": "vllm.async_scheduling",
+}
 
 
 class SpeculativeConfig(Section):

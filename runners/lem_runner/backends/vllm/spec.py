@@ -5,13 +5,26 @@ from __future__ import annotations
 from typing import Any
 
 from lem_runner.backends.vllm.config import VLLMConfig
-from lem_runner.contract.backends import GIB, BackendSpec, ImageSpec, MemoryTraits, tp_times_pp
+from lem_runner.contract.backends import GIB, BackendSpec, EngineMarkers, ImageSpec, MemoryTraits, tp_times_pp
 
 #: vLLM's batch when max_num_seqs is unset (its EngineArgs.get_batch_defaults): the LLM class on CPU and on a GPU
 #: under 70 GiB 256, on a larger GPU other than an A100 1024; the OpenAI server on CPU 128
 DEFAULT_SEQS, DEFAULT_SEQS_LARGE_GPU, CPU_SERVER_DEFAULT_SEQS = 256, 1024, 128
 #: the LLM class's default max_num_batched_tokens on a GPU: the prefill step's token budget
 DEFAULT_BATCHED_TOKENS = 8192
+
+
+#: vLLM's engine processes and failure lines, for the engine watch. Fatal: lines it logs when it has failed for good,
+#: even if its process lingers (seen on vLLM 0.32 CPU: the worker reports InvalidCxxCompiler and stays alive, the engine
+#: core logs "Worker failed with error" and hangs); its client's own "Engine core proc EngineCore_DP0 died
+#: unexpectedly, shutting down client." by its full wording (Python's resource_tracker says "died unexpectedly" too).
+MARKERS = EngineMarkers(
+    titles=("VLLM",),  # VLLM::EngineCore, VLLM::Worker
+    fatal=("EngineCore failed to start", "Engine core initialization failed", "Worker failed with error",
+           "WorkerProc failed to start", "died unexpectedly, shutting down client", "EngineDeadError"),
+    wrappers=("Engine core initialization failed", "Worker failed with error", "Executor failed", "EngineDeadError",
+              "EngineGenerateError", "WorkerProc failed to start", "died unexpectedly, shutting down client"),
+)
 
 
 def _context_fits(cfg: Any, section: VLLMConfig) -> None:
@@ -37,6 +50,7 @@ def _memory(cfg: Any, device_kind: str, device_memory_bytes: int | None, device_
 
 SPEC = BackendSpec(
     name="vllm",
+    order=10,
     config=VLLMConfig,
     implementation="lem_runner.backends.vllm.backend:VLLMBackend",
     summary="vLLM offline engine (continuous batching)",
@@ -54,10 +68,12 @@ SPEC = BackendSpec(
                   "sequences finish)",
     engine_section_fields=tuple(VLLMConfig.model_fields),  # every field is an engine argument
     gpu_count=tp_times_pp,
+    short_names={"tensor_parallel_size": "tp", "pipeline_parallel_size": "pp"},
     gpu_count_rule="uses tensor_parallel_size x pipeline_parallel_size = {n} GPU(s)",
     shm_size="8g",  # worker processes exchange tensors through shared memory
     checks=(_context_fits,),
     memory_traits=_memory,
     engine_check="lem_runner.backends.vllm.check:vllm_problems",
-    server_command="lem_runner.serving.servers:vllm_command",
+    server_command="lem_runner.backends.vllm.server:vllm_command",
+    engine_markers=MARKERS,
 )

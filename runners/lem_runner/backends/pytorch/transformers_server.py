@@ -4,11 +4,18 @@ one scheduler thread) behind a small OpenAI-compatible ``/v1/completions`` route
 Why not ``transformers serve``: it needs the serving extras (FastAPI, uvicorn, the openai package) in every image,
 and it is a chat-first CLI whose engine options lem cannot set one by one; the batching engine is the same
 continuous-batching code either way. This module is started as its own process (``python -m
-lem_runner.serving.transformers_server``), so it is launched, health-checked, logged and killed like vLLM's server.
+lem_runner.backends.pytorch.transformers_server``, the command from server.py beside it), so it is launched,
+health-checked, logged and killed like vLLM's server.
 
 ``GET /metrics`` gives ``lem:num_requests_running`` (requests added and not yet finished or cancelled), in
 Prometheus' text format as vLLM's gauges are, so an engine session can tell the server is idle before its next run.
 ``GET /v1/models`` carries ``lem_settings`` (the loaded dtype, device, batching settings) for the result.
+
+Decoding: the server samples as it was started (``--do-sample --temperature --top-p --top-k --seed``, the config's
+``decoding`` and ``seed``, from server.py): transformers' continuous batching decodes every request with one
+generation config. A request asking for other decoding (another temperature, top_p, top_k or seed, a penalty, min_p,
+or ``min_tokens`` without ``ignore_eos``) is answered 400 naming the field, never served with settings it did not ask
+for: the recorded config must be what ran.
 
 Streaming: each engine step's new tokens for a request become one chunk, with ``usage`` (prompt and cumulative
 completion tokens) on every chunk and a usage-only chunk at the end, as vLLM does with ``continuous_usage_stats``.
@@ -38,18 +45,52 @@ def _load(args):
     torch.manual_seed(args.seed)
     tok = AutoTokenizer.from_pretrained(args.model)
     model = AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype).to(device).eval()
-    gen = GenerationConfig(max_new_tokens=args.max_tokens, do_sample=False, eos_token_id=tok.eos_token_id,
-                           pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
-    cb_kwargs = {"max_requests_per_batch": args.max_batch, "use_async_batching": False}
+    sampling = {"temperature": args.temperature, "top_p": args.top_p, "top_k": args.top_k} if args.do_sample else {}
+    gen = GenerationConfig(max_new_tokens=args.max_tokens, do_sample=args.do_sample, eos_token_id=tok.eos_token_id,
+                           pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
+                           **sampling)
+    cb_kwargs = {"max_requests_per_batch": args.max_batch, "use_async_batching": False, "seed": args.seed}
     if device == "cpu":
         cb_kwargs.update(page_size=16, num_blocks=args.cpu_blocks, max_batch_tokens=512)
     manager = model.init_continuous_batching(generation_config=gen,
                                              continuous_batching_config=ContinuousBatchingConfig(**cb_kwargs))
     manager.start()
-    settings = {"dtype": str(model.dtype).removeprefix("torch."), "device": device, "do_sample": False,
+    settings = {"dtype": str(model.dtype).removeprefix("torch."), "device": device, "do_sample": args.do_sample,
+                **sampling, **({"seed": args.seed} if args.do_sample else {}),
                 "attn_implementation": getattr(model.config, "_attn_implementation", None),
                 "torch_threads": torch.get_num_threads(), **cb_kwargs, "max_tokens": args.max_tokens}
     return tok, manager, settings
+
+
+#: request fields the server cannot apply, at the value that asks nothing of it
+_NOT_APPLIED = {"repetition_penalty": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0, "min_p": 0.0}
+
+
+def decoding_refusal(body: dict, args) -> str | None:
+    """Why the request asks for decoding other than the server's (started from the config), or None: then what it
+    asks is what runs. Absent fields take the server's values; greedy is ``temperature`` 0 (OpenAI's convention)."""
+    def given(key):
+        return body.get(key) is not None
+
+    own = "it samples with the decoding it was started with" if args.do_sample else "it decodes greedily"
+    started = {"temperature": args.temperature if args.do_sample else 0.0, "top_p": args.top_p if args.do_sample
+               else 1.0, "top_k": args.top_k if args.do_sample else 0}
+    for key, value in started.items():
+        if given(key):
+            asked = body[key]
+            same = float(asked) == float(value) or (key == "top_k" and value == 0 and int(asked) in (-1, 0))
+            if not same:
+                return f"{key} {asked}: lem's transformers server was started with {key} {value} ({own})"
+    if args.do_sample and given("seed") and int(body["seed"]) != args.seed:
+        return f"seed {body['seed']}: lem's transformers server was started with seed {args.seed}"
+    for key, neutral in _NOT_APPLIED.items():
+        if given(key) and float(body[key]) != neutral:
+            return f"{key} {body[key]}: not applied by lem's transformers server (transformers' continuous batching)"
+    if given("min_tokens") and int(body["min_tokens"]) > 0:
+        if not body.get("ignore_eos") or int(body["min_tokens"]) < int(body.get("max_tokens") or args.max_tokens):
+            return ("min_tokens: lem's transformers server applies a minimum length only as ignore_eos with "
+                    "min_tokens = max_tokens")
+    return None
 
 
 def _chunk(rid: str, text: str, finish: str | None, n_in: int, n_out: int, model: str) -> bytes:
@@ -59,7 +100,7 @@ def _chunk(rid: str, text: str, finish: str | None, n_in: int, n_out: int, model
     return f"data: {json.dumps(body)}\n\n".encode()
 
 
-def build_app(tok, manager, served_name: str, default_max_tokens: int, settings: dict | None = None):
+def build_app(tok, manager, served_name: str, default_max_tokens: int, args, settings: dict | None = None):
     from aiohttp import web
 
     running = [0]  # requests handed to the manager and not yet finished or cancelled
@@ -92,6 +133,9 @@ def build_app(tok, manager, served_name: str, default_max_tokens: int, settings:
         else:
             return web.json_response({"error": {"message": "prompt must be a string or a list of token ids"}},
                                      status=400)
+        refusal = decoding_refusal(body, args)
+        if refusal:
+            return web.json_response({"error": {"message": refusal, "type": "invalid_request_error"}}, status=400)
         max_tokens = int(body.get("max_tokens") or default_max_tokens)
         rid = f"cmpl-{uuid.uuid4().hex[:16]}"
         queue: asyncio.Queue = asyncio.Queue()
@@ -142,7 +186,8 @@ def build_app(tok, manager, served_name: str, default_max_tokens: int, settings:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lem_runner.serving.transformers_server", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="lem_runner.backends.pytorch.transformers_server",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
@@ -153,6 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-tokens", type=int, default=64, help="default max_tokens")
     parser.add_argument("--cpu-blocks", type=int, default=1024, help="KV cache pages on CPU (16 tokens each)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--do-sample", action="store_true", help="sample (else greedy)")
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--top-p", type=float, default=1.0)
+    parser.add_argument("--top-k", type=int, default=0, help="0 disables top-k")
     args = parser.parse_args(argv)
 
     from aiohttp import web
@@ -160,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     tok, manager, settings = _load(args)
     print(f"transformers continuous batching ready on {args.host}:{args.port}", file=sys.stderr, flush=True)
     try:
-        web.run_app(build_app(tok, manager, args.served_model_name, args.max_tokens, settings), host=args.host,
+        web.run_app(build_app(tok, manager, args.served_model_name, args.max_tokens, args, settings), host=args.host,
                     port=args.port, access_log=None, print=None, shutdown_timeout=2)
     finally:
         manager.stop(block=True, timeout=10)
