@@ -115,18 +115,24 @@ def write_yaml(path: Path, text: str) -> Path:
     return path
 
 
-@pytest.fixture
-def tiny_config(tmp_path, tiny_model_path) -> Path:
-    """A small experiment config file on the tiny model."""
-    return write_yaml(tmp_path / "tiny.yaml", f"""\
+def write_tiny_config(folder: Path, model: Path) -> Path:
+    """``folder/tiny.yaml``: a small experiment config on ``model`` (what the ``tiny_config`` fixture writes; module
+    fixtures that run it once for several tests write it with this)."""
+    return write_yaml(folder / "tiny.yaml", f"""\
 name: tiny
-model: {tiny_model_path}
+model: {model}
 n_prompts: 6
 max_output_tokens: 8
 force_output_length: true
 pytorch:
   batch_size: 3
 """)
+
+
+@pytest.fixture
+def tiny_config(tmp_path, tiny_model_path) -> Path:
+    """A small experiment config file on the tiny model."""
+    return write_tiny_config(tmp_path, tiny_model_path)
 
 from llenergymeasure.errors import SetupError  # noqa: E402
 from llenergymeasure.host.docker_engine import docker_client  # noqa: E402

@@ -1,30 +1,58 @@
 """Conflicting stacks on one machine: vLLM (its CPU build pins an older transformers) in its own image, and a study
-that runs the PyTorch image (current transformers) and the vLLM image side by side in one `lem run --isolated`."""
+that runs the PyTorch image (current transformers) and the vLLM image side by side in one `lem run --isolated`.
+
+One study serves both tests (a vLLM start in its container is the costliest step of the Docker tests): its vLLM point
+is the 4 x 8 token run the first test checks. That vLLM is isolated by `runner: auto` without being asked is
+checked by test_vllm_engine.py's default-config run."""
 
 from __future__ import annotations
 
 import json
 from importlib import metadata
+from pathlib import Path
 
 import pytest
 from conftest import run_lem, write_yaml
 from lem_runner.contract import ExperimentResult
+from llenergymeasure.images.catalog import LABEL_MANAGED
 
 pytestmark = pytest.mark.docker
 
-VLLM_SECTION = "vllm:\n  max_model_len: 1024\n"  # no enforce_eager: lem's default on CPU is eager
+VLLM_SECTION = "  vllm:\n    max_model_len: 1024\n"  # no enforce_eager: lem's default on CPU is eager
 
 
-def test_vllm_runs_in_its_image_and_generates_exactly_the_configured_tokens(
-    tmp_path, tiny_model_path, vllm_cpu_image, no_leftover_containers
-):
-    cfg = write_yaml(tmp_path / "v.yaml", f"model: {tiny_model_path}\nbackend: vllm\nn_prompts: 4\n"
-                                          f"max_output_tokens: 8\nforce_output_length: true\n{VLLM_SECTION}")
-    # vLLM is not installed on the host, so `runner: auto` isolates it without being asked
-    proc = run_lem("run", str(cfg), "-o", str(tmp_path / "r"))
+@pytest.fixture(scope="module")
+def stacks(tmp_path_factory, tiny_model_path, engine, cpu_image, vllm_cpu_image):
+    """The cross-stack study, run once: (its folder, lem's output); asserts it left no lem-managed container."""
+    root = tmp_path_factory.mktemp("stacks")
+    study = write_yaml(root / "stacks.yaml", f"""\
+name: stacks
+base:
+  model: {tiny_model_path}
+  n_prompts: 4
+  max_output_tokens: 8
+  force_output_length: true
+{VLLM_SECTION}sweep:
+  backend: [pytorch, vllm]
+""")
+    before = {c.id for c in engine.containers.list(all=True, filters={"label": LABEL_MANAGED})}
+    proc = run_lem("run", str(study), "-o", str(root / "r"), "--isolated", env={"COLUMNS": "200"})
+    after = {c.id for c in engine.containers.list(all=True, filters={"label": LABEL_MANAGED})}
     assert proc.returncode == 0, proc.stderr
-    (exp_dir,) = (tmp_path / "r").iterdir()
-    r = ExperimentResult.model_validate_json((exp_dir / "result.json").read_text())
+    assert after - before == set(), "lem left containers behind"
+    (study_dir,) = (root / "r").iterdir()
+    return study_dir, proc
+
+
+def _result_of(study_dir: Path, backend: str) -> ExperimentResult:
+    (found,) = [r for p in study_dir.glob("*/result.json")
+                if (r := ExperimentResult.model_validate_json(p.read_text())).config.backend == backend]
+    return found
+
+
+def test_vllm_runs_in_its_image_and_generates_exactly_the_configured_tokens(stacks, vllm_cpu_image):
+    study_dir, _ = stacks
+    r = _result_of(study_dir, "vllm")
     assert r.output_tokens == 4 * 8 and r.whole_run.n_requests == 4
     assert r.ttft is not None and r.ttft.n == 4
     assert r.itl is not None and r.itl.n == 4 * 7
@@ -37,22 +65,8 @@ def test_vllm_runs_in_its_image_and_generates_exactly_the_configured_tokens(
     assert r.total_energy_j is None and r.energy.unavailable_reason
 
 
-def test_cross_stack_study_runs_both_backends_side_by_side(tmp_path, tiny_model_path, cpu_image, vllm_cpu_image):
-    study = write_yaml(tmp_path / "stacks.yaml", f"""\
-name: stacks
-base:
-  model: {tiny_model_path}
-  n_prompts: 4
-  max_output_tokens: 8
-  force_output_length: true
-  vllm:
-    max_model_len: 1024
-sweep:
-  backend: [pytorch, vllm]
-""")
-    proc = run_lem("run", str(study), "-o", str(tmp_path / "r"), "--isolated", env={"COLUMNS": "200"})
-    assert proc.returncode == 0, proc.stderr
-    (study_dir,) = (tmp_path / "r").iterdir()
+def test_cross_stack_study_runs_both_backends_side_by_side(stacks):
+    study_dir, proc = stacks
     summary = json.loads((study_dir / "study_summary.json").read_text())
     rows = {row["backend"]: row for row in summary["experiments"]}
     assert set(rows) == {"pytorch", "vllm"} and all(r["status"] == "done" for r in rows.values())

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import run_lem, write_yaml
+from conftest import run_lem, write_tiny_config, write_yaml
 from lem_runner.contract import ExperimentResult, RunError
+from llenergymeasure.images.catalog import LABEL_MANAGED
 
 pytestmark = pytest.mark.docker
 
@@ -16,14 +17,25 @@ def _result_dir(root):
     return d
 
 
-def test_isolated_run_gives_the_same_tokens_as_local(tmp_path, tiny_config, cpu_image, no_leftover_containers):
-    local = run_lem("run", str(tiny_config), "-o", str(tmp_path / "local"))
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory, tiny_model_path, engine, cpu_image):
+    """The tiny config run once locally and once --isolated (a folder holding local/ and isolated/), shared by the
+    tests that read them; asserts the isolated run left no lem-managed container."""
+    root = tmp_path_factory.mktemp("isolated-run")
+    config = write_tiny_config(root, tiny_model_path)
+    local = run_lem("run", str(config), "-o", str(root / "local"))
     assert local.returncode == 0, local.stderr
-    isolated = run_lem("run", str(tiny_config), "-o", str(tmp_path / "isolated"), "--isolated")
+    before = {c.id for c in engine.containers.list(all=True, filters={"label": LABEL_MANAGED})}
+    isolated = run_lem("run", str(config), "-o", str(root / "isolated"), "--isolated")
+    after = {c.id for c in engine.containers.list(all=True, filters={"label": LABEL_MANAGED})}
     assert isolated.returncode == 0, isolated.stderr
+    assert after - before == set(), "lem left containers behind"
+    return root
 
-    a = ExperimentResult.model_validate_json((_result_dir(tmp_path / "local") / "result.json").read_text())
-    b = ExperimentResult.model_validate_json((_result_dir(tmp_path / "isolated") / "result.json").read_text())
+
+def test_isolated_run_gives_the_same_tokens_as_local(tiny_runs, cpu_image):
+    a = ExperimentResult.model_validate_json((_result_dir(tiny_runs / "local") / "result.json").read_text())
+    b = ExperimentResult.model_validate_json((_result_dir(tiny_runs / "isolated") / "result.json").read_text())
     counts = ("n_requests", "input_tokens", "output_tokens", "total_tokens")
     assert [getattr(b.whole_run, k) for k in counts] == [getattr(a.whole_run, k) for k in counts]
     assert b.output_tokens == a.output_tokens and b.flops.total == a.flops.total
@@ -50,10 +62,8 @@ def test_failing_runner_exits_1_with_error_json_and_no_container_left(tmp_path, 
     assert (exp_dir / "runner.log").stat().st_size > 0  # the container's stderr is kept beside the error
 
 
-def test_request_written_for_the_container_uses_container_paths(tmp_path, tiny_config, cpu_image):
-    proc = run_lem("run", str(tiny_config), "-o", str(tmp_path / "r"), "--isolated", "-n", "1")
-    assert proc.returncode == 0, proc.stderr
-    request = json.loads((_result_dir(tmp_path / "r") / "request.json").read_text())
+def test_request_written_for_the_container_uses_container_paths(tiny_runs, cpu_image):
+    request = json.loads((_result_dir(tiny_runs / "isolated") / "request.json").read_text())
     assert request["model_path"] == "/lem/model" and request["image"] == cpu_image.image_id
 
 

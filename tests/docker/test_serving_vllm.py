@@ -15,13 +15,6 @@ from lem_runner.contract import ExperimentResult
 pytestmark = pytest.mark.docker
 
 
-@pytest.fixture(scope="session")
-def vllm_cpu_image(engine):
-    from llenergymeasure.images.build import build_image
-
-    return build_image(engine, "vllm", cpu=True)
-
-
 def test_poisson_at_two_rates_against_the_vllm_server_in_its_image(tmp_path, tiny_model_path, vllm_cpu_image,
                                                                     no_leftover_containers):
     study = write_yaml(tmp_path / "rates.yaml", f"""\

@@ -40,10 +40,12 @@ def _run(cfg, out, *extra) -> tuple[subprocess.CompletedProcess, float | None, f
 def test_the_default_vllm_config_runs_in_the_cpu_image_eagerly(tmp_path, tiny_model_path, vllm_cpu_image):
     cfg = write_yaml(tmp_path / "v.yaml", f"model: {tiny_model_path}\nbackend: vllm\nn_prompts: 4\n"
                                           "max_output_tokens: 4\nforce_output_length: true\nwarmup: {n_batches: 0}\n")
-    proc, _, _ = _run(cfg, tmp_path / "r", "--isolated")
+    # vLLM is not installed on the host, so `runner: auto` isolates it without being asked (no --isolated here)
+    proc, _, _ = _run(cfg, tmp_path / "r")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (exp,) = (tmp_path / "r").iterdir()
     r = ExperimentResult.model_validate_json((exp / "result.json").read_text())
+    assert r.environment.image == vllm_cpu_image.image_id
     assert r.config.vllm.enforce_eager is None  # not set in the config ...
     assert r.backend_details["enforce_eager"] is True  # ... eager on CPU, and the result says why
     assert "C++ compiler" in r.backend_details["enforce_eager_source"]

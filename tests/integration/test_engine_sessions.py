@@ -28,8 +28,9 @@ FAST = """\
       mode: "off"
 """
 
-#: a run that lasts ~20 s on the tiny model, so a kill lands inside it
-LONG = "{window: {mode: windowed, duration_s: 20}}"
+#: a run that lasts 8 s on the tiny model: the kills below land ~1 s into it, and each resume measures it again in full
+#: (it was 20 s: 12 s more per resume, a margin the 1 s sleep does not need)
+LONG = "{window: {mode: windowed, duration_s: 8}}"
 
 
 def _study(tmp_path: Path, model: Path, name: str, experiments: list[str], reuse: bool = True, cycles: int = 1) -> Path:
@@ -99,7 +100,7 @@ def test_controller_killed_mid_session_then_resume_gives_every_run_once(tmp_path
     proc = _start_lem("run", str(study), "-o", str(out), log=tmp_path / "kill.log")
     _wait_for(out, proc, lambda m: m["entries"][0]["status"] == "done" and m["entries"][1]["status"] == "running"
               and m["entries"][1]["result_path"], timeout=240)
-    time.sleep(1.0)  # inside run 2's 20 s window
+    time.sleep(1.0)  # inside run 2's 8 s window
     (study_dir,) = out.iterdir()
     assert _session_runners(study_dir), "the session's runner should be at work"
     if sig == signal.SIGKILL:
