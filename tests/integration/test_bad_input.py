@@ -172,7 +172,7 @@ def _kinds(ann) -> set:
     args = typing.get_args(ann)
     if typing.get_origin(ann) is typing.Literal:
         return {"literal"}
-    if args and typing.get_origin(ann) is not list:
+    if args and typing.get_origin(ann) not in (list, dict):  # a mapping's own args are its keys' and values' types
         return set().union(*(_kinds(a) for a in args if a is not type(None)))
     return {ann}
 
@@ -193,7 +193,7 @@ def _wrong(ann) -> st.SearchStrategy:
         return CONTAINERS
     if typing.get_origin(ann) is list:
         return st.one_of(NOT_A_NUMBER, st.lists(NOT_A_NUMBER, min_size=1, max_size=2))
-    if typing.get_origin(ann) is dict:  # a pass-through mapping (engine_args): any mapping is the right type
+    if any(typing.get_origin(k) is dict for k in kinds):  # a pass-through mapping: any mapping is the right type
         return st.one_of(NOT_A_NUMBER, st.lists(st.integers(), min_size=1, max_size=3))
     return CONTAINERS
 
