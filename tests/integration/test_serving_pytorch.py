@@ -65,6 +65,10 @@ def test_a_poisson_serving_run_on_the_pytorch_path(tmp_path, tiny_model_path):
     assert result.output_tokens == 60 and 4 * 10 <= result.whole_run.input_tokens <= 12 * 10  # exact lengths: token ids
     assert s.ttft.n == 10 and s.tpot.n == 10 and s.itl.n == 50 and s.e2e.n == 10
     assert s.ttft.p50_ms <= s.e2e.p50_ms and result.ttft == s.ttft
+    assert result.tpot == s.tpot and result.latency_definitions["tpot"]  # one TPOT, at the top as offline
+    # the host's load over the load window, the server lem started counted as the run's own CPU
+    load = result.host_load
+    assert load is not None and load.cpus >= 1 and abs(load.window_s - s.duration_s) < 1.0 and load.own_cpu_s > 0
     assert s.offered_rate_rps == 4 and s.achieved_rate_rps > 0 and s.inflight_max >= 1
     assert s.n_good == 10 and s.goodput_rps > 0  # a generous SLO: every request meets it
     assert s.server_start_s > 0 and result.model_load_s == s.server_start_s

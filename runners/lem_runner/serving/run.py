@@ -22,8 +22,11 @@ from lem_runner.energy.timeseries import FILE_NAME as TIMESERIES_FILE
 from lem_runner.energy.timeseries import write_timeseries
 from lem_runner.energy.tracker import integrate_power
 from lem_runner.measurement.baseline import obtain_baseline
+from lem_runner.measurement.host_load import contention_message, host_load
+from lem_runner.measurement.host_load import snapshot as load_snapshot
+from lem_runner.measurement.latency import ITL_DEFINITION, TPOT_DEFINITION
 from lem_runner.measurement.operating_point import observe
-from lem_runner.measurement.quality import counter_vs_integrated, quality_flags
+from lem_runner.measurement.quality import Flag, counter_vs_integrated, quality_flags
 from lem_runner.measurement.windows import span_energy_per_device, window_figures
 from lem_runner.prompts import load_prompts
 from lem_runner.serving.client import LoadSpec, repeated_prompts, run_load
@@ -152,13 +155,16 @@ def _measure(request: RunRequest, energy_for, environment_for, emit: Emit, phase
             emit(ProgressEvent(event="progress", done=done[0], total=len(plan) if s.duration_s is None else None))
 
     window: list = []  # the energy window, opened and closed by the load generator tight around the load
+    loads: list = []  # /proc snapshots at the window's edges (host load; the server lem started counts as the run's)
 
     def open_window() -> None:
+        loads.append(load_snapshot())
         energy.start_tracking()
         window.append(None)
 
     def close_window() -> None:
         window[-1] = energy.stop_tracking()
+        loads.append(load_snapshot())
 
     try:
         records, t0 = run_load(spec, plan, alive=alive, on_done=on_done, on_start=open_window, on_end=close_window)
@@ -214,6 +220,10 @@ def _measure(request: RunRequest, energy_for, environment_for, emit: Emit, phase
                        if between else None)
     flags = quality_flags(reading, hi - lo, rel_diff, headline=head)
     flags += serving_flags(figures, windows, flags)
+    # a user's endpoint on this host is another process by /proc's account: its CPU would read as contention
+    load = host_load(loads[0], loads[-1]) if server is not None and len(loads) == 2 else None
+    if load is not None and load.contended:
+        flags.append(Flag("cpu_contention", contention_message(load)))
     operating_point, drift = observe(reading.samples, reading.t_start, reading.t_end, request.gpu_settings)
     flags += drift
     timeseries = None
@@ -241,7 +251,9 @@ def _measure(request: RunRequest, energy_for, environment_for, emit: Emit, phase
         total_energy_j=head.energy_j, adjusted_energy_j=head.adjusted_energy_j,
         energy_per_token_j=head.energy_per_token_j, adjusted_energy_per_token_j=head.adjusted_energy_per_token_j,
         windows=windows,
-        ttft=figures.ttft, itl=figures.itl, latency_method=LATENCY_METHOD, energy=energy_record,
+        ttft=figures.ttft, itl=figures.itl, tpot=figures.tpot,
+        latency_definitions={"itl": ITL_DEFINITION, "tpot": TPOT_DEFINITION},
+        latency_method=LATENCY_METHOD, energy=energy_record, host_load=load,
         model_load_s=start_s or 0.0, engine=engine,
         warmup=WarmupResult(mode="fixed", batches=s.warmup_requests, stop_reason=f"{s.warmup_requests} warmup "
                             "request(s) (serving.warmup_requests)", method=WARMUP_METHOD),
