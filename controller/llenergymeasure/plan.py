@@ -13,6 +13,7 @@ from typing import Any
 from lem_runner.contract import ExperimentConfig, ExperimentResult
 from pydantic import ValidationError
 
+from llenergymeasure.config.host_checks import gpu_problem, refuse_unreachable_endpoint, refuse_without_gpu
 from llenergymeasure.config.study import Expansion, StudyConfig, StudyPoint
 from llenergymeasure.errors import ConfigError
 from llenergymeasure.host.gpu_lock import LockPolicy, use_policy
@@ -73,7 +74,7 @@ class ExperimentPlan:
         _refuse_dry_run(self.options)
         with _lock_policy(self.options.lock):
             return execute_experiment(self.config, output=self.options.output, launcher=self.launcher,
-                                      on_event=on_event, timeouts=self.options.timeouts)
+                                      on_event=on_event, timeouts=self.options.timeouts, source=self.source)
 
 
 @dataclass
@@ -184,8 +185,12 @@ def _plan_experiment(data: Any, source: str, folder: Path | None, options: RunOp
         parse_config(data, source)  # raises: not a mapping
     cfg = config_from_data(data, source, folder, overrides)
     launcher = select_launcher(cfg, isolated=options.isolated, image=options.image)
+    if options.dry_run and not getattr(launcher, "allocates_devices", False):
+        refuse_without_gpu(cfg, source)  # a run checks it after restoring a dead lem's GPU journal (experiment.py)
     if launcher.name in ("docker", "slurm") and not options.dry_run:  # checked before a result folder exists
         launcher.check(cfg)
+    if not options.dry_run:
+        refuse_unreachable_endpoint(cfg, source)
     return ExperimentPlan(cfg, launcher, options, source)
 
 
@@ -233,8 +238,14 @@ def _plan_study(data: Any, source: str, folder: Path | None, options: RunOptions
     if not options.allow_skipped:
         expansion.refuse_invalid(source)
     launchers = [select_launcher(p.config, isolated=options.isolated) for p in expansion.points]
+    problems = [f"{p.label}: {why}" for p, launcher in zip(expansion.points, launchers)
+                if not getattr(launcher, "allocates_devices", False) and (why := gpu_problem(p.config))]
+    if problems:
+        raise ConfigError(format_problems(source, problems))
     if options.dry_run:
         return StudyPlan(study, expansion, launchers, options, source)
+    for endpoint in {p.config.serving.endpoint: p.config for p in expansion.points}.values():
+        refuse_unreachable_endpoint(endpoint, source)
     _preflight(expansion, launchers)
     if any(launcher.name == "slurm" for launcher in launchers):
         next(launcher for launcher in launchers if launcher.name == "slurm").check()  # exit 3 before a folder
