@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -62,3 +64,55 @@ def test_make_demo_uses_the_cache_that_venv_bin_lem_uses_afterwards():
     assert _lem_cache_of("test-local") == str(REPO / ".cache" / "lem")
     readme = (REPO / "README.md").read_text()
     assert "~/.cache/llenergymeasure/models/" in readme and "converted once into `.cache/lem/models/`" not in readme
+
+
+def test_a_closed_stdout_ends_a_command_quietly_as_unix_tools_do():
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # `lem … | head` after head has gone: every write to stdout fails with EPIPE
+    try:
+        proc = subprocess.run([sys.executable, "-m", "llenergymeasure", "results", "show",
+                               str(LEGACY_RESULTS / "legacy-1-1-20261202-025542")],
+                              stdout=write_end, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                              env={**os.environ, "COLUMNS": "80"}, timeout=120)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 128 + signal.SIGPIPE, proc.stderr
+    assert proc.stderr == ""  # before: "error: BrokenPipeError; nothing was lost that was already written", exit 1
+
+
+def test_a_failure_whose_message_names_its_type_says_the_type_once(tmp_path):
+    from lem_runner.contract import RunError
+    from llenergymeasure.results.discover import load_experiment
+
+    run = tmp_path / "srv-run"
+    run.mkdir()
+    (run / "error.json").write_text(RunError(error_type="ServerError", phase="warmup",
+                                             message="ServerError: warmup request failed").model_dump_json())
+    assert load_experiment(run).failure == "warmup: ServerError: warmup request failed"
+    (run / "error.json").write_text(RunError(error_type="OSError", phase="load", message="disk full").model_dump_json())
+    assert load_experiment(run).failure == "load: OSError: disk full"
+
+
+def test_results_show_on_a_reused_engine_says_so_and_the_original_load(tmp_path, tiny_model_path):
+    import json
+
+    study = tmp_path / "reuse.yaml"
+    study.write_text(f"name: reuse\nn_cycles: 1\nengine_reuse: true\nbase:\n  model: {tiny_model_path}\n"
+                     "  runner: local\n  n_prompts: 2\n  max_output_tokens: 3\n  force_output_length: true\n"
+                     "  warmup: {n_batches: 0}\n  energy: {baseline: {mode: 'off'}}\n"
+                     "experiments:\n  - {}\n  - {max_output_tokens: 4}\n")
+    out = tmp_path / "r"
+    proc = run_lem("run", str(study), "-o", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (study_dir,) = out.iterdir()
+    entries = json.loads((study_dir / "manifest.json").read_text())["entries"]
+    first, second = (study_dir / e["result_path"] for e in entries)
+    engine = json.loads((second / "result.json").read_text())["engine"]
+    assert engine["fresh"] is False
+    shown = run_lem("results", "show", str(second))
+    assert shown.returncode == 0, shown.stderr
+    (line,) = [ln for ln in shown.stdout.splitlines() if "model load" in ln]
+    assert "0.00 s" not in line and "reused" in line and f"{engine['load_s']:.2f} s" in line, line
+    fresh = run_lem("results", "show", str(first))
+    (line,) = [ln for ln in fresh.stdout.splitlines() if "model load" in ln]
+    assert "reused" not in line
