@@ -62,3 +62,19 @@ def test_runner_errors_and_interruptions_are_left_to_the_commands_last_line():
         study.event(ProgressEvent(event="error", message="SIGINT: stopped during measure",
                                   data={"status": "interrupted"}))
     assert "runner error" not in study_out.getvalue() and "SIGINT" not in study_out.getvalue()
+
+
+def test_on_a_terminal_the_bar_is_timed_from_the_windows_start_too():
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=100)
+    with RunDisplay(console, "t") as display:
+        display(ProgressEvent(event="started", message="x"))
+        display(ProgressEvent(event="warmup", done=1, total=1))
+        time.sleep(1.3)
+        display(ProgressEvent(event="progress", done=4, total=16))
+        display._bars.progress.refresh()
+    plain = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", out.getvalue())
+    shown = re.findall(r"4/16 0:00:(\d\d) eta (\d+) s", plain)
+    assert shown, plain
+    elapsed, eta = map(int, shown[-1])
+    assert elapsed >= 1 and eta >= 3  # 12 left at the window's rate of 4 per ~1.3 s

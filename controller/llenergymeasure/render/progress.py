@@ -21,9 +21,9 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TextColumn,
     TimeElapsedColumn,
-    TimeRemainingColumn,
 )
 from rich.text import Text
 
@@ -101,6 +101,17 @@ class _Pulse:
                     return
 
 
+class _WindowEta(ProgressColumn):
+    """Time left from the rate over the bar's whole phase (done / elapsed since it started), as the plain lines
+    compute it: rich's own column needs two updates and a recent rate, which a few long batches never give."""
+
+    def render(self, task) -> Text:
+        elapsed, done = task.elapsed, task.completed
+        if not elapsed or not done or task.total is None:
+            return Text("eta -", style="progress.remaining")
+        return Text(f"eta {duration((task.total - done) * elapsed / done)}", style="progress.remaining")
+
+
 class _Bars:
     """The warmup and measuring bars a runner's progress events drive, in one rich Progress."""
 
@@ -147,7 +158,7 @@ class RunDisplay:
         if self.console.is_terminal:
             self._bars = _Bars(Progress(
                 TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                TextColumn("eta"), TimeRemainingColumn(), console=self.console, transient=True,
+                _WindowEta(), console=self.console, transient=True,
             ))
             self._bars.progress.start()
         else:
