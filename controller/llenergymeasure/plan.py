@@ -13,7 +13,12 @@ from typing import Any
 from lem_runner.contract import ExperimentConfig, ExperimentResult
 from pydantic import ValidationError
 
-from llenergymeasure.config.host_checks import gpu_problem, refuse_unreachable_endpoint, refuse_without_gpu
+from llenergymeasure.config.host_checks import (
+    gpu_problem,
+    model_problem,
+    refuse_unreachable_endpoint,
+    refuse_without_gpu,
+)
 from llenergymeasure.config.study import Expansion, StudyConfig, StudyPoint
 from llenergymeasure.errors import ConfigError
 from llenergymeasure.host.gpu_lock import LockPolicy, use_policy
@@ -188,7 +193,9 @@ def _plan_experiment(data: Any, source: str, folder: Path | None, options: RunOp
     if options.dry_run and not getattr(launcher, "allocates_devices", False):
         refuse_without_gpu(cfg, source)  # a run checks it after restoring a dead lem's GPU journal (experiment.py)
     if launcher.name in ("docker", "slurm") and not options.dry_run:  # checked before a result folder exists
-        launcher.check(cfg)
+        launcher.check(cfg)  # (a container checks its engine's settings: their refusal comes first)
+    if problem := model_problem(cfg):  # validate refuses it as the run does, naming the file
+        raise ConfigError(f"{source}: {problem}")
     if not options.dry_run:
         refuse_unreachable_endpoint(cfg, source)
     return ExperimentPlan(cfg, launcher, options, source)

@@ -18,7 +18,6 @@ from llenergymeasure.config.checks import (
     split_backend_sections,
     validation_problems,
 )
-from llenergymeasure.config.host_checks import model_problem
 from llenergymeasure.errors import ConfigError
 
 _MAX_CONFIG_BYTES = 1_000_000
@@ -128,7 +127,7 @@ def config_from_data(data: dict[str, Any], source: str, folder: Path | None,
     overrides = resolve_batch_flag([experiment_backend(data, overrides or {})], overrides or {})
     merged, problems = split_backend_sections(apply_overrides(data, overrides), data, overrides)
     config = parse_config(merged, source, earlier=problems)
-    problems += [p for p in [model_problem(config), prompts_file_problem(config)] if p]
+    problems += [p for p in [prompts_file_problem(config)] if p]
     problems += engine_setting_problems(config)
     if problems:
         raise ConfigError(format_problems(source, problems))

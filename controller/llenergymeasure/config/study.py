@@ -264,8 +264,8 @@ def expand_study(study: StudyConfig, source: str = "study") -> Expansion:
             label = _label(overrides)
             try:
                 config = parse_config(data, f"{source}: {label}")
-                problems = ([p for p in [model_problem(config), prompts_file_problem(config)] if p]
-                            + engine_setting_problems(config))
+                problems = ([p for p in [prompts_file_problem(config)] if p] + engine_setting_problems(config)
+                            + [p for p in [model_problem(config)] if p])
                 if problems:
                     raise ConfigError(f"{source}: {label}: {'; '.join(problems)}")
             except ConfigError as exc:
