@@ -8,9 +8,12 @@ BIN := $(VENV)/bin
 # The local CPU build of torch on machines like CI's; on a GPU host, override: make TORCH_SPEC=torch venv
 TORCH_SPEC ?= torch==2.13.0
 
-# Downloads and caches stay inside the clone's ignored folders.
-export LEM_CACHE_DIR ?= $(CURDIR)/.cache/lem
-export HF_HOME ?= $(CURDIR)/.cache/hf
+# Tests and benchmarks keep their downloads and caches inside the clone's ignored folders. The demos and `make images`
+# use lem's own cache (~/.cache/llenergymeasure, or $LEM_CACHE_DIR): the one `.venv/bin/lem` uses afterwards, so the
+# embedded model is converted once, into one place, and both take the same GPU locks.
+CLONE_CACHE_TARGETS := test test-local test-gpu test-slow bench
+$(CLONE_CACHE_TARGETS): export LEM_CACHE_DIR ?= $(CURDIR)/.cache/lem
+$(CLONE_CACHE_TARGETS): export HF_HOME ?= $(CURDIR)/.cache/hf
 export TESTCONTAINERS_RYUK_DISABLED := true
 
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check

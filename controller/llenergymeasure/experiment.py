@@ -9,6 +9,7 @@ from lem_runner.contract import ExperimentConfig, ExperimentResult, RunRequest
 from lem_runner.contract.engine_args import CONFIG_PHASE
 from pydantic import PrivateAttr
 
+from llenergymeasure.config.host_checks import refuse_without_gpu
 from llenergymeasure.errors import ConfigError, Interrupted, RunFailed, SetupError
 from llenergymeasure.gpustate import operating_point
 from llenergymeasure.gpustate.apply import Opener
@@ -58,16 +59,18 @@ def execute_experiment(
     isolated: bool = False,
     baselines: BaselineCache | None = None,
     gpu_control: Opener | None = None,
+    source: str = "config",
 ) -> tuple[ExperimentResult, Path]:
     """Measure ``config``; return its result and its folder. Raises ConfigError before anything runs, RunFailed if
     the runner produced no valid result (its error.json and runner.log stay in the folder). A ``gpu:`` operating point
-    is set on the host GPUs (``gpu_control`` opens them; NVML by default) while the runner runs, and restored."""
+    is set on the host GPUs (``gpu_control`` opens them; NVML by default) while the runner runs, and restored.
+    ``source`` names the config in a refusal (its file, for `lem run`)."""
     launcher = launcher or select_launcher(config, isolated=isolated)
     repo = repository or FileResultsRepository(output)
     baselines = baselines or BaselineCache()
     # a scheduler's allocation (Slurm) is the GPU lock of a job; lem's own lock guards this machine's GPUs only
     # (and an idle baseline cached here says nothing about a node's GPUs)
-    remote = getattr(launcher, "allocates_devices", False)
+    remote = launcher.allocates_devices
     gpu_ids = [] if remote else lock_ids(config)
     if config.gpu.requested and not gpu_ids:
         raise SetupError("gpu: the run asks for a power limit, locked clocks or persistence mode, but no NVIDIA GPU "
@@ -75,12 +78,59 @@ def execute_experiment(
     locks = nullcontext() if remote else gpu_locks(config)
     with (locks,  # another lem measuring on these GPUs: wait (or fail/skip, per the lock policy)
           operating_point(config.gpu, gpu_ids, gpu_control) as gpu_settings):
+        if not remote:  # after a dead lem's GPU journal was restored, before a result folder exists
+            refuse_without_gpu(config, source)
         spec = prepare_run(config, repo, None if remote else baselines, timeouts, gpu_settings)
+        phase = PhaseTracker(on_event or (lambda _e: None))
         try:
-            outcome = launcher.launch(spec, on_event or (lambda _e: None))
+            outcome = launcher.launch(spec, phase)
         except Interrupted as exc:
             raise Interrupted(_interrupted_message(exc, repo, spec.exchange_dir)) from None
+    if outcome.timed_out:
+        record_timeout(spec.exchange_dir, outcome, timeouts, phase.phase)
     return collect_run(spec.exchange_dir, config, outcome, repo, baselines), spec.exchange_dir
+
+
+class PhaseTracker:
+    """An event sink that passes events on and remembers the phase the runner was in (from its last event), so a
+    run the controller had to stop can say where it was."""
+
+    #: the phase a runner is in after each kind of event
+    AFTER = {"started": "load", "model_loaded": "baseline", "baseline": "warmup", "warmup": "warmup",
+             "progress": "measure", "measured": "analyse", "done": "write"}
+
+    def __init__(self, sink) -> None:
+        self.sink = sink
+        self.phase = "request"
+
+    def __call__(self, event) -> None:
+        self.phase = self.AFTER.get(event.event, self.phase)
+        self.sink(event)
+
+
+def timeout_message(outcome: LaunchOutcome, timeouts: Timeouts) -> str:
+    """'timeout after 6 s (--timeout)' or 'silent for 900 s (--silence-timeout)': why the controller stopped it."""
+    if outcome.timed_out == "wall":
+        return f"timeout after {timeouts.wall_s:g} s (wall-clock limit)"
+    return f"silent for {timeouts.silence_s:g} s (no output from the runner)"
+
+
+def record_timeout(exp_dir: Path, outcome: LaunchOutcome, timeouts: Timeouts, phase: str) -> None:
+    """error.json for a run the controller stopped on a timeout (the runner, killed, wrote none, or wrote that it
+    was interrupted): `results list/show` then say it failed and why, not "incomplete"."""
+    from lem_runner.contract import ERROR_FILE, RunError
+    from lem_runner.contract.atomic import atomic_write_text
+
+    path = exp_dir / ERROR_FILE
+    try:
+        previous = RunError.model_validate_json(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (OSError, ValueError):
+        previous = None
+    if previous is not None and previous.status == "failed":
+        return  # the runner's own failure came first; keep it
+    error = RunError(experiment_id=exp_dir.name, error_type="Timeout", message=timeout_message(outcome, timeouts),
+                     phase=previous.phase if previous is not None else phase)
+    atomic_write_text(path, error.model_dump_json(indent=2))
 
 
 def prepare_run(config: ExperimentConfig, repo: ResultsRepository, baselines: BaselineCache | None,
@@ -106,8 +156,10 @@ def collect_run(exp_dir: Path, config: ExperimentConfig, outcome: LaunchOutcome,
     except CorruptResult as exc:
         raise RunFailed(str(exc), log_file=str(outcome.log_file), reason="corrupt_result") from None
     if outcome.timed_out:
+        said = error.message if error is not None and error.error_type == "Timeout" else \
+            f"the {outcome.timed_out} timeout"
         raise RunFailed(
-            f"runner stopped after the {outcome.timed_out} timeout ({outcome.where}); log: {outcome.log_file}",
+            f"runner stopped: {said} ({outcome.where}); log: {outcome.log_file}",
             log_file=str(outcome.log_file),
             reason="timeout" if outcome.timed_out == "wall" else outcome.timed_out,
         )
@@ -167,4 +219,4 @@ def _last_words(message: str | None) -> str:
     return f": {message}" if message else ""
 
 
-__all__ = ["RecordedResult", "collect_run", "execute_experiment", "prepare_run", "with_result_dir"]
+__all__ = ["PhaseTracker", "RecordedResult", "collect_run", "record_timeout", "execute_experiment", "prepare_run", "with_result_dir"]

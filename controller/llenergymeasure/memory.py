@@ -149,11 +149,15 @@ def _kv_bytes(config: ExperimentConfig, hf: dict) -> float:
 
 def estimate(config: ExperimentConfig, model_dir: Path | None, label: str, device: Device) -> MemoryEstimate:
     """One point's estimate (see docs/method.md, "Memory estimate")."""
-    hf = read_hf_config(model_dir) if model_dir is not None else None
     traits, knob_value = _traits(config, device)
     batch = traits.batch
     common = dict(label=label, backend=config.backend, device=device, batch=batch, batch_size=knob_value,
                   batch_knob=config.spec.batch_knob or "no batch knob")
+    if config.scenario == "serving" and config.serving.endpoint is not None:  # the user's server holds the model
+        return MemoryEstimate(**common, parameters=None, weights=None, kv_cache=None, activations=None,
+                              parameters_source=f"lem starts no server: it drives yours at {config.serving.endpoint}, "
+                              "whose memory is its own", budget=None, budget_rule="not estimated")
+    hf = read_hf_config(model_dir) if model_dir is not None else None
     if hf is None:
         why = "no config.json on this host yet (the runner downloads the model, or converts the embedded one, "\
             "on its first run)" if model_dir is None else f"no readable config.json in {model_dir}"

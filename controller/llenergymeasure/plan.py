@@ -12,6 +12,12 @@ from typing import Any
 from lem_runner.contract import ExperimentConfig, ExperimentResult
 from pydantic import ValidationError
 
+from llenergymeasure.config.host_checks import (
+    gpu_problem,
+    model_problem,
+    refuse_unreachable_endpoint,
+    refuse_without_gpu,
+)
 from llenergymeasure.config.study import Expansion, StudyConfig, StudyPoint
 from llenergymeasure.errors import ConfigError
 from llenergymeasure.host.gpu_lock import LockPolicy, use_policy
@@ -37,7 +43,7 @@ class ExperimentPlan:
         _refuse_dry_run(self.options)
         with _lock_policy(self.options.lock):
             return execute_experiment(self.config, output=self.options.output, launcher=self.launcher,
-                                      on_event=on_event, timeouts=self.options.timeouts)
+                                      on_event=on_event, timeouts=self.options.timeouts, source=self.source)
 
 
 @dataclass
@@ -146,8 +152,14 @@ def _plan_experiment(data: Any, source: str, folder: Path | None, options: RunOp
         parse_config(data, source)  # raises: not a mapping
     cfg = config_from_data(data, source, folder, overrides)
     launcher = select_launcher(cfg, isolated=options.isolated, image=options.image)
+    if options.dry_run and not launcher.allocates_devices:
+        refuse_without_gpu(cfg, source)  # a run checks it after restoring a dead lem's GPU journal (experiment.py)
     if launcher.check_key(cfg) is not None and not options.dry_run:  # checked before a result folder exists
-        launcher.check(cfg)
+        launcher.check(cfg)  # (a container checks its engine's settings: their refusal comes first)
+    if problem := model_problem(cfg):  # validate refuses it as the run does, naming the file
+        raise ConfigError(f"{source}: {problem}")
+    if not options.dry_run:
+        refuse_unreachable_endpoint(cfg, source)
     return ExperimentPlan(cfg, launcher, options, source)
 
 
@@ -195,8 +207,14 @@ def _plan_study(data: Any, source: str, folder: Path | None, options: RunOptions
     if not options.allow_skipped:
         expansion.refuse_invalid(source)
     launchers = [select_launcher(p.config, isolated=options.isolated) for p in expansion.points]
+    problems = [f"{p.label}: {why}" for p, launcher in zip(expansion.points, launchers)
+                if not launcher.allocates_devices and (why := gpu_problem(p.config))]
+    if problems:
+        raise ConfigError(format_problems(source, problems))
     if options.dry_run:
         return StudyPlan(study, expansion, launchers, options, source)
+    for endpoint in {p.config.serving.endpoint: p.config for p in expansion.points}.values():
+        refuse_unreachable_endpoint(endpoint, source)
     _preflight(expansion, launchers)
     if options.detach and not any(launcher.concurrent for launcher in launchers):
         raise ConfigError("--detach: only for a study whose runs go to Slurm (runner: slurm or --slurm)")

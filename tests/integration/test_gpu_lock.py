@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import make_config, run_lem, write_yaml
 from llenergymeasure.host.gpu_lock import DeviceBusy, GpuLock, LockPolicy, gpu_locks, lock_ids
+from llenergymeasure.host.inventory import gpu_count
 
 HOLDER = textwrap.dedent("""\
     import sys, time
@@ -104,8 +105,8 @@ def test_the_kernel_frees_the_lock_of_a_sigkilled_holder(cache):
 
 def test_two_lem_processes_contend_for_one_gpu(tmp_path, cache):
     """The real CLI: with the GPU's lock held by another process, `lem run` on that GPU waits and gives up after
-    --lock-timeout (exit 3, the holder named, nothing written); --no-lock goes ahead (and then fails here only
-    because this machine has no CUDA)."""
+    --lock-timeout (exit 3, the holder named, nothing written); --no-lock goes ahead (and is then refused, exit 2,
+    where NVML sees no GPU; elsewhere fails only because the model folder has no weights)."""
     model = tmp_path / "model"
     model.mkdir()
     (model / "config.json").write_text('{"model_type": "llama"}')
@@ -124,7 +125,10 @@ def test_two_lem_processes_contend_for_one_gpu(tmp_path, cache):
 
         skipped = run_lem("run", str(cfg), "-o", str(out), "--no-lock", env=env, timeout=300)
         assert "in use by another lem" not in skipped.stdout + skipped.stderr
-        assert skipped.returncode == 1 and len(list(out.iterdir())) == 1  # it ran (and failed: no CUDA here)
+        if gpu_count() == 0:  # past the lock, refused before anything is written: no GPU on this host
+            assert skipped.returncode == 2 and "needs an NVIDIA GPU" in skipped.stderr and not out.exists()
+        else:
+            assert skipped.returncode == 1 and len(list(out.iterdir())) == 1  # it ran (and failed: no CUDA here)
     finally:
         holder.kill()
         holder.wait()

@@ -105,3 +105,100 @@ def test_config_init_study_writes_its_own_default_file(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "study.yaml").is_file() and "base:" in (tmp_path / "study.yaml").read_text()
     assert run_lem("config", "validate", str(tmp_path / "study.yaml")).returncode == 0
+
+
+# --- issue 26: validate refuses what run would, before anything is written ---------------------------------------
+
+
+def _no_gpu_here() -> bool:
+    from llenergymeasure.host.inventory import gpu_count
+
+    return gpu_count() == 0
+
+
+def test_a_missing_model_folder_is_refused_by_validate_as_by_run_naming_the_file(tmp_path):
+    cfg = write_yaml(tmp_path / "m.yaml", "model: ./no-such-model\nn_prompts: 2\n")
+    validated = _refused(run_lem("config", "validate", str(cfg)), "m.yaml", "model: folder", "no-such-model",
+                         "does not exist")
+    ran = _refused(run_lem("run", str(cfg), "-o", str(tmp_path / "r")), "m.yaml", "model: folder")
+    assert validated == ran and not (tmp_path / "r").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (tmp_path / "s.yaml").write_text(f"name: s\nbase: {{model: {empty}}}\nsweep: {{pytorch.batch_size: [1, 2]}}\n")
+    _refused(run_lem("config", "validate", str(tmp_path / "s.yaml")), "has no config.json")
+
+
+@pytest.mark.skipif(not _no_gpu_here(), reason="NVML sees a GPU on this host")
+@pytest.mark.parametrize("setting, words", [
+    ("device: cuda\n", ["device: 'cuda' needs an NVIDIA GPU", "NVML sees none"]),
+    ("energy: {sampler: nvml}\n", ["energy.sampler: 'nvml' needs an NVIDIA GPU"]),
+])
+def test_a_gpu_run_on_a_host_without_one_is_refused_up_front(tmp_path, tiny_model_path, setting, words):
+    cfg = write_yaml(tmp_path / "g.yaml", f"model: {tiny_model_path}\nn_prompts: 2\nmax_output_tokens: 2\n{setting}")
+    validated = _refused(run_lem("config", "validate", str(cfg)), "g.yaml", *words)
+    ran = _refused(run_lem("run", str(cfg), "-o", str(tmp_path / "r")), "g.yaml", *words)
+    assert validated == ran
+    assert not (tmp_path / "r").exists()  # refused before the model loaded or a result folder was made
+    study = write_yaml(tmp_path / "s.yaml", f"name: s\nbase:\n  model: {tiny_model_path}\n  "
+                                            f"{setting.replace(chr(10), chr(10) + '  ').rstrip()}\n"
+                                            "sweep: {pytorch.batch_size: [1, 2]}\n")
+    _refused(run_lem("run", str(study), "-o", str(tmp_path / "r")), "s.yaml", *words)
+    assert not (tmp_path / "r").exists()
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_serving_endpoint_nothing_answers_at_is_refused_before_anything_is_written(tmp_path, tiny_model_path):
+    url = f"http://127.0.0.1:{_closed_port()}/v1"
+    cfg = write_yaml(tmp_path / "e.yaml", f"model: {tiny_model_path}\nn_prompts: 2\nmax_output_tokens: 2\n"
+                                          f"scenario: serving\nserving: {{rate: 2, endpoint: '{url}'}}\n")
+    proc = run_lem("run", str(cfg), "-o", str(tmp_path / "r"))
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
+    assert len(lines) == 1 and "serving.endpoint: nothing answers at " + url in lines[0], lines
+    assert "e.yaml" in lines[0] and not (tmp_path / "r").exists()
+    validated = run_lem("config", "validate", str(cfg))  # valid; the server may be started before the run
+    assert validated.returncode == 0 and "note: serving.endpoint: nothing answers" in validated.stdout
+    dry = run_lem("run", str(cfg), "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "lem starts no server" in dry.stdout and url in dry.stdout
+    assert "MiB" not in dry.stdout  # no memory estimate for a server lem does not start
+
+
+def test_an_slo_bound_below_any_plausible_latency_is_warned_about(tmp_path, tiny_model_path):
+    cfg = write_yaml(tmp_path / "slo.yaml", f"model: {tiny_model_path}\nscenario: serving\n"
+                                            "serving: {rate: 2, slo: {ttft_ms: 0.5, tpot_ms: 50}}\n")
+    validated = run_lem("config", "validate", str(cfg))
+    assert validated.returncode == 0, validated.stderr
+    warned = [ln for ln in validated.stdout.splitlines() if ln.startswith("warning:")]
+    assert len(warned) == 1 and "serving.slo.ttft_ms: 0.5 ms is below any plausible latency" in warned[0]
+    assert "500 if you meant 0.5 s" in warned[0]
+    dry = run_lem("run", str(cfg), "--dry-run")
+    assert "warning: serving.slo.ttft_ms: 0.5 ms" in dry.stderr
+    fine = write_yaml(tmp_path / "ok.yaml", f"model: {tiny_model_path}\nscenario: serving\n"
+                                            "serving: {rate: 2, slo: {ttft_ms: 200, tpot_ms: 50}}\n")
+    assert "warning" not in run_lem("config", "validate", str(fine)).stdout
+
+
+def test_a_run_stopped_by_its_timeout_is_listed_as_failed_by_timeout(tmp_path, tiny_model_path):
+    cfg = write_yaml(tmp_path / "t.yaml", f"model: {tiny_model_path}\nn_prompts: 64\nmax_output_tokens: 512\n"
+                                          "force_output_length: true\n")
+    out = tmp_path / "r"
+    proc = run_lem("run", str(cfg), "-o", str(out), "--timeout", "2")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "timeout after 2 s" in proc.stderr.splitlines()[-1]
+    (run_dir,) = out.iterdir()
+    import json
+
+    error = json.loads((run_dir / "error.json").read_text())
+    assert error["error_type"] == "Timeout" and error["status"] == "failed" and error["phase"]
+    listed = run_lem("results", "list", str(out))
+    assert "failed" in listed.stdout and "incomplete" not in listed.stdout, listed.stdout
+    shown = run_lem("results", "show", str(run_dir))
+    assert "failed" in shown.stdout and "timeout after 2 s" in shown.stdout, shown.stdout

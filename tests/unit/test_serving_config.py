@@ -46,9 +46,11 @@ def test_bad_serving_configs_exit_2_naming_the_field(tmp_path, body, message):
 def test_a_good_serving_config_validates_and_sweeps_over_rate(tmp_path):
     (tmp_path / "t.jsonl").write_text("".join(json.dumps({"timestamp": 1000 * i, "input_length": 4 + i,
                                                            "output_length": 2}) + "\n" for i in range(3)))
-    cfg = write_yaml(tmp_path / "c.yaml", "model: /m\nscenario: serving\nserving: {arrival: trace, trace: t.jsonl}\n")
+    (tmp_path / "m").mkdir()  # a model folder (validate refuses one that does not exist, as run does)
+    (tmp_path / "m" / "config.json").write_text('{"model_type": "llama", "vocab_size": 512}')
+    cfg = write_yaml(tmp_path / "c.yaml", "model: ./m\nscenario: serving\nserving: {arrival: trace, trace: t.jsonl}\n")
     assert run_lem("config", "validate", str(cfg), cwd=tmp_path).returncode == 0
-    study = write_yaml(tmp_path / "s.yaml", "name: s\nbase: {model: /m, scenario: serving}\n"
+    study = write_yaml(tmp_path / "s.yaml", "name: s\nbase: {model: ./m, scenario: serving}\n"
                                             "sweep: {serving.rate: [1, 2]}\n")
     proc = run_lem("config", "validate", str(study), cwd=tmp_path)
     assert proc.returncode == 0 and "2 point(s)" in proc.stdout, proc.stdout + proc.stderr

@@ -12,7 +12,7 @@ from llenergymeasure.cli.app import main
 from llenergymeasure.plan import RunOptions, plan_study
 from llenergymeasure.study import expand_study, load_study
 
-MODEL = "/nonexistent/lem-groups/model"  # never loaded: these tests plan, they do not run
+MODEL = "lem-tests/groups-model"  # a hub id, never loaded: these tests plan, they do not run (a folder must exist)
 
 
 def _lem(*args: str) -> tuple[int, str]:

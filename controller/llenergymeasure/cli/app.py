@@ -72,6 +72,8 @@ def _root(
 
 
 _MAX_LINE = 1000
+#: exit status after the reader of our stdout went away, as a process killed by SIGPIPE reports it in a shell
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 
 
 def _click_classes(name: str) -> tuple[type, ...]:
@@ -153,6 +155,8 @@ def _main(argv: list[str] | None) -> int:
     except (*_ABORTS, KeyboardInterrupt):
         err.print("[bold red]interrupted[/]")
         return 130
+    except BrokenPipeError:  # `lem … | head` closed our stdout: stop quietly, as Unix tools do (128 + SIGPIPE)
+        return EXIT_BROKEN_PIPE
     except OSError as exc:  # a full disk, a vanished folder: the cause, not a traceback
         where = f" ({exc.filename})" if exc.filename else ""
         say("error:", f"{exc.strerror or type(exc).__name__}{where}; nothing was lost that was already written")

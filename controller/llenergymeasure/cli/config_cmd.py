@@ -21,6 +21,7 @@ def validate(
 ) -> None:
     """Exit 0 if the config (or study file) is valid, as `lem run` would take it; otherwise one line naming every
     problem's field, exit 2."""
+    from llenergymeasure.config.host_checks import plan_notes
     from llenergymeasure.plan import RunOptions, StudyPlan, plan
 
     planned = plan(path, RunOptions(allow_skipped=allow_skipped, dry_run=True))  # the path `lem run` takes
@@ -30,14 +31,14 @@ def validate(
         notes = {_device_note(p.config) for p in expansion.points} - {None}
         typer.echo(f"{path}: valid study ({study.name}: {len(expansion.points)} point(s) x {study.n_cycles} "
                    f"cycle(s){skipped})")
-        for note in sorted(notes):
-            typer.echo(f"note: {note}")
+        for line in [*(f"note: {n}" for n in sorted(notes)), *plan_notes([p.config for p in expansion.points])]:
+            typer.echo(line)
         return
     cfg = planned.config
     note = _device_note(cfg)
     typer.echo(f"{path}: valid ({cfg.experiment_name}, backend {cfg.backend}, model {cfg.model})")
-    if note:
-        typer.echo(f"note: {note}")
+    for line in [*([f"note: {note}"] if note else []), *plan_notes([cfg])]:
+        typer.echo(line)
 
 
 def _device_note(cfg) -> str | None:
@@ -96,7 +97,7 @@ def schema(output: Path = typer.Option(Path("schemas"), "--output", "-o", help="
 
 @app.command("init")
 def init(
-    path: Path | None = typer.Argument(None, help="File to write (default: lem.yaml, or study.yaml with --study)."),
+    path: Path | None = typer.Argument(None, help="File to write (default: lem.yaml; study.yaml with --study, serving.yaml with --serving)."),
     study: bool = typer.Option(False, "--study", help="A study (sweep with cycles) instead of one experiment."),
     serving: bool = typer.Option(False, "--serving", help="A serving experiment (a server under load)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
@@ -106,7 +107,7 @@ def init(
 
     from llenergymeasure.docs.starter import EXPERIMENT, SERVING, STUDY
 
-    path = path or Path("study.yaml" if study else "lem.yaml")
+    path = path or Path("study.yaml" if study else "serving.yaml" if serving else "lem.yaml")
     if path.exists() and not force:
         raise ConfigError(f"{path}: already exists (use --force to overwrite)")
     if not path.parent.is_dir():
@@ -135,7 +136,6 @@ def reference(
     from llenergymeasure.results.output_path import resolve_output
 
     output = resolve_output(output, folder=False)
-    if not output.parent.is_dir():
-        raise ConfigError(f"--output: folder '{output.parent}' does not exist")
+    output.parent.mkdir(parents=True, exist_ok=True)  # as `results export/plot -o` make theirs
     atomic_write_text(output, text)
     typer.echo(f"wrote {output}")

@@ -18,6 +18,7 @@ from rich.markup import escape
 
 from llenergymeasure.config import load_config
 from llenergymeasure.config.checks import BATCH_SIZE, FLAGS
+from llenergymeasure.config.host_checks import config_warnings
 from llenergymeasure.config.loader import format_problems
 from llenergymeasure.errors import ConfigError
 from llenergymeasure.host.gpu_lock import LockPolicy
@@ -99,6 +100,7 @@ def run(
     if dry_run:
         raise typer.Exit(_dry_run(config, options))
     planned = plan(config, options)
+    _warn(planned)
     if isinstance(planned, StudyPlan):
         raise typer.Exit(_run_study(planned))
     console = make_console()
@@ -106,6 +108,17 @@ def run(
     with RunDisplay(console, title) as display:
         result, exp_dir = planned.run(on_event=display)
     render_summary(console, result, exp_dir)
+
+
+def _warn(planned) -> None:
+    """Settings that are valid but surely a mistake (an SLO bound in seconds): said on stderr, once each, before the
+    run starts."""
+    configs = [p.config for p in planned.expansion.points] if isinstance(planned, StudyPlan) else [planned.config]
+    said: list[str] = []
+    for line in (w for c in configs for w in config_warnings(c)):
+        if line not in said:
+            said.append(line)
+            Console(stderr=True, highlight=False).print(f"[yellow]warning:[/] {escape(line)}", soft_wrap=True)
 
 
 def _notify(line: str) -> None:
@@ -117,6 +130,7 @@ def _dry_run(config: Path | None, options: RunOptions) -> int:
     from llenergymeasure.memory import render_estimates
 
     planned, estimates = plan_dry_run(config, options)
+    _warn(planned)
     render_estimates(make_console(), estimates)
     refused = [e for e in estimates if not e.fits]
     if refused:

@@ -25,6 +25,7 @@ from llenergymeasure.config.checks import (
     resolve_batch_flag,
     split_backend_sections,
 )
+from llenergymeasure.config.host_checks import model_problem
 from llenergymeasure.config.loader import (
     apply_overrides,
     format_problems,
@@ -263,7 +264,8 @@ def expand_study(study: StudyConfig, source: str = "study") -> Expansion:
             label = _label(overrides)
             try:
                 config = parse_config(data, f"{source}: {label}")
-                problems = [p for p in [prompts_file_problem(config)] if p] + engine_setting_problems(config)
+                problems = ([p for p in [prompts_file_problem(config)] if p] + engine_setting_problems(config)
+                            + [p for p in [model_problem(config)] if p])
                 if problems:
                     raise ConfigError(f"{source}: {label}: {'; '.join(problems)}")
             except ConfigError as exc:

@@ -73,6 +73,8 @@ class Launcher(Protocol):
     concurrent: bool = False
     #: can keep one runner, with its engine, for a study's consecutive runs (``start_session``)
     sessions: bool = False
+    #: the scheduler allocates the run's GPUs on its own node (Slurm): this host's GPUs and lock are not its
+    allocates_devices: bool = False
 
     def launch(self, spec: LaunchSpec, on_event: EventSink) -> LaunchOutcome: ...
 

@@ -82,8 +82,18 @@ def _rest(r: ExperimentResult) -> Table:
     cv = f", final CV {r.warmup.final_cv:.3f}" if r.warmup.final_cv is not None else ""
     t.add_row("warmup", f"{r.warmup.batches} batch(es), {r.warmup.mode}: {escape(r.warmup.stop_reason)}{cv}; "
                         "excluded from every figure")
-    t.add_row("model load", f"{r.model_load_s:.2f} s (outside the window)")
+    t.add_row("model load", model_load_line(r))
     return t
+
+
+def model_load_line(r: ExperimentResult) -> str:
+    """This run's load, or, on an engine kept loaded from an earlier run of its session (model_load_s is 0 then),
+    that it was reused and how long its original load took."""
+    e = r.engine
+    if e is not None and not e.fresh:
+        runs = f"{e.runs_served} earlier run{'s' if e.runs_served != 1 else ''}"
+        return f"none: the engine was reused (it had served {runs}; its load took {e.load_s:.2f} s, outside every window)"
+    return f"{r.model_load_s:.2f} s (outside the window)"
 
 
 def _environment(r: ExperimentResult) -> Table:

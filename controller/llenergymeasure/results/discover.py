@@ -57,8 +57,10 @@ class Experiment:
         """One line saying why there is no result."""
         if self.result is not None:
             return None
-        if self.error is not None:
-            return f"{self.error.phase}: {self.error.error_type}: {self.error.message}".splitlines()[0]
+        if self.error is not None:  # the runner's message may start with the error type already: say it once
+            e = self.error
+            said = e.message if e.message.startswith(f"{e.error_type}:") else f"{e.error_type}: {e.message}"
+            return f"{e.phase}: {said}".splitlines()[0]
         return self.problem or "no result.json or error.json: the run was stopped before it could write either"
 
     @property

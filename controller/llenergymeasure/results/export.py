@@ -49,8 +49,10 @@ def export_results(directory: Path, fmt: str, out: Path | None = None,
     out = out or Path(f"lem_results.{fmt}")
     if out.is_dir():
         raise ConfigError(f"-o: '{out}' is a directory; name the file to write")
-    if not out.parent.is_dir():
-        raise ConfigError(f"-o: folder '{out.parent}' does not exist")
+    try:  # a missing folder is made, as `results plot -o` makes its own (only once there is something to write)
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ConfigError(f"-o: '{out.parent}' exists and is not a directory") from None
     written = [atomic_write_bytes(out, frame_bytes(results_frame(experiments), fmt))]
     series = timeseries_frame(experiments)
     if series is not None:

@@ -93,6 +93,7 @@ class _TimedLauncher(Launcher):
         self.inner = inner
         self.name = inner.name
         self.concurrent, self.sessions = inner.concurrent, inner.sessions
+        self.allocates_devices = inner.allocates_devices
         self.elapsed = 0.0
 
     def launch(self, spec: LaunchSpec, on_event) -> LaunchOutcome:

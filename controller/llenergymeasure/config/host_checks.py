@@ -1,0 +1,136 @@
+"""What `lem run` would refuse about a config on this host, checked by `lem config validate` too, before anything
+is loaded or written: a model folder that is not one, a run that needs an NVIDIA GPU where NVML sees none, a
+serving endpoint nothing answers at; and bounds that are valid but surely a mistake (an SLO in seconds), which are
+warned about, not refused.
+
+The GPU check asks NVML (``host.inventory.gpu_count``), never /dev/nvidia*, so a device NVML reports (a simulated
+one included) counts as present. A run whose devices a scheduler allocates (Slurm) is not checked here: its GPUs
+are on the node, not on this host.
+"""
+
+from __future__ import annotations
+
+import socket
+from urllib.parse import urlsplit
+
+from lem_runner.contract import ExperimentConfig
+from lem_runner.contract.config import EMBEDDED_DEFAULT_MODEL
+
+from llenergymeasure.errors import ConfigError, SetupError
+
+#: samplers that read an NVIDIA GPU's counters (config.energy.sampler)
+GPU_SAMPLERS = ("nvml", "zeus")
+#: below these an SLO bound is no latency any request can meet (ms): a loopback HTTP round trip and one forward
+#: pass of the smallest model take longer; the likely mistake is a bound written in seconds
+IMPLAUSIBLE_SLO_MS = {"ttft_ms": 1.0, "tpot_ms": 0.1, "e2e_ms": 1.0}
+#: how long to wait for a serving endpoint to accept a connection before calling it unreachable
+ENDPOINT_TIMEOUT_S = 3.0
+
+
+def model_problem(config: ExperimentConfig) -> str | None:
+    """Why ``model`` cannot be used, when it names a folder (missing, or without config.json) or a name that is
+    neither a folder nor a hub id: the refusal `lem run` makes when it resolves the model, so validate makes it
+    too and both name the file. A hub id is left to the run (it may be downloaded); the embedded model is
+    converted on first use."""
+    from llenergymeasure.models.resolve import _HUB_ID, resolve_model
+
+    ref = config.model
+    if ref == EMBEDDED_DEFAULT_MODEL or (_HUB_ID.match(ref) and not ref.startswith(".")):
+        return None
+    try:
+        resolve_model(config)
+    except ConfigError as exc:
+        return str(exc)
+    return None
+
+
+def needs_gpu(config: ExperimentConfig) -> str | None:
+    """The field that makes this run need an NVIDIA GPU (``device``, ``energy.sampler``), or None."""
+    if config.device == "cuda":
+        return "device"
+    if config.energy.sampler in GPU_SAMPLERS:
+        return "energy.sampler"
+    return None
+
+
+def gpu_problem(config: ExperimentConfig, host_gpus: int | None = None) -> str | None:
+    """'field: ...' when the run needs an NVIDIA GPU and NVML sees none on this host, else None. ``host_gpus``:
+    the count NVML reports (asked when None)."""
+    if config.runner == "slurm":
+        return None
+    field = needs_gpu(config)
+    if field is None:
+        return None
+    if host_gpus is None:
+        from llenergymeasure.host.inventory import gpu_count
+
+        host_gpus = gpu_count()
+    if host_gpus > 0:
+        return None
+    value = config.device if field == "device" else config.energy.sampler
+    fix = "use device: auto or cpu" if field == "device" else "use energy.sampler: auto, which records why there is " \
+        "no GPU energy"
+    return f"{field}: '{value}' needs an NVIDIA GPU, and NVML sees none on this host ({fix})"
+
+
+def refuse_without_gpu(config: ExperimentConfig, source: str) -> None:
+    """ConfigError (exit 2) naming ``source`` and the field, when the run needs a GPU this host lacks."""
+    problem = gpu_problem(config)
+    if problem:
+        raise ConfigError(f"{source}: {problem}")
+
+
+def endpoint_problem(config: ExperimentConfig, timeout_s: float = ENDPOINT_TIMEOUT_S) -> str | None:
+    """'serving.endpoint: ...' when nothing accepts a connection at the endpoint's host and port, else None (or
+    when the run has no endpoint). A TCP connect only, no HTTP proxy in the way: whether the server speaks the
+    OpenAI API is the run's to find out."""
+    if config.scenario != "serving" or config.serving.endpoint is None:
+        return None
+    url = urlsplit(config.serving.endpoint)
+    host = url.hostname or "127.0.0.1"
+    try:
+        port = url.port or (443 if url.scheme == "https" else 80)
+    except ValueError:
+        return f"serving.endpoint: '{config.serving.endpoint}' has no valid port"
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return None
+    except OSError as exc:
+        why = "connection refused" if isinstance(exc, ConnectionRefusedError) else \
+            f"no answer in {timeout_s:g} s" if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__)
+    return (f"serving.endpoint: nothing answers at {config.serving.endpoint} ({why}); start your server first, or "
+            "drop serving.endpoint to let lem start one")
+
+
+def refuse_unreachable_endpoint(config: ExperimentConfig, source: str) -> None:
+    """SetupError (exit 3: the machine is not ready) when the run's serving endpoint does not answer."""
+    problem = endpoint_problem(config)
+    if problem:
+        raise SetupError(f"{source}: {problem}")
+
+
+def config_warnings(config: ExperimentConfig) -> list[str]:
+    """Valid settings that are surely a mistake: an SLO bound below any latency a request can have (every request
+    would miss it; most likely written in seconds)."""
+    if config.scenario != "serving":
+        return []
+    out = []
+    for name, floor in IMPLAUSIBLE_SLO_MS.items():
+        value = getattr(config.serving.slo, name)
+        if value is not None and value < floor:
+            out.append(f"serving.slo.{name}: {value:g} ms is below any plausible latency (under {floor:g} ms), so "
+                       f"every request would miss it; the bound is in milliseconds ({value * 1000:g} if you meant "
+                       f"{value:g} s)")
+    return out
+
+
+def plan_notes(configs: list[ExperimentConfig]) -> list[str]:
+    """What `lem config validate` says beside "valid", once each: 'warning: ...' for each setting that is surely a
+    mistake, 'note: ...' for a serving endpoint that does not answer now (`lem run` would stop on it, exit 3; the
+    server may be started before the run)."""
+    lines: list[str] = []
+    for config in configs:
+        said = [f"warning: {w}" for w in config_warnings(config)]
+        said += [f"note: {p}" for p in [endpoint_problem(config)] if p]
+        lines += [line for line in said if line not in lines]
+    return lines
