@@ -117,19 +117,11 @@ def simulated_gpu_mounts(environment: dict[str, str]) -> dict[str, dict]:
     """On the simulated GPU (LEM_SIMULATED_GPU), the container gets the same scenario and state: the variable is passed
     on and the folders of the scenario and its state file are bound at their host paths (read-write: the state file
     is how settings persist, as on a real GPU). Nothing when the variable is unset."""
-    scenario = nvml.simulated()
-    if scenario is None:
+    files = nvml.simulated_files()
+    if not files:
         return {}
-    path = Path(scenario).resolve()
-    environment[nvml.SIMULATED_ENV] = str(path)
-    folders = {path.parent}
-    try:
-        from lem_runner.simgpu.scenario import load_scenario
-
-        folders.add(load_scenario(path).state_file.resolve().parent)
-    except ValueError:  # a bad scenario: the runner reports it as the reason GPU energy is null
-        pass
-    return {str(f): {"bind": str(f), "mode": "rw"} for f in sorted(folders)}
+    environment[nvml.SIMULATED_ENV] = files[0]
+    return {f: {"bind": f, "mode": "rw"} for f in sorted({str(Path(p).parent) for p in files})}
 
 
 def _lines(chunks: Iterator[bytes]) -> Iterator[str]:
