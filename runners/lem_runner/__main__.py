@@ -151,6 +151,7 @@ def _run_request(config_path: Path, out: Path | None, emit, progress: dict, held
 
     from lem_runner.devices import DeviceError, NvmlLookup, bind_devices, check_cuda_sees, torch_cuda_uuids
     from lem_runner.energy import select_energy_source
+    from lem_runner.energy.select import measures_gpu
     from lem_runner.measure import Phase
     from lem_runner.measurement.environment import collect_environment
     from lem_runner.scenarios import SCENARIOS, RunContext
@@ -174,15 +175,17 @@ def _run_request(config_path: Path, out: Path | None, emit, progress: dict, held
             run_config = run_config.model_copy(update={"devices": binding.local_devices})
 
         def energy_for(device_kind: str, checked: bool = True):
-            if checked and binding is not None and device_kind == "cuda":  # the engine's GPUs are the ones NVML
-                check_cuda_sees(binding, torch_cuda_uuids())  # will measure
+            # the engine's GPUs are the ones NVML will measure (on the simulated GPU, as CUDA would number them)
+            if checked and binding is not None and measures_gpu(run_config, device_kind):
+                check_cuda_sees(binding, torch_cuda_uuids())
             return select_energy_source(run_config, device_kind)
 
         context = RunContext(
             request=request, config=run_config, held=held, emit=emit, phase=phase, out_dir=out_dir,
             energy_for=energy_for,
             environment_for=lambda libraries, kind, cuda: collect_environment(
-                libraries, run_config.devices, kind == "cuda", cuda, request.image, request.config.devices),
+                libraries, run_config.devices, measures_gpu(run_config, kind), cuda, request.image,
+                request.config.devices),
         )
         result = SCENARIOS[run_config.scenario].run(context)
         phase.name = "write"
