@@ -44,7 +44,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "devices": (["src/lem_runner/devices.py"],
                 ["test_device_binding.py", "test_device_binding_edges.py", "test_runner_main.py", "test_simulated_binding.py"]),
     "gpustate": (["src/llenergymeasure/gpustate/*"],
-                 ["test_gpustate.py", "test_gpustate_experiment.py", "test_gpustate_nvml.py"]),
+                 ["test_gpustate.py", "test_gpustate_experiment.py", "test_gpustate_edges.py", "test_gpustate_nvml.py"]),
     "measurement": (["src/lem_runner/measurement/*"],
                     ["test_measurement.py", "test_measurement_method.py", "test_energy_counter.py",
                      "test_energy_spans.py", "test_operating_point_observed.py", "test_moe_flops.py",
