@@ -168,3 +168,15 @@ def no_leftover_containers(engine):
     yield
     after = {c.id for c in engine.containers.list(all=True, filters={"label": LABEL_MANAGED})}
     assert after - before == set(), "lem left containers behind"
+
+
+@pytest.fixture
+def simulated_gpu(tmp_path):
+    """A factory: ``simulated_gpu(doc=None, name=...)`` writes a simulated-GPU scenario (default: the standard
+    three-GPU host of tests/simgpu.py) under tmp_path and returns its path; ``sim_env(path)`` selects it."""
+    from simgpu import three_gpus, write_scenario
+
+    def make(doc: dict | None = None, name: str = "scenario.json") -> Path:
+        return write_scenario(tmp_path / "simgpu", doc if doc is not None else three_gpus(), name)
+
+    return make

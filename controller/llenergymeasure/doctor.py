@@ -6,7 +6,7 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-from lem_runner.contract import backend_names, contract_fingerprint
+from lem_runner.contract import backend_names, contract_fingerprint, nvml
 
 from llenergymeasure import __version__
 from llenergymeasure.errors import SetupError
@@ -22,19 +22,25 @@ class Check:
 
 
 def _nvml() -> list[Check]:
+    scenario = nvml.simulated()
     try:
-        import pynvml
-
-        pynvml.nvmlInit()
-    except Exception as exc:
+        with nvml.session() as pynvml:
+            driver = nvml.text(pynvml.nvmlSystemGetDriverVersion())
+            n = pynvml.nvmlDeviceGetCount()
+            names = [nvml.text(pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(i))) for i in range(n)]
+    except Exception as exc:  # no library, no driver, a bad simulator scenario: GPU energy is null with this reason
+        fix = (f"fix or unset {nvml.SIMULATED_ENV}" if scenario else "install the NVIDIA driver (NVML ships with it)")
         return [
-            Check("NVML", False, f"{exc} — GPU energy will be null with this reason", "install the NVIDIA driver (NVML ships with it)"),
+            Check("NVML", False, f"{exc} — GPU energy will be null with this reason", fix),
             Check("GPU", False, "no NVIDIA GPU visible", "run on a machine with an NVIDIA GPU (Volta or newer for the energy counter)"),
         ]
-    driver = pynvml.nvmlSystemGetDriverVersion()
-    n = pynvml.nvmlDeviceGetCount()
-    names = [pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(i)) for i in range(n)]
-    return [Check("NVML", True, f"driver {driver}"), Check("GPU", n > 0, f"{n}: {', '.join(map(str, names)) or 'none'}")]
+    checks = [Check("NVML", True, f"driver {driver}"), Check("GPU", n > 0, f"{n}: {', '.join(names) or 'none'}")]
+    if scenario:
+        checks.insert(0, Check("SIMULATED GPU", False, f"{nvml.SIMULATED_ENV}={scenario}: NVML below is lem's simulated "
+                                                       "driver; energy from it is not a measurement (results carry the "
+                                                       "simulated_device flag)", f"unset {nvml.SIMULATED_ENV} to measure "
+                                                       "real GPUs"))
+    return checks
 
 
 #: where Linux exposes RAPL (the runner's CPU energy source, lem_runner/energy/rapl.py)

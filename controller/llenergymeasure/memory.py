@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
 
-from lem_runner.contract import ExperimentConfig
+from lem_runner.contract import ExperimentConfig, nvml
 from lem_runner.contract.backends import GIB, MemoryTraits
 from lem_runner.contract.checkpoint import checkpoint_shapes, llama_like_size, read_hf_config, stored_parameters
 
@@ -86,20 +86,17 @@ def host_available_bytes() -> int | None:
 
 
 def gpu_memory(indices: list[int]) -> tuple[int, str] | None:
-    """(total memory of the GPUs at ``indices`` together, the first one's name) from NVML, or None without one."""
+    """(total memory of the GPUs at ``indices`` together, the first one's name) from NVML, or None without one. A
+    simulated GPU (LEM_SIMULATED_GPU) computes nothing: the run's compute is on the CPU, so it counts as none here."""
+    if nvml.simulated():
+        return None
     try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        try:
+        with nvml.session() as pynvml:
             if pynvml.nvmlDeviceGetCount() == 0:
                 return None
             handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in indices]
             total = sum(int(pynvml.nvmlDeviceGetMemoryInfo(h).total) for h in handles)
-            name = pynvml.nvmlDeviceGetName(handles[0])
-            return total, name.decode() if isinstance(name, bytes) else str(name)
-        finally:
-            pynvml.nvmlShutdown()
+            return total, nvml.text(pynvml.nvmlDeviceGetName(handles[0]))
     except Exception:  # no driver, no library, an index not there: no GPU to measure against
         return None
 

@@ -152,6 +152,7 @@ def _run_request(config_path: Path, out: Path | None, emit, progress: dict, held
     from lem_runner.backends import create_backend
     from lem_runner.devices import DeviceError, NvmlLookup, bind_devices, check_cuda_sees, torch_cuda_uuids
     from lem_runner.energy import select_energy_source
+    from lem_runner.energy.select import measures_gpu
     from lem_runner.measure import Phase, run_measurement
     from lem_runner.measurement.environment import collect_environment
 
@@ -175,7 +176,8 @@ def _run_request(config_path: Path, out: Path | None, emit, progress: dict, held
             run_config = run_config.model_copy(update={"devices": binding.local_devices})
 
         def energy_for(device_kind: str):
-            if binding is not None and device_kind == "cuda":  # the engine's GPUs are the ones NVML will measure
+            # the engine's GPUs are the ones NVML will measure (on the simulated GPU, as CUDA would number them)
+            if binding is not None and measures_gpu(run_config, device_kind):
                 check_cuda_sees(binding, torch_cuda_uuids())
             return select_energy_source(run_config, device_kind)
 
@@ -194,7 +196,8 @@ def _run_request(config_path: Path, out: Path | None, emit, progress: dict, held
                 # context in the runner beside the server's
                 energy_for=lambda kind: select_energy_source(run_config, kind),
                 environment_for=lambda libraries, kind, cuda: collect_environment(
-                    libraries, run_config.devices, kind == "cuda", cuda, request.image, request.config.devices),
+                    libraries, run_config.devices, measures_gpu(run_config, kind), cuda, request.image,
+                    request.config.devices),
                 emit=emit, phase=phase, out_dir=out_dir, held=held, gpu_indices=request.config.devices,
             )
             result = result.model_copy(update={"config": request.config})
@@ -208,7 +211,7 @@ def _run_request(config_path: Path, out: Path | None, emit, progress: dict, held
                 environment_for=lambda loaded: collect_environment(
                     loaded.libraries,
                     run_config.devices,
-                    loaded.device_kind == "cuda",
+                    measures_gpu(run_config, loaded.device_kind),
                     loaded.cuda_version,
                     request.image,
                     request.config.devices,

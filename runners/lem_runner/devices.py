@@ -21,6 +21,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from lem_runner.contract import nvml
+
 
 class DeviceError(RuntimeError):
     """The configured devices cannot be bound or do not match what CUDA sees: the run is refused."""
@@ -114,7 +116,7 @@ def check_cuda_sees(binding: DeviceBinding, cuda_uuids: Sequence[str]) -> None:
 
 
 class NvmlLookup:
-    """GpuLookup through pynvml (``None`` from ``open`` when NVML is not there)."""
+    """GpuLookup through the NVML access module (``None`` from ``open`` when NVML is not there)."""
 
     def __init__(self, pynvml) -> None:
         self._nvml = pynvml
@@ -122,26 +124,28 @@ class NvmlLookup:
     @classmethod
     def open(cls) -> NvmlLookup | None:
         try:
-            import pynvml
-
-            pynvml.nvmlInit()
-        except Exception:  # no library or no driver: no GPU to bind (and no NVML energy)
+            return cls(nvml.init())
+        except nvml.NvmlUnavailable:  # no library or no driver: no GPU to bind (and no NVML energy)
             return None
-        return cls(pynvml)
 
     def identify(self, entry: str) -> tuple[int, str]:
-        n = self._nvml
         try:
-            handle = n.nvmlDeviceGetHandleByIndex(int(entry)) if entry.isdigit() else n.nvmlDeviceGetHandleByUUID(entry)
-            value = n.nvmlDeviceGetUUID(handle)
-            index = int(entry) if entry.isdigit() else int(n.nvmlDeviceGetIndex(handle))
-        except n.NVMLError as exc:
+            return nvml.identify(self._nvml, entry)
+        except self._nvml.NVMLError as exc:
             raise LookupError(str(exc)) from None
-        return index, value.decode() if isinstance(value, bytes) else value
 
 
 def torch_cuda_uuids() -> list[str]:
-    """The UUIDs of the GPUs this process's CUDA numbers 0..n-1 (torch)."""
+    """The UUIDs of the GPUs this process's CUDA numbers 0..n-1 (torch); on the simulated device, the ones CUDA would
+    number so under this process's CUDA_VISIBLE_DEVICES and CUDA_DEVICE_ORDER (lem_runner.simgpu.cuda)."""
+    scenario = nvml.simulated()
+    if scenario is not None:
+        import os
+
+        from lem_runner.simgpu.cuda import cuda_uuids
+        from lem_runner.simgpu.scenario import load_scenario
+
+        return cuda_uuids(load_scenario(scenario), os.environ)
     import torch
 
     return [str(torch.cuda.get_device_properties(i).uuid) for i in range(torch.cuda.device_count())]

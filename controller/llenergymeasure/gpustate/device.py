@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+from lem_runner.contract import nvml
+
 
 class GpuStateError(Exception):
     """NVML refused or failed a device query or command."""
@@ -56,19 +58,20 @@ class NvmlGpu:
     """One GPU through pynvml; opened by host index or UUID."""
 
     def __init__(self, gpu_id: str, pynvml=None) -> None:
+        """``pynvml``: an initialised module (the NVML access module's ``init``); None initialises one here."""
         if pynvml is None:
-            import pynvml
+            try:
+                pynvml = nvml.init()
+            except nvml.NvmlUnavailable as exc:
+                raise GpuStateError(str(exc)) from None
         self._n = pynvml
         self.id = gpu_id
         try:
-            pynvml.nvmlInit()
-            self._h = (pynvml.nvmlDeviceGetHandleByIndex(int(gpu_id)) if gpu_id.isdigit()
-                       else pynvml.nvmlDeviceGetHandleByUUID(gpu_id))
-            uuid = pynvml.nvmlDeviceGetUUID(self._h)
+            self._h = nvml.handle(pynvml, gpu_id)
+            self.uuid = nvml.text(pynvml.nvmlDeviceGetUUID(self._h))
         except pynvml.NVMLError as exc:
             raise GpuStateError(f"cannot open GPU {gpu_id} through NVML: {exc}",
                                 permission=getattr(exc, "value", None) == pynvml.NVML_ERROR_NO_PERMISSION) from None
-        self.uuid = uuid.decode() if isinstance(uuid, bytes) else uuid
 
     def _error(self, exc, what: str) -> GpuStateError:
         permission = getattr(exc, "value", None) == self._n.NVML_ERROR_NO_PERMISSION
@@ -80,7 +83,7 @@ class NvmlGpu:
         except self._n.NVMLError as exc:
             raise self._error(exc, what) from None
 
-    def power_limit_w(self) -> float:
+    def power_limit_w(self) -> float:  # NVML's power limits are milliwatts
         return self._call("nvmlDeviceGetPowerManagementLimit", self._n.nvmlDeviceGetPowerManagementLimit) / 1000.0
 
     def power_limit_range_w(self) -> tuple[float, float]:
@@ -133,12 +136,10 @@ class NvmlGpu:
 
 
 def open_nvml(gpu_id: str) -> GpuControl:
-    """The default opener: the host's GPU through NVML. Raises GpuStateError when NVML or the GPU is missing."""
+    """The default opener: the host's GPU through the NVML access module (the simulated one under
+    LEM_SIMULATED_GPU). Raises GpuStateError when NVML or the GPU is missing."""
     try:
-        import pynvml
-    except ImportError:
-        raise GpuStateError("nvidia-ml-py (pynvml) is not installed") from None
-    try:
-        return NvmlGpu(gpu_id, pynvml)
-    except pynvml.NVMLError as exc:  # nvmlInit itself (no driver): not wrapped by NvmlGpu's handle calls
-        raise GpuStateError(f"NVML unavailable: {exc}") from None
+        pynvml = nvml.init()
+    except nvml.NvmlUnavailable as exc:
+        raise GpuStateError(str(exc)) from None
+    return NvmlGpu(gpu_id, pynvml)

@@ -4,28 +4,24 @@ from __future__ import annotations
 
 import importlib.util
 
+from lem_runner.contract import nvml
+
 
 def gpu_count() -> int:
-    """NVIDIA GPUs NVML sees on the host (0 when NVML is missing)."""
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        return int(pynvml.nvmlDeviceGetCount())
-    except Exception:
+    """NVIDIA GPUs NVML sees on the host for compute (0 when NVML is missing). Simulated GPUs (LEM_SIMULATED_GPU)
+    compute nothing — the run's compute is on the CPU and a container gets the simulator, not a GPU — so 0."""
+    if nvml.simulated():
         return 0
+    return nvml.device_count()
 
 
 def gpu_uuid(entry: str) -> str | None:
     """The UUID of the host GPU an NVML index ("1") names, through NVML; None when NVML cannot tell."""
     try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        value = pynvml.nvmlDeviceGetUUID(pynvml.nvmlDeviceGetHandleByIndex(int(entry)))
-    except Exception:
+        with nvml.session() as pynvml:
+            return nvml.identify(pynvml, entry)[1]
+    except Exception:  # no NVML, or no such GPU
         return None
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def backend_modules(backend: str) -> tuple[str, ...]:

@@ -62,3 +62,6 @@ class EnvironmentInfo(_Record):
     in_container: bool = False
     image: str | None = Field(None, description="image id when the runner ran in a container")
     allocation: SchedulerAllocation | None = Field(None, description="the Slurm job's allocation, when run as one")
+    simulated_gpu: str | None = Field(
+        None, description="the simulated-GPU scenario (LEM_SIMULATED_GPU) the GPUs above and their energy came from: "
+                          "lem's simulated NVML driver, not hardware; null on real GPUs")

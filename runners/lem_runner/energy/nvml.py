@@ -8,9 +8,10 @@ runtime on A100/H100 (Yang et al., SC24); the sampled power is kept as a cross-c
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 
+from lem_runner.contract import nvml
 from lem_runner.contract.energy import DeviceIdleState
+from lem_runner.contract.nvml import or_none
 from lem_runner.energy.device import DeviceSample
 from lem_runner.energy.tracker import CounterEnergySource
 
@@ -32,15 +33,6 @@ def _visible_device_ids(devices: list[int]) -> list[str]:
     return out
 
 
-def or_none(fn: Callable, *args):
-    """``fn(*args)``, or None when this GPU or driver does not support the query; bytes come back as text."""
-    try:
-        value = fn(*args)
-    except Exception:  # an unsupported query leaves its field None rather than failing the run
-        return None
-    return value.decode() if isinstance(value, bytes) else value
-
-
 class NvmlDevice:
     """One GPU through pynvml."""
 
@@ -49,8 +41,7 @@ class NvmlDevice:
     def __init__(self, pynvml, dev_id: str) -> None:
         self._nvml = pynvml
         self.id = dev_id
-        self._h = (pynvml.nvmlDeviceGetHandleByIndex(int(dev_id)) if dev_id.isdigit()
-                   else pynvml.nvmlDeviceGetHandleByUUID(dev_id))
+        self._h = nvml.handle(pynvml, dev_id)
         self.uuid = or_none(pynvml.nvmlDeviceGetUUID, self._h)
         self.energy_mj()  # raises if the counter is not readable
         self.power_source = "instant" if self._instant_power_mw() is not None else "averaged"
@@ -74,7 +65,7 @@ class NvmlDevice:
             mw = self._instant_power_mw()
         else:
             mw = or_none(self._nvml.nvmlDeviceGetPowerUsage, self._h)
-        return mw / 1000.0 if mw is not None else None
+        return mw / 1000.0 if mw is not None else None  # NVML reports milliwatts
 
     def energy_mj(self) -> float:
         return self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._h)
@@ -123,36 +114,41 @@ class NvmlDevice:
         )
 
 
+def _simulated_method(scenario: str) -> str:
+    return (f"SIMULATED device, not a measurement: lem's simulated NVML driver (lem_runner.simgpu, scenario "
+            f"{scenario}) under the real pynvml; ")
+
+
 class NvmlEnergySource(CounterEnergySource):
-    """Reads the NVML energy counter of each device the run uses; ``is_available`` opens them and says why not."""
+    """Reads the NVML energy counter of each device the run uses; ``is_available`` opens them and says why not. On
+    the simulated device (LEM_SIMULATED_GPU) its name is ``simgpu_nvml_counter`` and its method says so."""
 
     def __init__(self, devices: list[int], sample_hz: float = 10.0) -> None:
-        super().__init__([], name="nvml_counter", method=METHOD, sample_hz=sample_hz)
+        scenario = nvml.simulated()
+        super().__init__([], name=nvml.SIMULATED_SOURCE if scenario else "nvml_counter", method=METHOD,
+                         sample_hz=sample_hz)
         self.device_indices = devices
         self.unavailable_reason: str | None = None
+        self._prefix = _simulated_method(scenario) if scenario else ""
 
     def is_available(self) -> bool:
         if self.devices:
             return True
         try:
-            import pynvml
-        except ImportError:
-            self.unavailable_reason = "nvidia-ml-py (pynvml) is not installed"
-            return False
-        try:
-            pynvml.nvmlInit()
-        except pynvml.NVMLError as exc:
-            self.unavailable_reason = f"NVML unavailable: {exc}"
+            pynvml = nvml.init()
+        except nvml.NvmlUnavailable as exc:
+            self.unavailable_reason = str(exc)
             return False
         try:
             self.devices = [NvmlDevice(pynvml, d) for d in _visible_device_ids(self.device_indices)]
             sources = sorted({d.power_source for d in self.devices})
-            self.method = (f"{METHOD}; cross-check and timeseries power: "
+            self.method = (f"{self._prefix}{METHOD}; cross-check and timeseries power: "
                            + " / ".join({"instant": "instantaneous (NVML_FI_DEV_POWER_INSTANT)",
                                          "averaged": "1 s average (nvmlDeviceGetPowerUsage)"}[s] for s in sources))
         except (pynvml.NVMLError, ValueError) as exc:
             self.unavailable_reason = f"NVML energy counter not readable: {exc}"
             self.devices = []
+            nvml.shutdown(pynvml)
             return False
         return True
 

@@ -8,8 +8,10 @@ import socket
 import sys
 
 from lem_runner import __version__
+from lem_runner.contract import nvml
 from lem_runner.contract.environment import EnvironmentInfo, GPUInfo, SchedulerAllocation
-from lem_runner.energy.nvml import _visible_device_ids, or_none
+from lem_runner.contract.nvml import or_none
+from lem_runner.energy.nvml import _visible_device_ids
 
 
 def _cpu_model() -> str | None:
@@ -27,20 +29,21 @@ def _gpus(devices: list[int], indices: list[int] | None = None) -> tuple[list[GP
     """The GPUs this process numbers ``devices`` (through CUDA_VISIBLE_DEVICES, UUIDs once the runner bound them),
     recorded under ``indices`` (the config's numbers) when given."""
     try:
-        import pynvml
-
-        pynvml.nvmlInit()
-    except Exception:  # no NVML here: no GPU record, which the energy section explains
+        with nvml.session() as pynvml:
+            return _read_gpus(pynvml, devices, indices), or_none(pynvml.nvmlSystemGetDriverVersion)
+    except nvml.NvmlUnavailable:  # no NVML here: no GPU record, which the energy section explains
         return [], None
-    gpus = []
+
+
+def _read_gpus(pynvml, devices: list[int], indices: list[int] | None) -> list[GPUInfo]:
+    gpus: list[GPUInfo] = []
     try:
         entries = _visible_device_ids(devices)
     except ValueError:
-        return [], or_none(pynvml.nvmlSystemGetDriverVersion)
+        return gpus
     for pos, (idx, entry) in enumerate(zip(devices, entries)):
         try:
-            h = (pynvml.nvmlDeviceGetHandleByIndex(int(entry)) if entry.isdigit()
-                 else pynvml.nvmlDeviceGetHandleByUUID(entry))
+            h = nvml.handle(pynvml, entry)
         except pynvml.NVMLError:
             continue
         if indices is not None and pos < len(indices):
@@ -58,17 +61,16 @@ def _gpus(devices: list[int], indices: list[int] | None = None) -> tuple[list[GP
                 max_sm_clock_mhz=or_none(pynvml.nvmlDeviceGetMaxClockInfo, h, pynvml.NVML_CLOCK_SM),
                 max_memory_clock_mhz=or_none(pynvml.nvmlDeviceGetMaxClockInfo, h, pynvml.NVML_CLOCK_MEM),
                 sm_clock_mhz=or_none(pynvml.nvmlDeviceGetClockInfo, h, pynvml.NVML_CLOCK_SM),
-                pci_bus_id=or_none(lambda x: pynvml.nvmlDeviceGetPciInfo(x).busId, h),
+                pci_bus_id=or_none(lambda x: nvml.text(pynvml.nvmlDeviceGetPciInfo(x).busId), h),
             )
         )
-    return gpus, or_none(pynvml.nvmlSystemGetDriverVersion)
+    return gpus
 
 
 def _cuda_driver_version() -> str | None:
     try:
-        import pynvml
-
-        version = pynvml.nvmlSystemGetCudaDriverVersion()
+        with nvml.session() as pynvml:
+            version = pynvml.nvmlSystemGetCudaDriverVersion()
     except Exception:  # no NVML: the GPU section is empty and the energy section says why
         return None
     return f"{version // 1000}.{version % 1000 // 10}"
@@ -130,4 +132,5 @@ def collect_environment(
         in_container=os.path.exists("/.dockerenv") or image is not None,
         image=image,
         allocation=slurm_allocation(),
+        simulated_gpu=nvml.simulated() if uses_gpu else None,
     )

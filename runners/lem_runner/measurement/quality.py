@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lem_runner.contract.nvml import SIMULATED_SOURCE
 from lem_runner.contract.result import WindowFigures
 from lem_runner.energy.base import EnergyReading
 from lem_runner.energy.device import THROTTLE_MASK, throttle_names
@@ -30,6 +31,10 @@ def quality_flags(reading: EnergyReading, window_s: float, rel_diff: float | Non
                   prefill_spans: list[tuple[float, float]] = (), decode_spans: list[tuple[float, float]] = (),
                   headline: WindowFigures | None = None) -> list[Flag]:
     flags: list[Flag] = []
+    if reading.source == SIMULATED_SOURCE:
+        flags.append(Flag("simulated_device", "energy, power and GPU state come from lem's SIMULATED GPU "
+                                              "(LEM_SIMULATED_GPU, lem_runner.simgpu), not from hardware: not a "
+                                              "measurement"))
     if reading.total_j is None:
         return flags
     resolution = reading.resolution_s()
