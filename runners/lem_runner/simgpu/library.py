@@ -449,7 +449,7 @@ class SimulatedNvmlLibrary:
             return INVALID_ARGUMENT
         return _put_array(count, clocks, list(model.spec.supported_sm_clocks))
 
-    def _lock(self, handle, function: str, lo: int, hi: int, supported, key: str) -> int:
+    def _lock_clocks(self, handle, function: str, lo: int, hi: int, supported, key: str) -> int:
         ret, model = self._setter(handle, function)
         if ret:
             return ret
@@ -461,12 +461,12 @@ class SimulatedNvmlLibrary:
 
     @_export("nvmlDeviceSetGpuLockedClocks", args=(_P, c_uint, c_uint))
     def _set_locked_sm(self, handle, lo, hi):
-        return self._lock(handle, "nvmlDeviceSetGpuLockedClocks", lo, hi, lambda s: s.supported_sm_clocks,
+        return self._lock_clocks(handle, "nvmlDeviceSetGpuLockedClocks", lo, hi, lambda s: s.supported_sm_clocks,
                           "locked_sm_clocks")
 
     @_export("nvmlDeviceSetMemoryLockedClocks", args=(_P, c_uint, c_uint))
     def _set_locked_mem(self, handle, lo, hi):
-        return self._lock(handle, "nvmlDeviceSetMemoryLockedClocks", lo, hi, lambda s: s.memory_clocks_mhz,
+        return self._lock_clocks(handle, "nvmlDeviceSetMemoryLockedClocks", lo, hi, lambda s: s.memory_clocks_mhz,
                           "locked_memory_clocks")
 
     @_export("nvmlDeviceResetGpuLockedClocks", args=(_P,))
