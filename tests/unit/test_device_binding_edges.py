@@ -52,3 +52,26 @@ def test_a_cuda_gpu_other_than_the_measured_one_is_refused_with_the_whole_reason
         check_cuda_sees(b, ["aaaa-0"])
     assert str(info.value) == ("devices: cuda:0 is GPU aaaa-0, but NVML measures GPU-bbbb-1 for it; the engine would "
                                "run on a GPU other than the one measured")
+
+
+def test_the_real_nvml_lookup_binds_by_pci_order_and_cuda_then_sees_the_same_gpus(tmp_path, monkeypatch):
+    """On the simulated host (tests/simgpu.py: NVML numbers A, B, C; CUDA's FASTEST_FIRST numbers C, A, B), device 1
+    is B: the binding names NVML index 1, and CUDA under that binding sees B — while CUDA left alone calls C cuda:0."""
+    from lem_runner.devices import NvmlLookup, torch_cuda_uuids
+    from simgpu import UUIDS, sim_env, three_gpus, write_scenario
+
+    for k, v in sim_env(write_scenario(tmp_path / "sim", three_gpus())).items():
+        monkeypatch.setenv(k, v)
+    for var in ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER"):
+        monkeypatch.delenv(var, raising=False)
+    lookup = NvmlLookup.open()
+    assert lookup is not None
+    assert lookup.identify("1") == (1, UUIDS[1]) and lookup.identify(UUIDS[2]) == (2, UUIDS[2])
+    with pytest.raises(LookupError):
+        lookup.identify("7")
+    assert torch_cuda_uuids()[0] == UUIDS[2].removeprefix("GPU-")  # unbound, cuda:0 is the fastest card, C
+    b = bind_devices([1], {}, lookup)
+    assert b.environment == {"CUDA_VISIBLE_DEVICES": "1", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"} and b.uuids == [UUIDS[1]]
+    for k, v in b.environment.items():
+        monkeypatch.setenv(k, v)
+    check_cuda_sees(b, torch_cuda_uuids())  # the engine's cuda:0 is the measured GPU
