@@ -15,6 +15,7 @@ from lem_runner.contract.fingerprint import measurement_config_hash
 from lem_runner.contract.protocol import RunRequest
 from lem_runner.contract.result import ExperimentResult, FlopsResult, RunTotals, WindowFigures
 from lem_runner.energy.base import EnergyReading
+from lem_runner.energy.select import measures_gpu
 from lem_runner.energy.timeseries import FILE_NAME as TIMESERIES_FILE
 from lem_runner.energy.timeseries import write_timeseries
 from lem_runner.energy.tracker import integrate_power
@@ -185,7 +186,7 @@ def assemble_result(request: RunRequest, obs: Observation, environment: Environm
         latency_method=loaded.latency_method,
         energy=energy_result(reading, obs.selected_because, baseline, baseline_reason, head, head_per_device,
                              integrated, rel_diff, n_samples, timeseries,
-                             cfg.devices if loaded.device_kind == "cuda" else None),
+                             cfg.devices if measures_gpu(cfg, loaded.device_kind) else None),
         model_load_s=obs.load_s,
         warmup=warmup,
         batch_size=cfg.spec.applied_batch(cfg.section, loaded.details),
