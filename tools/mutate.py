@@ -50,6 +50,24 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                      "test_continuous_batching_timing.py", "test_measure_loop.py"]),
 }
 
+#: the breaks issue 25 names (and the other unit conversions), with the tests seen failing on each
+BREAKS = [
+    ("`runners/lem_runner/__main__.py`: the `os.environ.update(binding.environment)` line removed (the engine no "
+     "longer bound to the measured GPU)",
+     "`tests/integration/test_simulated_gpu.py::test_offline_run_on_gpu_1_measures_it_within_1_percent_and_binds_"
+     "the_engine_to_it`"),
+    ("`controller/llenergymeasure/gpustate/device.py`: mW→W in `power_limit_w` (`/ 100.0`), in "
+     "`power_limit_range_w` (max left in mW), W→mW in `set_power_limit_w` (no `* 1000`)",
+     "`tests/unit/test_gpustate_nvml.py` (6, 2 and 2 of its tests)"),
+    ("`runners/lem_runner/energy/nvml.py`: mW→W of the sampled power (`/ 100.0`), of the power limit in `sample` "
+     "(`* 1000.0`) and in `idle_state` (`/ 1001.0`); bytes→MiB of memory used (`2**21`)",
+     "`tests/unit/test_nvml_units.py` (4, 2, 2 and 2 of its tests)"),
+    ("`runners/lem_runner/energy/counter.py`: the counter's mJ→J (`delta / 100.0`)",
+     "`tests/unit/test_energy_counter.py`, `tests/unit/test_nvml_units.py` (13 tests)"),
+    ("`runners/lem_runner/energy/tracker.py`: the idle baseline's J-per-step→W (`* step`), and devices' powers summed "
+     "per instant (offset by one)", "`tests/unit/test_energy_baseline_spread.py`"),
+]
+
 _PYPROJECT = """\
 [tool.pytest.ini_options]
 markers = {markers}
@@ -171,6 +189,11 @@ def report(runs: list[dict], commit: str) -> str:
         lines.append(f"| **{run['group']}** ({run['seconds']} s{cap}) | {sum(total.values())} | {total['killed']} | "
                      f"{total['survived']} | {total['no tests']} | {total['timeout']} | {total['not checked']} | "
                      f"**{_rate(total)}** |")
+    lines += ["", "## Hand-made breaks that `make test` must catch", "",
+              "Each was applied by hand to the code and the tests named were seen failing (2026-12-07); the mutants "
+              "above cover the same lines.", "",
+              "| break | tests that fail |", "|---|---|"]
+    lines += [f"| {what} | {tests} |" for what, tests in BREAKS]
     lines += ["", "Tests per group:", ""]
     lines += [f"- {r['group']}: " + ", ".join(f"`{Path(t).name}`" for t in r["tests"])
               + (f" — error: {r['error']}" if r["error"] else "") for r in runs]
