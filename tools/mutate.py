@@ -220,8 +220,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=2, help="mutants run at once")
     ap.add_argument("--report", type=Path, default=ROOT / "docs" / "mutation.md")
     ap.add_argument("--json", type=Path, default=STAGE / "results.json", help="every mutant's status, as JSON")
+    ap.add_argument("--report-only", action="store_true",
+                    help="rewrite the report from the last run's --json (after judging survivors anew)")
     args = ap.parse_args(argv)
     groups = args.group or list(GROUPS)
+    if args.report_only:
+        runs = json.loads(args.json.read_text())
+        args.report.write_text(report(runs, runs[0].get("commit", "unknown") if runs else "unknown"))
+        print(f"mutate: report written to {args.report}")
+        return 0
     STAGE.mkdir(exist_ok=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip() or "unknown"
@@ -233,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"mutate: {group} (cap {share:.0f} s; log .mutate/mutmut.log)", flush=True)
             log.write(f"\n===== {group}\n")
             log.flush()
-            runs.append(run_group(group, max(share, 30.0), args.jobs, log))
+            runs.append({**run_group(group, max(share, 30.0), args.jobs, log), "commit": commit})
             r = runs[-1]
             c = Counter(m["status"] for m in r["mutants"])
             print(f"mutate: {group}: {dict(c)} in {r['seconds']} s" + (" (capped)" if r["capped"] else ""),
