@@ -222,11 +222,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=STAGE / "results.json", help="every mutant's status, as JSON")
     ap.add_argument("--report-only", action="store_true",
                     help="rewrite the report from the last run's --json (after judging survivors anew)")
+    ap.add_argument("--commit", help="--report-only: the commit the run was staged from, when its JSON lacks it")
     args = ap.parse_args(argv)
     groups = args.group or list(GROUPS)
     if args.report_only:
         runs = json.loads(args.json.read_text())
-        args.report.write_text(report(runs, runs[0].get("commit", "unknown") if runs else "unknown"))
+        args.report.write_text(report(runs, args.commit or (runs[0].get("commit", "unknown") if runs else "unknown")))
         print(f"mutate: report written to {args.report}")
         return 0
     STAGE.mkdir(exist_ok=True)
