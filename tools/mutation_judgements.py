@@ -10,7 +10,7 @@ import re
 
 #: lines that hold a message or a description, not a value (source names, config keys and dict keys are values)
 _MESSAGE = (r"(raise |Error\(|errors\.append|warnings\.append|unavailable_reason = |spread = |method=f?\"|"
-            r"NullEnergySource\(|_chosen\(|notify\(|^\"[^\"]* [^\"]*\"\)?$|^f\"[^\"]* [^\"]*\"\)?$)")
+            r"NullEnergySource\(|_chosen\(|notify\(|done\.append\(|return (None, )?f?\"|^\"[^\"]* [^\"]*\"\)?$|^f\"[^\"]* [^\"]*\"\)?$)")
 
 #: (glob over the mutant name, regex the removed line matches, regex the added line matches, reason)
 RULES: list[tuple[str, str, str, str]] = [
