@@ -48,7 +48,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "measurement": (["src/lem_runner/measurement/*"],
                     ["test_measurement.py", "test_measurement_method.py", "test_energy_counter.py",
                      "test_energy_spans.py", "test_operating_point_observed.py", "test_moe_flops.py",
-                     "test_continuous_batching_timing.py", "test_measure_loop.py"]),
+                     "test_continuous_batching_timing.py", "test_measure_loop.py", "test_measurement_edges.py"]),
 }
 
 #: the breaks issue 25 names (and the other unit conversions), with the tests seen failing on each
