@@ -97,7 +97,7 @@ max_output_tokens: 4
 force_output_length: true
 devices: [0, 2]
 energy: {{baseline: {{mode: cached, duration_s: 2, spot_check_s: 2, drift_tolerance: 0.1}}}}
-pytorch: {{batch_size: 4}}
+pytorch: {{batch_size: 4, device_map: sequential}}
 """)
 
 

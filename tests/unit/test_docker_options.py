@@ -156,3 +156,13 @@ def test_a_docker_launcher_contacts_the_engine_only_when_used(no_engine):
     launcher = DockerLauncher(image="img")  # constructing needs no engine...
     with pytest.raises(SetupError, match="no Docker engine answers"):
         launcher.client  # noqa: B018 - ...the first use does, and says what is wrong
+
+
+def test_the_simulated_gpu_reaches_the_container_with_its_state_and_no_gpu(tmp_path, monkeypatch, simulated_gpu):
+    scenario = simulated_gpu()
+    monkeypatch.setenv("LEM_SIMULATED_GPU", str(scenario))
+    options = container_options(_spec(tmp_path), "img", use_gpu=False, token_file=None)
+    assert options["environment"]["LEM_SIMULATED_GPU"] == str(scenario.resolve())
+    folder = str(scenario.resolve().parent)  # the scenario and its state file, at their host paths, writable
+    assert _binds(options)[folder] == (folder, "rw")
+    assert "device_requests" not in options and options["privileged"] is False

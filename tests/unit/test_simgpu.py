@@ -248,3 +248,17 @@ def test_a_bad_scenario_is_one_line_naming_the_file(tmp_path, monkeypatch):
     finally:
         monkeypatch.delenv(nvml.SIMULATED_ENV)
         nvml.load()
+
+
+def test_the_environment_record_describes_the_simulated_gpu_and_says_it_is_simulated(sim, monkeypatch):
+    from lem_runner.measurement.environment import collect_environment
+
+    _, path = sim()
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    env = collect_environment({}, [1], True, None, None)
+    (gpu,) = env.gpus
+    assert (gpu.index, gpu.uuid, gpu.name, gpu.pci_bus_id) == (1, UUIDS[1], "Simulated H100 B", BUS_IDS[1])
+    assert gpu.power_limit_w == 700.0 and gpu.memory_total_mib == 81559 and gpu.compute_capability == "9.0"
+    assert gpu.max_sm_clock_mhz == 1980 and gpu.persistence_mode is True and gpu.mig_mode is False
+    assert (env.driver_version, env.cuda_driver_version) == ("550.90.07", "12.4")
+    assert env.simulated_gpu == str(path)

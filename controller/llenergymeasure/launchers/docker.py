@@ -20,7 +20,7 @@ from pathlib import Path
 import docker.errors
 import docker.types
 import requests.exceptions
-from lem_runner.contract import REQUEST_FILE, RunRequest
+from lem_runner.contract import REQUEST_FILE, RunRequest, nvml
 from lem_runner.contract.atomic import atomic_write_text, current_umask
 
 from llenergymeasure import __version__
@@ -81,6 +81,7 @@ def container_options(spec: LaunchSpec, image: str, use_gpu: bool, token_file: P
     if token_file is not None:
         volumes[str(token_file)] = {"bind": TOKEN_MOUNT, "mode": "ro"}
         environment["HF_TOKEN_PATH"] = TOKEN_MOUNT
+    volumes.update(simulated_gpu_mounts(environment))
     options = {
         "image": image,
         "command": ["--config", f"{EXCHANGE_MOUNT}/{REQUEST_FILE}", "--out", EXCHANGE_MOUNT],
@@ -110,6 +111,17 @@ def container_options(spec: LaunchSpec, image: str, use_gpu: bool, token_file: P
                                        capabilities=[["gpu"]])
         ]
     return options
+
+
+def simulated_gpu_mounts(environment: dict[str, str]) -> dict[str, dict]:
+    """On the simulated GPU (LEM_SIMULATED_GPU), the container gets the same scenario and state: the variable is passed
+    on and the folders of the scenario and its state file are bound at their host paths (read-write: the state file
+    is how settings persist, as on a real GPU). Nothing when the variable is unset."""
+    files = nvml.simulated_files()
+    if not files:
+        return {}
+    environment[nvml.SIMULATED_ENV] = files[0]
+    return {f: {"bind": f, "mode": "rw"} for f in sorted({str(Path(p).parent) for p in files})}
 
 
 def _lines(chunks: Iterator[bytes]) -> Iterator[str]:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from lem_runner.contract.atomic import atomic_write_text
 from lem_runner.contract.config import CarbonConfig
+from lem_runner.contract.nvml import SIMULATED_SOURCE
 
 from llenergymeasure.errors import ConfigError
 from llenergymeasure.render.compare import METRIC_LABELS, format_value
@@ -125,6 +126,10 @@ def _method(ok: Sequence[Experiment], carbon: CarbonConfig | None) -> str:
         + ". Null when energy is null; never estimated from TDP.",
         "Full definitions: docs/method.md in the lem repository.",
     ]
+    simulated = sum(e.result.energy.source == SIMULATED_SOURCE for e in ok)  # type: ignore[union-attr]
+    if simulated:
+        items.insert(0, f"SIMULATED GPU: {simulated} of {len(ok)} runs took their energy from lem's simulated NVML "
+                        "device (LEM_SIMULATED_GPU), not from hardware; their figures are not measurements.")
     return "<ul>" + "".join(f"<li>{_e(i)}</li>" for i in items) + "</ul>"
 
 

@@ -30,6 +30,21 @@ def simulated(environ=None) -> str | None:
     return value or None
 
 
+def simulated_files(environ=None) -> list[str]:
+    """The simulated-GPU scenario (absolute) and its state file, for a container to be given; [] on real GPUs. A
+    scenario that cannot be read gives itself alone (the runner then reports why NVML is unavailable)."""
+    scenario = simulated(environ)
+    if scenario is None:
+        return []
+    path = os.path.realpath(scenario)
+    from lem_runner.simgpu.scenario import ScenarioError, load_scenario
+
+    try:
+        return [path, os.path.realpath(load_scenario(path).state_file)]
+    except ScenarioError:
+        return [path]
+
+
 def load():
     """pynvml, talking to the simulated driver when ``LEM_SIMULATED_GPU`` is set and to the real one otherwise."""
     try:
