@@ -154,3 +154,10 @@ def test_process_start_reads_field_22_even_when_the_name_holds_a_paren(tmp_path)
     finally:
         child.kill()
         child.wait()
+
+
+def test_the_fake_gpu_keeps_the_gpu_control_contract(tmp_path):
+    """The same contract the real NvmlGpu is held to on the simulated GPU (tests/unit/test_gpustate_nvml.py)."""
+    from device_contract import assert_gpu_control_contract
+
+    assert_gpu_control_contract(FakeGpu(tmp_path / "state" / "gpu-0.json"))

@@ -126,3 +126,9 @@ def test_no_permission_stops_with_one_setup_error_and_nothing_changed(tmp_path, 
     assert str(info.value).startswith("gpu.power_limit_w: NVML refused the change (")
     assert "need root" in str(info.value) and str(info.value).endswith("nothing was changed")
     assert _gpu("0").power_limit_w() == 700.0 and host_journals(tmp_path / "locks") == []
+
+
+def test_the_real_nvml_gpu_keeps_the_gpu_control_contract(sim):
+    from device_contract import assert_gpu_control_contract
+
+    assert_gpu_control_contract(_gpu("1"))
