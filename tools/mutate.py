@@ -236,10 +236,11 @@ def main(argv: list[str] | None = None) -> int:
                             text=True).stdout.strip() or "unknown"
     deadline = time.monotonic() + args.budget_s
     runs = []
-    with open(STAGE / "mutmut.log", "w") as log:
+    log_name = f"mutmut-{'-'.join(args.group)}.log" if args.group else "mutmut.log"
+    with open(STAGE / log_name, "w") as log:
         for i, group in enumerate(groups):
             share = (deadline - time.monotonic()) / (len(groups) - i)
-            print(f"mutate: {group} (cap {share:.0f} s; log .mutate/mutmut.log)", flush=True)
+            print(f"mutate: {group} (cap {share:.0f} s; log .mutate/{log_name})", flush=True)
             log.write(f"\n===== {group}\n")
             log.flush()
             runs.append({**run_group(group, max(share, 30.0), args.jobs, log), "commit": commit})
