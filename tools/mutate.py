@@ -187,6 +187,7 @@ def report(runs: list[dict], commit: str) -> str:
                          f"{c['timeout']} | {c['not checked']} | {_rate(c)} |")
         total = sum((Counter(m["status"] for m in run["mutants"]),), Counter())
         cap = ", **capped** (not all mutants tried)" if run["capped"] else ""
+        cap += f", code of `{run['commit']}`" if run.get("commit") else ""
         lines.append(f"| **{run['group']}** ({run['seconds']} s{cap}) | {sum(total.values())} | {total['killed']} | "
                      f"{total['survived']} | {total['no tests']} | {total['timeout']} | {total['not checked']} | "
                      f"**{_rate(total)}** |")
