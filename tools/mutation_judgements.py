@@ -18,6 +18,13 @@ RULES: list[tuple[str, str, str, str]] = [
      "the file's text is ASCII (sysfs numbers, lem's own JSON): any encoding Python accepts reads it the same"),
     ("*", r"Thread\(.*name=", r'name=(None|"XX|"LEM-)|Thread\(target=self\._run, daemon',
      "the sampler thread's name appears in no figure or file; only in a debugger's thread list"),
+    ("llenergymeasure.gpustate.device.*", r'self\._call\("nvml',
+     r'self\._call\((None|"XX|"nvml[a-z]+"|"NVML[A-Z]+")',
+     "the NVML function's name only labels the GpuStateError's message (\"NVML <name> on GPU <id>: ...\"); what is "
+     "called is the function object beside it"),
+    ("llenergymeasure.gpustate.device.x_open_nvml*", r"pynvml = nvml\.init\(\)|return NvmlGpu\(gpu_id, pynvml\)",
+     r"pynvml = None|NvmlGpu\(gpu_id, (None)?\)",
+     "equivalent: NvmlGpu loads NVML itself (nvml.init) when handed none, raising the same GpuStateError"),
     ("*", r"daemon=True", r"daemon=(None|False)\)|name=\"lem-power-sampler\", \)",
      "stop_tracking always joins the sampler thread, so whether the interpreter would wait for it at exit never "
      "comes into play on a path that reports energy"),
