@@ -262,3 +262,20 @@ def test_the_environment_record_describes_the_simulated_gpu_and_says_it_is_simul
     assert gpu.max_sm_clock_mhz == 1980 and gpu.persistence_mode is True and gpu.mig_mode is False
     assert (env.driver_version, env.cuda_driver_version) == ("550.90.07", "12.4")
     assert env.simulated_gpu == str(path)
+
+
+def test_application_clocks_accept_only_supported_values_and_a_yaml_scenario_reads_as_json(sim, tmp_path):
+    yaml = pytest.importorskip("yaml")
+    doc = three_gpus()
+    n, path = sim(doc)
+    h = n.nvmlDeviceGetHandleByIndex(0)
+    with pytest.raises(n.NVMLError_InvalidArgument):
+        n.nvmlDeviceSetApplicationsClocks(h, 2619, 1981)  # not a supported SM clock
+    n.nvmlDeviceSetApplicationsClocks(h, 2619, 1410)
+    assert n.nvmlDeviceGetApplicationsClock(h, n.NVML_CLOCK_SM) == 1410
+    assert n.nvmlDeviceGetCurrentClocksEventReasons(h) & n.nvmlClocksEventReasonApplicationsClocksSetting
+    n.nvmlDeviceResetApplicationsClocks(h)
+    assert n.nvmlDeviceGetApplicationsClock(h, n.NVML_CLOCK_SM) == 1980
+    as_yaml = tmp_path / "scenario.yaml"
+    as_yaml.write_text(yaml.safe_dump(doc))
+    assert load_scenario(as_yaml).devices == load_scenario(path).devices

@@ -63,7 +63,7 @@ class NvmlGpu:
             try:
                 pynvml = nvml.init()
             except nvml.NvmlUnavailable as exc:
-                raise GpuStateError(str(exc)) from None
+                raise GpuStateError(f"cannot open GPU {gpu_id} through NVML: {exc}") from None
         self._n = pynvml
         self.id = gpu_id
         try:
@@ -141,5 +141,5 @@ def open_nvml(gpu_id: str) -> GpuControl:
     try:
         pynvml = nvml.init()
     except nvml.NvmlUnavailable as exc:
-        raise GpuStateError(str(exc)) from None
+        raise GpuStateError(f"cannot open GPU {gpu_id} through NVML: {exc}") from None
     return NvmlGpu(gpu_id, pynvml)
