@@ -76,8 +76,8 @@ def test_without_nvml_a_gpu_section_is_a_setup_error(tmp_path, lock_dir, config)
     with use_policy(LockPolicy(enabled=False)), pytest.raises(SetupError) as err:
         execute_experiment(config, output=tmp_path / "r", launcher=launcher)
     assert err.value.exit_code == 3 and "\n" not in str(err.value)
-    # NVML itself is missing here: the access module (lem_runner.contract.nvml) says so before any GPU is opened
-    assert str(err.value).startswith("gpu: setting the operating point needs NVML on the host: NVML unavailable: ")
+    assert str(err.value).startswith("gpu: setting the operating point needs NVML on the host: cannot open GPU 0 "
+                                     "through NVML: ")
     assert launcher.specs == []
 
 
