@@ -44,8 +44,9 @@ def judge(mutant: dict) -> str | None:
     if name.startswith(_EXCLUDED):
         return None
     removed, added = _changed(mutant.get("diff", ""), "-"), _changed(mutant.get("diff", ""), "+")
-    if any(_CONVERSION.search(ln) for ln in removed + added):
-        return None
+    if sorted(c for ln in removed for c in _CONVERSION.findall(ln)) != \
+            sorted(c for ln in added for c in _CONVERSION.findall(ln)):
+        return None  # the mutant touches a conversion: a test must kill it
     pairs = list(zip(removed, added))
     if any(re.search(_MESSAGE, r) for r in removed):
         if any(a != r and (a.replace('"XX', '"').replace('XX"', '"') == r or re.fullmatch(r"raise \w+\(None\)", a))

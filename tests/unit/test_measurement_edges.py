@@ -41,3 +41,17 @@ def test_coefficient_of_variation_is_sample_stdev_over_mean(values, cv):
 @pytest.mark.parametrize("values", [[5.0], [], [0.0, 0.0], [-1.0, 1.0]])
 def test_no_coefficient_of_variation_without_two_values_or_a_positive_mean(values):
     assert coefficient_of_variation(values) is None
+
+
+def test_flag_messages_state_their_durations_in_milliseconds():
+    """Seconds in the reading, milliseconds in the message: a 30 ms prefill against the series' resolution (100 power
+    samples over the 10 s window: 10 s / 99 intervals = 101 ms), and a 0.5 s window against a 100 ms counter
+    period."""
+    from lem_runner.measurement.quality import quality_flags
+    from test_measurement_method import _reading
+
+    (flag,) = [f for f in quality_flags(_reading(), 10.0, 0.0, [(0.0, 0.03)]) if f.code == "phase_resolution"]
+    assert flag.message.startswith("prefill spans average 30 ms, under the 101 ms the energy series resolves")
+    short = _reading(duration_s=0.5, t_end=0.5)
+    (flag,) = [f for f in quality_flags(short, 0.5, 0.0) if f.code == "short_window"]
+    assert flag.message.startswith("measurement window 0.50 s is short; the counter updates every 100 ms:")
