@@ -204,8 +204,9 @@ def report(runs: list[dict], commit: str) -> str:
               "Each with the judgement made by hand (tools/mutation_judgements.py); *unjudged* ones are open. "
               "Survivors in unit conversions or device binding are never judged harmless: a test kills them.", ""]
     for m, why in judged:
-        lines += [f"### `{m['mutant']}` — {m['status']}", "", f"Judgement: {why or '*unjudged*'}", "",
-                  "```diff", m["diff"].strip(), "```", ""]
+        changed = [ln for ln in m["diff"].splitlines() if ln[:1] in "+-" and ln[:3] not in ("+++", "---")]
+        lines += [f"- `{m['mutant']}` ({m['status']}): {why or '*unjudged*'}", "  ```diff",
+                  *(f"  {ln}" for ln in changed), "  ```"]
     no_tests = [m for m in survivors if m["status"] == "no tests"]
     if no_tests:
         lines += ["## Functions no listed unit test runs", ""]
