@@ -19,7 +19,7 @@ export TESTCONTAINERS_RYUK_DISABLED := true
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 QUIET_PIP := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 
-.PHONY: help venv demo demo-isolated demo-stacks test test-local test-gpu test-slow bench docker-up docker-down slurm-up slurm-down base-image images chromium lint clean
+.PHONY: help venv demo demo-isolated demo-stacks test test-local test-gpu test-slow mutate gpu-check bench docker-up docker-down slurm-up slurm-down base-image images chromium lint clean
 
 help:
 	@echo "make demo           measure the embedded default model (SmolLM2-135M) with lem run"
@@ -29,6 +29,8 @@ help:
 	@echo "make test-local     tests that need no Docker engine"
 	@echo "make test-gpu       GPU-marked tests (on a machine with an NVIDIA GPU)"
 	@echo "make test-slow      tests that take many minutes here (torch.compile for real); not part of make test"
+	@echo "make mutate         mutation testing (mutmut) of the energy, devices, GPU-state and measurement code; writes docs/mutation.md"
+	@echo "make gpu-check      the GPU acceptance check on a lent GPU machine (no venv needed there); figures under \$$OUT"
 	@echo "make slurm-up       a single-node Slurm cluster (munge, MariaDB, slurmdbd, slurmctld, slurmd, 2 fake GPUs); needs root"
 	@echo "make slurm-down     stop what slurm-up started"
 	@echo "make images         build the CPU PyTorch runner image"
@@ -66,6 +68,15 @@ test-gpu: venv
 
 test-slow: venv
 	$(BIN)/pytest -m slow
+
+# Each group of modules against the unit tests that cover it, capped (MUTATE_BUDGET_S for all groups together).
+MUTATE_BUDGET_S ?= 1800
+mutate: venv
+	$(BIN)/python tools/mutate.py --budget-s $(MUTATE_BUDGET_S) $(MUTATE_ARGS)
+
+# On a lent GPU machine: gpu-marked tests, bench/gpu.py, the power-limit sweep, vLLM when it imports (README, GPU).
+gpu-check:
+	bash bench/gpu_check.sh $(GPU_CHECK_ARGS)
 
 bench: venv docker-up base-image slurm-up
 	$(BIN)/python bench/isolation.py

@@ -26,6 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from lem_runner.backends.pytorch.backend import PyTorchBackend  # noqa: E402
 from lem_runner.contract import ExperimentConfig, RunRequest  # noqa: E402
@@ -33,6 +34,7 @@ from lem_runner.energy import NvmlEnergySource, select_energy_source  # noqa: E4
 from lem_runner.measure import run_measurement  # noqa: E402
 from lem_runner.measurement.environment import collect_environment  # noqa: E402
 from lem_runner.prompts import load_prompts  # noqa: E402
+from provenance import provenance  # noqa: E402
 
 #: a TinyLlama-1.1B-shaped decoder; weights are random (synthetic_weights), so nothing is downloaded
 LLAMA_1B = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 2048,
@@ -306,7 +308,7 @@ def main() -> int:
             sweep = clock_sweep(synthetic_model_dir(Path(tmp)), Path(tmp))
         args.out.mkdir(parents=True, exist_ok=True)
         path = args.out / f"gpu-clocks-{datetime.now():%Y%m%d-%H%M%S}.json"
-        path.write_text(json.dumps({"date": datetime.now().isoformat(timespec="seconds"),
+        path.write_text(json.dumps({"date": datetime.now().isoformat(timespec="seconds"), "provenance": provenance(),
                                     "gpu": torch.cuda.get_device_name(0), "clock_sweep": sweep}, indent=2))
         print(f"clock sweep: {sweep.get('error') or 'done'}; wrote {path}")
         return 0
@@ -317,7 +319,7 @@ def main() -> int:
     if args.kernel_only:
         args.out.mkdir(parents=True, exist_ok=True)
         path = args.out / f"gpu-kernel-{datetime.now():%Y%m%d-%H%M%S}.json"
-        path.write_text(json.dumps({"date": datetime.now().isoformat(timespec="seconds"),
+        path.write_text(json.dumps({"date": datetime.now().isoformat(timespec="seconds"), "provenance": provenance(),
                                     "gpu": torch.cuda.get_device_name(0), "kernel_pairs": kernels,
                                     "kernel_measured_vs_unmeasured_median_ratio": kernel_ratio}, indent=2))
         print(f"wrote {path}")
@@ -340,7 +342,7 @@ def main() -> int:
     worst = max(abs(r["counter_vs_integrated_rel_diff"]) for r in runs)
     sampler_cpu = max(r["sampler_cpu_s"] / r["window_s"] for r in runs)
     summary = {
-        "date": datetime.now().isoformat(timespec="seconds"), "gpu": torch.cuda.get_device_name(0),
+        "date": datetime.now().isoformat(timespec="seconds"), "provenance": provenance(), "gpu": torch.cuda.get_device_name(0),
         "model": "Llama 1.1B shape (TinyLlama), synthetic random weights, bf16, batch 32, 128 in / 128 out tokens",
         "probe": probe, "runs": runs, "pairs": pairs, "kernel_pairs": kernels, "clock_sweep": sweep,
         "kernel_measured_vs_unmeasured_median_ratio": kernel_ratio,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from provenance import describe
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 
@@ -249,10 +251,89 @@ def _clock_sweep_rows(gpu) -> list[str]:
         rows.append(f"| GPU: SM clock locked at {row['sm_clock_mhz']} MHz | `python bench/gpu.py --clock-sweep-only` | "
                     f"{row['j_per_token']:.4f} J/token, {row['tokens_per_second']:.0f} tok/s (SM clock seen in the "
                     f"window: {seen}; flags {', '.join(row['quality_flags']) or 'none'}) | (measured) | — | "
-                    f"`{path.relative_to(ROOT)}` |")
+                    f"{_gpu_file(path, g)} |")
     if sweep.get("error"):
         rows.append(f"| GPU: SM clock sweep | `python bench/gpu.py --clock-sweep-only` | not run: {sweep['error']} | — | "
-                    f"— | `{path.relative_to(ROOT)}` |")
+                    f"— | {_gpu_file(path, g)} |")
+    return rows
+
+
+def _gpu_file(path: Path, data: dict) -> str:
+    """A GPU row's result-file cell: the file, the commit its figures were measured on, and "stale since" when the
+    code they describe changed after it (bench/provenance.py)."""
+    return f"`{path.relative_to(ROOT)}`; {describe(data, ROOT)}"
+
+
+def _gpu_rows(gpu) -> list[str]:
+    """bench/gpu.py's figures and `make gpu-check`'s (power-limit sweep, vLLM, the gpu-marked tests)."""
+    rows = []
+    if gpu:
+        path, g = gpu
+        rel = _gpu_file(path, g)
+        probe, runs = g["probe"], g["runs"]
+        diffs = ", ".join(f"{r['counter_vs_integrated_rel_diff']:+.2%} ({r['window_s']:.1f} s)" for r in runs)
+        worst = g["counter_vs_integrated_worst_abs"]
+        rows.append(f"| GPU: counter vs integrated power | `python bench/gpu.py` | 1.1B Llama runs {diffs}; 12 s "
+                    f"matmul window {probe['matmul_rel_diff']:+.2%} | ≤ 5 % | {_verdict(worst <= 0.05)} | {rel} |")
+        rows.append(f"| GPU: counter update period | `python bench/gpu.py` | {probe['update_period_idle_ms']:.1f} ms idle, "
+                    f"{probe['update_period_busy_ms']:.1f} ms busy | (measured) | — | {rel} |")
+        rows.append(f"| GPU: idle baseline | `python bench/gpu.py` | {probe['baseline_w']:.1f} ± "
+                    f"{probe['baseline_std_w']:.2f} W without a CUDA context; {runs[0]['baseline_w']:.1f} ± "
+                    f"{runs[0]['baseline_std_w']:.2f} W holding the model | (measured) | — | {rel} |")
+        share = ", ".join(f"{r['prefill_share']:.1%}" for r in runs)
+        rows.append(f"| GPU: prefill share of energy | `python bench/gpu.py` | {share} (128-token prompts, 128 "
+                    f"output tokens, batch 32) | (measured) | — | {rel} |")
+        cpu = g["sampler_cpu_fraction_of_a_core"]
+        rows.append(f"| GPU: sampler thread CPU | `python bench/gpu.py` | {cpu:.2%} of a core at 10 Hz (NVML counter "
+                    f"read {probe['nvml_call_us']['energy_counter']['median_us'] / 1000:.1f} ms) | ≤ 1 % | "
+                    f"{_verdict(cpu <= 0.01)} | {rel} |")
+        ratio = g["measured_vs_unmeasured_median_ratio"]
+        spread = [p["unmeasured_tps"] for p in g["pairs"]]
+        rows.append(f"| GPU: measured vs unmeasured tok/s | `python bench/gpu.py` | {ratio:.3f} median of "
+                    f"{len(g['pairs'])} pairs; unmeasured alone ranged {min(spread):.0f}–{max(spread):.0f} tok/s, so "
+                    f"inconclusive | ≥ 0.99 | {_verdict(ratio >= 0.99)} | {rel} |")
+    # the kernel stream: its own file (--kernel-only) or the full run's, whichever is newer
+    found = [x for x in (_latest("gpu-kernel"), gpu) if x and "kernel_pairs" in x[1]]
+    if found:
+        path, k = max(found, key=lambda x: x[0].name.replace("gpu-kernel-", "gpu-"))
+        ratio = k["kernel_measured_vs_unmeasured_median_ratio"]
+        rows.append(f"| GPU: kernel stream with vs without sampling | `python bench/gpu.py --kernel-only` | "
+                    f"{ratio:.4f} ({len(k['kernel_pairs'])} pairs of 400 bf16 8192² matmuls) | ≥ 0.99 | "
+                    f"{_verdict(ratio >= 0.99)} | {_gpu_file(path, k)} |")
+    rows += _clock_sweep_rows(gpu)
+    sweep = _latest("gpu-sweep")
+    if sweep:
+        path, s = sweep
+        p = s["power_sweep"]
+        points = "; ".join(f"{r['power_limit_w']:g} W: applied {r['applied_w']}, seen {r['observed_max_w']}, "
+                           f"{r['j_per_token']:.4f} J/token, {r['tokens_per_second']:.0f} tok/s" for r in p["rows"]
+                           if r["j_per_token"] is not None)
+        rows.append(f"| GPU: power-limit sweep through `lem run` | `make gpu-check` | {points or 'no point measured'}; "
+                    f"power limit {p['power_limit_before_w']:g} W before, {p['power_limit_after_w']:g} W after | "
+                    f"restored | {_verdict(bool(p['restored']) and len(p['rows']) == len(p['points_w']))} | "
+                    f"{_gpu_file(path, s)} |")
+    vllm = _latest("gpu-vllm")
+    if vllm:
+        path, v = vllm
+        for name, run in v["vllm"]["runs"].items():
+            figure = (f"{run['j_per_token']:.4f} J/token, {run['tokens_per_second']:.0f} tok/s, energy from "
+                      f"{run['energy_source']}" if run.get("j_per_token") is not None else
+                      f"no result (exit {run['returncode']})")
+            rows.append(f"| GPU: vLLM {name} through `lem run` | `make gpu-check` | {figure} | measured | "
+                        f"{_verdict(run['returncode'] == 0)} | {_gpu_file(path, v)} |")
+    check = _latest("gpu-check")
+    if check:
+        path, c = check
+        tests = c["steps"].get("tests", {}).get("tests", [])
+        failed = [t["test"].rpartition("::")[2] for t in tests if t["outcome"] == "failed"]
+        skipped = sum(t["outcome"].startswith("skipped") for t in tests)
+        rows.append(f"| GPU: gpu-marked tests | `make gpu-check` | {len(tests) - len(failed) - skipped} passed, "
+                    f"{len(failed)} failed{' (' + ', '.join(failed) + ')' if failed else ''}, {skipped} skipped | "
+                    f"none failed | {_verdict(bool(tests) and not failed)} | {_gpu_file(path, c)} |")
+        vskip = c["steps"].get("vllm", {}).get("skipped")
+        if vskip:
+            rows.append(f"| GPU: vLLM offline and serving | `make gpu-check` | not run: {vskip} | — | — | "
+                        f"{_gpu_file(path, c)} |")
     return rows
 
 
@@ -335,47 +416,18 @@ def main() -> None:
                      f"{_verdict(p['scheduler_calls_per_poll'] == 1)} | `{path.relative_to(ROOT)}` |")
     lines += _serving_rows()
     gpu = _latest("gpu", "-2*.json")
-    if gpu:
-        path, g = gpu
-        rel = path.relative_to(ROOT)
-        probe, runs = g["probe"], g["runs"]
-        diffs = ", ".join(f"{r['counter_vs_integrated_rel_diff']:+.2%} ({r['window_s']:.1f} s)" for r in runs)
-        worst = g["counter_vs_integrated_worst_abs"]
-        lines.append(f"| GPU: counter vs integrated power | `python bench/gpu.py` | 1.1B Llama runs {diffs}; 12 s "
-                     f"matmul window {probe['matmul_rel_diff']:+.2%} | ≤ 5 % | {_verdict(worst <= 0.05)} | `{rel}` |")
-        lines.append(f"| GPU: counter update period | `python bench/gpu.py` | {probe['update_period_idle_ms']:.1f} ms idle, "
-                     f"{probe['update_period_busy_ms']:.1f} ms busy | (measured) | — | `{rel}` |")
-        lines.append(f"| GPU: idle baseline | `python bench/gpu.py` | {probe['baseline_w']:.1f} ± "
-                     f"{probe['baseline_std_w']:.2f} W without a CUDA context; {runs[0]['baseline_w']:.1f} ± "
-                     f"{runs[0]['baseline_std_w']:.2f} W holding the model | (measured) | — | `{rel}` |")
-        share = ", ".join(f"{r['prefill_share']:.1%}" for r in runs)
-        lines.append(f"| GPU: prefill share of energy | `python bench/gpu.py` | {share} (128-token prompts, 128 "
-                     f"output tokens, batch 32) | (measured) | — | `{rel}` |")
-        cpu = g["sampler_cpu_fraction_of_a_core"]
-        lines.append(f"| GPU: sampler thread CPU | `python bench/gpu.py` | {cpu:.2%} of a core at 10 Hz (NVML counter "
-                     f"read {probe['nvml_call_us']['energy_counter']['median_us'] / 1000:.1f} ms) | ≤ 1 % | "
-                     f"{_verdict(cpu <= 0.01)} | `{rel}` |")
-        ratio = g["measured_vs_unmeasured_median_ratio"]
-        spread = [p["unmeasured_tps"] for p in g["pairs"]]
-        lines.append(f"| GPU: measured vs unmeasured tok/s | `python bench/gpu.py` | {ratio:.3f} median of "
-                     f"{len(g['pairs'])} pairs; unmeasured alone ranged {min(spread):.0f}–{max(spread):.0f} tok/s, so "
-                     f"inconclusive | ≥ 0.99 | {_verdict(ratio >= 0.99)} | `{rel}` |")
-    kernel = _latest("gpu-kernel")
-    if kernel:
-        path, k = kernel
-        ratio = k["kernel_measured_vs_unmeasured_median_ratio"]
-        lines.append(f"| GPU: kernel stream with vs without sampling | `python bench/gpu.py --kernel-only` | "
-                     f"{ratio:.4f} ({len(k['kernel_pairs'])} pairs of 400 bf16 8192² matmuls) | ≥ 0.99 | "
-                     f"{_verdict(ratio >= 0.99)} | `{path.relative_to(ROOT)}` |")
-    lines += _clock_sweep_rows(gpu)
+    lines += _gpu_rows(gpu)
     machine = (iso or fid or (None, {}))[1].get("machine", {})
     lines += [
         "",
         f"Machine of the newest isolation run: {machine.get('platform', 'unknown')}, Python {machine.get('python', '?')}"
         " (2 CPU cores, no GPU, tiny random Llama: 16–32 prompts × 32 tokens).",
         "",
-        f"GPU rows: {gpu[1]['gpu'] if gpu else 'no GPU run yet'} (a lent machine without Docker; run with the runner "
-        "on PYTHONPATH). The model is TinyLlama-1.1B-shaped with random weights (synthetic_weights), bf16.",
+        f"GPU rows: {gpu[1]['gpu'] if gpu else 'no GPU run yet'} (a lent machine without Docker; `make gpu-check`, see "
+        "the README). The model is TinyLlama-1.1B-shaped with random weights (synthetic_weights), bf16. Each GPU row "
+        "names the commit its figures were measured on and says **stale since** the first later commit that changed "
+        "the code they describe (bench/provenance.py: energy, devices, GPU state, the measurement loop, the PyTorch "
+        "backend, bench/gpu.py); stale rows stay until a GPU machine reruns `make gpu-check`.",
         "",
     ]
     lines += _serving_notes() + [""]

@@ -60,3 +60,10 @@ def test_a_value_outside_the_device_range_is_refused_before_anything_changes(tmp
         with operating_point(GpuConfig(power_limit_w=hi + 100), ["0"], directory=tmp_path):
             pass
     assert dev.power_limit_w() == before and host_journals(tmp_path) == []
+
+
+def test_the_real_gpu_keeps_the_gpu_control_contract():
+    """The contract FakeGpu and the simulated GPU are held to (tests/device_contract.py), on the real device (root)."""
+    from device_contract import assert_gpu_control_contract
+
+    assert_gpu_control_contract(NvmlGpu("0"))

@@ -77,9 +77,13 @@ def lock_ids(config, host_gpus: int | None = None) -> list[str]:
         return []
     if config.device == "auto":
         if host_gpus is None:
+            from lem_runner.contract import nvml
+
             from llenergymeasure.host.inventory import gpu_count
 
-            host_gpus = gpu_count()
+            # simulated GPUs (LEM_SIMULATED_GPU) stand in for the run's GPUs here: locked, journalled and given their
+            # operating point as real ones are, though the compute runs on the CPU
+            host_gpus = nvml.device_count() if nvml.simulated() else gpu_count()
         if host_gpus == 0:
             return []
     visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
