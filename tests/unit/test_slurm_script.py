@@ -85,6 +85,8 @@ def test_squeue_exit_codes_are_wait_statuses():
 
 
 def test_lem_run_slurm_without_slurm_is_one_line_and_exit_3(tmp_path):
+    # a model folder that resolves, so the one problem is the missing scheduler (a study lists a bad model first)
+    (tmp_path / "config.json").write_text('{"model_type": "llama", "vocab_size": 512}')
     config = write_yaml(tmp_path / "c.yaml", f"model: {tmp_path}\nn_prompts: 1\n")
     proc = run_lem("run", str(config), "--slurm", "-o", str(tmp_path / "out"), env={"PATH": str(tmp_path)})
     assert proc.returncode == 3, proc.stdout + proc.stderr
