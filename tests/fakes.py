@@ -24,7 +24,7 @@ from lem_runner.contract.energy import DeviceIdleState, IdleBaseline
 from lem_runner.energy.base import EnergyReading
 from lem_runner.energy.device import DeviceSample
 from lem_runner.records import GenerationRecord, LoadedModel, ParameterCounts
-from llenergymeasure.launchers.base import LOG_FILE, LaunchOutcome, LaunchSpec
+from llenergymeasure.launchers.base import LOG_FILE, Launcher, LaunchOutcome, LaunchSpec
 
 DEFAULT_PARAMETERS = ParameterCounts(total=1_000_000, input_embedding=50_000, output_projection=50_000,
                                      tied_embeddings=False)
@@ -361,7 +361,7 @@ class FakeResultsRepository:
 TRUNCATED_RESULT = '{"experiment_id": "cut-off", "n_requests": 4, "ttft": {"n": 4, "mean_'
 
 
-class FakeLauncher:
+class FakeLauncher(Launcher):
     """The Launcher protocol without a process. ``launch`` records the spec, emits ``started`` and a ``progress``
     event (then ``done`` or ``error``), writes runner.log, and then, as configured:
 

@@ -34,19 +34,21 @@ def run_experiment(
     isolated: bool = False,
     options: RunOptions | None = None,
     on_event: _Callable[[_Any], None] | None = None,
+    **run_options: _Any,
 ) -> ExperimentResult:
     """Measure one experiment (a config object, a mapping, or a YAML/JSON file) and return its result.
 
     The result is also written to ``<output>/<experiment>/result.json``; ``result.result_dir`` is that folder.
-    ``options`` (a :class:`RunOptions`: overrides, image, Slurm, timeouts, lock policy, ...) replaces ``output``
-    and ``isolated`` when given; ``on_event`` gets the runner's progress events. The same path as ``lem run``: the
-    config validated, the launcher chosen and checked (Docker engine and image, Slurm) before a result folder
-    exists. Raises ConfigError (bad config), SetupError (machine not ready) or RunFailed.
+    Any :class:`RunOptions` field is a keyword here (``image=``, ``timeouts=``, ``overrides=``, ...: the same names
+    ``lem run``'s flags set); ``options`` (a whole RunOptions) replaces them all when given. ``on_event`` gets the
+    runner's progress events. The same path as ``lem run``: the config validated, the launcher chosen and checked
+    (Docker engine and image, Slurm) before a result folder exists. Raises ConfigError (bad config or an unknown
+    option), SetupError (machine not ready) or RunFailed.
     """
     from llenergymeasure.experiment import with_result_dir
     from llenergymeasure.plan import RunOptions, plan_experiment
 
-    options = options or RunOptions(output=_Path(output), isolated=isolated)
+    options = options or RunOptions.from_keywords(output=output, isolated=isolated, **run_options)
     result, exp_dir = plan_experiment(config, options).run(on_event)
     return with_result_dir(result, exp_dir)
 
@@ -84,34 +86,30 @@ class StudyResult:
 def run_study(
     config: StudyConfig | dict[str, _Any] | str | _Path,
     output: str | _Path = "results",
-    isolated: bool = False,
-    resume: bool | str | _Path | None = None,
-    no_gaps: bool = False,
-    fail_fast: bool = False,
-    retry_failed: bool = False,
-    detach: bool = False,
     progress: _Callable[[StudyProgress], None] | None = None,
     options: RunOptions | None = None,
+    **run_options: _Any,
 ) -> StudyResult:
     """Run a study (a StudyConfig, a mapping with base/sweep/groups/experiments, or a study file) and return what it
     left.
 
-    ``progress`` is called with a :class:`StudyProgress` after each run ends.
-    ``resume=True`` finishes the newest unfinished study of that name in ``output``; a path finishes that folder.
-    ``options`` (a :class:`RunOptions`, as ``lem run`` builds it: overrides, cycles, order, timeouts, ...) replaces
-    the other keyword arguments when given. The same path as ``lem run``: the study validated and expanded (invalid
-    points refused unless ``allow_skipped``), containers and Slurm checked before a study folder exists.
-    Failed runs do not raise: see ``StudyResult.failed``. Raises ConfigError for a bad study, SetupError for a
-    machine not ready, StudyInterrupted on Ctrl-C (the study stays resumable). ``detach`` (runs on Slurm): submit
-    every run and return with status 'detached'; ``resume=...`` later collects them.
+    ``progress`` is called with a :class:`StudyProgress` after each run ends. Any :class:`RunOptions` field is a
+    keyword here, as ``lem run``'s flags set them: ``resume=True`` finishes the newest unfinished study of that name
+    in ``output``, a path finishes that folder; ``isolated``, ``no_gaps``, ``fail_fast``, ``retry_failed``,
+    ``n_cycles``, ``order``, ``timeouts``, ... ``options`` (a whole RunOptions) replaces them all when given. The same
+    path as ``lem run``: the study validated and expanded (invalid points refused unless ``allow_skipped``),
+    containers and Slurm checked before a study folder exists. Failed runs do not raise: see
+    ``StudyResult.failed``. Raises ConfigError for a bad study or an unknown option, SetupError for a machine not
+    ready, StudyInterrupted on Ctrl-C (the study stays resumable). ``detach=True`` (runs on Slurm): submit every run
+    and return with status 'detached'; ``resume=...`` later collects them.
     """
     from llenergymeasure.plan import RunOptions, plan_study
     from llenergymeasure.study import StudyObserver
 
     if options is None:
-        options = RunOptions(output=_Path(output), isolated=isolated, no_gaps=no_gaps, fail_fast=fail_fast,
-                             retry_failed=retry_failed, detach=detach,
-                             resume=_Path(resume) if isinstance(resume, (str, _Path)) else resume or None)
+        if run_options.get("resume") is False:
+            run_options["resume"] = None
+        options = RunOptions.from_keywords(output=output, **run_options)
 
     class _Progress(StudyObserver):
         def run_finished(self, entry, outcome) -> None:

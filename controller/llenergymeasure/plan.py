@@ -4,9 +4,8 @@ result folder exists; then the plan is run, or (a dry run) only its memory estim
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from contextlib import nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,47 +15,12 @@ from pydantic import ValidationError
 from llenergymeasure.config.study import Expansion, StudyConfig, StudyPoint
 from llenergymeasure.errors import ConfigError
 from llenergymeasure.host.gpu_lock import LockPolicy, use_policy
-from llenergymeasure.launchers import Launcher, Timeouts
+from llenergymeasure.launchers import Launcher
 from llenergymeasure.launchers.select import select_launcher
+from llenergymeasure.options import STUDY_ONLY, RunOptions
 
-#: each study-only option and the `lem run` flag that sets it (messages name the flag)
-STUDY_ONLY = {"resume": "--resume", "fail_fast": "--fail-fast", "no_gaps": "--no-gaps",
-              "retry_failed": "--retry-failed", "detach": "--detach", "allow_skipped": "--allow-skipped",
-              "n_cycles": "--cycles", "order": "--order"}
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """How to run a config or a study (``lem run``'s flags; none of them but ``overrides``, ``n_cycles`` and
-    ``order`` changes what is measured).
-
-    ``overrides``: dotted field -> value, laid over the file (None: not given). ``image`` implies ``isolated``;
-    ``slurm`` sends every run to Slurm. Study only: ``resume`` (True: the newest unfinished study of this name; a
-    path: that folder), ``retry_failed``, ``fail_fast``, ``no_gaps``, ``detach``, ``allow_skipped`` (run the valid
-    points when some are invalid), and ``n_cycles`` / ``order`` overriding the file's. ``dry_run``: plan and
-    estimate only (:func:`dry_run`)."""
-
-    output: Path = Path("results")
-    overrides: Mapping[str, Any] = field(default_factory=dict)
-    isolated: bool = False
-    image: str | None = None
-    slurm: bool = False
-    timeouts: Timeouts = Timeouts()
-    lock: LockPolicy | None = None  # None: the policy in force (gpulock.use_policy), by default wait for the GPU
-    resume: bool | Path | None = None
-    retry_failed: bool = False
-    fail_fast: bool = False
-    no_gaps: bool = False
-    detach: bool = False
-    allow_skipped: bool = False
-    n_cycles: int | None = None
-    order: str | None = None
-    dry_run: bool = False  # plan and estimate only: no machine checks (Docker, images, Slurm), nothing run
-
-    def study_options_used(self) -> list[str]:
-        """The flags of study-only options that are set."""
-        return [flag for name, flag in STUDY_ONLY.items() if getattr(self, name) not in (None, False)]
-
+__all__ = ["STUDY_ONLY", "ExperimentPlan", "RunOptions", "StudyPlan", "dry_run", "plan", "plan_experiment",
+           "plan_study"]
 
 @dataclass
 class ExperimentPlan:
@@ -93,16 +57,14 @@ class StudyPlan:
         return select_launcher(point.config, isolated=self.options.isolated)
 
     def run(self, observer=None):
-        from llenergymeasure.study import StudyOptions, execute_study
+        from llenergymeasure.study import execute_study
 
         o = self.options
         _refuse_dry_run(o)
-        study_options = StudyOptions(isolated=o.isolated, no_gaps=o.no_gaps, fail_fast=o.fail_fast,
-                                     retry_failed=o.retry_failed, resume=o.resume, timeouts=o.timeouts,
-                                     study_file=self.source if self.source != "study" else None, detach=o.detach)
         with _lock_policy(o.lock):
-            return execute_study(self.study, self.expansion, output=o.output, options=study_options,
-                                 observer=observer, launcher_for=self.launcher_for)
+            return execute_study(self.study, self.expansion, output=o.output, options=o, observer=observer,
+                                 launcher_for=self.launcher_for,
+                                 study_file=self.source if self.source != "study" else None)
 
 
 def _lock_policy(policy: LockPolicy | None):
@@ -184,7 +146,7 @@ def _plan_experiment(data: Any, source: str, folder: Path | None, options: RunOp
         parse_config(data, source)  # raises: not a mapping
     cfg = config_from_data(data, source, folder, overrides)
     launcher = select_launcher(cfg, isolated=options.isolated, image=options.image)
-    if launcher.name in ("docker", "slurm") and not options.dry_run:  # checked before a result folder exists
+    if launcher.check_key(cfg) is not None and not options.dry_run:  # checked before a result folder exists
         launcher.check(cfg)
     return ExperimentPlan(cfg, launcher, options, source)
 
@@ -236,22 +198,19 @@ def _plan_study(data: Any, source: str, folder: Path | None, options: RunOptions
     if options.dry_run:
         return StudyPlan(study, expansion, launchers, options, source)
     _preflight(expansion, launchers)
-    if any(launcher.name == "slurm" for launcher in launchers):
-        next(launcher for launcher in launchers if launcher.name == "slurm").check()  # exit 3 before a folder
-    elif options.detach:
+    if options.detach and not any(launcher.concurrent for launcher in launchers):
         raise ConfigError("--detach: only for a study whose runs go to Slurm (runner: slurm or --slurm)")
     return StudyPlan(study, expansion, launchers, options, source)
 
 
 def _preflight(expansion: Expansion, launchers: list[Launcher]) -> None:
-    """If any run goes to a container, the engine must answer and each image must be present and speak this
-    controller's contract (SetupError, exit 3, naming the fix) — rather than every run failing."""
-    checked: set[tuple] = set()
+    """Each launcher's own check, once per thing it checks (``check_key``): a container engine that answers and each
+    image present and speaking this controller's contract, a Slurm cluster that answers (SetupError, exit 3, naming
+    the fix) — rather than every run failing."""
+    checked: set = set()
     for point, launcher in zip(expansion.points, launchers):
-        if launcher.name != "docker":
-            continue
-        key = (getattr(launcher, "image", None), point.config.backend, point.config.device)
-        if key not in checked:
+        key = launcher.check_key(point.config)
+        if key is not None and key not in checked:
             launcher.check(point.config)
             checked.add(key)
 

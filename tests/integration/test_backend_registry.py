@@ -1,6 +1,7 @@
-"""Adding a backend is one folder (config section, spec, implementation) plus its Dockerfile: a throwaway backend in
-a temp package, registered through LEM_BACKENDS, shows up everywhere lem reads the registry — config validation,
-`lem doctor`, `lem images list`, a real local run and the result columns — with no edit to lem itself. Every call is
+"""Adding a backend is one folder (config section, spec, implementation, server) plus its Dockerfile: a throwaway
+backend in a temp package, registered through LEM_BACKENDS, shows up everywhere lem reads the registry — config
+validation, `lem doctor`, `lem images list`, the dry run's estimate, a real local run, a real serving run against
+the backend's own server and the result columns — with no edit to lem itself. Every call is
 a fresh `lem` subprocess, so the registry is built anew with the temp package on its path."""
 
 from __future__ import annotations
@@ -46,7 +47,62 @@ PACKAGE = {
                                                                library="lem-toy"),
             host_modules=("lem_toy",), libraries=("pydantic",), batch_field="lanes",
             batch_meaning="requests the toy engine runs together", engine_section_fields=("lanes",),
-            device_kinds=("cpu",), shm_size="2g")
+            device_kinds=("cpu",), shm_size="2g", server_command="lem_toy.server:toy_command")
+        ''',
+    "server.py": '''
+        import sys
+
+        from lem_runner.backends.server import SERVED_NAME, ServerCommand
+
+
+        def toy_command(cfg, model_path, port, on_cpu):
+            """The toy engine's own OpenAI-compatible server (serve.py)."""
+            argv = [sys.executable, "-m", "lem_toy.serve", "--port", str(port), "--name", SERVED_NAME]
+            return ServerCommand("lem_toy.serve", argv, batch_size=cfg.toy.lanes)
+        ''',
+    "serve.py": '''
+        """Streams max_tokens one-token chunks per completion, each with usage, then a usage-only chunk."""
+        import argparse
+        import asyncio
+        import json
+
+        from aiohttp import web
+
+
+        async def completions(request):
+            body = await request.json()
+            n_in = len(body["prompt"]) if isinstance(body["prompt"], list) else 4
+            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await resp.prepare(request)
+            n = int(body.get("max_tokens") or 3)
+            for i in range(1, n + 1):
+                await asyncio.sleep(0.002)
+                usage = {"prompt_tokens": n_in, "completion_tokens": i, "total_tokens": n_in + i}
+                chunk = {"id": "t", "choices": [{"index": 0, "text": "x", "finish_reason": "length" if i == n else None}],
+                         "usage": usage}
+                await resp.write(f"data: {json.dumps(chunk)}\\n\\n".encode())
+            final = {"id": "t", "choices": [], "usage": usage}
+            await resp.write(f"data: {json.dumps(final)}\\n\\ndata: [DONE]\\n\\n".encode())
+            return resp
+
+
+        async def health(request):
+            return web.Response(text="ok")
+
+
+        async def models(request):
+            return web.json_response({"object": "list", "data": [{"id": ARGS.name, "object": "model"}]})
+
+
+        ap = argparse.ArgumentParser()
+        ap.add_argument("--port", type=int, required=True)
+        ap.add_argument("--name", default="lem")
+        ARGS = ap.parse_args()
+        app = web.Application()
+        app.router.add_post("/v1/completions", completions)
+        app.router.add_get("/health", health)
+        app.router.add_get("/v1/models", models)
+        web.run_app(app, host="127.0.0.1", port=ARGS.port, print=None, access_log=None)
         ''',
     "fixed_spec.py": '''
         from lem_toy.config import FixedConfig
@@ -187,3 +243,23 @@ def test_a_registered_backend_runs_and_its_batch_reaches_the_result_columns(tmp_
     assert default.returncode == 0, default.stderr
     (d_file,) = (tmp_path / "d").glob("*/result.json")
     assert json.loads(d_file.read_text())["batch_size"] == 4
+
+
+def test_a_registered_backend_is_estimated_by_the_dry_run(tmp_path, tiny_model_path, toy_env):
+    proc = run_lem("run", str(_experiment(tmp_path, tiny_model_path, "toy:\n  lanes: 2\n")), "--dry-run",
+                   env=toy_env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "toy" in proc.stdout and "Traceback" not in proc.stderr, proc.stdout
+
+
+def test_a_registered_backend_serves_through_its_own_server(tmp_path, tiny_model_path, toy_env):
+    serving = ("scenario: serving\ntoy:\n  lanes: 2\nserving:\n  arrival: poisson\n  rate: 20\n"
+               "  n_requests: 6\n  warmup_requests: 0\n")
+    out = tmp_path / "served"
+    proc = run_lem("run", str(_experiment(tmp_path, tiny_model_path, serving)), "-o", str(out), env=toy_env,
+                   timeout=240)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (result_file,) = out.glob("*/result.json")
+    result = json.loads(result_file.read_text())
+    assert result["config"]["backend"] == "toy" and result["serving"]["n_ok"] == 6
+    assert result["output_tokens"] == 6 * 3 and result["batch_knob"] == "toy.lanes"

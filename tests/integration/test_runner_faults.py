@@ -25,9 +25,10 @@ from conftest import run_lem, write_yaml
 from lem_runner.contract import ERROR_FILE, RESULT_FILE
 from llenergymeasure.launchers import Timeouts
 from llenergymeasure.launchers.local import LocalLauncher
+from llenergymeasure.options import RunOptions
 from llenergymeasure.results import FileResultsRepository
 from llenergymeasure.results.repository import CorruptResult
-from llenergymeasure.study import StudyOptions, execute_study, expand_study, load_study
+from llenergymeasure.study import execute_study, expand_study, load_study
 
 SHIM = r'''#!{python}
 """Stand-in interpreter: runs the real runner, with the fault its run's seed selects (LEM_TEST_FAULTS)."""
@@ -104,7 +105,7 @@ def _run_study(tmp_path: Path, study: dict, faults: dict[int, str], out: Path, s
     os.environ["LEM_TEST_FAULTS"] = json.dumps({str(k): v for k, v in faults.items()})
     try:
         return execute_study(loaded, expand_study(loaded, str(path)), output=out,
-                             options=StudyOptions(no_gaps=True, timeouts=Timeouts(None, silence_s)),
+                             options=RunOptions(no_gaps=True, timeouts=Timeouts(None, silence_s)),
                              launcher_for=lambda point, isolated: LocalLauncher(python=str(shim)))
     finally:
         del os.environ["LEM_TEST_FAULTS"]

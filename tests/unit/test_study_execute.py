@@ -12,7 +12,8 @@ from fakes import FakeLauncher
 from lem_runner.contract import RESULT_FILE, RunError
 from llenergymeasure.errors import ConfigError, Interrupted
 from llenergymeasure.launchers import Timeouts
-from llenergymeasure.study import StudyConfig, StudyInterrupted, StudyOptions, execute_study, expand_study
+from llenergymeasure.options import RunOptions
+from llenergymeasure.study import StudyConfig, StudyInterrupted, execute_study, expand_study
 from llenergymeasure.study.manifest import MANIFEST_FILE, load_manifest
 from llenergymeasure.study.resume import StudyLock, find_unfinished
 from llenergymeasure.study.summary import SUMMARY_FILE
@@ -56,7 +57,7 @@ def _failing() -> FakeLauncher:
 
 
 def _run(study: StudyConfig, out: Path, script: Script, sleep=lambda s: None, **options):
-    return execute_study(study, expand_study(study), output=out, options=StudyOptions(**options), sleep=sleep,
+    return execute_study(study, expand_study(study), output=out, options=RunOptions(**options), sleep=sleep,
                          launcher_for=script)
 
 

@@ -1,12 +1,15 @@
 """`lem run`: measure one experiment, locally or in its backend's container (--isolated), or run a study file
 (resumable with --resume). A thin shell over llenergymeasure.plan, the path the Python API takes too: this module
-turns flags into RunOptions and results into the display and an exit code."""
+turns flags into RunOptions and results into the display and an exit code. Each run option's flag, help and default
+come from its RunOptions declaration (llenergymeasure.options), so the CLI, the API and studies cannot drift."""
 
 from __future__ import annotations
 
 import shlex
 import sys
+from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 import typer
 from lem_runner.contract import registry
@@ -19,6 +22,7 @@ from llenergymeasure.config.loader import format_problems
 from llenergymeasure.errors import ConfigError
 from llenergymeasure.host.gpu_lock import LockPolicy
 from llenergymeasure.launchers import Timeouts
+from llenergymeasure.options import option_meta
 from llenergymeasure.plan import RunOptions, StudyPlan, plan
 from llenergymeasure.plan import dry_run as plan_dry_run
 from llenergymeasure.render.console import make_console
@@ -29,6 +33,18 @@ from llenergymeasure.study import StudyInterrupted, cv_warnings
 
 #: exit code of a bare `lem run` (no config, no --model): a usage error, nothing was asked to be measured
 EXIT_NOTHING_ASKED = 2
+_DEFAULTS = {f.name: getattr(RunOptions(), f.name) for f in fields(RunOptions)}
+
+
+def _option(name: str, *short: str, sub: str | None = None, default: Any = ..., **typer_kwargs: Any) -> Any:
+    """The typer option of RunOptions field ``name`` (``sub``: one value of a composite field such as timeouts),
+    its flag, help and default read from the field's declaration."""
+    meta = option_meta(name)
+    flag, help_text = meta["flags"][sub] if sub else (meta["flag"], meta["help"])
+    if default is ...:
+        value = _DEFAULTS[name]
+        default = getattr(value, sub) if sub else value
+    return typer.Option(default, flag, *short, help=help_text, **typer_kwargs)
 
 
 def run(
@@ -45,32 +61,23 @@ def run(
     dtype: str | None = typer.Option(None, "--dtype", help="auto | float32 | float16 | bfloat16"),
     device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda"),
     name: str | None = typer.Option(None, "--name", help="Experiment name (the result folder's prefix)."),
-    output: Path = typer.Option(Path("results"), "--output", "-o", help="Results directory."),
-    isolated: bool = typer.Option(False, "--isolated", help="Run in the backend's container image."),
-    image: str | None = typer.Option(None, "--image", help="Runner image to use (implies --isolated)."),
-    slurm: bool = typer.Option(False, "--slurm", help="Run as Slurm jobs (runner: slurm; settings in slurm:)."),
-    detach: bool = typer.Option(False, "--detach", help="Study on Slurm: submit every run and return; "
-                                "--resume collects them."),
-    timeout: float | None = typer.Option(None, "--timeout", help="Wall-clock limit for the runner, seconds."),
-    silence_timeout: float = typer.Option(900.0, "--silence-timeout", help="Stop a runner silent this long, seconds."),
-    resume: bool = typer.Option(False, "--resume", help="Study: finish an interrupted study (DIR, or its newest)."),
-    retry_failed: bool = typer.Option(False, "--retry-failed", help="Study, with --resume: run failed runs again."),
-    fail_fast: bool = typer.Option(False, "--fail-fast", help="Study: stop at the first failed run (resumable)."),
-    no_gaps: bool = typer.Option(False, "--no-gaps", help="Study: no pauses between runs."),
-    allow_skipped: bool = typer.Option(
-        False, "--allow-skipped", help="Study: run the valid points even if some are invalid (default: exit 2)."
-    ),
-    cycles: int | None = typer.Option(None, "--cycles", help="Study: times each point runs (overrides n_cycles)."),
-    order: str | None = typer.Option(
-        None, "--order", help="Study: sequential | interleave | shuffle | latin_square (overrides order)."
-    ),
-    dry_run: bool = typer.Option(
-        False, "--dry-run", help="Expand and validate, estimate each point's memory against the device; run nothing."
-    ),
-    no_lock: bool = typer.Option(False, "--no-lock", help="Measure even if another lem holds the GPU's lock."),
-    lock_timeout: float | None = typer.Option(
-        None, "--lock-timeout", min=0, help="Give up (exit 3) if a GPU is still busy after this many seconds."
-    ),
+    output: Path = _option("output", "-o"),
+    isolated: bool = _option("isolated"),
+    image: str | None = _option("image"),
+    slurm: bool = _option("slurm"),
+    detach: bool = _option("detach"),
+    timeout: float | None = _option("timeouts", sub="wall_s"),
+    silence_timeout: float = _option("timeouts", sub="silence_s"),
+    resume: bool = _option("resume", default=False),
+    retry_failed: bool = _option("retry_failed"),
+    fail_fast: bool = _option("fail_fast"),
+    no_gaps: bool = _option("no_gaps"),
+    allow_skipped: bool = _option("allow_skipped"),
+    cycles: int | None = _option("n_cycles"),
+    order: str | None = _option("order"),
+    dry_run: bool = _option("dry_run"),
+    no_lock: bool = _option("lock", sub="enabled", default=False),
+    lock_timeout: float | None = _option("lock", sub="timeout_s", default=None, min=0),
 ) -> None:
     """Measure one experiment (or each experiment of a study file) and write results/<experiment>/result.json."""
     if study_dir is not None and not resume:

@@ -1,8 +1,10 @@
-"""The Launcher protocol: one exchange protocol, two ways of starting the process."""
+"""The Launcher protocol: one exchange protocol, several ways of starting the process (a local subprocess, a
+container, a Slurm job). What callers need to know about a launcher is on the protocol itself (its checks and its
+capabilities), never read from its name or probed with ``hasattr``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -62,6 +64,23 @@ class ErrorMemo:
 
 @runtime_checkable
 class Launcher(Protocol):
+    """Starts a runner on an exchange directory. Subclass it for the defaults: nothing to check, one run at a time,
+    no engine sessions."""
+
+    #: what the run is recorded as running on (the manifest's ``runner``, the display's title); a label only
     name: str
+    #: runs several at once through ``submit``/``poll`` (a batch scheduler), so a study hands it every run
+    concurrent: bool = False
+    #: can keep one runner, with its engine, for a study's consecutive runs (``start_session``)
+    sessions: bool = False
 
     def launch(self, spec: LaunchSpec, on_event: EventSink) -> LaunchOutcome: ...
+
+    def check_key(self, config) -> Hashable | None:
+        """What ``check`` depends on for ``config`` (configs with equal keys need one check); None: nothing to
+        check, the machine is ready for this launcher by construction."""
+        return None
+
+    def check(self, config) -> None:
+        """Raise SetupError (exit 3, naming the fix) when this machine cannot launch ``config`` now (engine, image,
+        scheduler), before any result folder exists."""

@@ -25,7 +25,7 @@ from lem_runner.contract.atomic import atomic_write_text, current_umask
 
 from llenergymeasure.errors import SetupError
 from llenergymeasure.images.catalog import LABEL_MANAGED, image_tag, require_image
-from llenergymeasure.launchers.base import LOG_FILE, ErrorMemo, EventSink, LaunchOutcome, LaunchSpec
+from llenergymeasure.launchers.base import LOG_FILE, ErrorMemo, EventSink, Launcher, LaunchOutcome, LaunchSpec
 from llenergymeasure.launchers.stream import pump, start_reader
 from llenergymeasure.version import __version__
 
@@ -132,10 +132,11 @@ def _hf_token() -> str | None:
     return path.read_text().strip() if path.is_file() else None
 
 
-class DockerLauncher:
+class DockerLauncher(Launcher):
     """The runner in a backend image; one container per experiment."""
 
     name = "docker"
+    sessions = True
 
     #: an engine session's container ends itself after this long without a request (its controller is gone)
     session_idle_exit_s = 3600.0
@@ -159,6 +160,9 @@ class DockerLauncher:
 
             self._host_gpus = gpu_count()
         return self._host_gpus
+
+    def check_key(self, config):
+        return ("docker", self.image, config.backend, config.device)
 
     def check(self, config) -> None:
         """The engine answers and the image this config would run in is present and current (else SetupError)."""

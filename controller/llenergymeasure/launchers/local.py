@@ -13,15 +13,16 @@ import sys
 from lem_runner.contract import REQUEST_FILE, RunRequest
 from lem_runner.contract.atomic import atomic_write_text
 
-from llenergymeasure.launchers.base import LOG_FILE, ErrorMemo, EventSink, LaunchOutcome, LaunchSpec
+from llenergymeasure.launchers.base import LOG_FILE, ErrorMemo, EventSink, Launcher, LaunchOutcome, LaunchSpec
 from llenergymeasure.launchers.session import EngineSession, RunnerProcess, session_log
 from llenergymeasure.launchers.stream import pump, start_reader
 
 
-class LocalLauncher:
+class LocalLauncher(Launcher):
     """The runner in this machine's Python environment; needs the backend's libraries installed here."""
 
     name = "local"
+    sessions = True
 
     def __init__(self, python: str | None = None) -> None:
         self.python = python or sys.executable

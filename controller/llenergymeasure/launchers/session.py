@@ -19,7 +19,7 @@ from pathlib import Path
 from lem_runner.contract import SESSION_END_FILE, ProgressEvent, RunRequest, session_request_file
 from lem_runner.contract.atomic import atomic_write_text
 
-from llenergymeasure.launchers.base import LOG_FILE, ErrorMemo, EventSink, LaunchOutcome, LaunchSpec
+from llenergymeasure.launchers.base import LOG_FILE, ErrorMemo, EventSink, Launcher, LaunchOutcome, LaunchSpec
 from llenergymeasure.launchers.stream import pump
 
 #: how long a runner gets to unload and exit after ``end`` (or after a failed run) before it is killed
@@ -129,7 +129,7 @@ class EngineSession:
         self._end(proc)
 
 
-class SessionLauncher:
+class SessionLauncher(Launcher):
     """An engine session seen as a Launcher, so a study's run goes through execute_experiment unchanged."""
 
     def __init__(self, session: EngineSession) -> None:

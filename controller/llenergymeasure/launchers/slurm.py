@@ -23,7 +23,7 @@ from lem_runner.contract import REQUEST_FILE
 from lem_runner.contract.atomic import atomic_write_text
 
 from llenergymeasure.errors import Interrupted, SetupError
-from llenergymeasure.launchers.base import LOG_FILE, EventSink, LaunchOutcome, LaunchSpec
+from llenergymeasure.launchers.base import LOG_FILE, EventSink, Launcher, LaunchOutcome, LaunchSpec
 from llenergymeasure.launchers.slurm_script import (
     EXCHANGE_MOUNT,
     MODEL_MOUNT,
@@ -159,16 +159,20 @@ class SubmittedJob:
     submitted: float  # time.time() at submission
 
 
-class SlurmLauncher:
+class SlurmLauncher(Launcher):
     """One Slurm job per run; ``launch`` submits and waits, a study uses ``submit`` / ``poll`` / ``finish``."""
 
     name = "slurm"
+    concurrent = True
     allocates_devices = True  # the job's allocation keeps other jobs off its GPUs; no lem lock on this machine
     lost_grace_s = 60.0  # a job the scheduler has never heard of this long after sbatch is lost
 
     def __init__(self, commands: SlurmCommands | None = None, python: str | None = None) -> None:
         self.commands = commands or SlurmCommands()
         self.python = python
+
+    def check_key(self, config):
+        return ("slurm",)  # the scheduler, whatever the config
 
     def check(self, config=None) -> None:
         """Slurm answers here (SetupError, exit 3, in one line otherwise)."""

@@ -50,7 +50,7 @@ class EngineSessions:
         if key is None or following is None or self._key(following) != key:
             return None, None
         launcher = self.launcher_for(self.outcome.points[entry.point], self.isolated)
-        if not hasattr(launcher, "start_session"):
+        if not launcher.sessions:
             return None, launcher
         self.opened += 1
         session_dir = Path(self.outcome.study_dir) / SESSIONS_DIR / f"{entry.run:04d}-{key[0]}"

@@ -22,6 +22,7 @@ from llenergymeasure.experiment import execute_experiment
 from llenergymeasure.launchers import Launcher, LaunchOutcome, LaunchSpec, Timeouts
 from llenergymeasure.launchers.select import select_launcher
 from llenergymeasure.launchers.session import SessionLauncher
+from llenergymeasure.options import RunOptions
 from llenergymeasure.results import FileResultsRepository
 from llenergymeasure.results.repository import CorruptResult
 from llenergymeasure.study.aggregate import PointAggregate
@@ -38,23 +39,9 @@ from llenergymeasure.study.manifest import (
 from llenergymeasure.study.resume import StudyLock, discard_partial, find_unfinished, recover, reset_entry
 from llenergymeasure.study.summary import aggregates, write_summary
 
-
-@dataclass(frozen=True)
-class StudyOptions:
-    """How to run (none of it changes what is measured, so none of it is in the study's config hash).
-
-    ``resume``: None (or False) starts a new study; True resumes the newest unfinished one of this name; a path resumes that
-    folder. ``timeouts.wall_s``, when set, overrides the study's ``experiment_timeout_s``.
-    """
-
-    isolated: bool = False
-    no_gaps: bool = False
-    fail_fast: bool = False
-    retry_failed: bool = False
-    resume: Path | bool | None = None
-    timeouts: Timeouts = Timeouts()
-    study_file: str | None = None
-    detach: bool = False  # a concurrent launcher (Slurm): submit every run and return; --resume collects them
+#: the options a study runs with are lem's run options (llenergymeasure.options): one declaration. The old name stays
+#: for callers outside the package (bench/) until they say RunOptions.
+StudyOptions = RunOptions
 
 
 class StudyObserver:
@@ -99,12 +86,13 @@ class StudyInterrupted(Interrupted):
         self.outcome = outcome
 
 
-class _TimedLauncher:
+class _TimedLauncher(Launcher):
     """A launcher that adds up how long its runner ran (process start to exit): the runner's own time."""
 
     def __init__(self, inner: Launcher) -> None:
         self.inner = inner
         self.name = inner.name
+        self.concurrent, self.sessions = inner.concurrent, inner.sessions
         self.elapsed = 0.0
 
     def launch(self, spec: LaunchSpec, on_event) -> LaunchOutcome:
@@ -128,13 +116,13 @@ class _RecordingRepository(FileResultsRepository):
         return path
 
 
-def _open(study: StudyConfig, expansion: Expansion, output: Path, options: StudyOptions,
+def _open(study: StudyConfig, expansion: Expansion, output: Path, options: RunOptions, study_file: str | None,
           lock_stack: list[StudyLock]) -> tuple[Path, Manifest, list[str]]:
     """A new study folder with every run pending, or the resumed one checked, locked and recovered."""
     if options.resume is None or options.resume is False:
         study_dir = FileResultsRepository(output).new_experiment_dir(study.name)
         lock_stack.append(StudyLock(study_dir).__enter__())
-        return study_dir, new_manifest(study, expansion, options.study_file), []
+        return study_dir, new_manifest(study, expansion, study_file), []
     study_dir = find_unfinished(output, study.name) if options.resume is True else Path(options.resume)
     if not study_dir.is_dir():
         raise ConfigError(f"--resume: folder '{study_dir}' does not exist")
@@ -174,13 +162,16 @@ def execute_study(
     study: StudyConfig,
     expansion: Expansion,
     output: str | Path = "results",
-    options: StudyOptions = StudyOptions(),
+    options: RunOptions = RunOptions(),
     observer: StudyObserver | None = None,
     sleep: Callable[[float], None] = time.sleep,
     launcher_for: Callable[[StudyPoint, bool], Launcher] | None = None,
     gpu_control=None,
+    study_file: str | None = None,
 ) -> StudyOutcome:
-    """Run every pending run of the study in its scheduled order (all of them, for a new study). Raises
+    """Run every pending run of the study in its scheduled order (all of them, for a new study). ``options``: the
+    run options it uses (isolated, no_gaps, fail_fast, retry_failed, resume, timeouts, detach); ``study_file``: the
+    file the study came from, for the manifest. Raises
     StudyInterrupted on Ctrl-C; returns with ``status`` complete, or stopped by the circuit breaker. Each run sets
     its point's ``gpu:`` operating point and restores it when it ends (``gpu_control`` opens the GPUs; NVML by
     default)."""
@@ -189,7 +180,7 @@ def execute_study(
     launcher_for = launcher_for or (lambda point, isolated: select_launcher(point.config, isolated=isolated))
     locks: list[StudyLock] = []
     try:
-        study_dir, manifest, notes = _open(study, expansion, Path(output), options, locks)
+        study_dir, manifest, notes = _open(study, expansion, Path(output), options, study_file, locks)
         results = _load_done(study_dir, manifest, notes)
         outcome = StudyOutcome(study_dir, manifest, list(expansion.points), results)
         session = Session(started=now())
@@ -216,7 +207,7 @@ def execute_study(
             lock.__exit__(None, None, None)
 
 
-def _run_pending(study: StudyConfig, outcome: StudyOutcome, session: Session, options: StudyOptions,
+def _run_pending(study: StudyConfig, outcome: StudyOutcome, session: Session, options: RunOptions,
                  observer: StudyObserver, sleep, launcher_for, gpu_control=None) -> None:
     manifest = outcome.manifest
     gap = 0.0 if options.no_gaps else study.gap_seconds
@@ -259,7 +250,7 @@ def _run_pending(study: StudyConfig, outcome: StudyOutcome, session: Session, op
     manifest.status = "complete" if not manifest.unfinished else "stopped"
 
 
-def _concurrent_launcher(outcome: StudyOutcome, options: StudyOptions, launcher_for) -> Launcher | None:
+def _concurrent_launcher(outcome: StudyOutcome, options: RunOptions, launcher_for) -> Launcher | None:
     """The one launcher every unfinished run shares when it can run several at once (``submit``/``poll``), else None."""
     todo = [e for e in outcome.manifest.entries if e.status in ("pending", "running")]
     if not todo:
@@ -268,7 +259,7 @@ def _concurrent_launcher(outcome: StudyOutcome, options: StudyOptions, launcher_
     if launchers != {"slurm"}:
         return None
     launcher = launcher_for(outcome.points[todo[0].point], options.isolated)
-    return launcher if hasattr(launcher, "submit") and hasattr(launcher, "poll") else None
+    return launcher if launcher.concurrent else None
 
 
 def _drop_left_jobs(outcome: StudyOutcome) -> None:
