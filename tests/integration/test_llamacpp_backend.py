@@ -5,6 +5,7 @@ serving run on llama-cpp-python's own server. Skipped only where llama-cpp-pytho
 from __future__ import annotations
 
 import importlib.util
+import json
 
 import pyarrow.parquet as pq
 import pytest
@@ -54,6 +55,50 @@ llamacpp: {n_threads: 1, n_threads_batch: 1}
     # no readable energy counter here: null with the reason, never 0
     assert result.total_energy_j is None and result.energy.unavailable_reason
     assert "llama-cpp-python" in result.environment.libraries
+
+
+CHAT = "<|im_start|>user\nWhat is 2+2? Answer with one number.<|im_end|>\n<|im_start|>assistant\n"
+
+
+def _plain_greedy_length(limit: int) -> int:
+    """The truth, from llama-cpp-python alone: greedy tokens for CHAT until its first end-of-generation token (counted)
+    or ``limit``."""
+    import llama_cpp
+    from llenergymeasure.models.embedded import _gguf_path
+
+    llm = llama_cpp.Llama(model_path=str(_gguf_path()), n_ctx=128, n_threads=1, verbose=False)
+    n = 0
+    for token in llm.generate(llm.tokenize(CHAT.encode(), add_bos=True, special=True), temp=0.0, top_k=0):
+        n += 1
+        if llama_cpp.llama_vocab_is_eog(llm._model.vocab, token) or n >= limit:
+            break
+    llm.close()
+    return n
+
+
+def test_an_early_end_token_is_counted_and_force_output_length_generates_past_it(tmp_path):
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(json.dumps({"prompt": CHAT}) + "\n", encoding="utf-8")
+    expected = _plain_greedy_length(24)
+    assert expected < 24  # the model answers and ends: the case to check
+    counts = []
+    for force in ("false", "true"):
+        cfg = write_yaml(tmp_path / f"{force}.yaml", f"""\
+model: "{EMBEDDED}"
+backend: llamacpp
+n_prompts: 1
+prompts: {{source: jsonl, path: {prompts}}}
+max_output_tokens: 24
+force_output_length: {force}
+warmup: {{n_batches: 0}}
+runner: local
+llamacpp: {{n_threads: 1, n_threads_batch: 1}}
+""")
+        proc = run_lem("run", str(cfg), "-o", str(tmp_path / force), timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        counts.append(ExperimentResult.model_validate_json(
+            (_only_dir(tmp_path / force) / "result.json").read_text()).output_tokens)
+    assert counts == [expected, 24]
 
 
 def test_a_pass_through_key_the_installed_llama_lacks_exits_2_naming_it(tmp_path):

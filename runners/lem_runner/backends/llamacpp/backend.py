@@ -6,7 +6,8 @@ built on it): it decodes the prompt in ``n_batch`` chunks, then yields each samp
 used: it holds tokens back while their bytes are an incomplete UTF-8 character, so a chunk may carry several tokens,
 and it detokenises every token, work the other backends do not do.
 
-Prompts are tokenised with the GGUF's own tokenizer (``Llama.tokenize``, its BOS rule) and truncated to the input
+Prompts are tokenised with the GGUF's own tokenizer (``Llama.tokenize``, its BOS rule, special-token markers parsed
+as transformers parses them) and truncated to the input
 limit, keeping the start, as the PyTorch backend does; the count handed to the engine is the input count. Output
 tokens are counted as they are yielded, the end-of-generation token included (as transformers counts it), up to
 ``max_output_tokens``. ``force_output_length`` bans every end-of-generation token (a logits processor setting their
@@ -177,7 +178,9 @@ class LlamaCppBackend:
         )
 
     def _tokens(self, prompt: str) -> list[int]:
-        ids = self._llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=False)
+        # special=True: markers such as a chat template's <|im_start|> are the special tokens, as transformers'
+        # tokenizer (the PyTorch and vLLM backends') parses them, so every backend feeds the same ids
+        ids = self._llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
         return ids[: input_token_limit(self.config)]
 
     def _ban_eog(self, _input_ids, scores):
