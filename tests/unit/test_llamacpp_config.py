@@ -90,3 +90,12 @@ def test_the_image_context_takes_the_locally_built_wheel_or_says_where_it_is_mis
     wheel.write_bytes(b"PK")
     _link_local_wheels(spec, ctx)
     assert (ctx / wheel.name).read_bytes() == b"PK"
+
+
+def test_a_backend_without_a_gpu_image_is_not_offered_one():
+    from llenergymeasure.images.build import build_image
+    from llenergymeasure.images.catalog import image_variants
+
+    assert image_variants("llamacpp") == (True,) and image_variants("pytorch") == (True, False)
+    with pytest.raises(ConfigError, match="'llamacpp' has no GPU image variant"):
+        build_image(None, "llamacpp", cpu=False)  # refused before any engine is asked (it was a KeyError)

@@ -27,6 +27,7 @@ from llenergymeasure.images.catalog import (
     BACKENDS,
     BASE_IMAGE_CPU,
     CPU_VARIANTS,
+    GPU_VARIANTS,
     LABEL_BACKEND,
     LABEL_BACKEND_VERSION,
     LABEL_CONTRACT,
@@ -222,6 +223,8 @@ def build_image(
         raise ConfigError(f"backend: unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
     if cpu and backend not in CPU_VARIANTS:
         raise ConfigError(f"backend: '{backend}' has no CPU image variant yet (CPU variants: {', '.join(CPU_VARIANTS)})")
+    if not cpu and backend not in GPU_VARIANTS:
+        raise ConfigError(f"backend: '{backend}' has no GPU image variant (build it with --cpu)")
     import docker.errors
 
     base = base_image or (BASE_IMAGE_CPU if cpu else None)

@@ -65,6 +65,10 @@ class ImageSpec:
     def has_cpu_variant(self) -> bool:
         return "cpu" in self.extras
 
+    @property
+    def has_gpu_variant(self) -> bool:
+        return "gpu" in self.extras
+
 
 @dataclass(frozen=True)
 class EngineMarkers:
