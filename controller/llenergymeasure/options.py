@@ -45,7 +45,7 @@ class RunOptions:
     #: None: the policy in force (gpu_lock.use_policy), by default wait for the GPU
     lock: LockPolicy | None = _opt(None, enabled=("--no-lock", "Measure even if another lem holds the GPU's lock."),
                                    timeout_s=("--lock-timeout",
-                                              "Give up (exit 3) if a GPU is still busy after this many seconds."))
+                                              "Give up (exit 3) if a GPU is still busy after this many seconds (0 or more)."))
     resume: bool | Path | None = _opt(None, "--resume", "Study: finish an interrupted study (DIR, or its newest).",
                                       study=True)
     fail_fast: bool = _opt(False, "--fail-fast", "Study: stop at the first failed run (resumable).", study=True)

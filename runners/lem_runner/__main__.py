@@ -149,15 +149,14 @@ def _run_request(config_path: Path, out: Path | None, emit, progress: dict, held
     emit(ProgressEvent(event="started", message=request.experiment_id,
                        data={"contract": contract_fingerprint(), **tag}))
 
-    from lem_runner.backends import create_backend
     from lem_runner.devices import DeviceError, NvmlLookup, bind_devices, check_cuda_sees, torch_cuda_uuids
     from lem_runner.energy import select_energy_source
-    from lem_runner.measure import Phase, run_measurement
+    from lem_runner.measure import Phase
     from lem_runner.measurement.environment import collect_environment
+    from lem_runner.scenarios import SCENARIOS, RunContext
 
     phase = Phase()
     run_config = request.config
-    fresh = held.backend is None  # offline: the backend engine_for hands over was loaded before
     failed = True
     try:
         # Before anything touches CUDA: the engine sees exactly the measured GPUs (found by UUID) as cuda:0..n-1; the
@@ -174,52 +173,18 @@ def _run_request(config_path: Path, out: Path | None, emit, progress: dict, held
         if binding is not None:
             run_config = run_config.model_copy(update={"devices": binding.local_devices})
 
-        def energy_for(device_kind: str):
-            if binding is not None and device_kind == "cuda":  # the engine's GPUs are the ones NVML will measure
-                check_cuda_sees(binding, torch_cuda_uuids())
+        def energy_for(device_kind: str, checked: bool = True):
+            if checked and binding is not None and device_kind == "cuda":  # the engine's GPUs are the ones NVML
+                check_cuda_sees(binding, torch_cuda_uuids())  # will measure
             return select_energy_source(run_config, device_kind)
 
-        if run_config.scenario == "serving":
-            from lem_runner.contract.backends import backend_spec
-            from lem_runner.serving.run import run_serving
-
-            # the offline backends check in load(); a server is started from the config, so check it here
-            problems = backend_spec(run_config.backend).engine_problems(run_config, request.model_path, True)
-            if problems:
-                raise EngineArgumentError("; ".join(problems))
-
-            result = run_serving(
-                request.model_copy(update={"config": run_config}),
-                # the server inherits CUDA_VISIBLE_DEVICES; no torch UUID check here, which would hold a CUDA
-                # context in the runner beside the server's
-                energy_for=lambda kind: select_energy_source(run_config, kind),
-                environment_for=lambda libraries, kind, cuda: collect_environment(
-                    libraries, run_config.devices, kind == "cuda", cuda, request.image, request.config.devices),
-                emit=emit, phase=phase, out_dir=out_dir, held=held, gpu_indices=request.config.devices,
-            )
-            result = result.model_copy(update={"config": request.config})
-            held.served()
-        else:
-            backend = held.engine_for(run_config, lambda: create_backend(run_config, request.model_path))
-            result = run_measurement(
-                request,
-                backend,
-                energy_for=lambda loaded: energy_for(loaded.device_kind),
-                environment_for=lambda loaded: collect_environment(
-                    loaded.libraries,
-                    run_config.devices,
-                    loaded.device_kind == "cuda",
-                    loaded.cuda_version,
-                    request.image,
-                    request.config.devices,
-                ),
-                emit=emit,
-                phase=phase,
-                prompts_path=request.prompts_path,
-                out_dir=out_dir,
-            )
-            result = result.model_copy(update={"engine": held.use(fresh)})
-            held.served()
+        context = RunContext(
+            request=request, config=run_config, held=held, emit=emit, phase=phase, out_dir=out_dir,
+            energy_for=energy_for,
+            environment_for=lambda libraries, kind, cuda: collect_environment(
+                libraries, run_config.devices, kind == "cuda", cuda, request.image, request.config.devices),
+        )
+        result = SCENARIOS[run_config.scenario].run(context)
         phase.name = "write"
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out_dir / RESULT_FILE, result.model_dump_json(indent=2))
