@@ -19,13 +19,13 @@ export TESTCONTAINERS_RYUK_DISABLED := true
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 QUIET_PIP := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 
-.PHONY: help venv demo demo-isolated demo-stacks test test-local test-gpu test-slow mutate gpu-check bench docker-up docker-down slurm-up slurm-down base-image images chromium lint clean
+.PHONY: help venv llamacpp-wheel llamacpp demo demo-isolated demo-stacks test test-local test-gpu test-slow mutate gpu-check bench docker-up docker-down slurm-up slurm-down base-image images chromium lint clean
 
 help:
 	@echo "make demo           measure the embedded default model (SmolLM2-135M) with lem run"
 	@echo "make demo-isolated  the same inside the PyTorch runner container (lem run --isolated)"
 	@echo "make demo-stacks    PyTorch and vLLM side by side, each in its own image (lem run --isolated)"
-	@echo "make test           all tests, Docker and Slurm ones included (starts an engine and a cluster if none answers)"
+	@echo "make test           all tests, Docker, Slurm and llama.cpp ones included (starts an engine and a cluster if none answers)"
 	@echo "make test-local     tests that need no Docker engine"
 	@echo "make test-gpu       GPU-marked tests (on a machine with an NVIDIA GPU)"
 	@echo "make test-slow      tests that take many minutes here (torch.compile for real); not part of make test"
@@ -33,6 +33,7 @@ help:
 	@echo "make gpu-check      the GPU acceptance check on a lent GPU machine (no venv needed there); figures under \$$OUT"
 	@echo "make slurm-up       a single-node Slurm cluster (munge, MariaDB, slurmdbd, slurmctld, slurmd, 2 fake GPUs); needs root"
 	@echo "make slurm-down     stop what slurm-up started"
+	@echo "make llamacpp       llama-cpp-python (a source build, cached as a wheel in $$LEM_WHEEL_DIR) into the venv"
 	@echo "make images         build the CPU PyTorch runner image"
 	@echo "make bench          benchmarks, side by side: isolation overhead, fidelity against plain loops, controller overhead, engine reuse, Slurm, GPU (when present)"
 
@@ -57,7 +58,7 @@ demo-stacks: venv docker-up base-image
 	$(BIN)/lem images build pytorch vllm --cpu
 	$(BIN)/lem run examples/cross-stack.yaml --isolated
 
-test: venv docker-up base-image chromium slurm-up
+test: venv llamacpp docker-up base-image chromium slurm-up
 	$(BIN)/pytest
 
 test-local: venv
@@ -106,6 +107,30 @@ slurm-down:
 
 base-image: docker-up
 	bash docker/build-base-image.sh
+
+# llama-cpp-python ships as source: built once (CPU, no host-specific instructions, no BLAS) into a wheel cached
+# outside the clone, so CI runs and the llamacpp image reuse it. Only rebuilt when the wheel is absent. No llava/mtmd
+# (multimodal) library: lem runs text models, and it halves the build.
+LLAMACPP_VERSION ?= 0.3.36
+export LEM_WHEEL_DIR ?= $(HOME)/.cache/lem/wheels
+LLAMACPP_WHEEL_GLOB := $(LEM_WHEEL_DIR)/llama_cpp_python-$(LLAMACPP_VERSION)-*.whl
+LLAMACPP_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_BLAS=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
+
+llamacpp-wheel:
+	@if ls $(LLAMACPP_WHEEL_GLOB) >/dev/null 2>&1; then echo "llama-cpp-python wheel cached: $$(ls $(LLAMACPP_WHEEL_GLOB))"; else \
+	  mkdir -p '$(LEM_WHEEL_DIR)' && start=$$(date +%s) && \
+	  CMAKE_ARGS='$(LLAMACPP_CMAKE_ARGS)' CMAKE_BUILD_PARALLEL_LEVEL=$${CMAKE_BUILD_PARALLEL_LEVEL:-$$(nproc)} \
+	    $(PYTHON) -m pip wheel --no-deps --no-binary llama-cpp-python --disable-pip-version-check \
+	    -w '$(LEM_WHEEL_DIR)' 'llama-cpp-python==$(LLAMACPP_VERSION)' && \
+	  echo "llama-cpp-python wheel built in $$(( $$(date +%s) - start )) s: $$(ls $(LLAMACPP_WHEEL_GLOB))"; fi
+
+# The wheel's pure-Python deps and its [server] extra's, from PyPI; the wheel itself without deps (nothing rebuilt).
+llamacpp: venv llamacpp-wheel
+	$(PIP) 'numpy>=1.20' 'typing-extensions>=4.5' 'diskcache>=5.6.1' 'jinja2>=2.11.3' 'gguf>=0.10' $(QUIET_PIP)
+	$(PIP) 'uvicorn>=0.22.0' 'fastapi>=0.100.0' 'pydantic-settings>=2.0.1' 'sse-starlette>=1.6.1' \
+	  'starlette-context>=0.3.6,<0.4' 'PyYAML>=5.1' $(QUIET_PIP)
+	$(PIP) --no-deps $(LLAMACPP_WHEEL_GLOB) $(QUIET_PIP)
+	$(BIN)/python -c "import llama_cpp, llama_cpp.server.app; print('llama_cpp', llama_cpp.__version__)"
 
 images: venv docker-up base-image
 	$(BIN)/lem images build pytorch --cpu

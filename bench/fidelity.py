@@ -3,7 +3,9 @@ prompts and settings, as ratios with 95 % confidence intervals.
 
 PyTorch: lem's runner (a local process) vs a plain transformers ``generate`` loop in a process of its own
 (bench/plain_pytorch.py). vLLM: lem's runner in the vLLM image vs a plain ``LLM.generate`` script in the same image
-(bench/plain_vllm.py). The two sides alternate in many short pairs (ABBA order), because the machines here are shared
+(bench/plain_vllm.py). llama.cpp: lem's runner (a local process) vs a plain llama-cpp-python ``create_completion`` loop
+in a process of its own (bench/plain_llamacpp.py), on the embedded SmolLM2 GGUF as it is, one prompt at a time, the
+same n_ctx and threads. The two sides alternate in many short pairs (ABBA order), because the machines here are shared
 and their speed drifts: adjacent runs share the drift, so each pair's ratio cancels most of it.
 
 Two ratios per pair, each summarised as the geometric mean of the pairs with a 95 % CI (the mean of log ratios ± t ·
@@ -54,7 +56,8 @@ BATCH, MAX_TOKENS = 8, 32
 #: targets: (lowest, highest) acceptable ratio; None is unbounded on that side (DESIGN.md: PyTorch within 3 %;
 #: issue 5: vLLM >= 0.97; lem's CPU per token at most 3 % over the plain loop's)
 TARGETS = {"pytorch": {"throughput": (0.97, 1.03), "cpu_per_token": (None, 1.03)},
-           "vllm": {"throughput": (0.97, None)}}
+           "vllm": {"throughput": (0.97, None)},
+           "llamacpp": {"throughput": (0.97, 1.03), "cpu_per_token": (None, 1.03)}}
 
 Side = Callable[[], dict]
 
@@ -106,6 +109,20 @@ def plain_pytorch_side(model_dir: Path, prompts_file: Path, n_tokens: int) -> di
     assert r["tokens"] == n_tokens, (r["tokens"], n_tokens)
     return {"tokens_per_second": r["tokens_per_second"], "seconds": r["seconds"], "cpu_s": r["cpu_s"],
             "cpu_s_per_token": r["cpu_s"] / r["tokens"], "torch_threads": r["torch_threads"]}
+
+
+def plain_llamacpp_side(gguf: Path, prompts_file: Path, n_tokens: int, n_ctx: int, threads: int | None) -> dict:
+    """bench/plain_llamacpp.py in a fresh process started as LocalLauncher starts lem's runner (see
+    plain_pytorch_side)."""
+    cmd = [sys.executable, str(ROOT / "bench" / "plain_llamacpp.py"), "--model", str(gguf), "--prompts",
+           str(prompts_file), "--max-tokens", str(MAX_TOKENS), "--n-ctx", str(n_ctx)]
+    proc = subprocess.run(cmd + (["--n-threads", str(threads)] if threads else []), capture_output=True, text=True,
+                          check=True, stdin=subprocess.DEVNULL, start_new_session=True,
+                          env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert r["tokens"] == n_tokens, (r["tokens"], n_tokens)
+    return {"tokens_per_second": r["tokens_per_second"], "seconds": r["seconds"], "cpu_s": r["cpu_s"],
+            "cpu_s_per_token": r["cpu_s"] / r["tokens"]}
 
 
 def plain_vllm_side(client, image: str, model_dir: Path, n_prompts: int) -> dict:
@@ -194,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=20, help="alternating lem/plain pairs per backend")
     parser.add_argument("--n-prompts", type=int, default=32)
-    parser.add_argument("--backends", default="pytorch,vllm", help="comma-separated: pytorch, vllm (needs Docker)")
+    parser.add_argument("--backends", default="pytorch,vllm",
+                        help="comma-separated: pytorch, vllm (needs Docker), llamacpp (needs llama-cpp-python: make llamacpp)")
     parser.add_argument("--threads", type=thread_settings, default=[None, 1],
                         help="thread settings, one row each: 'default' (OMP_NUM_THREADS unset, as lem runs) and/or "
                              "counts for OMP_NUM_THREADS (default: default,1)")
@@ -259,6 +277,19 @@ def main() -> int:
                                                                      n_tokens),
                         lambda client=client, image=image: plain_vllm_side(client, image, model, args.n_prompts),
                         args.pairs, save(row, "vllm"))
+                if "llamacpp" in args.backends:
+                    from llenergymeasure.models.embedded import _gguf_path
+
+                    n_ctx = 512 + MAX_TOKENS  # llama.cpp's own threads on both sides: the row's count, or its default
+                    cfg = ExperimentConfig(model="embedded:SmolLM2-135M-Instruct", backend="llamacpp",
+                                           n_prompts=args.n_prompts, max_output_tokens=MAX_TOKENS,
+                                           force_output_length=True, device="cpu",
+                                           llamacpp={"n_ctx": n_ctx, "n_threads": threads, "n_threads_batch": threads})
+                    row["llamacpp"] = compare(
+                        "llamacpp", lambda cfg=cfg: lem_side(cfg, LocalLauncher(), Path(tmp) / "r", n_tokens),
+                        lambda threads=threads, n_ctx=n_ctx: plain_llamacpp_side(
+                            _gguf_path(), prompts_file, n_tokens, n_ctx, threads),
+                        args.pairs, save(row, "llamacpp"))
     finally:
         set_threads(None if inherited is None else int(inherited))
     print(f"  written to {out.relative_to(ROOT)}")

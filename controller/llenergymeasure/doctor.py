@@ -69,10 +69,10 @@ def _docker(host_gpus: int) -> list[Check]:
     from llenergymeasure.images.catalog import (
         BACKENDS,
         BASE_IMAGE_CPU,
-        CPU_VARIANTS,
         build_command,
         image_info,
         image_tag,
+        image_variants,
     )
 
     try:
@@ -95,7 +95,7 @@ def _docker(host_gpus: int) -> list[Check]:
         checks.append(Check("base image (CPU variants)", False, f"{BASE_IMAGE_CPU} missing",
                             "`lem images build <backend> --cpu` builds it (or make base-image)"))
     for backend in BACKENDS:
-        for cpu in (True, False) if backend in CPU_VARIANTS else (False,):
+        for cpu in image_variants(backend):
             tag = image_tag(backend, cpu)
             try:
                 img = image_info(client.images.get(tag))

@@ -245,7 +245,7 @@ def test_wrong_types_and_out_of_range_values_name_the_field(sandbox_root, bad, f
 @given(key=st.from_regex(r"[a-z][a-z_]{0,15}", fullmatch=True), section=st.sampled_from(
     ["", "pytorch", "vllm", "tensorrt", "decoding", "warmup", "energy", "energy.baseline", "window", "prompts"]))
 def test_unknown_keys_are_named(sandbox_root, key, section):
-    known = {p for p, _, _ in _leaves(ExperimentConfig)} | {"pytorch", "vllm", "tensorrt", "decoding", "warmup",
+    known = {p for p, _, _ in _leaves(ExperimentConfig)} | {*backend_names(), "decoding", "warmup",
                                                              "energy", "window", "prompts", "energy.baseline"}
     path = f"{section}.{key}" if section else key
     if path in known or key in ("base", "sweep", "experiments"):

@@ -10,7 +10,14 @@ from rich.table import Table
 
 from llenergymeasure.host.docker_engine import docker_client
 from llenergymeasure.images.build import base_image_present, build_image, ensure_base_image
-from llenergymeasure.images.catalog import BACKENDS, BASE_IMAGE_CPU, CPU_VARIANTS, build_command, image_tag, list_images
+from llenergymeasure.images.catalog import (
+    BACKENDS,
+    BASE_IMAGE_CPU,
+    build_command,
+    image_tag,
+    image_variants,
+    list_images,
+)
 from llenergymeasure.render.console import make_console
 
 app = typer.Typer(help="Build and list runner images.", no_args_is_help=True)
@@ -50,7 +57,7 @@ def list_cmd() -> None:
                       f"{img.size_bytes / 1e9:.2f} GB")
     tags = {img.tag for img in images}
     for backend in BACKENDS:
-        for cpu in (False, True) if backend in CPU_VARIANTS else (False,):
+        for cpu in image_variants(backend, cpu_first=False):
             if image_tag(backend, cpu) not in tags:
                 table.add_row(escape(image_tag(backend, cpu)), escape(backend), "cpu" if cpu else "gpu", "",
                               f"[dim]not built: {escape(build_command(backend, cpu))}[/]", "")

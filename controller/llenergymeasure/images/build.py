@@ -27,6 +27,7 @@ from llenergymeasure.images.catalog import (
     BACKENDS,
     BASE_IMAGE_CPU,
     CPU_VARIANTS,
+    GPU_VARIANTS,
     LABEL_BACKEND,
     LABEL_BACKEND_VERSION,
     LABEL_CONTRACT,
@@ -102,6 +103,25 @@ def _torch_wheel(version: str, cache: Path) -> Path:
     return found[-1]
 
 
+def local_wheel_dir() -> Path:
+    """Where source-built wheels wait for image builds: $LEM_WHEEL_DIR, else ~/.cache/lem/wheels (the Makefile's)."""
+    return Path(os.environ.get("LEM_WHEEL_DIR") or Path.home() / ".cache" / "lem" / "wheels")
+
+
+def _link_local_wheels(spec: BackendSpec, wheels: Path) -> None:
+    """The locally built wheels the spec's image installs (``image.local_wheels``), into the context's wheels/."""
+    source = local_wheel_dir()
+    for pattern in spec.image.local_wheels:
+        found = sorted(source.glob(pattern))
+        if not found:
+            raise SetupError(f"backend {spec.name}: its image installs a locally built wheel {pattern}, and "
+                             f"{source} has none (build it there first: see the Makefile; LEM_WHEEL_DIR moves it)")
+        try:
+            os.link(found[-1], wheels / found[-1].name)
+        except OSError:
+            shutil.copyfile(found[-1], wheels / found[-1].name)
+
+
 def runner_requirements(root: Path, extra: str) -> list[str]:
     """The runner's dependencies plus one extra's, read from runners/pyproject.toml (the one list there is)."""
     import tomllib
@@ -172,6 +192,7 @@ def assemble_context(backend: str, cpu: bool, ctx: Path, ca_bundle: Path | None,
             os.link(wheel, ctx / "wheels" / wheel.name)
         except OSError:
             shutil.copyfile(wheel, ctx / "wheels" / wheel.name)
+    _link_local_wheels(spec, ctx / "wheels")
     (ctx / "constraints.txt").write_text("".join(f"{d}=={v}\n" for d, v in sorted(pins.items())))
     requirements = runner_requirements(root, spec.image.extras["cpu" if cpu else "gpu"])
     (ctx / "requirements.txt").write_text("".join(f"{r}\n" for r in requirements))
@@ -202,6 +223,8 @@ def build_image(
         raise ConfigError(f"backend: unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
     if cpu and backend not in CPU_VARIANTS:
         raise ConfigError(f"backend: '{backend}' has no CPU image variant yet (CPU variants: {', '.join(CPU_VARIANTS)})")
+    if not cpu and backend not in GPU_VARIANTS:
+        raise ConfigError(f"backend: '{backend}' has no GPU image variant (build it with --cpu)")
     import docker.errors
 
     base = base_image or (BASE_IMAGE_CPU if cpu else None)

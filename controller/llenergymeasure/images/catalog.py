@@ -13,6 +13,8 @@ from llenergymeasure.version import __version__
 BACKENDS = tuple(registry())
 #: backends whose images have a CPU variant that builds on this kind of machine (their spec's image has a cpu extra)
 CPU_VARIANTS = tuple(name for name, spec in registry().items() if spec.image.has_cpu_variant)
+#: backends whose images have a GPU variant (their spec's image has a gpu extra; a CPU-only engine build has none)
+GPU_VARIANTS = tuple(name for name, spec in registry().items() if spec.image.has_gpu_variant)
 BASE_IMAGE_CPU = "lem-base:bookworm"
 
 LABEL_VERSION = "lem.version"
@@ -26,6 +28,12 @@ LABEL_MANAGED = "lem.managed"
 def image_tag(backend: str, cpu: bool) -> str:
     """``llenergymeasure/<backend>:<lem version>[-cpu]``."""
     return f"llenergymeasure/{backend}:{__version__}{'-cpu' if cpu else ''}"
+
+
+def image_variants(backend: str, cpu_first: bool = True) -> tuple[bool, ...]:
+    """The ``cpu`` flags of the image variants ``backend`` has (True: the CPU variant)."""
+    order = (True, False) if cpu_first else (False, True)
+    return tuple(c for c in order if backend in (CPU_VARIANTS if c else GPU_VARIANTS))
 
 
 def build_command(backend: str, cpu: bool) -> str:

@@ -60,8 +60,37 @@ def resolve_model(config: ExperimentConfig) -> ResolvedModel:
         raise ConfigError(f"model: '{ref}' cannot be used ({reason})") from None
 
 
+def _resolve_gguf(config: ExperimentConfig) -> ResolvedModel:
+    """A backend that loads one GGUF file (its spec's ``model_format``): the embedded model's own GGUF, a ``.gguf``
+    file, or a folder holding exactly one; mounted as its folder, the file inside it."""
+    ref = config.model
+    if ref == EMBEDDED_DEFAULT_MODEL:
+        from llenergymeasure.models.embedded import _gguf_path
+
+        path = _gguf_path()
+    elif ref.startswith("embedded:"):
+        raise ConfigError(f"model: unknown embedded model '{ref}' (the embedded one is '{EMBEDDED_DEFAULT_MODEL}')")
+    else:
+        path = Path(ref).expanduser()
+        if path.is_dir():
+            found = sorted(path.glob("*.gguf"))
+            if len(found) != 1:
+                raise ConfigError(f"model: the {config.backend} backend loads one GGUF file, and folder '{ref}' holds "
+                                  f"{len(found)}; name the file")
+            path = found[0]
+        elif not path.is_file():
+            raise ConfigError(f"model: the {config.backend} backend loads a local GGUF file, and '{ref}' is no file "
+                              "or folder here")
+        elif path.suffix != ".gguf":
+            raise ConfigError(f"model: the {config.backend} backend loads a GGUF file, and '{ref}' is not a .gguf")
+    path = path.resolve()
+    return ResolvedModel(ref, mount_root=path.parent, relative=path.name)
+
+
 def _resolve(config: ExperimentConfig) -> ResolvedModel:
     ref = config.model
+    if config.spec.model_format == "gguf" and not (config.scenario == "serving" and config.serving.endpoint):
+        return _resolve_gguf(config)
     if ref == EMBEDDED_DEFAULT_MODEL:
         from llenergymeasure.models.embedded import ensure_embedded_model
 

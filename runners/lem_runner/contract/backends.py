@@ -28,6 +28,8 @@ ENTRY_POINT_GROUP = "lem.backends"
 ENV_VAR = "LEM_BACKENDS"
 #: device kinds a backend can run on
 DEVICE_KINDS = ("cuda", "cpu")
+#: what a backend loads: a transformers folder (config.json and weights) or one GGUF file
+MODEL_FORMATS = ("transformers", "gguf")
 
 Check = Callable[[Any, Any], None]  # (experiment, its section) -> None, raising ValueError with the field path
 
@@ -55,10 +57,17 @@ class ImageSpec:
     cpu_buildargs: Mapping[str, str] = field(default_factory=dict)
     #: the Dockerfile, if not images/<name>/Dockerfile in the source tree
     dockerfile: str | None = None
+    #: file-name patterns of locally built wheels the image installs (source builds, e.g. a C++ engine's binding),
+    #: copied into the build context's wheels/ from $LEM_WHEEL_DIR (the Makefile builds them there)
+    local_wheels: tuple[str, ...] = ()
 
     @property
     def has_cpu_variant(self) -> bool:
         return "cpu" in self.extras
+
+    @property
+    def has_gpu_variant(self) -> bool:
+        return "gpu" in self.extras
 
 
 @dataclass(frozen=True)
@@ -136,6 +145,9 @@ class BackendSpec:
     #: section fields that define the loaded engine (changing one needs a new engine); the experiment-level ones are in contract/engine.py
     engine_section_fields: tuple[str, ...]
     device_kinds: tuple[str, ...] = DEVICE_KINDS
+    #: what the backend loads (MODEL_FORMATS): the model reference resolves to a transformers folder, or to one GGUF
+    #: file (a ``.gguf`` path, a folder holding one, or the embedded model's own GGUF)
+    model_format: str = "transformers"
     #: where the backend sorts in lists and messages; the first in the registry is the default backend
     order: int = 100
     #: GPUs the section uses; ``devices`` must list exactly that many (None: any number, e.g. pytorch's device_map)
@@ -182,6 +194,8 @@ class BackendSpec:
         unknown = [d for d in self.device_kinds if d not in DEVICE_KINDS]
         if unknown:
             raise ValueError(f"backend {self.name}: unknown device kind(s) {unknown}")
+        if self.model_format not in MODEL_FORMATS:
+            raise ValueError(f"backend {self.name}: unknown model format '{self.model_format}'")
         fields = self.config.model_fields
         for f in (*self.engine_section_fields, *([self.batch_field] if self.batch_field else [])):
             if f not in fields:
