@@ -38,6 +38,9 @@ def test_no_engine_stops_an_isolated_run_before_anything_is_written(tmp_path, ti
 
 
 def test_no_engine_leaves_a_study_resumable(tmp_path, tiny_model_path):
+    # a model folder that passes validation (it has a config.json) but holds no weights: its run fails in load
+    (tmp_path / "missing-model").mkdir()
+    (tmp_path / "missing-model" / "config.json").write_text('{"model_type": "llama", "vocab_size": 512}')
     study = write_yaml(tmp_path / "s.yaml", f"""\
 name: noengine
 order: sequential
