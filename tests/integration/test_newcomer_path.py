@@ -30,6 +30,7 @@ def test_config_init_serving_after_config_init_writes_serving_yaml(tmp_path):
 @pytest.mark.parametrize("args, written", [
     (["results", "export", str(LEGACY_RESULTS), "-o", "new/deeper/runs.csv"], "new/deeper/runs.csv"),
     (["config", "reference", "-o", "new/deeper/ref.md"], "new/deeper/ref.md"),
+    (["results", "report", str(LEGACY_RESULTS), "-o", "new/deeper/report.html"], "new/deeper/report.html"),
 ])
 def test_an_output_file_in_a_missing_folder_is_written_as_plot_does(tmp_path, args, written):
     proc = run_lem(*args, cwd=tmp_path)

@@ -138,6 +138,12 @@ def test_two_gpus_are_summed_per_device_and_baselines_are_cached_by_device_state
     assert third.energy.baseline.source == "fresh" and check.outcome == "measured"
     assert [c.power_limit_w for c in third.energy.baseline.conditions] == [250.0, 700.0]
 
+    # the comparison marks the simulated energy (no simulator switch needed to read results)
+    (r1,), (r2,) = (tmp_path / "r1").iterdir(), (tmp_path / "r2").iterdir()
+    compared = run_lem("results", "compare", str(r1), str(r2))
+    assert compared.returncode == 0, compared.stderr
+    assert "SIMULATED GPU: #1, #2 took their energy from lem's simulated NVML device" in compared.stdout
+
 
 def test_a_serving_run_on_the_simulated_gpu_attributes_the_scenarios_energy(tmp_path, tiny_model_path,
                                                                              simulated_gpu):

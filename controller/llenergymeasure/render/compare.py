@@ -130,6 +130,10 @@ def render_comparison(console: Console, entries: list[Entry]) -> None:
         console.print(table)
     for label, e in zip(labels, entries):
         console.print(escape(f"{label.split(' ')[0]}  {e.title}"), highlight=False)
+    simulated = [label.split(" ")[0] for label, e in zip(labels, entries) if e.simulated]
+    if simulated:
+        console.print(escape(f"SIMULATED GPU: {', '.join(simulated)} took their energy from lem's simulated NVML "
+                             "device (LEM_SIMULATED_GPU), not a measurement"), highlight=False)
     if same:
         console.print(escape("every column: " + " · ".join(f"{k} {entries[0].settings[k]}" for k in same)),
                       highlight=False)

@@ -274,6 +274,8 @@ def write_report(directory: Path, out: Path | None = None, carbon: CarbonConfig 
     out = out or directory / "report.html"
     if out.is_dir():
         raise ConfigError(f"-o: '{out}' is a directory; name the file to write")
-    if not out.parent.is_dir():
-        raise ConfigError(f"-o: folder '{out.parent}' does not exist")
+    try:  # a missing folder is made, as `results plot -o` and `results export -o` make theirs
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ConfigError(f"-o: '{out.parent}' exists and is not a directory") from None
     return atomic_write_text(out, build_report(directory, carbon))

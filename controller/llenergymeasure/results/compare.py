@@ -11,6 +11,7 @@ from pathlib import Path
 
 from lem_runner.contract import ERROR_FILE, RESULT_FILE, ExperimentResult
 from lem_runner.contract.config import CarbonConfig
+from lem_runner.contract.nvml import SIMULATED_SOURCE
 
 from llenergymeasure.errors import ConfigError
 from llenergymeasure.results.carbon import J_PER_KWH, with_carbon
@@ -40,6 +41,8 @@ class Entry:
     values: dict[str, Value] = field(default_factory=dict)
     params: dict[str, str] = field(default_factory=dict)
     n_ok: int | None = None
+    #: its energy came from lem's simulated NVML device (LEM_SIMULATED_GPU), not a measurement
+    simulated: bool = False
 
 
 def significant(a: Value, b: Value) -> bool | None:
@@ -77,19 +80,25 @@ def _experiment_entry(path: Path, carbon: CarbonConfig | None = None) -> Entry:
     params = {"model": settings["model"], "backend": c.backend, "batch_size": settings["batch"],
               "dtype": settings["dtype"], "device": settings["device"]}
     values = {m: Value(METRICS[m].read(r)) for m in STUDY_METRICS if m != "emissions_g" or c.carbon is not None}
-    return Entry(e.experiment_id, str(e.path), settings, values, params)
+    simulated = r.energy.source == SIMULATED_SOURCE
+    return Entry(e.experiment_id, str(e.path), settings, values, params, simulated=simulated)
+
+
+def _first_run(path: Path, data: dict, label: str) -> ExperimentResult | None:
+    """A study point's first done run's result."""
+    for run in data.get("experiments", []):
+        if run.get("label") == label and run.get("status") == "done" and run.get("experiment_id"):
+            try:
+                return ExperimentResult.model_validate_json((path / run["experiment_id"] / RESULT_FILE).read_bytes())
+            except (OSError, ValueError):
+                return None
+    return None
 
 
 def _first_run_carbon(path: Path, data: dict, label: str) -> CarbonConfig | None:
     """The carbon settings a study point's runs recorded (its first done run's config)."""
-    for run in data.get("experiments", []):
-        if run.get("label") == label and run.get("status") == "done" and run.get("experiment_id"):
-            try:
-                result = ExperimentResult.model_validate_json((path / run["experiment_id"] / RESULT_FILE).read_bytes())
-            except (OSError, ValueError):
-                return None
-            return result.config.carbon
-    return None
+    result = _first_run(path, data, label)
+    return None if result is None else result.config.carbon
 
 
 def _scaled(v: Value, k: float) -> Value:
@@ -114,8 +123,10 @@ def _study_entries(path: Path, carbon: CarbonConfig | None = None) -> list[Entry
                                                 * point_carbon.grid_intensity_g_per_kwh / J_PER_KWH)
                 settings["carbon"] = f"{point_carbon.grid_intensity_g_per_kwh:g} g/kWh × PUE {point_carbon.pue:g}"
             study = data.get("study", path.name)
+            first = _first_run(path, data, p["label"])
             entries.append(Entry(f"{study}: {p['label']}", str(path), settings, values,
-                                 {"study": study, **label_params(p["label"])}, p.get("n_ok")))
+                                 {"study": study, **label_params(p["label"])}, p.get("n_ok"),
+                                 simulated=first is not None and first.energy.source == SIMULATED_SOURCE))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{source}: not a readable study summary ({exc})") from None
     if not entries:
