@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import itertools
 import json
 import os
 import re
@@ -77,17 +78,21 @@ def test_list_one_line_per_experiment_with_null_energy_and_the_failed_run(result
     proc = run_lem("results", "list", str(results))
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
-    assert len(lines) == 1 + 6  # header + 4 study runs + 1 single + 1 failed
+    # one line per run, and a reason too long for its column continues on indented lines below it (never cut)
+    runs = [i for i, line in enumerate(lines) if re.match(r"\d{4}-\d\d-\d\d ", line)]
+    assert len(runs) == 6 and len(lines) == 1 + len(runs) + sum(1 for ln in lines[1:] if ln.startswith(" "))
     assert "tok/s" in lines[0] and "J/token" in lines[0]
     by_name = {name: next(line for line in lines if name in line) for name in _results_json(results)}
     for name, data in _results_json(results).items():
         line = by_name[name]
         assert f"{data['output_tokens_per_second']:.1f}" in line
         assert "null" in line and " cpu " in line and f"bs={data['backend_details']['batch_size']} " in line
-    (failed,) = [line for line in lines if "broken" in line]
+    (at,) = [i for i, line in enumerate(lines) if "broken" in line]
+    following = list(itertools.takewhile(lambda ln: ln.startswith(" "), lines[at + 1:]))  # its continuation
+    failed = " ".join(" ".join([lines[at], *following]).split())
     assert "failed: load: OSError: model folder not found" in failed
     assert max(map(len, lines)) <= 160
-    when = [line[:19] for line in lines[1:]]
+    when = [lines[i][:19] for i in runs]
     assert when == sorted(when, reverse=True)  # newest first by default
 
 
