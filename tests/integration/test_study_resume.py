@@ -227,11 +227,14 @@ def test_bad_resume_requests_exit_2_with_one_line(tmp_path, tiny_model_path, tin
 
 
 def test_resume_with_a_changed_study_is_refused(tmp_path, tiny_model_path):
+    gone = tmp_path / "gone"  # a model folder that validates (config.json) but holds no weights: its runs fail
+    gone.mkdir()
+    (gone / "config.json").write_text('{"model_type": "llama", "vocab_size": 512}')
     study = write_yaml(tmp_path / "ch.yaml", f"""\
 name: ch
 max_consecutive_failures: 1
 base:
-  model: {tmp_path / "gone"}
+  model: {gone}
 {FAST}sweep:
   pytorch.batch_size: [1, 2]
 """)

@@ -20,14 +20,24 @@ import gpu_check  # noqa: E402
 import provenance  # noqa: E402
 
 
-def test_the_configs_gpu_check_runs_pass_lem_config_validate(tmp_path, tiny_model_path):
+def test_the_configs_gpu_check_runs_pass_lem_config_validate(tmp_path, tiny_model_path, simulated_gpu):
+    from simgpu import sim_env
+
+    gpus = sim_env(simulated_gpu())  # the NVML sampler and the power limits need GPUs NVML sees: simulated ones
     files = {"sweep": gpu_check.power_sweep_study(tiny_model_path, gpu_check.sweep_points(200.0, 700.0)),
              **gpu_check.vllm_configs(tiny_model_path)}
     said = {}
     for name, cfg in files.items():
+        text = json.dumps(cfg)
+        if '"device": "cuda"' in text:  # for a GPU machine: here, without CUDA, validate refuses exactly that field
+            path = tmp_path / f"{name}-cuda.yaml"
+            path.write_text(text)
+            refused = run_lem("config", "validate", str(path), timeout=120, env=gpus)
+            assert refused.returncode == 2 and "device: 'cuda' needs an NVIDIA GPU" in refused.stderr, refused.stderr
+            text = text.replace('"device": "cuda"', '"device": "auto"')
         path = tmp_path / f"{name}.yaml"
-        path.write_text(json.dumps(cfg))
-        out = run_lem("config", "validate", str(path), timeout=120)
+        path.write_text(text)
+        out = run_lem("config", "validate", str(path), timeout=120, env=gpus)
         assert out.returncode == 0, f"{name}: {out.stdout}{out.stderr}"
         said[name] = out.stdout
     assert "2 point(s)" in said["sweep"]

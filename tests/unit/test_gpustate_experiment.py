@@ -23,6 +23,16 @@ def lock_dir(tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def gpu_host(monkeypatch, simulated_gpu):
+    """A host whose NVML sees GPUs (simulated ones: lem's checks ask NVML before anything runs); the operating point
+    itself goes through the fake GPU control each test hands in."""
+    from simgpu import sim_env
+
+    for key, value in sim_env(simulated_gpu()).items():
+        monkeypatch.setenv(key, value)
+
+
+@pytest.fixture
 def config(tmp_path):
     model = tmp_path / "model"
     model.mkdir()
@@ -31,11 +41,18 @@ def config(tmp_path):
                        gpu={"power_limit_w": 350, "locked_sm_clock_mhz": [1005, 1500]})
 
 
+@pytest.fixture
+def on_gpu_host(gpu_host, config):
+    """``config`` on the simulated GPU host, device auto: a simulated GPU computes nothing, so `cuda` is refused."""
+    return config.model_copy(update={"device": "auto"})
+
+
 def _power(tmp_path) -> float:
     return json.loads((tmp_path / "state" / "gpu-0.json").read_text())["power_limit_w"]
 
 
-def test_the_runner_runs_under_the_operating_point_and_the_gpu_is_restored(tmp_path, lock_dir, config):
+def test_the_runner_runs_under_the_operating_point_and_the_gpu_is_restored(tmp_path, lock_dir, on_gpu_host):
+    config = on_gpu_host
     seen = {}
 
     def during(spec):
@@ -52,7 +69,8 @@ def test_the_runner_runs_under_the_operating_point_and_the_gpu_is_restored(tmp_p
     assert _power(tmp_path) == 700.0 and host_journals(lock_dir) == []
 
 
-def test_a_failed_run_restores_the_gpu_too(tmp_path, lock_dir, config):
+def test_a_failed_run_restores_the_gpu_too(tmp_path, lock_dir, on_gpu_host):
+    config = on_gpu_host
     launcher = FakeLauncher(error=RunError(error_type="RuntimeError", message="boom", phase="measure"))
     with pytest.raises(RunFailed):
         execute_experiment(config, launcher=launcher, output=tmp_path / "r",
@@ -87,12 +105,14 @@ def test_auto_device_with_no_gpu_and_a_gpu_section_is_a_setup_error(tmp_path, lo
         execute_experiment(cfg, output=tmp_path / "r", launcher=FakeLauncher(result=make_result(config=cfg)))
 
 
-def test_gpu_settings_are_sweep_axes(tmp_path):
+def test_gpu_settings_are_sweep_axes(tmp_path, gpu_host):
     from llenergymeasure.config.study import expand_study, load_study
+
+    (tmp_path / "config.json").write_text("{}")  # a model folder validate accepts
 
     study = write_yaml(tmp_path / "s.yaml", f"""\
 name: dial
-base: {{model: {tmp_path}, device: cuda}}
+base: {{model: {tmp_path}}}
 sweep:
   gpu.power_limit_w: [300, 400]
   gpu.locked_sm_clock_mhz: [990, [1200, 1400]]
@@ -115,14 +135,14 @@ def test_config_validate_checks_the_gpu_section_against_the_device(tmp_path):
     assert _power(tmp_path) == 700.0  # read only
 
 
-def test_a_power_limit_sweep_sets_each_point_and_restores_between_them(tmp_path, lock_dir):
+def test_a_power_limit_sweep_sets_each_point_and_restores_between_them(tmp_path, lock_dir, gpu_host):
     from llenergymeasure.study import StudyConfig, execute_study, expand_study
 
     model = tmp_path / "model"
     model.mkdir()
     (model / "config.json").write_text("{}")
     study = StudyConfig.model_validate({
-        "name": "dial", "base": {"model": str(model), "device": "cuda", "n_prompts": 2, "max_output_tokens": 4},
+        "name": "dial", "base": {"model": str(model), "n_prompts": 2, "max_output_tokens": 4},
         "sweep": {"gpu.power_limit_w": [300, 450]}, "n_cycles": 1})
     in_force: list[float] = []
 

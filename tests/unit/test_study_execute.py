@@ -136,7 +136,7 @@ def test_timeout_from_the_study_reaches_the_launcher_and_is_recorded(tmp_path, m
     outcome = _run(_study(model_dir, experiment_timeout_s=7.5, max_consecutive_failures=0), tmp_path / "r", script)
     assert [launcher.specs[0].timeouts.wall_s for launcher in script.launchers] == [7.5] * 4
     first = outcome.manifest.entries[0]
-    assert first.status == "failed" and first.reason == "timeout" and "wall timeout" in first.error
+    assert first.status == "failed" and first.reason == "timeout" and "timeout after 7.5 s (wall-clock limit)" in first.error
     # an explicit --timeout wins over the study's field
     script = Script()
     _run(_study(model_dir, experiment_timeout_s=7.5), tmp_path / "o", script, timeouts=Timeouts(wall_s=3.0))

@@ -61,10 +61,12 @@ def gpu_problem(config: ExperimentConfig, host_gpus: int | None = None) -> str |
     field = needs_gpu(config)
     if field is None:
         return None
-    if host_gpus is None:
+    if host_gpus is None:  # CUDA compute needs a real GPU; an NVML sampler reads simulated ones too
+        from lem_runner.contract import nvml
+
         from llenergymeasure.host.inventory import gpu_count
 
-        host_gpus = gpu_count()
+        host_gpus = gpu_count() if field == "device" else nvml.device_count()
     if host_gpus > 0:
         return None
     value = config.device if field == "device" else config.energy.sampler
