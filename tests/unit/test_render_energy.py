@@ -41,3 +41,14 @@ def test_the_steady_state_line_labels_its_null_energy(tmp_path):
     render_experiment(console, Experiment(path=tmp_path, result=r, config=r.config))
     (line,) = [ln for ln in console.export_text().splitlines() if "steady state" in ln]
     assert "4.00 s from 0.50 s · 160 tokens · energy null" in line
+
+
+def test_phases_whose_energies_make_no_share_render_without_one():
+    """Before: TypeError formatting a null energy_share (both phases 0 J on a short simulated-GPU run): `lem run`
+    ended in an internal error after the result was written."""
+    from llenergymeasure.render.energy import phase_row
+
+    zero = {"time_s": 0.4, "energy_j": 0.0, "energy_share": None, "tokens": 8}
+    r = make_result(phases={"prefill": zero, "decode": {**zero, "time_s": 1.2, "tokens": 32}, "method": "counter"})
+    name, text = phase_row(r)
+    assert name == "phases" and text == "prefill 0.000 J in 0.40 s · decode 0.000 J in 1.20 s"

@@ -82,9 +82,11 @@ def phase_row(r: ExperimentResult) -> tuple[str, str] | None:
     ph = r.phases
     if ph is None or ph.prefill.energy_j is None or ph.decode.energy_j is None:
         return None
-    return ("phases", f"prefill {ph.prefill.energy_j:.3f} J in {ph.prefill.time_s:.2f} s "
-                      f"({ph.prefill.energy_share:.0%}) · decode {ph.decode.energy_j:.3f} J in "
-                      f"{ph.decode.time_s:.2f} s ({ph.decode.energy_share:.0%})")
+    def share(p) -> str:  # null when the two phases' energies do not make a share (e.g. they sum to 0)
+        return f" ({p.energy_share:.0%})" if p.energy_share is not None else ""
+
+    return ("phases", f"prefill {ph.prefill.energy_j:.3f} J in {ph.prefill.time_s:.2f} s{share(ph.prefill)} · "
+                      f"decode {ph.decode.energy_j:.3f} J in {ph.decode.time_s:.2f} s{share(ph.decode)}")
 
 
 def serving_rows(result: ExperimentResult) -> list[tuple[str, str]]:
