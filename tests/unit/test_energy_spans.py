@@ -6,6 +6,7 @@ against what the code returns."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 from conftest import make_config, make_environment, make_result, write_yaml
@@ -325,3 +326,27 @@ def test_windowed_headline_at_constant_power_with_the_sampler_on_is_the_power_ti
     result = _measure(config, backend, tracker)
     assert result.inference_time_s == pytest.approx(2.5)
     assert result.total_energy_j == pytest.approx(336.0 * 2.5, rel=0.005)
+
+
+def test_sub_spans_follow_power_that_varies_between_counter_reads_through_stop_tracking():
+    # power 200 + 100 sin(2 pi t) W (a 1 s cycle), a counter updating every 100 ms and read every 0.5 s (the
+    # sampler's counter rate), power sampled every 50 ms: each quarter-cycle span's truth is the power's integral
+    # over it, computed here in closed form. Spreading a counter interval's joules evenly in time (no power shape)
+    # misplaces a quarter cycle's energy by ~30 %; the sampled power shape must put it where the power was.
+    def joules(t):
+        return 200.0 * t - 100.0 / (2 * math.pi) * math.cos(2 * math.pi * t)
+
+    clock = FakeClock(10.03)
+    dev = FakeCounterDevice(clock, joules, update_period_s=0.1)
+    tracker = _tracker(clock, [dev], 20.0)
+    tracker.update_period_s = 0.1
+    tracker.start_tracking()
+    for k in range(51):
+        clock.now = 10.03 + 0.05 * k
+        tracker.tick()
+    clock.now = 12.56
+    reading = tracker.stop_tracking()
+    spans = [(10.0 + 0.25 * q + 0.03, 10.25 + 0.25 * q + 0.03) for q in range(1, 9)]
+    for t0, t1 in spans:
+        assert reading.energy_between(t0, t1) == pytest.approx(joules(t1) - joules(t0), rel=0.03), (t0, t1)
+    assert reading.energy_between(10.03, 12.53) == pytest.approx(joules(12.53) - joules(10.03), rel=0.01)
