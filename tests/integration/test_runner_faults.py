@@ -18,12 +18,14 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from conftest import run_lem, write_yaml
 from lem_runner.contract import ERROR_FILE, RESULT_FILE
 from llenergymeasure.launchers import Timeouts
+from llenergymeasure.launchers.base import LaunchSpec
 from llenergymeasure.launchers.local import LocalLauncher
 from llenergymeasure.options import RunOptions
 from llenergymeasure.results import FileResultsRepository
@@ -75,6 +77,9 @@ raise SystemExit(f"unknown fault {{fault}}")
 FAST = {"n_prompts": 2, "max_output_tokens": 3, "force_output_length": True, "warmup": {"n_batches": 0},
         "energy": {"baseline": {"mode": "off"}}}
 
+#: the hung run's silence limit (its stand-in never writes a line, so this is what it runs for)
+HANG_SILENCE_S = 8
+
 
 def _shim(tmp_path: Path) -> Path:
     path = tmp_path / "faulty-python"
@@ -97,16 +102,33 @@ def _leftovers(folder: Path) -> list[str]:
     return found
 
 
-def _run_study(tmp_path: Path, study: dict, faults: dict[int, str], out: Path, silence_s: float = 60):
+class _SilenceLimitFor(LocalLauncher):
+    """The real local launcher with the silence limit chosen per run: a short one for the run whose runner hangs
+    (silent from its first instant, so no load can make it look alive), a long one for the healthy runs, whose quiet
+    spell while a loaded 2-core machine imports torch and loads the model once outlasted one limit shared by all."""
+
+    def __init__(self, python: str, silence_s: float | None) -> None:
+        super().__init__(python=python)
+        self.silence_s = silence_s
+
+    def launch(self, spec: LaunchSpec, on_event):
+        return super().launch(replace(spec, timeouts=Timeouts(spec.timeouts.wall_s, self.silence_s)), on_event)
+
+
+def _run_study(tmp_path: Path, study: dict, faults: dict[int, str], out: Path,
+               silence_s: dict[int, float] | None = None):
+    """``silence_s``: a silence limit per seed (others: 120 s, well past any healthy runner's quiet spell)."""
     path = tmp_path / "study.yaml"
     path.write_text(json.dumps(study))
     loaded = load_study(path)
-    shim = _shim(tmp_path)
+    shim = str(_shim(tmp_path))
+    limits = silence_s or {}
     os.environ["LEM_TEST_FAULTS"] = json.dumps({str(k): v for k, v in faults.items()})
     try:
         return execute_study(loaded, expand_study(loaded, str(path)), output=out,
-                             options=RunOptions(no_gaps=True, timeouts=Timeouts(None, silence_s)),
-                             launcher_for=lambda point, isolated: LocalLauncher(python=str(shim)))
+                             options=RunOptions(no_gaps=True, timeouts=Timeouts(None, 120)),
+                             launcher_for=lambda point, isolated: _SilenceLimitFor(
+                                 shim, limits.get(point.config.seed, 120)))
     finally:
         del os.environ["LEM_TEST_FAULTS"]
 
@@ -137,9 +159,10 @@ def test_truncated_result_hang_and_vanished_model_each_fail_and_the_study_carrie
              "experiments": [{"seed": 1}, {"seed": 2}, {"seed": 3}, {"seed": 4, "model": str(doomed)}, {"seed": 5}]}
     out = tmp_path / "r"
     start = time.monotonic()
-    # the silence limit must exceed a loaded 2-core machine's quiet spell while a runner imports torch and loads the
-    # model (over 8 s seen in CI), yet stay short enough that the hang is caught quickly
-    outcome = _run_study(tmp_path, study, {2: "truncate", 3: "hang", 4: "vanish"}, out, silence_s=20)
+    # only the hung run gets a short silence limit: one limit for all had to outlast a loaded machine's quiet spell
+    # while a healthy runner imports torch (20 s was not always enough at load 15), so a healthy run could be
+    # stopped as silent
+    outcome = _run_study(tmp_path, study, {2: "truncate", 3: "hang", 4: "vanish"}, out, silence_s={3: HANG_SILENCE_S})
     entries = _entries(outcome)
 
     assert outcome.status == "complete"
@@ -147,7 +170,7 @@ def test_truncated_result_hang_and_vanished_model_each_fail_and_the_study_carrie
     assert (entries[2].status, entries[2].reason) == ("failed", "corrupt_result")
     assert "result.json: not a valid ExperimentResult" in entries[2].error
     assert (entries[3].status, entries[3].reason) == ("failed", "silence")
-    assert 19 < entries[3].runner_s < 60
+    assert HANG_SILENCE_S - 1 < entries[3].runner_s < HANG_SILENCE_S + 40
     assert (entries[4].status, entries[4].reason) == ("failed", "runner_error")
     assert "during load" in entries[4].error and str(doomed) in entries[4].error
     assert set(outcome.results) == {entries[1].run, entries[5].run}
