@@ -350,3 +350,29 @@ def test_sub_spans_follow_power_that_varies_between_counter_reads_through_stop_t
     for t0, t1 in spans:
         assert reading.energy_between(t0, t1) == pytest.approx(joules(t1) - joules(t0), rel=0.03), (t0, t1)
     assert reading.energy_between(10.03, 12.53) == pytest.approx(joules(12.53) - joules(10.03), rel=0.01)
+
+
+# --- a window the counter never updated in -----------------------------------------------------------------------
+
+
+def test_phases_of_a_window_the_counter_never_updated_in_are_null_with_the_reason():
+    # 250 W on a counter that updates every 2 s; a 1.2 s run (0.2 s prefill, 5 tokens 0.2 s apart, two batches)
+    # starting just after an update, sampled at 20 Hz: the counter reads the same value at both window bounds, so
+    # every span inside would read 0 J though 250 W ran throughout. Phase and steady-state energy are null, say why,
+    # and the run is flagged; 0 J is not a measurement.
+    backend = FakeInferenceBackend(batch_size=2, output_tokens=3, step_s=0.1, ttft_s=0.1)
+    backend.clock.now = 20.05
+    dev = FakeCounterDevice(backend.clock, lambda t: 250.0 * t, update_period_s=2.0)
+    tracker = _tracker(backend.clock, [dev], 20.0)
+    tracker.update_period_s = 2.0
+    backend.on_step = tracker.tick
+    config = make_config(n_prompts=4, warmup={"n_batches": 0}, energy={"baseline": {"mode": "off"}})
+    result = _measure(config, backend, tracker)
+    assert result.inference_time_s < 2.0
+    assert result.phases.prefill.energy_j is None and result.phases.decode.energy_j is None
+    assert result.phases.prefill.energy_share is None and result.phases.decode.energy_share is None
+    reason = result.phases.energy_unavailable_reason
+    assert reason and "did not update" in reason and "2000 ms" in reason
+    steady = result.windows["steady_state"]
+    assert steady.energy_j is None and "did not update" in steady.energy_unavailable_reason
+    assert "counter_no_tick" in result.quality_flags

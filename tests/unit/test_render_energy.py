@@ -52,3 +52,22 @@ def test_phases_whose_energies_make_no_share_render_without_one():
     r = make_result(phases={"prefill": zero, "decode": {**zero, "time_s": 1.2, "tokens": 32}, "method": "counter"})
     name, text = phase_row(r)
     assert name == "phases" and text == "prefill 0.000 J in 0.40 s · decode 0.000 J in 1.20 s"
+
+
+def test_phases_of_a_window_the_counter_never_updated_in_render_null_with_the_reason(tmp_path):
+    """A measured run whose phase energies are null (the counter did not update inside its window) says so on the
+    summary's phases row and in the show view's phase table, instead of 0 J or no row."""
+    from llenergymeasure.render.energy import phase_row
+
+    reason = ("the energy counter of 0 did not update inside the 1.200 s window (it updates every 2000 ms, longer "
+              "than the window), so every span inside it would read 0 J: not a measurement")
+    null = {"time_s": 0.4, "energy_j": None, "energy_share": None, "tokens": 8}
+    r = make_result(total_energy_j=0.0, phases={"prefill": null, "decode": {**null, "time_s": 0.8, "tokens": 16},
+                                                "method": "counter", "energy_unavailable_reason": reason})
+    assert phase_row(r) == ("phases", f"energy null — {reason}")
+    console = Console(width=80, record=True)
+    render_experiment(console, Experiment(path=tmp_path, result=r, config=r.config))
+    shown = console.export_text()
+    assert "did not update inside the 1.200 s window" in " ".join(shown.split())
+    phase_lines = [ln for ln in shown.splitlines() if ln.startswith(("prefill", "decode"))]
+    assert phase_lines and all("null" in ln for ln in phase_lines)

@@ -80,8 +80,13 @@ def energy_rows(r: ExperimentResult, full: bool = False) -> list[tuple[str, str]
 def phase_row(r: ExperimentResult) -> tuple[str, str] | None:
     """Prefill and decode energy on one line (the summary's; ``show`` has a phase table)."""
     ph = r.phases
-    if ph is None or ph.prefill.energy_j is None or ph.decode.energy_j is None:
+    if ph is None:
         return None
+    if ph.prefill.energy_j is None or ph.decode.energy_j is None:
+        # a measured run whose phases could not be split says why; an unmeasured one's raw row already does
+        if r.total_energy_j is None or not ph.energy_unavailable_reason:
+            return None
+        return ("phases", f"energy null — {escape(ph.energy_unavailable_reason)}")
     def share(p) -> str:  # null when the two phases' energies do not make a share (e.g. they sum to 0)
         return f" ({p.energy_share:.0%})" if p.energy_share is not None else ""
 

@@ -73,6 +73,13 @@ class EnergyReading:
         if self.tracks is None:
             return (f"the {self.source} source reports window totals only, not a series to take a span's energy "
                     "from")
+        still = [d for d, t in self.tracks.items() if t.between(self.t_start, self.t_end) <= 0]
+        if still:
+            period = (f"it updates every {self.update_period_s * 1000:.0f} ms,"
+                      if self.update_period_s else "its update period is")
+            return (f"the energy counter of {', '.join(still)} did not update inside the "
+                    f"{self.t_end - self.t_start:.3f} s window ({period} longer than the window), so every span "
+                    "inside it would read 0 J: not a measurement")
         if any(self._points(d, t) <= 2 for d, t in self.tracks.items()):
             return ("the energy series holds only the window's two boundary reads (energy.sample_hz: 0, or the "
                     "sampler stopped), so a span inside the window would get a time share of the total, not a "
