@@ -53,9 +53,8 @@ class Offline:
 
     def run(self, ctx: RunContext) -> ExperimentResult:
         from lem_runner.backends import create_backend
-        from lem_runner.measure import run_measurement
-
         from lem_runner.contract.task import task_problems
+        from lem_runner.measure import run_measurement
 
         problems = task_problems(ctx.config.quality.task, ctx.config.backend, ctx.config.scenario)
         if problems:  # before loading: a config error (exit 2), as `lem config validate` says

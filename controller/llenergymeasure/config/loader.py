@@ -14,9 +14,9 @@ from llenergymeasure.config.checks import (
     engine_setting_problems,
     experiment_backend,
     prompts_file_problem,
-    task_file_problems,
     resolve_batch_flag,
     split_backend_sections,
+    task_file_problems,
     validation_problems,
 )
 from llenergymeasure.errors import ConfigError

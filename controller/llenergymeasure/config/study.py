@@ -22,9 +22,9 @@ from llenergymeasure.config.checks import (
     engine_setting_problems,
     field_path_problem,
     prompts_file_problem,
-    task_file_problems,
     resolve_batch_flag,
     split_backend_sections,
+    task_file_problems,
 )
 from llenergymeasure.config.host_checks import model_problem
 from llenergymeasure.config.loader import (

@@ -15,11 +15,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lem_runner.contract.backends import backend_spec, registry
 from lem_runner.contract.section import Section
-
-#: the backends whose engine scores continuations (a ``loglikelihood`` method on the backend)
-TASK_BACKENDS = ("pytorch",)
-
 
 class TaskConfig(Section):
     """A multiple-choice task scored on the run's engine after the energy window."""
@@ -56,9 +53,9 @@ def task_problems(task: TaskConfig | None, backend: str, scenario: str) -> list[
     `lem config validate` and in the runner before loading."""
     if task is None:
         return []
-    if backend not in TASK_BACKENDS:
-        return [f"quality.task: the {backend} backend cannot score continuations yet (supported: "
-                f"{', '.join(TASK_BACKENDS)})"]
+    if not backend_spec(backend).scores_continuations:
+        able = ", ".join(name for name, spec in registry().items() if spec.scores_continuations)
+        return [f"quality.task: the {backend} backend cannot score continuations yet (supported: {able})"]
     if scenario != "offline":
         return ["quality.task: scored on the offline scenario's engine only (use scenario: offline)"]
     if task.harness == "lm_eval":
