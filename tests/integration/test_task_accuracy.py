@@ -116,6 +116,17 @@ def test_export_has_the_task_accuracy_column(scored, tmp_path):
     assert row["task_scorer"] == "builtin"
 
 
+def test_results_show_has_the_task_accuracy_in_80_columns(scored):
+    out, result = scored
+    (folder,) = [p for p in out.iterdir() if p.is_dir()]
+    proc = run_lem("results", "show", str(folder), env={"COLUMNS": "80"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "task accuracy" in proc.stdout
+    assert f"{result['quality']['task']['accuracy']:.3f} ± {result['quality']['task']['stderr']:.3f}" in proc.stdout
+    assert "mc · 6 items · builtin" in proc.stdout
+    assert max(map(len, proc.stdout.splitlines())) <= 80
+
+
 @pytest.mark.skipif(importlib.util.find_spec("lm_eval") is None,
                     reason="lm-eval not installed (pip install 'llenergymeasure[lmeval]')")
 def test_lm_eval_adapter_scores_the_same_task(tmp_path, tiny_model_path):
