@@ -53,8 +53,12 @@ class Offline:
 
     def run(self, ctx: RunContext) -> ExperimentResult:
         from lem_runner.backends import create_backend
+        from lem_runner.contract.task import task_problems
         from lem_runner.measure import run_measurement
 
+        problems = task_problems(ctx.config.quality.task, ctx.config.backend, ctx.config.scenario)
+        if problems:  # before loading: a config error (exit 2), as `lem config validate` says
+            raise EngineArgumentError("; ".join(problems))
         fresh = ctx.held.backend is None  # the backend engine_for hands over was loaded before, or is new
         backend = ctx.held.engine_for(ctx.config, lambda: create_backend(ctx.config, ctx.request.model_path))
         result = run_measurement(
@@ -64,7 +68,20 @@ class Offline:
                                                                loaded.cuda_version),
             emit=ctx.emit, phase=ctx.phase, prompts_path=ctx.request.prompts_path, out_dir=ctx.out_dir,
         )
+        if ctx.config.quality.task is not None:  # after the energy window closed: never in a measured figure
+            result = _with_task_score(ctx, ctx.held.backend, result)  # the engine itself, not the session's wrapper
         return finish(ctx, result, engine=ctx.held.use(fresh))
+
+
+def _with_task_score(ctx: RunContext, backend, result: ExperimentResult) -> ExperimentResult:
+    """The task's accuracy on the engine just measured, in result.quality.task."""
+    from lem_runner.contract.quality import QualityFigures
+    from lem_runner.task import score_task
+
+    ctx.phase.name = "task"
+    score = score_task(ctx.config.quality.task, backend.loglikelihood)
+    quality = result.quality or QualityFigures()
+    return result.model_copy(update={"quality": quality.model_copy(update={"task": score})})
 
 
 class Serving:

@@ -202,3 +202,13 @@ def test_a_run_stopped_by_its_timeout_is_listed_as_failed_by_timeout(tmp_path, t
     assert "failed" in listed.stdout and "incomplete" not in listed.stdout, listed.stdout
     shown = run_lem("results", "show", str(run_dir))
     assert "failed" in shown.stdout and "timeout after 2 s" in shown.stdout, shown.stdout
+
+
+def test_a_bad_task_jsonl_is_refused_by_validate_and_by_run_before_the_model_loads(tmp_path, tiny_model_path):
+    (tmp_path / "mc.jsonl").write_text('{"question": "q", "choices": ["a", "b"], "answer": 0}\n'
+                                       '{"question": "q", "choices": ["a", "b"], "answer": 5}\n')
+    cfg = write_yaml(tmp_path / "t.yaml", f"model: {tiny_model_path}\nquality:\n  task:\n    path: mc.jsonl\n")
+    words = ["quality.task.path:", "mc.jsonl:2: 'answer' must be an index into choices (0..1), not 5"]
+    validated = _refused(run_lem("config", "validate", str(cfg)), *words)
+    assert validated == _refused(run_lem("run", str(cfg), "-o", str(tmp_path / "r")), *words)
+    assert not (tmp_path / "r").exists()

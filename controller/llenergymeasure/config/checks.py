@@ -25,6 +25,7 @@ from typing import Any, get_args
 
 from lem_runner.contract import ExperimentConfig, backend_spec, registry
 from lem_runner.contract.backends import foreign_section_message
+from lem_runner.contract.task import task_problems
 from pydantic import BaseModel, ValidationError
 
 from llenergymeasure.errors import ConfigError
@@ -154,6 +155,17 @@ def prompts_file_problem(config: ExperimentConfig) -> str | None:
             return f"prompts.field: {p.path}:{lineno} has no non-empty string '{p.field}'{hint}"
         n += 1
     return None if n else f"prompts.path: '{p.path}' holds no prompts"
+
+
+def task_file_problems(config: ExperimentConfig) -> list[str]:
+    """Why ``quality.task`` cannot be scored (its JSONL or YAML, the harness, the backend), by the runner's own
+    check (lem_runner.contract.task), or []. Runs not on this host (docker, slurm) read the file where they run, so
+    they are refused until the file travels with them."""
+    task = config.quality.task
+    if task is not None and config.runner not in ("auto", "local"):
+        return [f"quality.task: scored on runner local only so far (the task file does not travel with runner "
+                f"'{config.runner}')"]
+    return task_problems(task, config.backend, config.scenario)
 
 
 def engine_setting_problems(config: ExperimentConfig) -> list[str]:

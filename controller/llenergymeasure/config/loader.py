@@ -16,6 +16,7 @@ from llenergymeasure.config.checks import (
     prompts_file_problem,
     resolve_batch_flag,
     split_backend_sections,
+    task_file_problems,
     validation_problems,
 )
 from llenergymeasure.errors import ConfigError
@@ -128,6 +129,7 @@ def config_from_data(data: dict[str, Any], source: str, folder: Path | None,
     merged, problems = split_backend_sections(apply_overrides(data, overrides), data, overrides)
     config = parse_config(merged, source, earlier=problems)
     problems += [p for p in [prompts_file_problem(config)] if p]
+    problems += task_file_problems(config)
     problems += engine_setting_problems(config)
     if problems:
         raise ConfigError(format_problems(source, problems))
@@ -151,4 +153,8 @@ def resolve_relative_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
             if isinstance(holder.get(key), str):
                 path = Path(holder[key]).expanduser()
                 holder[key] = str(path if path.is_absolute() else (base / path).resolve())
+    task = data.get("quality", {}).get("task") if isinstance(data.get("quality"), dict) else None
+    if isinstance(task, dict) and isinstance(task.get("path"), str):
+        path = Path(task["path"]).expanduser()
+        task["path"] = str(path if path.is_absolute() else (base / path).resolve())
     return data

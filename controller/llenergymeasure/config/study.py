@@ -24,6 +24,7 @@ from llenergymeasure.config.checks import (
     prompts_file_problem,
     resolve_batch_flag,
     split_backend_sections,
+    task_file_problems,
 )
 from llenergymeasure.config.host_checks import model_problem
 from llenergymeasure.config.loader import (
@@ -264,7 +265,8 @@ def expand_study(study: StudyConfig, source: str = "study") -> Expansion:
             label = _label(overrides)
             try:
                 config = parse_config(data, f"{source}: {label}")
-                problems = ([p for p in [prompts_file_problem(config)] if p] + engine_setting_problems(config)
+                problems = ([p for p in [prompts_file_problem(config)] if p] + task_file_problems(config)
+                            + engine_setting_problems(config)
                             + [p for p in [model_problem(config)] if p])
                 if problems:
                     raise ConfigError(f"{source}: {label}: {'; '.join(problems)}")

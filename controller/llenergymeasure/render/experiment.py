@@ -132,6 +132,20 @@ def _serving(r: ExperimentResult) -> Table | None:
     return t
 
 
+def _task(r: ExperimentResult) -> Table | None:
+    """Task accuracy (config quality.task), scored after the energy window."""
+    task = r.quality.task if r.quality is not None else None
+    if task is None:
+        return None
+    t = _group("task accuracy")
+    spread = "" if task.stderr is None else f" ± {task.stderr:.3f}"
+    t.add_row("acc", f"{task.accuracy:.3f}{spread} (stderr) · acc_norm "
+              f"{'-' if task.accuracy_norm is None else f'{task.accuracy_norm:.3f}'}")
+    t.add_row("task", f"{escape(task.name)} · {task.n_items} items · {task.scorer} · {task.duration_s:.1f} s after "
+              "the window")
+    return t
+
+
 def render_experiment(console: Console, e: Experiment) -> None:
     """The whole record, or for a failed run its error."""
     if e.result is None:
@@ -145,6 +159,6 @@ def render_experiment(console: Console, e: Experiment) -> None:
                   f"{r.start_time:%Y-%m-%d %H:%M:%S} UTC · {(r.end_time - r.start_time).total_seconds():.1f} s")
     console.print(f"[dim]{escape(str(e.path))} · config hash {r.measurement_config_hash} · schema "
                   f"{r.schema_version}[/]")
-    for table in (_energy(r), _windows(r), _phases(r), _serving(r), _rest(r), _environment(r)):
+    for table in (_energy(r), _windows(r), _phases(r), _serving(r), _task(r), _rest(r), _environment(r)):
         if table is not None:
             console.print(table)

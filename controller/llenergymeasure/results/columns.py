@@ -186,6 +186,12 @@ COLUMNS: list[Column] = [
           "requests_failed", "inflight_mean_requests", "e2e_p50_ms", "e2e_p99_ms", "goodput_per_s",
           "slo_share", "energy_per_good_token_j", "energy_per_request_mean_j", "energy_per_completed_request_j",
           "idle_energy_j", "server_start_s"),
+    # task accuracy (config quality.task); definitions in docs/method.md, "Task accuracy"
+    Column("task_name", "str", "quality.task: the task (JSONL stem, or the lm-eval YAML's task)",
+           _r(lambda r: r.quality.task.name if r.quality and r.quality.task else None)),
+    Column("task_scorer", "str", "quality.task: builtin | lm_eval",
+           _r(lambda r: r.quality.task.scorer if r.quality and r.quality.task else None)),
+    *_fig("task_accuracy", "task_accuracy_norm", "task_accuracy_stderr", "task_items_count", "task_duration_s"),
 ]
 
 COLUMN_NAMES = [c.name for c in COLUMNS]

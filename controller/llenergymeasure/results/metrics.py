@@ -180,6 +180,16 @@ FIGURES: list[Metric] = [
     Metric("idle_energy_j", "serving.idle_energy_j", "J", "serving: energy while no request was in flight"),
     Metric("server_start_s", "serving.server_start_s", "s", "serving: server launch to healthy (outside the window)",
            "lower"),
+    # task accuracy (config quality.task; docs/method.md, "Task accuracy"), scored after the energy window
+    Metric("task_accuracy", "quality.task.accuracy", "", "quality.task: acc, share of items whose answer has the "
+           "highest summed continuation log-likelihood", "higher", label="task acc"),
+    Metric("task_accuracy_norm", "quality.task.accuracy_norm", "", "quality.task: acc_norm, the same with each "
+           "choice's log-likelihood divided by its length in characters", "higher"),
+    Metric("task_accuracy_stderr", "quality.task.stderr", "", "quality.task: standard error of acc (sample stdev / "
+           "sqrt(n))"),
+    Metric("task_items_count", "quality.task.n_items", "", "quality.task: items scored", kind="int"),
+    Metric("task_duration_s", "quality.task.duration_s", "s", "quality.task: scoring wall time, after the energy "
+           "window"),
 ]
 
 METRICS: dict[str, Metric] = {m.key: m for m in FIGURES}

@@ -189,6 +189,9 @@ class BackendSpec:
     short_names: Mapping[str, str] = field(default_factory=dict)
     #: what the engine watch looks for in this backend's engine processes (its implementation starts the watch)
     engine_markers: EngineMarkers = field(default_factory=EngineMarkers)
+    #: the backend scores continuations (a ``loglikelihood(pairs)`` method, teacher-forced): task accuracy
+    #: (config quality.task) runs on it
+    scores_continuations: bool = False
 
     def __post_init__(self) -> None:
         unknown = [d for d in self.device_kinds if d not in DEVICE_KINDS]

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationInfo, create_model, field_validator, model_serializer, model_validator
 
 from lem_runner.contract.backends import BackendSpec, backend_spec, default_backend, foreign_section_message, registry
+from lem_runner.contract.quality import QualityConfig
 from lem_runner.contract.section import Section
 from lem_runner.contract.serving import ServingConfig
 
@@ -315,6 +316,7 @@ class _Experiment(_Section):
     carbon: CarbonConfig | None = Field(None, description="grid intensity and PUE for emissions (none: no emissions)")
     slurm: SlurmConfig = SlurmConfig()
     serving: ServingConfig = ServingConfig()
+    quality: QualityConfig = QualityConfig()
 
     @field_validator("backend")
     @classmethod

@@ -31,7 +31,7 @@ ENGINE_TOP_FIELDS: tuple[str, ...] = (
 #: top-level fields a run applies to the engine it is given (never part of the identity)
 RUN_TOP_FIELDS: tuple[str, ...] = (
     "name", "prompts", "n_prompts", "max_input_tokens", "max_output_tokens", "force_output_length", "decoding",
-    "warmup", "energy", "window", "gpu", "carbon", "serving",
+    "warmup", "energy", "window", "gpu", "carbon", "serving", "quality",
 )
 
 def engine_section_fields(backend: str) -> tuple[str, ...]:

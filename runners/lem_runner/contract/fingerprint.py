@@ -7,8 +7,9 @@ import json
 
 from lem_runner.contract.config import SCHEMA_VERSION, ExperimentConfig
 
-#: Fields that name or place an experiment but do not change what is measured.
-_NOT_MEASURED = {"name", "runner", "allow_model_download", "carbon", "slurm"}
+#: Fields that name or place an experiment but do not change what is measured (quality: its figures are taken after
+#: the energy window, so adding one leaves the measurement, and its hash, as it was).
+_NOT_MEASURED = {"name", "runner", "allow_model_download", "carbon", "slurm", "quality"}
 
 
 def _digest(obj: object) -> str:

@@ -18,6 +18,7 @@ from lem_runner.contract.environment import EnvironmentInfo
 from lem_runner.contract.host_load import HostLoad
 from lem_runner.contract.legacy import OLDER_VERSIONS, upgrade_result
 from lem_runner.contract.operating_point import OperatingPoint
+from lem_runner.contract.quality import QualityFigures
 
 
 class _Record(BaseModel):
@@ -330,6 +331,8 @@ class ExperimentResult(_Record):
     host_load: HostLoad | None = Field(None, description="the host's CPU load over the window (other processes' CPU, "
                                        "steal, load average); contended runs are flagged cpu_contention. Null where "
                                        "/proc is not readable")
+    quality: QualityFigures | None = Field(None, description="quality figures taken after the energy window "
+                                           "(config quality); null when none was asked for")
     serving: ServingFigures | None = Field(None, description="scenario serving: load, latencies, energy per request, "
                                                              "SLO goodput (requests.parquet holds each request)")
     environment: EnvironmentInfo

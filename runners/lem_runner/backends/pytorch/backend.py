@@ -207,6 +207,12 @@ class PyTorchBackend:
         return dataclasses.replace(loaded, details={**loaded.details, "batch_size": self.batch_size},
                                    engine_settings=self._settings)
 
+    def loglikelihood(self, pairs: list[tuple[str, str]]) -> list[tuple[float, bool]]:
+        """Task accuracy's scoring hook (lem_runner.task): each continuation's summed log-likelihood and is_greedy."""
+        from lem_runner.backends.pytorch.loglikelihood import continuation_loglikelihoods
+
+        return continuation_loglikelihoods(self._model, self._tokenizer, self._device, pairs)
+
     def close(self) -> None:
         self._model = None
         self._tokenizer = None

@@ -1,0 +1,75 @@
+"""The task file checks (lem_runner.contract.task) that `lem config validate` and the runner share: each bad file
+is one line naming the file and line; acc, acc_norm and stderr from known log-likelihoods."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from lem_runner.contract.task import TaskConfig, task_problems
+from lem_runner.task.builtin import accuracy_figures
+
+GOOD = '{"question": "q", "choices": ["a", "b"], "answer": 1}\n'
+
+
+@pytest.mark.parametrize("text, words", [
+    (None, ["file", "not found"]),
+    ("", ["holds no items"]),
+    (GOOD + "{oops\n", [":2: not JSON"]),
+    (GOOD + '["a"]\n', [":2: not a JSON object"]),
+    ('{"choices": ["a"], "answer": 0}\n', [":1: no string 'question' (or 'context')"]),
+    ('{"question": "q", "choices": [], "answer": 0}\n', [":1: 'choices' must be a non-empty list"]),
+    ('{"question": "q", "choices": ["a", "b"], "answer": 2}\n', [":1: 'answer' must be an index", "(0..1)", "not 2"]),
+    ('{"question": "q", "choices": ["a", "b"], "answer": true}\n', [":1: 'answer' must be an index"]),
+    ('{"context": "q", "choices": ["a", ""], "answer": 0}\n', [":1: 'choices' must be a non-empty list"]),
+])
+def test_a_bad_jsonl_is_one_line_naming_file_and_line(tmp_path, text, words):
+    path = tmp_path / "mc.jsonl"
+    if text is not None:
+        path.write_text(text)
+    (problem,) = task_problems(TaskConfig(path=str(path)), "pytorch", "offline")
+    assert problem.startswith("quality.task.path: ") and "\n" not in problem
+    assert str(path) in problem or "mc.jsonl" in problem
+    for w in words:
+        assert w in problem, problem
+
+
+def test_a_good_jsonl_passes_and_other_backends_and_serving_are_refused(tmp_path):
+    (tmp_path / "mc.jsonl").write_text(GOOD)
+    task = TaskConfig(path=str(tmp_path / "mc.jsonl"))
+    assert task_problems(task, "pytorch", "offline") == []
+    assert task_problems(None, "vllm", "serving") == []
+    assert "the vllm backend cannot score" in task_problems(task, "vllm", "offline")[0]
+    assert "offline scenario" in task_problems(task, "pytorch", "serving")[0]
+
+
+def test_accuracy_figures_from_known_loglikelihoods():
+    # item 1: b highest (right); item 2: a highest raw, but b per character (answer b); item 3: a (wrong: c)
+    scores = [[-3.0, -1.0], [-2.0, -3.0], [-1.0, -5.0, -6.0]]
+    choices = [["a", "b"], ["a", "bbbbbb"], ["a", "b", "c"]]
+    got = accuracy_figures(scores, choices, [1, 1, 2])
+    assert got["accuracy"] == pytest.approx(1 / 3)
+    assert got["accuracy_norm"] == pytest.approx(2 / 3)
+    hits = [1, 0, 0]
+    mean = 1 / 3
+    assert got["stderr"] == pytest.approx(math.sqrt(sum((h - mean) ** 2 for h in hits) / 2) / math.sqrt(3))
+    assert got["n_items"] == 3
+    assert accuracy_figures([[0.0, -1.0]], [["a", "b"]], [0])["stderr"] is None
+
+
+def test_the_lm_eval_harness_needs_lm_eval_and_a_task_yaml(tmp_path):
+    import importlib.util
+
+    path = tmp_path / "t.yaml"
+    task = TaskConfig(path=str(path), harness="lm_eval")
+    if importlib.util.find_spec("lm_eval") is None:
+        (problem,) = task_problems(task, "pytorch", "offline")
+        assert problem.startswith("quality.task.harness: lm_eval is not installed here")
+        return
+    assert "not found" in task_problems(task, "pytorch", "offline")[0]
+    path.write_text("task: [unclosed\n")
+    assert f"{path}:" in task_problems(task, "pytorch", "offline")[0]
+    path.write_text("dataset_path: json\n")
+    assert "no 'task:' name" in task_problems(task, "pytorch", "offline")[0]
+    path.write_text("task: mine\n")
+    assert task_problems(task, "pytorch", "offline") == []
