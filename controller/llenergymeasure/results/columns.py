@@ -186,6 +186,9 @@ COLUMNS: list[Column] = [
           "requests_failed", "inflight_mean_requests", "e2e_p50_ms", "e2e_p99_ms", "goodput_per_s",
           "slo_share", "energy_per_good_token_j", "energy_per_request_mean_j", "energy_per_completed_request_j",
           "idle_energy_j", "server_start_s"),
+    # serving.capacity's search (null without one): capacity per point of a sweep
+    *_fig("capacity_found", "capacity_rate_per_s", "capacity_clients", "capacity_goodput_per_s",
+          "capacity_energy_per_good_token_j", "capacity_energy_per_request_j", "capacity_probes"),
 ]
 
 COLUMN_NAMES = [c.name for c in COLUMNS]
