@@ -84,7 +84,8 @@ class ServingConfig(_Section):
 
     arrival: Literal["constant", "poisson", "gamma", "concurrency", "trace"] = "poisson"
     rate: float | None = Field(None, gt=0, le=100_000,
-                               description="offered requests per second (constant/poisson/gamma; required there)")
+                               description="offered requests per second (constant/poisson/gamma; required there unless "
+                                           "capacity searches it)")
     burstiness: float = Field(1.0, gt=0, le=100, description="gamma shape: 1 = Poisson, < 1 burstier, > 1 smoother")
     concurrency: int | None = Field(None, ge=1, le=100_000, description="closed-loop clients (arrival: concurrency)")
     trace: str | None = Field(None, min_length=1, description="JSONL trace file (arrival: trace)")
