@@ -29,7 +29,7 @@ def test_the_capacity_search_finds_the_stubs_known_capacity_within_5_percent_in_
             force_output_length=True, energy={"sample_hz": 20, "timeseries": False, "baseline": {"mode": "off"}},
             serving={"endpoint": stub.base_url, "warmup_requests": 1, "arrival": "constant", "n_requests": N,
                      "slo": {"ttft_ms": BOUND_MS},
-                     "capacity": {"good_share": SHARE, "rate_min": 20, "rate_max": 80, "tolerance": 0.05}})
+                     "capacity": {"good_share": SHARE, "rate_min": 20, "rate_max": 80, "tolerance": 0.03}})
         source = CounterEnergySource([device], "fake_counter", "counter of a scripted device", sample_hz=20)
         result = run_serving(RunRequest(experiment_id="e", config=cfg, model_path="/nonexistent"),
                              energy_for=lambda kind: source,
@@ -58,3 +58,48 @@ def test_the_capacity_search_finds_the_stubs_known_capacity_within_5_percent_in_
     assert c.energy_per_request_j == pytest.approx(WATTS * window_s / N, rel=0.03)
     assert c.goodput_rps == pytest.approx(head.goodput_rps) and c.energy_unavailable_reason is None
     assert "one idle baseline" in c.baseline and "bisect" in c.method
+
+
+def test_a_study_gives_the_capacity_per_point_of_its_sweep_in_show_and_export(tmp_path):
+    # the sweep moves the answer length, so each point's service time and true capacity are known; `lem results
+    # show` lists the capacity per point and the export has it as a column
+    from conftest import run_lem, write_yaml
+
+    tokens, n, share, bound_ms = (9, 5), N, SHARE, 30
+    truths = {t: slot_capacity(SLOTS, TTFT_S + (t - 1) * TOKEN_S, n, share, bound_ms / 1000, TTFT_S) for t in tokens}
+    with StubServer(ttft_s=TTFT_S, token_delay_s=TOKEN_S, slots=SLOTS) as stub:
+        study = write_yaml(tmp_path / "s.yaml", f"""\
+name: cap
+n_cycles: 1
+base:
+  model: stub
+  scenario: serving
+  device: cpu
+  max_output_tokens: 9
+  force_output_length: true
+  serving:
+    endpoint: {stub.base_url}
+    arrival: constant
+    n_requests: {n}
+    warmup_requests: 0
+    slo: {{ttft_ms: {bound_ms}}}
+    capacity: {{good_share: {share}, rate_min: 25, rate_max: 100, tolerance: 0.03}}
+sweep: {{max_output_tokens: {list(tokens)}}}
+""")
+        proc = run_lem("run", str(study), "-o", str(tmp_path / "out"))
+        assert proc.returncode == 0, proc.stderr
+    exported = run_lem("results", "export", str(tmp_path / "out"), "-o", str(tmp_path / "r.csv"))
+    assert exported.returncode == 0, exported.stderr
+    import csv
+
+    rows = list(csv.DictReader((tmp_path / "r.csv").open()))
+    assert len(rows) == 2
+    for row in rows:
+        truth = truths[int(row["study_point"].rsplit("=", 1)[1])]
+        assert abs(float(row["capacity_rate_per_s"]) - truth) / truth <= 0.05, (row["study_point"], truth)
+        assert row["capacity_found"] == "bracketed" and int(row["capacity_probes"]) <= 8
+    (study_dir,) = [p for p in (tmp_path / "out").iterdir() if p.is_dir()]
+    shown = run_lem("results", "show", str(study_dir))
+    assert shown.returncode == 0 and "capacity" in shown.stdout, shown.stdout
+    # the points table's capacity column (its header wrapped over two lines at 80 columns) holds each point's
+    assert all(f"{float(row['capacity_rate_per_s']):.3g}" in shown.stdout for row in rows)
