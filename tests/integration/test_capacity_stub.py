@@ -58,6 +58,17 @@ def test_the_capacity_search_finds_the_stubs_known_capacity_within_5_percent_in_
     assert c.energy_per_request_j == pytest.approx(WATTS * window_s / N, rel=0.03)
     assert c.goodput_rps == pytest.approx(head.goodput_rps) and c.energy_unavailable_reason is None
     assert "one idle baseline" in c.baseline and "bisect" in c.method
+    # its plot, with energy measured: J/good token per probe drawn, the capacity marked where it was found
+    from llenergymeasure.results.capacity_plot import capacity_figure, capacity_plot
+    from llenergymeasure.results.discover import Experiment
+
+    written = capacity_plot(Experiment(tmp_path, result), tmp_path / "capacity.png")
+    assert written.path.read_bytes()[:4] == b"\x89PNG" and f"capacity {c.capacity:.3g} req/s" in written.title
+    _, (left, right) = capacity_figure(Experiment(tmp_path, result))
+    drawn = sorted(y for line in right.get_lines() if line.get_marker() == "s" for y in line.get_ydata())
+    assert drawn == pytest.approx(sorted(p.energy_per_good_token_j for p in c.probes
+                                         if p.energy_per_good_token_j is not None))
+    assert any(list(line.get_xdata()) == [c.capacity, c.capacity] for line in left.get_lines())
 
 
 def test_a_study_gives_the_capacity_per_point_of_its_sweep_in_show_and_export(tmp_path):

@@ -92,7 +92,7 @@ def phase_row(r: ExperimentResult) -> tuple[str, str] | None:
 def capacity_rows(c) -> list[tuple[str, str]]:
     """The capacity search on screen (docs/method.md, "Serving", capacity search): what it found, then the probes."""
     unit = "clients" if c.knob == "concurrency" else "req/s"
-    where = {"bracketed": f"below {c.first_failing:g} {unit}" if c.first_failing is not None else "",
+    where = {"bracketed": f"below {c.first_failing:.3g} {unit}" if c.first_failing is not None else "",
              "at_least_max": "the bracket's high end passed: at least this",
              "below_min": "the bracket's low end failed"}[c.found]
     found = "none" if c.capacity is None else f"{c.capacity:.3g} {unit}"
@@ -101,9 +101,9 @@ def capacity_rows(c) -> list[tuple[str, str]]:
             ("at capacity", f"goodput {figure(c.goodput_rps, 'req/s', '.2f')} · J per good output token "
                             f"{figure(c.energy_per_good_token_j, 'J')} · J/request "
                             f"{figure(c.energy_per_request_j, 'J')}")]
-    rows += [(f"probe {p.index + 1}", f"{p.load:.3g} {unit}: {p.verdict} · good "
-                                      f"{'-' if p.good_share is None else f'{p.good_share:.0%}'} · "
-                                      f"{p.steady_state_quality or '-'}") for p in c.probes]
+    rows += [(f"probe {p.index + 1}", f"{p.load:.3g} {unit}: {p.verdict.replace('_', ' ')} · good "
+                                      f"{'-' if p.good_share is None else f'{p.good_share:.0%}'} · TTFT p50 "
+                                      f"{figure(p.ttft_p50_ms, 'ms', '.3g')}") for p in c.probes]
     return rows
 
 

@@ -42,7 +42,7 @@ def capacity_figure(e: Experiment):
     for p in failed:
         left.annotate(p.verdict.replace("_", " "), (p.load, p.goodput_rps or 0.0), textcoords="offset points",
                       xytext=(5, 5), fontsize=7)
-    left.set_ylabel("goodput (requests/s meeting the SLO)")
+    left.set_ylabel("goodput (req/s meeting the SLO)")
     left.set_title(f"goodput per probe ({len(probes)} probes)", fontsize=9)
     measured = [p for p in probes if p.energy_per_good_token_j is not None]
     if measured:
