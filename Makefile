@@ -87,6 +87,7 @@ bench: venv docker-up base-image slurm-up
 	$(BIN)/python bench/slurm.py
 	$(BIN)/python bench/gpu.py
 	$(BIN)/python bench/serving.py
+	$(BIN)/python bench/capacity.py
 	$(BIN)/python bench/report.py
 
 docker-up:

@@ -121,6 +121,20 @@ def _serving_rows(results: Path = RESULTS) -> list[str]:
     return rows
 
 
+def capacity_rows(found: tuple[Path, dict] | None) -> list[str]:
+    """SLO capacity search accuracy (bench/capacity.py): the worst error and the most probes over every run."""
+    cmd = "`python bench/capacity.py`"
+    if found is None:
+        return [f"| SLO capacity search accuracy | {cmd} | not run yet | within 5 % in ≤ 8 probes | — | — |"]
+    path, r = found
+    cases = len({json.dumps(x["case"], sort_keys=True) for x in r["runs"]})
+    worst = "a search found no capacity" if r["worst_rel_error"] is None else f"worst {r['worst_rel_error']:.1%}"
+    return [f"| SLO capacity search accuracy | {cmd} | found vs true capacity of a stub with known slots "
+            f"({cases} cases × {len(r['runs']) // max(cases, 1)} runs): {worst} off, at most {r['most_probes']} "
+            f"probes | within {r['target']['rel_error_max']:.0%} in ≤ {r['target']['probes_max']} probes | "
+            f"{_verdict(r['meets'])} | `{_rel(path)}` |"]
+
+
 def _open_loop_rows(path: Path, o: dict | None) -> list[str]:
     """The open-loop agreement: one Poisson schedule replayed through lem (trace arrival) and vLLM's own request
     function; or a row saying the agreement file has none yet."""
@@ -415,6 +429,7 @@ def main() -> None:
                      f"median ({p['poll_s_max'] * 1000:.0f} ms max) | 1 call | "
                      f"{_verdict(p['scheduler_calls_per_poll'] == 1)} | `{path.relative_to(ROOT)}` |")
     lines += _serving_rows()
+    lines += capacity_rows(_latest("capacity"))
     gpu = _latest("gpu", "-2*.json")
     lines += _gpu_rows(gpu)
     machine = (iso or fid or (None, {}))[1].get("machine", {})

@@ -3,7 +3,10 @@ sockets. It is a fake at a protocol seam — the OpenAI streaming protocol — a
 (the transformers server in test_serving_pytorch.py, vLLM's in tests/docker/test_serving_vllm.py).
 
 It streams ``max_tokens`` chunks, one token each, ``token_delay_s`` apart after ``ttft_s``, then a usage-only chunk
-(include_usage), like vLLM with continuous_usage_stats. Special prompts misbehave on purpose: ``"hang"`` never
+(include_usage), like vLLM with continuous_usage_stats. With ``slots`` it has a known service capacity: at most
+``slots`` requests are answered at once (the rest wait in arrival order, FIFO), each holding its slot for exactly
+``ttft_s + (max_tokens - 1) x token_delay_s`` (tokens at absolute deadlines from the slot's start, so sleep overshoot
+does not accumulate): the capacity of the SLO search's benchmark and tests is computable from these alone. Special prompts misbehave on purpose: ``"hang"`` never
 answers, ``"malformed"`` sends a chunk that is not JSON, ``"http500"`` answers with an error status.
 
 ``/metrics`` gives vLLM's two load gauges (Prometheus text, with vLLM's labels): requests being answered as
@@ -23,8 +26,9 @@ from aiohttp import web
 
 
 class StubServer:
-    def __init__(self, ttft_s: float = 0.0, token_delay_s: float = 0.0) -> None:
-        self.ttft_s, self.token_delay_s = ttft_s, token_delay_s
+    def __init__(self, ttft_s: float = 0.0, token_delay_s: float = 0.0, slots: int | None = None) -> None:
+        self.ttft_s, self.token_delay_s, self.slots = ttft_s, token_delay_s, slots
+        self._slot_gate: asyncio.Semaphore | None = None
         self.arrivals: list[float] = []  # loop.time() of each request's arrival at the server
         self.peers: dict[str, list[int]] = {"models": [], "completions": []}  # client port of each request, by route
         self.port = 0
@@ -41,9 +45,20 @@ class StubServer:
     async def _completions(self, request: web.Request) -> web.StreamResponse:
         self.in_flight += 1
         try:
-            return await self._answer(request)
+            if self._slot_gate is None:
+                return await self._answer(request)
+            async with self._slot_gate:
+                return await self._answer(request)
         finally:
             self.in_flight -= 1
+
+    async def _pause(self, start: float, offset: float, relative: float) -> None:
+        """Wait ``relative`` seconds, or (with slots) until ``start + offset`` on the loop's clock."""
+        if self.slots is None:
+            if relative:
+                await asyncio.sleep(relative)
+            return
+        await asyncio.sleep(max(0.0, start + offset - asyncio.get_running_loop().time()))
 
     async def _metrics(self, request: web.Request) -> web.Response:
         labels = '{engine="0",model_name="stub"}'
@@ -71,12 +86,12 @@ class StubServer:
             return web.json_response({"error": "boom"}, status=500)
         n_in = len(prompt) if isinstance(prompt, list) else len(str(prompt).split())
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        start = asyncio.get_running_loop().time()
         await resp.prepare(request)
-        if self.ttft_s:
-            await asyncio.sleep(self.ttft_s)
+        await self._pause(start, self.ttft_s, self.ttft_s)
         for i in range(n):
-            if i and self.token_delay_s:
-                await asyncio.sleep(self.token_delay_s)
+            if i:
+                await self._pause(start, self.ttft_s + i * self.token_delay_s, self.token_delay_s)
             if prompt == "malformed" and i == 1:
                 await resp.write(b"data: {not json\n\n")
                 continue
@@ -106,6 +121,8 @@ class StubServer:
 
         def serve() -> None:
             self._loop = asyncio.new_event_loop()
+            if self.slots is not None:
+                self._slot_gate = asyncio.Semaphore(self.slots)
             app = web.Application()
             app.router.add_post("/v1/completions", self._completions)
             app.router.add_get("/health", self._health)
@@ -141,6 +158,31 @@ class StubServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def slot_capacity(slots: int, service_s: float, n: int, good_share: float, ttft_bound_s: float,
+                  base_ttft_s: float) -> float:
+    """The true capacity of a ``slots`` stub at a TTFT SLO, by direct simulation: the highest constant rate (requests
+    ``k / rate`` apart, ``n`` of them) at which at least ``good_share`` of the requests get their first token within
+    ``ttft_bound_s`` — each served FIFO by the first free slot for ``service_s``, its TTFT its wait for a slot plus
+    ``base_ttft_s``. The good share falls with the rate, so the rate is bisected to 1e-6 relative."""
+
+    def share(rate: float) -> float:
+        free = [0.0] * slots
+        good = 0
+        for k in range(n):
+            arrival = k / rate
+            slot = min(range(slots), key=free.__getitem__)
+            start = max(arrival, free[slot])
+            free[slot] = start + service_s
+            good += start - arrival + base_ttft_s <= ttft_bound_s
+        return good / n
+
+    low, high = 1e-3, 1e6
+    while (high - low) / low > 1e-6:
+        mid = (low * high) ** 0.5
+        low, high = (mid, high) if share(mid) >= good_share else (low, mid)
+    return low
 
 
 if __name__ == "__main__":  # as its own process (bench/serving.py): prints its port, serves until killed

@@ -53,3 +53,13 @@ def test_every_serving_run_is_listed_with_a_summary_of_all(tmp_path, report):
     (summary,) = [row for row in rows if "all runs" in row]
     assert "0 of 7 runs meet all three targets as first written; 4 of 7 under the revised rule" in summary
     assert "falls short: no run meets all three" in summary
+
+
+def test_the_capacity_row_gives_the_worst_error_and_most_probes_against_the_fixed_target(report, tmp_path):
+    case = {"slots": 4}
+    runs = [{"case": case, "rel_error": e, "probes": p, "meets": e <= 0.05 and p <= 8} for e, p in ((0.01, 7), (0.06, 8))]
+    data = {"target": {"rel_error_max": 0.05, "probes_max": 8}, "runs": runs, "worst_rel_error": 0.06,
+            "most_probes": 8, "meets": False}
+    (row,) = report.capacity_rows((tmp_path / "capacity-1.json", data))
+    assert "worst 6.0% off, at most 8 probes" in row and "within 5% in ≤ 8 probes" in row and "falls short" in row
+    assert "not run yet" in report.capacity_rows(None)[0]

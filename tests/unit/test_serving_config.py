@@ -24,10 +24,16 @@ BAD = [
     ("arrival: concurrency\n  concurrency: 2\n  rate: 3", "rate is only used with arrival"),
     ("rate: 2\n  dataset: {path: missing.jsonl}", "serving.dataset.path: cannot read"),
     ("rate: 2\nwindow: {mode: windowed, duration_s: 5}", "window.mode: 'windowed' repeats the prompts"),
+    ("slo: {ttft_ms: 100}\n  capacity: {rate_min: 8, rate_max: 2}", "rate_min 8 must be below rate_max 2"),
+    ("capacity: {rate_min: 1, rate_max: 8}", "capacity needs serving.slo with at least one bound"),
+    ("arrival: trace\n  trace: broken.jsonl\n  slo: {ttft_ms: 100}\n  capacity: {rate_min: 1, rate_max: 8}",
+     "arrival 'trace' has no rate or clients to vary"),
+    ("slo: {ttft_ms: 100}\n  capacity: {rate_min: 1, rate_max: 8, good_share: 1.2}",
+     "serving.capacity.good_share: Input should be less than or equal to 1"),
 ]
 
 
-_ALSO_RUN = {BAD[0][1], BAD[3][1], BAD[5][1], BAD[12][1]}  # `lem run` refuses the same way (a few, each costs a process)
+_ALSO_RUN = {BAD[0][1], BAD[3][1], BAD[5][1], BAD[12][1], BAD[14][1]}  # `lem run` refuses the same way (a few, each costs a process)
 
 
 @pytest.mark.parametrize("body,message", BAD, ids=[m for _, m in BAD])

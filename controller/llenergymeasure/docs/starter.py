@@ -75,6 +75,9 @@ serving:
   slo: {{ttft_ms: 1000, tpot_ms: 100}}                 # milliseconds; goodput and J per good output token
   warmup_requests: 2             # sent one by one before the window; never counted
   # endpoint: http://127.0.0.1:8000/v1                # a server you already run: lem starts none
+  # capacity: {{good_share: 0.9, rate_min: 1, rate_max: 16}}  # instead of rate: the highest rate at which
+  #                                                  # >= 90 % of requests meet slo (bracket, then bisect; each probe
+  #                                                  # is this load at one rate; concurrency_min/max for a closed loop)
 
 energy:
   sampler: auto                  # NVML on GPUs; on CPU RAPL where readable, else energy is null with the reason

@@ -94,6 +94,24 @@ def phase_row(r: ExperimentResult) -> tuple[str, str] | None:
                       f"decode {ph.decode.energy_j:.3f} J in {ph.decode.time_s:.2f} s{share(ph.decode)}")
 
 
+def capacity_rows(c) -> list[tuple[str, str]]:
+    """The capacity search on screen (docs/method.md, "Serving", capacity search): what it found, then the probes."""
+    unit = "clients" if c.knob == "concurrency" else "req/s"
+    where = {"bracketed": f"below {c.first_failing:.3g} {unit}" if c.first_failing is not None else "",
+             "at_least_max": "the bracket's high end passed: at least this",
+             "below_min": "the bracket's low end failed"}[c.found]
+    found = "none" if c.capacity is None else f"{c.capacity:.3g} {unit}"
+    rows = [("capacity", f"{found} ({where}) · {len(c.probes)} probe(s) · >= {c.good_share_target:g} of requests "
+                         f"within the SLO"),
+            ("at capacity", f"goodput {figure(c.goodput_rps, 'req/s', '.2f')} · J per good output token "
+                            f"{figure(c.energy_per_good_token_j, 'J')} · J/request "
+                            f"{figure(c.energy_per_request_j, 'J')}")]
+    rows += [(f"probe {p.index + 1}", f"{p.load:.3g} {unit}: {p.verdict.replace('_', ' ')} · good "
+                                      f"{'-' if p.good_share is None else f'{p.good_share:.0%}'} · TTFT p50 "
+                                      f"{figure(p.ttft_p50_ms, 'ms', '.3g')}") for p in c.probes]
+    return rows
+
+
 def serving_rows(result: ExperimentResult) -> list[tuple[str, str]]:
     """The serving figures on screen (definitions: docs/method.md, "Serving")."""
     s = result.serving
@@ -109,6 +127,8 @@ def serving_rows(result: ExperimentResult) -> list[tuple[str, str]]:
         rows.append(("SLO goodput", f"{s.n_good}/{s.n_requests} met {escape(slo_text(s.slo))} · "
                                     f"{figure(s.goodput_rps, 'req/s', '.2f')}"
                                     f" · J per good output token {figure(s.energy_per_good_token_j, 'J')}"))
+    if s.capacity is not None:
+        rows += capacity_rows(s.capacity)
     if s.energy_per_request is not None:
         e = s.energy_per_request
         rows.append(("J/request", f"mean {e.mean_j:.4g} · p50 {e.p50_j:.4g} · p90 {e.p90_j:.4g} J · idle "

@@ -22,7 +22,8 @@ from llenergymeasure.results.metrics import METRICS
 #: the figures of the points table, in order (emissions only where a point has them; the serving figures only where
 #: a point is a serving run)
 POINT_METRICS = ("output_tokens_per_second", "ttft_p50_ms", "itl_p50_ms", "tpot_p50_ms", "achieved_rate_per_s",
-                 "goodput_per_s", "energy_per_token_j", "energy_per_good_token_j", "emissions_g")
+                 "goodput_per_s", "capacity_rate_per_s", "energy_per_token_j", "energy_per_good_token_j",
+                 "capacity_energy_per_good_token_j", "emissions_g")
 
 
 def runs_ok(n_ok: int | None, n_failed: int | None) -> str:

@@ -192,6 +192,9 @@ COLUMNS: list[Column] = [
     Column("task_scorer", "str", "quality.task: builtin | lm_eval",
            _r(lambda r: r.quality.task.scorer if r.quality and r.quality.task else None)),
     *_fig("task_accuracy", "task_accuracy_norm", "task_accuracy_stderr", "task_items_count", "task_duration_s"),
+    # serving.capacity's search (null without one): capacity per point of a sweep
+    *_fig("capacity_found", "capacity_rate_per_s", "capacity_clients", "capacity_goodput_per_s",
+          "capacity_energy_per_good_token_j", "capacity_energy_per_request_j", "capacity_probes"),
 ]
 
 COLUMN_NAMES = [c.name for c in COLUMNS]

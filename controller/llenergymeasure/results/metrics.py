@@ -76,6 +76,11 @@ def _requests_failed(r: ExperimentResult) -> int | None:
     return None if r.serving is None else r.serving.n_errors + r.serving.n_timeouts
 
 
+def _capacity_clients(r: ExperimentResult) -> int | None:
+    c = r.serving.capacity if r.serving is not None else None
+    return int(c.capacity) if c is not None and c.knob == "concurrency" and c.capacity is not None else None
+
+
 _LATENCIES = (("ttft", "time to first token, from submission (queueing included)", "TTFT"),
               ("queue_time", "queue time, submission to the start of its prefill", "queue"),
               ("batch_ttft", "time to first token from the start of the engine call that carried it", "batch TTFT"),
@@ -190,6 +195,23 @@ FIGURES: list[Metric] = [
     Metric("task_items_count", "quality.task.n_items", "", "quality.task: items scored", kind="int"),
     Metric("task_duration_s", "quality.task.duration_s", "s", "quality.task: scoring wall time, after the energy "
            "window"),
+    # serving.capacity's search (null without one); definitions in docs/method.md, "Serving", capacity search
+    Metric("capacity_rate_per_s", "serving.capacity.capacity_rps", "req/s",
+           "capacity search: the offered rate at capacity, the highest probed rate that passed (closed loop: the "
+           "achieved rate at the capacity's clients)", "higher", label="capacity (req/s)"),
+    Metric("capacity_clients", None, "", "capacity search, closed loop: the most clients that passed", "higher",
+           kind="int", compute=_capacity_clients),
+    Metric("capacity_found", "serving.capacity.found", "", "capacity search: bracketed | at_least_max (the "
+           "bracket's high end passed) | below_min (its low end failed; capacity null)", kind="str"),
+    Metric("capacity_goodput_per_s", "serving.capacity.goodput_rps", "req/s",
+           "capacity search: goodput of the capacity probe", "higher"),
+    Metric("capacity_energy_per_good_token_j", "serving.capacity.energy_per_good_token_j", "J",
+           "capacity search: the capacity probe's window energy / output tokens of its requests meeting the SLO",
+           "lower", label="J/good token at capacity"),
+    Metric("capacity_energy_per_request_j", "serving.capacity.energy_per_request_j", "J",
+           "capacity search: the capacity probe's window energy / its requests completed ok", "lower"),
+    Metric("capacity_probes", None, "", "capacity search: probes run", kind="int",
+           compute=lambda r: len(r.serving.capacity.probes) if r.serving and r.serving.capacity else None),
 ]
 
 METRICS: dict[str, Metric] = {m.key: m for m in FIGURES}
@@ -198,10 +220,12 @@ METRICS: dict[str, Metric] = {m.key: m for m in FIGURES}
 STUDY_METRICS: tuple[str, ...] = ("output_tokens_per_second", "ttft_p50_ms", "itl_p50_ms", "energy_j",
                                   "energy_per_token_j", "energy_per_token_adjusted_j", "inference_time_s",
                                   "emissions_g", "achieved_rate_per_s", "goodput_per_s", "tpot_p50_ms",
-                                  "energy_per_good_token_j")
+                                  "energy_per_good_token_j", "capacity_rate_per_s",
+                                  "capacity_energy_per_good_token_j")
 #: the serving run's figures among them: null for offline runs, so a table shows them only where a run has them
 SERVING_STUDY_METRICS: tuple[str, ...] = ("achieved_rate_per_s", "goodput_per_s", "tpot_p50_ms",
-                                          "energy_per_good_token_j")
+                                          "energy_per_good_token_j", "capacity_rate_per_s",
+                                          "capacity_energy_per_good_token_j")
 #: study figures that only rescale another (their spread is that one's): no CV warning of their own
 RESCALED = {"emissions_g"}
 #: names study summaries written by lem 0.1 used, read as today's

@@ -3,7 +3,8 @@ throughput for every configuration (a study point's mean with 95 % CI error bars
 dot) and marks the Pareto front. A power plot per run that kept a timeseries shows power over time with the
 measurement window shaded. Nothing is drawn that the result does not hold: with no energy measured (CPU runs) the
 efficiency plot shows throughput only and says why; serving runs get serving.png (results/serving_plot.py: J/token
-and J/good-token against the offered load, the latency–energy front); prefill spans are shaded where the result recorded them (older
+and J/good-token against the offered load, the latency–energy front), and a run with a capacity search gets
+capacity-<experiment> (results/capacity_plot.py: goodput and J/good-token per probe, the capacity marked); prefill spans are shaded where the result recorded them (older
 results hold phase totals only, stated in a box)."""
 
 from __future__ import annotations
@@ -346,6 +347,9 @@ def plot_results(directory: Path, out_dir: Path | None = None, adjusted: bool = 
 
     serving = serving_plot(serving_points(ok, adjusted), out_dir / f"serving.{fmt}", adjusted)
     written += [serving] if serving is not None else []
+    from llenergymeasure.results.capacity_plot import capacity_plot, capacity_runs
+
+    written += [capacity_plot(e, out_dir / f"capacity-{e.experiment_id}.{fmt}") for e in capacity_runs(ok)]
     for e in ok:
         series = timeseries_path(e)
         if series is not None:

@@ -396,7 +396,8 @@ class _Experiment(_Section):
                              "serving.endpoint, or use scenario: offline)")
         if self.scenario == "offline" and "serving" in self.model_fields_set and self.serving != ServingConfig():
             raise ValueError("serving: only used with scenario: serving")
-        if self.scenario == "serving" and self.serving.arrival in ("constant", "poisson") and self.serving.rate is None:
+        if self.scenario == "serving" and self.serving.arrival in ("constant", "poisson") and self.serving.rate is None \
+                and self.serving.capacity is None:
             raise ValueError(f"serving.rate: arrival '{self.serving.arrival}' needs rate (requests per second)")
         if self.scenario == "serving" and self.window.mode == "windowed":  # a load's span is the serving section's
             raise ValueError("window.mode: 'windowed' repeats the prompts for a fixed span, an offline idea; a serving "

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from lem_runner.contract.capacity import CapacityResult
 from lem_runner.contract.config import SCHEMA_VERSION, ExperimentConfig
 from lem_runner.contract.energy import EnergyResult
 from lem_runner.contract.environment import EnvironmentInfo
@@ -225,6 +226,9 @@ class ServingFigures(_Record):
     server: str = Field("", description="what served: the command's module, or the user's endpoint")
     server_start_s: float | None = Field(None, description="launch to a healthy health route; outside the window")
     server_log: str | None = Field(None, description="the server's output beside result.json")
+    capacity: CapacityResult | None = Field(
+        None, description="serving.capacity's search: the capacity, every probe, J per good token at capacity; the "
+                          "other serving figures are the capacity probe's (docs/method.md, capacity search)")
 
 
 class EngineUse(_Record):

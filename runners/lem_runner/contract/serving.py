@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from lem_runner.contract.capacity import CapacityConfig, check_capacity
+
 _UNIT_RE = re.compile(r"^\s*[0-9.]+\s*(ms|s|sec|us|µs|min)\s*$", re.IGNORECASE)
 
 
@@ -82,7 +84,8 @@ class ServingConfig(_Section):
 
     arrival: Literal["constant", "poisson", "gamma", "concurrency", "trace"] = "poisson"
     rate: float | None = Field(None, gt=0, le=100_000,
-                               description="offered requests per second (constant/poisson/gamma; required there)")
+                               description="offered requests per second (constant/poisson/gamma; required there unless "
+                                           "capacity searches it)")
     burstiness: float = Field(1.0, gt=0, le=100, description="gamma shape: 1 = Poisson, < 1 burstier, > 1 smoother")
     concurrency: int | None = Field(None, ge=1, le=100_000, description="closed-loop clients (arrival: concurrency)")
     trace: str | None = Field(None, min_length=1, description="JSONL trace file (arrival: trace)")
@@ -102,6 +105,9 @@ class ServingConfig(_Section):
                           "drives it and starts no server")
     server_start_timeout_s: float = Field(900.0, gt=0, le=86400, description="longest wait for the health route")
     warmup_requests: int = Field(2, ge=0, le=10_000, description="requests sent one by one before the window")
+    capacity: CapacityConfig | None = Field(
+        None, description="search the highest rate (or clients) at which capacity.good_share of requests meet slo; "
+                          "each probe is this load at the probe's rate (docs/method.md, capacity search)")
 
     @field_validator("endpoint")
     @classmethod
@@ -115,7 +121,7 @@ class ServingConfig(_Section):
         open_loop = self.arrival in ("constant", "poisson", "gamma")
         if not open_loop and self.rate is not None:
             raise ValueError(f"rate is only used with arrival constant, poisson or gamma, not '{self.arrival}'")
-        if self.arrival == "concurrency" and self.concurrency is None:
+        if self.arrival == "concurrency" and self.concurrency is None and self.capacity is None:
             raise ValueError("arrival 'concurrency' needs concurrency (number of clients)")
         if self.arrival != "concurrency" and self.concurrency is not None:
             raise ValueError(f"concurrency is only used with arrival 'concurrency', not '{self.arrival}'")
@@ -127,8 +133,9 @@ class ServingConfig(_Section):
             raise ValueError(f"burstiness is only used with arrival 'gamma', not '{self.arrival}'")
         if self.n_requests is not None and self.duration_s is not None:
             raise ValueError("give n_requests or duration_s, not both")
-        if self.arrival == "gamma" and self.rate is None:
+        if self.arrival == "gamma" and self.rate is None and self.capacity is None:
             raise ValueError("arrival 'gamma' needs rate (requests per second)")
         if self.dataset is not None and self.input_tokens is not None:
             raise ValueError("dataset gives the prompts: input_tokens would be ignored")
+        check_capacity(self)
         return self

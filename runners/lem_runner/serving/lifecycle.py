@@ -227,6 +227,20 @@ def warm_up(spec: LoadSpec, plan: list[PlannedRequest], n: int, server: ManagedS
     return []
 
 
+def settle(server: ManagedServer) -> list[str]:
+    """Between two loads on one server (a capacity search's probes): wait until it reports nothing running or queued
+    and empty what the last load left (its reset routes: vLLM's prefix cache); the result's warnings."""
+    if server.command.busy_metrics and not server.wait_idle(WARMUP_IDLE_S):
+        return [f"between capacity probes: the server did not report idle within {WARMUP_IDLE_S:g} s"]
+    if not server.command.reset_routes:
+        return []
+    try:
+        server.reset()
+    except ServerError as exc:
+        return [f"between capacity probes: {exc}; the next probe may find the last one's prompts cached"]
+    return []
+
+
 #: scalar settings vLLM's engine core logs once at start ("Initializing a V1 LLM engine (v…) with config: …")
 VLLM_LOGGED = ("dtype", "max_seq_len", "quantization", "enforce_eager", "kv_cache_dtype", "tensor_parallel_size",
                "pipeline_parallel_size", "data_parallel_size", "device_config", "seed", "enable_prefix_caching",

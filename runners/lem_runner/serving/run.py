@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from lem_runner.measurement.operating_point import observe
 from lem_runner.measurement.quality import Flag, counter_vs_integrated, quality_flags
 from lem_runner.measurement.windows import span_energy_per_device, window_figures
 from lem_runner.prompts import load_prompts
+from lem_runner.serving.capacity import ProbeRun, search
 from lem_runner.serving.client import LoadSpec, repeated_prompts, run_load
 from lem_runner.serving.figures import STEADY_DEFINITION, serving_figures, steady_spans
 from lem_runner.serving.lifecycle import (
@@ -38,6 +40,7 @@ from lem_runner.serving.lifecycle import (
     ServerError,
     free_port,
     served_settings,
+    settle,
     warm_up,
 )
 from lem_runner.serving.records import FILE_NAME as REQUESTS_FILE
@@ -122,20 +125,30 @@ def run_serving(request: RunRequest, energy_for: Callable[[str], EnergySource],
                 (out_dir / LOG_FILE).write_bytes(server.log_since(mark))
 
 
+def _at_load(cfg, load: float):
+    """``cfg`` with serving.rate (open loop) or serving.concurrency (closed loop) set to a capacity probe's load."""
+    s = cfg.serving
+    field = {"concurrency": int(load)} if s.arrival == "concurrency" else {"rate": load}
+    return cfg.model_copy(update={"serving": s.model_copy(update=field)})
+
+
 def _measure(request: RunRequest, energy_for, environment_for, emit: Emit, phase, out_dir: Path,
              start_time: datetime, server: ManagedServer | None, start_s: float | None, engine: EngineUse | None,
              gpu_indices: list[int] | None) -> ExperimentResult:
-    """The run itself, on a ready server (None: the user's endpoint): baseline, warmup, the load in the window."""
+    """The run itself, on a ready server (None: the user's endpoint): baseline, warmup, the load in the window (a
+    capacity search: one load per probe, each in its own window, on the same server after one baseline and
+    warmup)."""
     cfg, s = request.config, request.config.serving
     kind, cuda_version = device_kind(cfg)
     base_url = server.base_url if server else s.endpoint
     alive = server.alive if server else (lambda: True)
 
     prompts = load_prompts(cfg.prompts, min(cfg.n_prompts, 1000), cfg.seed, request.prompts_path)
-    plan = plan_requests(cfg, prompts, request.serving_workload, vocab_size(request.model_path))
-    clients = s.concurrency if s.arrival == "concurrency" else None
-    spec = LoadSpec(base_url, SERVED_NAME if server else _served_name(base_url, cfg.model), clients, s.duration_s,
-                    s.request_timeout_s, cfg.force_output_length, _sampling(cfg))
+    vocab = vocab_size(request.model_path)
+    cap = s.capacity
+    first = _at_load(cfg, cap.bracket[0]) if cap is not None else cfg
+    plan = plan_requests(first, prompts, request.serving_workload, vocab)
+    spec = _spec(first, base_url, server)
     energy = energy_for(kind)
 
     phase.name = "baseline"
@@ -145,16 +158,73 @@ def _measure(request: RunRequest, energy_for, environment_for, emit: Emit, phase
     phase.name = "warmup"
     plan_warnings = [w for w in [repeated_prompts(plan)] if w]
     plan_warnings += warm_up(spec, plan, s.warmup_requests, server, alive)
+    context = dict(request=request, energy=energy, environment_for=environment_for, out_dir=out_dir,
+                   start_time=start_time, server=server, start_s=start_s, engine=engine, gpu_indices=gpu_indices,
+                   baseline=baseline, baseline_reason=baseline_reason, base_url=base_url, kind=kind,
+                   cuda_version=cuda_version)
+    if cap is None:
+        phase.name = "measure"
+        loaded = _load(spec, plan, energy, alive, emit, s.duration_s is None)
+        phase.name = "analyse"
+        return _assemble(cfg, plan_warnings, loaded, **context)
 
-    phase.name = "measure"
+    def probe(index: int, load: float):
+        probe_cfg = _at_load(cfg, load)
+        probe_plan = plan if index == 0 else plan_requests(probe_cfg, prompts, request.serving_workload, vocab)
+        if index and server is not None:  # idle, its caches emptied: each probe starts as the first did
+            plan_warnings.extend(settle(server))
+        phase.name = "measure"
+        emit(ProgressEvent(event="progress", message=f"capacity probe {index + 1}: {s.arrival} at {load:g} "
+                           f"{'clients' if s.arrival == 'concurrency' else 'req/s'}"))
+        loaded = _load(_spec(probe_cfg, base_url, server), probe_plan, energy, alive, emit, s.duration_s is None)
+        phase.name = "analyse"
+        figures, _ = _figures(probe_cfg, loaded, baseline.power_w if baseline is not None else None)
+        name = f"capacity-probe-{index}-{REQUESTS_FILE}"
+        write_requests(loaded.records, out_dir / name, min((r.submit for r in loaded.records), default=loaded.t0))
+        if server is not None and server.died():
+            raise ServerError(f"{server.died()}; capacity probe {index} records kept in {name}")
+        return ProbeRun(figures, (probe_cfg, loaded), name)
+
+    found, runs = search(cap, probe)
+    probe_cfg, loaded = runs[found.headline_probe].payload
+    result = _assemble(probe_cfg, plan_warnings, loaded, **context)
+    result.serving.capacity = found
+    if found.found != "bracketed":
+        result.warnings.append(f"capacity search: {found.stop_reason}: the capacity is "
+                               + ("at least the bracket's high end" if found.found == "at_least_max" else
+                                  "below the bracket's low end (null)") + "; widen serving.capacity's bracket")
+    return result
+
+
+def _spec(cfg, base_url: str, server: ManagedServer | None) -> LoadSpec:
+    s = cfg.serving
+    clients = s.concurrency if s.arrival == "concurrency" else None
+    return LoadSpec(base_url, SERVED_NAME if server else _served_name(base_url, cfg.model), clients, s.duration_s,
+                    s.request_timeout_s, cfg.force_output_length, _sampling(cfg))
+
+
+@dataclass
+class _Loaded:
+    """One load inside its energy window: the records, the load's start, the reading and the /proc snapshots."""
+
+    plan: list
+    records: list
+    t0: float
+    reading: object
+    loads: list
+    end_time: datetime
+
+
+def _load(spec: LoadSpec, plan, energy, alive, emit: Emit, counted: bool) -> _Loaded:
+    """Send ``plan`` with the energy window opened and closed by the load generator tight around the load."""
     done = [0]
 
     def on_done(_r) -> None:
         done[0] += 1
         if done[0] % 10 == 0:
-            emit(ProgressEvent(event="progress", done=done[0], total=len(plan) if s.duration_s is None else None))
+            emit(ProgressEvent(event="progress", done=done[0], total=len(plan) if counted else None))
 
-    window: list = []  # the energy window, opened and closed by the load generator tight around the load
+    window: list = []
     loads: list = []  # /proc snapshots at the window's edges (host load; the server lem started counts as the run's)
 
     def open_window() -> None:
@@ -173,24 +243,41 @@ def _measure(request: RunRequest, energy_for, environment_for, emit: Emit, phase
             with contextlib.suppress(Exception):
                 energy.stop_tracking()
         raise
-    reading = window[-1] if window[-1] is not None else energy.stop_tracking()
-    end_time = datetime.now(UTC)
+    reading = window[-1] if window and window[-1] is not None else energy.stop_tracking()
+    return _Loaded(plan, records, t0, reading, loads, datetime.now(UTC))
 
-    phase.name = "analyse"
-    died = server.died() if server else None
-    baseline_w = baseline.power_w if baseline is not None else None
+
+def _figures(cfg, loaded: _Loaded, baseline_w: float | None):
+    """The serving figures of one load, and the energy-between function (None when the reading has no series)."""
+    s, reading, records = cfg.serving, loaded.reading, loaded.records
     sub_span = reading.sub_span_reason() if reading.total_j is not None else None
     between = (reading.energy_between if reading.total_j is not None and reading.tracks is not None
                and sub_span is None else None)
     reason = reading.unavailable_reason or sub_span or (
         None if between else "the energy source gives window totals only: no energy per request, idle or "
         "steady-state figure")
+    plan = loaded.plan
     offered = s.rate if s.arrival in ("constant", "poisson", "gamma") else None
     if s.arrival == "trace" and len(plan) > 1 and plan[-1].arrival_s:
         offered = (len(plan) - 1) / plan[-1].arrival_s
+    clients = s.concurrency if s.arrival == "concurrency" else None
     figures = serving_figures(records, arrival=s.arrival, offered_rate=offered, clients=clients, slo=s.slo,
                               energy_between=between, energy_reason=reason, baseline_w=baseline_w,
                               step_s=piece_length(reading, records))
+    return figures, (between, reason)
+
+
+def _assemble(cfg, plan_warnings: list[str], loaded: _Loaded, *, request: RunRequest, energy, environment_for,
+              out_dir: Path, start_time: datetime, server: ManagedServer | None, start_s: float | None,
+              engine: EngineUse | None, gpu_indices: list[int] | None, baseline, baseline_reason, base_url: str,
+              kind: str, cuda_version: str | None) -> ExperimentResult:
+    """The run's result from one load (a capacity search: the headline probe's); ``cfg`` carries that load's rate
+    or clients, the result's config is the request's."""
+    s = cfg.serving
+    records, t0, reading, loads, end_time = loaded.records, loaded.t0, loaded.reading, loaded.loads, loaded.end_time
+    died = server.died() if server else None
+    baseline_w = baseline.power_w if baseline is not None else None
+    figures, (between, reason) = _figures(cfg, loaded, baseline_w)
     figures.server = figures.server or (server.command.name if server else f"endpoint {s.endpoint}")
     figures.server_start_s = start_s
     figures.server_log = LOG_FILE if server else None
@@ -242,7 +329,8 @@ def _measure(request: RunRequest, energy_for, environment_for, emit: Emit, phase
     libraries = library_versions([*cfg.spec.libraries, "aiohttp"])
     settings = served_settings(base_url, server)  # what the server ran, read back from it
     return ExperimentResult(
-        experiment_id=request.experiment_id, measurement_config_hash=measurement_config_hash(cfg), config=cfg,
+        experiment_id=request.experiment_id, measurement_config_hash=measurement_config_hash(request.config),
+        config=request.config,
         model_path=request.model_path, measurement_methodology=methodology,
         whole_run=RunTotals(n_requests=len(records), input_tokens=in_tokens, output_tokens=ok_out,
                             total_tokens=in_tokens + ok_out, duration_s=hi - lo),
