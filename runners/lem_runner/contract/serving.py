@@ -102,6 +102,9 @@ class ServingConfig(_Section):
                           "drives it and starts no server")
     server_start_timeout_s: float = Field(900.0, gt=0, le=86400, description="longest wait for the health route")
     warmup_requests: int = Field(2, ge=0, le=10_000, description="requests sent one by one before the window")
+    conversations: ConversationConfig | None = Field(
+        None, description="multi-turn conversations (GuideLLM/AIPerf: multi-turn sessions): each turn's prompt is the "
+                          "history so far plus a new user message; rate is then new conversations per second")
 
     @field_validator("endpoint")
     @classmethod
@@ -131,4 +134,14 @@ class ServingConfig(_Section):
             raise ValueError("arrival 'gamma' needs rate (requests per second)")
         if self.dataset is not None and self.input_tokens is not None:
             raise ValueError("dataset gives the prompts: input_tokens would be ignored")
+        if self.conversations is not None and (self.arrival == "trace" or self.dataset or self.input_tokens
+                                               or self.n_requests):
+            raise ValueError("conversations set their own prompts and count: drop arrival 'trace', dataset, "
+                             "input_tokens and n_requests")
         return self
+
+
+# at the end: conversation.py builds on LengthDistribution above (import lem_runner.contract.serving first)
+from lem_runner.contract.conversation import ConversationConfig  # noqa: E402
+
+ServingConfig.model_rebuild()
