@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import math
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from lem_runner.contract.conversation import ConversationConfig, ConversationFigures, ThinkTime, TurnFigures
 from lem_runner.measurement.latency import percentile
@@ -50,18 +48,6 @@ def draw_think(t: ThinkTime, rng: random.Random) -> float:
     if t.dist == "uniform":
         return rng.uniform(t.min, t.max)  # type: ignore[arg-type]
     return rng.lognormvariate(math.log(t.mean), t.sigma)  # type: ignore[arg-type]
-
-
-def read_dataset(path: str) -> list[list[str]]:
-    """The human turns of each line of a ShareGPT-style JSONL ({"conversations": [{"from", "value"}, ...]})."""
-    out = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            turns = [t["value"] for t in json.loads(line).get("conversations", [])
-                     if t.get("from") in ("human", "user") and t.get("value")]
-            if turns:
-                out.append(turns)
-    return out
 
 
 def plan_conversations(c: ConversationConfig, arrival: str, rate: float | None, burstiness: float,

@@ -30,6 +30,7 @@ from lem_runner.measurement.quality import Flag, counter_vs_integrated, quality_
 from lem_runner.measurement.windows import span_energy_per_device, window_figures
 from lem_runner.prompts import load_prompts
 from lem_runner.serving.client import LoadSpec, repeated_prompts, run_load
+from lem_runner.serving.conversations import Templater, conversation_figures, plan_conversations, run_conversations
 from lem_runner.serving.figures import STEADY_DEFINITION, serving_figures, steady_spans
 from lem_runner.serving.lifecycle import (
     LOG_FILE,
@@ -42,7 +43,7 @@ from lem_runner.serving.lifecycle import (
 )
 from lem_runner.serving.records import FILE_NAME as REQUESTS_FILE
 from lem_runner.serving.records import write_requests
-from lem_runner.serving.schedule import plan_requests, vocab_size
+from lem_runner.serving.schedule import PlannedRequest, plan_requests, vocab_size
 from lem_runner.serving.servers import SERVED_NAME, server_command
 from lem_runner.serving.window import piece_length, serving_flags, total_window
 from lem_runner.session import HeldEngine
@@ -132,7 +133,15 @@ def _measure(request: RunRequest, energy_for, environment_for, emit: Emit, phase
     alive = server.alive if server else (lambda: True)
 
     prompts = load_prompts(cfg.prompts, min(cfg.n_prompts, 1000), cfg.seed, request.prompts_path)
-    plan = plan_requests(cfg, prompts, request.serving_workload, vocab_size(request.model_path))
+    convs = templater = None
+    if s.conversations is not None:  # multi-turn: the plan is each conversation's first turn (for the warmup)
+        recorded = [i.user_turns for i in request.serving_workload or [] if i.user_turns]
+        convs = plan_conversations(s.conversations, s.arrival, s.rate, s.burstiness, cfg.max_output_tokens,
+                                   cfg.seed if s.seed is None else s.seed, recorded or None, s.duration_s)
+        templater = Templater(request.model_path)
+        plan = [PlannedRequest(c.id, None, templater([("user", c.users[0])]), c.max_tokens[0]) for c in convs]
+    else:
+        plan = plan_requests(cfg, prompts, request.serving_workload, vocab_size(request.model_path))
     clients = s.concurrency if s.arrival == "concurrency" else None
     spec = LoadSpec(base_url, SERVED_NAME if server else _served_name(base_url, cfg.model), clients, s.duration_s,
                     s.request_timeout_s, cfg.force_output_length, _sampling(cfg))
@@ -148,11 +157,12 @@ def _measure(request: RunRequest, energy_for, environment_for, emit: Emit, phase
 
     phase.name = "measure"
     done = [0]
+    n_sends = sum(len(c.users) for c in convs) if convs is not None else len(plan)
 
     def on_done(_r) -> None:
         done[0] += 1
         if done[0] % 10 == 0:
-            emit(ProgressEvent(event="progress", done=done[0], total=len(plan) if s.duration_s is None else None))
+            emit(ProgressEvent(event="progress", done=done[0], total=n_sends if s.duration_s is None else None))
 
     window: list = []  # the energy window, opened and closed by the load generator tight around the load
     loads: list = []  # /proc snapshots at the window's edges (host load; the server lem started counts as the run's)
@@ -167,7 +177,12 @@ def _measure(request: RunRequest, energy_for, environment_for, emit: Emit, phase
         loads.append(load_snapshot())
 
     try:
-        records, t0 = run_load(spec, plan, alive=alive, on_done=on_done, on_start=open_window, on_end=close_window)
+        if convs is not None:
+            records, t0 = run_conversations(spec, convs, templater, alive=alive, on_done=on_done,
+                                            on_start=open_window, on_end=close_window)
+        else:
+            records, t0 = run_load(spec, plan, alive=alive, on_done=on_done, on_start=open_window,
+                                   on_end=close_window)
     except BaseException:
         if window and window[-1] is None:
             with contextlib.suppress(Exception):
@@ -185,7 +200,7 @@ def _measure(request: RunRequest, energy_for, environment_for, emit: Emit, phase
     reason = reading.unavailable_reason or sub_span or (
         None if between else "the energy source gives window totals only: no energy per request, idle or "
         "steady-state figure")
-    offered = s.rate if s.arrival in ("constant", "poisson", "gamma") else None
+    offered = s.rate if s.arrival in ("constant", "poisson", "gamma") and convs is None else None
     if s.arrival == "trace" and len(plan) > 1 and plan[-1].arrival_s:
         offered = (len(plan) - 1) / plan[-1].arrival_s
     figures = serving_figures(records, arrival=s.arrival, offered_rate=offered, clients=clients, slo=s.slo,
@@ -193,6 +208,8 @@ def _measure(request: RunRequest, energy_for, environment_for, emit: Emit, phase
                               step_s=piece_length(reading, records))
     figures.server = figures.server or (server.command.name if server else f"endpoint {s.endpoint}")
     figures.server_start_s = start_s
+    if convs is not None:
+        figures.conversations = conversation_figures(records, templater.format)  # after serving_figures' energy_j
     figures.server_log = LOG_FILE if server else None
     origin = min((r.submit for r in records), default=t0)
     write_requests(records, out_dir / REQUESTS_FILE, origin)
