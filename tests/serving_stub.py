@@ -2,11 +2,12 @@
 sockets. It is a fake at a protocol seam — the OpenAI streaming protocol — and is paired with the real servers
 (the transformers server in test_serving_pytorch.py, vLLM's in tests/docker/test_serving_vllm.py).
 
-It streams ``max_tokens`` chunks, one token each, ``token_delay_s`` apart after ``ttft_s``, then a usage-only chunk
-(include_usage), like vLLM with continuous_usage_stats. With ``slots`` it has a known service capacity: at most
-``slots`` requests are answered at once (the rest wait in arrival order, FIFO), each holding its slot for exactly
-``ttft_s + (max_tokens - 1) x token_delay_s`` (tokens at absolute deadlines from the slot's start, so sleep overshoot
-does not accumulate): the capacity of the SLO search's benchmark and tests is computable from these alone. Special prompts misbehave on purpose: ``"hang"`` never
+It streams ``max_tokens`` chunks, one token each (text `` r<request number>t<i>``), ``token_delay_s`` apart after
+``ttft_s``, then a usage-only chunk (include_usage), like vLLM with continuous_usage_stats. With ``slots`` it has a
+known service capacity: at most ``slots`` requests are answered at once (the rest wait in arrival order, FIFO), each
+holding its slot for exactly ``ttft_s + (max_tokens - 1) x token_delay_s`` (tokens at absolute deadlines from the
+slot's start, so sleep overshoot does not accumulate): the capacity of the SLO search's benchmark and tests is
+computable from these alone. Special prompts misbehave on purpose: ``"hang"`` never
 answers, ``"malformed"`` sends a chunk that is not JSON, ``"http500"`` answers with an error status.
 
 ``/metrics`` gives vLLM's two load gauges (Prometheus text, with vLLM's labels): requests being answered as
@@ -21,6 +22,7 @@ import asyncio
 import json
 import socket
 import threading
+import time
 
 from aiohttp import web
 
@@ -41,6 +43,10 @@ class StubServer:
         self.events: list[tuple[str, object]] = []  # ("reset", None) and ("completion", prompt), in arrival order
         self.reset_status = 200
         self.reset_success = True
+        # per completion request, in arrival order: (prompt, streamed answer text, perf_counter at its arrival,
+        # perf_counter after its last byte) -- a multi-turn test's truth of what each next prompt must hold
+        self.answers: list[tuple[object, str, float, float]] = []
+        self.numbered = 0
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
         self.in_flight += 1
@@ -76,6 +82,7 @@ class StubServer:
 
     async def _answer(self, request: web.Request) -> web.StreamResponse:
         self.arrivals.append(asyncio.get_running_loop().time())
+        arrived = time.perf_counter()
         self.peers["completions"].append(request.transport.get_extra_info("peername")[1])
         body = await request.json()
         prompt, n = body.get("prompt"), int(body.get("max_tokens", 16))
@@ -85,6 +92,8 @@ class StubServer:
         if prompt == "http500":
             return web.json_response({"error": "boom"}, status=500)
         n_in = len(prompt) if isinstance(prompt, list) else len(str(prompt).split())
+        self.numbered += 1
+        number, text = self.numbered, []
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         start = asyncio.get_running_loop().time()
         await resp.prepare(request)
@@ -95,13 +104,15 @@ class StubServer:
             if prompt == "malformed" and i == 1:
                 await resp.write(b"data: {not json\n\n")
                 continue
+            text.append(f" r{number}t{i}")  # distinct per request
             chunk = {"id": "x", "object": "text_completion", "choices": [
-                {"index": 0, "text": f" t{i}", "finish_reason": "length" if i == n - 1 else None}],
+                {"index": 0, "text": text[-1], "finish_reason": "length" if i == n - 1 else None}],
                 "usage": {"prompt_tokens": n_in, "completion_tokens": i + 1, "total_tokens": n_in + i + 1}}
             await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
         usage = {"prompt_tokens": n_in, "completion_tokens": n, "total_tokens": n_in + n}
         await resp.write(f"data: {json.dumps({'id': 'x', 'choices': [], 'usage': usage})}\n\n".encode())
         await resp.write(b"data: [DONE]\n\n")
+        self.answers.append((prompt, "".join(text), arrived, time.perf_counter()))
         return resp
 
     async def _models(self, request: web.Request) -> web.Response:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lem_runner.contract import ExperimentConfig
-from lem_runner.contract.workload import WorkloadError, WorkloadItem, read_dataset, read_trace
+from lem_runner.contract.workload import WorkloadError, WorkloadItem, read_conversations, read_dataset, read_trace
 
 from llenergymeasure.errors import ConfigError
 
@@ -16,6 +16,8 @@ def serving_workload(config: ExperimentConfig, source: str = "config") -> list[W
     s = config.serving
     limit = s.n_requests or (config.n_prompts if s.duration_s is None and s.arrival != "trace" else 1_000_000)
     try:
+        if s.conversations is not None and s.conversations.dataset is not None:
+            return read_conversations(s.conversations.dataset, s.conversations.n_conversations)
         if s.arrival == "trace":
             return read_trace(s.trace or "", s.trace_time_unit, limit)
         if s.dataset is not None:

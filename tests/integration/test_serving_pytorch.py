@@ -134,3 +134,31 @@ def test_a_serving_run_records_the_dtype_and_settings_the_server_ran(tmp_path, t
     args = settings["arguments"]
     assert args[args.index("--max-batch") + 1] == "8" and args[args.index("--dtype") + 1] == "auto"
     assert "--port" not in args
+
+
+def test_multi_turn_conversations_on_the_pytorch_path(tmp_path, tiny_model_path):
+    # 3 conversations x 3 turns from 2 closed-loop users, 50 ms think: each turn's prompt carries the history, so the
+    # server's prompt-token count grows turn by turn; per-turn and per-conversation figures; parquet columns
+    import llenergymeasure as lem
+
+    cfg = _config(tmp_path, tiny_model_path, """\
+  arrival: concurrency
+  concurrency: 2
+  warmup_requests: 1
+  conversations:
+    n_conversations: 3
+    turns: 3
+    user_tokens: {value: 4}
+    think_time: {dist: fixed, value: 0.05}
+""")
+    result = lem.run_experiment(str(cfg), output=tmp_path / "out")
+    s, c = result.serving, result.serving.conversations
+    assert (s.n_requests, s.n_ok) == (9, 9) and c is not None
+    assert (c.n_conversations, c.n_complete, c.turns_sent) == (3, 3, 9) and c.prompt_format
+    assert [t.turn for t in c.by_turn] == [0, 1, 2] and all(t.n_ok == 3 and t.ttft_p50_ms for t in c.by_turn)
+    assert c.by_turn[0].input_tokens_mean < c.by_turn[1].input_tokens_mean < c.by_turn[2].input_tokens_mean
+    assert c.think_lag_p99_ms is not None and c.duration_mean_s > 0.1  # two think gaps of 50 ms at least
+    assert c.energy_per_conversation_mean_j is None and c.by_turn[0].energy_j is None  # no energy on this host
+    assert s.energy_unavailable_reason
+    table = pq.read_table(next((tmp_path / "out").iterdir()) / "requests.parquet").to_pylist()
+    assert sorted((r["conversation_id"], r["turn"]) for r in table) == [(i, k) for i in range(3) for k in range(3)]

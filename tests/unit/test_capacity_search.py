@@ -94,6 +94,8 @@ def _serving(**kw):
     ({"arrival": "concurrency", "capacity": {"rate_min": 1, "rate_max": 4}, "slo": {"ttft_ms": 9}},
      "give concurrency_min and concurrency_max"),
     ({"capacity": {"rate_min": 1}, "slo": {"ttft_ms": 9}}, "give both rate_min and rate_max"),
+    ({"capacity": {"rate_min": 1, "rate_max": 4}, "slo": {"ttft_ms": 9}, "conversations": {"turns": 2}},
+     "capacity searches single-turn load only"),
 ])
 def test_bad_capacity_sections_are_refused_naming_the_problem(serving, message):
     with pytest.raises(ValidationError, match=message):

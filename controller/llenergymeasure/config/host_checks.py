@@ -10,7 +10,9 @@ are on the node, not on this host.
 
 from __future__ import annotations
 
+import json
 import socket
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from lem_runner.contract import ExperimentConfig
@@ -38,9 +40,32 @@ def model_problem(config: ExperimentConfig) -> str | None:
     if ref == EMBEDDED_DEFAULT_MODEL or (_HUB_ID.match(ref) and not ref.startswith(".")):
         return None
     try:
-        resolve_model(config)
+        model = resolve_model(config)
     except ConfigError as exc:
         return str(exc)
+    return conversation_context_problem(config, Path(model.host_path) if model.mount_root is not None else None)
+
+
+def conversation_context_problem(config: ExperimentConfig, model_dir: Path | None) -> str | None:
+    """'serving.conversations: ...' when a synthetic conversation's longest possible history (ConversationConfig.
+    max_history_tokens) exceeds the model's context: the backend's ``max_model_len`` where set, else config.json's
+    ``max_position_embeddings`` (``n_positions``). None when there is no such section or no limit is known here."""
+    conv = config.serving.conversations if config.scenario == "serving" else None
+    if conv is None or conv.dataset is not None:
+        return None
+    limit = getattr(getattr(config, config.backend, None), "max_model_len", None)
+    source = f"{config.backend}.max_model_len"
+    if limit is None and model_dir is not None:
+        try:
+            hf = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            hf = {}
+        limit = hf.get("max_position_embeddings") or hf.get("n_positions")
+        source = "the model's max_position_embeddings"
+    longest = conv.max_history_tokens(config.max_output_tokens)
+    if isinstance(limit, int) and longest > limit:
+        return (f"serving.conversations: the last turn's history can reach {longest} tokens, over {source} "
+                f"({limit}); lower turns, user_tokens or answer_tokens")
     return None
 
 

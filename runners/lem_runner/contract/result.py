@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lem_runner.contract.capacity import CapacityResult
 from lem_runner.contract.config import SCHEMA_VERSION, ExperimentConfig
+from lem_runner.contract.conversation import ConversationFigures
 from lem_runner.contract.energy import EnergyResult
 from lem_runner.contract.environment import EnvironmentInfo
 from lem_runner.contract.host_load import HostLoad
@@ -210,6 +211,8 @@ class ServingFigures(_Record):
                           "requests' energy included; no attribution)")
     energy_per_completed_request_adjusted_j: float | None = Field(
         None, description="(window energy - baseline power x window) / ok requests; signed")
+    conversations: ConversationFigures | None = Field(
+        None, description="multi-turn figures per turn index and per conversation (serving.conversations)")
     slo: dict[str, float] | None = Field(None, description="the bounds (ms) requests were held to")
     n_good: int | None = Field(None, description="ok requests meeting every SLO bound")
     good_share: float | None = Field(None, description="n_good / requests sent")

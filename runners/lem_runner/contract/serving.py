@@ -108,6 +108,9 @@ class ServingConfig(_Section):
     capacity: CapacityConfig | None = Field(
         None, description="search the highest rate (or clients) at which capacity.good_share of requests meet slo; "
                           "each probe is this load at the probe's rate (docs/method.md, capacity search)")
+    conversations: ConversationConfig | None = Field(
+        None, description="multi-turn conversations (GuideLLM/AIPerf: multi-turn sessions): each turn's prompt is the "
+                          "history so far plus a new user message; rate is then new conversations per second")
 
     @field_validator("endpoint")
     @classmethod
@@ -137,5 +140,17 @@ class ServingConfig(_Section):
             raise ValueError("arrival 'gamma' needs rate (requests per second)")
         if self.dataset is not None and self.input_tokens is not None:
             raise ValueError("dataset gives the prompts: input_tokens would be ignored")
+        if self.conversations is not None and self.capacity is not None:
+            raise ValueError("capacity searches single-turn load only: drop capacity or conversations")
         check_capacity(self)
+        if self.conversations is not None and (self.arrival == "trace" or self.dataset or self.input_tokens
+                                               or self.n_requests):
+            raise ValueError("conversations set their own prompts and count: drop arrival 'trace', dataset, "
+                             "input_tokens and n_requests")
         return self
+
+
+# at the end: conversation.py builds on LengthDistribution above (import lem_runner.contract.serving first)
+from lem_runner.contract.conversation import ConversationConfig  # noqa: E402
+
+ServingConfig.model_rebuild()

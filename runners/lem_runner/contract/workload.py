@@ -32,6 +32,8 @@ class WorkloadItem(BaseModel):
     prompt: str | None = None
     input_tokens: int | None = Field(None, ge=1)
     output_tokens: int | None = Field(None, ge=1)
+    user_turns: list[str] | None = Field(None, description="a recorded conversation's user messages, in order "
+                                                           "(serving.conversations.dataset)")
 
 
 def _lines(path: Path, field: str):
@@ -134,3 +136,22 @@ def read_dataset(path: str | Path, fmt: str = "sharegpt", limit: int = MAX_ITEMS
     if not items:
         raise WorkloadError(f"{field}: '{path}' holds no usable {fmt} requests")
     return items
+
+
+def read_conversations(path: str, limit: int) -> list[WorkloadItem]:
+    """The human turns of each line of a ShareGPT-style multi-turn JSONL (``conversations``: [{from, value}]), at
+    most ``limit`` conversations; a line without a human turn is an error naming it."""
+    field = "serving.conversations.dataset"
+    out: list[WorkloadItem] = []
+    for lineno, obj in _lines(Path(path), field):
+        turns = obj.get("conversations")
+        users = [t.get("value") for t in turns if isinstance(t, dict) and t.get("from") in ("human", "user")
+                 and isinstance(t.get("value"), str) and t.get("value")] if isinstance(turns, list) else []
+        if not users:
+            raise WorkloadError(f"{field}: {path}:{lineno}: no human turn in 'conversations'")
+        out.append(WorkloadItem(user_turns=users))
+        if len(out) >= limit:
+            break
+    if not out:
+        raise WorkloadError(f"{field}: '{path}' holds no conversation")
+    return out

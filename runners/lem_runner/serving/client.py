@@ -74,6 +74,8 @@ def _take_chunk(rec: RequestRecord, payload: dict, now: float) -> None:
     counted = usage.get("completion_tokens") if isinstance(usage, dict) else None
     has_text = bool(choices) and any((c.get("text") or "") != "" or c.get("finish_reason") is None
                                      for c in choices if isinstance(c, dict))
+    if choices:
+        rec.text += "".join((c.get("text") or "") for c in choices if isinstance(c, dict))
     if has_text:
         n = counted - seen if isinstance(counted, int) else 1
         if n > 0 or not isinstance(counted, int):

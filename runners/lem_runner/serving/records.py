@@ -28,6 +28,9 @@ class RequestRecord:
     error: str | None = None
     energy_j: float | None = None  # attributed after the run (see figures)
     adjusted_energy_j: float | None = None  # the same attribution of idle-adjusted energy (signed)
+    conversation_id: int | None = None  # multi-turn (serving.conversations): its conversation and turn (from 0)
+    turn: int | None = None
+    text: str = ""  # the streamed answer text (a conversation's next prompt carries it)
 
     @property
     def ok(self) -> bool:
@@ -57,13 +60,16 @@ def write_requests(records: list[RequestRecord], path: Path, origin: float) -> P
         "adjusted_energy_j": [r.adjusted_energy_j for r in records],
         "chunk_times_s": [[t - origin for t in r.chunk_times] for r in records],
         "chunk_tokens": [list(r.chunk_tokens) for r in records],
+        "conversation_id": [r.conversation_id for r in records],
+        "turn": [r.turn for r in records],
     }
     schema = pa.schema([("request", pa.int64()), ("scheduled_s", pa.float64()), ("submit_s", pa.float64()),
                         ("first_token_s", pa.float64()), ("prefill_start_s", pa.float64()),
                         ("end_s", pa.float64()), ("input_tokens", pa.int64()),
                         ("output_tokens", pa.int64()), ("status", pa.string()), ("error", pa.string()),
                         ("energy_j", pa.float64()), ("adjusted_energy_j", pa.float64()),
-                        ("chunk_times_s", pa.list_(pa.float64())), ("chunk_tokens", pa.list_(pa.int64()))])
+                        ("chunk_times_s", pa.list_(pa.float64())), ("chunk_tokens", pa.list_(pa.int64())),
+                        ("conversation_id", pa.int64()), ("turn", pa.int64())])
     sink = pa.BufferOutputStream()
     pq.write_table(pa.table(columns, schema=schema), sink)
     return atomic_write_bytes(path, sink.getvalue().to_pybytes())

@@ -32,6 +32,7 @@ from lem_runner.measurement.windows import span_energy_per_device, window_figure
 from lem_runner.prompts import load_prompts
 from lem_runner.serving.capacity import ProbeRun, search
 from lem_runner.serving.client import LoadSpec, repeated_prompts, run_load
+from lem_runner.serving.conversations import Templater, conversation_figures, plan_conversations, run_conversations
 from lem_runner.serving.figures import STEADY_DEFINITION, serving_figures, steady_spans
 from lem_runner.serving.lifecycle import (
     LOG_FILE,
@@ -45,7 +46,7 @@ from lem_runner.serving.lifecycle import (
 )
 from lem_runner.serving.records import FILE_NAME as REQUESTS_FILE
 from lem_runner.serving.records import write_requests
-from lem_runner.serving.schedule import plan_requests, vocab_size
+from lem_runner.serving.schedule import PlannedRequest, plan_requests, vocab_size
 from lem_runner.serving.servers import SERVED_NAME, server_command
 from lem_runner.serving.window import piece_length, serving_flags, total_window
 from lem_runner.session import HeldEngine
@@ -147,7 +148,15 @@ def _measure(request: RunRequest, energy_for, environment_for, emit: Emit, phase
     vocab = vocab_size(request.model_path)
     cap = s.capacity
     first = _at_load(cfg, cap.bracket[0]) if cap is not None else cfg
-    plan = plan_requests(first, prompts, request.serving_workload, vocab)
+    convs = templater = None
+    if s.conversations is not None:  # multi-turn: the plan is each conversation's first turn (for the warmup)
+        recorded = [i.user_turns for i in request.serving_workload or [] if i.user_turns]
+        convs = plan_conversations(s.conversations, s.arrival, s.rate, s.burstiness, cfg.max_output_tokens,
+                                   cfg.seed if s.seed is None else s.seed, recorded or None, s.duration_s)
+        templater = Templater(request.model_path)
+        plan = [PlannedRequest(c.id, None, templater([("user", c.users[0])]), c.max_tokens[0]) for c in convs]
+    else:
+        plan = plan_requests(first, prompts, request.serving_workload, vocab)
     spec = _spec(first, base_url, server)
     energy = energy_for(kind)
 
@@ -164,7 +173,7 @@ def _measure(request: RunRequest, energy_for, environment_for, emit: Emit, phase
                    cuda_version=cuda_version)
     if cap is None:
         phase.name = "measure"
-        loaded = _load(spec, plan, energy, alive, emit, s.duration_s is None)
+        loaded = _load(spec, plan, energy, alive, emit, s.duration_s is None, convs, templater)
         phase.name = "analyse"
         return _assemble(cfg, plan_warnings, loaded, **context)
 
@@ -205,7 +214,8 @@ def _spec(cfg, base_url: str, server: ManagedServer | None) -> LoadSpec:
 
 @dataclass
 class _Loaded:
-    """One load inside its energy window: the records, the load's start, the reading and the /proc snapshots."""
+    """One load inside its energy window: the records, the load's start, the reading and the /proc snapshots (and,
+    multi-turn, the conversations sent and their chat templater)."""
 
     plan: list
     records: list
@@ -213,16 +223,19 @@ class _Loaded:
     reading: object
     loads: list
     end_time: datetime
+    convs: list | None = None
+    templater: object = None
 
 
-def _load(spec: LoadSpec, plan, energy, alive, emit: Emit, counted: bool) -> _Loaded:
+def _load(spec: LoadSpec, plan, energy, alive, emit: Emit, counted: bool, convs=None, templater=None) -> _Loaded:
     """Send ``plan`` with the energy window opened and closed by the load generator tight around the load."""
     done = [0]
+    n_sends = sum(len(c.users) for c in convs) if convs is not None else len(plan)
 
     def on_done(_r) -> None:
         done[0] += 1
         if done[0] % 10 == 0:
-            emit(ProgressEvent(event="progress", done=done[0], total=len(plan) if counted else None))
+            emit(ProgressEvent(event="progress", done=done[0], total=n_sends if counted else None))
 
     window: list = []
     loads: list = []  # /proc snapshots at the window's edges (host load; the server lem started counts as the run's)
@@ -237,14 +250,19 @@ def _load(spec: LoadSpec, plan, energy, alive, emit: Emit, counted: bool) -> _Lo
         loads.append(load_snapshot())
 
     try:
-        records, t0 = run_load(spec, plan, alive=alive, on_done=on_done, on_start=open_window, on_end=close_window)
+        if convs is not None:
+            records, t0 = run_conversations(spec, convs, templater, alive=alive, on_done=on_done,
+                                            on_start=open_window, on_end=close_window)
+        else:
+            records, t0 = run_load(spec, plan, alive=alive, on_done=on_done, on_start=open_window,
+                                   on_end=close_window)
     except BaseException:
         if window and window[-1] is None:
             with contextlib.suppress(Exception):
                 energy.stop_tracking()
         raise
     reading = window[-1] if window and window[-1] is not None else energy.stop_tracking()
-    return _Loaded(plan, records, t0, reading, loads, datetime.now(UTC))
+    return _Loaded(plan, records, t0, reading, loads, datetime.now(UTC), convs, templater)
 
 
 def _figures(cfg, loaded: _Loaded, baseline_w: float | None):
@@ -257,7 +275,7 @@ def _figures(cfg, loaded: _Loaded, baseline_w: float | None):
         None if between else "the energy source gives window totals only: no energy per request, idle or "
         "steady-state figure")
     plan = loaded.plan
-    offered = s.rate if s.arrival in ("constant", "poisson", "gamma") else None
+    offered = s.rate if s.arrival in ("constant", "poisson", "gamma") and loaded.convs is None else None
     if s.arrival == "trace" and len(plan) > 1 and plan[-1].arrival_s:
         offered = (len(plan) - 1) / plan[-1].arrival_s
     clients = s.concurrency if s.arrival == "concurrency" else None
@@ -280,6 +298,8 @@ def _assemble(cfg, plan_warnings: list[str], loaded: _Loaded, *, request: RunReq
     figures, (between, reason) = _figures(cfg, loaded, baseline_w)
     figures.server = figures.server or (server.command.name if server else f"endpoint {s.endpoint}")
     figures.server_start_s = start_s
+    if loaded.convs is not None:
+        figures.conversations = conversation_figures(records, loaded.templater.format)  # after serving_figures' energy_j
     figures.server_log = LOG_FILE if server else None
     origin = min((r.submit for r in records), default=t0)
     write_requests(records, out_dir / REQUESTS_FILE, origin)
