@@ -179,7 +179,7 @@ async def _drive(spec: LoadSpec, plan: list[PlannedRequest], clock: Clock, alive
             stop_at = t0 + spec.duration_s if spec.duration_s is not None else None
 
             async def send(req: PlannedRequest, scheduled: float | None, body: bytes) -> None:
-                rec = RequestRecord(req.index, scheduled, clock())
+                rec = RequestRecord(req.index, scheduled, clock(), prefix_group=req.prefix_group)
                 records.append(rec)
                 await _one(session, spec, body, rec, clock)
                 on_done(rec)

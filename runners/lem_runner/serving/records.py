@@ -30,6 +30,7 @@ class RequestRecord:
     adjusted_energy_j: float | None = None  # the same attribution of idle-adjusted energy (signed)
     conversation_id: int | None = None  # multi-turn (serving.conversations): its conversation and turn (from 0)
     turn: int | None = None
+    prefix_group: int | None = None  # serving.shared_prefix: which shared prefix its prompt started with
     text: str = ""  # the streamed answer text (a conversation's next prompt carries it)
 
     @property
@@ -62,6 +63,7 @@ def write_requests(records: list[RequestRecord], path: Path, origin: float) -> P
         "chunk_tokens": [list(r.chunk_tokens) for r in records],
         "conversation_id": [r.conversation_id for r in records],
         "turn": [r.turn for r in records],
+        "prefix_group": [r.prefix_group for r in records],
     }
     schema = pa.schema([("request", pa.int64()), ("scheduled_s", pa.float64()), ("submit_s", pa.float64()),
                         ("first_token_s", pa.float64()), ("prefill_start_s", pa.float64()),
@@ -69,7 +71,8 @@ def write_requests(records: list[RequestRecord], path: Path, origin: float) -> P
                         ("output_tokens", pa.int64()), ("status", pa.string()), ("error", pa.string()),
                         ("energy_j", pa.float64()), ("adjusted_energy_j", pa.float64()),
                         ("chunk_times_s", pa.list_(pa.float64())), ("chunk_tokens", pa.list_(pa.int64())),
-                        ("conversation_id", pa.int64()), ("turn", pa.int64())])
+                        ("conversation_id", pa.int64()), ("turn", pa.int64()),
+                        ("prefix_group", pa.int64())])
     sink = pa.BufferOutputStream()
     pq.write_table(pa.table(columns, schema=schema), sink)
     return atomic_write_bytes(path, sink.getvalue().to_pybytes())
