@@ -56,3 +56,17 @@ def test_shared_prefix_with_conversations_is_refused():
     with pytest.raises(ValidationError, match="shared_prefix is for single-turn"):
         ExperimentConfig(scenario="serving", serving={"rate": 1, "conversations": {"n_conversations": 2},
                                                        "shared_prefix": {"tokens": 8}})
+
+
+def test_the_hit_rate_is_the_windows_increase_of_hits_over_queries_or_null_with_why():
+    from lem_runner.serving.cache_metrics import CacheReading, cache_figures
+
+    names = ("q_total", "h_total")
+    # 1000 tokens looked up before the window (warmup), 600 of them found; in the window 400 more, 300 found
+    f = cache_figures(CacheReading(1000, 600), CacheReading(1400, 900), names, "vllm")
+    assert (f.hit_rate, f.queried_tokens, f.hit_tokens, f.reason) == (0.75, 400, 300, None)
+    off = cache_figures(CacheReading(0, 0), CacheReading(0, 0), names, "vllm")
+    assert off.hit_rate is None and off.queried_tokens == 0 and "prefix cache is off" in off.reason
+    assert "no prefix-cache counters" in cache_figures(None, None, None, "lem's server").reason
+    assert "before the window" in cache_figures(CacheReading(None, None), CacheReading(1, 1), names, "v").reason
+    assert "user's endpoint" in cache_figures(None, None, None, None).reason

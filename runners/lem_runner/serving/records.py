@@ -32,6 +32,8 @@ class RequestRecord:
     turn: int | None = None
     prefix_group: int | None = None  # serving.shared_prefix: which shared prefix its prompt started with
     text: str = ""  # the streamed answer text (a conversation's next prompt carries it)
+    reasoning_seen: bool = False  # the stream carried reasoning apart from the answer (a reasoning parser)
+    first_answer_token: float | None = None  # the first chunk with answer text (not reasoning)
 
     @property
     def ok(self) -> bool:
@@ -51,6 +53,7 @@ def write_requests(records: list[RequestRecord], path: Path, origin: float) -> P
         "scheduled_s": [rel(r.scheduled) for r in records],
         "submit_s": [rel(r.submit) for r in records],
         "first_token_s": [rel(r.first_token) for r in records],
+        "first_answer_token_s": [rel(r.first_answer_token) for r in records],  # = first_token_s without reasoning
         "prefill_start_s": [rel(r.prefill_start) for r in records],
         "end_s": [rel(r.end) for r in records],
         "input_tokens": [r.input_tokens for r in records],
@@ -66,7 +69,8 @@ def write_requests(records: list[RequestRecord], path: Path, origin: float) -> P
         "prefix_group": [r.prefix_group for r in records],
     }
     schema = pa.schema([("request", pa.int64()), ("scheduled_s", pa.float64()), ("submit_s", pa.float64()),
-                        ("first_token_s", pa.float64()), ("prefill_start_s", pa.float64()),
+                        ("first_token_s", pa.float64()), ("first_answer_token_s", pa.float64()),
+                        ("prefill_start_s", pa.float64()),
                         ("end_s", pa.float64()), ("input_tokens", pa.int64()),
                         ("output_tokens", pa.int64()), ("status", pa.string()), ("error", pa.string()),
                         ("energy_j", pa.float64()), ("adjusted_energy_j", pa.float64()),
