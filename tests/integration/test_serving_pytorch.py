@@ -168,7 +168,6 @@ def test_a_shared_prefix_workload_on_the_pytorch_path(tmp_path, tiny_model_path)
     # 4 requests of 6 token ids behind 2 shared prefixes of 20 ids: the server counts 26 prompt tokens each; the
     # group is in requests.parquet; lem's transformers server has no prefix cache to read, and no reasoning parser
     import llenergymeasure as lem
-
     from lem_runner.serving.figures import NOT_SEPARATED
 
     cfg = _config(tmp_path, tiny_model_path, """\
