@@ -71,3 +71,18 @@ def test_phases_of_a_window_the_counter_never_updated_in_render_null_with_the_re
     assert "did not update inside the 1.200 s window" in " ".join(shown.split())
     phase_lines = [ln for ln in shown.splitlines() if ln.startswith(("prefill", "decode"))]
     assert phase_lines and all("null" in ln for ln in phase_lines)
+
+
+def test_energy_per_answer_the_first_answer_token_and_the_prefix_cache_have_their_rows():
+    e = {"n": 20, "mean_j": 2.5, "p50_j": 2.0, "p90_j": 4.0}
+    ttfat = {"n": 19, "mean_ms": 300.0, "p50_ms": 280.0, "p90_ms": 400.0, "p99_ms": 450.0, "min_ms": 200.0,
+             "max_ms": 460.0}
+    r = make_result(serving={**SERVING, "energy_per_request": e, "ttfat": ttfat, "ttfat_not_reached": 1,
+                             "prefix_cache_hit_rate": 0.75, "prefix_cache_queried_tokens": 400,
+                             "prefix_cache_hit_tokens": 300})
+    rows = dict(serving_rows(r))
+    assert rows["J/answer"].startswith("mean 2.5 · p50 2 · p90 4 J · J/token")
+    assert "1 never reached the answer" in rows["TTFAT"]
+    assert rows["prefix cache"] == "hit rate 75.0% · 300 of 400 prompt tokens cached (window)"
+    off = dict(serving_rows(make_result(serving={**SERVING, "prefix_cache_queried_tokens": 0})))
+    assert off["prefix cache"].startswith("hit rate - · 0 of 0") and "TTFAT" not in off and "J/answer" not in off
