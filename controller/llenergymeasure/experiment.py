@@ -60,11 +60,13 @@ def execute_experiment(
     baselines: BaselineCache | None = None,
     gpu_control: Opener | None = None,
     source: str = "config",
+    fidelity=None,
 ) -> tuple[ExperimentResult, Path]:
     """Measure ``config``; return its result and its folder. Raises ConfigError before anything runs, RunFailed if
     the runner produced no valid result (its error.json and runner.log stay in the folder). A ``gpu:`` operating point
     is set on the host GPUs (``gpu_control`` opens them; NVML by default) while the runner runs, and restored.
-    ``source`` names the config in a refusal (its file, for `lem run`)."""
+    ``source`` names the config in a refusal (its file, for `lem run`); ``fidelity``: what a study with a
+    reference tells the run (RunRequest.fidelity)."""
     launcher = launcher or select_launcher(config, isolated=isolated)
     repo = repository or FileResultsRepository(output)
     baselines = baselines or BaselineCache()
@@ -80,7 +82,7 @@ def execute_experiment(
           operating_point(config.gpu, gpu_ids, gpu_control) as gpu_settings):
         if not remote:  # after a dead lem's GPU journal was restored, before a result folder exists
             refuse_without_gpu(config, source)
-        spec = prepare_run(config, repo, None if remote else baselines, timeouts, gpu_settings)
+        spec = prepare_run(config, repo, None if remote else baselines, timeouts, gpu_settings, fidelity)
         phase = PhaseTracker(on_event or (lambda _e: None))
         try:
             outcome = launcher.launch(spec, phase)
@@ -134,7 +136,7 @@ def record_timeout(exp_dir: Path, outcome: LaunchOutcome, timeouts: Timeouts, ph
 
 
 def prepare_run(config: ExperimentConfig, repo: ResultsRepository, baselines: BaselineCache | None,
-                timeouts: Timeouts = Timeouts(), gpu_settings=()) -> LaunchSpec:
+                timeouts: Timeouts = Timeouts(), gpu_settings=(), fidelity=None) -> LaunchSpec:
     """The run's folder with its config, and what a launcher needs to start it. ``baselines`` None: no cached idle
     baseline (a run on another machine measures its own); ``gpu_settings``: the operating point applied for it."""
     model = resolve_model(config)
@@ -143,7 +145,8 @@ def prepare_run(config: ExperimentConfig, repo: ResultsRepository, baselines: Ba
     repo.save_config(exp_dir, config)
     request = RunRequest(experiment_id=exp_dir.name, config=config, model_path=model.host_path,
                          cached_baselines=baselines.get(config) if baselines is not None else [],
-                         gpu_settings=list(gpu_settings), serving_workload=serving_workload(config))
+                         gpu_settings=list(gpu_settings), serving_workload=serving_workload(config),
+                         fidelity=fidelity)
     return LaunchSpec(exchange_dir=exp_dir, request=request, model=model, prompts_file=prompts, timeouts=timeouts)
 
 

@@ -130,6 +130,7 @@ def config_from_data(data: dict[str, Any], source: str, folder: Path | None,
     config = parse_config(merged, source, earlier=problems)
     problems += [p for p in [prompts_file_problem(config)] if p]
     problems += task_file_problems(config)
+    problems += quality_setting_problems(config, in_study=False)
     problems += engine_setting_problems(config)
     if problems:
         raise ConfigError(format_problems(source, problems))

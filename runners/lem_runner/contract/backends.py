@@ -192,6 +192,10 @@ class BackendSpec:
     #: the backend scores continuations (a ``loglikelihood(pairs)`` method, teacher-forced): task accuracy
     #: (config quality.task) runs on it
     scores_continuations: bool = False
+    #: the backend returns log-probabilities along given tokens (``next_token_logprobs(prompt_ids, continuation_ids,
+    #: top_k)`` and ``rolling_loglikelihood(text)``, teacher-forced) and its generation records carry their prompt and
+    #: output token ids: output fidelity and perplexity (config quality.reference, quality.perplexity) run on it
+    token_logprobs: bool = False
 
     def __post_init__(self) -> None:
         unknown = [d for d in self.device_kinds if d not in DEVICE_KINDS]
