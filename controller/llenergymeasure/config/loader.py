@@ -14,6 +14,7 @@ from llenergymeasure.config.checks import (
     engine_setting_problems,
     experiment_backend,
     prompts_file_problem,
+    quality_setting_problems,
     resolve_batch_flag,
     split_backend_sections,
     task_file_problems,

@@ -19,10 +19,11 @@ def next_token_logprobs(model, device: str, prompt_ids: list[int], continuation_
         raise ValueError("next_token_logprobs needs at least one prompt and one continuation token")
     with torch.inference_mode():
         ids = torch.tensor([[*prompt_ids, *continuation_ids[:-1]]], device=device)
-        logits = model(input_ids=ids).logits[0, len(prompt_ids) - 1:].float()
+        # float64: a KL near 1e-6 nats (bfloat16 against float32) is not float32 rounding
+        logits = model(input_ids=ids).logits[0, len(prompt_ids) - 1:].double()
         logp = torch.log_softmax(logits, dim=-1)
         if top_k is None:
-            return logp.cpu().double().tolist()
+            return logp.cpu().tolist()
         values, indices = logp.topk(min(top_k, logp.shape[-1]), dim=-1)
         own = logp.gather(1, torch.tensor(continuation_ids, device=device)[:, None])[:, 0]
     out = []
