@@ -27,7 +27,6 @@ from llenergymeasure.results import FileResultsRepository
 from llenergymeasure.results.repository import CorruptResult
 from llenergymeasure.study.aggregate import PointAggregate
 from llenergymeasure.study.engines import EngineSessions
-from llenergymeasure.study.reference import fidelity_request, reference_first
 from llenergymeasure.study.manifest import (
     Manifest,
     ManifestEntry,
@@ -37,6 +36,7 @@ from llenergymeasure.study.manifest import (
     now,
     save_manifest,
 )
+from llenergymeasure.study.reference import fidelity_request, reference_first
 from llenergymeasure.study.resume import StudyLock, discard_partial, find_unfinished, recover, reset_entry
 from llenergymeasure.study.summary import aggregates, write_summary
 
