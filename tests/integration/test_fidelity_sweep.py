@@ -220,3 +220,28 @@ def test_a_reference_that_names_no_point_or_a_single_run_is_refused(tmp_path, ti
     _refused(run_lem("config", "validate", str(study)), "quality.reference: no point of the study is 'dtype=float32'")
     single = write_yaml(tmp_path / "one.yaml", f"model: {tiny_model_path}\nquality:\n  reference: x\n")
     _refused(run_lem("config", "validate", str(single)), "quality.reference: 'x' names a point of a study")
+
+
+def test_pytorch_top_k_logprobs_are_the_full_distributions_top_and_the_given_token(tiny_model_path):
+    """The default KL source (top-k): each position's dict holds the k most likely tokens and the continuation's own
+    token, at the values of the full distribution (both from the backend; the full one checked above)."""
+    from lem_runner.backends.pytorch.backend import PyTorchBackend
+    from lem_runner.contract import ExperimentConfig
+
+    backend = PyTorchBackend(ExperimentConfig(model=str(tiny_model_path), device="cpu", dtype="float32"),
+                             str(tiny_model_path))
+    backend.load()
+    try:
+        prompt, cont = [5, 17, 42], [7, 300, 9]
+        full = backend.next_token_logprobs(prompt, cont, None)
+        top = backend.next_token_logprobs(prompt, cont, 3)
+        with pytest.raises(ValueError, match="at least one prompt and one continuation token"):
+            backend.next_token_logprobs(prompt, [], 3)
+    finally:
+        backend.close()
+    assert len(full) == len(top) == len(cont)
+    for row, dist, token in zip(top, full, cont):
+        best3 = sorted(range(len(dist)), key=dist.__getitem__, reverse=True)[:3]
+        assert set(row) == set(best3) | {token}
+        assert all(row[i] == pytest.approx(dist[i], abs=1e-9) for i in row)
+        assert math.fsum(math.exp(v) for v in dist) == pytest.approx(1.0, abs=1e-9)

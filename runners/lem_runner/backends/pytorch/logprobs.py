@@ -36,22 +36,25 @@ def next_token_logprobs(model, device: str, prompt_ids: list[int], continuation_
 
 def rolling_loglikelihood(model, tokenizer, device: str, text: str) -> tuple[float, int]:
     """Sum of log p(token | earlier tokens) over the text's tokens and their count. The text is preceded by BOS (EOS
-    when there is none) and scored in disjoint windows of at most the model's context (MAX_WINDOW): each window's
-    first token sees the previous window's last token only, as lm-eval's loglikelihood_rolling does."""
+    when there is none; with neither, its first token is context only) and scored in disjoint windows of at most the
+    model's context (MAX_WINDOW): each window's first token sees the previous window's last token only, as lm-eval's
+    loglikelihood_rolling does."""
     import torch
 
     tokens = tokenizer(text, add_special_tokens=False)["input_ids"]
     if not tokens:
         raise ValueError("the perplexity text has no tokens")
     start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-    seq = [start, *tokens]
+    seq = [start, *tokens] if start is not None else tokens  # no BOS nor EOS: the first token is not scored
+    if len(seq) < 2:
+        raise ValueError("the perplexity text has too few tokens")
     window = min(int(getattr(model.config, "max_position_embeddings", MAX_WINDOW) or MAX_WINDOW), MAX_WINDOW)
     total = 0.0
     with torch.inference_mode():
-        for lo in range(0, len(tokens), window):
+        for lo in range(0, len(seq) - 1, window):
             targets = seq[lo + 1: lo + 1 + window]
             ids = torch.tensor([seq[lo: lo + len(targets)]], device=device)
             logp = torch.log_softmax(model(input_ids=ids).logits[0].float(), dim=-1)
             picked = logp.gather(1, torch.tensor(targets, device=device)[:, None])[:, 0]
             total += float(picked.double().sum())
-    return total, len(tokens)
+    return total, len(seq) - 1
