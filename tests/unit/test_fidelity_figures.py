@@ -107,6 +107,6 @@ def test_quality_problems_refuse_sampling_other_backends_and_serving():
     (serving,) = quality_problems(QualityConfig(perplexity=True), "pytorch", "serving", do_sample=False)
     assert serving.startswith("quality.perplexity: taken on the offline scenario's engine only")
     (other,) = quality_problems(QualityConfig(perplexity=True), "tensorrt", "offline", do_sample=False)
-    assert other.startswith("quality.perplexity: the tensorrt backend returns no log-probabilities yet")
+    assert other.startswith("quality.perplexity: the tensorrt backend returns no log-probabilities for it yet")
     assert QualityConfig(perplexity=True).perplexity_text == "pride-and-prejudice"
     assert QualityConfig().perplexity_text is None

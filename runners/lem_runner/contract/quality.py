@@ -136,17 +136,17 @@ class FidelityRequest(BaseModel):
 def quality_problems(quality: QualityConfig, backend: str, scenario: str, do_sample: bool) -> list[str]:
     """Why the fidelity or perplexity figures cannot be taken (one line each), or []: the same check at `lem config
     validate` and in the runner before loading."""
-    wants = [name for name, on in (("reference", quality.reference), ("perplexity", quality.perplexity)) if on]
-    if not wants:
-        return []
+    wants = [(name, flag) for name, on, flag in (
+        ("reference", quality.reference, "gives_next_token_logprobs"),
+        ("perplexity", quality.perplexity, "gives_rolling_loglikelihood")) if on]
     problems = []
-    if not backend_spec(backend).token_logprobs:
-        able = ", ".join(name for name, spec in registry().items() if spec.token_logprobs)
-        problems += [f"quality.{w}: the {backend} backend returns no log-probabilities yet (supported: {able})"
-                     for w in wants]
-    elif scenario != "offline":
-        problems += [f"quality.{w}: taken on the offline scenario's engine only (use scenario: offline)"
-                     for w in wants]
+    for name, flag in wants:
+        if not getattr(backend_spec(backend), flag):
+            able = ", ".join(n for n, spec in registry().items() if getattr(spec, flag))
+            problems.append(f"quality.{name}: the {backend} backend returns no log-probabilities for it yet "
+                            f"(supported: {able})")
+        elif scenario != "offline":
+            problems.append(f"quality.{name}: taken on the offline scenario's engine only (use scenario: offline)")
     if quality.reference and do_sample:
         problems.append("quality.reference: agreement with the reference needs greedy decoding (decoding.do_sample: "
                         "false); a sampled output differs by chance")
