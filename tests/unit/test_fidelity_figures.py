@@ -110,3 +110,34 @@ def test_quality_problems_refuse_sampling_other_backends_and_serving():
     assert other.startswith("quality.perplexity: the tensorrt backend returns no log-probabilities for it yet")
     assert QualityConfig(perplexity=True).perplexity_text == "pride-and-prejudice"
     assert QualityConfig().perplexity_text is None
+
+
+class _FailingHooks:
+    """A backend whose log-probability hooks fail (out of memory, say), at the backend's protocol seam."""
+
+    def next_token_logprobs(self, prompt_ids, continuation_ids, top_k):
+        raise MemoryError("no room for the logits")
+
+    def rolling_loglikelihood(self, text):
+        raise RuntimeError("engine gone")
+
+
+def test_a_failing_quality_pass_keeps_the_measured_result_and_says_why(tmp_path):
+    from conftest import make_config, make_result
+    from lem_runner.contract import RunRequest
+    from lem_runner.contract.quality import FidelityRequest
+    from lem_runner.quality.run import with_fidelity_and_perplexity
+    from lem_runner.records import GenerationRecord
+
+    config = make_config(n_prompts=1, quality={"reference": "r", "perplexity": True})
+    request = RunRequest(experiment_id="x", config=config, model_path="/m",
+                         fidelity=FidelityRequest(reference="r", is_reference=True))
+    result = make_result(config=config)
+    records = [GenerationRecord(3, 2, 0.0, [0.1, 0.2], prompt_ids=(1, 2, 3), output_ids=(4, 5))]
+    out = with_fidelity_and_perplexity(request, _FailingHooks(), result, records, tmp_path)
+    assert out.quality.fidelity is None and out.quality.perplexity is None
+    assert out.total_energy_j == result.total_energy_j and out.output_tokens == result.output_tokens
+    assert "quality.fidelity: not compared with 'r': failed after the window (MemoryError: no room for the logits)" \
+        in out.warnings
+    assert "quality.perplexity: failed after the window (RuntimeError: engine gone)" in out.warnings
+    assert not (tmp_path / "reference_outputs.json").exists()

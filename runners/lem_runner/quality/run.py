@@ -1,6 +1,7 @@
 """The fidelity and perplexity step of an offline run, after its energy window: the reference writes its outputs,
 a compared point computes its figures against the reference's, either may score the bundled text. What cannot be
-compared is a warning and a null figure, never an invented one."""
+compared, or fails, is a warning and a null figure, never an invented one; the measured figures are kept either
+way (a quality pass that runs out of memory does not cost the run its energy result)."""
 
 from __future__ import annotations
 
@@ -22,13 +23,19 @@ def with_fidelity_and_perplexity(request: RunRequest, backend, result: Experimen
     warnings = list(result.warnings)
     update: dict = {}
     if quality.reference:
-        figures, why = _fidelity(request, backend, records, out_dir)
+        try:
+            figures, why = _fidelity(request, backend, records, out_dir)
+        except Exception as exc:  # the measured figures stand; the failure is said in the result
+            figures, why = None, f"failed after the window ({type(exc).__name__}: {exc})"
         if figures is not None:
             update["fidelity"] = figures
         else:
             warnings.append(f"quality.fidelity: not compared with '{quality.reference}': {why}")
     if quality.perplexity_text:
-        update["perplexity"] = perplexity_figures(quality.perplexity_text, backend.rolling_loglikelihood)
+        try:
+            update["perplexity"] = perplexity_figures(quality.perplexity_text, backend.rolling_loglikelihood)
+        except Exception as exc:  # as above
+            warnings.append(f"quality.perplexity: failed after the window ({type(exc).__name__}: {exc})")
     figures = (result.quality or QualityFigures()).model_copy(update=update)
     return result.model_copy(update={"quality": figures, "warnings": warnings})
 
