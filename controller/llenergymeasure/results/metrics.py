@@ -241,7 +241,11 @@ STUDY_METRICS: tuple[str, ...] = ("output_tokens_per_second", "ttft_p50_ms", "it
                                   "energy_per_token_j", "energy_per_token_adjusted_j", "inference_time_s",
                                   "emissions_g", "achieved_rate_per_s", "goodput_per_s", "tpot_p50_ms",
                                   "energy_per_good_token_j", "capacity_rate_per_s",
-                                  "capacity_energy_per_good_token_j")
+                                  "capacity_energy_per_good_token_j", "fidelity_agreement", "fidelity_kl_mean_nats",
+                                  "perplexity", "task_accuracy")
+#: the quality figures among them (config quality): null without a quality section, so shown only where a run has them
+QUALITY_STUDY_METRICS: tuple[str, ...] = ("fidelity_agreement", "fidelity_kl_mean_nats", "perplexity",
+                                          "task_accuracy")
 #: the serving run's figures among them: null for offline runs, so a table shows them only where a run has them
 SERVING_STUDY_METRICS: tuple[str, ...] = ("achieved_rate_per_s", "goodput_per_s", "tpot_p50_ms",
                                           "energy_per_good_token_j", "capacity_rate_per_s",
