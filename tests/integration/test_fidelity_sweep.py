@@ -245,3 +245,15 @@ def test_pytorch_top_k_logprobs_are_the_full_distributions_top_and_the_given_tok
         assert set(row) == set(best3) | {token}
         assert all(row[i] == pytest.approx(dist[i], abs=1e-9) for i in row)
         assert math.fsum(math.exp(v) for v in dist) == pytest.approx(1.0, abs=1e-9)
+
+
+def test_the_study_summary_and_compare_carry_the_quality_figures(sweep):
+    folder, result = sweep["dtype=bfloat16"]
+    summary = json.loads((folder.parent / "study_summary.json").read_text())
+    (point,) = [p for p in summary["aggregates"] if p["label"] == "dtype=bfloat16"]
+    assert point["fidelity_kl_mean_nats"]["mean"] == pytest.approx(result["quality"]["fidelity"]["kl_mean_nats"])
+    assert point["perplexity"]["mean"] == pytest.approx(result["quality"]["perplexity"]["perplexity"])
+    proc = run_lem("results", "compare", str(folder.parent), env={"COLUMNS": "80"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = [ln.split()[0] for ln in proc.stdout.splitlines() if ln.strip()]
+    assert {"agreement", "KL", "perplexity"} <= set(rows) and "task" not in rows  # no task: no task row
