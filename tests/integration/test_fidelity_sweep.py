@@ -141,7 +141,12 @@ def test_the_reference_runs_first_and_leaves_its_outputs(sweep, tiny_model_path)
 def test_bfloat16_against_float32_matches_the_models_own_logits(sweep, tiny_model_path, label, dtype):
     ref_folder, _ = sweep["dtype=float32"]
     reference = json.loads((ref_folder / "reference_outputs.json").read_text())
-    _, result = sweep[label]
+    folder, result = sweep[label]
+    # the reference's outputs reached the run as a file in its own folder, not inside its request
+    assert (folder / "fidelity_reference.json").read_bytes() == (ref_folder / "reference_outputs.json").read_bytes()
+    assert json.loads((folder / "request.json").read_text())["fidelity"] == {
+        "reference": "dtype=float32", "is_reference": False, "outputs_file": "fidelity_reference.json",
+        "missing": None}
     fid = result["quality"]["fidelity"]
     want = _truth(tiny_model_path, reference, dtype)
     assert fid["reference"] == "dtype=float32" and fid["n_requests"] == N_PROMPTS

@@ -141,3 +141,22 @@ def test_a_failing_quality_pass_keeps_the_measured_result_and_says_why(tmp_path)
         in out.warnings
     assert "quality.perplexity: failed after the window (RuntimeError: engine gone)" in out.warnings
     assert not (tmp_path / "reference_outputs.json").exists()
+
+
+def test_a_compared_run_with_an_unreadable_reference_file_says_so(tmp_path):
+    from conftest import make_config, make_result
+    from lem_runner.contract import RunRequest
+    from lem_runner.contract.quality import COMPARED_FILE, FidelityRequest
+    from lem_runner.quality.run import with_fidelity_and_perplexity
+    from lem_runner.records import GenerationRecord
+
+    config = make_config(n_prompts=1, quality={"reference": "r"})
+    request = RunRequest(experiment_id="x", config=config, model_path="/m",
+                         fidelity=FidelityRequest(reference="r", outputs_file=COMPARED_FILE))
+    (tmp_path / COMPARED_FILE).write_text("{truncated")
+    records = [GenerationRecord(3, 2, 0.0, [0.1, 0.2], prompt_ids=(1, 2, 3), output_ids=(4, 5))]
+    out = with_fidelity_and_perplexity(request, _FailingHooks(), make_result(config=config), records, tmp_path)
+    assert out.quality.fidelity is None
+    (warning,) = [w for w in out.warnings if w.startswith("quality.fidelity")]
+    assert warning.startswith("quality.fidelity: not compared with 'r': cannot read the reference's outputs "
+                              "(fidelity_reference.json: ")

@@ -8,7 +8,13 @@ from datetime import UTC, datetime
 
 import pytest
 from conftest import make_config
-from lem_runner.contract.quality import REFERENCE_FILE, ReferenceOutputs, ReferenceRequest
+from lem_runner.contract.quality import (
+    COMPARED_FILE,
+    REFERENCE_FILE,
+    FidelityRequest,
+    ReferenceOutputs,
+    ReferenceRequest,
+)
 from llenergymeasure.config.study import StudyPoint, reference_point
 from llenergymeasure.errors import ConfigError
 from llenergymeasure.study.execute import StudyOutcome
@@ -62,15 +68,16 @@ def test_the_reference_runs_first_until_it_has_run(tmp_path):
 def test_a_later_run_is_handed_the_newest_outputs_or_told_why_there_are_none(tmp_path):
     outcome = _outcome(tmp_path, [(1, 1, "done"), (0, 1, "pending"), (1, 2, "done"), (1, 3, "failed")])
     ref, compared = outcome.manifest.entries[0], outcome.manifest.entries[1]
-    assert fidelity_request(outcome, ref).is_reference
-    missing = fidelity_request(outcome, compared)
-    assert missing.outputs is None and "has no finished run with outputs" in missing.missing
+    assert fidelity_request(outcome, ref) == (FidelityRequest(reference="dtype=float32", is_reference=True), None)
+    missing, none = fidelity_request(outcome, compared)
+    assert none is None and missing.outputs_file is None and "has no finished run with outputs" in missing.missing
     for i, folder in ((1, "r0"), (2, "r2"), (3, "r3")):
         (tmp_path / folder).mkdir()
         outputs = ReferenceOutputs(reference="dtype=float32", kl_top_k=20, requests=[
             ReferenceRequest(prompt_ids=[1], output_ids=[i], logprobs=[])])
         (tmp_path / folder / REFERENCE_FILE).write_text(outputs.model_dump_json())
-    got = fidelity_request(outcome, compared)
-    assert got.reference == "dtype=float32" and got.outputs.requests[0].output_ids == [2]  # run 3, not the failed 4
-    (tmp_path / "r2" / REFERENCE_FILE).write_text("{not json")  # a corrupt file: the older one is used
-    assert fidelity_request(outcome, compared).outputs.requests[0].output_ids == [1]
+    told, source = fidelity_request(outcome, compared)
+    assert told == FidelityRequest(reference="dtype=float32", outputs_file=COMPARED_FILE)
+    assert source == tmp_path / "r2" / REFERENCE_FILE  # run 3, the newest done one (run 4 failed)
+    (tmp_path / "r2" / REFERENCE_FILE).write_text("")  # an empty file: the older one
+    assert fidelity_request(outcome, compared)[1] == tmp_path / "r0" / REFERENCE_FILE

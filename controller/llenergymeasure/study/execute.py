@@ -299,9 +299,10 @@ def _run_one(study: StudyConfig, outcome: StudyOutcome, entry: ManifestEntry, se
             observer.run_started(entry, outcome, launcher.name)
             repo = _RecordingRepository(study_dir, record_dir)
             config = point.config.model_copy(update={"name": entry.name})
+            fidelity, reference_file = fidelity_request(outcome, entry)
             result, _ = execute_experiment(config, output=study_dir, launcher=launcher, on_event=observer.event,
                                            timeouts=timeouts, repository=repo, gpu_control=gpu_control,
-                                           fidelity=fidelity_request(outcome, entry))
+                                           fidelity=fidelity, reference_file=reference_file)
         finally:
             session.runs += 1
             session.runner_s += launcher.elapsed

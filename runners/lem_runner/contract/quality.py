@@ -1,5 +1,5 @@
 """Quality beside energy (issue 29): the config section ``quality``, the result block ``quality`` and what the
-controller hands a run of a study with a reference (its outputs). Every quality figure is taken after the energy
+controller tells a run of a study with a reference. Every quality figure is taken after the energy
 window, on the engine just measured, and never changes a measured figure (docs/method.md, "Quality").
 
 - ``quality.reference``: a study names one of its points; every point's output is compared with that point's on the
@@ -22,8 +22,11 @@ from lem_runner.contract.task import TaskConfig, TaskScore
 PERPLEXITY_TEXTS = ("pride-and-prejudice",)
 #: the text ``perplexity: true`` reads
 DEFAULT_TEXT = PERPLEXITY_TEXTS[0]
-#: the file a reference run writes into its own folder: its outputs, read back by the controller for later points
+#: the file a reference run writes into its own folder: its outputs, for the points compared with it
 REFERENCE_FILE = "reference_outputs.json"
+#: the reference's outputs as the controller places them in a compared run's own folder (a hard link or a copy of
+#: REFERENCE_FILE), so every launcher's runner reads them where it writes its result (no path to translate)
+COMPARED_FILE = "fidelity_reference.json"
 
 
 class QualityConfig(Section):
@@ -113,7 +116,7 @@ class ReferenceRequest(BaseModel):
 
 
 class ReferenceOutputs(BaseModel):
-    """What a reference run writes (``REFERENCE_FILE``) and a later point's request carries."""
+    """What a reference run writes (``REFERENCE_FILE``) and a compared run reads (``COMPARED_FILE``)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -129,7 +132,8 @@ class FidelityRequest(BaseModel):
 
     reference: str = Field(..., description="the reference point's label")
     is_reference: bool = Field(False, description="this run is the reference: it writes REFERENCE_FILE")
-    outputs: ReferenceOutputs | None = Field(None, description="the reference's outputs (a point compared with it)")
+    outputs_file: str | None = Field(None, description="a compared run: the reference's outputs, a file in this "
+                                     "run's own folder (COMPARED_FILE) the controller placed there")
     missing: str | None = Field(None, description="why a compared point has no outputs (the reference failed)")
 
 

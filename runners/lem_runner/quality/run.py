@@ -10,7 +10,7 @@ from pathlib import Path
 
 from lem_runner.contract.atomic import atomic_write_text
 from lem_runner.contract.protocol import RunRequest
-from lem_runner.contract.quality import REFERENCE_FILE, QualityFigures
+from lem_runner.contract.quality import REFERENCE_FILE, QualityFigures, ReferenceOutputs
 from lem_runner.contract.result import ExperimentResult
 from lem_runner.quality.fidelity import FidelityMismatch, fidelity_figures, reference_outputs
 from lem_runner.quality.perplexity import perplexity_figures
@@ -45,22 +45,28 @@ def _fidelity(request: RunRequest, backend, records: list[GenerationRecord], out
     fid = request.fidelity
     if fid is None:
         return None, "no reference outputs were handed to this run (quality.reference belongs to a study)"
-    n = len(fid.outputs.requests) if fid.outputs is not None else request.config.n_prompts
+    t0 = time.perf_counter()
+    theirs = None
+    if not fid.is_reference:
+        if fid.outputs_file is None:
+            return None, fid.missing or "the reference left no outputs"
+        try:
+            theirs = ReferenceOutputs.model_validate_json((out_dir / fid.outputs_file).read_bytes())
+        except (OSError, ValueError) as exc:
+            return None, f"cannot read the reference's outputs ({fid.outputs_file}: {str(exc).splitlines()[0]})"
+    n = len(theirs.requests) if theirs is not None else request.config.n_prompts
     first = records[:n]  # the first pass over the prompt set, in prompt order
     if any(r.prompt_ids is None or r.output_ids is None for r in first):
         return None, f"the {request.config.backend} backend kept no token ids"
     prompts, outputs = [r.prompt_ids for r in first], [r.output_ids for r in first]
-    t0 = time.perf_counter()
     try:
         if fid.is_reference:
             mine = reference_outputs(fid.reference, prompts, outputs, backend.next_token_logprobs,
                                      request.config.quality.kl_top_k)
             atomic_write_text(out_dir / REFERENCE_FILE, mine.model_dump_json())
             figures = fidelity_figures(mine, prompts, outputs, None, own=[r.logprobs for r in mine.requests])
-        elif fid.outputs is not None:
-            figures = fidelity_figures(fid.outputs, prompts, outputs, backend.next_token_logprobs)
         else:
-            return None, fid.missing or "the reference left no outputs"
+            figures = fidelity_figures(theirs, prompts, outputs, backend.next_token_logprobs)
     except FidelityMismatch as exc:
         return None, str(exc)
     return figures.model_copy(update={"duration_s": time.perf_counter() - t0}), None
