@@ -81,3 +81,14 @@ def test_a_later_run_is_handed_the_newest_outputs_or_told_why_there_are_none(tmp
     assert source == tmp_path / "r2" / REFERENCE_FILE  # run 3, the newest done one (run 4 failed)
     (tmp_path / "r2" / REFERENCE_FILE).write_text("")  # an empty file: the older one
     assert fidelity_request(outcome, compared)[1] == tmp_path / "r0" / REFERENCE_FILE
+
+
+def test_a_reference_is_refused_outside_a_study_and_on_slurm():
+    from llenergymeasure.config.checks import quality_setting_problems
+
+    cfg = make_config(quality={"reference": "dtype=float32"})
+    assert quality_setting_problems(cfg, in_study=True) == []
+    (single,) = quality_setting_problems(cfg, in_study=False)
+    assert single.startswith("quality.reference: 'dtype=float32' names a point of a study (lem run STUDY.yaml)")
+    (slurm,) = quality_setting_problems(cfg.model_copy(update={"runner": "slurm"}), in_study=True)
+    assert slurm.startswith("quality.reference: not on runner slurm yet")
