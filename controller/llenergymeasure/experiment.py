@@ -60,11 +60,14 @@ def execute_experiment(
     baselines: BaselineCache | None = None,
     gpu_control: Opener | None = None,
     source: str = "config",
+    fidelity=None,
+    reference_file: Path | None = None,
 ) -> tuple[ExperimentResult, Path]:
     """Measure ``config``; return its result and its folder. Raises ConfigError before anything runs, RunFailed if
     the runner produced no valid result (its error.json and runner.log stay in the folder). A ``gpu:`` operating point
     is set on the host GPUs (``gpu_control`` opens them; NVML by default) while the runner runs, and restored.
-    ``source`` names the config in a refusal (its file, for `lem run`)."""
+    ``source`` names the config in a refusal (its file, for `lem run`); ``fidelity``: what a study with a
+    reference tells the run (RunRequest.fidelity), ``reference_file`` the reference's outputs placed in its folder."""
     launcher = launcher or select_launcher(config, isolated=isolated)
     repo = repository or FileResultsRepository(output)
     baselines = baselines or BaselineCache()
@@ -80,7 +83,8 @@ def execute_experiment(
           operating_point(config.gpu, gpu_ids, gpu_control) as gpu_settings):
         if not remote:  # after a dead lem's GPU journal was restored, before a result folder exists
             refuse_without_gpu(config, source)
-        spec = prepare_run(config, repo, None if remote else baselines, timeouts, gpu_settings)
+        spec = prepare_run(config, repo, None if remote else baselines, timeouts, gpu_settings, fidelity,
+                           reference_file)
         phase = PhaseTracker(on_event or (lambda _e: None))
         try:
             outcome = launcher.launch(spec, phase)
@@ -134,17 +138,35 @@ def record_timeout(exp_dir: Path, outcome: LaunchOutcome, timeouts: Timeouts, ph
 
 
 def prepare_run(config: ExperimentConfig, repo: ResultsRepository, baselines: BaselineCache | None,
-                timeouts: Timeouts = Timeouts(), gpu_settings=()) -> LaunchSpec:
+                timeouts: Timeouts = Timeouts(), gpu_settings=(), fidelity=None,
+                reference_file: Path | None = None) -> LaunchSpec:
     """The run's folder with its config, and what a launcher needs to start it. ``baselines`` None: no cached idle
     baseline (a run on another machine measures its own); ``gpu_settings``: the operating point applied for it."""
     model = resolve_model(config)
     prompts = _prompts_file(config)
     exp_dir = repo.new_experiment_dir(config.experiment_name)
     repo.save_config(exp_dir, config)
+    if reference_file is not None:  # a study's compared run reads the reference's outputs from its own folder
+        _place_reference(reference_file, exp_dir)
     request = RunRequest(experiment_id=exp_dir.name, config=config, model_path=model.host_path,
                          cached_baselines=baselines.get(config) if baselines is not None else [],
-                         gpu_settings=list(gpu_settings), serving_workload=serving_workload(config))
+                         gpu_settings=list(gpu_settings), serving_workload=serving_workload(config),
+                         fidelity=fidelity)
     return LaunchSpec(exchange_dir=exp_dir, request=request, model=model, prompts_file=prompts, timeouts=timeouts)
+
+
+def _place_reference(source: Path, run_dir: Path) -> None:
+    """The reference's outputs into a compared run's folder (COMPARED_FILE): a hard link (no second copy on disk),
+    else a copy."""
+    import os
+    import shutil
+
+    from lem_runner.contract.quality import COMPARED_FILE
+
+    try:
+        os.link(source, run_dir / COMPARED_FILE)
+    except OSError:
+        shutil.copyfile(source, run_dir / COMPARED_FILE)
 
 
 def collect_run(exp_dir: Path, config: ExperimentConfig, outcome: LaunchOutcome, repo: ResultsRepository,

@@ -143,11 +143,15 @@ def run_measurement(
     prompts_path: str | None = None,
     out_dir: Path | None = None,
     clock: Clock = time.perf_counter,
+    observed: Callable[[Observation], None] | None = None,
 ) -> ExperimentResult:
     """Measure one experiment and return its result (the timeseries goes to ``out_dir`` when given). Raises on
-    failure; ``phase.name`` says where."""
+    failure; ``phase.name`` says where. ``observed`` is handed what was seen (the quality figures after the window
+    read the requests' tokens from it)."""
     phase = phase or Phase()
     obs = measure(request, backend, energy_for, emit, phase, prompts_path, clock)
+    if observed is not None:
+        observed(obs)
     phase.name = "analyse"
     result = assemble_result(request, obs, environment_for(obs.loaded), out_dir)
     emit(

@@ -73,6 +73,10 @@ class GenerationRecord:
     token_times: list[float]
     scheduled: float | None = None
     submitted: float | None = None
+    #: the prompt's tokens as the engine saw them and the generated tokens (EOS included), for output fidelity (read
+    #: after the window); None where the backend does not keep them (BackendSpec.gives_next_token_logprobs says it does)
+    prompt_ids: tuple[int, ...] | None = None
+    output_ids: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -53,12 +53,16 @@ class Offline:
 
     def run(self, ctx: RunContext) -> ExperimentResult:
         from lem_runner.backends import create_backend
+        from lem_runner.contract.quality import quality_problems
         from lem_runner.contract.task import task_problems
         from lem_runner.measure import run_measurement
 
-        problems = task_problems(ctx.config.quality.task, ctx.config.backend, ctx.config.scenario)
+        cfg = ctx.config
+        problems = (quality_problems(cfg.quality, cfg.backend, cfg.scenario, cfg.decoding.do_sample)
+                    + task_problems(cfg.quality.task, cfg.backend, cfg.scenario))
         if problems:  # before loading: a config error (exit 2), as `lem config validate` says
             raise EngineArgumentError("; ".join(problems))
+        seen: list = []  # the Observation: the requests' tokens, for the quality figures
         fresh = ctx.held.backend is None  # the backend engine_for hands over was loaded before, or is new
         backend = ctx.held.engine_for(ctx.config, lambda: create_backend(ctx.config, ctx.request.model_path))
         result = run_measurement(
@@ -67,7 +71,13 @@ class Offline:
             environment_for=lambda loaded: ctx.environment_for(loaded.libraries, loaded.device_kind,
                                                                loaded.cuda_version),
             emit=ctx.emit, phase=ctx.phase, prompts_path=ctx.request.prompts_path, out_dir=ctx.out_dir,
+            observed=seen.append,
         )
+        if cfg.quality.reference or cfg.quality.perplexity:  # after the energy window closed, as the task below
+            from lem_runner.quality.run import with_fidelity_and_perplexity
+
+            ctx.phase.name = "quality"
+            result = with_fidelity_and_perplexity(ctx.request, ctx.held.backend, result, seen[0].records, ctx.out_dir)
         if ctx.config.quality.task is not None:  # after the energy window closed: never in a measured figure
             result = _with_task_score(ctx, ctx.held.backend, result)  # the engine itself, not the session's wrapper
         return finish(ctx, result, engine=ctx.held.use(fresh))

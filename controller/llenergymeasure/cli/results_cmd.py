@@ -120,15 +120,21 @@ def best(
     itl_p50_ms: float | None = typer.Option(None, "--itl-p50-ms",
                                             help="Target: inter-token latency (gap between steps/chunks) p50 (ms)."),
     itl_p99_ms: float | None = typer.Option(None, "--itl-p99-ms", help="Target: inter-token latency p99 (ms)."),
+    max_kl: float | None = typer.Option(None, "--max-kl", min=0,
+                                        help="Bound: KL from the study's reference at most this (nats/token)."),
+    min_accuracy: float | None = typer.Option(None, "--min-accuracy", min=0, max=1,
+                                              help="Bound: task accuracy (quality.task) at least this (0-1)."),
     adjusted: bool = typer.Option(False, "--adjusted", help="Rank by idle-adjusted J/token instead of raw."),
 ) -> None:
-    """The lowest-energy configuration (e.g. GPU power limit / clock) whose latency meets the targets; exit 1 if none."""
+    """The lowest-energy configuration (e.g. GPU power limit / clock) whose latency meets the targets and whose
+    quality keeps within the bounds; exit 1 if none."""
     from llenergymeasure.results.operating_points import best_in, describe_best
 
     targets = {k: v for k, v in (("ttft_p50_ms", ttft_p50_ms), ("ttft_p99_ms", ttft_p99_ms),
                                  ("tpot_p50_ms", tpot_p50_ms), ("tpot_p99_ms", tpot_p99_ms),
                                  ("itl_p50_ms", itl_p50_ms), ("itl_p99_ms", itl_p99_ms)) if v is not None}
-    for line in describe_best(best_in(directory, targets, adjusted), targets, adjusted):
+    bounds = {k: v for k, v in (("fidelity_kl_mean_nats", max_kl), ("task_accuracy", min_accuracy)) if v is not None}
+    for line in describe_best(best_in(directory, targets, adjusted, bounds), targets, adjusted, bounds):
         typer.echo(line)
 
 @app.command("report")

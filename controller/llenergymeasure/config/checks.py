@@ -25,6 +25,7 @@ from typing import Any, get_args
 
 from lem_runner.contract import ExperimentConfig, backend_spec, registry
 from lem_runner.contract.backends import foreign_section_message
+from lem_runner.contract.quality import quality_problems
 from lem_runner.contract.task import task_problems
 from pydantic import BaseModel, ValidationError
 
@@ -166,6 +167,21 @@ def task_file_problems(config: ExperimentConfig) -> list[str]:
         return [f"quality.task: scored on runner local only so far (the task file does not travel with runner "
                 f"'{config.runner}')"]
     return task_problems(task, config.backend, config.scenario)
+
+
+def quality_setting_problems(config: ExperimentConfig, in_study: bool) -> list[str]:
+    """Why ``quality.reference`` or ``quality.perplexity`` cannot be taken (the backend, the scenario, sampled
+    decoding), by the runner's own check (lem_runner.contract.quality), or []. A reference names a point of a
+    study, so a single experiment is refused one."""
+    q = config.quality
+    problems = quality_problems(q, config.backend, config.scenario, config.decoding.do_sample)
+    if q.reference and not in_study:
+        problems.append(f"quality.reference: '{q.reference}' names a point of a study (lem run STUDY.yaml); a single "
+                        "experiment has no other point to compare with")
+    if q.reference and config.runner == "slurm":
+        problems.append("quality.reference: not on runner slurm yet (its runs go side by side, so the reference's "
+                        "outputs are not there before the others start)")
+    return problems
 
 
 def engine_setting_problems(config: ExperimentConfig) -> list[str]:

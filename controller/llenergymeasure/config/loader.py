@@ -14,6 +14,7 @@ from llenergymeasure.config.checks import (
     engine_setting_problems,
     experiment_backend,
     prompts_file_problem,
+    quality_setting_problems,
     resolve_batch_flag,
     split_backend_sections,
     task_file_problems,
@@ -130,6 +131,7 @@ def config_from_data(data: dict[str, Any], source: str, folder: Path | None,
     config = parse_config(merged, source, earlier=problems)
     problems += [p for p in [prompts_file_problem(config)] if p]
     problems += task_file_problems(config)
+    problems += quality_setting_problems(config, in_study=False)
     problems += engine_setting_problems(config)
     if problems:
         raise ConfigError(format_problems(source, problems))

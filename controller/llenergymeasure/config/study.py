@@ -22,6 +22,7 @@ from llenergymeasure.config.checks import (
     engine_setting_problems,
     field_path_problem,
     prompts_file_problem,
+    quality_setting_problems,
     resolve_batch_flag,
     split_backend_sections,
     task_file_problems,
@@ -112,6 +113,7 @@ class Expansion:
     points: list[StudyPoint]
     skipped: list[str]  # "label: reason" for each point that failed validation or duplicated another
     invalid: list[str] = field(default_factory=list)  # the skipped points that failed validation (not duplicates)
+    reference: int | None = None  # the point quality.reference names (its index in points), if any
 
     def refuse_invalid(self, source: str) -> None:
         """ConfigError listing every invalid point: a study that would silently run only part of its sweep is
@@ -266,7 +268,7 @@ def expand_study(study: StudyConfig, source: str = "study") -> Expansion:
             try:
                 config = parse_config(data, f"{source}: {label}")
                 problems = ([p for p in [prompts_file_problem(config)] if p] + task_file_problems(config)
-                            + engine_setting_problems(config)
+                            + quality_setting_problems(config, in_study=True) + engine_setting_problems(config)
                             + [p for p in [model_problem(config)] if p])
                 if problems:
                     raise ConfigError(f"{source}: {label}: {'; '.join(problems)}")
@@ -289,7 +291,36 @@ def expand_study(study: StudyConfig, source: str = "study") -> Expansion:
             f"section or sweep backend: [..., {s}])" for s in idle))
     if not points:
         raise ConfigError(f"{source}: no valid experiment in the study ({'; '.join(skipped) or 'nothing to run'})")
-    return Expansion(points, skipped, invalid)
+    return Expansion(points, skipped, invalid, reference_point(points, source))
+
+
+#: the fields that decide which prompts a run sends and how they are cut: equal for every point compared with a
+#: reference, so request i is the same prompt everywhere
+_SAME_PROMPTS = ("model", "prompts", "n_prompts", "seed", "max_input_tokens")
+
+
+def reference_point(points: list[StudyPoint], source: str) -> int | None:
+    """The index of the point ``quality.reference`` names (by label or name), or None when no point has one;
+    ConfigError when it names no point, points name different ones, or a point's prompts differ from its."""
+    named = {p.config.quality.reference for p in points if p.config.quality.reference}
+    if not named:
+        return None
+    if len(named) > 1 or any(not p.config.quality.reference for p in points):
+        raise ConfigError(f"{source}: quality.reference: every point names the same reference (seen: "
+                          f"{', '.join(sorted(repr(n) for n in named))}; set it in base:)")
+    (ref,) = named
+    found = [i for i, p in enumerate(points) if ref in (p.label, p.config.name)]
+    if not found:
+        labels = ", ".join(repr(p.label) for p in points[:6]) + (", ..." if len(points) > 6 else "")
+        raise ConfigError(f"{source}: quality.reference: no point of the study is '{ref}' (its points: {labels})")
+    i = found[0]
+    want = {k: getattr(points[i].config, k) for k in _SAME_PROMPTS}
+    for p in points:
+        differ = [k for k in _SAME_PROMPTS if getattr(p.config, k) != want[k]]
+        if differ:
+            raise ConfigError(f"{source}: quality.reference: point '{p.label}' sends other prompts than the reference "
+                              f"'{ref}' (it sets {', '.join(differ)} otherwise); compared points share the prompts")
+    return i
 
 
 def check_sweep_size(study, source: str) -> None:

@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from llenergymeasure.results.compare import Entry, Value, differences, significant
-from llenergymeasure.results.metrics import METRICS, SERVING_STUDY_METRICS, STUDY_METRICS
+from llenergymeasure.results.metrics import METRICS, QUALITY_STUDY_METRICS, SERVING_STUDY_METRICS, STUDY_METRICS
 from llenergymeasure.results.points import short_labels
 
 #: Row names, each with its unit (the catalogue's labels).
@@ -46,10 +46,11 @@ def format_value(v: Value | None) -> str:
 
 
 def shown_metrics(candidates: Sequence[str], values: Sequence[Mapping[str, Value]]) -> list[str]:
-    """The figures a table gets a row or column for: those some entry has; a serving figure only where some entry
-    measured it (offline runs hold it as null, which would say nothing but "not a serving run")."""
+    """The figures a table gets a row or column for: those some entry has; a serving or quality figure only where
+    some entry measured it (offline runs hold it as null, which would say nothing but "not a serving run")."""
+    optional = SERVING_STUDY_METRICS + QUALITY_STUDY_METRICS
     return [m for m in candidates if any(m in v for v in values)
-            and (m not in SERVING_STUDY_METRICS or any(v.get(m) is not None and v[m].mean is not None for v in values))]
+            and (m not in optional or any(v.get(m) is not None and v[m].mean is not None for v in values))]
 
 
 def format_relative(d: float | None) -> str:

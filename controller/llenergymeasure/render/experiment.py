@@ -146,6 +146,28 @@ def _task(r: ExperimentResult) -> Table | None:
     return t
 
 
+def _fidelity(r: ExperimentResult) -> Table | None:
+    """Output fidelity against the study's reference and perplexity (config quality.reference, quality.perplexity),
+    taken after the energy window."""
+    q = r.quality
+    if q is None or (q.fidelity is None and q.perplexity is None):
+        return None
+    t = _group("output fidelity")
+    f = q.fidelity
+    if f is not None:
+        t.add_row("reference", f"{escape(f.reference)} · {f.n_requests} requests · {f.duration_s:.1f} s after the "
+                  "window")
+        t.add_row("exact match", f"{f.exact_match:.3f} · agreement {f.agreement:.3f} · first divergence "
+                  f"{f.first_divergence_mean:.1f} tokens")
+        kl = "null (no log-probabilities)" if f.kl_mean_nats is None else \
+            f"{f.kl_mean_nats:.3g} nats over {f.kl_tokens} tokens · {escape(f.kl_source or '')}"
+        t.add_row("KL", kl)
+    p = q.perplexity
+    if p is not None:
+        t.add_row("perplexity", f"{p.perplexity:.4g} · {p.tokens} tokens of {escape(p.text)} · {p.duration_s:.1f} s")
+    return t
+
+
 def render_experiment(console: Console, e: Experiment) -> None:
     """The whole record, or for a failed run its error."""
     if e.result is None:
@@ -159,6 +181,6 @@ def render_experiment(console: Console, e: Experiment) -> None:
                   f"{r.start_time:%Y-%m-%d %H:%M:%S} UTC · {(r.end_time - r.start_time).total_seconds():.1f} s")
     console.print(f"[dim]{escape(str(e.path))} · config hash {r.measurement_config_hash} · schema "
                   f"{r.schema_version}[/]")
-    for table in (_energy(r), _windows(r), _phases(r), _serving(r), _task(r), _rest(r), _environment(r)):
+    for table in (_energy(r), _windows(r), _phases(r), _serving(r), _fidelity(r), _task(r), _rest(r), _environment(r)):
         if table is not None:
             console.print(table)

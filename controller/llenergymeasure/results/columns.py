@@ -193,6 +193,17 @@ COLUMNS: list[Column] = [
     Column("task_scorer", "str", "quality.task: builtin | lm_eval",
            _r(lambda r: r.quality.task.scorer if r.quality and r.quality.task else None)),
     *_fig("task_accuracy", "task_accuracy_norm", "task_accuracy_stderr", "task_items_count", "task_duration_s"),
+    # output fidelity and perplexity (config quality.reference, quality.perplexity); docs/method.md
+    Column("fidelity_reference", "str", "quality.fidelity: the reference point (its label in the study)",
+           _r(lambda r: r.quality.fidelity.reference if r.quality and r.quality.fidelity else None)),
+    *_fig("fidelity_exact_match", "fidelity_agreement", "fidelity_first_divergence_mean", "fidelity_kl_mean_nats",
+          "fidelity_kl_tokens"),
+    Column("fidelity_kl_source", "str", "quality.fidelity: 'full distribution' or 'top-k N + remainder'",
+           _r(lambda r: r.quality.fidelity.kl_source if r.quality and r.quality.fidelity else None)),
+    *_fig("fidelity_duration_s", "perplexity", "perplexity_tokens"),
+    Column("perplexity_text", "str", "quality.perplexity: the bundled text scored",
+           _r(lambda r: r.quality.perplexity.text if r.quality and r.quality.perplexity else None)),
+    *_fig("perplexity_duration_s"),
     # serving.capacity's search (null without one): capacity per point of a sweep
     *_fig("capacity_found", "capacity_rate_per_s", "capacity_clients", "capacity_goodput_per_s",
           "capacity_energy_per_good_token_j", "capacity_energy_per_request_j", "capacity_probes"),

@@ -204,6 +204,26 @@ FIGURES: list[Metric] = [
     Metric("task_items_count", "quality.task.n_items", "", "quality.task: items scored", kind="int"),
     Metric("task_duration_s", "quality.task.duration_s", "s", "quality.task: scoring wall time, after the energy "
            "window"),
+    # output fidelity against the study's reference point and perplexity (docs/method.md, "Output fidelity",
+    # "Perplexity"), taken after the energy window
+    Metric("fidelity_exact_match", "quality.fidelity.exact_match", "", "quality.fidelity: share of requests whose "
+           "generated text equals the reference's", "higher", label="exact match"),
+    Metric("fidelity_agreement", "quality.fidelity.agreement", "", "quality.fidelity: mean share of the reference's "
+           "tokens matched before the first divergence", "higher", label="agreement"),
+    Metric("fidelity_first_divergence_mean", "quality.fidelity.first_divergence_mean", "tokens", "quality.fidelity: "
+           "mean position of the first token that differs from the reference's"),
+    Metric("fidelity_kl_mean_nats", "quality.fidelity.kl_mean_nats", "nats", "quality.fidelity: mean teacher-forced "
+           "KL(reference || this) of the next-token distributions along the reference's tokens", "lower",
+           label="KL (nats)"),
+    Metric("fidelity_kl_tokens", "quality.fidelity.kl_tokens", "", "quality.fidelity: positions the KL mean is "
+           "over", kind="int"),
+    Metric("fidelity_duration_s", "quality.fidelity.duration_s", "s", "quality.fidelity: comparison wall time, "
+           "after the energy window"),
+    Metric("perplexity", "quality.perplexity.perplexity", "", "quality.perplexity: exp(-mean token log-likelihood) "
+           "on the bundled text", "lower"),
+    Metric("perplexity_tokens", "quality.perplexity.tokens", "", "quality.perplexity: tokens scored", kind="int"),
+    Metric("perplexity_duration_s", "quality.perplexity.duration_s", "s", "quality.perplexity: scoring wall time, "
+           "after the energy window"),
     # serving.capacity's search (null without one); definitions in docs/method.md, "Serving", capacity search
     Metric("capacity_rate_per_s", "serving.capacity.capacity_rps", "req/s",
            "capacity search: the offered rate at capacity, the highest probed rate that passed (closed loop: the "
@@ -230,7 +250,11 @@ STUDY_METRICS: tuple[str, ...] = ("output_tokens_per_second", "ttft_p50_ms", "it
                                   "energy_per_token_j", "energy_per_token_adjusted_j", "inference_time_s",
                                   "emissions_g", "achieved_rate_per_s", "goodput_per_s", "tpot_p50_ms",
                                   "energy_per_good_token_j", "capacity_rate_per_s",
-                                  "capacity_energy_per_good_token_j")
+                                  "capacity_energy_per_good_token_j", "fidelity_agreement", "fidelity_kl_mean_nats",
+                                  "perplexity", "task_accuracy")
+#: the quality figures among them (config quality): null without a quality section, so shown only where a run has them
+QUALITY_STUDY_METRICS: tuple[str, ...] = ("fidelity_agreement", "fidelity_kl_mean_nats", "perplexity",
+                                          "task_accuracy")
 #: the serving run's figures among them: null for offline runs, so a table shows them only where a run has them
 SERVING_STUDY_METRICS: tuple[str, ...] = ("achieved_rate_per_s", "goodput_per_s", "tpot_p50_ms",
                                           "energy_per_good_token_j", "capacity_rate_per_s",

@@ -28,6 +28,12 @@ LATENCY_FIGURES = {key: (METRICS[key].read, short) for key, short in (
     ("tpot_p99_ms", "TPOT p99"), ("itl_p50_ms", "ITL p50"), ("itl_p99_ms", "ITL p99"))}
 
 
+#: the quality bounds ``lem results best`` takes: the catalogue's figure, its short name and the side it bounds
+#: ('max': at most the bound, 'min': at least)
+QUALITY_FIGURES = {key: (METRICS[key].read, short, side) for key, short, side in (
+    ("fidelity_kl_mean_nats", "KL", "max"), ("task_accuracy", "task acc", "min"))}
+
+
 def _energy_per_token(adjusted: bool):
     return METRICS["energy_per_token_adjusted_j" if adjusted else "energy_per_token_j"]
 
@@ -60,6 +66,7 @@ class Point:
     tps: MetricStats
     latency: dict[str, MetricStats] = field(default_factory=dict)
     flags: tuple[str, ...] = ()
+    quality: dict[str, MetricStats] = field(default_factory=dict)  # QUALITY_FIGURES, means over cycles
 
 
 def points(experiments: Sequence[Experiment], adjusted: bool = False) -> list[Point]:
@@ -75,9 +82,12 @@ def points(experiments: Sequence[Experiment], adjusted: bool = False) -> list[Po
         latency = {name: describe([v for r in results if (v := read(r)) is not None])
                    for name, (read, _) in LATENCY_FIGURES.items()}
         flags = tuple(sorted({f for r in results for f in r.quality_flags if f == "clock_drift"}))
+        quality = {name: describe([v for r in results if (v := read(r)) is not None])
+                   for name, (read, _, _) in QUALITY_FIGURES.items()}
         out.append(Point(label, first.config.backend, setting_label(first),
                          describe([v for v in energy if v is not None]),
-                         describe([METRICS["output_tokens_per_second"].read(r) for r in results]), latency, flags))
+                         describe([METRICS["output_tokens_per_second"].read(r) for r in results]), latency, flags,
+                         quality))
     return out
 
 
@@ -89,11 +99,16 @@ class Best:
     unmeasured: list[Point]
 
 
-def best(pts: Sequence[Point], targets: dict[str, float]) -> Best:
-    """The lowest mean J/token among the points whose mean latency meets every target."""
+def best(pts: Sequence[Point], targets: dict[str, float], bounds: dict[str, float] | None = None) -> Best:
+    """The lowest mean J/token among the points whose mean latency meets every target and whose mean quality
+    figures keep within every bound (QUALITY_FIGURES: KL at most, accuracy at least)."""
+    bounds = bounds or {}
     for name in targets:
         if name not in LATENCY_FIGURES:
             raise ConfigError(f"unknown latency target '{name}' (use {', '.join(LATENCY_FIGURES)})")
+    for name in bounds:
+        if name not in QUALITY_FIGURES:
+            raise ConfigError(f"unknown quality bound '{name}' (use {', '.join(QUALITY_FIGURES)})")
     met, missed, unmeasured = [], [], []
     for p in pts:
         if p.jpt.mean is None:
@@ -106,6 +121,13 @@ def best(pts: Sequence[Point], targets: dict[str, float]) -> Best:
                 why.append(f"no {LATENCY_FIGURES[name][1]}")
             elif m > limit:
                 why.append(f"{LATENCY_FIGURES[name][1]} {m:.1f} ms > {limit:g}")
+        for name, limit in bounds.items():
+            _, short, side = QUALITY_FIGURES[name]
+            m = p.quality[name].mean
+            if m is None:
+                why.append(f"no {short}")
+            elif (m > limit) if side == "max" else (m < limit):
+                why.append(f"{short} {m:.4g} {'>' if side == 'max' else '<'} {limit:g}")
         (missed.append((p, "; ".join(why))) if why else met.append(p))
     if not met:
         detail = "; ".join(f"{p.label}: {why}" for p, why in missed) or "no configuration has measured energy"
@@ -114,21 +136,28 @@ def best(pts: Sequence[Point], targets: dict[str, float]) -> Best:
     return Best(met[0], met, missed, unmeasured)
 
 
-def best_in(directory: Path, targets: dict[str, float], adjusted: bool = False) -> Best:
+def best_in(directory: Path, targets: dict[str, float], adjusted: bool = False,
+            bounds: dict[str, float] | None = None) -> Best:
     if not directory.is_dir():
         raise ConfigError(f"{directory}: not a results or study folder")
-    return best(points(find_experiments(directory), adjusted), targets)
+    return best(points(find_experiments(directory), adjusted), targets, bounds)
 
 
-def describe_best(b: Best, targets: dict[str, float], adjusted: bool = False) -> list[str]:
+def describe_best(b: Best, targets: dict[str, float], adjusted: bool = False,
+                  bounds: dict[str, float] | None = None) -> list[str]:
     """What `lem results best` prints: the choice, then every candidate by energy."""
+    bounds = bounds or {}
     kind = "idle-adjusted J/token" if adjusted else "J/token"
-    want = ", ".join(f"{LATENCY_FIGURES[n][1]} <= {v:g} ms" for n, v in targets.items()) or "no latency target"
+    want = ", ".join([f"{LATENCY_FIGURES[n][1]} <= {v:g} ms" for n, v in targets.items()]
+                     + [f"{QUALITY_FIGURES[n][1]} {'<=' if QUALITY_FIGURES[n][2] == 'max' else '>='} {v:g}"
+                        for n, v in bounds.items()]) or "no latency target"
 
     def line(p: Point) -> str:
         ci = f" ± {p.jpt.ci95:.3g}" if p.jpt.ci95 is not None else ""
-        lat = ", ".join(f"{LATENCY_FIGURES[n][1]} {p.latency[n].mean:.1f} ms" for n in targets
-                        if p.latency[n].mean is not None)
+        lat = ", ".join([f"{LATENCY_FIGURES[n][1]} {p.latency[n].mean:.1f} ms" for n in targets
+                         if p.latency[n].mean is not None]
+                        + [f"{QUALITY_FIGURES[n][1]} {p.quality[n].mean:.4g}" for n in bounds
+                           if p.quality[n].mean is not None])
         drift = " [clock_drift]" if p.flags else ""
         return (f"{p.label} ({p.backend}; {p.setting}): {p.jpt.mean:.4g}{ci} {kind}, {p.tps.mean:.1f} tok/s"
                 f"{', ' + lat if lat else ''}{drift}")

@@ -4,7 +4,8 @@ dot) and marks the Pareto front. A power plot per run that kept a timeseries sho
 measurement window shaded. Nothing is drawn that the result does not hold: with no energy measured (CPU runs) the
 efficiency plot shows throughput only and says why; serving runs get serving.png (results/serving_plot.py: J/token
 and J/good-token against the offered load, the latency–energy front), and a run with a capacity search gets
-capacity-<experiment> (results/capacity_plot.py: goodput and J/good-token per probe, the capacity marked); prefill spans are shaded where the result recorded them (older
+capacity-<experiment> (results/capacity_plot.py: goodput and J/good-token per probe, the capacity marked), runs with
+quality figures quality.png (results/quality_plot.py: J/token against KL or task accuracy, with the front); prefill spans are shaded where the result recorded them (older
 results hold phase totals only, stated in a box)."""
 
 from __future__ import annotations
@@ -343,6 +344,10 @@ def plot_results(directory: Path, out_dir: Path | None = None, adjusted: bool = 
 
     dial = energy_latency_plot(points(ok, adjusted), out_dir / f"energy_latency.{fmt}", adjusted)
     written += [dial] if dial is not None else []
+    from llenergymeasure.results.quality_plot import quality_plot
+
+    quality = quality_plot(points(offline, adjusted), out_dir / f"quality.{fmt}", adjusted)
+    written += [quality] if quality is not None else []
     from llenergymeasure.results.serving_plot import serving_plot, serving_points
 
     serving = serving_plot(serving_points(ok, adjusted), out_dir / f"serving.{fmt}", adjusted)

@@ -36,6 +36,7 @@ from llenergymeasure.study.manifest import (
     now,
     save_manifest,
 )
+from llenergymeasure.study.reference import fidelity_request, reference_first
 from llenergymeasure.study.resume import StudyLock, discard_partial, find_unfinished, recover, reset_entry
 from llenergymeasure.study.summary import aggregates, write_summary
 
@@ -64,6 +65,7 @@ class StudyOutcome:
     manifest: Manifest
     points: list[StudyPoint]
     results: dict[int, ExperimentResult] = field(default_factory=dict)  # run number -> result of a done run
+    reference: int | None = None  # the point quality.reference names (Expansion.reference)
 
     @property
     def failed(self) -> int:
@@ -183,7 +185,7 @@ def execute_study(
     try:
         study_dir, manifest, notes = _open(study, expansion, Path(output), options, study_file, locks)
         results = _load_done(study_dir, manifest, notes)
-        outcome = StudyOutcome(study_dir, manifest, list(expansion.points), results)
+        outcome = StudyOutcome(study_dir, manifest, list(expansion.points), results, expansion.reference)
         session = Session(started=now())
         manifest.sessions.append(session)
         manifest.status = "running"
@@ -227,7 +229,7 @@ def _run_pending(study: StudyConfig, outcome: StudyOutcome, session: Session, op
     consecutive = 0
     engines = EngineSessions(study, outcome, options.isolated, launcher_for, session)
     try:
-        pending = [e for e in manifest.entries if e.status == "pending"]
+        pending = reference_first(outcome, [e for e in manifest.entries if e.status == "pending"])
         for k, entry in enumerate(pending):
             if session.runs and gap > 0:
                 observer.waiting(gap)
@@ -297,8 +299,10 @@ def _run_one(study: StudyConfig, outcome: StudyOutcome, entry: ManifestEntry, se
             observer.run_started(entry, outcome, launcher.name)
             repo = _RecordingRepository(study_dir, record_dir)
             config = point.config.model_copy(update={"name": entry.name})
+            fidelity, reference_file = fidelity_request(outcome, entry)
             result, _ = execute_experiment(config, output=study_dir, launcher=launcher, on_event=observer.event,
-                                           timeouts=timeouts, repository=repo, gpu_control=gpu_control)
+                                           timeouts=timeouts, repository=repo, gpu_control=gpu_control,
+                                           fidelity=fidelity, reference_file=reference_file)
         finally:
             session.runs += 1
             session.runner_s += launcher.elapsed

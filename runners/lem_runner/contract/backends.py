@@ -192,6 +192,14 @@ class BackendSpec:
     #: the backend scores continuations (a ``loglikelihood(pairs)`` method, teacher-forced): task accuracy
     #: (config quality.task) runs on it
     scores_continuations: bool = False
+    #: the backend gives teacher-forced next-token log-probabilities (a ``next_token_logprobs(prompt_ids,
+    #: continuation_ids, top_k)`` method, one {token_id: logprob} per continuation position, or the full vocabulary's
+    #: list for top_k None) and its generation records carry their prompt and output token ids: output fidelity
+    #: (config quality.reference) runs on it
+    gives_next_token_logprobs: bool = False
+    #: the backend scores a whole text (a ``rolling_loglikelihood(text) -> (summed log-likelihood, tokens)`` method,
+    #: windows of the model's context): perplexity (config quality.perplexity) runs on it
+    gives_rolling_loglikelihood: bool = False
 
     def __post_init__(self) -> None:
         unknown = [d for d in self.device_kinds if d not in DEVICE_KINDS]

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from lem_runner.contract.config import ExperimentConfig
 from lem_runner.contract.energy import IdleBaseline
 from lem_runner.contract.operating_point import GpuSetting
+from lem_runner.contract.quality import FidelityRequest
 from lem_runner.contract.workload import WorkloadItem
 
 REQUEST_FILE = "request.json"
@@ -65,6 +66,9 @@ class RunRequest(BaseModel):
     serving_workload: list[WorkloadItem] | None = Field(
         None, description="scenario serving: the trace or dataset the controller read (the runner opens no host file)"
     )
+    fidelity: FidelityRequest | None = Field(
+        None, description="a study with quality.reference: whether this run is the reference, else the reference's "
+        "outputs it is compared with (the runner opens no host file)")
     out_dir: str | None = Field(
         None, description="engine session: this run's folder as this process sees it (result.json / error.json go "
         "there); a single run writes to --out")

@@ -182,10 +182,13 @@ class PyTorchBackend:
             self._settings["torch_compile_graphs"] = compiled_graphs()
         new_tokens = out[:, enc["input_ids"].shape[1] :].tolist()
         input_lengths = enc["attention_mask"].sum(dim=1).tolist()
+        prompt_rows = enc["input_ids"].tolist()  # left-padded: a prompt's tokens are its row's last n_in
         records = []
-        for row, n_in in zip(new_tokens, input_lengths):
+        for row, n_in, prompt in zip(new_tokens, input_lengths, prompt_rows):
             n_out = self._output_length(row)
-            records.append(GenerationRecord(int(n_in), n_out, start, clock.times[:n_out], scheduled=start))
+            records.append(GenerationRecord(int(n_in), n_out, start, clock.times[:n_out], scheduled=start,
+                                            prompt_ids=tuple(prompt[len(prompt) - int(n_in):]),
+                                            output_ids=tuple(row[:n_out])))
         return records
 
     def adopt(self, config: ExperimentConfig) -> None:
@@ -212,6 +215,20 @@ class PyTorchBackend:
         from lem_runner.backends.pytorch.loglikelihood import continuation_loglikelihoods
 
         return continuation_loglikelihoods(self._model, self._tokenizer, self._device, pairs)
+
+    def next_token_logprobs(self, prompt_ids: list[int], continuation_ids: list[int],
+                            top_k: int | None) -> list[dict[int, float]] | list[list[float]]:
+        """Output fidelity's hook (lem_runner.quality): the next-token log-probabilities at each continuation
+        position, teacher-forced (top_k None: the full vocabulary; else the top_k and the continuation's token)."""
+        from lem_runner.backends.pytorch.logprobs import next_token_logprobs
+
+        return next_token_logprobs(self._model, self._device, prompt_ids, continuation_ids, top_k)
+
+    def rolling_loglikelihood(self, text: str) -> tuple[float, int]:
+        """Perplexity's hook (lem_runner.quality): the text's summed token log-likelihood and its token count."""
+        from lem_runner.backends.pytorch.logprobs import rolling_loglikelihood
+
+        return rolling_loglikelihood(self._model, self._tokenizer, self._device, text)
 
     def close(self) -> None:
         self._model = None

@@ -42,6 +42,8 @@ SPEC = BackendSpec(
     memory_traits=_memory,
     engine_check="lem_runner.backends.pytorch.check:pytorch_problems",
     scores_continuations=True,
+    gives_next_token_logprobs=True,
+    gives_rolling_loglikelihood=True,
     server_command="lem_runner.backends.pytorch.server:pytorch_command",
     server_settings="lem_runner.backends.pytorch.server:pytorch_server_settings",
     # the offline default of 1 would serialise a server: its continuous batching takes up to 32 requests at once
