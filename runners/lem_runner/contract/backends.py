@@ -192,6 +192,9 @@ class BackendSpec:
     #: the backend scores continuations (a ``loglikelihood(pairs)`` method, teacher-forced): task accuracy
     #: (config quality.task) runs on it
     scores_continuations: bool = False
+    #: the backend gives teacher-forced next-token log-probabilities (a ``next_token_logprobs(prompt_ids,
+    #: continuation_ids, top_k)`` method, one {token_id: logprob} per continuation position): output fidelity's KL
+    gives_next_token_logprobs: bool = False
 
     def __post_init__(self) -> None:
         unknown = [d for d in self.device_kinds if d not in DEVICE_KINDS]
