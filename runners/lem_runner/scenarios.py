@@ -59,7 +59,7 @@ class Offline:
 
         cfg = ctx.config
         problems = (quality_problems(cfg.quality, cfg.backend, cfg.scenario, cfg.decoding.do_sample)
-                    + task_problems(cfg.quality.task, cfg.backend, cfg.scenario))
+                    + task_problems(_task(ctx), cfg.backend, cfg.scenario))
         if problems:  # before loading: a config error (exit 2), as `lem config validate` says
             raise EngineArgumentError("; ".join(problems))
         seen: list = []  # the Observation: the requests' tokens, for the quality figures
@@ -83,13 +83,21 @@ class Offline:
         return finish(ctx, result, engine=ctx.held.use(fresh))
 
 
+def _task(ctx: RunContext):
+    """The config's task, read from where the launcher put its file (request.task_path: a container's copy)."""
+    task = ctx.config.quality.task
+    if task is None or ctx.request.task_path is None:
+        return task
+    return task.model_copy(update={"path": ctx.request.task_path})
+
+
 def _with_task_score(ctx: RunContext, backend, result: ExperimentResult) -> ExperimentResult:
     """The task's accuracy on the engine just measured, in result.quality.task."""
     from lem_runner.contract.quality import QualityFigures
     from lem_runner.task import score_task
 
     ctx.phase.name = "task"
-    score = score_task(ctx.config.quality.task, backend.loglikelihood)
+    score = score_task(_task(ctx), backend.loglikelihood)
     quality = result.quality or QualityFigures()
     return result.model_copy(update={"quality": quality.model_copy(update={"task": score})})
 

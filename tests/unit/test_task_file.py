@@ -38,8 +38,9 @@ def test_a_good_jsonl_passes_and_other_backends_and_serving_are_refused(tmp_path
     (tmp_path / "mc.jsonl").write_text(GOOD)
     task = TaskConfig(path=str(tmp_path / "mc.jsonl"))
     assert task_problems(task, "pytorch", "offline") == []
+    assert task_problems(task, "vllm", "offline") == []  # prompt_logprobs (backends/vllm/logprobs.py)
     assert task_problems(None, "vllm", "serving") == []
-    assert "the vllm backend cannot score" in task_problems(task, "vllm", "offline")[0]
+    assert "the llamacpp backend cannot score" in task_problems(task, "llamacpp", "offline")[0]
     assert "offline scenario" in task_problems(task, "pytorch", "serving")[0]
 
 
@@ -73,3 +74,24 @@ def test_the_lm_eval_harness_needs_lm_eval_and_a_task_yaml(tmp_path):
     assert "no 'task:' name" in task_problems(task, "pytorch", "offline")[0]
     path.write_text("task: mine\n")
     assert task_problems(task, "pytorch", "offline") == []
+
+
+def test_a_container_run_takes_the_builtin_jsonl_but_not_an_lm_eval_yaml_nor_slurm(tmp_path):
+    """The docker launcher copies the builtin harness's JSONL into the run's folder; an lm_eval YAML's data files and
+    a Slurm job get no copy, so `lem config validate` refuses those in one line (llenergymeasure.config.checks)."""
+    from lem_runner.contract import ExperimentConfig
+    from llenergymeasure.config.checks import task_file_problems
+
+    (tmp_path / "mc.jsonl").write_text(GOOD)
+    (tmp_path / "t.yaml").write_text("task: mine\n")
+
+    def problems(runner, harness="builtin", backend="pytorch"):
+        path = tmp_path / ("mc.jsonl" if harness == "builtin" else "t.yaml")
+        return task_file_problems(ExperimentConfig(model="m", backend=backend, runner=runner, quality={
+            "task": {"path": str(path), "harness": harness}}))
+
+    assert problems("docker") == [] and problems("auto", backend="vllm") == []
+    (line,) = problems("docker", "lm_eval")
+    assert line.startswith("quality.task.harness: lm_eval runs on this host only") and "harness: builtin" in line
+    (line,) = problems("slurm")
+    assert line.startswith("quality.task: not scored on runner slurm")

@@ -160,12 +160,19 @@ def prompts_file_problem(config: ExperimentConfig) -> str | None:
 
 def task_file_problems(config: ExperimentConfig) -> list[str]:
     """Why ``quality.task`` cannot be scored (its JSONL or YAML, the harness, the backend), by the runner's own
-    check (lem_runner.contract.task), or []. Runs not on this host (docker, slurm) read the file where they run, so
-    they are refused until the file travels with them."""
+    check (lem_runner.contract.task), or []. A container run gets a copy of the builtin harness's JSONL (the
+    docker launcher puts it in the run's folder); an lm_eval YAML names data files of its own, which do not travel,
+    and a Slurm job gets no copy yet."""
+    from llenergymeasure.host.inventory import backend_installed
+
     task = config.quality.task
-    if task is not None and config.runner not in ("auto", "local"):
-        return [f"quality.task: scored on runner local only so far (the task file does not travel with runner "
-                f"'{config.runner}')"]
+    if task is not None and config.runner == "slurm":
+        return ["quality.task: not scored on runner slurm yet (the task file does not travel with the job)"]
+    contained = config.runner.startswith("docker") or (config.runner == "auto"
+                                                       and not backend_installed(config.backend))
+    if task is not None and task.harness == "lm_eval" and contained:
+        return [f"quality.task.harness: lm_eval runs on this host only (its task YAML's data files do not travel "
+                f"into the {config.backend} container); use harness: builtin, or runner: local"]
     return task_problems(task, config.backend, config.scenario)
 
 

@@ -33,6 +33,8 @@ EXCHANGE_MOUNT = "/lem/exchange"
 MODEL_MOUNT = "/lem/model"
 TOKEN_MOUNT = "/run/secrets/hf_token"
 PROMPTS_NAME = "prompts.jsonl"
+#: the run folder's subfolder holding the copy of quality.task's JSONL (its file name kept: it names the task)
+TASK_FOLDER = "task"
 
 STOP_GRACE_S = 15
 #: the study folder an engine session's container works in (a resumed study removes what a killed controller left)
@@ -196,7 +198,13 @@ class DockerLauncher(Launcher):
         model_path = (
             f"{MODEL_MOUNT}/{spec.model.relative}".rstrip("/") if spec.model.mount_root is not None else spec.model.host_path
         )
-        update = {"model_path": model_path, "prompts_path": prompts_path, "image": image_id}
+        update = {"model_path": model_path, "prompts_path": prompts_path, "task_path": None, "image": image_id}
+        task = cfg.quality.task
+        if task is not None and task.harness == "builtin":  # the JSONL is the whole task; lm_eval is refused
+            source = Path(task.path)
+            (spec.exchange_dir / TASK_FOLDER).mkdir(exist_ok=True)
+            shutil.copyfile(source, spec.exchange_dir / TASK_FOLDER / source.name)
+            update["task_path"] = f"{run_dir}/{TASK_FOLDER}/{source.name}"
         gpus = self._gpus(cfg, use_gpu)
         if gpus is not None:
             update.update(local_devices=gpus.local_devices, device_uuids=gpus.uuids)

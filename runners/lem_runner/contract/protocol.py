@@ -49,6 +49,8 @@ class RunRequest(BaseModel):
     config: ExperimentConfig
     model_path: str = Field(..., description="where this process loads the model from (a container path, say)")
     prompts_path: str | None = Field(None, description="where this process reads a JSONL prompts file from")
+    task_path: str | None = Field(None, description="where this process reads quality.task.path's file from (a "
+                                  "container's copy of it); None: the config's own path")
     local_devices: list[int] | None = Field(
         None, description="the config's GPUs as this process numbers them (a container renumbers its GPUs from 0)"
     )

@@ -68,6 +68,12 @@ CPU_EAGER_REASON = ("lem's default on CPU: vLLM's compiled path (torch inductor)
                     "minutes on a few cores; set vllm.enforce_eager: false to compile")
 
 
+#: why an eager CPU engine runs with TORCHDYNAMO_DISABLE=1 (recorded in the result's backend details)
+CPU_DYNAMO_REASON = ("eager on CPU: vLLM still wraps small helpers in torch.compile (inductor), e.g. the rank count "
+                     "behind prompt_logprobs (v1/sample/ops/logprobs.py), which fail without a C++ compiler; with "
+                     "dynamo off they run as plain torch, and nothing else changes (no compiled code could run here)")
+
+
 def eager_mode(config: ExperimentConfig, on_cuda: bool) -> tuple[bool | None, str]:
     """The ``enforce_eager`` to pass (None: vLLM's default) and where that choice came from."""
     chosen = config.vllm.enforce_eager
@@ -219,9 +225,11 @@ class VLLMBackend:
             # Checked here because the engine fails in its worker process, and error.json would only say
             # "Engine core initialization failed".
             raise ValueError(f"vllm.block_size {block}: vLLM's CPU attention (0.32) needs a multiple of 32")
-        kv_space = None
+        kv_space = dynamo_off = None
         if not use_cuda:
             kv_space = self._setenv_default("VLLM_CPU_KVCACHE_SPACE", str(cfg.vllm.cpu_kvcache_space_gib))
+            if eager_mode(cfg, use_cuda)[0]:
+                dynamo_off = self._setenv_default("TORCHDYNAMO_DISABLE", "1")
         # The engine talks to its core process over ZeroMQ ipc sockets it never unlinks: keep them in a folder
         # close() removes, not loose in the temp dir.
         if "VLLM_RPC_BASE_PATH" not in os.environ:
@@ -283,6 +291,8 @@ class VLLMBackend:
                 "prefix_cache_reset_per_call": self._prefix_caching,
                 "kv_cache_dtype": vcfg.cache_config.cache_dtype,
                 "cpu_kvcache_space_gib": int(kv_space) if kv_space else None,
+                "torchdynamo_disable": dynamo_off,
+                "torchdynamo_disable_reason": CPU_DYNAMO_REASON if dynamo_off else None,
                 "parameter_source": source,
                 "timing": "per-step perf_counter over llm_engine.step() with DELTA outputs",
             },
@@ -339,6 +349,23 @@ class VLLMBackend:
         if self._llm.reset_prefix_cache() is False:
             raise RuntimeError("vLLM refused to reset its prefix cache for the next run of the engine session")
         return ["reset_prefix_cache()"]
+
+    def loglikelihood(self, pairs: list[tuple[str, str]]) -> list[tuple[float, bool]]:
+        """Task accuracy's scoring hook (lem_runner.task): each continuation's summed log-likelihood and is_greedy,
+        from vLLM's prompt_logprobs (backends/vllm/logprobs.py)."""
+        from lem_runner.backends.vllm.logprobs import continuation_loglikelihoods
+
+        with self._engine_errors():
+            return continuation_loglikelihoods(self._llm, self._tokenizer, pairs)
+
+    def next_token_logprobs(self, prompt_ids: list[int], continuation_ids: list[int],
+                            top_k: int | None) -> list[dict[int, float]]:
+        """Output fidelity's hook: teacher-forced top-k next-token log-probabilities along ``continuation_ids``
+        (top_k None: the engine's max_logprobs, vLLM returns no more; backends/vllm/logprobs.py)."""
+        from lem_runner.backends.vllm.logprobs import next_token_logprobs
+
+        with self._engine_errors():
+            return next_token_logprobs(self._llm, prompt_ids, continuation_ids, top_k)
 
     @contextlib.contextmanager
     def _engine_errors(self):

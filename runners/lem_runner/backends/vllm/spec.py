@@ -76,4 +76,6 @@ SPEC = BackendSpec(
     engine_check="lem_runner.backends.vllm.check:vllm_problems",
     server_command="lem_runner.backends.vllm.server:vllm_command",
     engine_markers=MARKERS,
+    scores_continuations=True,  # prompt_logprobs (backends/vllm/logprobs.py)
+    gives_next_token_logprobs=True,  # top-k only, at most the engine's max_logprobs per position
 )
