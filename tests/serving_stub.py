@@ -13,7 +13,9 @@ answers, ``"malformed"`` sends a chunk that is not JSON, ``"http500"`` answers w
 ``/metrics`` gives vLLM's two load gauges (Prometheus text, with vLLM's labels): requests being answered as
 ``vllm:num_requests_running``, and ``vllm:num_requests_waiting`` 0; ``POST /reset_prefix_cache`` counts its calls in
 ``resets`` and answers ``reset_status`` with vLLM's body, ``{"success": reset_success}``. ``events`` records resets
-and completion requests (with their prompts) in the order they arrived.
+and completion requests (with their prompts) in the order they arrived. ``GET /answers`` returns ``answers`` as JSON
+(for a stub in its own process: bench/conversations.py; its perf_counter stamps are CLOCK_MONOTONIC, the client's
+clock too).
 """
 
 from __future__ import annotations
@@ -125,6 +127,9 @@ class StubServer:
     async def _arrivals(self, request: web.Request) -> web.Response:
         return web.json_response(self.arrivals)
 
+    async def _answers(self, request: web.Request) -> web.Response:
+        return web.json_response(self.answers)
+
     def start(self) -> StubServer:
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
@@ -139,6 +144,7 @@ class StubServer:
             app.router.add_get("/health", self._health)
             app.router.add_get("/v1/models", self._models)
             app.router.add_get("/arrivals", self._arrivals)
+            app.router.add_get("/answers", self._answers)
             app.router.add_get("/metrics", self._metrics)
             app.router.add_post("/reset_prefix_cache", self._reset)
             self._runner = web.AppRunner(app, access_log=None)
@@ -200,7 +206,8 @@ if __name__ == "__main__":  # as its own process (bench/serving.py): prints its 
     import sys
     import time
 
-    server = StubServer().start()
+    # optional arguments: ttft_s token_delay_s (bench/conversations.py)
+    server = StubServer(*(float(a) for a in sys.argv[1:3])).start()
     print(server.port, flush=True)
     sys.stdout.close()
     while True:

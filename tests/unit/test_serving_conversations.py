@@ -5,6 +5,7 @@ attributed energies (known power); bad sections are refused."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from lem_runner.contract.serving import ServingConfig, SLOConfig
 from lem_runner.serving.client import LoadSpec
@@ -57,10 +58,13 @@ def test_each_turn_sends_the_whole_history_after_the_think_time(clients):
         by_conv.setdefault(r.conversation_id, []).append(r)
     lags = sorted((rs[k].submit - (rs[k - 1].end + THINK_S)) * 1000 for rs in by_conv.values()
                   for k in range(1, len(rs)))
-    assert lags[0] >= 0 and lags[int(0.99 * (len(lags) - 1))] <= 5.0, lags
+    # correctness only: no turn sent before its think time was over (how small the lag is, p99 <= 5 ms, is a
+    # measured target: bench/conversations.py, in BENCHMARKS.md)
+    assert len(lags) == 8 and lags[0] >= 0, lags
     f = conversation_figures(records, "plain")
     assert f.n_conversations == 4 and f.n_complete == 4 and [t.turn for t in f.by_turn] == [0, 1, 2]
-    assert f.think_lag_p99_ms == pytest.approx(max(lags), abs=0.5) or f.think_lag_p99_ms <= 5.0
+    assert f.think_lag_p50_ms == pytest.approx(np.percentile(lags, 50), abs=1e-6)
+    assert f.think_lag_p99_ms == pytest.approx(np.percentile(lags, 99), abs=1e-6)
     # the history grows: the server's usage counts more prompt words each turn
     ins = [t.input_tokens_mean for t in f.by_turn]
     assert ins[0] < ins[1] < ins[2]
