@@ -13,6 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lem_runner.contract.serving import LengthDistribution
 
+#: ConversationFigures.prompt_format: how the history became a prompt
+PLAIN = "plain concatenation with role labels ('User:' / 'Assistant:'): the model's tokenizer has no chat template"
+TEMPLATED = "the model's chat template (its tokenizer's apply_chat_template, generation prompt added)"
+
 
 class ThinkTime(BaseModel):
     """Seconds between an answer's arrival and the next turn's submission: ``fixed`` (``value``), ``exponential``

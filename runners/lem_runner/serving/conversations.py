@@ -18,14 +18,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from lem_runner.contract.conversation import ConversationConfig, ConversationFigures, ThinkTime, TurnFigures
+from lem_runner.contract.conversation import (
+    PLAIN,
+    TEMPLATED,
+    ConversationConfig,
+    ConversationFigures,
+    ThinkTime,
+    TurnFigures,
+)
 from lem_runner.measurement.latency import percentile
 from lem_runner.serving.client import Clock, LoadSpec, _at, _body, _one, _warm
 from lem_runner.serving.records import RequestRecord
 from lem_runner.serving.schedule import PlannedRequest, arrival_offsets, draw_length
 
-PLAIN = "plain concatenation with role labels ('User:' / 'Assistant:'): the model's tokenizer has no chat template"
-TEMPLATED = "the model's chat template (its tokenizer's apply_chat_template, generation prompt added)"
 #: words a synthetic user message is drawn from
 WORDS = ("time", "river", "light", "stone", "music", "garden", "number", "window", "paper", "cloud", "engine",
          "market", "winter", "story", "question", "bridge")
@@ -84,7 +89,7 @@ class Templater:
             tok = AutoTokenizer.from_pretrained(model_path) if model_path else None
             if tok is not None and getattr(tok, "chat_template", None):
                 self.tokenizer = tok
-        except Exception:  # noqa: BLE001 - no tokenizer here (a user's endpoint, no transformers): plain labels
+        except Exception:  # no tokenizer here (a user's endpoint, no transformers): plain labels
             self.tokenizer = None
         self.format = TEMPLATED if self.tokenizer is not None else PLAIN
 
