@@ -4,7 +4,6 @@ writes one per multi-turn run."""
 
 from __future__ import annotations
 
-import pytest
 from conftest import make_result
 from llenergymeasure.results.conversation_plot import conversation_figure, conversation_plot
 from llenergymeasure.results.discover import Experiment
