@@ -15,6 +15,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def report():
+    if str(ROOT / "bench") not in sys.path:  # report.py imports its sibling provenance.py, as when run from bench/
+        sys.path.insert(0, str(ROOT / "bench"))
     spec = importlib.util.spec_from_file_location("bench_report", ROOT / "bench" / "report.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules["bench_report"] = module
