@@ -46,7 +46,8 @@ class StubServer:
         self.reset_status = 200
         self.reset_success = True
         # per completion request, in arrival order: (prompt, streamed answer text, perf_counter at its arrival,
-        # perf_counter after its last byte) -- a multi-turn test's truth of what each next prompt must hold
+        # perf_counter after its last token and usage, just before [DONE]) -- a multi-turn test's truth of what each
+        # next prompt must hold
         self.answers: list[tuple[object, str, float, float]] = []
         self.numbered = 0
 
@@ -113,8 +114,9 @@ class StubServer:
             await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
         usage = {"prompt_tokens": n_in, "completion_tokens": n, "total_tokens": n_in + n}
         await resp.write(f"data: {json.dumps({'id': 'x', 'choices': [], 'usage': usage})}\n\n".encode())
-        await resp.write(b"data: [DONE]\n\n")
+        # recorded before [DONE]: a client that has its whole answer finds it here (after [DONE] it could look first)
         self.answers.append((prompt, "".join(text), arrived, time.perf_counter()))
+        await resp.write(b"data: [DONE]\n\n")
         return resp
 
     async def _models(self, request: web.Request) -> web.Response:
