@@ -105,3 +105,27 @@ def test_energy_per_conversation_and_turn_sums_the_request_attribution():
 def test_a_think_time_without_its_parameters_is_refused(section, field):
     with pytest.raises(ValidationError, match=field):
         ServingConfig(rate=1.0, conversations=section)
+
+
+def test_a_template_that_writes_its_own_bos_is_sent_without_it_when_the_tokenizer_adds_one(tmp_path, tiny_model_path):
+    # the server tokenizes the completions prompt with its special tokens (vLLM: add_special_tokens), as the chat
+    # route does not: a template that writes BOS on a tokenizer that adds one would reach the model with two
+    import shutil
+
+    from lem_runner.serving.conversations import Templater
+    from tokenizers import processors
+    from transformers import AutoTokenizer
+
+    model = tmp_path / "m"
+    shutil.copytree(tiny_model_path, model)
+    tok = AutoTokenizer.from_pretrained(model)
+    tok._tokenizer.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[
+        ("<s>", tok.bos_token_id)])
+    tok.chat_template = "{{ bos_token }}{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"
+    tok.save_pretrained(model)
+    tok = AutoTokenizer.from_pretrained(model)
+    assert tok("hi")["input_ids"][0] == tok.bos_token_id  # this tokenizer adds BOS itself
+    prompt = Templater(str(model))([("user", "hello"), ("assistant", "hi"), ("user", "again")])
+    ids = tok(prompt)["input_ids"]
+    assert ids.count(tok.bos_token_id) == 1 and ids[0] == tok.bos_token_id
+    assert prompt.endswith("[user] again\n") and "[assistant] hi" in prompt

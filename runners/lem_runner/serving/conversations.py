@@ -83,20 +83,29 @@ class Templater:
 
     def __init__(self, model_path: str | None) -> None:
         self.tokenizer = None
+        self.leading_bos = None  # the BOS text the server's tokenizer adds itself: not sent a second time
         try:
             from transformers import AutoTokenizer
 
             tok = AutoTokenizer.from_pretrained(model_path) if model_path else None
             if tok is not None and getattr(tok, "chat_template", None):
                 self.tokenizer = tok
+                bos = tok.bos_token_id
+                if tok.bos_token and bos is not None and tok("x")["input_ids"][:1] == [bos]:
+                    self.leading_bos = tok.bos_token
         except Exception:  # no tokenizer here (a user's endpoint, no transformers): plain labels
             self.tokenizer = None
         self.format = TEMPLATED if self.tokenizer is not None else PLAIN
 
     def __call__(self, history: list[tuple[str, str]]) -> str:
         if self.tokenizer is not None:
-            return self.tokenizer.apply_chat_template([{"role": r, "content": t} for r, t in history],
+            text = self.tokenizer.apply_chat_template([{"role": r, "content": t} for r, t in history],
                                                       tokenize=False, add_generation_prompt=True)
+            # the completions route tokenizes with special tokens added (the chat route does not): a template
+            # that writes BOS on a tokenizer that adds one would otherwise reach the model with two
+            if self.leading_bos and text.startswith(self.leading_bos):
+                text = text[len(self.leading_bos):]
+            return text
         return plain_prompt(history)
 
 
