@@ -236,7 +236,8 @@ def _fidelity_lines(backend: str, path: Path, r: dict, rows: list[tuple[int | No
     m = r.get("machine", {})
     load = (f"; load average {m['load_average_start'][0]:.1f}→{m['load_average_end'][0]:.1f} on {m['cpus']} CPUs"
             if "load_average_end" in m else "")
-    plain = "transformers `generate`" if backend == "pytorch" else "`LLM.generate`"
+    plain = {"pytorch": "transformers `generate`", "vllm": "`LLM.generate`",
+             "llamacpp": "llama-cpp-python `create_completion`"}[backend]
     rel, cmd, lines = _rel(path), "`python bench/fidelity.py`", []
     if all(threads is not None for threads, _ in rows):
         lines.append(f"| fidelity, {backend}: throughput, default threads (as lem runs) | {cmd} | not measured yet: "
@@ -264,7 +265,7 @@ def _fidelity_lines(backend: str, path: Path, r: dict, rows: list[tuple[int | No
 
 
 #: the throughput target of each backend's fidelity (bench/fidelity.py's TARGETS)
-TARGET_FIDELITY = {"pytorch": [0.97, 1.03], "vllm": [0.97, None]}
+TARGET_FIDELITY = {"pytorch": [0.97, 1.03], "vllm": [0.97, None], "llamacpp": [0.97, 1.03]}
 
 
 def _clock_sweep_rows(gpu) -> list[str]:
@@ -389,7 +390,7 @@ def main() -> None:
                      f"({r['reps']} pairs; container start overhead {start:.2f} s) | ≤ 1.10 | {_verdict(ratio <= 1.10)} "
                      f"| `{path.relative_to(ROOT)}` |")
     fid = None
-    for backend in ("pytorch", "vllm"):
+    for backend in TARGET_FIDELITY:
         found = fidelity_rows(RESULTS, backend)
         if found is None:
             continue

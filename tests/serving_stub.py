@@ -8,7 +8,10 @@ known service capacity: at most ``slots`` requests are answered at once (the res
 holding its slot for exactly ``ttft_s + (max_tokens - 1) x token_delay_s`` (tokens at absolute deadlines from the
 slot's start, so sleep overshoot does not accumulate): the capacity of the SLO search's benchmark and tests is
 computable from these alone. Special prompts misbehave on purpose: ``"hang"`` never
-answers, ``"malformed"`` sends a chunk that is not JSON, ``"http500"`` answers with an error status.
+answers, ``"malformed"`` sends a chunk that is not JSON, ``"http500"`` answers with an error status. With
+``reasoning_tokens`` it streams like vLLM behind a reasoning parser: the first ``reasoning_tokens`` chunks carry
+their token in ``reasoning_content`` with empty ``text``, the rest answer text (a request with fewer ``max_tokens``
+never reaches its answer).
 
 ``/metrics`` gives vLLM's two load gauges (Prometheus text, with vLLM's labels): requests being answered as
 ``vllm:num_requests_running``, and ``vllm:num_requests_waiting`` 0; ``POST /reset_prefix_cache`` counts its calls in
@@ -30,8 +33,10 @@ from aiohttp import web
 
 
 class StubServer:
-    def __init__(self, ttft_s: float = 0.0, token_delay_s: float = 0.0, slots: int | None = None) -> None:
+    def __init__(self, ttft_s: float = 0.0, token_delay_s: float = 0.0, slots: int | None = None,
+                 reasoning_tokens: int = 0) -> None:
         self.ttft_s, self.token_delay_s, self.slots = ttft_s, token_delay_s, slots
+        self.reasoning_tokens = reasoning_tokens
         self._slot_gate: asyncio.Semaphore | None = None
         self.arrivals: list[float] = []  # loop.time() of each request's arrival at the server
         self.peers: dict[str, list[int]] = {"models": [], "completions": []}  # client port of each request, by route
@@ -107,9 +112,13 @@ class StubServer:
             if prompt == "malformed" and i == 1:
                 await resp.write(b"data: {not json\n\n")
                 continue
-            text.append(f" r{number}t{i}")  # distinct per request
-            chunk = {"id": "x", "object": "text_completion", "choices": [
-                {"index": 0, "text": text[-1], "finish_reason": "length" if i == n - 1 else None}],
+            token = f" r{number}t{i}"  # distinct per request
+            choice = {"index": 0, "text": token, "finish_reason": "length" if i == n - 1 else None}
+            if i < self.reasoning_tokens:
+                choice.update(text="", reasoning_content=token)
+            else:
+                text.append(token)
+            chunk = {"id": "x", "object": "text_completion", "choices": [choice],
                 "usage": {"prompt_tokens": n_in, "completion_tokens": i + 1, "total_tokens": n_in + i + 1}}
             await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
         usage = {"prompt_tokens": n_in, "completion_tokens": n, "total_tokens": n_in + n}

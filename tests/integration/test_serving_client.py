@@ -68,3 +68,30 @@ def test_a_closed_loop_keeps_n_requests_in_flight_and_a_dead_server_is_an_error(
     sock.close()  # nothing listens there now
     (rec,) = run_load(_spec(f"http://127.0.0.1:{port}/v1"), [PlannedRequest(0, 0.0, "x", 2)])[0]
     assert rec.status == "error" and "Connect" in rec.error
+
+
+def test_time_to_first_answer_token_is_the_first_chunk_after_the_reasoning():
+    """The stub streams 3 reasoning chunks then the answer, 40 ms apart after a 50 ms first token: the first answer
+    token comes >= 50 + 3 x 40 = 170 ms after submission, >= 120 ms after the first token; TTFT is unchanged."""
+    from lem_runner.contract.serving import SLOConfig
+    from lem_runner.serving.figures import NOT_SEPARATED, serving_figures
+
+    with StubServer(ttft_s=0.05, token_delay_s=0.04, reasoning_tokens=3) as stub:
+        plan = [PlannedRequest(i, 0.01 * i, [5, 6], 6) for i in range(4)] + [PlannedRequest(4, 0.05, [5], 2)]
+        records, _ = run_load(_spec(stub.base_url), plan)
+    assert [r.status for r in records] == ["ok"] * 5 and all(r.reasoning_seen for r in records)
+    for r in records[:4]:
+        assert r.output_tokens == 6 and [w.split("t")[1] for w in r.text.split()] == ["3", "4", "5"]  # the answer
+        assert 0.17 <= r.first_answer_token - r.submit < 0.5 and r.first_answer_token - r.first_token >= 0.115
+        assert 0.045 <= r.first_token - r.submit < 0.3
+    assert records[4].first_answer_token is None  # 2 tokens: still reasoning when cut
+    f = serving_figures(records, arrival="poisson", offered_rate=1.0, clients=None, slo=SLOConfig(),
+                        energy_between=None, energy_reason="none here", baseline_w=None)
+    assert f.ttfat.n == 4 and f.ttfat_not_reached == 1 and f.ttfat_unavailable_reason is None
+    assert f.ttfat.p50_ms >= 170 and f.ttft.p50_ms < f.ttfat.p50_ms - 115
+    # a stream without reasoning: not separated, said so
+    with StubServer() as stub:
+        plain, _ = run_load(_spec(stub.base_url), [PlannedRequest(0, 0.0, [5], 3)])
+    g = serving_figures(plain, arrival="poisson", offered_rate=1.0, clients=None, slo=SLOConfig(),
+                        energy_between=None, energy_reason="none here", baseline_w=None)
+    assert g.ttfat is None and g.ttfat_unavailable_reason == NOT_SEPARATED and plain[0].first_answer_token

@@ -164,3 +164,28 @@ def test_multi_turn_conversations_on_the_pytorch_path(tmp_path, tiny_model_path)
     assert s.energy_unavailable_reason
     table = pq.read_table(next((tmp_path / "out").iterdir()) / "requests.parquet").to_pylist()
     assert sorted((r["conversation_id"], r["turn"]) for r in table) == [(i, k) for i in range(3) for k in range(3)]
+
+
+def test_a_shared_prefix_workload_on_the_pytorch_path(tmp_path, tiny_model_path):
+    # 4 requests of 6 token ids behind 2 shared prefixes of 20 ids: the server counts 26 prompt tokens each; the
+    # group is in requests.parquet; lem's transformers server has no prefix cache to read, and no reasoning parser
+    import llenergymeasure as lem
+    from lem_runner.serving.figures import NOT_SEPARATED
+
+    cfg = _config(tmp_path, tiny_model_path, """\
+  arrival: poisson
+  rate: 8
+  n_requests: 4
+  warmup_requests: 1
+  input_tokens: {value: 6}
+  shared_prefix: {tokens: 20, groups: 2}
+""")
+    result = lem.run_experiment(str(cfg), output=tmp_path / "out")
+    s = result.serving
+    assert (s.n_requests, s.n_ok) == (4, 4) and result.whole_run.input_tokens == 4 * 26
+    table = pq.read_table(next((tmp_path / "out").iterdir()) / "requests.parquet").to_pylist()
+    assert [(r["prefix_group"], r["input_tokens"]) for r in table] == [(0, 26), (1, 26), (0, 26), (1, 26)]
+    assert s.prefix_cache_hit_rate is None and "exposes no prefix-cache counters" in s.prefix_cache_unavailable_reason
+    assert s.ttfat is None and s.ttfat_unavailable_reason == NOT_SEPARATED
+    assert all(r["first_answer_token_s"] == r["first_token_s"] for r in table)  # no reasoning: the answer is all
+    assert s.energy_per_request is None and s.energy_unavailable_reason  # no energy on this host: null, with why

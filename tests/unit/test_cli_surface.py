@@ -106,5 +106,5 @@ def test_the_readme_serving_examples_are_valid():
     for block in blocks:
         data = yaml.safe_load(block)
         cfg = ExperimentConfig.model_validate({"model": "x", "scenario": "serving", **data})
-        sections |= {f for f in ("conversations", "capacity") if getattr(cfg.serving, f) is not None}
-    assert sections == {"conversations", "capacity"}
+        sections |= {f for f in ("conversations", "shared_prefix", "capacity") if getattr(cfg.serving, f) is not None}
+    assert sections == {"conversations", "shared_prefix", "capacity"}

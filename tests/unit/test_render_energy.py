@@ -91,3 +91,18 @@ def test_multi_turn_figures_are_shown_per_conversation_and_per_turn_in_80_column
     render_experiment(console, Experiment(path=tmp_path, result=r, config=r.config))
     text = console.export_text()
     assert "turn 7" in text and max(len(line) for line in text.splitlines()) <= 80
+
+
+def test_energy_per_answer_the_first_answer_token_and_the_prefix_cache_have_their_rows():
+    e = {"n": 20, "mean_j": 2.5, "p50_j": 2.0, "p90_j": 4.0}
+    ttfat = {"n": 19, "mean_ms": 300.0, "p50_ms": 280.0, "p90_ms": 400.0, "p99_ms": 450.0, "min_ms": 200.0,
+             "max_ms": 460.0}
+    r = make_result(serving={**SERVING, "energy_per_request": e, "ttfat": ttfat, "ttfat_not_reached": 1,
+                             "prefix_cache_hit_rate": 0.75, "prefix_cache_queried_tokens": 400,
+                             "prefix_cache_hit_tokens": 300})
+    rows = dict(serving_rows(r))
+    assert rows["J/answer"].startswith("mean 2.5 · p50 2 · p90 4 J · J/token")
+    assert "1 never reached the answer" in rows["TTFAT"]
+    assert rows["prefix cache"] == "hit rate 75.0% · 300 of 400 prompt tokens cached (window)"
+    off = dict(serving_rows(make_result(serving={**SERVING, "prefix_cache_queried_tokens": 0})))
+    assert off["prefix cache"].startswith("hit rate - · 0 of 0") and "TTFAT" not in off and "J/answer" not in off

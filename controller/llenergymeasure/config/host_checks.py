@@ -38,21 +38,22 @@ def model_problem(config: ExperimentConfig) -> str | None:
 
     ref = config.model
     if ref == EMBEDDED_DEFAULT_MODEL or (_HUB_ID.match(ref) and not ref.startswith(".")):
-        return None
+        return context_problem(config, None)  # the backend's max_model_len, where set, is known without the model
     try:
         model = resolve_model(config)
     except ConfigError as exc:
         return str(exc)
-    return conversation_context_problem(config, Path(model.host_path) if model.mount_root is not None else None)
+    return context_problem(config, Path(model.host_path) if model.mount_root is not None else None)
 
 
-def conversation_context_problem(config: ExperimentConfig, model_dir: Path | None) -> str | None:
-    """'serving.conversations: ...' when a synthetic conversation's longest possible history (ConversationConfig.
-    max_history_tokens) exceeds the model's context: the backend's ``max_model_len`` where set, else config.json's
-    ``max_position_embeddings`` (``n_positions``). None when there is no such section or no limit is known here."""
-    conv = config.serving.conversations if config.scenario == "serving" else None
-    if conv is None or conv.dataset is not None:
-        return None
+def context_problem(config: ExperimentConfig, model_dir: Path | None) -> str | None:
+    """A serving load whose longest request, or longest conversation, cannot fit the model's context."""
+    return conversation_context_problem(config, model_dir) or serving_context_problem(config, model_dir)
+
+
+def context_limit(config: ExperimentConfig, model_dir: Path | None) -> tuple[int | None, str]:
+    """The model's context in tokens and where it came from: the backend's ``max_model_len`` where set, else
+    config.json's ``max_position_embeddings`` (``n_positions``); None when neither is known here."""
     limit = getattr(getattr(config, config.backend, None), "max_model_len", None)
     source = f"{config.backend}.max_model_len"
     if limit is None and model_dir is not None:
@@ -62,6 +63,45 @@ def conversation_context_problem(config: ExperimentConfig, model_dir: Path | Non
             hf = {}
         limit = hf.get("max_position_embeddings") or hf.get("n_positions")
         source = "the model's max_position_embeddings"
+    return (limit if isinstance(limit, int) else None), source
+
+
+def _longest(dist, default: int) -> int:
+    """The longest length a distribution can draw (fixed: its value; else its max), or ``default`` without one."""
+    if dist is None:
+        return default
+    return int(dist.value) if dist.dist == "fixed" else int(dist.max)
+
+
+def serving_context_problem(config: ExperimentConfig, model_dir: Path | None) -> str | None:
+    """'serving: ...' when a single-turn request can be longer than the model's context: shared prefix + the longest
+    prompt (serving.input_tokens' longest draw, else max_input_tokens) + the longest answer (serving.output_tokens'
+    longest draw, else max_output_tokens). The server would refuse such a request (vLLM: HTTP 400) in the middle
+    of the window. A dataset's or trace's own lengths are the controller's to read; they are not checked here."""
+    s = config.serving if config.scenario == "serving" else None
+    if s is None or s.conversations is not None:
+        return None
+    limit, source = context_limit(config, model_dir)
+    if limit is None:
+        return None
+    prefix = s.shared_prefix.tokens if s.shared_prefix is not None else 0
+    prompt = _longest(s.input_tokens, config.max_input_tokens)
+    answer = _longest(s.output_tokens, config.max_output_tokens)
+    if prefix + prompt + answer <= limit:
+        return None
+    parts = (f"shared_prefix {prefix} + " if prefix else "") + f"prompt {prompt} + answer {answer}"
+    return (f"serving: the longest request can reach {prefix + prompt + answer} tokens ({parts}), over {source} "
+            f"({limit}); lower serving.output_tokens, input_tokens or shared_prefix.tokens")
+
+
+def conversation_context_problem(config: ExperimentConfig, model_dir: Path | None) -> str | None:
+    """'serving.conversations: ...' when a synthetic conversation's longest possible history (ConversationConfig.
+    max_history_tokens) exceeds the model's context (:func:`context_limit`). None when there is no such section or
+    no limit is known here."""
+    conv = config.serving.conversations if config.scenario == "serving" else None
+    if conv is None or conv.dataset is not None:
+        return None
+    limit, source = context_limit(config, model_dir)
     longest = conv.max_history_tokens(config.max_output_tokens)
     if isinstance(limit, int) and longest > limit:
         return (f"serving.conversations: the last turn's history can reach {longest} tokens, over {source} "

@@ -160,8 +160,16 @@ def serving_rows(result: ExperimentResult) -> list[tuple[str, str]]:
         rows += conversation_rows(s.conversations)
     if s.energy_per_request is not None:
         e = s.energy_per_request
-        rows.append(("J/request", f"mean {e.mean_j:.4g} · p50 {e.p50_j:.4g} · p90 {e.p90_j:.4g} J · idle "
-                                  f"{figure(s.idle_energy_j, 'J')} over {s.idle_time_s:.2f} s"))
+        rows.append(("J/answer", f"mean {e.mean_j:.4g} · p50 {e.p50_j:.4g} · p90 {e.p90_j:.4g} J · J/token "
+                                 f"{figure(result.energy_per_token_j, 'J')}"))
+        rows.append(("idle", f"{figure(s.idle_energy_j, 'J')} over {s.idle_time_s:.2f} s with nothing in flight"))
+    if s.ttfat is not None:
+        rows.append(("TTFAT", latency(s.ttfat) + (f" · {s.ttfat_not_reached} never reached the answer"
+                                                  if s.ttfat_not_reached else "")))
+    if s.prefix_cache_hit_rate is not None or s.prefix_cache_queried_tokens == 0:
+        rate = "-" if s.prefix_cache_hit_rate is None else f"{s.prefix_cache_hit_rate:.1%}"
+        rows.append(("prefix cache", f"hit rate {rate} · {s.prefix_cache_hit_tokens or 0} of "
+                                     f"{s.prefix_cache_queried_tokens} prompt tokens cached (window)"))
     rows.append(("server", f"{escape(s.server)} · ready in "
                            f"{'-' if s.server_start_s is None else f'{s.server_start_s:.1f} s'} (outside the window)"))
     return rows

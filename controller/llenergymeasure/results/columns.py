@@ -184,7 +184,8 @@ COLUMNS: list[Column] = [
     Column("arrival", "str", "serving: arrival process", _r(lambda r: None if r.serving is None else r.serving.arrival)),
     *_fig("offered_rate_per_s", "schedule_rate_per_s", "achieved_rate_per_s", "concurrency_clients", "requests_ok",
           "requests_failed", "inflight_mean_requests", "e2e_p50_ms", "e2e_p99_ms", "goodput_per_s",
-          "slo_share", "energy_per_good_token_j", "energy_per_request_mean_j", "energy_per_completed_request_j",
+          "slo_share", "energy_per_good_token_j", "energy_per_request_mean_j", "energy_per_request_p50_j",
+          "energy_per_request_p90_j", "energy_per_completed_request_j", "ttfat_p50_ms", "prefix_cache_hit_share",
           "idle_energy_j", "server_start_s"),
     # task accuracy (config quality.task); definitions in docs/method.md, "Task accuracy"
     Column("task_name", "str", "quality.task: the task (JSONL stem, or the lm-eval YAML's task)",

@@ -179,7 +179,16 @@ FIGURES: list[Metric] = [
            "serving: window energy / output tokens of requests meeting the SLO", "lower",
            label="J/good token"),
     Metric("energy_per_request_mean_j", "serving.energy_per_request.mean_j", "J",
-           "serving: attributed energy per request, mean", "lower"),
+           "serving: energy per answer (attributed energy per completed request), mean", "lower",
+           label="J/answer"),
+    Metric("energy_per_request_p50_j", "serving.energy_per_request.p50_j", "J",
+           "serving: energy per answer, median", "lower"),
+    Metric("energy_per_request_p90_j", "serving.energy_per_request.p90_j", "J",
+           "serving: energy per answer, 90th percentile", "lower"),
+    Metric("ttfat_p50_ms", "serving.ttfat.p50_ms", "ms", "serving: time to first answer token (after the "
+           "reasoning, where the stream separates it), median", "lower", label="TTFAT p50 (ms)"),
+    Metric("prefix_cache_hit_share", "serving.prefix_cache_hit_rate", "", "serving: the server's prefix-cache hit "
+           "rate over the window, a share (cached / looked-up prompt tokens, from its /metrics counters)", "higher"),
     Metric("energy_per_completed_request_j", "serving.energy_per_completed_request_j", "J",
            "serving: window energy / requests completed ok", "lower"),
     Metric("idle_energy_j", "serving.idle_energy_j", "J", "serving: energy while no request was in flight"),

@@ -28,6 +28,9 @@ class ServerCommand:
     busy_metrics: tuple[str, ...] = ()
     #: POST routes that empty what one run leaves for the next (answered 200), called before a later run on the server
     reset_routes: tuple[str, ...] = ()
+    #: the prefix cache's two counters on GET /metrics, (tokens looked up, tokens found), read before and after the
+    #: load window for its hit rate; none: the server exposes no such counters
+    prefix_cache_metrics: tuple[str, str] | None = None
 
 
 def cli_flag(key: str) -> str:

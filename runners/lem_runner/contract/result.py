@@ -119,13 +119,15 @@ class RunTotals(_Record):
 
 
 class EnergyPerRequest(_Record):
-    """Energy attributed to each request (see ServingFigures.energy_attribution_method), over the requests that
-    completed (status ok); what failed requests drew while in flight is ``failed_j``, apart."""
+    """Energy per answer: the energy attributed to each request (see ServingFigures.energy_attribution_method), over
+    the requests that completed (status ok), so one figure per answer whatever its length — beside J/token, since
+    answers (a reasoning model's above all) differ in length more than in cost per token; what failed requests drew
+    while in flight is ``failed_j``, apart."""
 
     n: int = Field(..., ge=1, description="ok requests the statistics are over")
-    mean_j: float
-    p50_j: float
-    p90_j: float
+    mean_j: float = Field(..., description="mean attributed energy per answer (J)")
+    p50_j: float = Field(..., description="median attributed energy per answer (J)")
+    p90_j: float = Field(..., description="90th percentile of attributed energy per answer (J)")
     mean_adjusted_j: float | None = Field(
         None, description="mean of the same attribution of idle-adjusted energy over ok requests; signed (negative: "
                           "the baseline exceeds the raw energy, flagged baseline_exceeds_raw)")
@@ -170,6 +172,25 @@ class ServingFigures(_Record):
     tpot: LatencyStats | None = Field(None, description="(last token - first token) / (output tokens - 1), per request")
     itl: LatencyStats | None = Field(None, description="gap between consecutive streamed chunks, per gap")
     e2e: LatencyStats | None = Field(None, description="submission to the response's end, per request")
+    ttfat: LatencyStats | None = Field(
+        None, description="time to first answer token: submission to the first streamed chunk of answer text, after "
+                          "the reasoning, where the server's reasoning parser streams reasoning apart from the answer "
+                          "(vLLM's reasoning field); over ok requests that reached their answer (one that did not "
+                          "reason: its first token), in a run where any response streamed reasoning (docs/method.md)")
+    ttfat_unavailable_reason: str | None = Field(
+        None, description="why ttfat is null: reasoning is not separated from the answer in the stream")
+    ttfat_not_reached: int | None = Field(
+        None, description="ok requests whose stream carried no answer text (cut by max_tokens while reasoning): "
+                          "left out of ttfat")
+    prefix_cache_hit_rate: float | None = Field(
+        None, ge=0, le=1, description="the server's prefix cache over the load window: increase of its hit-token "
+                                      "counter / increase of its queried-token counter, read from GET /metrics just "
+                                      "before and just after the window (docs/method.md, Prefix cache hit rate)")
+    prefix_cache_queried_tokens: int | None = Field(
+        None, description="prompt tokens the server looked up in its prefix cache during the window")
+    prefix_cache_hit_tokens: int | None = Field(None, description="of them, tokens found cached")
+    prefix_cache_source: str | None = Field(None, description="the counters the hit rate came from")
+    prefix_cache_unavailable_reason: str | None = Field(None, description="why the hit rate is null")
     steady_state_definition: str = Field("", description="what the steady state is and how its stationarity is "
                                          "judged (docs/method.md, Serving)")
     steady_state_start_s: float | None = Field(None, description="the first steady span's start, from the window's "

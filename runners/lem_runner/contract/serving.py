@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lem_runner.contract.capacity import CapacityConfig, check_capacity
+from lem_runner.contract.shared_prefix import SharedPrefixConfig
 
 _UNIT_RE = re.compile(r"^\s*[0-9.]+\s*(ms|s|sec|us|µs|min)\s*$", re.IGNORECASE)
 
@@ -111,6 +112,9 @@ class ServingConfig(_Section):
     conversations: ConversationConfig | None = Field(
         None, description="multi-turn conversations (GuideLLM/AIPerf: multi-turn sessions): each turn's prompt is the "
                           "history so far plus a new user message; rate is then new conversations per second")
+    shared_prefix: SharedPrefixConfig | None = Field(
+        None, description="a shared system prompt of shared_prefix.tokens ahead of every request's prompt "
+                          "(shared_prefix.groups distinct ones), so a server's prefix cache is exercised")
 
     @field_validator("endpoint")
     @classmethod
@@ -143,6 +147,9 @@ class ServingConfig(_Section):
         if self.conversations is not None and self.capacity is not None:
             raise ValueError("capacity searches single-turn load only: drop capacity or conversations")
         check_capacity(self)
+        if self.conversations is not None and self.shared_prefix is not None:
+            raise ValueError("shared_prefix is for single-turn requests: a conversation's history is its own shared "
+                             "prefix; drop shared_prefix or conversations")
         if self.conversations is not None and (self.arrival == "trace" or self.dataset or self.input_tokens
                                                or self.n_requests):
             raise ValueError("conversations set their own prompts and count: drop arrival 'trace', dataset, "

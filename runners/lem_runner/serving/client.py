@@ -58,6 +58,22 @@ def _body(spec: LoadSpec, req: PlannedRequest) -> bytes:
     return json.dumps(body).encode()
 
 
+#: the fields a reasoning parser streams the reasoning in, apart from the answer (vLLM: ``reasoning``, before 0.11
+#: ``reasoning_content``; on a choice of /v1/completions or a chat choice's ``delta``)
+REASONING_FIELDS = ("reasoning_content", "reasoning")
+
+
+def _reasoning_text(choice: dict) -> str:
+    delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+    return "".join(str(x.get(k) or "") for x in (choice, delta) for k in REASONING_FIELDS)
+
+
+def _answer_text(choice: dict) -> str:
+    """The answer text of a chunk's choice: ``text`` (completions) or the chat delta's ``content``."""
+    delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+    return str(choice.get("text") or delta.get("content") or "")
+
+
 def _take_chunk(rec: RequestRecord, payload: dict, now: float) -> None:
     """Fold one streamed JSON chunk into the record."""
     if not isinstance(payload, dict):
@@ -75,7 +91,12 @@ def _take_chunk(rec: RequestRecord, payload: dict, now: float) -> None:
     has_text = bool(choices) and any((c.get("text") or "") != "" or c.get("finish_reason") is None
                                      for c in choices if isinstance(c, dict))
     if choices:
-        rec.text += "".join((c.get("text") or "") for c in choices if isinstance(c, dict))
+        answer = "".join(_answer_text(c) for c in choices if isinstance(c, dict))
+        rec.text += answer
+        if any(_reasoning_text(c) for c in choices if isinstance(c, dict)):
+            rec.reasoning_seen = True
+        if answer and rec.first_answer_token is None:
+            rec.first_answer_token = now
     if has_text:
         n = counted - seen if isinstance(counted, int) else 1
         if n > 0 or not isinstance(counted, int):
@@ -179,7 +200,7 @@ async def _drive(spec: LoadSpec, plan: list[PlannedRequest], clock: Clock, alive
             stop_at = t0 + spec.duration_s if spec.duration_s is not None else None
 
             async def send(req: PlannedRequest, scheduled: float | None, body: bytes) -> None:
-                rec = RequestRecord(req.index, scheduled, clock())
+                rec = RequestRecord(req.index, scheduled, clock(), prefix_group=req.prefix_group)
                 records.append(rec)
                 await _one(session, spec, body, rec, clock)
                 on_done(rec)

@@ -149,6 +149,20 @@ def attribute_energy(records: Sequence[RequestRecord], energy_between: EnergyBet
     return Attribution(per, idle, adj, idle_adj)
 
 
+NOT_SEPARATED = ("not separated: no response streamed reasoning apart from its answer (no reasoning parser on the "
+                 "server, or a route that does not apply one: vLLM separates reasoning on /v1/chat/completions "
+                 "with --reasoning-parser, lem sends /v1/completions)")
+
+
+def answer_figures(ok: Sequence[RequestRecord]) -> dict:
+    """Time to first answer token where the stream separates reasoning from the answer, else its reason."""
+    if not any(r.reasoning_seen for r in ok):
+        return {"ttfat_unavailable_reason": NOT_SEPARATED}
+    reached = [r for r in ok if r.first_answer_token is not None]  # one that did not reason: its first token
+    return {"ttfat": latency_stats([r.first_answer_token - r.submit for r in reached]),  # type: ignore[operator]
+            "ttfat_not_reached": len(ok) - len(reached)}
+
+
 def _meets(r: RequestRecord, slo: SLOConfig) -> bool:
     if not r.ok or r.first_token is None or r.end is None:
         return False
@@ -219,6 +233,7 @@ def serving_figures(records: list[RequestRecord], *, arrival: str, offered_rate:
         tpot=latency_stats([t for t in map(_tpot, ok) if t is not None]),
         itl=latency_stats([b - a for r in ok for a, b in zip(r.chunk_times, r.chunk_times[1:])]),
         e2e=latency_stats([r.end - r.submit for r in ok if r.end is not None]),
+        **answer_figures(ok),
         steady_state_definition=STEADY_DEFINITION, idle_time_s=sum(b - a for a, b in idle_spans),
         energy_attribution_method=ATTRIBUTION.format(step=step_s, prefill=prefill_source(records)),
         energy_unavailable_reason=energy_reason,

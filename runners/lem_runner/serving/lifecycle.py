@@ -113,19 +113,27 @@ class ManagedServer:
         names = self.command.busy_metrics
         if not names:
             return None
+        sums = self.metric_sums(names)
+        if sums is None or not sums:
+            return None
+        return round(sum(sums.values()))
+
+    def metric_sums(self, names: tuple[str, ...]) -> dict[str, float] | None:
+        """Each named metric on GET /metrics summed over its label sets (engines), for the names that appear; None
+        when /metrics cannot be read."""
         try:
             with urllib.request.urlopen(self._url("/metrics"), timeout=5) as resp:
                 text = resp.read().decode("utf-8", errors="replace")
         except (urllib.error.URLError, OSError, ValueError):
             return None
-        total, seen = 0.0, False
+        sums: dict[str, float] = {}
         for line in text.splitlines():
             name = line.split("{", 1)[0].split(" ", 1)[0]
             if name in names:
                 with contextlib.suppress(ValueError, IndexError):
-                    total += float(line.rsplit(" ", 1)[1])
-                    seen = True
-        return round(total) if seen else None
+                    value = float(line.rsplit(" ", 1)[1])
+                    sums[name] = sums.get(name, 0.0) + value
+        return sums
 
     def wait_idle(self, timeout_s: float, poll_s: float = 0.1) -> bool:
         """Whether the server reported nothing running or queued within ``timeout_s`` (False also when it cannot

@@ -30,7 +30,10 @@ class RequestRecord:
     adjusted_energy_j: float | None = None  # the same attribution of idle-adjusted energy (signed)
     conversation_id: int | None = None  # multi-turn (serving.conversations): its conversation and turn (from 0)
     turn: int | None = None
+    prefix_group: int | None = None  # serving.shared_prefix: which shared prefix its prompt started with
     text: str = ""  # the streamed answer text (a conversation's next prompt carries it)
+    reasoning_seen: bool = False  # the stream carried reasoning apart from the answer (a reasoning parser)
+    first_answer_token: float | None = None  # the first chunk with answer text (not reasoning)
 
     @property
     def ok(self) -> bool:
@@ -50,6 +53,7 @@ def write_requests(records: list[RequestRecord], path: Path, origin: float) -> P
         "scheduled_s": [rel(r.scheduled) for r in records],
         "submit_s": [rel(r.submit) for r in records],
         "first_token_s": [rel(r.first_token) for r in records],
+        "first_answer_token_s": [rel(r.first_answer_token) for r in records],  # = first_token_s without reasoning
         "prefill_start_s": [rel(r.prefill_start) for r in records],
         "end_s": [rel(r.end) for r in records],
         "input_tokens": [r.input_tokens for r in records],
@@ -62,14 +66,17 @@ def write_requests(records: list[RequestRecord], path: Path, origin: float) -> P
         "chunk_tokens": [list(r.chunk_tokens) for r in records],
         "conversation_id": [r.conversation_id for r in records],
         "turn": [r.turn for r in records],
+        "prefix_group": [r.prefix_group for r in records],
     }
     schema = pa.schema([("request", pa.int64()), ("scheduled_s", pa.float64()), ("submit_s", pa.float64()),
-                        ("first_token_s", pa.float64()), ("prefill_start_s", pa.float64()),
+                        ("first_token_s", pa.float64()), ("first_answer_token_s", pa.float64()),
+                        ("prefill_start_s", pa.float64()),
                         ("end_s", pa.float64()), ("input_tokens", pa.int64()),
                         ("output_tokens", pa.int64()), ("status", pa.string()), ("error", pa.string()),
                         ("energy_j", pa.float64()), ("adjusted_energy_j", pa.float64()),
                         ("chunk_times_s", pa.list_(pa.float64())), ("chunk_tokens", pa.list_(pa.int64())),
-                        ("conversation_id", pa.int64()), ("turn", pa.int64())])
+                        ("conversation_id", pa.int64()), ("turn", pa.int64()),
+                        ("prefix_group", pa.int64())])
     sink = pa.BufferOutputStream()
     pq.write_table(pa.table(columns, schema=schema), sink)
     return atomic_write_bytes(path, sink.getvalue().to_pybytes())

@@ -30,6 +30,7 @@ from lem_runner.measurement.operating_point import observe
 from lem_runner.measurement.quality import Flag, counter_vs_integrated, quality_flags
 from lem_runner.measurement.windows import span_energy_per_device, window_figures
 from lem_runner.prompts import load_prompts
+from lem_runner.serving.cache_metrics import cache_figures, read_counters
 from lem_runner.serving.capacity import ProbeRun, search
 from lem_runner.serving.client import LoadSpec, repeated_prompts, run_load
 from lem_runner.serving.conversations import Templater, conversation_figures, plan_conversations, run_conversations
@@ -173,7 +174,7 @@ def _measure(request: RunRequest, energy_for, environment_for, emit: Emit, phase
                    cuda_version=cuda_version)
     if cap is None:
         phase.name = "measure"
-        loaded = _load(spec, plan, energy, alive, emit, s.duration_s is None, convs, templater)
+        loaded = _load(spec, plan, energy, alive, emit, s.duration_s is None, convs, templater, server)
         phase.name = "analyse"
         return _assemble(cfg, plan_warnings, loaded, **context)
 
@@ -185,7 +186,8 @@ def _measure(request: RunRequest, energy_for, environment_for, emit: Emit, phase
         phase.name = "measure"
         emit(ProgressEvent(event="progress", message=f"capacity probe {index + 1}: {s.arrival} at {load:g} "
                            f"{'clients' if s.arrival == 'concurrency' else 'req/s'}"))
-        loaded = _load(_spec(probe_cfg, base_url, server), probe_plan, energy, alive, emit, s.duration_s is None)
+        loaded = _load(_spec(probe_cfg, base_url, server), probe_plan, energy, alive, emit, s.duration_s is None,
+                       server=server)
         phase.name = "analyse"
         figures, _ = _figures(probe_cfg, loaded, baseline.power_w if baseline is not None else None)
         name = f"capacity-probe-{index}-{REQUESTS_FILE}"
@@ -225,10 +227,13 @@ class _Loaded:
     end_time: datetime
     convs: list | None = None
     templater: object = None
+    cache: tuple = (None, None)  # the server's prefix-cache counters just before and just after the window
 
 
-def _load(spec: LoadSpec, plan, energy, alive, emit: Emit, counted: bool, convs=None, templater=None) -> _Loaded:
-    """Send ``plan`` with the energy window opened and closed by the load generator tight around the load."""
+def _load(spec: LoadSpec, plan, energy, alive, emit: Emit, counted: bool, convs=None, templater=None,
+          server: ManagedServer | None = None) -> _Loaded:
+    """Send ``plan`` with the energy window opened and closed by the load generator tight around the load; the
+    server's prefix-cache counters are read just outside the window's two edges."""
     done = [0]
     n_sends = sum(len(c.users) for c in convs) if convs is not None else len(plan)
 
@@ -249,6 +254,8 @@ def _load(spec: LoadSpec, plan, energy, alive, emit: Emit, counted: bool, convs=
         window[-1] = energy.stop_tracking()
         loads.append(load_snapshot())
 
+    names = server.command.prefix_cache_metrics if server is not None else None
+    before = read_counters(server, names)
     try:
         if convs is not None:
             records, t0 = run_conversations(spec, convs, templater, alive=alive, on_done=on_done,
@@ -262,7 +269,8 @@ def _load(spec: LoadSpec, plan, energy, alive, emit: Emit, counted: bool, convs=
                 energy.stop_tracking()
         raise
     reading = window[-1] if window and window[-1] is not None else energy.stop_tracking()
-    return _Loaded(plan, records, t0, reading, loads, datetime.now(UTC), convs, templater)
+    after = read_counters(server, names)
+    return _Loaded(plan, records, t0, reading, loads, datetime.now(UTC), convs, templater, (before, after))
 
 
 def _figures(cfg, loaded: _Loaded, baseline_w: float | None):
@@ -298,6 +306,11 @@ def _assemble(cfg, plan_warnings: list[str], loaded: _Loaded, *, request: RunReq
     figures, (between, reason) = _figures(cfg, loaded, baseline_w)
     figures.server = figures.server or (server.command.name if server else f"endpoint {s.endpoint}")
     figures.server_start_s = start_s
+    cache = cache_figures(*loaded.cache, server.command.prefix_cache_metrics if server else None,
+                          server.command.name if server else None)
+    figures.prefix_cache_hit_rate, figures.prefix_cache_queried_tokens = cache.hit_rate, cache.queried_tokens
+    figures.prefix_cache_hit_tokens, figures.prefix_cache_source = cache.hit_tokens, cache.source
+    figures.prefix_cache_unavailable_reason = cache.reason
     if loaded.convs is not None:
         figures.conversations = conversation_figures(records, loaded.templater.format)  # after serving_figures' energy_j
     figures.server_log = LOG_FILE if server else None

@@ -27,6 +27,7 @@ class PlannedRequest:
     arrival_s: float | None  # offset from the load's start; None in a closed loop (sent when a client is free)
     prompt: str | list[int]  # text, or token ids when an exact input length was asked for
     max_tokens: int
+    prefix_group: int | None = None  # serving.shared_prefix: the shared prefix its prompt starts with
 
 
 def arrival_offsets(arrival: str, rate: float, burstiness: float, n: int, rng: random.Random,
@@ -107,4 +108,6 @@ def plan_requests(cfg: ExperimentConfig, prompts: list[str], workload: list[Work
         else:
             prompt = prompts[i % len(prompts)]
         planned.append(PlannedRequest(i, offset, prompt, n_out))
-    return planned
+    from lem_runner.serving.prefix import with_shared_prefix  # it builds on PlannedRequest
+
+    return with_shared_prefix(planned, s.shared_prefix, cfg.seed if s.seed is None else s.seed, vocab)

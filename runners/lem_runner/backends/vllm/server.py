@@ -10,6 +10,11 @@ import sys
 from lem_runner.backends.server import SERVED_NAME, ServerCommand, cli_flag
 from lem_runner.contract.config import ExperimentConfig
 
+#: vLLM V1's prefix-cache counters (prometheus_client exposes a counter named X as X_total), in tokens: queried (the
+#: prompt tokens looked up in the cache at scheduling) and hit (those found cached). Present with caching off too,
+#: then staying at 0 (no lookups).
+PREFIX_CACHE_METRICS = ("vllm:prefix_cache_queries_total", "vllm:prefix_cache_hits_total")
+
 
 def vllm_command(cfg: ExperimentConfig, model_path: str, port: int, on_cpu: bool) -> ServerCommand:
     from lem_runner.backends.vllm.backend import eager_mode, engine_args
@@ -36,4 +41,4 @@ def vllm_command(cfg: ExperimentConfig, model_path: str, port: int, on_cpu: bool
         reset = ("/reset_prefix_cache",)
     return ServerCommand("vllm.entrypoints.openai.api_server", argv, env, batch_size=args.get("max_num_seqs"),
                          busy_metrics=("vllm:num_requests_running", "vllm:num_requests_waiting"),
-                         reset_routes=reset)
+                         reset_routes=reset, prefix_cache_metrics=PREFIX_CACHE_METRICS)
