@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import run_lem, write_yaml
 from lem_runner.contract import ExperimentResult
+from llamacpp_truth import library_prompt_tokens
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None,
                                 reason="llama-cpp-python is not installed (make llamacpp builds and installs it)")
@@ -119,17 +120,6 @@ SERVING_PROMPTS = ["The river", "Light on the water over the stone bridge", "<|i
                    "A garden of numbers and a window of paper in winter, with a long story about music"]
 
 
-def _library_prompt_tokens(prompts: list[str]) -> list[int]:
-    """The truth, from llama-cpp-python alone: its own completion's usage.prompt_tokens for each prompt."""
-    import llama_cpp
-    from llenergymeasure.models.embedded import _gguf_path
-
-    llm = llama_cpp.Llama(model_path=str(_gguf_path()), n_ctx=128, n_threads=1, verbose=False)
-    counts = [llm.create_completion(p, max_tokens=1, temperature=0.0)["usage"]["prompt_tokens"] for p in prompts]
-    llm.close()
-    return counts
-
-
 def test_a_serving_run_on_llama_cpp_pythons_server_writes_every_request(tmp_path):
     prompts = tmp_path / "serve.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in SERVING_PROMPTS), encoding="utf-8")
@@ -162,6 +152,6 @@ serving:
     result = ExperimentResult.model_validate_json((run / "result.json").read_text())
     assert result.output_tokens == 24 and result.serving.n_ok == 4
     # input tokens, from the usage chunk lem's middleware adds (the library's stream has none): each prompt's own
-    truth = _library_prompt_tokens(SERVING_PROMPTS)
+    truth = library_prompt_tokens(SERVING_PROMPTS)
     assert len(set(truth)) == 4 and sorted(r["input_tokens"] for r in rows) == sorted(truth), truth
     assert result.whole_run.input_tokens == sum(truth)
