@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from lem_runner.contract.serving import ConversationConfig  # noqa: E402  (conversation.py builds on serving.py)
+from lem_runner.contract.conversation import ConversationConfig  # noqa: E402
 from lem_runner.measurement.latency import percentile  # noqa: E402
 from lem_runner.serving.client import LoadSpec  # noqa: E402
 from lem_runner.serving.conversations import (  # noqa: E402
