@@ -88,6 +88,7 @@ bench: venv docker-up base-image slurm-up
 	$(BIN)/python bench/gpu.py
 	$(BIN)/python bench/serving.py
 	$(BIN)/python bench/capacity.py
+	$(BIN)/python bench/conversations.py
 	$(BIN)/python bench/report.py
 
 docker-up:

@@ -135,6 +135,22 @@ def capacity_rows(found: tuple[Path, dict] | None) -> list[str]:
             f"{_verdict(r['meets'])} | `{_rel(path)}` |"]
 
 
+def conversation_rows(found: tuple[Path, dict] | None) -> list[str]:
+    """Multi-turn correctness and think-time lag (bench/conversations.py): the worst lag p99 over its cases, with
+    the history and think-time checks that must hold beside it."""
+    cmd = "`python bench/conversations.py`"
+    target = "lag p99 ≤ 5 ms; every history in order, no think time skipped"
+    if found is None:
+        return [f"| multi-turn think-time lag | {cmd} | not run yet | {target} | — | — |"]
+    path, r = found
+    prompts = sum(x["prompts_checked"] for x in r["runs"])
+    wrong = sum(len(x["history_wrong"]) for x in r["runs"])
+    skipped = sum(len(x["think_skipped"]) for x in r["runs"])
+    return [f"| multi-turn think-time lag | {cmd} | worst lag p99 {r['worst_lag_p99_ms']:.2f} ms over "
+            f"{len(r['runs'])} cases (stub server; open and closed loop); {prompts} prompts checked, {wrong} with a "
+            f"wrong history, {skipped} think times skipped | {target} | {_verdict(r['meets'])} | `{_rel(path)}` |"]
+
+
 def _open_loop_rows(path: Path, o: dict | None) -> list[str]:
     """The open-loop agreement: one Poisson schedule replayed through lem (trace arrival) and vLLM's own request
     function; or a row saying the agreement file has none yet."""
@@ -431,6 +447,7 @@ def main() -> None:
                      f"{_verdict(p['scheduler_calls_per_poll'] == 1)} | `{path.relative_to(ROOT)}` |")
     lines += _serving_rows()
     lines += capacity_rows(_latest("capacity"))
+    lines += conversation_rows(_latest("conversations"))
     gpu = _latest("gpu", "-2*.json")
     lines += _gpu_rows(gpu)
     machine = (iso or fid or (None, {}))[1].get("machine", {})

@@ -16,7 +16,9 @@ never reaches its answer).
 ``/metrics`` gives vLLM's two load gauges (Prometheus text, with vLLM's labels): requests being answered as
 ``vllm:num_requests_running``, and ``vllm:num_requests_waiting`` 0; ``POST /reset_prefix_cache`` counts its calls in
 ``resets`` and answers ``reset_status`` with vLLM's body, ``{"success": reset_success}``. ``events`` records resets
-and completion requests (with their prompts) in the order they arrived.
+and completion requests (with their prompts) in the order they arrived. ``GET /answers`` returns ``answers`` as JSON
+(for a stub in its own process: bench/conversations.py; its perf_counter stamps are CLOCK_MONOTONIC, the client's
+clock too).
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ class StubServer:
         self.reset_status = 200
         self.reset_success = True
         # per completion request, in arrival order: (prompt, streamed answer text, perf_counter at its arrival,
-        # perf_counter after its last byte) -- a multi-turn test's truth of what each next prompt must hold
+        # perf_counter after its last token and usage, just before [DONE]) -- a multi-turn test's truth of what each
+        # next prompt must hold
         self.answers: list[tuple[object, str, float, float]] = []
         self.numbered = 0
 
@@ -120,8 +123,9 @@ class StubServer:
             await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
         usage = {"prompt_tokens": n_in, "completion_tokens": n, "total_tokens": n_in + n}
         await resp.write(f"data: {json.dumps({'id': 'x', 'choices': [], 'usage': usage})}\n\n".encode())
-        await resp.write(b"data: [DONE]\n\n")
+        # recorded before [DONE]: a client that has its whole answer finds it here (after [DONE] it could look first)
         self.answers.append((prompt, "".join(text), arrived, time.perf_counter()))
+        await resp.write(b"data: [DONE]\n\n")
         return resp
 
     async def _models(self, request: web.Request) -> web.Response:
@@ -133,6 +137,9 @@ class StubServer:
 
     async def _arrivals(self, request: web.Request) -> web.Response:
         return web.json_response(self.arrivals)
+
+    async def _answers(self, request: web.Request) -> web.Response:
+        return web.json_response(self.answers)
 
     def start(self) -> StubServer:
         sock = socket.socket()
@@ -148,6 +155,7 @@ class StubServer:
             app.router.add_get("/health", self._health)
             app.router.add_get("/v1/models", self._models)
             app.router.add_get("/arrivals", self._arrivals)
+            app.router.add_get("/answers", self._answers)
             app.router.add_get("/metrics", self._metrics)
             app.router.add_post("/reset_prefix_cache", self._reset)
             self._runner = web.AppRunner(app, access_log=None)
@@ -209,7 +217,8 @@ if __name__ == "__main__":  # as its own process (bench/serving.py): prints its 
     import sys
     import time
 
-    server = StubServer().start()
+    # optional arguments: ttft_s token_delay_s (bench/conversations.py)
+    server = StubServer(*(float(a) for a in sys.argv[1:3])).start()
     print(server.port, flush=True)
     sys.stdout.close()
     while True:

@@ -10,7 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from lem_runner.contract import ExperimentConfig, nvml
-from lem_runner.contract.backends import GIB, MemoryTraits
+from lem_runner.contract.backends import GIB, MemoryTraits, ModelFootprint
 from lem_runner.contract.checkpoint import checkpoint_shapes, llama_like_size, read_hf_config, stored_parameters
 
 #: bytes per element of each compute dtype
@@ -144,8 +144,10 @@ def _kv_bytes(config: ExperimentConfig, hf: dict) -> float:
     return _dtype_bytes(config, hf)
 
 
-def estimate(config: ExperimentConfig, model_dir: Path | None, label: str, device: Device) -> MemoryEstimate:
-    """One point's estimate (see docs/method.md, "Memory estimate")."""
+def estimate(config: ExperimentConfig, model_dir: Path | None, label: str, device: Device,
+             footprint: ModelFootprint | None = None) -> MemoryEstimate:
+    """One point's estimate (see docs/method.md, "Memory estimate"); ``footprint``: what the backend read from its
+    model file itself (a GGUF), used instead of config.json."""
     traits, knob_value = _traits(config, device)
     batch = traits.batch
     common = dict(label=label, backend=config.backend, device=device, batch=batch, batch_size=knob_value,
@@ -154,6 +156,8 @@ def estimate(config: ExperimentConfig, model_dir: Path | None, label: str, devic
         return MemoryEstimate(**common, parameters=None, weights=None, kv_cache=None, activations=None,
                               parameters_source=f"lem starts no server: it drives yours at {config.serving.endpoint}, "
                               "whose memory is its own", budget=None, budget_rule="not estimated")
+    if footprint is not None:
+        return _from_footprint(config, footprint, common, device)
     hf = read_hf_config(model_dir) if model_dir is not None else None
     if hf is None:
         why = "no config.json on this host yet (the runner downloads the model, or converts the embedded one, "\
@@ -231,6 +235,38 @@ def estimate(config: ExperimentConfig, model_dir: Path | None, label: str, devic
                           notes=tuple(notes))
 
 
+def _from_footprint(config: ExperimentConfig, f: ModelFootprint, common: dict, device: Device) -> MemoryEstimate:
+    """Weights as the file stores them, the KV cache the engine allocates for its context, and the activation term
+    at float32 (one layer's live tensors during prefill, plus the float32 logits)."""
+    batch = common["batch"]
+    kv = f.kv_bytes * batch
+    activations = batch * config.max_input_tokens * (4 * f.hidden + 2 * f.intermediate) * 4 + batch * f.vocab * 4
+    total = f.weight_bytes + kv + activations
+    budget = device.memory_bytes
+    problems = ((f"needs ~{size(total)} (weights {size(f.weight_bytes)} + KV cache {size(kv)} + activations "
+                 f"{size(activations)}) but {device.name} offers {size(budget)}",)
+                if budget is not None and total > budget else ())
+    return MemoryEstimate(**common, parameters=f.parameters, parameters_source=f.source, weights=f.weight_bytes,
+                          kv_cache=kv, activations=activations, budget=budget,
+                          budget_rule=f"{device.name}; KV for {f.context_tokens} tokens", problems=problems,
+                          notes=f.notes)
+
+
+def _footprint(config: ExperimentConfig) -> ModelFootprint | None:
+    """The backend's own reading of its model file (spec ``footprint``), where it has one and the file is here."""
+    if not config.spec.footprint or (config.scenario == "serving" and config.serving.endpoint is not None):
+        return None
+    from llenergymeasure.errors import ConfigError
+    from llenergymeasure.models import resolve_model
+
+    try:
+        model = resolve_model(config)
+    except ConfigError:
+        return None
+    path = Path(model.host_path) if model.mount_root is not None else None
+    return config.spec.model_footprint(config, path) if path is not None and path.is_file() else None
+
+
 def _model_dir(config: ExperimentConfig) -> Path | None:
     """The model's folder on this host, as a run resolves it; None for one the runner would download, or the
     embedded model before its first run converts it (a dry run converts nothing)."""
@@ -247,7 +283,12 @@ def _model_dir(config: ExperimentConfig) -> Path | None:
 
 def estimate_points(points: list[tuple[str, ExperimentConfig]], device_of=device_for) -> list[MemoryEstimate]:
     """Every (label, config) point of a plan, each against the device it would run on."""
-    return [estimate(config, _model_dir(config), label, device_of(config)) for label, config in points]
+    out = []
+    for label, config in points:
+        footprint = _footprint(config)
+        model_dir = None if footprint is not None else _model_dir(config)
+        out.append(estimate(config, model_dir, label, device_of(config), footprint))
+    return out
 
 
 def render_estimates(console, estimates: list[MemoryEstimate]) -> None:

@@ -1,13 +1,18 @@
 """`lem run --isolated` on the llamacpp backend: the runner in its CPU image (the host's llama-cpp-python wheel,
-nothing compiled in the image), the embedded GGUF mounted read-only, the same token counts as a local run."""
+nothing compiled in the image), the embedded GGUF mounted read-only, the same token counts as a local run; and a
+serving run in the image, llama-cpp-python's server behind lem's usage middleware, each request's input tokens the
+library's own count."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 
+import pyarrow.parquet as pq
 import pytest
 from conftest import run_lem, write_yaml
 from lem_runner.contract import ExperimentResult
+from llamacpp_truth import library_prompt_tokens
 
 pytestmark = [pytest.mark.docker,
               pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None,
@@ -49,3 +54,28 @@ llamacpp: {n_threads: 1, n_threads_batch: 1}
     assert b.model_path == "/lem/model/SmolLM2-135M-Instruct.Q4_1.gguf"
     assert b.environment.libraries["llama-cpp-python"] == a.environment.libraries["llama-cpp-python"]
     assert b.total_energy_j is None and b.energy.unavailable_reason
+
+
+def test_isolated_llamacpp_serving_counts_each_requests_input_tokens(tmp_path, llamacpp_image, no_leftover_containers):
+    texts = ["The river", "Light on the water over the stone bridge"]
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": t}) + "\n" for t in texts), encoding="utf-8")
+    cfg = write_yaml(tmp_path / "serve.yaml", f"""\
+name: llamacpp-serving-isolated
+model: "embedded:SmolLM2-135M-Instruct"
+backend: llamacpp
+scenario: serving
+n_prompts: 2
+prompts: {{source: jsonl, path: {prompts}}}
+max_output_tokens: 6
+force_output_length: true
+llamacpp: {{n_threads: 1, n_threads_batch: 1}}
+serving: {{arrival: concurrency, concurrency: 1, n_requests: 2, warmup_requests: 1}}
+""")
+    proc = run_lem("run", str(cfg), "-o", str(tmp_path / "out"), "--isolated", timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run,) = [p for p in (tmp_path / "out").iterdir() if p.is_dir()]
+    rows = pq.read_table(run / "requests.parquet").to_pylist()
+    assert sorted(r["input_tokens"] for r in rows) == sorted(library_prompt_tokens(texts))
+    assert [r["output_tokens"] for r in rows] == [6, 6] and all(r["status"] == "ok" for r in rows)
+    assert "usage_server" in _result(tmp_path / "out").serving.server

@@ -1,6 +1,6 @@
 """The llamacpp backend for real: llama-cpp-python on the embedded SmolLM2 GGUF as it is (135M, Q4_1), through the
 real CLI and runner subprocess; a pass-through key the installed Llama lacks refused before anything loads; a
-serving run on llama-cpp-python's own server. Skipped only where llama-cpp-python is not installed."""
+serving run on llama-cpp-python's own server (input tokens exact: the library's own count). Skipped only where llama-cpp-python is not installed."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import run_lem, write_yaml
 from lem_runner.contract import ExperimentResult
+from llamacpp_truth import library_prompt_tokens
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None,
                                 reason="llama-cpp-python is not installed (make llamacpp builds and installs it)")
@@ -114,12 +115,21 @@ llamacpp: {{llama_args: {{n_ctxx: 64, rope_freq_base: 10000.0}}}}
     assert "Traceback" not in text
 
 
+#: serving prompts of distinct lengths, one with a special token the tokenizer must parse as one
+SERVING_PROMPTS = ["The river", "Light on the water over the stone bridge", "<|im_start|>user\nhello",
+                   "A garden of numbers and a window of paper in winter, with a long story about music"]
+
+
 def test_a_serving_run_on_llama_cpp_pythons_server_writes_every_request(tmp_path):
+    prompts = tmp_path / "serve.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in SERVING_PROMPTS), encoding="utf-8")
     cfg = write_yaml(tmp_path / "serve.yaml", f"""\
 name: serve-llamacpp
 model: "{EMBEDDED}"
 backend: llamacpp
 scenario: serving
+n_prompts: 4
+prompts: {{source: jsonl, path: {prompts}}}
 max_output_tokens: 6
 force_output_length: true
 runner: local
@@ -141,3 +151,7 @@ serving:
     assert all(r["submit_s"] <= r["first_token_s"] <= r["end_s"] for r in rows)
     result = ExperimentResult.model_validate_json((run / "result.json").read_text())
     assert result.output_tokens == 24 and result.serving.n_ok == 4
+    # input tokens, from the usage chunk lem's middleware adds (the library's stream has none): each prompt's own
+    truth = library_prompt_tokens(SERVING_PROMPTS)
+    assert len(set(truth)) == 4 and sorted(r["input_tokens"] for r in rows) == sorted(truth), truth
+    assert result.whole_run.input_tokens == sum(truth)

@@ -15,6 +15,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def report():
+    if str(ROOT / "bench") not in sys.path:  # report.py imports its sibling provenance.py, as when run from bench/
+        sys.path.insert(0, str(ROOT / "bench"))
     spec = importlib.util.spec_from_file_location("bench_report", ROOT / "bench" / "report.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules["bench_report"] = module
@@ -63,3 +65,12 @@ def test_the_capacity_row_gives_the_worst_error_and_most_probes_against_the_fixe
     (row,) = report.capacity_rows((tmp_path / "capacity-1.json", data))
     assert "worst 6.0% off, at most 8 probes" in row and "within 5% in ≤ 8 probes" in row and "falls short" in row
     assert "not run yet" in report.capacity_rows(None)[0]
+
+
+def test_the_multi_turn_row_gives_the_worst_lag_and_the_history_checks(report, tmp_path):
+    runs = [{"prompts_checked": 192, "history_wrong": [], "think_skipped": [], "lag_p99_ms": p} for p in (1.5, 6.2)]
+    data = {"runs": runs, "worst_lag_p99_ms": 6.2, "meets": False}
+    (row,) = report.conversation_rows((tmp_path / "conversations-1.json", data))
+    assert "worst lag p99 6.20 ms over 2 cases" in row and "384 prompts checked, 0 with a wrong history" in row
+    assert "lag p99 ≤ 5 ms" in row and "falls short" in row
+    assert "not run yet" in report.conversation_rows(None)[0]

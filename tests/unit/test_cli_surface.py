@@ -94,3 +94,17 @@ def test_output_paths_resolve_and_only_unresolvable_links_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="is under .*, a file, not a folder"):
         resolve_output(tmp_path / "f" / "x.csv", folder=False)
     assert resolve_output(tmp_path / "work" / "x.csv", folder=False) == tmp_path / "work" / "x.csv"
+
+
+def test_the_readme_serving_examples_are_valid():
+    # every yaml block of README "Serving" (a whole config, or a serving: section over a serving experiment)
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Serving: a server under load", 1)[1].split("\n## ", 1)[0]
+    blocks = [b.split("```", 1)[0] for b in section.split("```yaml\n")[1:]]
+    assert len(blocks) >= 3
+    sections = set()
+    for block in blocks:
+        data = yaml.safe_load(block)
+        cfg = ExperimentConfig.model_validate({"model": "x", "scenario": "serving", **data})
+        sections |= {f for f in ("conversations", "shared_prefix", "capacity") if getattr(cfg.serving, f) is not None}
+    assert sections == {"conversations", "shared_prefix", "capacity"}

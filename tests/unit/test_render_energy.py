@@ -73,6 +73,26 @@ def test_phases_of_a_window_the_counter_never_updated_in_render_null_with_the_re
     assert phase_lines and all("null" in ln for ln in phase_lines)
 
 
+def test_multi_turn_figures_are_shown_per_conversation_and_per_turn_in_80_columns(tmp_path):
+    from lem_runner.contract.conversation import TEMPLATED
+
+    turns = [{"turn": k, "n": 4, "n_ok": 4, "input_tokens_mean": 20.0 + 30 * k, "ttft_p50_ms": 10.0 + k,
+              "tpot_p50_ms": 5.0, "e2e_p50_ms": 40.0, "energy_j": 8.0, "energy_mean_j": 2.0} for k in range(10)]
+    conv = {"n_conversations": 4, "n_complete": 3, "turns_sent": 40, "prompt_format": TEMPLATED,
+            "think_lag_p50_ms": 0.25, "think_lag_p99_ms": 3.5, "duration_mean_s": 12.5,
+            "energy_per_conversation_mean_j": 20.0, "energy_per_conversation_p50_j": 19.0, "by_turn": turns}
+    r = make_result(serving={**SERVING, "conversations": conv})
+    rows = dict(serving_rows(r))
+    assert rows["conversations"] == "3 of 4 complete · 40 turns sent · mean 12.5 s · prompts by chat template"
+    assert rows["per conversation"] == "J mean 20 J · p50 19 J · think lag p50 / p99 0.25 / 3.50 ms"
+    assert rows["turn 2"] == "4/4 ok · prompt 80 tok · TTFT p50 12 ms · TPOT p50 5 ms · J mean 2 J"
+    assert "turn 8" not in rows and rows["later turns"].startswith("2 more in result.json")
+    console = Console(width=80, record=True)
+    render_experiment(console, Experiment(path=tmp_path, result=r, config=r.config))
+    text = console.export_text()
+    assert "turn 7" in text and max(len(line) for line in text.splitlines()) <= 80
+
+
 def test_energy_per_answer_the_first_answer_token_and_the_prefix_cache_have_their_rows():
     e = {"n": 20, "mean_j": 2.5, "p50_j": 2.0, "p90_j": 4.0}
     ttfat = {"n": 19, "mean_ms": 300.0, "p50_ms": 280.0, "p90_ms": 400.0, "p99_ms": 450.0, "min_ms": 200.0,

@@ -214,3 +214,19 @@ def test_each_flops_name_covers_one_span_in_result_json_and_the_export(tmp_path)
     assert row["headline_achieved_flops_per_s"] == pytest.approx(30.4e6 / result.inference_time_s)
     # no export column shares a name with a result.json flops field of another span
     assert not {"total_flops", "flops_per_output_token", "achieved_flops_per_s"} & set(COLUMN_NAMES)
+
+
+def test_multi_turn_columns_read_the_conversation_figures_and_stay_null_without_them(tmp_path):
+    serving = {"arrival": "poisson", "n_requests": 8, "n_ok": 8, "n_errors": 0, "n_timeouts": 0, "duration_s": 2.0,
+               "completed_rate_rps": 4.0,
+               "output_tokens_per_s": 10.0, "inflight_mean": 1.0, "inflight_median": 1.0, "inflight_max": 1,
+               "idle_time_s": 0.5}
+    conv = {"n_conversations": 4, "n_complete": 3, "turns_sent": 8, "prompt_format": "plain",
+            "think_lag_p50_ms": 0.2, "think_lag_p99_ms": 3.5, "duration_mean_s": 1.25,
+            "energy_per_conversation_mean_j": 20.0}
+    r = make_result(serving={**serving, "conversations": conv})
+    row = flatten(Experiment(tmp_path, r, config=r.config))
+    assert (row["conversations_complete"], row["conversation_duration_mean_s"], row["energy_per_conversation_mean_j"],
+            row["think_lag_p99_ms"]) == (3, 1.25, 20.0, 3.5)
+    row = flatten(Experiment(tmp_path, make_result(serving=serving), config=r.config))
+    assert row["conversations_complete"] is None and row["energy_per_conversation_mean_j"] is None

@@ -5,6 +5,7 @@ attributed energies (known power); bad sections are refused."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from lem_runner.contract.serving import ServingConfig, SLOConfig
 from lem_runner.serving.client import LoadSpec
@@ -57,10 +58,13 @@ def test_each_turn_sends_the_whole_history_after_the_think_time(clients):
         by_conv.setdefault(r.conversation_id, []).append(r)
     lags = sorted((rs[k].submit - (rs[k - 1].end + THINK_S)) * 1000 for rs in by_conv.values()
                   for k in range(1, len(rs)))
-    assert lags[0] >= 0 and lags[int(0.99 * (len(lags) - 1))] <= 5.0, lags
+    # correctness only: no turn sent before its think time was over (how small the lag is, p99 <= 5 ms, is a
+    # measured target: bench/conversations.py, in BENCHMARKS.md)
+    assert len(lags) == 8 and lags[0] >= 0, lags
     f = conversation_figures(records, "plain")
     assert f.n_conversations == 4 and f.n_complete == 4 and [t.turn for t in f.by_turn] == [0, 1, 2]
-    assert f.think_lag_p99_ms == pytest.approx(max(lags), abs=0.5) or f.think_lag_p99_ms <= 5.0
+    assert f.think_lag_p50_ms == pytest.approx(np.percentile(lags, 50), abs=1e-6)
+    assert f.think_lag_p99_ms == pytest.approx(np.percentile(lags, 99), abs=1e-6)
     # the history grows: the server's usage counts more prompt words each turn
     ins = [t.input_tokens_mean for t in f.by_turn]
     assert ins[0] < ins[1] < ins[2]
@@ -101,3 +105,27 @@ def test_energy_per_conversation_and_turn_sums_the_request_attribution():
 def test_a_think_time_without_its_parameters_is_refused(section, field):
     with pytest.raises(ValidationError, match=field):
         ServingConfig(rate=1.0, conversations=section)
+
+
+def test_a_template_that_writes_its_own_bos_is_sent_without_it_when_the_tokenizer_adds_one(tmp_path, tiny_model_path):
+    # the server tokenizes the completions prompt with its special tokens (vLLM: add_special_tokens), as the chat
+    # route does not: a template that writes BOS on a tokenizer that adds one would reach the model with two
+    import shutil
+
+    from lem_runner.serving.conversations import Templater
+    from tokenizers import processors
+    from transformers import AutoTokenizer
+
+    model = tmp_path / "m"
+    shutil.copytree(tiny_model_path, model)
+    tok = AutoTokenizer.from_pretrained(model)
+    tok._tokenizer.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[
+        ("<s>", tok.bos_token_id)])
+    tok.chat_template = "{{ bos_token }}{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"
+    tok.save_pretrained(model)
+    tok = AutoTokenizer.from_pretrained(model)
+    assert tok("hi")["input_ids"][0] == tok.bos_token_id  # this tokenizer adds BOS itself
+    prompt = Templater(str(model))([("user", "hello"), ("assistant", "hi"), ("user", "again")])
+    ids = tok(prompt)["input_ids"]
+    assert ids.count(tok.bos_token_id) == 1 and ids[0] == tok.bos_token_id
+    assert prompt.endswith("[user] again\n") and "[assistant] hi" in prompt

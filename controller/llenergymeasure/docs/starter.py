@@ -1,6 +1,7 @@
 """The commented starter configs ``lem config init`` writes: the fields a first measurement needs, each with a line
 saying what it does, everything else left at its default (docs/config-reference.md lists them all). Tests load both
-through the real loader, so a starter file always validates."""
+through the real loader, so a starter file always validates; the serving starter's commented examples (multi-turn,
+shared prefix, capacity) validate too once uncommented as their header line says (tests/unit/test_starter.py)."""
 
 from __future__ import annotations
 
@@ -75,9 +76,24 @@ serving:
   slo: {{ttft_ms: 1000, tpot_ms: 100}}                 # milliseconds; goodput and J per good output token
   warmup_requests: 2             # sent one by one before the window; never counted
   # endpoint: http://127.0.0.1:8000/v1                # a server you already run: lem starts none
-  # capacity: {{good_share: 0.9, rate_min: 1, rate_max: 16}}  # instead of rate: the highest rate at which
-  #                                                  # >= 90 % of requests meet slo (bracket, then bisect; each probe
-  #                                                  # is this load at one rate; concurrency_min/max for a closed loop)
+
+  # Multi-turn: uncomment, and delete n_requests and input_tokens above (rate is then new conversations per second).
+  # Each turn's prompt is the whole history so far (chat-templated where the model has a template) plus a new
+  # user message, sent when the previous answer has arrived plus a think time.
+  # conversations:
+  #   n_conversations: 8
+  #   turns: 4                                       # user turns per conversation (or a distribution)
+  #   user_tokens: {{dist: uniform, min: 16, max: 64}}   # words in each new user message
+  #   think_time: {{dist: exponential, mean: 2}}       # seconds; fixed (value) | uniform | lognormal
+
+  # Shared prefix: uncomment (a system prompt of `tokens` tokens ahead of every request, in `groups` variants,
+  # so the engine's prefix cache is exercised; sweep vllm.enable_prefix_caching: [true, false] beside it).
+  # shared_prefix: {{tokens: 256, groups: 4}}
+
+  # Capacity: uncomment, and delete rate above: instead of one rate, the highest rate at which >= good_share of
+  # requests meet slo (bracket, then bisect; each probe is this load at one rate; with arrival: concurrency,
+  # concurrency_min/concurrency_max instead).
+  # capacity: {{good_share: 0.9, rate_min: 1, rate_max: 16}}
 
 energy:
   sampler: auto                  # NVML on GPUs; on CPU RAPL where readable, else energy is null with the reason

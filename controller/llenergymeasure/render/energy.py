@@ -5,6 +5,7 @@ side and labelled as such; a figure not measured says why."""
 from __future__ import annotations
 
 from lem_runner.contract import ExperimentResult
+from lem_runner.contract.conversation import TEMPLATED
 from rich.markup import escape
 
 from llenergymeasure.render.text import figure, latency, slo_text
@@ -112,6 +113,32 @@ def capacity_rows(c) -> list[tuple[str, str]]:
     return rows
 
 
+#: turn indices shown on screen; the rest are in result.json (serving.conversations.by_turn)
+TURNS_SHOWN = 8
+
+
+def conversation_rows(c) -> list[tuple[str, str]]:
+    """Multi-turn figures on screen (docs/method.md, "Serving", multi-turn conversations): per conversation, then
+    per turn index."""
+    prompt = "chat template" if c.prompt_format == TEMPLATED else "plain role labels"
+    lag = ("-" if c.think_lag_p50_ms is None else
+           f"{c.think_lag_p50_ms:.2f} / {c.think_lag_p99_ms:.2f} ms")
+    rows = [("conversations", f"{c.n_complete} of {c.n_conversations} complete · {c.turns_sent} turns sent · "
+                              f"mean {figure(c.duration_mean_s, 's', '.3g')} · prompts by {prompt}"),
+            ("per conversation", f"J mean {figure(c.energy_per_conversation_mean_j, 'J')} · p50 "
+                                 f"{figure(c.energy_per_conversation_p50_j, 'J')} · think lag p50 / p99 {lag}")]
+    for t in c.by_turn[:TURNS_SHOWN]:
+        prompt_tokens = "-" if t.input_tokens_mean is None else f"{t.input_tokens_mean:.0f}"
+        rows.append((f"turn {t.turn}", f"{t.n_ok}/{t.n} ok · prompt {prompt_tokens} tok · TTFT p50 "
+                                       f"{figure(t.ttft_p50_ms, 'ms', '.3g')} · TPOT p50 "
+                                       f"{figure(t.tpot_p50_ms, 'ms', '.3g')} · J mean "
+                                       f"{figure(t.energy_mean_j, 'J')}"))
+    if len(c.by_turn) > TURNS_SHOWN:
+        rows.append(("later turns", f"{len(c.by_turn) - TURNS_SHOWN} more in result.json "
+                                    "(serving.conversations.by_turn)"))
+    return rows
+
+
 def serving_rows(result: ExperimentResult) -> list[tuple[str, str]]:
     """The serving figures on screen (definitions: docs/method.md, "Serving")."""
     s = result.serving
@@ -129,6 +156,8 @@ def serving_rows(result: ExperimentResult) -> list[tuple[str, str]]:
                                     f" · J per good output token {figure(s.energy_per_good_token_j, 'J')}"))
     if s.capacity is not None:
         rows += capacity_rows(s.capacity)
+    if s.conversations is not None:
+        rows += conversation_rows(s.conversations)
     if s.energy_per_request is not None:
         e = s.energy_per_request
         rows.append(("J/answer", f"mean {e.mean_j:.4g} · p50 {e.p50_j:.4g} · p90 {e.p90_j:.4g} J · J/token "

@@ -207,6 +207,9 @@ COLUMNS: list[Column] = [
     # serving.capacity's search (null without one): capacity per point of a sweep
     *_fig("capacity_found", "capacity_rate_per_s", "capacity_clients", "capacity_goodput_per_s",
           "capacity_energy_per_good_token_j", "capacity_energy_per_request_j", "capacity_probes"),
+    # serving.conversations (null without it): per conversation; per turn index in result.json's by_turn
+    *_fig("conversations_complete", "conversation_duration_mean_s", "energy_per_conversation_mean_j",
+          "think_lag_p99_ms"),
 ]
 
 COLUMN_NAMES = [c.name for c in COLUMNS]

@@ -241,6 +241,16 @@ FIGURES: list[Metric] = [
            "capacity search: the capacity probe's window energy / its requests completed ok", "lower"),
     Metric("capacity_probes", None, "", "capacity search: probes run", kind="int",
            compute=lambda r: len(r.serving.capacity.probes) if r.serving and r.serving.capacity else None),
+    # serving.conversations (null without it); definitions in docs/method.md, "Serving", multi-turn conversations
+    Metric("conversations_complete", "serving.conversations.n_complete", "", "multi-turn: conversations whose every "
+           "turn completed", kind="int"),
+    Metric("conversation_duration_mean_s", "serving.conversations.duration_mean_s", "s",
+           "multi-turn: mean span of a complete conversation, first submission to last answer's end (think time in)"),
+    Metric("energy_per_conversation_mean_j", "serving.conversations.energy_per_conversation_mean_j", "J",
+           "multi-turn: mean over complete conversations of the sum of their requests' attributed energy", "lower",
+           label="J/conversation"),
+    Metric("think_lag_p99_ms", "serving.conversations.think_lag_p99_ms", "ms", "multi-turn: p99 of a later "
+           "turn's submission - (previous answer's end + think time)", "lower"),
 ]
 
 METRICS: dict[str, Metric] = {m.key: m for m in FIGURES}

@@ -4,9 +4,11 @@ dot) and marks the Pareto front. A power plot per run that kept a timeseries sho
 measurement window shaded. Nothing is drawn that the result does not hold: with no energy measured (CPU runs) the
 efficiency plot shows throughput only and says why; serving runs get serving.png (results/serving_plot.py: J/token
 and J/good-token against the offered load, the latency–energy front), and a run with a capacity search gets
-capacity-<experiment> (results/capacity_plot.py: goodput and J/good-token per probe, the capacity marked), runs with
-quality figures quality.png (results/quality_plot.py: J/token against KL or task accuracy, with the front); prefill spans are shaded where the result recorded them (older
-results hold phase totals only, stated in a box)."""
+capacity-<experiment> (results/capacity_plot.py: goodput and J/good-token per probe, the capacity marked); a
+multi-turn run gets conversations-<experiment> (results/conversation_plot.py: latency and prompt length by turn);
+runs with quality figures get quality.png (results/quality_plot.py: J/token against KL or task accuracy, with the
+front); prefill spans are shaded where the result recorded them (older results hold phase totals only, stated in a
+box)."""
 
 from __future__ import annotations
 
@@ -355,6 +357,10 @@ def plot_results(directory: Path, out_dir: Path | None = None, adjusted: bool = 
     from llenergymeasure.results.capacity_plot import capacity_plot, capacity_runs
 
     written += [capacity_plot(e, out_dir / f"capacity-{e.experiment_id}.{fmt}") for e in capacity_runs(ok)]
+    from llenergymeasure.results.conversation_plot import conversation_plot, conversation_runs
+
+    written += [conversation_plot(e, out_dir / f"conversations-{e.experiment_id}.{fmt}")
+                for e in conversation_runs(ok)]
     for e in ok:
         series = timeseries_path(e)
         if series is not None:

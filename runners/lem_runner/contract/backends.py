@@ -108,6 +108,23 @@ class MemoryTraits:
     schedules_fewer: bool = False
 
 
+@dataclass(frozen=True)
+class ModelFootprint:
+    """What a backend's model file itself says it will hold, for the dry-run estimate where config.json does not
+    describe what the engine loads (a GGUF runs at its own tensor types): weights as stored, the KV cache of one
+    sequence at the engine's context, and the sizes the activation term needs."""
+
+    source: str  # what it was read from, in words
+    parameters: int  # elements stored
+    weight_bytes: int  # at the file's own tensor types
+    kv_bytes: int  # one sequence at ``context_tokens``, at the engine's cache types
+    context_tokens: int
+    hidden: int
+    intermediate: int
+    vocab: int
+    notes: tuple[str, ...] = ()
+
+
 def no_fields(_config: Any) -> tuple[str, ...]:
     return ()
 
@@ -174,6 +191,9 @@ class BackendSpec:
     #: the engine's memory traits for the dry-run estimate, ``f(experiment, device_kind, device_memory_bytes,
     #: device_name) -> MemoryTraits``
     memory_traits: Callable[[Any, str, int | None, str], MemoryTraits] = batch_knob_traits
+    #: ``module:function`` reading the model file for the dry-run estimate, ``f(experiment, model_file) ->
+    #: ModelFootprint | None`` (None: it cannot be read here); None: the estimate reads config.json
+    footprint: str | None = None
     #: ``module:function`` checking the engine's own settings against the installed engine's definitions,
     #: ``f(experiment, model_path, in_runner) -> list of problems`` (empty where the engine is not installed); the
     #: runner calls it before loading, the controller's checks too (contract/engine_args.py)
@@ -223,6 +243,13 @@ class BackendSpec:
             return {}
         module_name, _, function = self.server_settings.partition(":")
         return dict(getattr(importlib.import_module(module_name), function)(config))
+
+    def model_footprint(self, config: Any, model_file: Any) -> ModelFootprint | None:
+        """The model file's own footprint (see ``footprint``); None without a hook or where it cannot be read."""
+        if not self.footprint:
+            return None
+        module_name, _, function = self.footprint.partition(":")
+        return getattr(importlib.import_module(module_name), function)(config, model_file)
 
     def engine_problems(self, config: Any, model_path: str | None = None, in_runner: bool = False) -> list[str]:
         """What the engine installed in this process would refuse in ``config`` (see ``engine_check``)."""

@@ -11,7 +11,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from lem_runner.contract.serving import LengthDistribution
+from lem_runner.contract.lengths import LengthDistribution
+
+#: ConversationFigures.prompt_format: how the history became a prompt
+PLAIN = "plain concatenation with role labels ('User:' / 'Assistant:'): the model's tokenizer has no chat template"
+TEMPLATED = "the model's chat template (its tokenizer's apply_chat_template, generation prompt added)"
 
 
 class ThinkTime(BaseModel):

@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lem_runner.contract.capacity import CapacityConfig, check_capacity
+from lem_runner.contract.conversation import ConversationConfig
+from lem_runner.contract.lengths import LengthDistribution
 from lem_runner.contract.shared_prefix import SharedPrefixConfig
 
 _UNIT_RE = re.compile(r"^\s*[0-9.]+\s*(ms|s|sec|us|µs|min)\s*$", re.IGNORECASE)
@@ -20,32 +22,6 @@ _UNIT_RE = re.compile(r"^\s*[0-9.]+\s*(ms|s|sec|us|µs|min)\s*$", re.IGNORECASE)
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class LengthDistribution(_Section):
-    """A token length per request: ``fixed`` (``value``), ``uniform`` (``min``..``max``), ``normal`` (``mean``,
-    ``std``) or ``lognormal`` (``mean``, ``sigma``: the underlying normal's mean of ln(length) is chosen so the
-    lengths' median is ``mean``), the last two clipped to ``min``..``max``. Drawn with the serving seed."""
-
-    dist: Literal["fixed", "uniform", "normal", "lognormal"] = "fixed"
-    value: int | None = Field(None, ge=1, le=131072, description="the length (dist: fixed)")
-    mean: float | None = Field(None, gt=0, le=131072, description="mean (normal) or median (lognormal) length")
-    std: float | None = Field(None, ge=0, le=131072, description="standard deviation (normal)")
-    sigma: float | None = Field(None, gt=0, le=10, description="standard deviation of ln(length) (lognormal)")
-    min: int = Field(1, ge=1, le=131072, description="lower bound (uniform, and the clip of normal/lognormal)")
-    max: int = Field(131072, ge=1, le=131072, description="upper bound (uniform, and the clip of normal/lognormal)")
-
-    @model_validator(mode="after")
-    def _needs(self) -> LengthDistribution:
-        need = {"fixed": ["value"], "uniform": [], "normal": ["mean", "std"], "lognormal": ["mean", "sigma"]}[self.dist]
-        missing = [f for f in need if getattr(self, f) is None]
-        if missing:
-            raise ValueError(f"dist '{self.dist}' needs {', '.join(missing)}")
-        if self.min > self.max:
-            raise ValueError(f"min {self.min} exceeds max {self.max}")
-        if self.dist == "uniform" and "max" not in self.model_fields_set:
-            raise ValueError("dist 'uniform' needs max")
-        return self
 
 
 class SLOConfig(_Section):
@@ -155,9 +131,3 @@ class ServingConfig(_Section):
             raise ValueError("conversations set their own prompts and count: drop arrival 'trace', dataset, "
                              "input_tokens and n_requests")
         return self
-
-
-# at the end: conversation.py builds on LengthDistribution above (import lem_runner.contract.serving first)
-from lem_runner.contract.conversation import ConversationConfig  # noqa: E402
-
-ServingConfig.model_rebuild()

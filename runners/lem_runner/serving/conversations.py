@@ -18,14 +18,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from lem_runner.contract.conversation import ConversationConfig, ConversationFigures, ThinkTime, TurnFigures
+from lem_runner.contract.conversation import (
+    PLAIN,
+    TEMPLATED,
+    ConversationConfig,
+    ConversationFigures,
+    ThinkTime,
+    TurnFigures,
+)
 from lem_runner.measurement.latency import percentile
 from lem_runner.serving.client import Clock, LoadSpec, _at, _body, _one, _warm
 from lem_runner.serving.records import RequestRecord
 from lem_runner.serving.schedule import PlannedRequest, arrival_offsets, draw_length
 
-PLAIN = "plain concatenation with role labels ('User:' / 'Assistant:'): the model's tokenizer has no chat template"
-TEMPLATED = "the model's chat template (its tokenizer's apply_chat_template, generation prompt added)"
 #: words a synthetic user message is drawn from
 WORDS = ("time", "river", "light", "stone", "music", "garden", "number", "window", "paper", "cloud", "engine",
          "market", "winter", "story", "question", "bridge")
@@ -78,20 +83,29 @@ class Templater:
 
     def __init__(self, model_path: str | None) -> None:
         self.tokenizer = None
+        self.leading_bos = None  # the BOS text the server's tokenizer adds itself: not sent a second time
         try:
             from transformers import AutoTokenizer
 
             tok = AutoTokenizer.from_pretrained(model_path) if model_path else None
             if tok is not None and getattr(tok, "chat_template", None):
                 self.tokenizer = tok
-        except Exception:  # noqa: BLE001 - no tokenizer here (a user's endpoint, no transformers): plain labels
+                bos = tok.bos_token_id
+                if tok.bos_token and bos is not None and tok("x")["input_ids"][:1] == [bos]:
+                    self.leading_bos = tok.bos_token
+        except Exception:  # no tokenizer here (a user's endpoint, no transformers): plain labels
             self.tokenizer = None
         self.format = TEMPLATED if self.tokenizer is not None else PLAIN
 
     def __call__(self, history: list[tuple[str, str]]) -> str:
         if self.tokenizer is not None:
-            return self.tokenizer.apply_chat_template([{"role": r, "content": t} for r, t in history],
+            text = self.tokenizer.apply_chat_template([{"role": r, "content": t} for r, t in history],
                                                       tokenize=False, add_generation_prompt=True)
+            # the completions route tokenizes with special tokens added (the chat route does not): a template
+            # that writes BOS on a tokenizer that adds one would otherwise reach the model with two
+            if self.leading_bos and text.startswith(self.leading_bos):
+                text = text[len(self.leading_bos):]
+            return text
         return plain_prompt(history)
 
 

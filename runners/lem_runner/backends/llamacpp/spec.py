@@ -60,6 +60,7 @@ SPEC = BackendSpec(
     checks=(_context_fits, _gguf_as_is, _device_matches_offload),
     engine_fields_of=_engine_fields,
     engine_check="lem_runner.backends.llamacpp.check:llamacpp_problems",
+    footprint="lem_runner.backends.llamacpp.footprint:gguf_footprint",
     server_command="lem_runner.backends.llamacpp.server:llamacpp_command",
     short_names={"n_gpu_layers": "ngl", "n_threads": "threads", "n_batch": "nb", "flash_attn": "fa"},
 )
