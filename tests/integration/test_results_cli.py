@@ -25,7 +25,7 @@ from llenergymeasure.docs.schema import schemas
 from llenergymeasure.render.compare import METRIC_LABELS, format_relative, format_value
 from llenergymeasure.results.columns import COLUMN_NAMES
 from llenergymeasure.results.compare import Value
-from llenergymeasure.results.metrics import SERVING_STUDY_METRICS, STUDY_METRICS
+from llenergymeasure.results.metrics import QUALITY_STUDY_METRICS, SERVING_STUDY_METRICS, STUDY_METRICS
 
 REPO = Path(__file__).resolve().parents[2]
 #: The export's columns for this results folder: the contract's, with the study's swept parameter beside its label.
@@ -203,9 +203,11 @@ def test_compare_study_shows_mean_and_ci_per_point(results):
     assert format_value(Value(m0["mean"], m0["ci95"])) in lines[i]
     assert format_value(Value(m1["mean"], m1["ci95"])) in lines[i]
     assert format_relative((m1["mean"] - m0["mean"]) / m0["mean"]) in lines[i + 1]
-    # every figure but emissions (no carbon settings) and the serving ones (an offline study has none)
+    # every figure but emissions (no carbon settings), the serving ones (an offline study has none) and the quality
+    # ones (no quality section: null, so not shown)
     assert all(METRIC_LABELS[m] in proc.stdout for m in STUDY_METRICS
-               if m != "emissions_g" and m not in SERVING_STUDY_METRICS)
+               if m != "emissions_g" and m not in SERVING_STUDY_METRICS + QUALITY_STUDY_METRICS)
+    assert not any(METRIC_LABELS[m] in proc.stdout for m in QUALITY_STUDY_METRICS)
     assert "goodput" not in proc.stdout
     assert "#1 bs=1" in proc.stdout or ("#1" in proc.stdout and "bs=1" in proc.stdout)
     assert "#2  rs: pytorch.batch_size=2" in proc.stdout
