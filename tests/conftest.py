@@ -110,6 +110,17 @@ def run_lem(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict
     )
 
 
+def refused_in_one_line(proc: subprocess.CompletedProcess, *words: str) -> str:
+    """A user's mistake as lem must answer it: exit 2, one stderr line naming ``words``, no traceback."""
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+    return lines[0]
+
+
 def write_yaml(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path

@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import run_lem, write_yaml
+from conftest import refused_in_one_line, run_lem, write_yaml
 
 N_PROMPTS, MAX_TOKENS = 3, 12
 HAVE_TORCHAO = importlib.util.find_spec("torchao") is not None
@@ -200,31 +200,21 @@ def test_results_show_and_export_carry_the_fidelity_figures(sweep, tmp_path):
     assert int(row["perplexity_tokens"]) == result["quality"]["perplexity"]["tokens"]
 
 
-def _refused(proc, *words):
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stderr
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, proc.stderr
-    for w in words:
-        assert w in lines[0], lines[0]
-    return lines[0]
-
-
 def test_a_sampled_point_with_a_reference_is_refused_by_validate_and_run(tmp_path, tiny_model_path):
     study = _study(tmp_path, tiny_model_path, alternatives=['{dtype: float32}',
                                                             '{dtype: bfloat16, decoding.do_sample: true}'])
-    validated = _refused(run_lem("config", "validate", str(study)), "dtype=bfloat16",
+    validated = refused_in_one_line(run_lem("config", "validate", str(study)), "dtype=bfloat16",
                          "quality.reference: agreement with the reference needs greedy decoding")
-    ran = _refused(run_lem("run", str(study), "-o", str(tmp_path / "r")), "needs greedy decoding")
+    ran = refused_in_one_line(run_lem("run", str(study), "-o", str(tmp_path / "r")), "needs greedy decoding")
     assert validated == ran
     assert not (tmp_path / "r").exists()
 
 
-def test_a_reference_that_names_no_point_or_a_single_run_is_refused(tmp_path, tiny_model_path):
+def test_a_reference_that_names_no_point_or_a_single_run_isrefused_in_one_line(tmp_path, tiny_model_path):
     study = _study(tmp_path, tiny_model_path, alternatives=['{dtype: float16}', '{dtype: bfloat16}'])
-    _refused(run_lem("config", "validate", str(study)), "quality.reference: no point of the study is 'dtype=float32'")
+    refused_in_one_line(run_lem("config", "validate", str(study)), "quality.reference: no point of the study is 'dtype=float32'")
     single = write_yaml(tmp_path / "one.yaml", f"model: {tiny_model_path}\nquality:\n  reference: x\n")
-    _refused(run_lem("config", "validate", str(single)), "quality.reference: 'x' names a point of a study")
+    refused_in_one_line(run_lem("config", "validate", str(single)), "quality.reference: 'x' names a point of a study")
 
 
 def test_pytorch_top_k_logprobs_are_the_full_distributions_top_and_the_given_token(tiny_model_path):

@@ -4,17 +4,7 @@ written; `config show` shows what would run; a bare `lem run` measures nothing. 
 from __future__ import annotations
 
 import pytest
-from conftest import run_lem, write_yaml
-
-
-def _refused(proc, *words):
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stderr
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, proc.stderr
-    for w in words:
-        assert w in lines[0], lines[0]
-    return lines[0]
+from conftest import refused_in_one_line, run_lem, write_yaml
 
 
 @pytest.mark.parametrize("jsonl, words", [
@@ -26,8 +16,8 @@ def test_a_bad_jsonl_prompts_file_is_refused_by_validate_and_by_run_before_the_m
     if jsonl is not None:
         (tmp_path / "p.jsonl").write_text(jsonl)
     cfg = write_yaml(tmp_path / "j.yaml", f"model: {tiny_model_path}\nprompts:\n  source: jsonl\n  path: p.jsonl\n")
-    validated = _refused(run_lem("config", "validate", str(cfg)), *words)
-    ran = _refused(run_lem("run", str(cfg), "-o", str(tmp_path / "r")), *words)
+    validated = refused_in_one_line(run_lem("config", "validate", str(cfg)), *words)
+    ran = refused_in_one_line(run_lem("run", str(cfg), "-o", str(tmp_path / "r")), *words)
     assert validated == ran
     assert not (tmp_path / "r").exists()  # refused before a result folder (or a model load)
 
@@ -38,13 +28,13 @@ def test_batch_size_sets_each_backends_batch_knob(tmp_path, tiny_model_path, bac
     # a batch of 0 is out of range for every knob: the refusal names the field the flag landed on
     proc = run_lem("run", "--model", str(tiny_model_path), "--backend", backend, "--batch-size", "0",
                    "-o", str(tmp_path / "r"))
-    _refused(proc, f"{knob}: Input should be greater than or equal to 1")
+    refused_in_one_line(proc, f"{knob}: Input should be greater than or equal to 1")
     assert not (tmp_path / "r").exists()
 
 
 def test_a_vllm_section_on_a_pytorch_run_is_refused_by_validate(tmp_path, tiny_model_path):
     cfg = write_yaml(tmp_path / "p.yaml", f"model: {tiny_model_path}\nvllm:\n  max_model_len: 512\n")
-    _refused(run_lem("config", "validate", str(cfg)), "vllm: settings for backend 'vllm', but the backend is 'pytorch'")
+    refused_in_one_line(run_lem("config", "validate", str(cfg)), "vllm: settings for backend 'vllm', but the backend is 'pytorch'")
 
 
 @pytest.fixture
@@ -54,10 +44,10 @@ def sweep_study(tmp_path, tiny_model_path):
 
 
 def test_a_sweep_with_invalid_points_exits_2_listing_each_unless_allowed(tmp_path, sweep_study):
-    line = _refused(run_lem("config", "validate", str(sweep_study)), "2 of 3 point(s) are invalid",
+    line = refused_in_one_line(run_lem("config", "validate", str(sweep_study)), "2 of 3 point(s) are invalid",
                     "pytorch.batch_size=0:", "pytorch.batch_size=-1:", "--allow-skipped")
     assert "more problem" not in line
-    _refused(run_lem("run", str(sweep_study), "-o", str(tmp_path / "r")), "2 of 3 point(s) are invalid")
+    refused_in_one_line(run_lem("run", str(sweep_study), "-o", str(tmp_path / "r")), "2 of 3 point(s) are invalid")
     assert not (tmp_path / "r").exists()
     allowed = run_lem("config", "validate", str(sweep_study), "--allow-skipped")
     assert allowed.returncode == 0 and "1 point(s)" in allowed.stdout and "2 skipped" in allowed.stdout
@@ -67,10 +57,10 @@ def test_a_sweep_with_invalid_points_exits_2_listing_each_unless_allowed(tmp_pat
     (["--batch-size", "4"], "--batch-size: no effect, the study sweeps pytorch.batch_size"),
     (["--name", "x"], "--name: a study's runs are named after the study"),
 ])
-def test_a_flag_with_no_effect_on_a_study_is_refused(tmp_path, tiny_model_path, flags, words):
+def test_a_flag_with_no_effect_on_a_study_isrefused_in_one_line(tmp_path, tiny_model_path, flags, words):
     study = write_yaml(tmp_path / "s.yaml", f"name: s\nbase:\n  model: {tiny_model_path}\n"
                                             "sweep:\n  pytorch.batch_size: [1, 2]\n")
-    _refused(run_lem("run", str(study), *flags, "-o", str(tmp_path / "r")), words)
+    refused_in_one_line(run_lem("run", str(study), *flags, "-o", str(tmp_path / "r")), words)
     assert not (tmp_path / "r").exists()
 
 
@@ -118,14 +108,14 @@ def _no_gpu_here() -> bool:
 
 def test_a_missing_model_folder_is_refused_by_validate_as_by_run_naming_the_file(tmp_path):
     cfg = write_yaml(tmp_path / "m.yaml", "model: ./no-such-model\nn_prompts: 2\n")
-    validated = _refused(run_lem("config", "validate", str(cfg)), "m.yaml", "model: folder", "no-such-model",
+    validated = refused_in_one_line(run_lem("config", "validate", str(cfg)), "m.yaml", "model: folder", "no-such-model",
                          "does not exist")
-    ran = _refused(run_lem("run", str(cfg), "-o", str(tmp_path / "r")), "m.yaml", "model: folder")
+    ran = refused_in_one_line(run_lem("run", str(cfg), "-o", str(tmp_path / "r")), "m.yaml", "model: folder")
     assert validated == ran and not (tmp_path / "r").exists()
     empty = tmp_path / "empty"
     empty.mkdir()
     (tmp_path / "s.yaml").write_text(f"name: s\nbase: {{model: {empty}}}\nsweep: {{pytorch.batch_size: [1, 2]}}\n")
-    _refused(run_lem("config", "validate", str(tmp_path / "s.yaml")), "has no config.json")
+    refused_in_one_line(run_lem("config", "validate", str(tmp_path / "s.yaml")), "has no config.json")
 
 
 @pytest.mark.skipif(not _no_gpu_here(), reason="NVML sees a GPU on this host")
@@ -135,14 +125,14 @@ def test_a_missing_model_folder_is_refused_by_validate_as_by_run_naming_the_file
 ])
 def test_a_gpu_run_on_a_host_without_one_is_refused_up_front(tmp_path, tiny_model_path, setting, words):
     cfg = write_yaml(tmp_path / "g.yaml", f"model: {tiny_model_path}\nn_prompts: 2\nmax_output_tokens: 2\n{setting}")
-    validated = _refused(run_lem("config", "validate", str(cfg)), "g.yaml", *words)
-    ran = _refused(run_lem("run", str(cfg), "-o", str(tmp_path / "r")), "g.yaml", *words)
+    validated = refused_in_one_line(run_lem("config", "validate", str(cfg)), "g.yaml", *words)
+    ran = refused_in_one_line(run_lem("run", str(cfg), "-o", str(tmp_path / "r")), "g.yaml", *words)
     assert validated == ran
     assert not (tmp_path / "r").exists()  # refused before the model loaded or a result folder was made
     study = write_yaml(tmp_path / "s.yaml", f"name: s\nbase:\n  model: {tiny_model_path}\n  "
                                             f"{setting.replace(chr(10), chr(10) + '  ').rstrip()}\n"
                                             "sweep: {pytorch.batch_size: [1, 2]}\n")
-    _refused(run_lem("run", str(study), "-o", str(tmp_path / "r")), "s.yaml", *words)
+    refused_in_one_line(run_lem("run", str(study), "-o", str(tmp_path / "r")), "s.yaml", *words)
     assert not (tmp_path / "r").exists()
 
 
@@ -209,6 +199,6 @@ def test_a_bad_task_jsonl_is_refused_by_validate_and_by_run_before_the_model_loa
                                        '{"question": "q", "choices": ["a", "b"], "answer": 5}\n')
     cfg = write_yaml(tmp_path / "t.yaml", f"model: {tiny_model_path}\nquality:\n  task:\n    path: mc.jsonl\n")
     words = ["quality.task.path:", "mc.jsonl:2: 'answer' must be an index into choices (0..1), not 5"]
-    validated = _refused(run_lem("config", "validate", str(cfg)), *words)
-    assert validated == _refused(run_lem("run", str(cfg), "-o", str(tmp_path / "r")), *words)
+    validated = refused_in_one_line(run_lem("config", "validate", str(cfg)), *words)
+    assert validated == refused_in_one_line(run_lem("run", str(cfg), "-o", str(tmp_path / "r")), *words)
     assert not (tmp_path / "r").exists()
