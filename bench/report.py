@@ -176,8 +176,8 @@ def _open_loop_rows(path: Path, o: dict | None) -> list[str]:
                     f"{len(pairs)} alternating pairs' ratios, pairs {min(pairs):.2f}–{max(pairs):.2f}; medians lem "
                     f"{lem:.4g}, vLLM {peer:.4g}; one Poisson schedule of {w['n']} requests at {w['offered_rate']:g} "
                     f"req/s offered ({w['realised_rate']:.2f} realised) replayed by both, {w['input_len']}→"
-                    f"{w['output_len']} tokens; load {min(loads):.0f}–{max(loads):.0f}: loaded machine, not a "
-                    f"verdict) | within 5 % | {verdict} | `{_rel(path)}` |")
+                    f"{w['output_len']} tokens; load {min(loads):.0f}–{max(loads):.0f} on {o.get('cpus') or 2} cores"
+                    f"{': loaded machine, not a verdict' if loaded else ''}) | within 5 % | {verdict} | `{_rel(path)}` |")
     return rows
 
 
@@ -208,11 +208,23 @@ def _serving_notes() -> list[str]:
         " object per chunk, for exact token counts per chunk), vLLM's client for the final usage only; vLLM's"
         " `random` dataset sends text the server tokenises, lem token ids (the open-loop rows send the same ids).",
         "",
+        "Serving agreement, closed loop on a quiet machine (serving-agreement-20261207-203058.json, load 0.1 before):"
+        " lem's TTFT median reads 0.71 of `vllm bench serve`'s (9.6 vs 13.4 ms, every pair 0.63–0.77) while output"
+        " tok/s, ITL and TPOT agree within 5 %. In the same run, on the same server, the open-loop rounds — where both"
+        " clients send the same token ids — agree on TTFT (10.9 vs 11.2 ms). The gap is a near-constant ~4 ms, which"
+        " points at what the closed-loop prompts are (vLLM's `random` dataset: text the API server tokenises before"
+        " the request reaches the engine, 32.5 tokens on average against lem's 32 ids), not at lem's clock; on the"
+        " loaded machine of serving-agreement-20261202-051437.json (TTFT ~174 ms) the same ~4 ms was inside the noise."
+        " Not yet confirmed by a run that changes the prompt form alone; the row is reported as it fell, short.",
+        "",
         "Fidelity, change of default: until issue 24 `bench/fidelity.py` ran both sides with OMP_NUM_THREADS=1 unless"
         " told otherwise, which is not how lem is run (the runner sets no thread count: torch's default, one thread"
         " per core). Its default is now the runner's own setting, with OMP_NUM_THREADS=1 kept as a second row, both"
-        " from one command; the rows measured before the change are shown as the second row, and the default row"
-        " stays \"not measured yet\" until a quiet machine runs it.",
+        " from one command; the rows measured before the change are shown as the second row. The default row was"
+        " first measured on a quiet machine in fidelity-20261207-201117.json (load 0.2 at the start, nothing else"
+        " running): throughput 0.942, CI [0.888, 1.000], CPU per token 1.059 — below the target's interval without"
+        " leaving it, so inconclusive; lem's per-step streamer (a timestamp per decoding step) measured alone in one"
+        " process takes about 2 % of it.",
     ]
 
 
