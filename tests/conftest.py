@@ -178,13 +178,25 @@ def cpu_image(engine):
     return build_image(engine, "pytorch", cpu=True)
 
 
+def _ours(container: dict, base: str) -> bool:
+    """Whether a lem container's exchange folder lies under this pytest session's base temp folder: another test
+    run on the same engine (a parallel worktree, a second clone) starts and removes its own containers meanwhile."""
+    return any(m.get("Destination") == "/lem/exchange" and str(m.get("Source", "")).startswith(base)
+               for m in container.get("Mounts") or [])
+
+
 @pytest.fixture
-def no_leftover_containers(engine):
-    """Asserts, after the test, that no lem-managed container is left (running or not)."""
-    before = {c.id for c in engine.containers.list(all=True, filters={"label": LABEL_MANAGED})}
+def no_leftover_containers(engine, tmp_path_factory):
+    """Asserts, after the test, that no lem-managed container of this test session is left (running or not)."""
+    base = str(tmp_path_factory.getbasetemp().resolve())
+
+    def ours() -> set[str]:
+        # the low-level list: the high-level one inspects each container and fails on one removed meanwhile
+        return {c["Id"] for c in engine.api.containers(all=True, filters={"label": LABEL_MANAGED}) if _ours(c, base)}
+
+    before = ours()
     yield
-    after = {c.id for c in engine.containers.list(all=True, filters={"label": LABEL_MANAGED})}
-    assert after - before == set(), "lem left containers behind"
+    assert ours() - before == set(), "lem left containers behind"
 
 
 @pytest.fixture
