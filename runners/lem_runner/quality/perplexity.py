@@ -12,7 +12,6 @@ from importlib import resources
 
 from lem_runner.contract.quality import PERPLEXITY_TEXTS, PerplexityFigures
 
-
 #: the longest window scored at once, in tokens (a window's logits are window x vocabulary floats)
 MAX_WINDOW = 1024
 

@@ -4,6 +4,7 @@ here is plain Python (lists, dicts, floats): the interface other backends implem
 
 from __future__ import annotations
 
+
 def next_token_logprobs(model, device: str, prompt_ids: list[int], continuation_ids: list[int],
                         top_k: int | None) -> list[dict[int, float]] | list[list[float]]:
     """log p(. | prompt, continuation[:i]) for each continuation position i, from one forward pass over prompt +
