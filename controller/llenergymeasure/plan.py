@@ -152,6 +152,8 @@ def _plan_experiment(data: Any, source: str, folder: Path | None, options: RunOp
         parse_config(data, source)  # raises: not a mapping
     cfg = config_from_data(data, source, folder, overrides)
     launcher = select_launcher(cfg, isolated=options.isolated, image=options.image)
+    if problem := _contained_problem(cfg, launcher, options):
+        raise ConfigError(f"{source}: {problem}")
     if options.dry_run and not launcher.allocates_devices:
         refuse_without_gpu(cfg, source)  # a run checks it after restoring a dead lem's GPU journal (experiment.py)
     if launcher.check_key(cfg) is not None and not options.dry_run:  # checked before a result folder exists
@@ -208,7 +210,8 @@ def _plan_study(data: Any, source: str, folder: Path | None, options: RunOptions
         expansion.refuse_invalid(source)
     launchers = [select_launcher(p.config, isolated=options.isolated) for p in expansion.points]
     problems = [f"{p.label}: {why}" for p, launcher in zip(expansion.points, launchers)
-                if not launcher.allocates_devices and (why := gpu_problem(p.config))]
+                if (why := _contained_problem(p.config, launcher, options))
+                or (not launcher.allocates_devices and (why := gpu_problem(p.config)))]
     if problems:
         raise ConfigError(format_problems(source, problems))
     if options.dry_run:
@@ -219,6 +222,16 @@ def _plan_study(data: Any, source: str, folder: Path | None, options: RunOptions
     if options.detach and not any(launcher.concurrent for launcher in launchers):
         raise ConfigError("--detach: only for a study whose runs go to Slurm (runner: slurm or --slurm)")
     return StudyPlan(study, expansion, launchers, options, source)
+
+
+def _contained_problem(config: ExperimentConfig, launcher: Launcher, options: RunOptions) -> str | None:
+    """What the container --isolated (or --image) chose cannot do with this config, or None; a config that names
+    its container itself (runner: docker) was refused at load already (config/checks.py)."""
+    from llenergymeasure.config.checks import contained_task_problem
+
+    if launcher.name != "docker" or not (options.isolated or options.image):
+        return None
+    return contained_task_problem(config, "run without --isolated" + ("/--image" if options.image else ""))
 
 
 def _preflight(expansion: Expansion, launchers: list[Launcher]) -> None:

@@ -91,6 +91,8 @@ groups:
         resolved = r.engine_settings["resolved"]
         assert r.backend_details["dtype"] == resolved["dtype"] == "float32" and resolved["max_model_len"] == 256
         assert resolved["enable_prefix_caching"] is True and resolved["enforce_eager"] is True
+        # eager on CPU: the server runs with dynamo off, as the offline engine does (one helper, said in the details)
+        assert r.backend_details["torchdynamo_disable"] == "1" and "C++ compiler" in r.backend_details["torchdynamo_disable_reason"]
         assert r.total_energy_j is None and s.energy_unavailable_reason
     assert set(rates) == {2.0, 8.0}
     fresh, *kept = engines

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import refused_in_one_line, run_lem, write_yaml
+from quality_truth import perplexity_truth
 
 N_PROMPTS, MAX_TOKENS = 3, 12
 HAVE_TORCHAO = importlib.util.find_spec("torchao") is not None
@@ -102,21 +103,12 @@ def _truth(model_path: Path, reference: dict, dtype: str) -> dict:
 
 
 def _perplexity(model_path: Path, dtype: str) -> tuple[float, int]:
-    """The bundled text's perplexity in windows of 1024 tokens after BOS, as docs/method.md defines it."""
-    import torch
+    """The bundled text's perplexity on the tiny model (context 1024: windows of 1023 tokens)."""
     from lem_runner.quality.perplexity import bundled_text
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(model_path)
-    model = _model(model_path, dtype)
-    ids = [tok.bos_token_id] + tok(bundled_text("pride-and-prejudice"), add_special_tokens=False)["input_ids"]
-    total = 0.0
-    with torch.no_grad():
-        for lo in range(0, len(ids) - 1, 1024):
-            chunk = ids[lo: lo + 1025]
-            lp = torch.log_softmax(model(input_ids=torch.tensor([chunk[:-1]])).logits[0].double(), dim=-1)
-            total += float(lp.gather(1, torch.tensor(chunk[1:])[:, None]).sum())
-    return math.exp(-total / (len(ids) - 1)), len(ids) - 1
+    return perplexity_truth(_model(model_path, dtype), AutoTokenizer.from_pretrained(model_path),
+                            bundled_text("pride-and-prejudice"), 1023)
 
 
 def test_the_reference_runs_first_and_leaves_its_outputs(sweep, tiny_model_path):
@@ -170,7 +162,8 @@ def test_int8_weight_only_point_has_its_figures(sweep):
 def test_perplexity_per_point_matches_the_models_own_logits(sweep, tiny_model_path, label, dtype):
     ppl = sweep[label][1]["quality"]["perplexity"]
     want, tokens = _perplexity(tiny_model_path, dtype)
-    assert (ppl["text"], ppl["tokens"]) == ("pride-and-prejudice", tokens)
+    assert (ppl["text"], ppl["tokens"], ppl["window_tokens"]) == ("pride-and-prejudice", tokens, 1023)
+    assert tokens > 2 * 1023  # 3379 tokens: four windows on this tokenizer, the last reaching back
     assert ppl["perplexity"] == pytest.approx(want, rel=1e-5)
 
 

@@ -4,6 +4,7 @@ here, and the refusals they share with `lem config validate` (lem_runner.contrac
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 from lem_runner.contract.quality import QualityConfig, ReferenceOutputs, ReferenceRequest, quality_problems
@@ -160,3 +161,92 @@ def test_a_compared_run_with_an_unreadable_reference_file_says_so(tmp_path):
     (warning,) = [w for w in out.warnings if w.startswith("quality.fidelity")]
     assert warning.startswith("quality.fidelity: not compared with 'r': cannot read the reference's outputs "
                               "(fidelity_reference.json: ")
+
+
+def test_rolling_windows_score_every_token_once_and_the_last_window_reaches_back():
+    from lem_runner.quality.perplexity import rolling_windows
+
+    # 10 tokens (BOS + 9), windows of 4: [0,4) scores 1..3; [3,7) scores 4..6; [6,10) scores 7..9
+    assert rolling_windows(10, 4) == [(0, 4, 3), (3, 7, 3), (6, 10, 3)]
+    # 8 tokens: the last window [4,8) has only token 7 new; it keeps 3 tokens of context (lm-eval's rule)
+    assert rolling_windows(8, 4) == [(0, 4, 3), (3, 7, 3), (4, 8, 1)]
+    assert rolling_windows(3, 1024) == [(0, 3, 2)]  # fits one window
+    for n, size in [(2, 2), (9, 2), (2500, 1023), (1024, 1023), (1023, 1023)]:
+        windows = rolling_windows(n, size)
+        scored = [i for start, end, k in windows for i in range(end - k, end)]
+        assert scored == list(range(1, n)), (n, size)  # every token after BOS once, in order
+        assert all(end - start <= size and k <= end - start - 1 for start, end, k in windows)
+        # each window but the first starts on (or before) the last token scored before it: no token without context
+        assert all(start < prev_end for (start, _, _), (_, prev_end, _) in zip(windows[1:], windows))
+
+
+def test_rolling_windows_are_lm_evals_get_rolling_token_windows():
+    """The definition docs/method.md claims: lm-eval's windows with max_seq_len = size - 1, context_len = 1, BOS as the
+    prefix token (tests/quality_truth.py writes out lm_eval.utils.get_rolling_token_windows)."""
+    from lem_runner.quality.perplexity import rolling_windows
+    from quality_truth import lm_eval_rolling_windows
+
+    for n_text, size in [(9, 4), (7, 4), (30, 8), (5, 16)]:
+        seq = [100] + list(range(n_text))  # BOS 100, then the text's tokens
+        ours = [(seq[start:end - 1], seq[end - k:end]) for start, end, k in rolling_windows(len(seq), size)]
+        assert ours == list(lm_eval_rolling_windows(seq[1:], 100, size - 1)), (n_text, size)
+
+
+def test_window_size_leaves_room_for_vllms_generated_token():
+    from lem_runner.quality.perplexity import window_size
+
+    assert window_size(1024) == 1023  # the tiny model: one less than its context, on both backends
+    assert window_size(8192) == 1024 and window_size(None) == 1024
+    assert window_size(8192, engine_limit=512) == 511  # vLLM with max_model_len 512
+    with pytest.raises(ValueError, match="scores nothing"):
+        window_size(2)
+
+
+def test_a_vllm_point_refuses_a_kl_top_k_above_what_vllm_returns():
+    from conftest import make_config
+    from pydantic import ValidationError
+
+    base = {"backend": "vllm", "quality": {"reference": "backend=pytorch"}}
+    assert make_config(**base).quality.kl_top_k == 20  # the default: vLLM's own max_logprobs
+    for k, said in [(None, "null (the full distribution)"), (21, "21")]:
+        with pytest.raises(ValidationError, match=r"quality.kl_top_k: " + re.escape(said) + " on a vllm point"):
+            make_config(**{**base, "quality": {"reference": "backend=pytorch", "kl_top_k": k}})
+    lifted = make_config(**{**base, "quality": {"reference": "r", "kl_top_k": None},
+                            "vllm": {"engine_args": {"max_logprobs": -1}}})
+    assert lifted.quality.kl_top_k is None
+    assert make_config(backend="vllm", quality={"kl_top_k": None}).quality.kl_top_k is None  # no reference: no KL
+
+
+def test_a_full_vocabulary_dict_beside_a_full_list_is_an_exact_kl():
+    p = [L(0.5), L(0.25), L(0.25)]
+    q = {0: L(0.25), 1: L(0.5), 2: L(0.25)}  # vLLM with max_logprobs -1: every token listed
+    kl, exact = position_kl(p, q)
+    assert exact and kl == pytest.approx(0.25 * math.log(2), abs=1e-12)
+    assert position_kl(q, p)[1] is True
+    assert position_kl(p, {0: L(0.25), 1: L(0.5)})[1] is False  # a top-2 dict: coarsened
+
+
+def test_a_compared_run_writes_its_own_tokens_beside_its_figures(tmp_path):
+    from conftest import make_config, make_result
+    from lem_runner.contract import RunRequest
+    from lem_runner.contract.quality import COMPARED_FILE, OUTPUTS_FILE, FidelityRequest
+    from lem_runner.quality.run import with_fidelity_and_perplexity
+    from lem_runner.records import GenerationRecord
+
+    config = make_config(n_prompts=1, quality={"reference": "r", "kl_top_k": 1})
+    ref = ReferenceOutputs(reference="r", kl_top_k=1, requests=[
+        ReferenceRequest(prompt_ids=[1, 2, 3], output_ids=[4, 5], logprobs=[{4: L(0.5)}, {5: L(0.5)}])])
+    (tmp_path / COMPARED_FILE).write_text(ref.model_dump_json())
+    request = RunRequest(experiment_id="x", config=config, model_path="/m",
+                         fidelity=FidelityRequest(reference="r", outputs_file=COMPARED_FILE))
+    records = [GenerationRecord(3, 2, 0.0, [0.1, 0.2], prompt_ids=(1, 2, 3), output_ids=(4, 6))]
+
+    class Hooks:  # this engine's distributions: the reference's exactly
+        def next_token_logprobs(self, prompt_ids, continuation_ids, top_k):
+            return [{4: L(0.5)}, {5: L(0.5)}]
+
+    out = with_fidelity_and_perplexity(request, Hooks(), make_result(config=config), records, tmp_path)
+    fid = out.quality.fidelity
+    assert (fid.exact_match, fid.agreement, fid.first_divergence_mean, fid.kl_mean_nats) == (0.0, 0.5, 1.0, 0.0)
+    mine = ReferenceOutputs.model_validate_json((tmp_path / OUTPUTS_FILE).read_text())
+    assert [(r.prompt_ids, r.output_ids, r.logprobs) for r in mine.requests] == [([1, 2, 3], [4, 6], None)]

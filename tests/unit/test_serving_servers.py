@@ -28,7 +28,15 @@ def test_vllm_server_takes_the_vllm_section_and_is_eager_on_cpu():
     assert f["--model"] == "/m" and f["--port"] == "8123" and f["--host"] == "127.0.0.1"
     assert f["--max-model-len"] == "256" and f["--max-num-seqs"] == "4" and f["--dtype"] == "float32"
     assert "--enforce-eager" in f and "--no-enable-prefix-caching" in f
-    assert cmd.env == {"VLLM_CPU_KVCACHE_SPACE": "2"}
+    # the offline engine's CPU environment (one helper): dynamo off for an eager engine, said in the details
+    assert cmd.env == {"VLLM_CPU_KVCACHE_SPACE": "2", "TORCHDYNAMO_DISABLE": "1"}
+    assert cmd.details["torchdynamo_disable"] == "1" and "C++ compiler" in cmd.details["torchdynamo_disable_reason"]
+    assert cmd.details["cpu_kvcache_space_gib"] == 2
+    compiled = ExperimentConfig(**{**cfg.model_dump(exclude_unset=True), "vllm": {"max_model_len": 256,
+                                                                                  "enforce_eager": False}})
+    cpu_compiled = server_command(compiled, "/m", 8123, on_cpu=True)
+    assert "--enforce-eager" not in cpu_compiled.argv and "TORCHDYNAMO_DISABLE" not in cpu_compiled.env
+    assert cpu_compiled.details["torchdynamo_disable"] is None
     gpu = server_command(cfg, "/m", 8123, on_cpu=False)
     assert "--enforce-eager" not in gpu.argv and gpu.env == {}
 

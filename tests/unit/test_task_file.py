@@ -95,3 +95,27 @@ def test_a_container_run_takes_the_builtin_jsonl_but_not_an_lm_eval_yaml_nor_slu
     assert line.startswith("quality.task.harness: lm_eval runs on this host only") and "harness: builtin" in line
     (line,) = problems("slurm")
     assert line.startswith("quality.task: not scored on runner slurm")
+
+
+def test_isolated_on_the_command_line_refuses_an_lm_eval_task_like_runner_docker(tmp_path):
+    """`lem run --isolated` (and `lem config validate --isolated`) puts a runner: auto/local point in a container: the
+    plan refuses an lm_eval task there before any run, in one line naming the field and the way out; without
+    --isolated, or with the builtin harness, nothing is refused (plan._contained_problem, the launcher it chose)."""
+    from lem_runner.contract import ExperimentConfig
+    from llenergymeasure.launchers.select import select_launcher
+    from llenergymeasure.options import RunOptions
+    from llenergymeasure.plan import _contained_problem
+
+    (tmp_path / "mc.jsonl").write_text(GOOD)
+    (tmp_path / "t.yaml").write_text("task: mine\n")
+
+    def problem(harness, isolated):
+        path = tmp_path / ("mc.jsonl" if harness == "builtin" else "t.yaml")
+        cfg = ExperimentConfig(model="m", backend="pytorch", runner="local",
+                               quality={"task": {"path": str(path), "harness": harness}})
+        return _contained_problem(cfg, select_launcher(cfg, isolated=isolated), RunOptions(isolated=isolated))
+
+    line = problem("lm_eval", isolated=True)
+    assert line == ("quality.task.harness: lm_eval runs on this host only (its task YAML's data files do not travel "
+                    "into the pytorch container); use harness: builtin, or run without --isolated")
+    assert problem("lm_eval", isolated=False) is None and problem("builtin", isolated=True) is None

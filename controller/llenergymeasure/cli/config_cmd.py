@@ -18,13 +18,16 @@ app = typer.Typer(help="Check, show, document and start experiment configs.", no
 def validate(
     path: Path = typer.Argument(..., help="Config file."),
     allow_skipped: bool = typer.Option(False, "--allow-skipped", help="Study: accept invalid points (run skips them)."),
+    isolated: bool = typer.Option(False, "--isolated", help="As `lem run --isolated` would take it (each run in its "
+                                  "backend's container)."),
 ) -> None:
     """Exit 0 if the config (or study file) is valid, as `lem run` would take it; otherwise one line naming every
     problem's field, exit 2."""
     from llenergymeasure.config.host_checks import plan_notes
     from llenergymeasure.plan import RunOptions, StudyPlan, plan
 
-    planned = plan(path, RunOptions(allow_skipped=allow_skipped, dry_run=True))  # the path `lem run` takes
+    # the path `lem run` takes
+    planned = plan(path, RunOptions(allow_skipped=allow_skipped, dry_run=True, isolated=isolated))
     if isinstance(planned, StudyPlan):
         study, expansion = planned.study, planned.expansion
         skipped = f"; {len(expansion.skipped)} skipped: {'; '.join(expansion.skipped)}" if expansion.skipped else ""

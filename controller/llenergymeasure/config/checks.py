@@ -170,10 +170,21 @@ def task_file_problems(config: ExperimentConfig) -> list[str]:
         return ["quality.task: not scored on runner slurm yet (the task file does not travel with the job)"]
     contained = config.runner.startswith("docker") or (config.runner == "auto"
                                                        and not backend_installed(config.backend))
-    if task is not None and task.harness == "lm_eval" and contained:
-        return [f"quality.task.harness: lm_eval runs on this host only (its task YAML's data files do not travel "
-                f"into the {config.backend} container); use harness: builtin, or runner: local"]
+    if contained and (problem := contained_task_problem(config, "runner: local")):
+        return [problem]
     return task_problems(task, config.backend, config.scenario)
+
+
+def contained_task_problem(config: ExperimentConfig, instead: str) -> str | None:
+    """Why ``quality.task`` cannot be scored in the backend's container, or None: an lm_eval task YAML names data
+    files of its own, which do not travel (only the builtin harness's JSONL is copied in). ``instead``: how to run it
+    on this host (``runner: local``; for --isolated, without it). Checked where the config names a container
+    (``task_file_problems``) and where the command line asks for one (--isolated, plan.py), both before any run."""
+    task = config.quality.task
+    if task is None or task.harness != "lm_eval":
+        return None
+    return (f"quality.task.harness: lm_eval runs on this host only (its task YAML's data files do not travel into "
+            f"the {config.backend} container); use harness: builtin, or {instead}")
 
 
 def quality_setting_problems(config: ExperimentConfig, in_study: bool) -> list[str]:

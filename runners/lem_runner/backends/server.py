@@ -31,6 +31,9 @@ class ServerCommand:
     #: the prefix cache's two counters on GET /metrics, (tokens looked up, tokens found), read before and after the
     #: load window for its hit rate; none: the server exposes no such counters
     prefix_cache_metrics: tuple[str, str] | None = None
+    #: what the server was started with beyond its flags (e.g. environment set for it), for the result's backend
+    #: details
+    details: dict[str, str | int | float | bool | None] = field(default_factory=dict)
 
 
 def cli_flag(key: str) -> str:

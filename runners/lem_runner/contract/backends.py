@@ -217,8 +217,8 @@ class BackendSpec:
     #: list for top_k None) and its generation records carry their prompt and output token ids: output fidelity
     #: (config quality.reference) runs on it
     gives_next_token_logprobs: bool = False
-    #: the backend scores a whole text (a ``rolling_loglikelihood(text) -> (summed log-likelihood, tokens)`` method,
-    #: windows of the model's context): perplexity (config quality.perplexity) runs on it
+    #: the backend scores a whole text (a ``rolling_loglikelihood(text) -> (summed log-likelihood, tokens, window)``
+    #: method over the windows of lem_runner.quality.perplexity): perplexity (config quality.perplexity) runs on it
     gives_rolling_loglikelihood: bool = False
 
     def __post_init__(self) -> None:

@@ -27,6 +27,9 @@ REFERENCE_FILE = "reference_outputs.json"
 #: the reference's outputs as the controller places them in a compared run's own folder (a hard link or a copy of
 #: REFERENCE_FILE), so every launcher's runner reads them where it writes its result (no path to translate)
 COMPARED_FILE = "fidelity_reference.json"
+#: the file a compared run writes into its own folder: its own prompt and generated token ids (the first pass, in
+#: prompt order; no log-probabilities), the outputs its fidelity figures compare with the reference's
+OUTPUTS_FILE = "fidelity_outputs.json"
 
 
 class QualityConfig(Section):
@@ -84,9 +87,13 @@ class PerplexityFigures(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    perplexity: float = Field(..., gt=0, description="exp(- sum of log p(token | earlier tokens) / tokens) over the "
-                              "text, in windows of the model's context")
+    perplexity: float = Field(..., gt=0, description="exp(- sum of log p(token | earlier tokens in its window) / "
+                              "tokens) over the text, in windows of window_tokens tokens")
     tokens: int = Field(..., ge=1, description="tokens scored (the text's tokens; the first is conditioned on BOS)")
+    window_tokens: int | None = Field(None, ge=2, description="tokens per window: min(the model's context - 1, 1024, "
+                                      "on vLLM its max_model_len - 1); each window starts on the last token the one "
+                                      "before scored. Figures of different windows are not comparable (null: not "
+                                      "recorded, results before it was)")
     text: str = Field(..., description="the bundled text's name (lem_runner/quality/texts)")
     duration_s: float = Field(..., ge=0, description="wall time of the scoring, after the energy window")
 
@@ -116,7 +123,8 @@ class ReferenceRequest(BaseModel):
 
 
 class ReferenceOutputs(BaseModel):
-    """What a reference run writes (``REFERENCE_FILE``) and a compared run reads (``COMPARED_FILE``)."""
+    """What a reference run writes (``REFERENCE_FILE``) and a compared run reads (``COMPARED_FILE``); a compared
+    run writes its own outputs in this shape too (``OUTPUTS_FILE``, ``logprobs`` null)."""
 
     model_config = ConfigDict(extra="forbid")
 

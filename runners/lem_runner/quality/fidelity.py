@@ -36,7 +36,12 @@ def position_kl(p: dict[int, float] | Sequence[float], q: dict[int, float] | Seq
     """KL(p || q) in nats of one position's next-token distributions, given as log-probabilities, and whether it is
     exact. Two full lists: the exact sum over the vocabulary. Otherwise the tokens both sides give are the bins and
     everything else one remainder bin (p_r = 1 - sum p, q_r likewise): the KL of the coarsened distributions, which
-    is never above the true KL (log-sum inequality)."""
+    is never above the true KL (log-sum inequality). A dict that holds the whole vocabulary (vLLM with
+    ``max_logprobs: -1``) beside a full list is a full distribution too."""
+    if isinstance(p, dict) and not isinstance(q, dict) and len(p) >= len(q):
+        p = [p.get(i, -math.inf) for i in range(len(q))]
+    if isinstance(q, dict) and not isinstance(p, dict) and len(q) >= len(p):
+        q = [q.get(i, -math.inf) for i in range(len(p))]
     if not isinstance(p, dict) and not isinstance(q, dict):
         if len(p) != len(q):
             raise FidelityMismatch(f"full distributions of {len(p)} and {len(q)} tokens (another vocabulary?)")

@@ -10,7 +10,13 @@ from pathlib import Path
 
 from lem_runner.contract.atomic import atomic_write_text
 from lem_runner.contract.protocol import RunRequest
-from lem_runner.contract.quality import REFERENCE_FILE, QualityFigures, ReferenceOutputs
+from lem_runner.contract.quality import (
+    OUTPUTS_FILE,
+    REFERENCE_FILE,
+    QualityFigures,
+    ReferenceOutputs,
+    ReferenceRequest,
+)
 from lem_runner.contract.result import ExperimentResult
 from lem_runner.quality.fidelity import FidelityMismatch, fidelity_figures, reference_outputs
 from lem_runner.quality.perplexity import perplexity_figures
@@ -65,7 +71,10 @@ def _fidelity(request: RunRequest, backend, records: list[GenerationRecord], out
                                      request.config.quality.kl_top_k)
             atomic_write_text(out_dir / REFERENCE_FILE, mine.model_dump_json())
             figures = fidelity_figures(mine, prompts, outputs, None, own=[r.logprobs for r in mine.requests])
-        else:
+        else:  # this run's own tokens beside its figures, for reading where it parted from the reference
+            own = ReferenceOutputs(reference=fid.reference, kl_top_k=theirs.kl_top_k, requests=[
+                ReferenceRequest(prompt_ids=list(p), output_ids=list(o)) for p, o in zip(prompts, outputs)])
+            atomic_write_text(out_dir / OUTPUTS_FILE, own.model_dump_json())
             figures = fidelity_figures(theirs, prompts, outputs, backend.next_token_logprobs)
     except FidelityMismatch as exc:
         return None, str(exc)

@@ -381,7 +381,8 @@ def _assemble(cfg, plan_warnings: list[str], loaded: _Loaded, *, request: RunReq
         batch_size=server.command.batch_size if server else None,  # a user's endpoint: its batching is unknown
         batch_knob=cfg.spec.batch_knob,
         backend_details={"scenario": "serving", "server": figures.server, "device": kind,
-                         "dtype": settings["resolved"].get("dtype", cfg.dtype), "requests_file": REQUESTS_FILE},
+                         "dtype": settings["resolved"].get("dtype", cfg.dtype), "requests_file": REQUESTS_FILE,
+                         **(server.command.details if server else {})},
         engine_settings=settings,
         serving=figures, operating_point=operating_point, warnings=warnings, quality_flags=[f.code for f in flags],
         environment=environment_for(libraries, kind, cuda_version), start_time=start_time, end_time=end_time)

@@ -224,8 +224,9 @@ class PyTorchBackend:
 
         return next_token_logprobs(self._model, self._device, prompt_ids, continuation_ids, top_k)
 
-    def rolling_loglikelihood(self, text: str) -> tuple[float, int]:
-        """Perplexity's hook (lem_runner.quality): the text's summed token log-likelihood and its token count."""
+    def rolling_loglikelihood(self, text: str) -> tuple[float, int, int]:
+        """Perplexity's hook (lem_runner.quality): the text's summed token log-likelihood, its token count and the
+        window size."""
         from lem_runner.backends.pytorch.logprobs import rolling_loglikelihood
 
         return rolling_loglikelihood(self._model, self._tokenizer, self._device, text)

@@ -4,9 +4,6 @@ here is plain Python (lists, dicts, floats): the interface other backends implem
 
 from __future__ import annotations
 
-#: the longest window perplexity scores in one forward pass (its logits are window x vocabulary floats)
-MAX_WINDOW = 1024
-
 
 def next_token_logprobs(model, device: str, prompt_ids: list[int], continuation_ids: list[int],
                         top_k: int | None) -> list[dict[int, float]] | list[list[float]]:
@@ -34,27 +31,21 @@ def next_token_logprobs(model, device: str, prompt_ids: list[int], continuation_
     return out
 
 
-def rolling_loglikelihood(model, tokenizer, device: str, text: str) -> tuple[float, int]:
-    """Sum of log p(token | earlier tokens) over the text's tokens and their count. The text is preceded by BOS (EOS
-    when there is none; with neither, its first token is context only) and scored in disjoint windows of at most the
-    model's context (MAX_WINDOW): each window's first token sees the previous window's last token only, as lm-eval's
-    loglikelihood_rolling does."""
+def rolling_loglikelihood(model, tokenizer, device: str, text: str) -> tuple[float, int, int]:
+    """Sum of log p(token | earlier tokens in its window) over the text's tokens, their count and the window size:
+    the sequence and windows of lem_runner.quality.perplexity (BOS first; windows of the model's context less one,
+    at most 1024), each window one forward pass over its tokens but the last, float32 log-softmax."""
     import torch
 
-    tokens = tokenizer(text, add_special_tokens=False)["input_ids"]
-    if not tokens:
-        raise ValueError("the perplexity text has no tokens")
-    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-    seq = [start, *tokens] if start is not None else tokens  # no BOS nor EOS: the first token is not scored
-    if len(seq) < 2:
-        raise ValueError("the perplexity text has too few tokens")
-    window = min(int(getattr(model.config, "max_position_embeddings", MAX_WINDOW) or MAX_WINDOW), MAX_WINDOW)
+    from lem_runner.quality.perplexity import rolling_windows, text_sequence, window_size
+
+    seq = text_sequence(tokenizer, text)
+    size = window_size(getattr(model.config, "max_position_embeddings", None))
     total = 0.0
     with torch.inference_mode():
-        for lo in range(0, len(seq) - 1, window):
-            targets = seq[lo + 1: lo + 1 + window]
-            ids = torch.tensor([seq[lo: lo + len(targets)]], device=device)
-            logp = torch.log_softmax(model(input_ids=ids).logits[0].float(), dim=-1)
-            picked = logp.gather(1, torch.tensor(targets, device=device)[:, None])[:, 0]
+        for start, end, scored in rolling_windows(len(seq), size):
+            ids = torch.tensor([seq[start: end - 1]], device=device)
+            logp = torch.log_softmax(model(input_ids=ids).logits[0, -scored:].float(), dim=-1)
+            picked = logp.gather(1, torch.tensor(seq[end - scored: end], device=device)[:, None])[:, 0]
             total += float(picked.double().sum())
-    return total, len(seq) - 1
+    return total, len(seq) - 1, size

@@ -19,7 +19,9 @@ slot (``max_num_seqs``) carries that wait; its prefill starts when the engine sc
 token (measurement.phases). Prompts are tokenised here with the
 model's tokenizer (``truncation``/``max_length`` as the PyTorch backend does) and passed as token ids, so input counts
 and truncation are exact and identical across backends. Text is not detokenised (``detokenize=False``): the PyTorch
-backend does not decode either, and nothing reads the text.
+backend does not decode either, and nothing reads the text. Each record keeps its prompt's token ids and the
+generated ones as the DELTA outputs bring them (EOS included: vLLM lists the token that stopped a request), for
+output fidelity after the window (lem_runner.quality), as the PyTorch backend's records do.
 
 Prefix cache. vLLM caches the KV of full prompt blocks across requests (its own default is on; the contract's is
 off). The warm-up runs the very prompts the window then measures, so the measured prefills would be served from that
@@ -82,6 +84,26 @@ def eager_mode(config: ExperimentConfig, on_cuda: bool) -> tuple[bool | None, st
     if not on_cuda:
         return True, CPU_EAGER_REASON
     return None, "vLLM's default (compiled, CUDA graphs)"
+
+
+def cpu_engine_environment(config: ExperimentConfig, on_cuda: bool) -> dict[str, str]:
+    """The environment a vLLM engine on CPU starts with, offline (``VLLMBackend.load``) and served (server.py) alike:
+    ``VLLM_CPU_KVCACHE_SPACE`` from ``vllm.cpu_kvcache_space_gib``, and ``TORCHDYNAMO_DISABLE=1`` when the engine is
+    eager (CPU_DYNAMO_REASON). A variable already set in this process's environment keeps its value (it is what the
+    engine sees). Nothing on CUDA."""
+    if on_cuda:
+        return {}
+    env = {"VLLM_CPU_KVCACHE_SPACE": str(config.vllm.cpu_kvcache_space_gib)}
+    if eager_mode(config, on_cuda)[0]:
+        env["TORCHDYNAMO_DISABLE"] = "1"
+    return {key: os.environ.get(key, value) for key, value in env.items()}
+
+
+def environment_details(env: dict[str, str]) -> dict[str, str | int | None]:
+    """What ``cpu_engine_environment`` set, as the result's backend details record it."""
+    kv_space, dynamo_off = env.get("VLLM_CPU_KVCACHE_SPACE"), env.get("TORCHDYNAMO_DISABLE")
+    return {"cpu_kvcache_space_gib": int(kv_space) if kv_space else None, "torchdynamo_disable": dynamo_off,
+            "torchdynamo_disable_reason": CPU_DYNAMO_REASON if dynamo_off else None}
 
 
 def engine_args(config: ExperimentConfig, model_path: str, on_cuda: bool = True) -> dict:
@@ -225,11 +247,8 @@ class VLLMBackend:
             # Checked here because the engine fails in its worker process, and error.json would only say
             # "Engine core initialization failed".
             raise ValueError(f"vllm.block_size {block}: vLLM's CPU attention (0.32) needs a multiple of 32")
-        kv_space = dynamo_off = None
-        if not use_cuda:
-            kv_space = self._setenv_default("VLLM_CPU_KVCACHE_SPACE", str(cfg.vllm.cpu_kvcache_space_gib))
-            if eager_mode(cfg, use_cuda)[0]:
-                dynamo_off = self._setenv_default("TORCHDYNAMO_DISABLE", "1")
+        engine_env = {key: self._setenv_default(key, value)
+                      for key, value in cpu_engine_environment(cfg, use_cuda).items()}
         # The engine talks to its core process over ZeroMQ ipc sockets it never unlinks: keep them in a folder
         # close() removes, not loose in the temp dir.
         if "VLLM_RPC_BASE_PATH" not in os.environ:
@@ -290,9 +309,7 @@ class VLLMBackend:
                 "enable_prefix_caching": self._prefix_caching,
                 "prefix_cache_reset_per_call": self._prefix_caching,
                 "kv_cache_dtype": vcfg.cache_config.cache_dtype,
-                "cpu_kvcache_space_gib": int(kv_space) if kv_space else None,
-                "torchdynamo_disable": dynamo_off,
-                "torchdynamo_disable_reason": CPU_DYNAMO_REASON if dynamo_off else None,
+                **environment_details(engine_env),
                 "parameter_source": source,
                 "timing": "per-step perf_counter over llm_engine.step() with DELTA outputs",
             },
@@ -319,6 +336,7 @@ class VLLMBackend:
         self._calls += 1
         ids = [f"lem-{self._calls}-{i}" for i in range(len(prompts))]
         times: dict[str, list[float]] = {rid: [] for rid in ids}
+        generated: dict[str, list[int]] = {rid: [] for rid in ids}  # each request's tokens, EOS included
         scheduled: dict[str, float | None] = {}
         try:
             with self._engine_errors():
@@ -329,14 +347,17 @@ class VLLMBackend:
                     outputs = engine.step()
                     now = time.perf_counter()
                     for out in outputs:
-                        times[out.request_id].extend([now] * len(out.outputs[0].token_ids))
+                        delta = out.outputs[0].token_ids
+                        times[out.request_id].extend([now] * len(delta))
+                        generated[out.request_id].extend(delta)
                         if out.request_id not in scheduled:
                             scheduled[out.request_id] = engine_scheduled_time(out)
         except BaseException:
             with contextlib.suppress(Exception):  # a dead engine cannot abort; the original error is the one to see
                 engine.abort_request(ids)
             raise
-        return [GenerationRecord(len(tok), len(times[rid]), start, times[rid], scheduled=scheduled.get(rid))
+        return [GenerationRecord(len(tok), len(times[rid]), start, times[rid], scheduled=scheduled.get(rid),
+                                 prompt_ids=tuple(tok), output_ids=tuple(generated[rid]))
                 for rid, tok in zip(ids, token_ids)]
 
     def adopt(self, config: ExperimentConfig) -> list[str]:
@@ -366,6 +387,15 @@ class VLLMBackend:
 
         with self._engine_errors():
             return next_token_logprobs(self._llm, prompt_ids, continuation_ids, top_k)
+
+    def rolling_loglikelihood(self, text: str) -> tuple[float, int, int]:
+        """Perplexity's hook (lem_runner.quality): the text's summed token log-likelihood, its token count and the
+        window size, from vLLM's prompt_logprobs over the windows the PyTorch backend scores
+        (backends/vllm/logprobs.py)."""
+        from lem_runner.backends.vllm.logprobs import rolling_loglikelihood
+
+        with self._engine_errors():
+            return rolling_loglikelihood(self._llm, self._tokenizer, text)
 
     @contextlib.contextmanager
     def _engine_errors(self):

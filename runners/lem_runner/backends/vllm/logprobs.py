@@ -1,6 +1,7 @@
 """Teacher-forced log-probabilities on the loaded vLLM engine, from its ``prompt_logprobs``: continuation
-log-likelihoods for task accuracy (lem_runner.task) and next-token distributions along given tokens (output
-fidelity's KL). No token is generated that is read: each request is prefill only (``max_tokens=1``).
+log-likelihoods for task accuracy (lem_runner.task), next-token distributions along given tokens (output
+fidelity's KL) and a text's rolling log-likelihood (perplexity). No token is generated that is read: each request
+is prefill only (``max_tokens=1``).
 
 vLLM 0.32 returns, per prompt position ``i >= 1`` (position 0 has no predecessor: None), a dict {token_id: Logprob}
 holding the ``k`` most likely tokens for position ``i`` given tokens ``< i`` (``k = SamplingParams.prompt_logprobs``)
@@ -82,3 +83,24 @@ def next_token_logprobs(llm, prompt_ids: list[int], continuation_ids: list[int],
     whole = [*prompt_ids, *continuation_ids]
     (row,) = prompt_logprobs(llm, [whole], k)
     return [{int(t): float(lp.logprob) for t, lp in row[i].items()} for i in range(len(prompt_ids), len(whole))]
+
+
+def rolling_loglikelihood(llm, tokenizer, text: str) -> tuple[float, int, int]:
+    """Perplexity's sum: log p(token | earlier tokens in its window) over the text's tokens, their count and the
+    window size, for the sequence and windows of lem_runner.quality.perplexity (the PyTorch backend scores the same
+    ones). Each window is one prompt (``prompt_logprobs = 0``: each prompt token's own log-probability, float32
+    log-softmax), all in one ``generate`` call; the window is the model's context less one, at most 1024, and at
+    most the engine's ``max_model_len`` less one (vLLM needs room for the one generated token)."""
+    from lem_runner.quality.perplexity import rolling_windows, text_sequence, window_size
+
+    seq = text_sequence(tokenizer, text)
+    model_config = llm.llm_engine.model_config
+    context = getattr(model_config.hf_config, "max_position_embeddings", None)
+    size = window_size(context, model_config.max_model_len)
+    windows = rolling_windows(len(seq), size)
+    rows = prompt_logprobs(llm, [seq[start:end] for start, end, _ in windows], 0)
+    total = 0.0
+    for (start, end, scored), row in zip(windows, rows):
+        n = end - start
+        total += sum(float(row[i][seq[start + i]].logprob) for i in range(n - scored, n))
+    return total, len(seq) - 1, size

@@ -1,6 +1,7 @@
 """vLLM's OpenAI-compatible server: ``python -m vllm.entrypoints.openai.api_server`` (the module entry point works in
 the CPU build, where the ``vllm`` console script does not), engine arguments from the ``vllm:`` section as its CLI
-flags; ``--enforce-eager`` on CPU (inductor needs a C++ compiler the images lack)."""
+flags; ``--enforce-eager`` on CPU (inductor needs a C++ compiler the images lack), with the offline engine's CPU
+environment (``cpu_engine_environment``: the KV cache space, and TORCHDYNAMO_DISABLE=1 when eager)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ PREFIX_CACHE_METRICS = ("vllm:prefix_cache_queries_total", "vllm:prefix_cache_hi
 
 
 def vllm_command(cfg: ExperimentConfig, model_path: str, port: int, on_cpu: bool) -> ServerCommand:
-    from lem_runner.backends.vllm.backend import eager_mode, engine_args
+    from lem_runner.backends.vllm.backend import cpu_engine_environment, eager_mode, engine_args, environment_details
 
     args = engine_args(cfg, model_path, on_cuda=not on_cpu)
     argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--host", "127.0.0.1", "--port", str(port),
@@ -34,11 +35,12 @@ def vllm_command(cfg: ExperimentConfig, model_path: str, port: int, on_cpu: bool
     if eager_mode(cfg, not on_cpu)[0]:  # unset: eager on CPU (no compiler in the CPU image); false: compile
         argv.append("--enforce-eager")
     argv.append("--enable-prefix-caching" if cfg.vllm.enable_prefix_caching else "--no-enable-prefix-caching")
-    env = {"VLLM_CPU_KVCACHE_SPACE": str(cfg.vllm.cpu_kvcache_space_gib)} if on_cpu else {}
+    env = cpu_engine_environment(cfg, on_cuda=not on_cpu)
+    details = environment_details(env)
     reset: tuple[str, ...] = ()
     if cfg.vllm.enable_prefix_caching:  # a cached prefix would serve the next run's prompts: empty it between runs
         env["VLLM_SERVER_DEV_MODE"] = "1"  # the route /reset_prefix_cache exists only in vLLM's dev mode
         reset = ("/reset_prefix_cache",)
     return ServerCommand("vllm.entrypoints.openai.api_server", argv, env, batch_size=args.get("max_num_seqs"),
                          busy_metrics=("vllm:num_requests_running", "vllm:num_requests_waiting"),
-                         reset_routes=reset, prefix_cache_metrics=PREFIX_CACHE_METRICS)
+                         reset_routes=reset, prefix_cache_metrics=PREFIX_CACHE_METRICS, details=details)

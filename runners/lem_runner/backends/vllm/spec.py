@@ -34,6 +34,24 @@ def _context_fits(cfg: Any, section: VLLMConfig) -> None:
                          f"max_output_tokens = {budget}")
 
 
+#: vLLM's default ``max_logprobs`` (its ModelConfig): the most log-probabilities it returns per position
+DEFAULT_MAX_LOGPROBS = 20
+
+
+def _kl_within_cap(cfg: Any, section: VLLMConfig) -> None:
+    """Output fidelity's KL reads ``quality.kl_top_k`` log-probabilities per position; vLLM returns at most its
+    ``max_logprobs`` (engine argument; -1: the whole vocabulary), and refuses a request for more."""
+    if not cfg.quality.reference:
+        return
+    cap = section.engine_args.get("max_logprobs", DEFAULT_MAX_LOGPROBS)
+    k = cfg.quality.kl_top_k
+    if isinstance(cap, int) and cap != -1 and (k is None or k > cap):
+        wanted = "null (the full distribution)" if k is None else str(k)
+        raise ValueError(f"quality.kl_top_k: {wanted} on a vllm point, but vLLM returns at most max_logprobs = {cap} "
+                         f"log-probabilities per position; set kl_top_k <= {cap}, or vllm.engine_args: "
+                         "{max_logprobs: -1} (the whole vocabulary)")
+
+
 def _memory(cfg: Any, device_kind: str, device_memory_bytes: int | None, device_name: str) -> MemoryTraits:
     section: VLLMConfig = cfg.vllm
     seqs = section.max_num_seqs
@@ -71,11 +89,12 @@ SPEC = BackendSpec(
     short_names={"tensor_parallel_size": "tp", "pipeline_parallel_size": "pp"},
     gpu_count_rule="uses tensor_parallel_size x pipeline_parallel_size = {n} GPU(s)",
     shm_size="8g",  # worker processes exchange tensors through shared memory
-    checks=(_context_fits,),
+    checks=(_context_fits, _kl_within_cap),
     memory_traits=_memory,
     engine_check="lem_runner.backends.vllm.check:vllm_problems",
     server_command="lem_runner.backends.vllm.server:vllm_command",
     engine_markers=MARKERS,
     scores_continuations=True,  # prompt_logprobs (backends/vllm/logprobs.py)
     gives_next_token_logprobs=True,  # top-k only, at most the engine's max_logprobs per position
+    gives_rolling_loglikelihood=True,  # prompt_logprobs over the windows of lem_runner.quality.perplexity
 )
