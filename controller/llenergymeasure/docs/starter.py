@@ -5,14 +5,18 @@ shared prefix, capacity) validate too once uncommented as their header line says
 
 from __future__ import annotations
 
+from lem_runner.contract import backend_names
 from lem_runner.contract.config import EMBEDDED_DEFAULT_MODEL
+
+#: every backend this checkout has (its folders), so a new backend's folder is listed without touching this file
+_BACKENDS = " | ".join(backend_names())
 
 EXPERIMENT = f"""\
 # lem experiment config: `lem run THIS_FILE`. Every field: docs/config-reference.md; check it: `lem config validate`.
 # Editor completion: `lem config schema -o schemas`, then point your YAML editor at schemas/lem-config.schema.json.
 name: my-experiment              # result folder prefix: results/<name>-<date>-<time>/
 model: "{EMBEDDED_DEFAULT_MODEL}"  # hub id, local folder, or the embedded default
-backend: pytorch                 # pytorch | vllm | tensorrt (vllm/tensorrt: run with --isolated)
+backend: pytorch                 # {_BACKENDS} (one not installed here: run with --isolated)
 dtype: auto                      # auto keeps the checkpoint's dtype; or float32 | float16 | bfloat16
 device: auto                     # auto uses CUDA when a GPU is visible; cpu runs have no energy figure
 
@@ -62,7 +66,7 @@ SERVING = f"""\
 # Every field: docs/config-reference.md (serving section); definitions: docs/method.md, "Serving".
 name: my-serving
 model: "{EMBEDDED_DEFAULT_MODEL}"  # hub id, local folder, or the embedded default
-backend: pytorch                 # pytorch (transformers continuous batching) | vllm (its OpenAI server) | tensorrt
+backend: pytorch                 # {_BACKENDS}: each serves through its own OpenAI-compatible server
 scenario: serving
 max_output_tokens: 32            # tokens per request (serving.output_tokens draws them instead)
 force_output_length: true        # every request generates exactly its length
