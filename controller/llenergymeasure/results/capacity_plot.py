@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 from llenergymeasure.results.discover import Experiment
+from llenergymeasure.results.figure import PlotFile, new_figure, save_figure
 
 LOAD_LABELS = {"rate": "offered request rate (requests/s)", "concurrency": "closed-loop clients (concurrency)"}
 
@@ -20,12 +21,11 @@ def capacity_runs(experiments: list[Experiment]) -> list[Experiment]:
 
 def capacity_figure(e: Experiment):
     """The two-panel figure and its axes (not yet written)."""
-    from llenergymeasure.results.plot import _figure
 
     c = e.result.serving.capacity  # type: ignore[union-attr]
     probes = sorted(c.probes, key=lambda p: p.load)
     unit = "clients" if c.knob == "concurrency" else "req/s"
-    fig = _figure(12.0, 5.0)
+    fig = new_figure(12.0, 5.0)
     left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     passed = [p for p in probes if p.passed]
     failed = [p for p in probes if not p.passed]
@@ -81,8 +81,7 @@ def capacity_figure(e: Experiment):
 
 def capacity_plot(e: Experiment, path: Path):
     """Write the figure (PNG, SVG or PDF by the suffix)."""
-    from llenergymeasure.results.plot import PlotFile, _save
 
     fig, (left, _) = capacity_figure(e)
-    written = _save(fig, left, path)
+    written = save_figure(fig, left, path)
     return PlotFile(written.path, fig.get_suptitle().replace("\n", " "), written.xlabel, written.ylabel)

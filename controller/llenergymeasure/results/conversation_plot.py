@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 from llenergymeasure.results.discover import Experiment
+from llenergymeasure.results.figure import PlotFile, new_figure, save_figure
 
 
 def conversation_runs(experiments: list[Experiment]) -> list[Experiment]:
@@ -18,11 +19,10 @@ def conversation_runs(experiments: list[Experiment]) -> list[Experiment]:
 
 def conversation_figure(e: Experiment):
     """The two-panel figure and its axes (left: latencies, its twin: prompt tokens; right: energy)."""
-    from llenergymeasure.results.plot import _figure
 
     c = e.result.serving.conversations  # type: ignore[union-attr]
     turns = c.by_turn
-    fig = _figure(12.0, 5.0)
+    fig = new_figure(12.0, 5.0)
     left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     for name, key, marker in (("TTFT p50", "ttft_p50_ms", "o"), ("TPOT p50", "tpot_p50_ms", "s"),
                               ("E2E p50", "e2e_p50_ms", "^")):
@@ -67,8 +67,7 @@ def conversation_figure(e: Experiment):
 
 def conversation_plot(e: Experiment, path: Path):
     """Write the figure (PNG, SVG or PDF by the suffix)."""
-    from llenergymeasure.results.plot import PlotFile, _save
 
     fig, (left, _) = conversation_figure(e)
-    written = _save(fig, left, path)
+    written = save_figure(fig, left, path)
     return PlotFile(written.path, fig.get_suptitle().replace("\n", " "), written.xlabel, written.ylabel)

@@ -8,20 +8,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from llenergymeasure.results.figure import PlotFile, clipped_errs, new_figure
 from llenergymeasure.results.operating_points import Point
 from llenergymeasure.results.pareto import pareto_front
 
 
 def energy_latency_plot(pts: Sequence[Point], path: Path, adjusted: bool = False):
     """The two-panel figure (PNG, SVG or PDF by the path's suffix), or None when no configuration set an operating point or has energy and latency."""
-    from llenergymeasure.results.plot import PlotFile, _figure, clipped_errs
 
     measured = [p for p in pts if p.jpt.mean is not None and p.latency["ttft_p50_ms"].mean is not None]
     if not measured or all(p.setting == "default clocks" for p in measured):
         return None
     from lem_runner.contract.atomic import atomic_write_bytes
 
-    fig = _figure(11.0, 5.0)
+    fig = new_figure(11.0, 5.0)
     kind = "idle-adjusted energy" if adjusted else "energy"
     axes = []
     for col, (name, xlabel) in enumerate((("ttft_p50_ms", "TTFT p50 (ms)"),

@@ -12,7 +12,6 @@ box)."""
 
 from __future__ import annotations
 
-import io
 import textwrap
 from collections import defaultdict
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ from lem_runner.contract import backend_names
 
 from llenergymeasure.errors import ConfigError
 from llenergymeasure.results.discover import Experiment, find_experiments
+from llenergymeasure.results.figure import PlotFile, clipped_errs, new_figure, save_figure
 from llenergymeasure.results.frame import timeseries_path
 from llenergymeasure.results.metrics import METRICS
 from llenergymeasure.results.pareto import pareto_front
@@ -33,16 +33,6 @@ THROUGHPUT_LABEL = "throughput (output tokens/s)"
 
 
 FORMATS = ("png", "svg", "pdf")
-
-
-@dataclass(frozen=True)
-class PlotFile:
-    """A written figure and what its axes say (so callers and tests can check the units)."""
-
-    path: Path
-    title: str
-    xlabel: str
-    ylabel: str
 
 
 @dataclass(frozen=True)
@@ -89,35 +79,9 @@ def offline_runs(experiments: Sequence[Experiment]) -> list[Experiment]:
     return [e for e in experiments if e.result is not None and e.result.serving is None]
 
 
-def _figure(width: float = 8.0, height: float = 5.5):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=120, layout="constrained")
-    FigureCanvasAgg(fig)  # a renderer, so label placement can measure text
-    return fig
-
-
-def _save(fig, ax, path: Path) -> PlotFile:
-    from lem_runner.contract.atomic import atomic_write_bytes
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format=path.suffix.lstrip(".") or "png")
-    atomic_write_bytes(path, buf.getvalue())
-    return PlotFile(path, ax.get_title().replace("\n", " "), ax.get_xlabel(), ax.get_ylabel())
-
-
 def _errs(stats: Sequence[MetricStats]) -> list[float] | None:
     """CI half-widths, or None when no configuration has one (single runs get no stub error bars)."""
     return [s.ci95 or 0.0 for s in stats] if any(s.ci95 for s in stats) else None
-
-
-def clipped_errs(stats: Sequence[MetricStats]) -> list[list[float]] | None:
-    """Asymmetric error bars (below, above) of the 95 % CI, the lower one stopping at zero: these figures (tok/s,
-    J/token, rates) cannot be negative, and a CI reaching below zero says "few cycles", not a negative value."""
-    if not any(s.ci95 for s in stats):
-        return None
-    return [[min(s.ci95 or 0.0, max(s.mean or 0.0, 0.0)) for s in stats], [s.ci95 or 0.0 for s in stats]]
 
 
 def _key(fig, configs: Sequence[Config]) -> None:
@@ -193,7 +157,7 @@ def efficiency_figure(configs: Sequence[Config], adjusted: bool = False):
     """The efficiency figure and its axes (not yet written)."""
     measured = [c for c in configs if c.jpt.mean is not None]
     shown = measured or list(configs)
-    fig = _figure(8.0, 5.5 + 0.14 * max(0, len(shown) - 4) / (1 if len(shown) <= 4 else 2 if len(shown) <= 12 else 3))
+    fig = new_figure(8.0, 5.5 + 0.14 * max(0, len(shown) - 4) / (1 if len(shown) <= 4 else 2 if len(shown) <= 12 else 3))
     ax = fig.add_subplot()
     kind = "idle-adjusted energy" if adjusted else "energy"
     if not measured:
@@ -235,7 +199,7 @@ def efficiency_figure(configs: Sequence[Config], adjusted: bool = False):
 
 def efficiency_plot(configs: Sequence[Config], path: Path, adjusted: bool = False) -> PlotFile:
     fig, ax = efficiency_figure(configs, adjusted)
-    return _save(fig, ax, path)
+    return save_figure(fig, ax, path)
 
 
 def backend_colour(backend: str) -> str:
@@ -268,7 +232,7 @@ def _throughput_only(ax, configs: Sequence[Config], adjusted: bool = False) -> N
 
 def power_plot(e: Experiment, series_path: Path, path: Path) -> PlotFile:
     fig, ax = power_figure(e, series_path)
-    return _save(fig, ax, path)
+    return save_figure(fig, ax, path)
 
 
 def power_figure(e: Experiment, series_path: Path):
@@ -278,7 +242,7 @@ def power_figure(e: Experiment, series_path: Path):
     r = e.result
     assert r is not None
     frame = pq.read_table(series_path).to_pandas()
-    fig = _figure(9.0, 5.0)
+    fig = new_figure(9.0, 5.0)
     ax = fig.add_subplot()
     total = r.windows.get("total")
     end = total.duration_s if total else r.inference_time_s

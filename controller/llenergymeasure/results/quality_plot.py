@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from llenergymeasure.results.figure import PlotFile, clipped_errs, new_figure
 from llenergymeasure.results.operating_points import Point
 from llenergymeasure.results.pareto import pareto_front
 
@@ -19,7 +20,6 @@ PANELS = (("fidelity_kl_mean_nats", "KL from the reference (nats/token, lower is
 def quality_plot(pts: Sequence[Point], path: Path, adjusted: bool = False):
     """The figure (PNG, SVG or PDF by the path's suffix), or None when no configuration has energy and a quality
     figure."""
-    from llenergymeasure.results.plot import PlotFile, _figure, clipped_errs
 
     panels = [(name, label, up, [p for p in pts if p.jpt.mean is not None and p.quality[name].mean is not None])
               for name, label, up in PANELS]
@@ -28,7 +28,7 @@ def quality_plot(pts: Sequence[Point], path: Path, adjusted: bool = False):
         return None
     from lem_runner.contract.atomic import atomic_write_bytes
 
-    fig = _figure(5.5 * len(panels) + 1.0, 5.0)
+    fig = new_figure(5.5 * len(panels) + 1.0, 5.0)
     kind = "idle-adjusted energy" if adjusted else "energy"
     axes = []
     for col, (name, xlabel, up, sub) in enumerate(panels):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llenergymeasure.results.discover import Experiment
+from llenergymeasure.results.figure import PlotFile, clipped_errs, new_figure, save_figure
 from llenergymeasure.results.metrics import METRICS
 from llenergymeasure.results.pareto import pareto_front
 from llenergymeasure.results.statistics import MetricStats, describe
@@ -76,7 +77,6 @@ def serving_points(experiments: Sequence[Experiment], adjusted: bool = False) ->
 
 
 def _bars(stats: Sequence[MetricStats]):
-    from llenergymeasure.results.plot import clipped_errs
 
     return clipped_errs(stats)
 
@@ -111,14 +111,13 @@ def _value_labels(ax, xs: Sequence[float], ys: Sequence[float], unit: str) -> No
 
 def serving_figure(points: Sequence[ServingPoint], adjusted: bool = False):
     """The two-panel figure and its two axes (not yet written)."""
-    from llenergymeasure.results.plot import _figure
 
     kind = "rate" if any(p.load_kind == "rate" for p in points) else "clients"
     shown = [p for p in points if p.load_kind == kind]
     other = len(points) - len(shown)
     measured = [p for p in shown if p.jpt.mean is not None]
     what = "idle-adjusted energy" if adjusted else "energy"
-    fig = _figure(12.0, 5.0)
+    fig = new_figure(12.0, 5.0)
     left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     backends = sorted({p.backend for p in shown})
     markers = dict(zip(backends, "osD^v<>"))
@@ -199,8 +198,7 @@ def serving_plot(points: Sequence[ServingPoint], path: Path, adjusted: bool = Fa
     """Write the figure (PNG, SVG or PDF by the suffix); None when there is no serving run."""
     if not points:
         return None
-    from llenergymeasure.results.plot import PlotFile, _save
 
     fig, (left, _) = serving_figure(points, adjusted)
-    written = _save(fig, left, path)
+    written = save_figure(fig, left, path)
     return PlotFile(written.path, fig.get_suptitle().replace("\n", " "), written.xlabel, written.ylabel)
