@@ -4,7 +4,7 @@ Prints the package-level arrows (lem_runner.backends -> lem_runner.measurement .
 or more that reach each other: an arrow running back up, at any distance), every circle of modules, the rule breaks
 (the runner importing the controller, the controller importing the runner outside its contract, the contract
 importing any other part of the runner: it is the bottom layer) and the largest modules. ``--modules`` prints every
-module's imports. Exits 1 when there is a circle of packages or a rule break, so ``make lint``/CI can hold the line.
+module's imports. Exits 1 when there is a circle (of packages or of modules) or a rule break, so ``make lint``/CI can hold the line.
 
 Imports are read statically, function-level ones included; a module named in a string and loaded with importlib
 (the backend registry loading ``backends/<name>/spec.py``, a spec's ``module:function``) is a plug-in, not an arrow.
@@ -132,9 +132,11 @@ def _in(module: str, package: str) -> bool:
 
 
 def problems(graph: dict[str, set[str]]) -> list[str]:
-    """Every circle of packages and every rule break, one line each; [] when the layering holds. (Circles of modules
-    inside one package are printed, not failed: a package is one room, free to arrange itself.)"""
+    """Every circle of packages, every circle of modules and every rule break, one line each; [] when the layering
+    holds. A circle of modules inside one package fails too: two modules that need each other are one module, or
+    share a third they should both import (a function-level import that breaks the loop at run time is still one)."""
     out = [f"package circle: {' <-> '.join(c)}" for c in circles(package_graph(graph))]
+    out += [f"module circle: {' <-> '.join(c)}" for c in circles(graph)]
     return out + [f"rule break: {b}" for b in rule_breaks(graph)]
 
 
@@ -172,7 +174,7 @@ def main() -> int:
     if not circles(rooms):
         print("none")
 
-    print("\n## circles of modules (inside one package; printed, not failed)")
+    print("\n## circles of modules")
     print("\n".join(" <-> ".join(c) for c in circles(graph)) or "none")
 
     print(f"\n## rule breaks: runner -> controller, controller -> runner outside {CONTRACT}, {CONTRACT} -> the rest "

@@ -39,3 +39,10 @@ def test_a_longer_circle_is_found_too():
     graph = {"t.a.x": {"t.b.y"}, "t.b.y": {"t.c.z"}, "t.c.z": {"t.a.w"}, "t.a.w": set(), "t.d.q": {"t.a.x"}}
     assert import_graph.circles(import_graph.package_graph(graph)) == [["t.a", "t.b", "t.c"]]
     assert import_graph.circles(graph) == []
+
+
+def test_a_circle_of_modules_inside_one_package_fails_the_check_too():
+    # serving.schedule and serving.prefix once needed each other (a function-level import broke the loop at run time)
+    graph = {"t.a.x": {"t.a.y"}, "t.a.y": {"t.a.x"}, "t.b.z": {"t.a.x"}}
+    assert import_graph.problems(graph) == ["module circle: t.a.x <-> t.a.y"]
+    assert import_graph.problems({"t.a.x": {"t.a.y"}, "t.a.y": set()}) == []
