@@ -229,7 +229,7 @@ def _contained_problem(config: ExperimentConfig, launcher: Launcher, options: Ru
     its container itself (runner: docker) was refused at load already (config/checks.py)."""
     from llenergymeasure.config.checks import contained_task_problem
 
-    if launcher.name != "docker" or not (options.isolated or options.image):
+    if not launcher.contained or not (options.isolated or options.image):
         return None
     return contained_task_problem(config, "run without --isolated" + ("/--image" if options.image else ""))
 

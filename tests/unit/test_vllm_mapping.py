@@ -34,11 +34,12 @@ NON_DEFAULT = {
     "speculative_config": {"method": "ngram", "num_speculative_tokens": 3, "prompt_lookup_max": 4},
     "cpu_offload_gb": 2.5,
     "async_scheduling": True,
+    "reasoning_parser": "deepseek_r1",
     "engine_args": {"max_logprobs": 5, "disable_sliding_window": True},
 }
 #: fields that are not engine arguments: the KV cache size on CPU goes through VLLM_CPU_KVCACHE_SPACE; the
-#: pass-through's keys arrive as themselves
-NOT_ENGINE_ARGS = {"cpu_kvcache_space_gib", "engine_args"}
+#: reasoning parser is the OpenAI server's flag (backends/vllm/server.py); the pass-through's keys arrive as themselves
+NOT_ENGINE_ARGS = {"cpu_kvcache_space_gib", "reasoning_parser", "engine_args"}
 
 
 def _vllm_config(**overrides):
@@ -55,7 +56,9 @@ def test_the_table_covers_every_vllm_field():
 
 
 def test_every_vllm_field_reaches_its_engine_argument():
-    cfg = _vllm_config(vllm=NON_DEFAULT, devices=[0, 1, 2, 3], dtype="bfloat16", seed=7)
+    # serving: reasoning_parser is refused offline (the server's flag)
+    cfg = _vllm_config(vllm=NON_DEFAULT, devices=[0, 1, 2, 3], dtype="bfloat16", seed=7, scenario="serving",
+                       serving={"rate": 2.0})
     args = engine_args(cfg, "/models/m")
     for field, value in NON_DEFAULT.items():
         if field in NOT_ENGINE_ARGS:

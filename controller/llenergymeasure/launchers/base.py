@@ -75,6 +75,8 @@ class Launcher(Protocol):
     sessions: bool = False
     #: the scheduler allocates the run's GPUs on its own node (Slurm): this host's GPUs and lock are not its
     allocates_devices: bool = False
+    #: runs the runner inside a container image: what the runner reads must be in the image or copied in
+    contained: bool = False
 
     def launch(self, spec: LaunchSpec, on_event: EventSink) -> LaunchOutcome: ...
 

@@ -151,6 +151,7 @@ class DockerLauncher(Launcher):
 
     name = "docker"
     sessions = True
+    contained = True
 
     #: an engine session's container ends itself after this long without a request (its controller is gone)
     session_idle_exit_s = 3600.0

@@ -1,5 +1,7 @@
-"""The load generator: sends the planned requests to an OpenAI-compatible ``/v1/completions`` route on schedule
-(open loop) or from N clients (closed loop), streams every response and records each chunk's arrival.
+"""The load generator: sends the planned requests to an OpenAI-compatible ``/v1/completions`` route (or
+``/v1/chat/completions``, the prompt as one user message, where the server separates reasoning from the answer only
+there: ``LoadSpec.chat``) on schedule (open loop) or from N clients (closed loop), streams every response and records
+each chunk's arrival.
 
 aiohttp does the HTTP and the chunked transfer; server-sent events are split on their ``data:`` lines. Token counts
 come from the server's ``usage`` (``stream_options: include_usage``, plus vLLM's ``continuous_usage_stats`` for a
@@ -23,8 +25,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from lem_runner.serving.planned import PlannedRequest
 from lem_runner.serving.records import RequestRecord
-from lem_runner.serving.schedule import PlannedRequest
 
 Clock = Callable[[], float]
 
@@ -43,14 +45,29 @@ class LoadSpec:
     timeout_s: float
     ignore_eos: bool
     sampling: dict  # temperature / top_p / top_k for the request body
+    chat: bool = False  # send /v1/chat/completions with messages instead of /v1/completions with a prompt
+
+    @property
+    def route(self) -> str:
+        return "chat/completions" if self.chat else "completions"
 
 
 class _Malformed(Exception):
     pass
 
 
+def chat_messages(prompt) -> list[dict]:
+    """The chat route's ``messages``: a conversation's history as given, else the prompt as one user message."""
+    if isinstance(prompt, list) and all(isinstance(m, dict) for m in prompt) and prompt:
+        return prompt
+    if not isinstance(prompt, str):  # refused by the config (vllm.reasoning_parser with token-id prompts)
+        raise ValueError("the chat route takes text: a token-id prompt cannot be sent as a message")
+    return [{"role": "user", "content": prompt}]
+
+
 def _body(spec: LoadSpec, req: PlannedRequest) -> bytes:
-    body = {"model": spec.model, "prompt": req.prompt, "max_tokens": req.max_tokens, "stream": True,
+    sent = {"messages": chat_messages(req.prompt)} if spec.chat else {"prompt": req.prompt}
+    body = {"model": spec.model, **sent, "max_tokens": req.max_tokens, "stream": True,
             "stream_options": {"include_usage": True, "continuous_usage_stats": True}, **spec.sampling}
     if spec.ignore_eos:
         body["ignore_eos"] = True
@@ -74,6 +91,18 @@ def _answer_text(choice: dict) -> str:
     return str(choice.get("text") or delta.get("content") or "")
 
 
+def _carries_token(choice: dict) -> bool:
+    """Whether a streamed choice stands for generated tokens: text, answer or reasoning in it, or (completions) a
+    choice still open, whose token may decode to no text yet (part of a UTF-8 character). A chat stream's opening
+    choice, ``delta: {role, content: ""}``, carries none."""
+    if _answer_text(choice) or _reasoning_text(choice):
+        return True
+    delta = choice.get("delta")
+    if isinstance(delta, dict) and "role" in delta:
+        return False
+    return choice.get("finish_reason") is None
+
+
 def _take_chunk(rec: RequestRecord, payload: dict, now: float) -> None:
     """Fold one streamed JSON chunk into the record."""
     if not isinstance(payload, dict):
@@ -88,12 +117,13 @@ def _take_chunk(rec: RequestRecord, payload: dict, now: float) -> None:
     if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int):
         rec.input_tokens = usage["prompt_tokens"]
     counted = usage.get("completion_tokens") if isinstance(usage, dict) else None
-    has_text = bool(choices) and any((c.get("text") or "") != "" or c.get("finish_reason") is None
-                                     for c in choices if isinstance(c, dict))
+    has_text = bool(choices) and any(_carries_token(c) for c in choices if isinstance(c, dict))
+    reasoning = False
     if choices:
         answer = "".join(_answer_text(c) for c in choices if isinstance(c, dict))
         rec.text += answer
-        if any(_reasoning_text(c) for c in choices if isinstance(c, dict)):
+        reasoning = any(_reasoning_text(c) for c in choices if isinstance(c, dict))
+        if reasoning:
             rec.reasoning_seen = True
         if answer and rec.first_answer_token is None:
             rec.first_answer_token = now
@@ -102,6 +132,7 @@ def _take_chunk(rec: RequestRecord, payload: dict, now: float) -> None:
         if n > 0 or not isinstance(counted, int):
             rec.chunk_times.append(now)
             rec.chunk_tokens.append(max(n, 0))
+            rec.chunk_reasoning.append(reasoning)
             if rec.first_token is None and n > 0:
                 rec.first_token = now
     elif isinstance(counted, int) and counted > seen:  # final usage chunk: tokens the text chunks did not count
@@ -110,6 +141,7 @@ def _take_chunk(rec: RequestRecord, payload: dict, now: float) -> None:
         else:
             rec.chunk_times.append(now)
             rec.chunk_tokens.append(counted - seen)
+            rec.chunk_reasoning.append(False)
             rec.first_token = rec.first_token or now
     rec.output_tokens = sum(rec.chunk_tokens)
 
@@ -123,7 +155,7 @@ async def _one(session, spec: LoadSpec, body: bytes, rec: RequestRecord, clock: 
     try:
         async with asyncio.timeout(spec.timeout_s):
             rec.submit = clock()
-            async with session.post(f"{spec.base_url}/completions", data=body, headers=_JSON) as resp:
+            async with session.post(f"{spec.base_url}/{spec.route}", data=body, headers=_JSON) as resp:
                 if resp.status != 200:
                     text = (await resp.text())[:200]
                     raise _Malformed(f"HTTP {resp.status}: {text}")

@@ -4,8 +4,10 @@ and per conversation.
 Each turn's prompt is the whole history — the earlier user messages and the model's answers as they were streamed
 back — plus the new user message, rendered by the model's chat template where its tokenizer has one (sent as text
 to the completions route, so every server lem drives takes it the same way), else plain concatenation with role
-labels. A later turn's ``scheduled`` is the previous answer's end + its think time, so the scheduling lag of the
-request figures covers think time too (``think_lag_*``). A turn that fails ends its conversation.
+labels. On the chat route (a server that separates reasoning there: vllm.reasoning_parser) the history goes as
+messages and the server applies the template; the history holds each answer's text, not its reasoning. A later
+turn's ``scheduled`` is the previous answer's end + its think time, so the scheduling lag of the request figures
+covers think time too (``think_lag_*``). A turn that fails ends its conversation.
 """
 
 from __future__ import annotations
@@ -19,21 +21,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from lem_runner.contract.conversation import (
+    CHAT_ROUTE,
     PLAIN,
     TEMPLATED,
+    WORDS,
     ConversationConfig,
     ConversationFigures,
     ThinkTime,
     TurnFigures,
+    leading_bos,
+    plain_prompt,  # noqa: F401  (re-exported: tests and bench/conversations.py import it from here)
+    render_history,
 )
 from lem_runner.measurement.latency import percentile
 from lem_runner.serving.client import Clock, LoadSpec, _at, _body, _one, _warm
+from lem_runner.serving.planned import PlannedRequest
 from lem_runner.serving.records import RequestRecord
-from lem_runner.serving.schedule import PlannedRequest, arrival_offsets, draw_length
-
-#: words a synthetic user message is drawn from
-WORDS = ("time", "river", "light", "stone", "music", "garden", "number", "window", "paper", "cloud", "engine",
-         "market", "winter", "story", "question", "bridge")
+from lem_runner.serving.schedule import arrival_offsets, draw_length
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,8 @@ def plan_conversations(c: ConversationConfig, arrival: str, rate: float | None, 
 class Templater:
     """history (list of (role, text)) -> prompt text, by the model's chat template where it has one."""
 
-    def __init__(self, model_path: str | None) -> None:
+    def __init__(self, model_path: str | None, chat_route: bool = False) -> None:
+        self.chat_route = chat_route  # the server renders the history itself (messages on the chat route)
         self.tokenizer = None
         self.leading_bos = None  # the BOS text the server's tokenizer adds itself: not sent a second time
         try:
@@ -90,27 +95,15 @@ class Templater:
             tok = AutoTokenizer.from_pretrained(model_path) if model_path else None
             if tok is not None and getattr(tok, "chat_template", None):
                 self.tokenizer = tok
-                bos = tok.bos_token_id
-                if tok.bos_token and bos is not None and tok("x")["input_ids"][:1] == [bos]:
-                    self.leading_bos = tok.bos_token
+                self.leading_bos = leading_bos(tok)
         except Exception:  # no tokenizer here (a user's endpoint, no transformers): plain labels
             self.tokenizer = None
-        self.format = TEMPLATED if self.tokenizer is not None else PLAIN
+        self.format = CHAT_ROUTE if chat_route else TEMPLATED if self.tokenizer is not None else PLAIN
 
     def __call__(self, history: list[tuple[str, str]]) -> str:
-        if self.tokenizer is not None:
-            text = self.tokenizer.apply_chat_template([{"role": r, "content": t} for r, t in history],
-                                                      tokenize=False, add_generation_prompt=True)
-            # the completions route tokenizes with special tokens added (the chat route does not): a template
-            # that writes BOS on a tokenizer that adds one would otherwise reach the model with two
-            if self.leading_bos and text.startswith(self.leading_bos):
-                text = text[len(self.leading_bos):]
-            return text
-        return plain_prompt(history)
-
-
-def plain_prompt(history: list[tuple[str, str]]) -> str:
-    return "".join(f"{'User' if r == 'user' else 'Assistant'}: {t}\n" for r, t in history) + "Assistant:"
+        # the completions route tokenizes with special tokens added (the chat route does not): a template that
+        # writes BOS on a tokenizer that adds one would otherwise reach the model with two (render_history)
+        return render_history(self.tokenizer, history)
 
 
 async def _drive(spec: LoadSpec, convs: list[Conversation], render: Callable[[list[tuple[str, str]]], str],
@@ -134,7 +127,8 @@ async def _drive(spec: LoadSpec, convs: list[Conversation], render: Callable[[li
                 target = first_target
                 for k, user in enumerate(c.users):
                     history.append(("user", user))
-                    body = _body(spec, PlannedRequest(0, None, render(history), c.max_tokens[k]))
+                    sent = ([{"role": r, "content": t} for r, t in history] if spec.chat else render(history))
+                    body = _body(spec, PlannedRequest(0, None, sent, c.max_tokens[k]))
                     if target is not None:
                         await _at(target, clock)
                     if not alive() or (k == 0 and stop_at is not None and clock() >= stop_at):

@@ -151,7 +151,8 @@ def attribute_energy(records: Sequence[RequestRecord], energy_between: EnergyBet
 
 NOT_SEPARATED = ("not separated: no response streamed reasoning apart from its answer (no reasoning parser on the "
                  "server, or a route that does not apply one: vLLM separates reasoning on /v1/chat/completions "
-                 "with --reasoning-parser, lem sends /v1/completions)")
+                 "with --reasoning-parser, which lem starts it with and sends that route for where "
+                 "vllm.reasoning_parser is set; otherwise lem sends /v1/completions)")
 
 
 def answer_figures(ok: Sequence[RequestRecord]) -> dict:
@@ -159,8 +160,12 @@ def answer_figures(ok: Sequence[RequestRecord]) -> dict:
     if not any(r.reasoning_seen for r in ok):
         return {"ttfat_unavailable_reason": NOT_SEPARATED}
     reached = [r for r in ok if r.first_answer_token is not None]  # one that did not reason: its first token
+    reasoning = sum(r.reasoning_tokens for r in ok)
+    answer = sum(r.answer_tokens for r in ok)
     return {"ttfat": latency_stats([r.first_answer_token - r.submit for r in reached]),  # type: ignore[operator]
-            "ttfat_not_reached": len(ok) - len(reached)}
+            "ttfat_not_reached": len(ok) - len(reached), "reasoning_tokens": reasoning, "answer_tokens": answer,
+            "reasoning_tokens_mean": reasoning / len(ok) if ok else None,
+            "answer_tokens_mean": answer / len(ok) if ok else None}
 
 
 def _meets(r: RequestRecord, slo: SLOConfig) -> bool:

@@ -21,7 +21,7 @@ import urllib.request
 from pathlib import Path
 
 from lem_runner.serving.client import LoadSpec, outside_plan, run_load
-from lem_runner.serving.schedule import PlannedRequest
+from lem_runner.serving.planned import PlannedRequest
 from lem_runner.serving.servers import ServerCommand
 
 LOG_FILE = "server.log"

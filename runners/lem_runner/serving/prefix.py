@@ -9,7 +9,7 @@ import dataclasses
 import random
 
 from lem_runner.contract.shared_prefix import SharedPrefixConfig
-from lem_runner.serving.schedule import PlannedRequest
+from lem_runner.serving.planned import PlannedRequest
 
 #: words a text prefix is drawn from (common English words: one token each in most vocabularies)
 WORDS = ("the", "system", "answer", "question", "user", "model", "help", "short", "clear", "text", "world", "time",

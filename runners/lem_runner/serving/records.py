@@ -34,10 +34,20 @@ class RequestRecord:
     text: str = ""  # the streamed answer text (a conversation's next prompt carries it)
     reasoning_seen: bool = False  # the stream carried reasoning apart from the answer (a reasoning parser)
     first_answer_token: float | None = None  # the first chunk with answer text (not reasoning)
+    chunk_reasoning: list[bool] = field(default_factory=list)  # per chunk: it carried reasoning text
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def reasoning_tokens(self) -> int:
+        """Output tokens of the chunks that carried reasoning text (docs/method.md, reasoning and answer tokens)."""
+        return sum(n for n, r in zip(self.chunk_tokens, self.chunk_reasoning) if r)
+
+    @property
+    def answer_tokens(self) -> int:
+        return self.output_tokens - self.reasoning_tokens
 
 
 def write_requests(records: list[RequestRecord], path: Path, origin: float) -> Path:
@@ -47,6 +57,8 @@ def write_requests(records: list[RequestRecord], path: Path, origin: float) -> P
 
     def rel(t):
         return None if t is None else t - origin
+
+    separated = any(r.reasoning_seen for r in records)  # else neither count is known: null, not 0 reasoning
 
     columns = {
         "request": [r.index for r in records],
@@ -58,6 +70,8 @@ def write_requests(records: list[RequestRecord], path: Path, origin: float) -> P
         "end_s": [rel(r.end) for r in records],
         "input_tokens": [r.input_tokens for r in records],
         "output_tokens": [r.output_tokens for r in records],
+        "reasoning_tokens": [r.reasoning_tokens if separated else None for r in records],
+        "answer_tokens": [r.answer_tokens if separated else None for r in records],
         "status": [r.status for r in records],
         "error": [r.error for r in records],
         "energy_j": [r.energy_j for r in records],
@@ -72,7 +86,8 @@ def write_requests(records: list[RequestRecord], path: Path, origin: float) -> P
                         ("first_token_s", pa.float64()), ("first_answer_token_s", pa.float64()),
                         ("prefill_start_s", pa.float64()),
                         ("end_s", pa.float64()), ("input_tokens", pa.int64()),
-                        ("output_tokens", pa.int64()), ("status", pa.string()), ("error", pa.string()),
+                        ("output_tokens", pa.int64()), ("reasoning_tokens", pa.int64()),
+                        ("answer_tokens", pa.int64()), ("status", pa.string()), ("error", pa.string()),
                         ("energy_j", pa.float64()), ("adjusted_energy_j", pa.float64()),
                         ("chunk_times_s", pa.list_(pa.float64())), ("chunk_tokens", pa.list_(pa.int64())),
                         ("conversation_id", pa.int64()), ("turn", pa.int64()),

@@ -45,9 +45,10 @@ from lem_runner.serving.lifecycle import (
     settle,
     warm_up,
 )
+from lem_runner.serving.planned import PlannedRequest
 from lem_runner.serving.records import FILE_NAME as REQUESTS_FILE
 from lem_runner.serving.records import write_requests
-from lem_runner.serving.schedule import PlannedRequest, plan_requests, vocab_size
+from lem_runner.serving.schedule import plan_requests, vocab_size
 from lem_runner.serving.servers import SERVED_NAME, server_command
 from lem_runner.serving.window import piece_length, serving_flags, total_window
 from lem_runner.session import HeldEngine
@@ -154,8 +155,9 @@ def _measure(request: RunRequest, energy_for, environment_for, emit: Emit, phase
         recorded = [i.user_turns for i in request.serving_workload or [] if i.user_turns]
         convs = plan_conversations(s.conversations, s.arrival, s.rate, s.burstiness, cfg.max_output_tokens,
                                    cfg.seed if s.seed is None else s.seed, recorded or None, s.duration_s)
-        templater = Templater(request.model_path)
-        plan = [PlannedRequest(c.id, None, templater([("user", c.users[0])]), c.max_tokens[0]) for c in convs]
+        templater = Templater(request.model_path, chat_route=server is not None and server.command.chat_route)
+        plan = [PlannedRequest(c.id, None, c.users[0] if templater.chat_route else templater([("user", c.users[0])]),
+                               c.max_tokens[0]) for c in convs]
     else:
         plan = plan_requests(first, prompts, request.serving_workload, vocab)
     spec = _spec(first, base_url, server)
@@ -211,7 +213,8 @@ def _spec(cfg, base_url: str, server: ManagedServer | None) -> LoadSpec:
     s = cfg.serving
     clients = s.concurrency if s.arrival == "concurrency" else None
     return LoadSpec(base_url, SERVED_NAME if server else _served_name(base_url, cfg.model), clients, s.duration_s,
-                    s.request_timeout_s, cfg.force_output_length, _sampling(cfg))
+                    s.request_timeout_s, cfg.force_output_length, _sampling(cfg),
+                    chat=server is not None and server.command.chat_route)
 
 
 @dataclass
@@ -339,7 +342,7 @@ def _assemble(cfg, plan_warnings: list[str], loaded: _Loaded, *, request: RunReq
     head_per_device = (span_energy_per_device(reading, [(lo, hi)] if methodology == "total" else steady)
                        if between else None)
     flags = quality_flags(reading, hi - lo, rel_diff, headline=head)
-    flags += serving_flags(figures, windows, flags)
+    flags += serving_flags(figures, windows, flags, s.request_timeout_s)
     # a user's endpoint on this host is another process by /proc's account: its CPU would read as contention
     load = host_load(loads[0], loads[-1]) if server is not None and len(loads) == 2 else None
     if load is not None and load.contended:

@@ -10,24 +10,16 @@ from __future__ import annotations
 import json
 import math
 import random
-from dataclasses import dataclass
 from pathlib import Path
 
 from lem_runner.contract.config import ExperimentConfig
 from lem_runner.contract.serving import LengthDistribution
 from lem_runner.contract.workload import WorkloadItem
+from lem_runner.serving.planned import PlannedRequest
+from lem_runner.serving.prefix import with_shared_prefix
 
 #: a closed loop or an open loop bounded by duration_s plans at most this many requests
 MAX_PLANNED = 100_000
-
-
-@dataclass(frozen=True)
-class PlannedRequest:
-    index: int
-    arrival_s: float | None  # offset from the load's start; None in a closed loop (sent when a client is free)
-    prompt: str | list[int]  # text, or token ids when an exact input length was asked for
-    max_tokens: int
-    prefix_group: int | None = None  # serving.shared_prefix: the shared prefix its prompt starts with
 
 
 def arrival_offsets(arrival: str, rate: float, burstiness: float, n: int, rng: random.Random,
@@ -108,6 +100,4 @@ def plan_requests(cfg: ExperimentConfig, prompts: list[str], workload: list[Work
         else:
             prompt = prompts[i % len(prompts)]
         planned.append(PlannedRequest(i, offset, prompt, n_out))
-    from lem_runner.serving.prefix import with_shared_prefix  # it builds on PlannedRequest
-
     return with_shared_prefix(planned, s.shared_prefix, cfg.seed if s.seed is None else s.seed, vocab)

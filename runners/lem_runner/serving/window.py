@@ -46,9 +46,11 @@ def total_window(reading: EnergyReading, between: Callable[[float, float], float
     return window_figures([span], output_tokens, reading.total_j, baseline_w, lo, READING_SPAN.format(extra=extra))
 
 
-def serving_flags(figures: ServingFigures, windows: dict[str, WindowFigures], raised: list[Flag]) -> list[Flag]:
-    """The serving run's own flags: a steady state that was not steady, and ``baseline_exceeds_raw`` for any
-    adjusted serving figure below 0 (the headline's is raised by quality_flags already)."""
+def serving_flags(figures: ServingFigures, windows: dict[str, WindowFigures], raised: list[Flag],
+                  timeout_s: float | None = None) -> list[Flag]:
+    """The serving run's own flags: a steady state that was not steady, ``request_timeouts`` when requests were cut
+    by the timeout (``timeout_s``: serving.request_timeout_s), and ``baseline_exceeds_raw`` for any adjusted serving
+    figure below 0 (the headline's is raised by quality_flags already)."""
     flags: list[Flag] = []
     if figures.steady_state_quality == "overloaded":
         q, t = figures.steady_state_inflight_by_quarter or [], figures.steady_state_ttft_p50_by_quarter_ms or []
@@ -63,6 +65,12 @@ def serving_flags(figures: ServingFigures, windows: dict[str, WindowFigures], ra
         flags.append(Flag("not_steady", f"the load was not steady: requests in flight moved from {q[0]:.1f} to "
                                         f"{q[-1]:.1f} between the first and last quarter of the steady span: the "
                                         "steady-state figures average over a changing load"))
+    if figures.n_timeouts:
+        flags.append(Flag("request_timeouts", f"{figures.n_timeouts} of {figures.n_requests} request(s) were cut by "
+                                              "serving.request_timeout_s" + (f" ({timeout_s:g} s)" if timeout_s else "")
+                                              + " before their answer ended: "
+                                              "left out of every latency, token count and energy per answer, so "
+                                              "long answers are under-represented; raise request_timeout_s"))
     if not any(f.code == "baseline_exceeds_raw" for f in raised):
         negative = [name for name, w in windows.items() if w.adjusted_energy_j is not None and w.adjusted_energy_j < 0]
         if figures.energy_per_request is not None and (figures.energy_per_request.mean_adjusted_j or 0.0) < 0:
