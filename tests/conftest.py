@@ -185,6 +185,17 @@ def _ours(container: dict, base: str) -> bool:
                for m in container.get("Mounts") or [])
 
 
+def vllm_runner(request) -> tuple[str, list[str]]:
+    """(a vLLM docker test's config ``runner``, lem run's extra arguments): the image LEM_TEST_VLLM_IMAGE names
+    (``docker:<image>``; a shared machine whose llenergymeasure/vllm tag other checkouts use runs on an image of its
+    own), else the session's vLLM CPU image built from this tree, --isolated."""
+    image = os.environ.get("LEM_TEST_VLLM_IMAGE")
+    if image:
+        return f"docker:{image}", []
+    request.getfixturevalue("vllm_cpu_image")
+    return "auto", ["--isolated"]
+
+
 @pytest.fixture
 def no_leftover_containers(engine, tmp_path_factory):
     """Asserts, after the test, that no lem-managed container of this test session is left (running or not)."""

@@ -11,7 +11,9 @@ computable from these alone. Special prompts misbehave on purpose: ``"hang"`` ne
 answers, ``"malformed"`` sends a chunk that is not JSON, ``"http500"`` answers with an error status. With
 ``reasoning_tokens`` it streams like vLLM behind a reasoning parser: the first ``reasoning_tokens`` chunks carry
 their token in ``reasoning_content`` with empty ``text``, the rest answer text (a request with fewer ``max_tokens``
-never reaches its answer).
+never reaches its answer). ``POST /v1/chat/completions`` streams the same tokens as vLLM's chat route does: an
+opening chunk ``delta: {role: assistant, content: ""}`` (usage 0 tokens), then each token in ``delta.reasoning`` (the
+first ``reasoning_tokens``) or ``delta.content``; its prompt, recorded like a completion's, is the ``messages``.
 
 ``/metrics`` gives vLLM's two load gauges (Prometheus text, with vLLM's labels): requests being answered as
 ``vllm:num_requests_running``, and ``vllm:num_requests_waiting`` 0; ``POST /reset_prefix_cache`` counts its calls in
@@ -55,6 +57,7 @@ class StubServer:
         # next prompt must hold
         self.answers: list[tuple[object, str, float, float]] = []
         self.numbered = 0
+        self.routes: list[str] = []  # the path of each completion request, in arrival order
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
         self.in_flight += 1
@@ -93,18 +96,29 @@ class StubServer:
         arrived = time.perf_counter()
         self.peers["completions"].append(request.transport.get_extra_info("peername")[1])
         body = await request.json()
-        prompt, n = body.get("prompt"), int(body.get("max_tokens", 16))
+        self.routes.append(request.path)
+        chat = "messages" in body
+        prompt, n = (body["messages"] if chat else body.get("prompt")), int(body.get("max_tokens", 16))
+        if chat:
+            words = " ".join(str(m.get("content", "")) for m in prompt)
+            prompt = prompt[-1].get("content") if prompt[-1].get("content") in ("hang", "http500", "malformed") \
+                else prompt
         self.events.append(("completion", prompt))
         if prompt == "hang":
             await asyncio.sleep(3600)
         if prompt == "http500":
             return web.json_response({"error": "boom"}, status=500)
-        n_in = len(prompt) if isinstance(prompt, list) else len(str(prompt).split())
+        n_in = len(words.split()) if chat else len(prompt) if isinstance(prompt, list) else len(str(prompt).split())
         self.numbered += 1
         number, text = self.numbered, []
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         start = asyncio.get_running_loop().time()
         await resp.prepare(request)
+        if chat:  # vLLM's chat stream opens with the role, before any token
+            opening = {"id": "x", "object": "chat.completion.chunk", "choices": [
+                {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}],
+                "usage": {"prompt_tokens": n_in, "completion_tokens": 0, "total_tokens": n_in}}
+            await resp.write(f"data: {json.dumps(opening)}\n\n".encode())
         await self._pause(start, self.ttft_s, self.ttft_s)
         for i in range(n):
             if i:
@@ -114,11 +128,14 @@ class StubServer:
                 continue
             token = f" r{number}t{i}"  # distinct per request
             choice = {"index": 0, "text": token, "finish_reason": "length" if i == n - 1 else None}
-            if i < self.reasoning_tokens:
+            if chat:
+                del choice["text"]
+                choice["delta"] = {"reasoning": token} if i < self.reasoning_tokens else {"content": token}
+            elif i < self.reasoning_tokens:
                 choice.update(text="", reasoning_content=token)
-            else:
+            if i >= self.reasoning_tokens:
                 text.append(token)
-            chunk = {"id": "x", "object": "text_completion", "choices": [choice],
+            chunk = {"id": "x", "object": "chat.completion.chunk" if chat else "text_completion", "choices": [choice],
                 "usage": {"prompt_tokens": n_in, "completion_tokens": i + 1, "total_tokens": n_in + i + 1}}
             await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
         usage = {"prompt_tokens": n_in, "completion_tokens": n, "total_tokens": n_in + n}
@@ -152,6 +169,7 @@ class StubServer:
                 self._slot_gate = asyncio.Semaphore(self.slots)
             app = web.Application()
             app.router.add_post("/v1/completions", self._completions)
+            app.router.add_post("/v1/chat/completions", self._completions)
             app.router.add_get("/health", self._health)
             app.router.add_get("/v1/models", self._models)
             app.router.add_get("/arrivals", self._arrivals)

@@ -102,3 +102,56 @@ def hand_request_flops(cfg: dict, n_in: int, n_out: int, vocab: int = 512) -> fl
     for step in range(1, n_out):
         flops += 2.0 * (body + head) + 4.0 * n_d * (n_in + step)
     return flops
+
+
+#: the reasoning model's chat template: the generation prompt opens the reasoning (DeepSeek-R1's own template ends in
+#: ``<think>`` too), so the reasoning parser reads the output as reasoning until ``</think>``
+REASONING_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+                      "{% if add_generation_prompt %}<|assistant|><think>{% endif %}")
+
+
+def build_tiny_reasoner(target: Path, reasoning_tokens: int = 3, answer_cycle: int = 3) -> dict:
+    """A tiny Llama whose greedy output after ``<think>`` is known token by token: ``reasoning_tokens`` word tokens,
+    ``</think>``, then ``answer_cycle`` word tokens over and over — a reasoning model in miniature, for vLLM's
+    ``deepseek_r1`` reasoning parser (which needs ``<think>``/``</think>`` in the vocabulary: the tiny random model's
+    tokenizer has neither, and its random output would never close a reasoning).
+
+    How: every layer's output projections (attention ``o_proj``, MLP ``down_proj``) are zero, so the residual stream
+    at the last position is the embedding of the last token and the logits are ``lm_head @ rmsnorm(E[t])``; each
+    chain token's successor row of ``lm_head`` is set to its embedding (rows summed where two tokens share a
+    successor), every other row 0. The successor's logit is then ∝ |E[t]|², any other's ∝ E[t]·E[u], about
+    1/sqrt(hidden) = 1/16 of it for random embeddings: the chain is the argmax at every step, whatever the position.
+    Returns the chain's ids and texts (the truth the test checks the parser's split against)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    fast = _save_tokenizer(target)
+    fast.add_special_tokens({"additional_special_tokens": ["<think>", "</think>"]})
+    fast.chat_template = REASONING_TEMPLATE
+    fast.save_pretrained(target)
+    start, end = fast.convert_tokens_to_ids("<think>"), fast.convert_tokens_to_ids("</think>")
+    vocab = fast.get_vocab()
+    words = sorted(i for t, i in vocab.items() if t.startswith("Ġ") and t[1:].isalpha() and len(t) > 3)
+    chain_words = words[:reasoning_tokens + answer_cycle]
+    reasoning, answer = chain_words[:reasoning_tokens], chain_words[reasoning_tokens:]
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(fast), hidden_size=256, intermediate_size=512, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=4, head_dim=64, max_position_embeddings=1024,
+                         bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id,
+                         pad_token_id=fast.pad_token_id, tie_word_embeddings=False)
+    model = LlamaForCausalLM(config)
+    sequence = [start, *reasoning, end, *answer]
+    successor = {a: b for a, b in zip(sequence, sequence[1:])}
+    successor[answer[-1]] = answer[0]  # the answer repeats
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        emb = model.model.embed_tokens.weight
+        head = torch.zeros_like(model.lm_head.weight)
+        for a, b in successor.items():
+            head[b] += emb[a] / emb[a].norm() * 50.0
+        model.lm_head.weight.copy_(head)
+    model.save_pretrained(target)
+    return {"start": start, "end": end, "reasoning": reasoning, "answer": answer,
+            "answer_text": [fast.decode([i]) for i in answer]}

@@ -8,10 +8,13 @@ import pytest
 from conftest import run_lem
 
 LONG = "turns: 8, user_tokens: {value: 100}, answer_tokens: {value: 64}"
+#: one token a word (the old count) puts this at 608 tokens, inside 1024; the tiny model's tokenizer counts 1754
+TOKENIZED = "turns: 4, user_tokens: {value: 60}, answer_tokens: {value: 64}"
 NO_MEAN = "turns: 2, think_time: {dist: exponential}"
 
 
 @pytest.mark.parametrize("section, words", [(LONG, "over the model's max_position_embeddings (1024)"),
+                                            (TOKENIZED, "can reach 1754 tokens (counted by the model's tokenizer)"),
                                             (NO_MEAN, "think_time dist 'exponential' needs mean")])
 @pytest.mark.parametrize("command", [["config", "validate"], ["run"]])
 def test_a_bad_conversation_is_refused_in_one_line(tmp_path, tiny_model_path, section, words, command):

@@ -27,3 +27,14 @@ def test_a_request_longer_than_the_context_is_refused_in_one_line(tmp_path, tiny
     lines = [ln for ln in (out.stderr + out.stdout).splitlines() if ln.strip()]
     assert out.returncode == 2, out.stdout + out.stderr
     assert "Traceback" not in out.stderr and len(lines) == 1 and words in lines[0], lines
+
+
+def test_a_longest_answer_the_timeout_would_cut_on_a_slow_server_is_warned_about(tmp_path, tiny_model_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"name: t\nmodel: {tiny_model_path}\nscenario: serving\ndevice: cpu\nmax_output_tokens: 8\n"
+                   "max_input_tokens: 64\nserving: {arrival: poisson, rate: 1, request_timeout_s: 20, output_tokens: "
+                   "{dist: lognormal, mean: 200, sigma: 1, max: 500}}\n")
+    out = run_lem("config", "validate", str(cfg), cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert ("warning: serving.request_timeout_s: the longest answer (500 tokens) must stream at 25 tokens/s or faster "
+            "to end within 20 s") in " ".join(out.stdout.split())

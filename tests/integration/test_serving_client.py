@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket
 
 from lem_runner.serving.client import LoadSpec, run_load
-from lem_runner.serving.schedule import PlannedRequest
+from lem_runner.serving.planned import PlannedRequest
 from serving_stub import StubServer
 
 
@@ -95,3 +95,50 @@ def test_time_to_first_answer_token_is_the_first_chunk_after_the_reasoning():
     g = serving_figures(plain, arrival="poisson", offered_rate=1.0, clients=None, slo=SLOConfig(),
                         energy_between=None, energy_reason="none here", baseline_w=None)
     assert g.ttfat is None and g.ttfat_unavailable_reason == NOT_SEPARATED and plain[0].first_answer_token
+
+
+def test_the_chat_route_sends_messages_and_counts_reasoning_and_answer_tokens_apart(tmp_path):
+    """vLLM's chat stream behind a reasoning parser: a role-only opening chunk, 3 tokens in ``delta.reasoning``,
+    then ``delta.content``, 40 ms apart after a 50 ms first token. The opening chunk is no token; the first answer
+    token is the 4th token's chunk, so TTFAT >= 50 + 3 x 40 = 170 ms; 3 reasoning and 3 answer tokens per request,
+    in the figures and in requests.parquet."""
+    import pyarrow.parquet as pq
+    from lem_runner.contract.serving import SLOConfig
+    from lem_runner.serving.figures import serving_figures
+    from lem_runner.serving.records import write_requests
+
+    with StubServer(ttft_s=0.05, token_delay_s=0.04, reasoning_tokens=3) as stub:
+        plan = [PlannedRequest(i, 0.01 * i, f"question {i}", 6) for i in range(4)] + \
+            [PlannedRequest(4, 0.05, "short", 2)]
+        records, t0 = run_load(_spec(stub.base_url, chat=True), plan)
+        routes, prompts = list(stub.routes), [p for kind, p in stub.events if kind == "completion"]
+    assert routes == ["/v1/chat/completions"] * 5
+    assert sorted(p[0]["content"] for p in prompts) == ["question 0", "question 1", "question 2", "question 3",
+                                                        "short"]
+    assert all(p == [{"role": "user", "content": p[0]["content"]}] for p in prompts)
+    assert [r.status for r in records] == ["ok"] * 5 and all(r.reasoning_seen for r in records)
+    for r in records[:4]:
+        assert r.output_tokens == 6 and r.chunk_tokens == [1] * 6  # the role-only opening chunk counts no token
+        assert (r.reasoning_tokens, r.answer_tokens) == (3, 3)
+        assert r.first_answer_token == r.chunk_times[3]  # the 4th token's chunk
+        assert 0.17 <= r.first_answer_token - r.submit < 0.5 and 0.045 <= r.first_token - r.submit < 0.3
+        assert [w.split("t")[1] for w in r.text.split()] == ["3", "4", "5"]  # the answer alone
+    assert (records[4].reasoning_tokens, records[4].answer_tokens, records[4].first_answer_token) == (2, 0, None)
+    f = serving_figures(records, arrival="poisson", offered_rate=1.0, clients=None, slo=SLOConfig(),
+                        energy_between=None, energy_reason="none here", baseline_w=None)
+    assert (f.reasoning_tokens, f.answer_tokens) == (14, 12) and f.ttfat.n == 4 and f.ttfat_not_reached == 1
+    assert f.reasoning_tokens_mean == 14 / 5 and f.answer_tokens_mean == 12 / 5
+    write_requests(records, tmp_path / "requests.parquet", t0)
+    table = pq.read_table(tmp_path / "requests.parquet").to_pylist()
+    assert [(row["reasoning_tokens"], row["answer_tokens"]) for row in table] == [(3, 3)] * 4 + [(2, 0)]
+
+
+def test_without_reasoning_in_the_stream_the_token_split_is_null_not_zero(tmp_path):
+    import pyarrow.parquet as pq
+    from lem_runner.serving.records import write_requests
+
+    with StubServer() as stub:
+        records, t0 = run_load(_spec(stub.base_url), [PlannedRequest(0, 0.0, [5], 3)])
+    write_requests(records, tmp_path / "requests.parquet", t0)
+    (row,) = pq.read_table(tmp_path / "requests.parquet").to_pylist()
+    assert row["output_tokens"] == 3 and row["reasoning_tokens"] is None and row["answer_tokens"] is None

@@ -110,3 +110,25 @@ def test_a_baseline_above_the_loads_power_is_flagged_on_the_serving_figures(tmp_
     assert s.energy_per_completed_request_adjusted_j < 0
     assert "baseline_exceeds_raw" in result.quality_flags
     assert s.schedule_rate_rps == pytest.approx(40.0, rel=1e-6)  # a constant schedule realises its rate exactly
+
+
+def test_answers_cut_by_the_request_timeout_are_counted_and_flagged(tmp_path):
+    # 8 requests of 1..8 tokens (uniform, serving seed 5), a token every 0.2 s: up to 4 tokens end by 0.6 s, from 5
+    # on they need 0.8 s or more; the 0.7 s timeout cuts exactly the draws of 5 and over
+    import random
+
+    top = random.Random(5)
+    random.Random(top.random())
+    lengths = random.Random(top.random())
+    draws = [lengths.randint(1, 8) for _ in range(8)]
+    cut = sum(d >= 5 for d in draws)
+    assert 0 < cut < 8, draws
+    device = _Device(lambda t, phase: 100.0)
+    with StubServer(ttft_s=0.0, token_delay_s=0.2) as stub:
+        result = _run(tmp_path, stub, device, 50, {"mode": "off"}, arrival="constant", rate=50, n_requests=8,
+                      seed=5, output_tokens={"dist": "uniform", "min": 1, "max": 8}, request_timeout_s=0.7)
+    s = result.serving
+    assert (s.n_timeouts, s.n_ok) == (cut, 8 - cut)
+    assert "request_timeouts" in result.quality_flags
+    assert any(f"{cut} of 8 request(s) were cut by serving.request_timeout_s (0.7 s)" in w for w in result.warnings)
+    assert result.output_tokens == sum(d for d in draws if d < 5)  # the cut answers count no token

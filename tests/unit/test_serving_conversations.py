@@ -129,3 +129,26 @@ def test_a_template_that_writes_its_own_bos_is_sent_without_it_when_the_tokenize
     ids = tok(prompt)["input_ids"]
     assert ids.count(tok.bos_token_id) == 1 and ids[0] == tok.bos_token_id
     assert prompt.endswith("[user] again\n") and "[assistant] hi" in prompt
+
+
+def test_on_the_chat_route_the_history_goes_as_messages_holding_the_answers_not_the_reasoning():
+    from dataclasses import replace
+
+    cfg = ServingConfig(arrival="poisson", rate=20.0,
+                        conversations={"n_conversations": 2, "turns": 3, "user_tokens": {"value": 4},
+                                       "answer_tokens": {"value": 5}})
+    convs = plan_conversations(cfg.conversations, cfg.arrival, cfg.rate, 1.0, 16, seed=3)
+    with StubServer(ttft_s=0.002, token_delay_s=0.001, reasoning_tokens=2) as stub:
+        records, _ = run_conversations(replace(_spec(stub.base_url), chat=True), convs, plain_prompt)
+        answers, routes = list(stub.answers), list(stub.routes)
+    assert len(records) == 6 and all(r.ok for r in records) and set(routes) == {"/v1/chat/completions"}
+    assert all((r.reasoning_tokens, r.answer_tokens) == (2, 3) for r in records)
+    for c in convs:
+        mine = [a for a in answers if a[0][0]["content"] == c.users[0]]
+        assert len(mine) == 3
+        history: list[dict] = []
+        for k, (messages, text, _, _) in enumerate(mine):
+            history.append({"role": "user", "content": c.users[k]})
+            assert messages == history, (c.id, k)  # the whole history, in order, as messages
+            assert [w.split("t")[1] for w in text.split()] == ["2", "3", "4"]  # tokens 0, 1 were the reasoning
+            history.append({"role": "assistant", "content": text})

@@ -54,6 +54,27 @@ def test_vllm_server_takes_booleans_as_flags_and_nested_settings_as_json():
     assert f["--max-logprobs"] == "3"
 
 
+def test_vllm_reasoning_parser_starts_the_parser_and_moves_the_client_to_the_chat_route():
+    import pytest
+    from pydantic import ValidationError
+
+    cfg = ExperimentConfig(backend="vllm", scenario="serving", serving={"rate": 1},
+                           vllm={"reasoning_parser": "deepseek_r1"})
+    cmd = server_command(cfg, "/m", 8123, on_cpu=True)
+    assert _flags(cmd.argv)["--reasoning-parser"] == "deepseek_r1" and cmd.chat_route
+    plain = server_command(ExperimentConfig(backend="vllm", scenario="serving", serving={"rate": 1}), "/m", 8123, True)
+    assert "--reasoning-parser" not in plain.argv and not plain.chat_route
+    # the chat route takes text: offline, token-id prompts, a user's endpoint and the pass-through are refused
+    for bad, words in [({"scenario": "offline", "serving": {}}, "only for scenario serving"),
+                       ({"serving": {"rate": 1, "input_tokens": {"value": 8}}}, "exact serving.input_tokens"),
+                       ({"serving": {"rate": 1, "endpoint": "http://127.0.0.1:8000/v1"}}, "serving.endpoint"),
+                       ({"vllm": {"engine_args": {"reasoning_parser": "qwen3"}}}, "vllm.reasoning_parser")]:
+        fields = {"backend": "vllm", "scenario": "serving", "serving": {"rate": 1},
+                  "vllm": {"reasoning_parser": "deepseek_r1"}, **bad}
+        with pytest.raises(ValidationError, match=words.replace(".", r"\.")):
+            ExperimentConfig(**fields)
+
+
 def test_trtllm_serve_is_the_pytorch_workflow_with_the_tensorrt_section():
     cfg = ExperimentConfig(backend="tensorrt", scenario="serving", serving={"rate": 1}, device="cuda",
                            tensorrt={"max_batch_size": 16, "max_seq_len": 1024, "kv_cache_free_gpu_memory_fraction": 0.5})
@@ -81,3 +102,13 @@ def test_each_server_reports_the_batch_cap_it_was_started_with():
     assert server_command(ExperimentConfig(**base, backend="vllm"), "/m", 1, True).batch_size is None  # its default
     trt = ExperimentConfig(**base, backend="tensorrt", device="cuda", tensorrt={"max_batch_size": 16})
     assert server_command(trt, "/m", 1, False).batch_size == 16
+
+
+def test_an_unknown_reasoning_parser_is_refused_naming_those_the_engine_has():
+    from lem_runner.backends.vllm.check import reasoning_parser_problem
+
+    names = {"deepseek_r1", "qwen3"}  # vLLM 0.32 registers 38, these among them
+    (line,) = reasoning_parser_problem("deepseek-r1", names, "0.32.0")
+    assert line.startswith("vllm.reasoning_parser: 'deepseek-r1' is not a reasoning parser of vLLM 0.32.0")
+    assert "deepseek_r1, qwen3" in line
+    assert reasoning_parser_problem("qwen3", names, "0.32.0") == [] and reasoning_parser_problem(None, names, "x") == []

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from lem_runner.contract import ExperimentConfig
 from lem_runner.contract.config import EMBEDDED_DEFAULT_MODEL
+from lem_runner.contract.conversation import ESTIMATE_TEMPLATE_TOKENS, ESTIMATE_TOKENS_PER_WORD
 
 from llenergymeasure.errors import ConfigError, SetupError
 
@@ -27,6 +28,10 @@ GPU_SAMPLERS = ("nvml", "zeus")
 IMPLAUSIBLE_SLO_MS = {"ttft_ms": 1.0, "tpot_ms": 0.1, "e2e_ms": 1.0}
 #: how long to wait for a serving endpoint to accept a connection before calling it unreachable
 ENDPOINT_TIMEOUT_S = 3.0
+#: the per-request decode speed (output tokens/s) lem assumes when judging whether the longest answer can finish
+#: within serving.request_timeout_s: a slow but ordinary one (a loaded server, a large model, a CPU); an answer that
+#: needs more than this to finish in time is warned about (docs/method.md, "Request timeouts")
+TIMEOUT_DECODE_TOK_S = 20.0
 
 
 def model_problem(config: ExperimentConfig) -> str | None:
@@ -95,18 +100,37 @@ def serving_context_problem(config: ExperimentConfig, model_dir: Path | None) ->
 
 
 def conversation_context_problem(config: ExperimentConfig, model_dir: Path | None) -> str | None:
-    """'serving.conversations: ...' when a synthetic conversation's longest possible history (ConversationConfig.
-    max_history_tokens) exceeds the model's context (:func:`context_limit`). None when there is no such section or
-    no limit is known here."""
+    """'serving.conversations: ...' when a synthetic conversation's longest possible last request (ConversationConfig.
+    max_history_tokens: counted by the model folder's tokenizer where there is one, else estimated) exceeds the
+    model's context (:func:`context_limit`). None when there is no such section or no limit is known here."""
     conv = config.serving.conversations if config.scenario == "serving" else None
     if conv is None or conv.dataset is not None:
         return None
     limit, source = context_limit(config, model_dir)
-    longest = conv.max_history_tokens(config.max_output_tokens)
-    if isinstance(limit, int) and longest > limit:
-        return (f"serving.conversations: the last turn's history can reach {longest} tokens, over {source} "
-                f"({limit}); lower turns, user_tokens or answer_tokens")
-    return None
+    if not isinstance(limit, int):
+        return None
+    tokenizer = model_tokenizer(model_dir)
+    longest = conv.max_history_tokens(config.max_output_tokens, tokenizer)
+    if longest <= limit:
+        return None
+    counted = ("counted by the model's tokenizer" if tokenizer is not None else
+               f"estimated at {ESTIMATE_TOKENS_PER_WORD} tokens a word and {ESTIMATE_TEMPLATE_TOKENS} a message: "
+               "the model's tokenizer is not on this host")
+    return (f"serving.conversations: the last turn (history and answer) can reach {longest} tokens ({counted}), "
+            f"over {source} ({limit}); lower turns, user_tokens or answer_tokens")
+
+
+def model_tokenizer(model_dir: Path | None):
+    """The model folder's tokenizer (the one the server loads), or None: no folder here, no tokenizer in it, or
+    transformers not installed on this host."""
+    if model_dir is None:
+        return None
+    try:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+    except Exception:  # any failure to load it means: estimate without it
+        return None
 
 
 def needs_gpu(config: ExperimentConfig) -> str | None:
@@ -176,12 +200,35 @@ def refuse_unreachable_endpoint(config: ExperimentConfig, source: str) -> None:
         raise SetupError(f"{source}: {problem}")
 
 
+def longest_answer(config: ExperimentConfig) -> int:
+    """The longest answer a serving run can ask for: conversations' answer_tokens, else serving.output_tokens'
+    longest draw, else max_output_tokens (a dataset's or trace's own lengths are not known here)."""
+    s = config.serving
+    dist = s.conversations.answer_tokens if s.conversations is not None else s.output_tokens
+    return _longest(dist, config.max_output_tokens)
+
+
+def timeout_warning(config: ExperimentConfig) -> str | None:
+    """'serving.request_timeout_s: ...' when the longest answer would need more than TIMEOUT_DECODE_TOK_S tokens/s
+    to finish within the timeout: such a request is cut (a timeout, not an answer) on a slower server."""
+    s = config.serving
+    longest, timeout = longest_answer(config), s.request_timeout_s
+    if longest / timeout <= TIMEOUT_DECODE_TOK_S:
+        return None
+    return (f"serving.request_timeout_s: the longest answer ({longest} tokens) must stream at "
+            f"{longest / timeout:.0f} tokens/s or faster to end within {timeout:g} s; at "
+            f"{TIMEOUT_DECODE_TOK_S:g} tokens/s per request (a loaded server, a large model) it takes "
+            f"{longest / TIMEOUT_DECODE_TOK_S:.0f} s and is cut as a timeout (serving.n_timeouts, flag "
+            f"request_timeouts); raise request_timeout_s to {longest / TIMEOUT_DECODE_TOK_S:.0f} or more")
+
+
 def config_warnings(config: ExperimentConfig) -> list[str]:
     """Valid settings that are surely a mistake: an SLO bound below any latency a request can have (every request
-    would miss it; most likely written in seconds)."""
+    would miss it; most likely written in seconds); a longest answer that a slow server would not finish within
+    serving.request_timeout_s."""
     if config.scenario != "serving":
         return []
-    out = []
+    out = [w for w in [timeout_warning(config)] if w]
     for name, floor in IMPLAUSIBLE_SLO_MS.items():
         value = getattr(config.serving.slo, name)
         if value is not None and value < floor:

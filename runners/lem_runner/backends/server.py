@@ -34,6 +34,9 @@ class ServerCommand:
     #: what the server was started with beyond its flags (e.g. environment set for it), for the result's backend
     #: details
     details: dict[str, str | int | float | bool | None] = field(default_factory=dict)
+    #: the load generator sends /v1/chat/completions (the prompt as one user message) instead of /v1/completions:
+    #: the route on which the server separates reasoning from the answer (vLLM with --reasoning-parser)
+    chat_route: bool = False
 
 
 def cli_flag(key: str) -> str:

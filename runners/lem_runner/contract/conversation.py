@@ -16,6 +16,42 @@ from lem_runner.contract.lengths import LengthDistribution
 #: ConversationFigures.prompt_format: how the history became a prompt
 PLAIN = "plain concatenation with role labels ('User:' / 'Assistant:'): the model's tokenizer has no chat template"
 TEMPLATED = "the model's chat template (its tokenizer's apply_chat_template, generation prompt added)"
+CHAT_ROUTE = ("messages on the server's chat route (/v1/chat/completions): the server applies the model's chat "
+              "template (vllm.reasoning_parser)")
+
+#: words a synthetic user message is drawn from (after its tag ``c<conversation>t<turn>``)
+WORDS = ("time", "river", "light", "stone", "music", "garden", "number", "window", "paper", "cloud", "engine",
+         "market", "winter", "story", "question", "bridge")
+#: the context check's estimate without the model's tokenizer: tokens per word of a synthetic user message (the
+#: tag included) and template tokens per message; an upper bound for common tokenizers (WORDS are common English
+#: words: 1-2 tokens each in Llama/GPT/Qwen vocabularies), never the 1 token a word that undercounts byte-level BPEs
+ESTIMATE_TOKENS_PER_WORD = 2
+ESTIMATE_TEMPLATE_TOKENS = 16
+
+
+def plain_prompt(history: list[tuple[str, str]]) -> str:
+    """A history as plain text with role labels (the model has no chat template)."""
+    return "".join(f"{'User' if r == 'user' else 'Assistant'}: {t}\n" for r, t in history) + "Assistant:"
+
+
+def leading_bos(tokenizer) -> str | None:
+    """The BOS text the server's tokenizer adds itself (so a template's own is not sent a second time), or None."""
+    bos = tokenizer.bos_token_id
+    if tokenizer.bos_token and bos is not None and tokenizer("x")["input_ids"][:1] == [bos]:
+        return tokenizer.bos_token
+    return None
+
+
+def render_history(tokenizer, history: list[tuple[str, str]]) -> str:
+    """The completions route's prompt text for ``history``: the tokenizer's chat template (generation prompt added;
+    a BOS it writes dropped where the tokenizer adds one: the completions route adds special tokens, the chat route
+    does not, and the model would get two), else :func:`plain_prompt` (no tokenizer, or no template)."""
+    if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+        return plain_prompt(history)
+    text = tokenizer.apply_chat_template([{"role": r, "content": t} for r, t in history], tokenize=False,
+                                         add_generation_prompt=True)
+    bos = leading_bos(tokenizer)
+    return text[len(bos):] if bos and text.startswith(bos) else text
 
 
 class ThinkTime(BaseModel):
@@ -69,15 +105,35 @@ class ConversationConfig(BaseModel):
         return self.turns if isinstance(self.turns, int) else min(self.turns.max, 1000) if self.turns.dist != \
             "fixed" else int(self.turns.value)  # type: ignore[arg-type]
 
-    def max_history_tokens(self, max_output_tokens: int) -> int:
-        """The longest possible final prompt (synthetic): every user message and every earlier answer at its
-        maximum; user words count as one token each (a lower bound for most tokenizers), plus a template margin of
-        16 tokens per message."""
-        turns = self.max_turns()
+    def longest_lengths(self, max_output_tokens: int) -> tuple[int, int, int]:
+        """(turns, user message words, answer tokens) at their maxima."""
         user = self.user_tokens.value if self.user_tokens.dist == "fixed" else self.user_tokens.max
         a = self.answer_tokens
         answer = max_output_tokens if a is None else a.value if a.dist == "fixed" else a.max
-        return turns * (int(user) + 16) + (turns - 1) * (int(answer) + 16) + int(answer)  # type: ignore[arg-type]
+        return self.max_turns(), int(user), int(answer)  # type: ignore[arg-type]
+
+    def max_history_tokens(self, max_output_tokens: int, tokenizer=None) -> int:
+        """The longest possible last request (synthetic): its prompt — every user message and every earlier answer
+        at its maximum — plus its own answer. With the model's ``tokenizer`` the prompt is counted by it: the
+        history rendered as the client renders it (:func:`render_history`), each user message its tag and then its
+        words all as the costliest word of :data:`WORDS` (words are tokenized apart, so no mix of them costs more),
+        each earlier answer empty in the text and counted at its max_tokens (what the model generates; known error:
+        the answer's text re-tokenized in the history may differ by a few tokens). Without one, an estimate:
+        ESTIMATE_TOKENS_PER_WORD tokens a word and ESTIMATE_TEMPLATE_TOKENS a message."""
+        turns, user, answer = self.longest_lengths(max_output_tokens)
+        if tokenizer is None:
+            per_message = ESTIMATE_TEMPLATE_TOKENS
+            return (turns * (ESTIMATE_TOKENS_PER_WORD * user + per_message)
+                    + (turns - 1) * (answer + per_message) + answer)
+        worst = max(WORDS, key=lambda w: len(tokenizer(" " + w, add_special_tokens=False)["input_ids"]))
+        last = self.n_conversations - 1  # the longest tag: the most digits
+        history: list[tuple[str, str]] = []
+        for k in range(turns):
+            history.append(("user", f"c{last}t{k} " + " ".join([worst] * (user - 1))))  # as the plan writes it
+            if k < turns - 1:
+                history.append(("assistant", ""))
+        prompt = len(tokenizer(render_history(tokenizer, history))["input_ids"])
+        return prompt + (turns - 1) * answer + answer
 
 
 class TurnFigures(BaseModel):

@@ -182,6 +182,15 @@ class ServingFigures(_Record):
     ttfat_not_reached: int | None = Field(
         None, description="ok requests whose stream carried no answer text (cut by max_tokens while reasoning): "
                           "left out of ttfat")
+    reasoning_tokens: int | None = Field(
+        None, description="output tokens of ok requests streamed as reasoning: the tokens of every chunk that carried "
+                          "reasoning text (the server's usage count per chunk); null where the stream does not "
+                          "separate reasoning (ttfat_unavailable_reason)")
+    answer_tokens: int | None = Field(
+        None, description="output tokens of ok requests streamed as answer (output tokens - reasoning_tokens); null "
+                          "where reasoning is not separated")
+    reasoning_tokens_mean: float | None = Field(None, description="reasoning_tokens per ok request")
+    answer_tokens_mean: float | None = Field(None, description="answer_tokens per ok request")
     prefix_cache_hit_rate: float | None = Field(
         None, ge=0, le=1, description="the server's prefix cache over the load window: increase of its hit-token "
                                       "counter / increase of its queried-token counter, read from GET /metrics just "

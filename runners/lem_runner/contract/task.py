@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from lem_runner.contract.backends import backend_spec, registry
 from lem_runner.contract.section import Section
 
+
 class TaskConfig(Section):
     """A multiple-choice task scored on the run's engine after the energy window."""
 

@@ -33,13 +33,30 @@ def engine_arg_problems(config: Any, names: set[str], version: str) -> list[str]
     return out
 
 
+def reasoning_parser_names() -> set[str]:
+    """The reasoning parsers this vLLM registers (``ReasoningParserManager``: eagerly and lazily registered)."""
+    from vllm.reasoning import ReasoningParserManager as m
+
+    return {*getattr(m, "reasoning_parsers", {}), *getattr(m, "lazy_parsers", {})}
+
+
+def reasoning_parser_problem(name: str | None, names: set[str], version: str) -> list[str]:
+    if name is None or not names or name in names:
+        return []
+    return [f"vllm.reasoning_parser: '{name}' is not a reasoning parser of vLLM {version} (it has: "
+            f"{', '.join(sorted(names))})"]
+
+
 def vllm_problems(config: Any, model_path: str | None = None, in_runner: bool = True) -> list[str]:
     """Every vllm setting the installed vLLM would refuse; empty where vLLM is not installed (the host)."""
     if config.backend != "vllm" or importlib.util.find_spec("vllm") is None:
         return []
     v = config.vllm
-    if not v.engine_args and all(getattr(v, f) is None for f in VERSIONED_FIELDS):
+    if not v.engine_args and all(getattr(v, f) is None for f in VERSIONED_FIELDS) and v.reasoning_parser is None:
         return []
     import vllm
 
-    return engine_arg_problems(config, engine_arg_names(), vllm.__version__)
+    out = engine_arg_problems(config, engine_arg_names(), vllm.__version__)
+    if v.reasoning_parser is not None:
+        out += reasoning_parser_problem(v.reasoning_parser, reasoning_parser_names(), vllm.__version__)
+    return out

@@ -19,7 +19,7 @@ OWNED_VLLM = {
     "kv_cache_dtype": "vllm.kv_cache_dtype", "enable_prefix_caching": "vllm.enable_prefix_caching",
     "block_size": "vllm.block_size", "enable_chunked_prefill": "vllm.enable_chunked_prefill",
     "speculative_config": "vllm.speculative_config", "cpu_offload_gb": "vllm.cpu_offload_gb",
-    "async_scheduling": "vllm.async_scheduling",
+    "async_scheduling": "vllm.async_scheduling", "reasoning_parser": "vllm.reasoning_parser",
 }
 
 
@@ -78,6 +78,13 @@ class VLLMConfig(Section):
         "(a bigger model than fits, at PCIe cost); None: vLLM's default (0)")
     async_scheduling: bool | None = Field(
         None, description="schedule the next step while the GPU runs this one; None: vLLM's default")
+    reasoning_parser: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_\-]{1,64}$",
+        description="scenario serving only: the OpenAI server's --reasoning-parser (e.g. deepseek_r1, qwen3), which "
+        "streams a reasoning model's reasoning apart from its answer on /v1/chat/completions; lem's load generator "
+        "then sends the chat route, so the time to first answer token and reasoning vs answer tokens are measured "
+        "(the name is checked against the image's vLLM before the server starts). None: the completions route, "
+        "no separation")
     engine_args: dict[str, Any] = Field(
         default_factory=dict, description="more EngineArgs, passed through to vllm.LLM: each key must be a field of "
         "the runner's vLLM EngineArgs (checked in the runner before loading; an unknown one is a config error, exit "

@@ -1,7 +1,10 @@
 """vLLM's OpenAI-compatible server: ``python -m vllm.entrypoints.openai.api_server`` (the module entry point works in
 the CPU build, where the ``vllm`` console script does not), engine arguments from the ``vllm:`` section as its CLI
 flags; ``--enforce-eager`` on CPU (inductor needs a C++ compiler the images lack), with the offline engine's CPU
-environment (``cpu_engine_environment``: the KV cache space, and TORCHDYNAMO_DISABLE=1 when eager)."""
+environment (``cpu_engine_environment``: the KV cache space, and TORCHDYNAMO_DISABLE=1 when eager).
+``vllm.reasoning_parser`` becomes ``--reasoning-parser`` and moves the load generator to the chat route, the only
+one vLLM applies the parser on (its chat stream then carries the reasoning in ``delta.reasoning``, the answer in
+``delta.content``)."""
 
 from __future__ import annotations
 
@@ -35,6 +38,8 @@ def vllm_command(cfg: ExperimentConfig, model_path: str, port: int, on_cpu: bool
     if eager_mode(cfg, not on_cpu)[0]:  # unset: eager on CPU (no compiler in the CPU image); false: compile
         argv.append("--enforce-eager")
     argv.append("--enable-prefix-caching" if cfg.vllm.enable_prefix_caching else "--no-enable-prefix-caching")
+    if cfg.vllm.reasoning_parser is not None:
+        argv += ["--reasoning-parser", cfg.vllm.reasoning_parser]
     env = cpu_engine_environment(cfg, on_cuda=not on_cpu)
     details = environment_details(env)
     reset: tuple[str, ...] = ()
@@ -43,4 +48,5 @@ def vllm_command(cfg: ExperimentConfig, model_path: str, port: int, on_cpu: bool
         reset = ("/reset_prefix_cache",)
     return ServerCommand("vllm.entrypoints.openai.api_server", argv, env, batch_size=args.get("max_num_seqs"),
                          busy_metrics=("vllm:num_requests_running", "vllm:num_requests_waiting"),
-                         reset_routes=reset, prefix_cache_metrics=PREFIX_CACHE_METRICS, details=details)
+                         reset_routes=reset, prefix_cache_metrics=PREFIX_CACHE_METRICS, details=details,
+                         chat_route=cfg.vllm.reasoning_parser is not None)

@@ -52,6 +52,23 @@ def _kl_within_cap(cfg: Any, section: VLLMConfig) -> None:
                          "{max_logprobs: -1} (the whole vocabulary)")
 
 
+def _reasoning_route(cfg: Any, section: VLLMConfig) -> None:
+    """``reasoning_parser`` sends the chat route, which takes text: a serving run only, without token-id prompts."""
+    if section.reasoning_parser is None:
+        return
+    if cfg.scenario != "serving":
+        raise ValueError("vllm.reasoning_parser: only for scenario serving (the OpenAI server's reasoning parser; "
+                         "the offline engine reads token ids, no text)")
+    s = cfg.serving
+    if s.input_tokens is not None or s.arrival == "trace":
+        raise ValueError("vllm.reasoning_parser: the chat route it sends takes text, and exact serving.input_tokens "
+                         "(or a trace's input lengths) are sent as token ids; drop input_tokens (or the trace), or "
+                         "reasoning_parser")
+    if s.endpoint is not None:
+        raise ValueError("vllm.reasoning_parser: a setting of the server lem starts; serving.endpoint is a server "
+                         "already running (start it with --reasoning-parser yourself)")
+
+
 def _memory(cfg: Any, device_kind: str, device_memory_bytes: int | None, device_name: str) -> MemoryTraits:
     section: VLLMConfig = cfg.vllm
     seqs = section.max_num_seqs
@@ -89,7 +106,7 @@ SPEC = BackendSpec(
     short_names={"tensor_parallel_size": "tp", "pipeline_parallel_size": "pp"},
     gpu_count_rule="uses tensor_parallel_size x pipeline_parallel_size = {n} GPU(s)",
     shm_size="8g",  # worker processes exchange tensors through shared memory
-    checks=(_context_fits, _kl_within_cap),
+    checks=(_context_fits, _kl_within_cap, _reasoning_route),
     memory_traits=_memory,
     engine_check="lem_runner.backends.vllm.check:vllm_problems",
     server_command="lem_runner.backends.vllm.server:vllm_command",
