@@ -99,3 +99,17 @@ def test_a_backend_without_a_gpu_image_is_not_offered_one():
     assert image_variants("llamacpp") == (True,) and image_variants("pytorch") == (True, False)
     with pytest.raises(ConfigError, match="'llamacpp' has no GPU image variant"):
         build_image(None, "llamacpp", cpu=False)  # refused before any engine is asked (it was a KeyError)
+
+
+def test_a_served_llamacpp_model_is_measured_on_the_device_its_layers_are_on():
+    """device: auto on a GPU host would read NVML for a server whose layers are all on the CPU: the serving run asks
+    the spec (n_gpu_layers decides), and a model offloaded to the GPU is a GPU run even where torch cannot tell."""
+    from lem_runner.serving.run import device_kind
+
+    on_cpu = make_config(backend="llamacpp", scenario="serving", serving={"rate": 1.0}, llamacpp={"n_gpu_layers": 0})
+    offloaded = make_config(backend="llamacpp", scenario="serving", serving={"rate": 1.0},
+                            llamacpp={"n_gpu_layers": -1})
+    assert on_cpu.spec.device_kind_of(on_cpu) == "cpu" and device_kind(on_cpu) == ("cpu", None)
+    assert offloaded.spec.device_kind_of(offloaded) == "cuda" and device_kind(offloaded)[0] == "cuda"
+    pytorch = make_config(backend="pytorch", device="cpu")
+    assert pytorch.spec.device_kind_of(pytorch) is None and device_kind(pytorch) == ("cpu", None)

@@ -133,6 +133,12 @@ def no_refusal(_config: Any) -> str | None:
     return None
 
 
+def device_as_configured(_config: Any) -> str | None:
+    """A backend whose engine runs where ``device`` says (None: lem's rule for ``device: auto``, a GPU when one is
+    visible)."""
+    return None
+
+
 def batch_knob_traits(config: Any, device_kind: str, device_memory_bytes: int | None, device_name: str) -> MemoryTraits:
     """A backend without memory traits of its own: its batch knob's value (1 without one)."""
     spec = config.spec
@@ -220,6 +226,10 @@ class BackendSpec:
     #: the backend scores a whole text (a ``rolling_loglikelihood(text) -> (summed log-likelihood, tokens, window)``
     #: method over the windows of lem_runner.quality.perplexity): perplexity (config quality.perplexity) runs on it
     gives_rolling_loglikelihood: bool = False
+    #: where the engine computes ('cpu' or 'cuda') when the backend's own settings decide it rather than ``device``
+    #: (llama.cpp with no layers offloaded runs on the CPU on a GPU host): the serving run reads it before its
+    #: server starts, to measure the energy of the device that does the work; None: ``device`` decides
+    device_kind_of: Callable[[Any], str | None] = device_as_configured
 
     def __post_init__(self) -> None:
         unknown = [d for d in self.device_kinds if d not in DEVICE_KINDS]

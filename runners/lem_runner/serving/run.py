@@ -59,8 +59,10 @@ LATENCY_METHOD = ("client side, in lem's load generator: submission (just before
 
 
 def device_kind(cfg) -> tuple[str, str | None]:
-    """Where the served model runs ('cuda' or 'cpu') and the CUDA version when known."""
-    if cfg.device == "cpu":
+    """Where the served model runs ('cuda' or 'cpu') and the CUDA version when known: the backend's own rule where
+    its settings decide it (BackendSpec.device_kind_of), else ``device``, ``auto`` being a GPU when one is visible."""
+    kind = cfg.spec.device_kind_of(cfg)
+    if cfg.device == "cpu" or kind == "cpu":
         return "cpu", None
     try:
         import torch
@@ -69,7 +71,7 @@ def device_kind(cfg) -> tuple[str, str | None]:
             return "cuda", torch.version.cuda
     except ImportError:
         pass
-    return ("cuda", None) if cfg.device == "cuda" else ("cpu", None)
+    return ("cuda", None) if "cuda" in (cfg.device, kind) else ("cpu", None)
 
 
 def _sampling(cfg) -> dict:

@@ -33,6 +33,11 @@ def _device_matches_offload(cfg: Any, section: LlamaCppConfig) -> None:
                          "(set 0, or device: cuda)")
 
 
+def _device_kind(cfg: Any) -> str:
+    """llama.cpp computes where its layers are: on the CPU with none offloaded, whatever GPU the host has."""
+    return "cpu" if cfg.llamacpp.n_gpu_layers == 0 else "cuda"
+
+
 def _engine_fields(cfg: Any) -> tuple[str, ...]:
     """Left unset, the context is sized from the run's lengths, so they define the engine too."""
     return ("max_input_tokens", "max_output_tokens") if cfg.llamacpp.n_ctx is None else ()
@@ -59,6 +64,7 @@ SPEC = BackendSpec(
     engine_section_fields=tuple(LlamaCppConfig.model_fields),  # every field is a Llama argument
     checks=(_context_fits, _gguf_as_is, _device_matches_offload),
     engine_fields_of=_engine_fields,
+    device_kind_of=_device_kind,
     engine_check="lem_runner.backends.llamacpp.check:llamacpp_problems",
     footprint="lem_runner.backends.llamacpp.footprint:gguf_footprint",
     server_command="lem_runner.backends.llamacpp.server:llamacpp_command",
