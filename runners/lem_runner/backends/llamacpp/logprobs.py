@@ -21,6 +21,8 @@ import numpy as np
 
 #: the most tokens the scoring context is sized for ahead of need (the perplexity window's 1024 plus its one)
 DEFAULT_SCORING_CTX = 1025
+#: rows turned into float64 log-softmax at once (64 x a 150k vocabulary is 77 MB)
+ROW_BLOCK = 64
 
 
 class GGUFTokenizer:
@@ -65,41 +67,60 @@ class ScoringContext:
         self.n_vocab = int(llm.n_vocab())
         self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
 
-    def log_softmax_rows(self, tokens: list[int], first: int) -> np.ndarray:
-        """float64 log-softmax of the logits after each of ``tokens[first:]`` (row r: the distribution of the token
-        after ``tokens[first + r]``), from one pass over ``tokens`` in ``n_batch`` chunks on an empty KV cache; rows
-        before ``first`` are not computed (no output row asked for)."""
+    def _chunks(self, tokens: list[int], first: int):
+        """One pass over ``tokens`` in ``n_batch`` chunks on an empty KV cache, output rows asked for at positions
+        ``first`` on only; yields (row index from ``first``, the chunk's float32 logits, a view valid until the
+        next decode)."""
         lib, n = self._lib, len(tokens)
         if n > self.n_ctx:
             raise ValueError(f"{n} tokens do not fit the scoring context of {self.n_ctx}")
         if not 0 <= first < n:
             raise ValueError(f"first scored position {first} outside {n} tokens")
         lib.llama_memory_clear(lib.llama_get_memory(self.ctx), True)
-        out = np.empty((n - first, self.n_vocab), dtype=np.float64)
         batch = self._batch
         for lo in range(0, n, self.n_batch):
             hi = min(n, lo + self.n_batch)
             batch.n_tokens = hi - lo
-            wanted = 0
             for j, pos in enumerate(range(lo, hi)):
                 batch.token[j] = int(tokens[pos])
                 batch.pos[j] = pos
                 batch.n_seq_id[j] = 1
                 batch.seq_id[j][0] = 0
                 batch.logits[j] = pos >= first
-                wanted += pos >= first
             rc = lib.llama_decode(self.ctx, batch)
             if rc != 0:
                 raise RuntimeError(f"llama_decode returned {rc} on the scoring context")
-            if not wanted:
-                continue
-            logits = np.ctypeslib.as_array(lib.llama_get_logits(self.ctx), shape=(wanted * self.n_vocab,))
-            rows = logits.reshape(wanted, self.n_vocab).astype(np.float64)
-            top = rows.max(axis=1, keepdims=True)
-            lse = top + np.log(np.exp(rows - top).sum(axis=1, keepdims=True))
-            start = max(lo, first) - first
-            out[start: start + wanted] = rows - lse
+            wanted = hi - max(lo, first)
+            if wanted > 0:
+                logits = np.ctypeslib.as_array(lib.llama_get_logits(self.ctx), shape=(wanted * self.n_vocab,))
+                yield max(lo, first) - first, logits.reshape(wanted, self.n_vocab)
+
+    def _blocks(self, tokens: list[int], first: int):
+        """(row index, float64 log-softmax of up to ROW_BLOCK rows) over the rows from ``first`` on."""
+        for r0, logits in self._chunks(tokens, first):
+            for b in range(0, len(logits), ROW_BLOCK):
+                rows = logits[b: b + ROW_BLOCK].astype(np.float64)
+                top = rows.max(axis=1, keepdims=True)
+                yield r0 + b, rows - (top + np.log(np.exp(rows - top).sum(axis=1, keepdims=True)))
+
+    def log_softmax_rows(self, tokens: list[int], first: int) -> np.ndarray:
+        """float64 log-softmax of the logits after each of ``tokens[first:]`` (row r: the distribution of the token
+        after ``tokens[first + r]``); rows before ``first`` are not computed (no output row asked for)."""
+        out = np.empty((len(tokens) - first, self.n_vocab), dtype=np.float64)
+        for r, logp in self._blocks(tokens, first):
+            out[r: r + len(logp)] = logp
         return out
+
+    def picked(self, tokens: list[int], first: int, targets: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """For each row from ``first`` (as ``log_softmax_rows``), the float64 log-probability of ``targets[r]`` and
+        whether it is the argmax there, without keeping the vocabulary-wide rows."""
+        target = np.asarray(targets)
+        lp, greedy = np.empty(len(target)), np.empty(len(target), dtype=bool)
+        for r, logp in self._blocks(tokens, first):
+            t = target[r: r + len(logp)]
+            lp[r: r + len(logp)] = logp[np.arange(len(t)), t]
+            greedy[r: r + len(logp)] = logp.argmax(axis=1) == t
+        return lp, greedy
 
     def close(self) -> None:
         lib, ctx, self.ctx = self._lib, self.ctx, None
@@ -150,10 +171,8 @@ def continuation_loglikelihoods(scorer: ScoringContext, tokenizer: GGUFTokenizer
     out = []
     for context, continuation in pairs:
         whole, start = split_continuation(tokenizer, context, continuation)
-        logp = scorer.log_softmax_rows(whole[:-1], start - 1)
-        target = np.asarray(whole[start:])
-        picked = logp[np.arange(len(target)), target]
-        out.append((float(picked.sum()), bool((logp.argmax(axis=1) == target).all())))
+        lp, greedy = scorer.picked(whole[:-1], start - 1, whole[start:])
+        out.append((float(lp.sum()), bool(greedy.all())))
     return out
 
 
@@ -168,8 +187,7 @@ def rolling_loglikelihood(scorer: ScoringContext, tokenizer: GGUFTokenizer, cont
     size = window_size(context, scorer.n_ctx)
     total = 0.0
     for start, end, scored in rolling_windows(len(seq), size):
-        logp = scorer.log_softmax_rows(seq[start: end - 1], end - 1 - scored - start)
-        target = np.asarray(seq[end - scored: end])
-        total += float(logp[np.arange(scored), target].sum())
+        lp, _ = scorer.picked(seq[start: end - 1], end - 1 - scored - start, seq[end - scored: end])
+        total += float(lp.sum())
     return total, len(seq) - 1, size
 
