@@ -219,15 +219,15 @@ class LlamaCppBackend:
 
     def _scoring(self, need: int = 0):
         """The scoring context (backends/llamacpp/logprobs.py), made after the window on first use and sized for
-        ``need`` tokens: at least the perplexity window's 1024 + 1 where the model's trained context has them, and
-        never less than the measured context."""
+        ``need`` tokens, and at least the perplexity window's 1024 + 1 where the model's trained context has them
+        (not the measured n_ctx, which may be far larger: its KV cache would be allocated twice)."""
         from lem_runner.backends.llamacpp.logprobs import DEFAULT_SCORING_CTX, ScoringContext
 
         if self._scorer is not None and self._scorer.n_ctx >= need:
             return self._scorer
         self._close_scorer()
         llm, s = self._llm, self.config.llamacpp
-        n_ctx = max(need, min(int(llm._model.n_ctx_train()), DEFAULT_SCORING_CTX), int(llm.n_ctx()))
+        n_ctx = max(need, min(int(llm._model.n_ctx_train()), DEFAULT_SCORING_CTX))
         self._scorer = ScoringContext(llm, n_ctx, n_batch=s.n_batch, n_ubatch=s.n_ubatch or 512)
         return self._scorer
 
