@@ -261,3 +261,54 @@ def test_a_pytorch_reference_and_a_llamacpp_point_in_one_study(tmp_path):
     print(f"\nllamacpp (Q4_1) against pytorch: agreement {fid['agreement']:.4f}, exact {fid['exact_match']:.3f}, "
           f"KL {fid['kl_mean_nats']:.3g} nats over {n_kl}; perplexity llamacpp {ppl['perplexity']:.4f}, "
           f"pytorch {ref_ppl['perplexity']:.4f}")
+
+
+#: (question, choices, answer): answers fixed by hand, so the accuracy is whatever the model makes of them
+ITEMS = [("The capital of France is", ["Paris", "a banana", "blue"], 0),
+         ("Water freezes at zero degrees", ["Celsius", "Fahrenheit", "Kelvin"], 1),
+         ("The opposite of hot is", ["cold", "warm", "a dog"], 0),
+         ("One, two, three,", ["four", "seven", "ten"], 2)]
+
+
+def test_task_accuracy_on_llamacpp_equals_one_from_llama_cpp_pythons_own_logits(tmp_path):
+    """`lem run` with quality.task on the llamacpp backend: acc and acc_norm as computed here from each choice's
+    summed log-probability (llama-cpp-python's logits_all rows, the split docs/method.md defines)."""
+    import json
+
+    from conftest import run_lem, write_yaml
+    from llenergymeasure.models.embedded import _gguf_path
+
+    (tmp_path / "mc.jsonl").write_text("".join(json.dumps({"question": q, "choices": c, "answer": a}) + "\n"
+                                               for q, c, a in ITEMS), encoding="utf-8")
+    cfg = write_yaml(tmp_path / "exp.yaml", """\
+name: llamacpp-task
+model: "embedded:SmolLM2-135M-Instruct"
+backend: llamacpp
+n_prompts: 2
+max_output_tokens: 4
+runner: local
+energy: {baseline: {mode: "off"}}
+quality: {task: {path: mc.jsonl}}
+llamacpp: {n_threads: 2, n_threads_batch: 2}
+""")
+    proc = run_lem("run", str(cfg), "-o", str(tmp_path / "out"), timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (run,) = [p for p in (tmp_path / "out").iterdir() if p.is_dir()]
+    task = json.loads((run / "result.json").read_text())["quality"]["task"]
+    plain = library_llama(_gguf_path(), n_ctx=128)
+    hits = hits_norm = 0
+    for question, choices, answer in ITEMS:
+        q = plain.tokenize(question.encode(), add_bos=False, special=True)
+        lls = []
+        for c in choices:
+            whole = plain.tokenize((question + " " + c).encode(), add_bos=False, special=True)
+            lp = library_logprobs(plain, whole[:-1])
+            lls.append(sum(lp[i - 1, whole[i]] for i in range(len(q), len(whole))))
+        hits += int(np.argmax(lls)) == answer
+        hits_norm += int(np.argmax([ll / len(c) for ll, c in zip(lls, choices)])) == answer
+    plain.close()
+    assert task["scorer"] == "builtin" and task["n_items"] == len(ITEMS)
+    assert task["accuracy"] == pytest.approx(hits / len(ITEMS))
+    assert task["accuracy_norm"] == pytest.approx(hits_norm / len(ITEMS))
+    print(f"\nllamacpp task accuracy {task['accuracy']:.2f}, acc_norm {task['accuracy_norm']:.2f} "
+          f"({len(ITEMS)} items, {task['duration_s']:.2f} s)")
