@@ -24,7 +24,7 @@ QUIET_PIP := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory'
 help:
 	@echo "make demo           measure the embedded default model (SmolLM2-135M) with lem run"
 	@echo "make demo-isolated  the same inside the PyTorch runner container (lem run --isolated)"
-	@echo "make demo-stacks    PyTorch and vLLM side by side, each in its own image (lem run --isolated)"
+	@echo "make demo-stacks    PyTorch, vLLM and llama.cpp side by side, each in its own image (lem run --isolated)"
 	@echo "make test           all tests, Docker, Slurm and llama.cpp ones included (starts an engine and a cluster if none answers)"
 	@echo "make test-local     tests that need no Docker engine"
 	@echo "make test-gpu       GPU-marked tests (on a machine with an NVIDIA GPU)"
@@ -54,8 +54,8 @@ demo-isolated: venv docker-up base-image
 	$(BIN)/lem images build pytorch --cpu
 	$(BIN)/lem run examples/demo.yaml --isolated
 
-demo-stacks: venv docker-up base-image
-	$(BIN)/lem images build pytorch vllm --cpu
+demo-stacks: venv llamacpp docker-up base-image
+	$(BIN)/lem images build pytorch vllm llamacpp --cpu
 	$(BIN)/lem run examples/cross-stack.yaml --isolated
 
 test: venv llamacpp docker-up base-image chromium slurm-up

@@ -40,7 +40,8 @@ def test_a_good_jsonl_passes_and_other_backends_and_serving_are_refused(tmp_path
     assert task_problems(task, "pytorch", "offline") == []
     assert task_problems(task, "vllm", "offline") == []  # prompt_logprobs (backends/vllm/logprobs.py)
     assert task_problems(None, "vllm", "serving") == []
-    assert "the llamacpp backend cannot score" in task_problems(task, "llamacpp", "offline")[0]
+    assert task_problems(task, "llamacpp", "offline") == []  # a second llama.cpp context (backends/llamacpp/logprobs.py)
+    assert "the tensorrt backend cannot score" in task_problems(task, "tensorrt", "offline")[0]
     assert "offline scenario" in task_problems(task, "pytorch", "serving")[0]
 
 

@@ -19,6 +19,11 @@ empty cache (``Llama.reset()``, after which ``generate`` evaluates the whole pro
 
 Each prompt is handed to the engine when the previous one has finished (``batch_size`` 1): its ``start`` and
 ``scheduled`` are that moment; the wait for earlier prompts is queueing (measurement.latency).
+
+Records keep the prompt's ids as handed to the engine and every yielded token (the end-of-generation token included)
+for output fidelity. The quality hooks (``next_token_logprobs``, ``rolling_loglikelihood``, ``loglikelihood``) run
+after the window on a second llama.cpp context on the same model (backends/llamacpp/logprobs.py), so the measured
+context stays as configured.
 """
 
 from __future__ import annotations
@@ -121,6 +126,7 @@ class LlamaCppBackend:
         self.batch_size: int | None = 1  # one sequence at a time
         self._llm = None
         self._eog: list[int] = []
+        self._scorer = None  # the quality hooks' second context, alive from first use after a window to the next run
 
     def load(self) -> LoadedModel:
         cfg = self.config
@@ -200,21 +206,71 @@ class LlamaCppBackend:
             tokens = self._tokens(prompt)
             llm.reset()  # an empty KV cache: no prefix reused from the previous prompt
             times: list[float] = []
+            out: list[int] = []
             start = time.perf_counter()
             for token in llm.generate(tokens, reset=True, logits_processor=processors, **sampling):
                 times.append(time.perf_counter())
+                out.append(int(token))
                 if len(times) >= limit or (not force and token in eog):
                     break
-            records.append(GenerationRecord(len(tokens), len(times), start, times, scheduled=start))
+            records.append(GenerationRecord(len(tokens), len(times), start, times, scheduled=start,
+                                            prompt_ids=tuple(tokens), output_ids=tuple(out)))
         return records
+
+    def _scoring(self, need: int = 0):
+        """The scoring context (backends/llamacpp/logprobs.py), made after the window on first use and sized for
+        ``need`` tokens, and at least the perplexity window's 1024 + 1 where the model's trained context has them
+        (not the measured n_ctx, which may be far larger: its KV cache would be allocated twice)."""
+        from lem_runner.backends.llamacpp.logprobs import DEFAULT_SCORING_CTX, ScoringContext
+
+        if self._scorer is not None and self._scorer.n_ctx >= need:
+            return self._scorer
+        self._close_scorer()
+        llm, s = self._llm, self.config.llamacpp
+        n_ctx = max(need, min(int(llm._model.n_ctx_train()), DEFAULT_SCORING_CTX))
+        self._scorer = ScoringContext(llm, n_ctx, n_batch=s.n_batch, n_ubatch=s.n_ubatch or 512)
+        return self._scorer
+
+    def _close_scorer(self) -> None:
+        scorer, self._scorer = self._scorer, None
+        if scorer is not None:
+            scorer.close()
+
+    def loglikelihood(self, pairs: list[tuple[str, str]]) -> list[tuple[float, bool]]:
+        """Task accuracy's scoring hook (lem_runner.task): each continuation's summed log-likelihood and
+        is_greedy, on the scoring context."""
+        from lem_runner.backends.llamacpp.logprobs import GGUFTokenizer, continuation_loglikelihoods, split_continuation
+
+        tok = GGUFTokenizer(self._llm)
+        need = max((len(split_continuation(tok, c, x)[0]) for c, x in pairs), default=0)
+        return continuation_loglikelihoods(self._scoring(need), tok, pairs)
+
+    def next_token_logprobs(self, prompt_ids: list[int], continuation_ids: list[int],
+                            top_k: int | None) -> list[dict[int, float]] | list[list[float]]:
+        """Output fidelity's hook (lem_runner.quality): the next-token log-probabilities at each continuation
+        position, teacher-forced (top_k None: the full vocabulary; else the top_k and the continuation's token)."""
+        from lem_runner.backends.llamacpp.logprobs import next_token_logprobs
+
+        scorer = self._scoring(len(prompt_ids) + len(continuation_ids))
+        return next_token_logprobs(scorer, prompt_ids, continuation_ids, top_k)
+
+    def rolling_loglikelihood(self, text: str) -> tuple[float, int, int]:
+        """Perplexity's hook (lem_runner.quality): the text's summed token log-likelihood, its token count and the
+        window size (the model's trained context, the scoring context's n_ctx as the engine's limit)."""
+        from lem_runner.backends.llamacpp.logprobs import GGUFTokenizer, rolling_loglikelihood
+
+        context = int(self._llm._model.n_ctx_train())
+        return rolling_loglikelihood(self._scoring(), GGUFTokenizer(self._llm), context, text)
 
     def adopt(self, config: ExperimentConfig) -> list[str]:
         """Serve a later run of an engine session: its decoding and lengths on the model already loaded (each prompt
-        starts from an empty KV cache, so nothing outlives a run)."""
+        starts from an empty KV cache, so nothing outlives a run; the scoring context is freed)."""
+        self._close_scorer()
         self.config = config
         return []
 
     def close(self) -> None:
+        self._close_scorer()  # a context is freed before its model
         llm, self._llm = self._llm, None
         if llm is not None:
             llm.close()

@@ -18,7 +18,8 @@ OWNED_LLAMA = {
     "type_v": "llamacpp.type_v", "offload_kqv": "llamacpp.offload_kqv", "use_mmap": "llamacpp.use_mmap",
     "use_mlock": "llamacpp.use_mlock",
     "verbose": "(lem: the engine's log goes to the runner's stderr only when asked)",
-    "logits_all": "(lem: only the last position's logits are needed to sample)",
+    "logits_all": "(lem: only the last position's logits are needed to sample; the quality hooks score on a "
+                  "second context after the window)",
     "embedding": "(lem: generation, not embeddings)", "vocab_only": "(lem: the model's weights are loaded)",
     "chat_format": "(lem: prompts are completed as raw text)", "chat_handler": "(lem: raw completion)",
     "draft_model": "(lem: not JSON)", "tokenizer": "(lem: the GGUF's own tokenizer counts tokens)",

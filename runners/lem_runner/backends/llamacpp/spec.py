@@ -69,4 +69,8 @@ SPEC = BackendSpec(
     footprint="lem_runner.backends.llamacpp.footprint:gguf_footprint",
     server_command="lem_runner.backends.llamacpp.server:llamacpp_command",
     short_names={"n_gpu_layers": "ngl", "n_threads": "threads", "n_batch": "nb", "flash_attn": "fa"},
+    # the quality hooks score on a second llama.cpp context after the window (backends/llamacpp/logprobs.py)
+    scores_continuations=True,
+    gives_next_token_logprobs=True,
+    gives_rolling_loglikelihood=True,
 )
