@@ -148,6 +148,15 @@ def q4():
     plain.close()
 
 
+@pytest.fixture(scope="module")
+def q4_perplexity(q4):
+    """llama-cpp-python's own perplexity of the bundled text over 1024-token windows on the Q4_1 GGUF, and its token
+    count: computed once (about 20 s here) for the hook's test and the study's."""
+    from lem_runner.quality.perplexity import bundled_text
+
+    return library_perplexity(q4[1], bundled_text("pride-and-prejudice"), 1024)
+
+
 def test_records_carry_the_engines_ids_and_scoring_leaves_the_measured_context_alone(q4):
     backend, plain = q4
     first = backend.generate(PROMPTS)
@@ -178,13 +187,12 @@ def test_next_token_logprobs_equal_llama_cpp_pythons_own_logits_on_the_q4_gguf(q
             assert row[token] >= row.max() - 1e-3
 
 
-def test_perplexity_on_the_q4_gguf_equals_llama_cpp_pythons_own_logits(q4):
+def test_perplexity_on_the_q4_gguf_equals_llama_cpp_pythons_own_logits(q4, q4_perplexity):
     from lem_runner.quality.perplexity import bundled_text, perplexity_from
 
-    backend, plain = q4
-    text = bundled_text("pride-and-prejudice")
-    total, tokens, window = backend.rolling_loglikelihood(text)
-    want, n = library_perplexity(plain, text, window)
+    backend, _ = q4
+    total, tokens, window = backend.rolling_loglikelihood(bundled_text("pride-and-prejudice"))
+    want, n = q4_perplexity
     assert (tokens, window) == (n, 1024)
     assert perplexity_from(total, tokens) == pytest.approx(want, rel=1e-6)
 
@@ -208,7 +216,7 @@ sweep:
 """
 
 
-def test_a_pytorch_reference_and_a_llamacpp_point_in_one_study(tmp_path):
+def test_a_pytorch_reference_and_a_llamacpp_point_in_one_study(tmp_path, q4, q4_perplexity):
     """`lem run` on a study with backend: [pytorch, llamacpp] and quality {reference: backend=pytorch, perplexity}:
     the llamacpp point's fidelity and perplexity equal what llama-cpp-python itself gives along the reference's
     tokens (its own greedy stream, its own logits_all logits)."""
@@ -216,8 +224,6 @@ def test_a_pytorch_reference_and_a_llamacpp_point_in_one_study(tmp_path):
 
     from conftest import run_lem, write_yaml
     from lem_runner.quality.fidelity import position_kl
-    from lem_runner.quality.perplexity import bundled_text
-    from llenergymeasure.models.embedded import _gguf_path
 
     study = write_yaml(tmp_path / "study.yaml", STUDY)
     proc = run_lem("run", str(study), "-o", str(tmp_path / "out"), timeout=900)
@@ -230,7 +236,7 @@ def test_a_pytorch_reference_and_a_llamacpp_point_in_one_study(tmp_path):
     result = json.loads((points["backend=llamacpp"] / "result.json").read_text())
     fid, ppl = result["quality"]["fidelity"], result["quality"]["perplexity"]
     assert not [w for w in result["warnings"] if w.startswith("quality.")], result["warnings"]
-    plain = library_llama(_gguf_path())
+    plain = q4[1]  # a plain logits_all Llama of the same GGUF, nothing of lem's
     agree = exact = div = kl = 0.0
     n_kl = 0
     for ref, own in zip(reference["requests"], mine["requests"]):
@@ -252,12 +258,11 @@ def test_a_pytorch_reference_and_a_llamacpp_point_in_one_study(tmp_path):
     assert fid["kl_tokens"] == n_kl and fid["kl_source"] == "top-k 20 + remainder"
     assert fid["kl_mean_nats"] == pytest.approx(kl / n_kl, rel=1e-4)
     assert fid["kl_mean_nats"] > 1e-6  # Q4_1 weights and Q8 activations against PyTorch's bf16 dequantisation
-    want, tokens = library_perplexity(plain, bundled_text("pride-and-prejudice"), 1024)
+    want, tokens = q4_perplexity
     assert (ppl["tokens"], ppl["window_tokens"]) == (tokens, 1024)
     assert ppl["perplexity"] == pytest.approx(want, rel=1e-6)
     ref_ppl = json.loads((points["backend=pytorch"] / "result.json").read_text())["quality"]["perplexity"]
     assert (ref_ppl["tokens"], ref_ppl["window_tokens"]) == (tokens, 1024)  # one text, one window: comparable
-    plain.close()
     print(f"\nllamacpp (Q4_1) against pytorch: agreement {fid['agreement']:.4f}, exact {fid['exact_match']:.3f}, "
           f"KL {fid['kl_mean_nats']:.3g} nats over {n_kl}; perplexity llamacpp {ppl['perplexity']:.4f}, "
           f"pytorch {ref_ppl['perplexity']:.4f}")
