@@ -224,7 +224,12 @@ def _serving_notes() -> list[str]:
         " first measured on a quiet machine in fidelity-20261207-201117.json (load 0.2 at the start, nothing else"
         " running): throughput 0.942, CI [0.888, 1.000], CPU per token 1.059 — below the target's interval without"
         " leaving it, so inconclusive; lem's per-step streamer (a timestamp per decoding step) measured alone in one"
-        " process takes about 2 % of it.",
+        " process takes about 2 % of it. A second quiet run, fidelity-20261208-015937.json (`--n-prompts 128 --pairs"
+        " 10`: a window four times longer, to see whether the gap is a fixed cost per run), read 1.036, CI [0.950,"
+        " 1.129], CPU per token 0.965 — inconclusive the other way, single pairs from 0.87 to 1.33. With two OpenMP"
+        " threads on this machine's two virtual CPUs each pair's ratio spreads ±13 % (log sd 0.13) whatever lem does,"
+        " so a whole 95 % CI inside ±3 % would take about 75 pairs; neither run shows a gap that the other does not"
+        " contradict. The target and its rule are unchanged; the row stays inconclusive until such a run is made.",
     ]
 
 
@@ -251,6 +256,10 @@ def _fidelity_lines(backend: str, path: Path, r: dict, rows: list[tuple[int | No
     plain = {"pytorch": "transformers `generate`", "vllm": "`LLM.generate`",
              "llamacpp": "llama-cpp-python `create_completion`"}[backend]
     rel, cmd, lines = _rel(path), "`python bench/fidelity.py`", []
+    w = r.get("workload", {})
+    # the prompts per run when they are not the benchmark's default (a longer window, say), so the row says what ran
+    shape = (f"{w['n_prompts']} prompts × {w.get('max_output_tokens', 32)} tokens, "
+             if w.get("n_prompts") not in (None, 32) else "")
     if all(threads is not None for threads, _ in rows):
         lines.append(f"| fidelity, {backend}: throughput, default threads (as lem runs) | {cmd} | not measured yet: "
                      f"the newest run has only OMP_NUM_THREADS={rows[0][0]}; the default row needs a quiet machine | "
@@ -271,7 +280,7 @@ def _fidelity_lines(backend: str, path: Path, r: dict, rows: list[tuple[int | No
             ci = f["ci95"]
             interval = f"95 % CI [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "no CI"
             lines.append(f"| fidelity, {backend}: {figure.replace('_', ' ')}, {setting} | {cmd} | {what} "
-                         f"{f['ratio']:.3f}, {interval} ({f['n']} interleaved pairs, geometric mean{load}) | "
+                         f"{f['ratio']:.3f}, {interval} ({shape}{f['n']} interleaved pairs, geometric mean{load}) | "
                          f"{_target(f['target'])} (whole CI) | {f['verdict']} | `{rel}` |")
     return lines
 
