@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from lem_runner.task.split import split_continuation as _split
+
 #: the most tokens the scoring context is sized for ahead of need (the perplexity window's 1024 plus its one)
 DEFAULT_SCORING_CTX = 1025
 #: rows turned into float64 log-softmax at once (64 x a 150k vocabulary is 77 MB)
@@ -151,17 +153,9 @@ def next_token_logprobs(scorer: ScoringContext, prompt_ids: list[int], continuat
 
 
 def split_continuation(tokenizer: GGUFTokenizer, context: str, continuation: str) -> tuple[list[int], int]:
-    """The token ids of ``context + continuation`` and where the continuation's begin: the tokens past the
-    context's own (lm-eval's split, the PyTorch and vLLM backends' too); an empty context is preceded by BOS (EOS
-    where there is none)."""
-    ctx = tokenizer(context)["input_ids"]
-    whole = tokenizer(context + continuation)["input_ids"]
-    if len(whole) <= len(ctx):
-        raise ValueError(f"continuation {continuation!r} adds no token after {context!r}")
-    if not ctx:
-        start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-        return [start, *whole], 1
-    return whole, len(ctx)
+    """lm-eval's split (lem_runner.task.split) with the GGUF's own tokenizer."""
+    return _split(lambda text: tokenizer(text)["input_ids"], tokenizer.bos_token_id, tokenizer.eos_token_id,
+                  context, continuation)
 
 
 def continuation_loglikelihoods(scorer: ScoringContext, tokenizer: GGUFTokenizer,

@@ -12,20 +12,19 @@ def continuation_loglikelihoods(model, tokenizer, device: str,
     BOS token (EOS when there is none)."""
     import torch
 
+    from lem_runner.task.split import split_continuation
+
+    def encode(text: str) -> list[int]:
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
     out = []
     with torch.inference_mode():
         for context, continuation in pairs:
-            ctx = tokenizer(context, add_special_tokens=False)["input_ids"]
-            whole = tokenizer(context + continuation, add_special_tokens=False)["input_ids"]
-            cont = whole[len(ctx):]
-            if not ctx:
-                start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-                whole, ctx = [start, *whole], [start]
-            if not cont:
-                raise ValueError(f"continuation {continuation!r} adds no token after {context!r}")
+            whole, start = split_continuation(encode, tokenizer.bos_token_id, tokenizer.eos_token_id, context,
+                                              continuation)
             ids = torch.tensor([whole[:-1]], device=device)
-            logp = torch.log_softmax(model(input_ids=ids).logits[0].float(), dim=-1)[len(ctx) - 1:]
-            target = torch.tensor(cont, device=device)
+            logp = torch.log_softmax(model(input_ids=ids).logits[0].float(), dim=-1)[start - 1:]
+            target = torch.tensor(whole[start:], device=device)
             picked = logp.gather(1, target[:, None])[:, 0]
             out.append((float(picked.sum()), bool((logp.argmax(dim=-1) == target).all())))
     return out

@@ -14,19 +14,13 @@ warm cache cannot drop positions.
 
 from __future__ import annotations
 
+from lem_runner.task.split import split_continuation as _split
+
 
 def split_continuation(tokenizer, context: str, continuation: str) -> tuple[list[int], int]:
-    """The token ids of ``context + continuation`` and where the continuation's begin: the tokens past the context's
-    own, the split lm-eval makes and the PyTorch backend's ``continuation_loglikelihoods`` makes (an empty context is
-    preceded by BOS, EOS when there is none), so both backends score the same tokens."""
-    ctx = tokenizer(context, add_special_tokens=False)["input_ids"]
-    whole = list(tokenizer(context + continuation, add_special_tokens=False)["input_ids"])
-    if len(whole) <= len(ctx):
-        raise ValueError(f"continuation {continuation!r} adds no token after {context!r}")
-    if not ctx:
-        start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-        return [start, *whole], 1
-    return whole, len(ctx)
+    """lm-eval's split (lem_runner.task.split) with the HF tokenizer vLLM loaded, no special tokens added."""
+    return _split(lambda text: tokenizer(text, add_special_tokens=False)["input_ids"], tokenizer.bos_token_id,
+                  tokenizer.eos_token_id, context, continuation)
 
 
 def logprob_cap(llm) -> int:
