@@ -112,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
 
     for sig in _STOP_SIGNALS:
         signal.signal(sig, _on_term)
+    # Python leaves SIGINT ignored when it starts ignored (a `nohup lem run … &` or a script's background job passes
+    # SIG_IGN down through exec), and the controller stops its runner with SIGINT: take it explicitly
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     from lem_runner.session import HeldEngine, serve_session
 

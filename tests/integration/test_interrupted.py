@@ -103,3 +103,30 @@ def test_a_killed_lem_leaves_a_folder_listed_as_incomplete(tmp_path, long_config
     shown = run_lem("results", "show", str(exp))
     assert shown.returncode == 0 and "incomplete" in shown.stdout, shown.stdout + shown.stderr
     assert "stopped before it could write" in shown.stdout
+
+
+def _ignoring_stop_signals() -> None:
+    """What `nohup lem run … &` from a script hands down: SIGHUP (nohup) and SIGINT (a background job) ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
+def test_a_lem_started_with_stop_signals_ignored_still_stops_its_runner(tmp_path, long_config):
+    """The runner inherits SIG_IGN for SIGINT through exec, and Python then installs no KeyboardInterrupt: the
+    controller's graceful stop (SIGINT to its runner) went unheard until the runner takes SIGINT itself (a CI run
+    started with nohup failed every signal test on it)."""
+    out = tmp_path / "r"
+    proc = subprocess.Popen([sys.executable, "-m", "llenergymeasure", "run", str(long_config), "-o", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+                            env={**os.environ, "COLUMNS": "200"}, preexec_fn=_ignoring_stop_signals)
+    _wait_until_measuring(proc)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, stderr
+    err = RunError.model_validate_json((_only_dir(out) / "error.json").read_text())
+    assert err.status == "interrupted" and err.phase == "measure"
