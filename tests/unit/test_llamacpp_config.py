@@ -111,5 +111,9 @@ def test_a_served_llamacpp_model_is_measured_on_the_device_its_layers_are_on():
                             llamacpp={"n_gpu_layers": -1})
     assert on_cpu.spec.device_kind_of(on_cpu) == "cpu" and device_kind(on_cpu) == ("cpu", None)
     assert offloaded.spec.device_kind_of(offloaded) == "cuda" and device_kind(offloaded)[0] == "cuda"
+    gpu_host = lambda: (True, "12.4")  # noqa: E731 — a host where torch sees a GPU
+    assert device_kind(on_cpu, gpu_host) == ("cpu", None) and device_kind(offloaded, gpu_host) == ("cuda", "12.4")
+    auto = make_config(backend="pytorch", scenario="serving", serving={"rate": 1.0})
+    assert device_kind(auto, gpu_host) == ("cuda", "12.4") and device_kind(auto, lambda: (False, None))[0] == "cpu"
     pytorch = make_config(backend="pytorch", device="cpu")
     assert pytorch.spec.device_kind_of(pytorch) is None and device_kind(pytorch) == ("cpu", None)

@@ -58,19 +58,25 @@ LATENCY_METHOD = ("client side, in lem's load generator: submission (just before
                   "streamed chunk's arrival; TTFT includes queueing in the server")
 
 
-def device_kind(cfg) -> tuple[str, str | None]:
+def torch_cuda() -> tuple[bool, str | None]:
+    """(torch sees a CUDA GPU, torch's CUDA version); (False, None) where torch is not installed."""
+    try:
+        import torch
+    except ImportError:
+        return False, None
+    return (True, torch.version.cuda) if torch.cuda.is_available() else (False, None)
+
+
+def device_kind(cfg, cuda: Callable[[], tuple[bool, str | None]] = torch_cuda) -> tuple[str, str | None]:
     """Where the served model runs ('cuda' or 'cpu') and the CUDA version when known: the backend's own rule where
-    its settings decide it (BackendSpec.device_kind_of), else ``device``, ``auto`` being a GPU when one is visible."""
+    its settings decide it (BackendSpec.device_kind_of), else ``device``, ``auto`` being a GPU when one is visible
+    (``cuda``: the host's answer, torch's by default)."""
     kind = cfg.spec.device_kind_of(cfg)
     if cfg.device == "cpu" or kind == "cpu":
         return "cpu", None
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            return "cuda", torch.version.cuda
-    except ImportError:
-        pass
+    visible, version = cuda()
+    if visible:
+        return "cuda", version
     return ("cuda", None) if "cuda" in (cfg.device, kind) else ("cpu", None)
 
 
